@@ -1,0 +1,85 @@
+//! `antivirus`: the device's antivirus engine.
+
+use async_trait::async_trait;
+
+use crate::bindings::antivirus::{EngineStatus, Host, QuarantineRecord, ScanReport};
+use crate::bindings::types::{HostError, Outcome, RunMode};
+use crate::capability::{CallSummary, Capability};
+use crate::runtime::HostState;
+
+/// An antivirus engine.
+#[async_trait]
+pub trait AntivirusProvider: Send + Sync {
+    /// Engine presence, version, service and signature databases.
+    async fn status(&self) -> Result<EngineStatus, HostError>;
+    /// Scans `paths` (already checked against the grant).
+    async fn scan(&self, paths: &[String]) -> Result<ScanReport, HostError>;
+    /// Fetches new signatures.
+    async fn update_signatures(&self, mode: RunMode) -> Result<Outcome, HostError>;
+    /// Moves a detected file into quarantine.
+    async fn quarantine(
+        &self,
+        path: &str,
+        signature: &str,
+        mode: RunMode,
+    ) -> Result<QuarantineRecord, HostError>;
+}
+
+impl Host for HostState {
+    async fn status(&mut self) -> wasmtime::Result<Result<EngineStatus, HostError>> {
+        Ok(self.run_device(Capability::Antivirus)?.antivirus.status().await)
+    }
+
+    async fn scan(&mut self, paths: Vec<String>) -> wasmtime::Result<Result<ScanReport, HostError>> {
+        let call = CallSummary {
+            capability: Capability::Antivirus,
+            function: "scan",
+            arguments: paths.join(" "),
+        };
+        for path in &paths {
+            if let Err(e) = self.authorize(&call, path)? {
+                return Ok(Err(e));
+            }
+        }
+        Ok(self.run_device(Capability::Antivirus)?.antivirus.scan(&paths).await)
+    }
+
+    async fn update_signatures(&mut self) -> wasmtime::Result<Result<Outcome, HostError>> {
+        let call = CallSummary {
+            capability: Capability::Antivirus,
+            function: "update-signatures",
+            arguments: String::new(),
+        };
+        let mode = self.run_mode(Capability::Antivirus)?;
+        let result = self
+            .run_device(Capability::Antivirus)?
+            .antivirus
+            .update_signatures(mode)
+            .await;
+        self.record_result(&call, &result)?;
+        Ok(result)
+    }
+
+    async fn quarantine(
+        &mut self,
+        path: String,
+        signature: String,
+    ) -> wasmtime::Result<Result<QuarantineRecord, HostError>> {
+        let call = CallSummary {
+            capability: Capability::Antivirus,
+            function: "quarantine",
+            arguments: format!("{path} ({signature})"),
+        };
+        if let Err(e) = self.authorize(&call, &path)? {
+            return Ok(Err(e));
+        }
+        let mode = self.run_mode(Capability::Antivirus)?;
+        let result = self
+            .run_device(Capability::Antivirus)?
+            .antivirus
+            .quarantine(&path, &signature, mode)
+            .await;
+        self.record_result(&call, &result)?;
+        Ok(result)
+    }
+}

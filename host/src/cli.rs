@@ -1,0 +1,389 @@
+//! Command-line interface: the local runner (`steward plugin inspect`,
+//! `steward plugin run`).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use steward_host::audit::{AuditEvent, AuditOutcome, MemoryAudit};
+use steward_host::bindings::types::{
+    Change, Descriptor, Finding, Outcome, ParamType, ParamValue, RunMode, Severity,
+};
+use steward_host::capability::{Grant, Grants};
+use steward_host::device::simulated::{Fixture, Simulated};
+use steward_host::runtime::{
+    ArtifactSource, EngineSettings, Limits, LogLine, Module, RunError, RunReport, RunSpec,
+    Runtime, RuntimeConfig, resolve_text_params,
+};
+
+/// Steward: automated checks and remediation for managed devices.
+#[derive(Debug, Parser)]
+#[command(name = "steward", version, about)]
+struct Cli {
+    /// Directory for precompiled plugin artifacts.
+    #[arg(long, global = true, env = "STEWARD_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with plugin components locally, without a server.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Print a plugin's description and the capabilities it requests.
+    Inspect {
+        /// The plugin component (`.wasm`).
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a plugin's check, then its remediation, against a device.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The plugin component (`.wasm`).
+    file: PathBuf,
+    /// A simulated device fixture (`.toml` or `.json`).
+    #[arg(long, value_name = "FIXTURE")]
+    device: PathBuf,
+    /// Plan only: mutating calls record what they would do and change nothing.
+    #[arg(long)]
+    plan: bool,
+    /// Run the check only.
+    #[arg(long, conflicts_with = "plan")]
+    check_only: bool,
+    /// A parameter, `name=value` (repeatable). Lists are comma-separated.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    params: Vec<(String, String)>,
+    /// A capability grant, `capability` or `capability=pattern,...`
+    /// (repeatable). Example: `--grant packages=openssl*,libssl*`.
+    #[arg(long = "grant", value_name = "GRANT")]
+    grants: Vec<Grant>,
+    /// Linear memory cap in MiB.
+    #[arg(long, default_value_t = 64)]
+    memory_mib: usize,
+    /// CPU time limit in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    cpu_ms: u64,
+    /// Wall-clock limit in milliseconds, host calls included.
+    #[arg(long, default_value_t = 120_000)]
+    wall_ms: u64,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{s}` is not `name=value`"))
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STEWARD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: failed to start the async runtime: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let cache_dir = cli.cache_dir.unwrap_or_else(default_cache_dir);
+    match cli.command {
+        Command::Plugin(PluginCommand::Inspect { file, json }) => {
+            let runtime = open_runtime(cache_dir, Limits::default())?;
+            inspect(&runtime, &file, json).await
+        }
+        Command::Plugin(PluginCommand::Run(args)) => {
+            let limits = Limits {
+                memory_bytes: args.memory_mib << 20,
+                cpu_time: Duration::from_millis(args.cpu_ms),
+                wall_time: Duration::from_millis(args.wall_ms),
+                ..Limits::default()
+            };
+            let runtime = open_runtime(cache_dir, limits)?;
+            run(&runtime, args).await
+        }
+    }
+}
+
+fn default_cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("steward").join("artifacts")
+}
+
+fn open_runtime(cache_dir: PathBuf, limits: Limits) -> anyhow::Result<Runtime> {
+    Runtime::new(RuntimeConfig {
+        cache_dir,
+        engine: EngineSettings {
+            max_instances: 8,
+            max_memory_bytes: limits.memory_bytes.max(64 << 20),
+            pooling: true,
+        },
+        limits,
+    })
+}
+
+fn load(runtime: &Runtime, file: &Path) -> anyhow::Result<Arc<Module>> {
+    let bytes =
+        std::fs::read(file).with_context(|| format!("failed to read {}", file.display()))?;
+    runtime
+        .load(&bytes)
+        .with_context(|| format!("cannot load {}", file.display()))
+}
+
+async fn describe(runtime: &Runtime, module: &Module) -> anyhow::Result<Descriptor> {
+    let report = runtime.describe(module).await;
+    report.result.context("`describe` failed")
+}
+
+fn artifact_word(source: ArtifactSource) -> &'static str {
+    match source {
+        ArtifactSource::Compiled => "compiled",
+        ArtifactSource::Cache => "cached",
+    }
+}
+
+async fn inspect(runtime: &Runtime, file: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
+    let module = load(runtime, file)?;
+    let descriptor = describe(runtime, &module).await?;
+    let requested: Vec<&str> = module.requested.iter().map(|c| c.name()).collect();
+    if as_json {
+        let out = json!({
+            "descriptor": descriptor,
+            "digest": module.digest,
+            "artifact": artifact_word(module.source),
+            "requested_capabilities": requested,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{} {}", descriptor.name, descriptor.version);
+    println!("  {}", descriptor.summary);
+    println!("digest:    {} ({})", module.digest, artifact_word(module.source));
+    println!("scope:     {:?}", descriptor.scope);
+    println!(
+        "requests:  {}",
+        if requested.is_empty() {
+            "nothing beyond log, config, clock and state".to_string()
+        } else {
+            requested.join(", ")
+        }
+    );
+    if descriptor.params.is_empty() {
+        println!("parameters: none");
+    } else {
+        println!("parameters:");
+        for p in &descriptor.params {
+            let default = p
+                .default
+                .as_ref()
+                .map(|d| format!(" (default {})", show_value(d)))
+                .unwrap_or_default();
+            let required = if p.required { " (required)" } else { "" };
+            println!(
+                "  {:<20} {:<10} {}{default}{required}",
+                p.name,
+                type_name(p.type_),
+                p.description
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn type_name(t: ParamType) -> &'static str {
+    match t {
+        ParamType::Boolean => "boolean",
+        ParamType::Integer => "integer",
+        ParamType::Float => "float",
+        ParamType::Text => "text",
+        ParamType::TextList => "text-list",
+    }
+}
+
+fn show_value(v: &ParamValue) -> String {
+    match v {
+        ParamValue::Boolean(b) => b.to_string(),
+        ParamValue::Integer(i) => i.to_string(),
+        ParamValue::Float(f) => f.to_string(),
+        ParamValue::Text(s) => s.clone(),
+        ParamValue::TextList(l) => l.join(","),
+    }
+}
+
+async fn run(runtime: &Runtime, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let module = load(runtime, &args.file)?;
+    let grants: Grants = args.grants.iter().cloned().collect();
+    module.authorize(&grants)?;
+    let descriptor = describe(runtime, &module).await?;
+    let params = resolve_text_params(&descriptor, &args.params)?;
+    let fixture = Fixture::load(&args.device)?;
+    let sim = Simulated::new(fixture);
+    let device = Arc::new(sim.device());
+    let audit = Arc::new(MemoryAudit::default());
+    let mode = if args.plan { RunMode::Plan } else { RunMode::Apply };
+    let spec = RunSpec {
+        run_id: format!("local-{}", std::process::id()),
+        plugin: descriptor.name.clone(),
+        mode,
+        params,
+        grants,
+        device: device.clone(),
+        audit: audit.clone(),
+        limits: Some(runtime.limits()),
+    };
+
+    let check = runtime.check(&module, spec.clone()).await;
+    let mut logs = vec![("check", check.log.clone(), check.log_dropped)];
+    let mut error: Option<(&str, RunError)> = None;
+    let mut findings = Vec::new();
+    let mut changes = Vec::new();
+    match check.result {
+        Ok(f) => findings = f,
+        Err(e) => error = Some(("check", e)),
+    }
+    if error.is_none() && !args.check_only && !findings.is_empty() {
+        let RunReport {
+            result,
+            log,
+            log_dropped,
+            ..
+        } = runtime.remediate(&module, spec, findings.clone()).await;
+        logs.push(("remediate", log, log_dropped));
+        match result {
+            Ok(c) => changes = c,
+            Err(e) => error = Some(("remediate", e)),
+        }
+    }
+    let audit = audit.events();
+
+    if args.json {
+        let out = json!({
+            "plugin": { "name": descriptor.name, "version": descriptor.version, "digest": module.digest, "artifact": artifact_word(module.source) },
+            "device": { "id": device.id, "name": device.name, "tenant": device.tenant_id },
+            "mode": if args.plan { "plan" } else { "apply" },
+            "findings": findings,
+            "changes": changes,
+            "audit": audit,
+            "log": logs.iter().map(|(phase, lines, dropped)| json!({"phase": phase, "lines": lines, "dropped": dropped})).collect::<Vec<_>>(),
+            "error": error.as_ref().map(|(phase, e)| json!({"phase": phase, "code": e.code(), "message": e.to_string()})),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print_human(&descriptor, &module, &device.name, args.plan, &findings, &changes, &audit, &logs);
+        if let Some((phase, e)) = &error {
+            eprintln!("error: {phase} failed: {e}");
+        }
+    }
+    Ok(if error.is_some() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn print_human(
+    descriptor: &Descriptor,
+    module: &Module,
+    device: &str,
+    plan: bool,
+    findings: &[Finding],
+    changes: &[Change],
+    audit: &[AuditEvent],
+    logs: &[(&str, Vec<LogLine>, usize)],
+) {
+    println!(
+        "{} {} ({}, {}) on {device}, {}",
+        descriptor.name,
+        descriptor.version,
+        module.digest.short(),
+        artifact_word(module.source),
+        if plan { "plan mode" } else { "apply mode" }
+    );
+    println!("\nfindings ({}):", findings.len());
+    for f in findings {
+        let severity = match f.severity {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        };
+        println!("  {severity:<8} {:<32} {}", f.id, f.summary);
+        if !f.detail.is_empty() {
+            println!("           {}", f.detail);
+        }
+    }
+    println!("\nchanges ({}):", changes.len());
+    for c in changes {
+        let outcome = match c.outcome {
+            Outcome::Applied => "applied",
+            Outcome::Planned => "planned",
+        };
+        let delta = match (&c.before, &c.after) {
+            (Some(b), Some(a)) => format!(" {b} -> {a}"),
+            (None, Some(a)) => format!(" -> {a}"),
+            _ => String::new(),
+        };
+        println!("  {outcome:<8} {:<16} {}{delta}  {}", c.kind, c.target, c.description);
+    }
+    if !audit.is_empty() {
+        println!("\naudit ({}):", audit.len());
+        for e in audit {
+            let outcome = match &e.outcome {
+                AuditOutcome::Applied => "applied".to_string(),
+                AuditOutcome::Planned => "planned".to_string(),
+                AuditOutcome::Denied(r) => format!("denied: {r}"),
+                AuditOutcome::Failed(r) => format!("failed: {r}"),
+            };
+            println!("  {}.{} {}  => {outcome}", e.capability, e.function, e.arguments);
+        }
+    }
+    for (phase, lines, dropped) in logs {
+        if lines.is_empty() && *dropped == 0 {
+            continue;
+        }
+        println!("\nlog ({phase}):");
+        for l in lines {
+            let fields: String = l.fields.iter().map(|(k, v)| format!(" {k}={v}")).collect();
+            println!("  {:<5} {}{fields}", l.level, l.message);
+        }
+        if *dropped > 0 {
+            println!("  ... {dropped} more lines dropped (log limit)");
+        }
+    }
+}
+

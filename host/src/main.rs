@@ -1,0 +1,7 @@
+//! The `steward` binary.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

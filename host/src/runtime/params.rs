@@ -1,0 +1,179 @@
+//! Checking the caller's parameters against the plugin's description
+//! before a run starts.
+
+use std::collections::BTreeMap;
+
+use crate::bindings::types::{Descriptor, ParamType, ParamValue};
+
+/// A parameter the caller gave that the plugin cannot take.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ParamError {
+    /// The plugin declares no parameter of that name.
+    #[error("unknown parameter `{name}`; `{plugin}` accepts: {accepted}")]
+    Unknown {
+        /// The name given.
+        name: String,
+        /// The plugin.
+        plugin: String,
+        /// The names it accepts, comma-separated.
+        accepted: String,
+    },
+    /// The value does not parse as the declared type.
+    #[error("parameter `{name}` expects {expected}, got `{value}`")]
+    WrongType {
+        /// The parameter.
+        name: String,
+        /// The declared type, in words.
+        expected: &'static str,
+        /// The value given.
+        value: String,
+    },
+    /// A required parameter was not given.
+    #[error("parameter `{name}` is required")]
+    Missing {
+        /// The parameter.
+        name: String,
+    },
+}
+
+fn type_words(t: ParamType) -> &'static str {
+    match t {
+        ParamType::Boolean => "a boolean (`true` or `false`)",
+        ParamType::Integer => "an integer",
+        ParamType::Float => "a number",
+        ParamType::Text => "text",
+        ParamType::TextList => "a comma-separated list",
+    }
+}
+
+/// Parses one textual value (from the command line or a form) as `t`.
+fn parse(t: ParamType, raw: &str) -> Option<ParamValue> {
+    Some(match t {
+        ParamType::Boolean => ParamValue::Boolean(raw.parse().ok()?),
+        ParamType::Integer => ParamValue::Integer(raw.parse().ok()?),
+        ParamType::Float => ParamValue::Float(raw.parse::<f64>().ok().filter(|f| f.is_finite())?),
+        ParamType::Text => ParamValue::Text(raw.to_string()),
+        ParamType::TextList => ParamValue::TextList(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+        ),
+    })
+}
+
+/// Validates textual `key=value` parameters against `descriptor` and fills
+/// in defaults.
+pub fn resolve_text_params(
+    descriptor: &Descriptor,
+    given: &[(String, String)],
+) -> Result<BTreeMap<String, ParamValue>, ParamError> {
+    let mut out = BTreeMap::new();
+    for (name, raw) in given {
+        let spec = descriptor
+            .params
+            .iter()
+            .find(|p| &p.name == name)
+            .ok_or_else(|| ParamError::Unknown {
+                name: name.clone(),
+                plugin: descriptor.name.clone(),
+                accepted: accepted(descriptor),
+            })?;
+        let value = parse(spec.type_, raw).ok_or_else(|| ParamError::WrongType {
+            name: name.clone(),
+            expected: type_words(spec.type_),
+            value: raw.clone(),
+        })?;
+        out.insert(name.clone(), value);
+    }
+    fill_defaults(descriptor, out)
+}
+
+fn accepted(descriptor: &Descriptor) -> String {
+    if descriptor.params.is_empty() {
+        return "no parameters".to_string();
+    }
+    descriptor
+        .params
+        .iter()
+        .map(|p| format!("`{}`", p.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn fill_defaults(
+    descriptor: &Descriptor,
+    mut values: BTreeMap<String, ParamValue>,
+) -> Result<BTreeMap<String, ParamValue>, ParamError> {
+    for spec in &descriptor.params {
+        if values.contains_key(&spec.name) {
+            continue;
+        }
+        match &spec.default {
+            Some(default) => {
+                values.insert(spec.name.clone(), default.clone());
+            }
+            None if spec.required => {
+                return Err(ParamError::Missing {
+                    name: spec.name.clone(),
+                });
+            }
+            None => {}
+        }
+    }
+    Ok(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::types::{ParamSpec, PluginScope};
+
+    fn descriptor() -> Descriptor {
+        let spec = |name: &str, t, default, required| ParamSpec {
+            name: name.into(),
+            type_: t,
+            description: String::new(),
+            default,
+            required,
+        };
+        Descriptor {
+            name: "patching".into(),
+            version: "1.0.0".into(),
+            summary: String::new(),
+            params: vec![
+                spec("max-packages", ParamType::Integer, Some(ParamValue::Integer(50)), false),
+                spec("exclude", ParamType::TextList, None, false),
+                spec("window", ParamType::Text, None, true),
+            ],
+            scope: PluginScope::Device,
+        }
+    }
+
+    fn given(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn fills_defaults_and_parses_lists() {
+        let v = resolve_text_params(&descriptor(), &given(&[("window", "sat"), ("exclude", "linux-*, grub*")])).unwrap();
+        assert_eq!(v["max-packages"], ParamValue::Integer(50));
+        assert_eq!(v["exclude"], ParamValue::TextList(vec!["linux-*".into(), "grub*".into()]));
+    }
+
+    #[test]
+    fn wrong_type_names_the_parameter_and_the_value() {
+        let err = resolve_text_params(&descriptor(), &given(&[("window", "sat"), ("max-packages", "lots")])).unwrap_err();
+        assert_eq!(err.to_string(), "parameter `max-packages` expects an integer, got `lots`");
+    }
+
+    #[test]
+    fn unknown_and_missing_parameters_are_refused() {
+        let err = resolve_text_params(&descriptor(), &given(&[("window", "x"), ("colour", "red")])).unwrap_err();
+        assert!(err.to_string().contains("unknown parameter `colour`"), "{err}");
+        assert!(err.to_string().contains("`max-packages`"), "{err}");
+        let err = resolve_text_params(&descriptor(), &[]).unwrap_err();
+        assert_eq!(err, ParamError::Missing { name: "window".into() });
+    }
+}

@@ -1,0 +1,236 @@
+//! The data each plugin invocation's `Store` holds, and the helpers every
+//! capability's host implementation shares: grant checks, plan mode and the
+//! audit trail.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use steward_registry::Digest;
+use wasmtime::StoreLimits;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::audit::{AuditEvent, AuditOutcome, AuditSink};
+use crate::bindings::types::{HostError, Outcome, ParamValue, RunMode};
+use crate::capability::{CallSummary, Capability, Grants};
+use crate::device::Device;
+
+use super::limits::Limits;
+
+/// Where a run-log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogSource {
+    /// The `log` capability.
+    Plugin,
+    /// The guest's stdout.
+    Stdout,
+    /// The guest's stderr (panic messages land here).
+    Stderr,
+    /// The host, about the run (for example "log truncated").
+    Host,
+}
+
+/// One line of a run's log.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogLine {
+    /// `trace`, `debug`, `info`, `warn` or `error`.
+    pub level: &'static str,
+    /// The text.
+    pub message: String,
+    /// Structured fields.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<(String, String)>,
+    /// Who wrote it.
+    pub source: LogSource,
+}
+
+/// A run's log with its caps.
+#[derive(Debug, Default)]
+pub(crate) struct RunLog {
+    pub lines: Vec<LogLine>,
+    pub bytes: usize,
+    pub dropped: usize,
+}
+
+impl RunLog {
+    /// Appends a line unless the run's caps are reached; counts it as
+    /// dropped otherwise.
+    pub fn push(&mut self, limits: &Limits, line: LogLine) {
+        let size = line.message.len()
+            + line
+                .fields
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        if self.lines.len() >= limits.log_lines || self.bytes + size > limits.log_bytes {
+            self.dropped += 1;
+            return;
+        }
+        self.bytes += size;
+        self.lines.push(line);
+    }
+}
+
+/// Who is running and against what; absent while the host calls `describe`.
+pub(crate) struct RunScope {
+    pub run_id: String,
+    pub mode: RunMode,
+    pub params: BTreeMap<String, ParamValue>,
+    pub grants: Grants,
+    pub device: Arc<Device>,
+    pub audit: Arc<dyn AuditSink>,
+}
+
+/// The `T` of every plugin `Store<T>`.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) store_limits: StoreLimits,
+    pub(crate) limits: Limits,
+    pub(crate) plugin: String,
+    pub(crate) digest: Digest,
+    pub(crate) scope: Option<RunScope>,
+    pub(crate) log: RunLog,
+    pub(crate) stdout: MemoryOutputPipe,
+    pub(crate) stderr: MemoryOutputPipe,
+    /// Epoch ticks spent in guest code; compared with the CPU budget by the
+    /// epoch callback.
+    pub(crate) cpu_ticks: u64,
+    /// Set when the epoch callback ended the run, so the resulting
+    /// interrupt trap is reported as the CPU deadline.
+    pub(crate) cpu_exhausted: bool,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl HostState {
+    pub(crate) fn new(
+        limits: Limits,
+        plugin: String,
+        digest: Digest,
+        scope: Option<RunScope>,
+    ) -> Self {
+        // Guest stdout and stderr are captured for the run log; the pipes'
+        // capacity is the log byte cap, past which writes fail in the guest.
+        let stdout = MemoryOutputPipe::new(limits.log_bytes);
+        let stderr = MemoryOutputPipe::new(limits.log_bytes);
+        // No preopened directories, no environment, no arguments, no
+        // sockets: WASI is only there because Rust's std links it.
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let store_limits = wasmtime::StoreLimitsBuilder::new()
+            .memory_size(limits.memory_bytes)
+            .instances(limits.instances)
+            .trap_on_grow_failure(true)
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            store_limits,
+            limits,
+            plugin,
+            digest,
+            scope,
+            log: RunLog::default(),
+            stdout,
+            stderr,
+            cpu_ticks: 0,
+            cpu_exhausted: false,
+        }
+    }
+
+    /// The run's scope, or a trap: `describe` must not call capabilities.
+    pub(crate) fn scope(&self, capability: Capability) -> wasmtime::Result<&RunScope> {
+        self.scope.as_ref().ok_or_else(|| {
+            wasmtime::format_err!(
+                "plugin called the `{capability}` capability from `describe`, which must not call capabilities"
+            )
+        })
+    }
+
+    /// The device the run targets.
+    pub(crate) fn run_device(&self, capability: Capability) -> wasmtime::Result<Arc<Device>> {
+        Ok(self.scope(capability)?.device.clone())
+    }
+
+    /// Apply or plan.
+    pub(crate) fn run_mode(&self, capability: Capability) -> wasmtime::Result<RunMode> {
+        Ok(self.scope(capability)?.mode)
+    }
+
+    /// Checks `resource` against the capability's scope. A denial is
+    /// audited here and returned for the guest.
+    pub(crate) fn authorize(
+        &self,
+        call: &CallSummary,
+        resource: &str,
+    ) -> wasmtime::Result<Result<(), HostError>> {
+        let scope = self.scope(call.capability)?;
+        if scope.grants.allows(call.capability, resource) {
+            return Ok(Ok(()));
+        }
+        let reason = format!(
+            "`{resource}` is outside the `{}` grant of plugin `{}`",
+            call.capability, self.plugin
+        );
+        self.record(call, AuditOutcome::Denied(reason.clone()))?;
+        Ok(Err(HostError::Denied(reason)))
+    }
+
+    /// Writes one audit event for `call`.
+    pub(crate) fn record(&self, call: &CallSummary, outcome: AuditOutcome) -> wasmtime::Result<()> {
+        let scope = self.scope(call.capability)?;
+        scope.audit.record(AuditEvent {
+            run_id: scope.run_id.clone(),
+            plugin: self.plugin.clone(),
+            digest: self.digest,
+            device_id: scope.device.id.clone(),
+            capability: call.capability,
+            function: call.function,
+            arguments: call.arguments.clone(),
+            outcome,
+            at: std::time::SystemTime::now(),
+        });
+        Ok(())
+    }
+
+    /// Audits the result of a mutating call: applied or planned by the
+    /// run's mode, failed with the provider's error.
+    pub(crate) fn record_result<T>(
+        &self,
+        call: &CallSummary,
+        result: &Result<T, HostError>,
+    ) -> wasmtime::Result<()> {
+        let outcome = match result {
+            Ok(_) => match self.run_mode(call.capability)? {
+                RunMode::Apply => AuditOutcome::Applied,
+                RunMode::Plan => AuditOutcome::Planned,
+            },
+            Err(e) => AuditOutcome::Failed(format!("{e:?}")),
+        };
+        self.record(call, outcome)
+    }
+}
+
+/// The outcome a mutating call reports in `mode`.
+pub(crate) fn outcome_for(mode: RunMode) -> Outcome {
+    match mode {
+        RunMode::Apply => Outcome::Applied,
+        RunMode::Plan => Outcome::Planned,
+    }
+}

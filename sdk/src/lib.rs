@@ -1,0 +1,166 @@
+//! The Steward plugin SDK.
+//!
+//! A plugin is a plain Rust type implementing [`Plugin`], turned into a
+//! WebAssembly component by [`export_plugin!`] and built for the
+//! `wasm32-wasip2` target. The host calls [`Plugin::describe`] at install,
+//! then [`Plugin::check`] on a schedule and [`Plugin::remediate`] with the
+//! findings to fix.
+//!
+//! Capabilities are the modules under [`host`]. Calling one makes the
+//! component import it, and the host refuses to run a component whose
+//! imports were not granted, so a plugin asks for exactly what it uses.
+//!
+//! # Example
+//!
+//! ```
+//! use steward_sdk::{export_plugin, host, Change, Descriptor, Finding, Plugin, PluginError, Severity};
+//!
+//! struct DiskHealth;
+//!
+//! impl Plugin for DiskHealth {
+//!     fn describe() -> Descriptor {
+//!         Descriptor::new("disk-health", "0.1.0", "Reports failing disks")
+//!     }
+//!
+//!     fn check() -> Result<Vec<Finding>, PluginError> {
+//!         let device = host::inventory::device()?;
+//!         Ok(device
+//!             .disks
+//!             .iter()
+//!             .filter(|d| d.health == host::inventory::Health::Failing)
+//!             .map(|d| {
+//!                 Finding::new(format!("failing-disk:{}", d.name), Severity::Critical, "Disk is failing")
+//!                     .resource(&d.name)
+//!             })
+//!             .collect())
+//!     }
+//!
+//!     fn remediate(_findings: Vec<Finding>) -> Result<Vec<Change>, PluginError> {
+//!         Ok(Vec::new())
+//!     }
+//! }
+//!
+//! export_plugin!(DiskHealth);
+//! # fn main() {}
+//! ```
+
+#![deny(missing_docs)]
+
+mod builders;
+pub mod log;
+pub mod params;
+
+/// Re-exported so plugins never depend on `wit-bindgen` directly.
+pub use wit_bindgen;
+
+#[doc(hidden)]
+#[allow(missing_docs)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit/plugin@0.1.0",
+        world: "plugin-component",
+        pub_export_macro: true,
+        export_macro_name: "__export_plugin_world",
+        default_bindings_module: "steward_sdk::bindings",
+        runtime_path: "steward_sdk::wit_bindgen::rt",
+        additional_derives: [PartialEq],
+    });
+}
+
+/// The host's capabilities, one module per WIT interface.
+///
+/// Calls return `Result<_, HostError>`; `?` turns a [`HostError`] into a
+/// [`PluginError`].
+///
+/// # Example
+///
+/// ```no_run
+/// use steward_sdk::host;
+///
+/// let updates = host::packages::updates().expect("package database readable");
+/// for u in updates.iter().filter(|u| u.security) {
+///     steward_sdk::log::info(&format!("{} -> {}", u.name, u.candidate_version));
+/// }
+/// ```
+pub mod host {
+    #[doc(inline)]
+    pub use crate::bindings::steward::plugin::{
+        accounts, antivirus, clock, config, inventory, packages, state, tickets,
+    };
+}
+
+/// What a plugin implements: `describe`, `check` and `remediate`.
+///
+/// A method with the wrong signature fails to compile with an error that
+/// points at it and names the expected type.
+///
+/// # Example
+///
+/// ```
+/// use steward_sdk::{Change, Descriptor, Finding, Plugin, PluginError};
+///
+/// struct Noop;
+///
+/// impl Plugin for Noop {
+///     fn describe() -> Descriptor {
+///         Descriptor::new("noop", "0.1.0", "Finds nothing")
+///     }
+///     fn check() -> Result<Vec<Finding>, PluginError> {
+///         Ok(vec![])
+///     }
+///     fn remediate(_: Vec<Finding>) -> Result<Vec<Change>, PluginError> {
+///         Ok(vec![])
+///     }
+/// }
+/// ```
+pub use bindings::exports::steward::plugin::plugin::Guest as Plugin;
+
+#[doc(inline)]
+pub use bindings::steward::plugin::types::{
+    Change, Date, Descriptor, Field, Finding, HostError, Instant, Outcome, ParamProblem,
+    ParamSpec, ParamType, ParamValue, PluginError, PluginScope, RunMode, Severity,
+};
+
+/// Turns a type implementing [`Plugin`] into the component's exports.
+/// Invoke it once per plugin crate.
+///
+/// # Example
+///
+/// ```
+/// use steward_sdk::{export_plugin, Change, Descriptor, Finding, Plugin, PluginError};
+///
+/// struct Noop;
+/// impl Plugin for Noop {
+///     fn describe() -> Descriptor { Descriptor::new("noop", "0.1.0", "Finds nothing") }
+///     fn check() -> Result<Vec<Finding>, PluginError> { Ok(vec![]) }
+///     fn remediate(_: Vec<Finding>) -> Result<Vec<Change>, PluginError> { Ok(vec![]) }
+/// }
+///
+/// export_plugin!(Noop);
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        $crate::bindings::__export_plugin_world!($plugin with_types_in $crate::bindings);
+    };
+}
+
+impl From<HostError> for PluginError {
+    fn from(e: HostError) -> Self {
+        PluginError::Host(e)
+    }
+}
+
+/// Whether this run is in plan mode (mutating calls only record intent).
+///
+/// # Example
+///
+/// ```no_run
+/// if steward_sdk::is_plan() {
+///     steward_sdk::log::info("planning only");
+/// }
+/// ```
+pub fn is_plan() -> bool {
+    host::config::mode() == RunMode::Plan
+}

@@ -1,0 +1,77 @@
+//! A plugin that misbehaves on purpose, chosen by the `behaviour` parameter.
+//! The host must survive every one of them.
+
+use std::hint::black_box;
+
+use steward_sdk::host::{accounts, packages};
+use steward_sdk::{
+    Change, Descriptor, Finding, ParamSpec, Plugin, PluginError, Severity, export_plugin, log,
+    params,
+};
+
+struct Hostile;
+
+fn recurse(depth: u64) -> u64 {
+    let mut buf = [0u8; 256];
+    buf[black_box(depth as usize) % 256] = 1;
+    black_box(recurse(depth + 1)) + u64::from(black_box(buf)[0])
+}
+
+impl Plugin for Hostile {
+    fn describe() -> Descriptor {
+        Descriptor::new("hostile", "0.1.0", "Misbehaves on purpose").param(
+            ParamSpec::text(
+                "behaviour",
+                "spin, grow, recurse, slow-host, panic, out-of-scope, log-flood, huge-output",
+            )
+            .required(),
+        )
+    }
+
+    fn check() -> Result<Vec<Finding>, PluginError> {
+        let behaviour = params::text("behaviour")?.unwrap_or_default();
+        match behaviour.as_str() {
+            "spin" => {
+                let mut x: u64 = 0;
+                loop {
+                    x = black_box(x.wrapping_add(1));
+                }
+            }
+            "grow" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(black_box(vec![7u8; 1 << 20]));
+                }
+            }
+            "recurse" => {
+                black_box(recurse(0));
+                Ok(Vec::new())
+            }
+            "slow-host" => {
+                let updates = packages::updates()?;
+                Ok(vec![Finding::new("slow", Severity::Info, format!("{}", updates.len()))])
+            }
+            "panic" => panic!("hostile plugin gave up on purpose"),
+            "out-of-scope" => {
+                accounts::unlock("administrator")?;
+                Ok(Vec::new())
+            }
+            "log-flood" => {
+                for i in 0..100_000 {
+                    log::info(&format!("flood line {i}"));
+                }
+                Ok(Vec::new())
+            }
+            "huge-output" => Ok((0..100_000)
+                .map(|i| Finding::new(format!("f{i}"), Severity::Info, "x"))
+                .collect()),
+            other => Err(PluginError::Failed(format!("unknown behaviour `{other}`"))),
+        }
+    }
+
+    fn remediate(_findings: Vec<Finding>) -> Result<Vec<Change>, PluginError> {
+        Ok(Vec::new())
+    }
+}
+
+export_plugin!(Hostile);
