@@ -11,13 +11,13 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use steward_host::audit::{AuditEvent, AuditOutcome, MemoryAudit};
 use steward_host::bindings::types::{
-    Change, Descriptor, Finding, Outcome, ParamType, ParamValue, RunMode, Severity,
+    Change, Descriptor, Finding, Outcome, ParamType, ParamValue, PluginScope, RunMode, Severity,
 };
 use steward_host::capability::{Grant, Grants};
 use steward_host::device::simulated::{Fixture, Simulated};
 use steward_host::runtime::{
-    ArtifactSource, EngineSettings, Limits, LogLine, Module, RunError, RunReport, RunSpec,
-    Runtime, RuntimeConfig, resolve_text_params,
+    ArtifactSource, EngineSettings, Limits, LogLine, Module, RunError, RunReport, RunSpec, Runtime,
+    RuntimeConfig, resolve_text_params,
 };
 
 /// Steward: automated checks and remediation for managed devices.
@@ -101,7 +101,10 @@ pub fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: failed to start the async runtime: {err}");
@@ -193,8 +196,16 @@ async fn inspect(runtime: &Runtime, file: &Path, as_json: bool) -> anyhow::Resul
     }
     println!("{} {}", descriptor.name, descriptor.version);
     println!("  {}", descriptor.summary);
-    println!("digest:    {} ({})", module.digest, artifact_word(module.source));
-    println!("scope:     {:?}", descriptor.scope);
+    println!(
+        "digest:    {} ({})",
+        module.digest,
+        artifact_word(module.source)
+    );
+    let scope = match descriptor.scope {
+        PluginScope::Device => "one device per run",
+        PluginScope::Tenant => "every device of a tenant per run",
+    };
+    println!("scope:     {scope}");
     println!(
         "requests:  {}",
         if requested.is_empty() {
@@ -255,7 +266,11 @@ async fn run(runtime: &Runtime, args: RunArgs) -> anyhow::Result<ExitCode> {
     let sim = Simulated::new(fixture);
     let device = Arc::new(sim.device());
     let audit = Arc::new(MemoryAudit::default());
-    let mode = if args.plan { RunMode::Plan } else { RunMode::Apply };
+    let mode = if args.plan {
+        RunMode::Plan
+    } else {
+        RunMode::Apply
+    };
     let spec = RunSpec {
         run_id: format!("local-{}", std::process::id()),
         plugin: descriptor.name.clone(),
@@ -304,7 +319,16 @@ async fn run(runtime: &Runtime, args: RunArgs) -> anyhow::Result<ExitCode> {
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        print_human(&descriptor, &module, &device.name, args.plan, &findings, &changes, &audit, &logs);
+        print_human(
+            &descriptor,
+            &module,
+            &device.name,
+            args.plan,
+            &findings,
+            &changes,
+            &audit,
+            &logs,
+        );
         if let Some((phase, e)) = &error {
             eprintln!("error: {phase} failed: {e}");
         }
@@ -358,7 +382,10 @@ fn print_human(
             (None, Some(a)) => format!(" -> {a}"),
             _ => String::new(),
         };
-        println!("  {outcome:<8} {:<16} {}{delta}  {}", c.kind, c.target, c.description);
+        println!(
+            "  {outcome:<8} {:<16} {}{delta}  {}",
+            c.kind, c.target, c.description
+        );
     }
     if !audit.is_empty() {
         println!("\naudit ({}):", audit.len());
@@ -369,7 +396,10 @@ fn print_human(
                 AuditOutcome::Denied(r) => format!("denied: {r}"),
                 AuditOutcome::Failed(r) => format!("failed: {r}"),
             };
-            println!("  {}.{} {}  => {outcome}", e.capability, e.function, e.arguments);
+            println!(
+                "  {}.{} {}  => {outcome}",
+                e.capability, e.function, e.arguments
+            );
         }
     }
     for (phase, lines, dropped) in logs {
@@ -386,4 +416,3 @@ fn print_human(
         }
     }
 }
-

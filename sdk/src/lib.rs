@@ -46,6 +46,8 @@
 
 #![deny(missing_docs)]
 
+extern crate self as steward_sdk;
+
 mod builders;
 pub mod log;
 pub mod params;
@@ -117,8 +119,8 @@ pub use bindings::exports::steward::plugin::plugin::Guest as Plugin;
 
 #[doc(inline)]
 pub use bindings::steward::plugin::types::{
-    Change, Date, Descriptor, Field, Finding, HostError, Instant, Outcome, ParamProblem,
-    ParamSpec, ParamType, ParamValue, PluginError, PluginScope, RunMode, Severity,
+    Change, Date, Descriptor, Field, Finding, HostError, Instant, Outcome, ParamProblem, ParamSpec,
+    ParamType, ParamValue, PluginError, PluginScope, RunMode, Severity,
 };
 
 /// Turns a type implementing [`Plugin`] into the component's exports.
@@ -141,7 +143,7 @@ pub use bindings::steward::plugin::types::{
 /// ```
 #[macro_export]
 macro_rules! export_plugin {
-    ($plugin:ty) => {
+    ($plugin:ident) => {
         $crate::bindings::__export_plugin_world!($plugin with_types_in $crate::bindings);
     };
 }

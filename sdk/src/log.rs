@@ -4,8 +4,8 @@
 //! `tracing` events in the run's span. Plain `println!` and `eprintln!` also
 //! reach the run log, without levels.
 
-use crate::bindings::steward::plugin::log::{emit, Level};
 use crate::Field;
+use crate::bindings::steward::plugin::log::{Level, emit};
 
 fn fields(pairs: &[(&str, &str)]) -> Vec<Field> {
     pairs

@@ -20,11 +20,19 @@ pub trait AccountsProvider: Send + Sync {
 
 impl Host for HostState {
     async fn locked(&mut self) -> wasmtime::Result<Result<Vec<Account>, HostError>> {
-        Ok(self.run_device(Capability::Accounts)?.accounts.locked().await)
+        Ok(self
+            .run_device(Capability::Accounts)?
+            .accounts
+            .locked()
+            .await)
     }
 
     async fn lookup(&mut self, name: String) -> wasmtime::Result<Result<Account, HostError>> {
-        Ok(self.run_device(Capability::Accounts)?.accounts.lookup(&name).await)
+        Ok(self
+            .run_device(Capability::Accounts)?
+            .accounts
+            .lookup(&name)
+            .await)
     }
 
     async fn unlock(&mut self, name: String) -> wasmtime::Result<Result<Outcome, HostError>> {

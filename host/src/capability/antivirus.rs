@@ -27,10 +27,17 @@ pub trait AntivirusProvider: Send + Sync {
 
 impl Host for HostState {
     async fn status(&mut self) -> wasmtime::Result<Result<EngineStatus, HostError>> {
-        Ok(self.run_device(Capability::Antivirus)?.antivirus.status().await)
+        Ok(self
+            .run_device(Capability::Antivirus)?
+            .antivirus
+            .status()
+            .await)
     }
 
-    async fn scan(&mut self, paths: Vec<String>) -> wasmtime::Result<Result<ScanReport, HostError>> {
+    async fn scan(
+        &mut self,
+        paths: Vec<String>,
+    ) -> wasmtime::Result<Result<ScanReport, HostError>> {
         let call = CallSummary {
             capability: Capability::Antivirus,
             function: "scan",
@@ -41,7 +48,11 @@ impl Host for HostState {
                 return Ok(Err(e));
             }
         }
-        Ok(self.run_device(Capability::Antivirus)?.antivirus.scan(&paths).await)
+        Ok(self
+            .run_device(Capability::Antivirus)?
+            .antivirus
+            .scan(&paths)
+            .await)
     }
 
     async fn update_signatures(&mut self) -> wasmtime::Result<Result<Outcome, HostError>> {

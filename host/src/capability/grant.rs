@@ -83,10 +83,16 @@ impl Grant {
             }
             match self.capability {
                 Capability::Inventory if pattern != "device" && pattern != "tenant" => {
-                    return Err(invalid(pattern, "the inventory scope is `device` or `tenant`"));
+                    return Err(invalid(
+                        pattern,
+                        "the inventory scope is `device` or `tenant`",
+                    ));
                 }
                 Capability::Antivirus if !pattern.starts_with('/') => {
-                    return Err(invalid(pattern, "antivirus scopes are absolute path patterns"));
+                    return Err(invalid(
+                        pattern,
+                        "antivirus scopes are absolute path patterns",
+                    ));
                 }
                 Capability::Antivirus if pattern.split('/').any(|c| c == "..") => {
                     return Err(invalid(pattern, "path patterns cannot contain `..`"));
@@ -149,7 +155,15 @@ impl Grants {
                 {
                     return false;
                 }
-                patterns.iter().any(|p| glob_match::glob_match(p, resource))
+                let resource = if capability == Capability::Antivirus {
+                    resource.trim_end_matches('/')
+                } else {
+                    resource
+                };
+                // `/srv/**` covers the directory `/srv` itself too.
+                patterns.iter().any(|p| {
+                    glob_match::glob_match(p, resource) || p.strip_suffix("/**") == Some(resource)
+                })
             }
         }
     }
@@ -214,6 +228,8 @@ mod tests {
     fn path_scope_refuses_parent_escapes() {
         let g = grants(&["antivirus=/srv/**"]);
         assert!(g.allows(Capability::Antivirus, "/srv/share/a.exe"));
+        assert!(g.allows(Capability::Antivirus, "/srv"));
+        assert!(!g.allows(Capability::Antivirus, "/srvx"));
         assert!(!g.allows(Capability::Antivirus, "/srv/../etc/shadow"));
         assert!(!g.allows(Capability::Antivirus, "srv/x"));
         assert!(!g.allows(Capability::Antivirus, "/etc/shadow"));

@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 
 pub use grant::{Grant, GrantError, Grants};
 
-use crate::bindings::{PACKAGE, PACKAGE_VERSION};
 use crate::bindings::types::HostError;
+use crate::bindings::{PACKAGE, PACKAGE_VERSION};
 
 /// One host interface of `steward:plugin`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

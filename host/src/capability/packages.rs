@@ -35,15 +35,27 @@ pub trait PackagesProvider: Send + Sync {
 
 impl Host for HostState {
     async fn installed(&mut self) -> wasmtime::Result<Result<Vec<InstalledPackage>, HostError>> {
-        Ok(self.run_device(Capability::Packages)?.packages.installed().await)
+        Ok(self
+            .run_device(Capability::Packages)?
+            .packages
+            .installed()
+            .await)
     }
 
     async fn updates(&mut self) -> wasmtime::Result<Result<Vec<AvailableUpdate>, HostError>> {
-        Ok(self.run_device(Capability::Packages)?.packages.updates().await)
+        Ok(self
+            .run_device(Capability::Packages)?
+            .packages
+            .updates()
+            .await)
     }
 
     async fn reboot_required(&mut self) -> wasmtime::Result<Result<RebootStatus, HostError>> {
-        Ok(self.run_device(Capability::Packages)?.packages.reboot_required().await)
+        Ok(self
+            .run_device(Capability::Packages)?
+            .packages
+            .reboot_required()
+            .await)
     }
 
     async fn install_updates(
@@ -70,7 +82,10 @@ impl Host for HostState {
         Ok(result)
     }
 
-    async fn schedule_reboot(&mut self, reason: String) -> wasmtime::Result<Result<Outcome, HostError>> {
+    async fn schedule_reboot(
+        &mut self,
+        reason: String,
+    ) -> wasmtime::Result<Result<Outcome, HostError>> {
         let call = CallSummary {
             capability: Capability::Packages,
             function: "schedule-reboot",

@@ -37,7 +37,10 @@ pub struct MemoryState {
 impl StateStore for MemoryState {
     fn get(&self, plugin: &str, device: &str, key: &str) -> Option<String> {
         let entries = self.entries.lock().expect("state lock poisoned");
-        entries.get(&(plugin.into(), device.into()))?.get(key).cloned()
+        entries
+            .get(&(plugin.into(), device.into()))?
+            .get(key)
+            .cloned()
     }
 
     fn set(&self, plugin: &str, device: &str, key: &str, value: &str) -> Result<(), HostError> {
@@ -63,7 +66,12 @@ impl StateStore for MemoryState {
         let entries = self.entries.lock().expect("state lock poisoned");
         entries
             .get(&(plugin.into(), device.into()))
-            .map(|m| m.keys().filter(|k| k.starts_with(prefix)).cloned().collect())
+            .map(|m| {
+                m.keys()
+                    .filter(|k| k.starts_with(prefix))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }

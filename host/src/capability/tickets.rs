@@ -28,7 +28,12 @@ pub struct TicketOrigin {
 #[async_trait]
 pub trait TicketsProvider: Send + Sync {
     /// Files `ticket`; in plan mode returns a placeholder id and files nothing.
-    async fn file(&self, ticket: Ticket, origin: TicketOrigin, mode: RunMode) -> Result<Filed, HostError>;
+    async fn file(
+        &self,
+        ticket: Ticket,
+        origin: TicketOrigin,
+        mode: RunMode,
+    ) -> Result<Filed, HostError>;
 }
 
 /// A ticket kept by [`MemoryTickets`].
@@ -57,7 +62,12 @@ impl MemoryTickets {
 
 #[async_trait]
 impl TicketsProvider for MemoryTickets {
-    async fn file(&self, ticket: Ticket, origin: TicketOrigin, mode: RunMode) -> Result<Filed, HostError> {
+    async fn file(
+        &self,
+        ticket: Ticket,
+        origin: TicketOrigin,
+        mode: RunMode,
+    ) -> Result<Filed, HostError> {
         if ticket.title.trim().is_empty() {
             return Err(HostError::InvalidArgument("a ticket needs a title".into()));
         }

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use super::Device;
 use crate::bindings::accounts::Account;
-use crate::bindings::antivirus::{EngineStatus, QuarantineRecord, ScanReport};
 use crate::bindings::antivirus::Detection;
+use crate::bindings::antivirus::{EngineStatus, QuarantineRecord, ScanReport};
 use crate::bindings::inventory::DeviceFacts;
 use crate::bindings::packages::{AvailableUpdate, InstalledPackage, PackageChange, RebootStatus};
 use crate::bindings::types::{HostError, Instant, Outcome, RunMode};
@@ -171,7 +171,9 @@ impl InventoryProvider for Simulated {
     async fn tenant_devices(&self) -> Result<Vec<DeviceFacts>, HostError> {
         self.delay("inventory.tenant-devices").await;
         let s = self.lock();
-        Ok(std::iter::once(s.facts.clone()).chain(s.fleet.iter().cloned()).collect())
+        Ok(std::iter::once(s.facts.clone())
+            .chain(s.fleet.iter().cloned())
+            .collect())
     }
 }
 
@@ -203,11 +205,10 @@ impl PackagesProvider for Simulated {
         // the device as it was.
         let mut picked = Vec::new();
         for name in names {
-            let update = s
-                .updates
-                .iter()
-                .find(|u| &u.name == name)
-                .ok_or_else(|| HostError::NotFound(format!("no pending update for `{name}`")))?;
+            let update =
+                s.updates.iter().find(|u| &u.name == name).ok_or_else(|| {
+                    HostError::NotFound(format!("no pending update for `{name}`"))
+                })?;
             if update.held {
                 return Err(HostError::InvalidArgument(format!("`{name}` is held back")));
             }
@@ -260,9 +261,9 @@ impl AntivirusProvider for Simulated {
         let started = ClockProvider::now(self);
         let s = self.lock();
         let under = |file: &str| {
-            paths.iter().any(|p| {
-                file == p || file.starts_with(&format!("{}/", p.trim_end_matches('/')))
-            })
+            paths
+                .iter()
+                .any(|p| file == p || file.starts_with(&format!("{}/", p.trim_end_matches('/'))))
         };
         let scanned: Vec<&SimFile> = s.files.iter().filter(|f| under(&f.path)).collect();
         Ok(ScanReport {
@@ -328,7 +329,13 @@ impl AntivirusProvider for Simulated {
 impl AccountsProvider for Simulated {
     async fn locked(&self) -> Result<Vec<Account>, HostError> {
         self.delay("accounts.locked").await;
-        Ok(self.lock().accounts.iter().filter(|a| a.locked).cloned().collect())
+        Ok(self
+            .lock()
+            .accounts
+            .iter()
+            .filter(|a| a.locked)
+            .cloned()
+            .collect())
     }
 
     async fn lookup(&self, name: &str) -> Result<Account, HostError> {

@@ -9,7 +9,7 @@ mod limits;
 mod params;
 pub(crate) mod store;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,12 +24,14 @@ pub use cache::{ArtifactCache, ArtifactSource};
 pub use engine::{Allocator, EngineSettings};
 pub use error::{LoadError, RunError, describe_host_error, describe_plugin_error};
 pub use limits::{EPOCH_TICK, Limits};
-pub use params::{ParamError, resolve_text_params};
+pub use params::{ParamError, Params, resolve_text_params};
 pub use store::{HostState, LogLine, LogSource};
 
 use crate::audit::AuditSink;
-use crate::bindings::types::{Change, Descriptor, Finding, ParamValue, RunMode};
-use crate::bindings::{PACKAGE, PACKAGE_VERSION, PluginComponent as Plugin, PluginComponentPre as PluginPre};
+use crate::bindings::types::{Change, Descriptor, Finding, RunMode};
+use crate::bindings::{
+    PACKAGE, PACKAGE_VERSION, PluginComponent as Plugin, PluginComponentPre as PluginPre,
+};
 use crate::capability::{Capability, Grants};
 use crate::device::Device;
 use store::RunScope;
@@ -92,8 +94,8 @@ pub struct RunSpec {
     pub plugin: String,
     /// Apply or plan.
     pub mode: RunMode,
-    /// Parameters, already checked against the descriptor.
-    pub params: BTreeMap<String, ParamValue>,
+    /// Parameters, checked against the descriptor.
+    pub params: Params,
     /// What the plugin was granted.
     pub grants: Grants,
     /// The target device and its providers.
@@ -162,7 +164,11 @@ impl Runtime {
         })?;
         let mut limits = config.limits;
         limits.memory_bytes = limits.memory_bytes.min(config.engine.max_memory_bytes);
-        tracing::info!(?allocator, max_instances = config.engine.max_instances, "plugin runtime ready");
+        tracing::info!(
+            ?allocator,
+            max_instances = config.engine.max_instances,
+            "plugin runtime ready"
+        );
         Ok(Self {
             _ticker: engine::EpochTicker::start(engine.clone()),
             engine,
@@ -196,7 +202,12 @@ impl Runtime {
             return Err(LoadError::CoreModule);
         }
         let digest = Digest::of(bytes);
-        if let Some(m) = self.modules.lock().expect("module map poisoned").get(&digest) {
+        if let Some(m) = self
+            .modules
+            .lock()
+            .expect("module map poisoned")
+            .get(&digest)
+        {
             return Ok(m.clone());
         }
         let (component, source) = self
@@ -211,7 +222,10 @@ impl Runtime {
             }
         }
         let export = format!("{PACKAGE}/plugin@{PACKAGE_VERSION}");
-        let exports: Vec<String> = ty.exports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
         if !exports.contains(&export) {
             return Err(LoadError::NotAPlugin {
                 exports: if exports.is_empty() {
@@ -356,7 +370,7 @@ impl Runtime {
             drain_pipe(state, &state.stdout.contents(), LogSource::Stdout);
             drain_pipe(state, &stderr, LogSource::Stderr);
             if let Err(err) = &result {
-                tracing::warn!(%err, code = err.code(), "plugin run failed");
+                tracing::info!(%err, code = err.code(), "plugin run failed");
             }
             let log = std::mem::take(&mut state.log);
             RunReport {
@@ -388,10 +402,15 @@ async fn call_plugin(
     })
 }
 
-fn map_report<T>(report: RunReport<Output>, pick: impl FnOnce(Output) -> Option<T>) -> RunReport<T> {
+fn map_report<T>(
+    report: RunReport<Output>,
+    pick: impl FnOnce(Output) -> Option<T>,
+) -> RunReport<T> {
     RunReport {
         result: report.result.and_then(|o| {
-            pick(o).ok_or_else(|| RunError::Host("the plugin call returned the wrong kind of output".into()))
+            pick(o).ok_or_else(|| {
+                RunError::Host("the plugin call returned the wrong kind of output".into())
+            })
         }),
         log: report.log,
         log_dropped: report.log_dropped,
@@ -416,7 +435,9 @@ fn classify_import(name: &str) -> Result<Option<Capability>, LoadError> {
             return Ok(None);
         }
         return interface.parse::<Capability>().map(Some).map_err(|_| {
-            refuse(format!("which is not an interface of `{PACKAGE}@{PACKAGE_VERSION}`"))
+            refuse(format!(
+                "which is not an interface of `{PACKAGE}@{PACKAGE_VERSION}`"
+            ))
         });
     }
     if let Some(rest) = name.strip_prefix("wasi:") {
@@ -455,6 +476,9 @@ fn classify_trap(err: wasmtime::Error, state: &HostState, stderr: &[u8]) -> RunE
             Some(m) => RunError::Panicked(m),
             None => RunError::Trap("unreachable code reached".into()),
         },
+        Some(Trap::MemoryOutOfBounds) => RunError::Trap(
+            "out of bounds memory access (a bug in the plugin, or its shadow stack in linear memory overflowed)".into(),
+        ),
         Some(trap) => RunError::Trap(trap.to_string()),
         None => RunError::Trap(message),
     }
@@ -468,13 +492,19 @@ fn panic_message(stderr: &[u8]) -> Option<String> {
     // Since Rust 1.73: "panicked at src/lib.rs:1:2:\n<message>\nnote: ...".
     let (location, rest) = after.split_once('\n')?;
     let message = rest.split("\nnote:").next().unwrap_or(rest).trim();
-    let location = location.trim_start_matches("panicked at ").trim_end_matches(':');
+    let location = location
+        .trim_start_matches("panicked at ")
+        .trim_end_matches(':');
     Some(format!("{message} (at {location})"))
 }
 
 fn drain_pipe(state: &mut HostState, bytes: &[u8], source: LogSource) {
     let text = String::from_utf8_lossy(bytes);
-    let level = if source == LogSource::Stderr { "warn" } else { "info" };
+    let level = if source == LogSource::Stderr {
+        "warn"
+    } else {
+        "info"
+    };
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let limits = state.limits;
         state.log.push(
@@ -497,7 +527,10 @@ fn text_size_of_findings(findings: &[Finding]) -> usize {
                 + f.summary.len()
                 + f.detail.len()
                 + f.resource.len()
-                + f.fields.iter().map(|x| x.key.len() + x.value.len()).sum::<usize>()
+                + f.fields
+                    .iter()
+                    .map(|x| x.key.len() + x.value.len())
+                    .sum::<usize>()
         })
         .sum()
 }
@@ -518,8 +551,18 @@ fn text_size_of_changes(changes: &[Change]) -> usize {
 fn check_output(limits: &Limits, output: Output) -> Result<Output, RunError> {
     let (what, count, limit, bytes) = match &output {
         Output::Descriptor(_) => return Ok(output),
-        Output::Findings(f) => ("findings", f.len(), limits.max_findings, text_size_of_findings(f)),
-        Output::Changes(c) => ("changes", c.len(), limits.max_changes, text_size_of_changes(c)),
+        Output::Findings(f) => (
+            "findings",
+            f.len(),
+            limits.max_findings,
+            text_size_of_findings(f),
+        ),
+        Output::Changes(c) => (
+            "changes",
+            c.len(),
+            limits.max_changes,
+            text_size_of_changes(c),
+        ),
     };
     if count > limit {
         return Err(RunError::OutputLimit {
@@ -561,10 +604,16 @@ mod tests {
         assert_eq!(classify_import("steward:plugin/types@0.1.0").unwrap(), None);
         assert_eq!(classify_import("wasi:io/streams@0.2.6").unwrap(), None);
         let e = classify_import("steward:plugin/packages@0.2.0").unwrap_err();
-        assert!(e.to_string().contains("implements `steward:plugin@0.1.0`"), "{e}");
+        assert!(
+            e.to_string().contains("implements `steward:plugin@0.1.0`"),
+            "{e}"
+        );
         let e = classify_import("wasi:sockets/tcp@0.2.0").unwrap_err();
         assert!(e.to_string().contains("no network access"), "{e}");
         let e = classify_import("acme:evil/exfiltrate@1.0.0").unwrap_err();
-        assert!(e.to_string().contains("`acme:evil/exfiltrate@1.0.0`"), "{e}");
+        assert!(
+            e.to_string().contains("`acme:evil/exfiltrate@1.0.0`"),
+            "{e}"
+        );
     }
 }

@@ -63,12 +63,25 @@ fn parse(t: ParamType, raw: &str) -> Option<ParamValue> {
     })
 }
 
+/// Parameters checked against a plugin's description, defaults filled in.
+/// Only [`resolve_text_params`] makes one with values, so a run never sees
+/// an unchecked parameter.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Params(BTreeMap<String, ParamValue>);
+
+impl Params {
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> Option<&ParamValue> {
+        self.0.get(name)
+    }
+}
+
 /// Validates textual `key=value` parameters against `descriptor` and fills
 /// in defaults.
 pub fn resolve_text_params(
     descriptor: &Descriptor,
     given: &[(String, String)],
-) -> Result<BTreeMap<String, ParamValue>, ParamError> {
+) -> Result<Params, ParamError> {
     let mut out = BTreeMap::new();
     for (name, raw) in given {
         let spec = descriptor
@@ -87,7 +100,7 @@ pub fn resolve_text_params(
         })?;
         out.insert(name.clone(), value);
     }
-    fill_defaults(descriptor, out)
+    fill_defaults(descriptor, out).map(Params)
 }
 
 fn accepted(descriptor: &Descriptor) -> String {
@@ -143,7 +156,12 @@ mod tests {
             version: "1.0.0".into(),
             summary: String::new(),
             params: vec![
-                spec("max-packages", ParamType::Integer, Some(ParamValue::Integer(50)), false),
+                spec(
+                    "max-packages",
+                    ParamType::Integer,
+                    Some(ParamValue::Integer(50)),
+                    false,
+                ),
                 spec("exclude", ParamType::TextList, None, false),
                 spec("window", ParamType::Text, None, true),
             ],
@@ -152,28 +170,54 @@ mod tests {
     }
 
     fn given(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn fills_defaults_and_parses_lists() {
-        let v = resolve_text_params(&descriptor(), &given(&[("window", "sat"), ("exclude", "linux-*, grub*")])).unwrap();
-        assert_eq!(v["max-packages"], ParamValue::Integer(50));
-        assert_eq!(v["exclude"], ParamValue::TextList(vec!["linux-*".into(), "grub*".into()]));
+        let v = resolve_text_params(
+            &descriptor(),
+            &given(&[("window", "sat"), ("exclude", "linux-*, grub*")]),
+        )
+        .unwrap();
+        assert_eq!(v.get("max-packages"), Some(&ParamValue::Integer(50)));
+        assert_eq!(
+            v.get("exclude").unwrap(),
+            &ParamValue::TextList(vec!["linux-*".into(), "grub*".into()])
+        );
     }
 
     #[test]
     fn wrong_type_names_the_parameter_and_the_value() {
-        let err = resolve_text_params(&descriptor(), &given(&[("window", "sat"), ("max-packages", "lots")])).unwrap_err();
-        assert_eq!(err.to_string(), "parameter `max-packages` expects an integer, got `lots`");
+        let err = resolve_text_params(
+            &descriptor(),
+            &given(&[("window", "sat"), ("max-packages", "lots")]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "parameter `max-packages` expects an integer, got `lots`"
+        );
     }
 
     #[test]
     fn unknown_and_missing_parameters_are_refused() {
-        let err = resolve_text_params(&descriptor(), &given(&[("window", "x"), ("colour", "red")])).unwrap_err();
-        assert!(err.to_string().contains("unknown parameter `colour`"), "{err}");
+        let err = resolve_text_params(&descriptor(), &given(&[("window", "x"), ("colour", "red")]))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown parameter `colour`"),
+            "{err}"
+        );
         assert!(err.to_string().contains("`max-packages`"), "{err}");
         let err = resolve_text_params(&descriptor(), &[]).unwrap_err();
-        assert_eq!(err, ParamError::Missing { name: "window".into() });
+        assert_eq!(
+            err,
+            ParamError::Missing {
+                name: "window".into()
+            }
+        );
     }
 }

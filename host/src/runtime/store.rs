@@ -2,7 +2,6 @@
 //! capability's host implementation shares: grant checks, plan mode and the
 //! audit trail.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -13,7 +12,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::audit::{AuditEvent, AuditOutcome, AuditSink};
-use crate::bindings::types::{HostError, Outcome, ParamValue, RunMode};
+use crate::bindings::types::{HostError, Outcome, RunMode};
 use crate::capability::{CallSummary, Capability, Grants};
 use crate::device::Device;
 
@@ -78,7 +77,7 @@ impl RunLog {
 pub(crate) struct RunScope {
     pub run_id: String,
     pub mode: RunMode,
-    pub params: BTreeMap<String, ParamValue>,
+    pub params: super::Params,
     pub grants: Grants,
     pub device: Arc<Device>,
     pub audit: Arc<dyn AuditSink>,

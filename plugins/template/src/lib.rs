@@ -22,10 +22,15 @@ impl Plugin for Template {
             "Reports failing disks and end-of-life operating systems",
         )
         .param(
-            ParamSpec::integer("eol-warning-days", "Warn this many days before OS end of life")
-                .default_integer(90),
+            ParamSpec::integer(
+                "eol-warning-days",
+                "Warn this many days before OS end of life",
+            )
+            .default_integer(90),
         )
-        .param(ParamSpec::text("queue", "Ticket queue for disk replacements").default_text("hardware"))
+        .param(
+            ParamSpec::text("queue", "Ticket queue for disk replacements").default_text("hardware"),
+        )
     }
 
     fn check() -> Result<Vec<Finding>, PluginError> {
@@ -35,13 +40,17 @@ impl Plugin for Template {
         for disk in &device.disks {
             if disk.health == inventory::Health::Failing {
                 findings.push(
-                    Finding::new(format!("failing-disk:{}", disk.name), Severity::Critical, "Disk is failing")
-                        .detail(format!(
-                            "{} ({} GB) reports failing health",
-                            disk.name,
-                            disk.size_bytes / 1_000_000_000
-                        ))
-                        .resource(&disk.name),
+                    Finding::new(
+                        format!("failing-disk:{}", disk.name),
+                        Severity::Critical,
+                        "Disk is failing",
+                    )
+                    .detail(format!(
+                        "{} ({} GB) reports failing health",
+                        disk.name,
+                        disk.size_bytes / 1_000_000_000
+                    ))
+                    .resource(&disk.name),
                 );
             }
         }
@@ -51,14 +60,23 @@ impl Plugin for Template {
         {
             let warn_days = params::integer("eol-warning-days")?.unwrap_or(90);
             let today = clock::now().seconds / SECONDS_PER_DAY;
-            let days_left = days_from_civil(eol.year.into(), eol.month.into(), eol.day.into()) - today;
+            let days_left =
+                days_from_civil(eol.year.into(), eol.month.into(), eol.day.into()) - today;
             if days_left <= warn_days {
-                let severity = if days_left <= 0 { Severity::Critical } else { Severity::Warning };
+                let severity = if days_left <= 0 {
+                    Severity::Critical
+                } else {
+                    Severity::Warning
+                };
                 findings.push(
-                    Finding::new("os-end-of-life", severity, format!("{} {} reaches end of life", os.name, os.version))
-                        .detail(format!("{days_left} days of vendor support left"))
-                        .resource(format!("{} {}", os.name, os.version))
-                        .field("days-left", days_left.to_string()),
+                    Finding::new(
+                        "os-end-of-life",
+                        severity,
+                        format!("{} {} reaches end of life", os.name, os.version),
+                    )
+                    .detail(format!("{days_left} days of vendor support left"))
+                    .resource(format!("{} {}", os.name, os.version))
+                    .field("days-left", days_left.to_string()),
                 );
             }
         }
@@ -70,7 +88,10 @@ impl Plugin for Template {
     fn remediate(findings: Vec<Finding>) -> Result<Vec<Change>, PluginError> {
         let queue = params::text("queue")?.unwrap_or_else(|| "hardware".into());
         let mut changes = Vec::new();
-        for finding in findings.iter().filter(|f| f.id.starts_with("failing-disk:")) {
+        for finding in findings
+            .iter()
+            .filter(|f| f.id.starts_with("failing-disk:"))
+        {
             let filed = tickets::file(&tickets::Ticket {
                 kind: tickets::TicketKind::Incident,
                 queue: queue.clone(),
@@ -81,7 +102,10 @@ impl Plugin for Template {
             })?;
             changes.push(
                 Change::new("ticket", &finding.resource, filed.outcome)
-                    .description(format!("Filed ticket in `{queue}` to replace {}", finding.resource))
+                    .description(format!(
+                        "Filed ticket in `{queue}` to replace {}",
+                        finding.resource
+                    ))
                     .after(filed.id),
             );
         }

@@ -20,24 +20,37 @@ impl Plugin for Fixer {
         let mut findings = Vec::new();
         for u in packages::updates()? {
             findings.push(
-                Finding::new(format!("update:{}", u.name), Severity::Warning, "update pending")
-                    .resource(&u.name)
-                    .field("from", &u.installed_version)
-                    .field("to", &u.candidate_version),
+                Finding::new(
+                    format!("update:{}", u.name),
+                    Severity::Warning,
+                    "update pending",
+                )
+                .resource(&u.name)
+                .field("from", &u.installed_version)
+                .field("to", &u.candidate_version),
             );
         }
         for a in accounts::locked()? {
-            findings.push(Finding::new(format!("locked:{}", a.name), Severity::Warning, "locked").resource(&a.name));
+            findings.push(
+                Finding::new(format!("locked:{}", a.name), Severity::Warning, "locked")
+                    .resource(&a.name),
+            );
         }
         let report = antivirus::scan(&params::text_list("scan")?)?;
         for d in report.detections {
             findings.push(
-                Finding::new(format!("detection:{}", d.path), Severity::Critical, "malware")
-                    .resource(&d.path)
-                    .field("signature", &d.signature),
+                Finding::new(
+                    format!("detection:{}", d.path),
+                    Severity::Critical,
+                    "malware",
+                )
+                .resource(&d.path)
+                .field("signature", &d.signature),
             );
         }
-        let runs = state::get("checks").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let runs = state::get("checks")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
         state::set("checks", &(runs + 1).to_string())?;
         Ok(findings)
     }
@@ -53,7 +66,8 @@ impl Plugin for Fixer {
             .collect();
         if !names.is_empty() {
             for c in packages::install_updates(&names)? {
-                let mut change = Change::new("package-upgrade", &c.name, c.outcome).after(c.to_version);
+                let mut change =
+                    Change::new("package-upgrade", &c.name, c.outcome).after(c.to_version);
                 if let Some(from) = c.from_version {
                     change = change.before(from);
                 }
@@ -63,7 +77,11 @@ impl Plugin for Fixer {
         for f in &findings {
             if f.id.starts_with("locked:") {
                 let outcome = accounts::unlock(&f.resource)?;
-                changes.push(Change::new("unlock", &f.resource, outcome).before("locked").after("unlocked"));
+                changes.push(
+                    Change::new("unlock", &f.resource, outcome)
+                        .before("locked")
+                        .after("unlocked"),
+                );
             } else if f.id.starts_with("detection:") {
                 let signature = f.field_value("signature").unwrap_or_default();
                 let q = antivirus::quarantine(&f.resource, signature)?;

@@ -12,9 +12,12 @@ use steward_sdk::{
 struct Hostile;
 
 fn recurse(depth: u64) -> u64 {
-    let mut buf = [0u8; 256];
-    buf[black_box(depth as usize) % 256] = 1;
-    black_box(recurse(depth + 1)) + u64::from(black_box(buf)[0])
+    if black_box(depth) == u64::MAX {
+        return 0;
+    }
+    // Small frames, so the wasm stack (not Rust's shadow stack in linear
+    // memory) is what overflows.
+    black_box(recurse(black_box(depth + 1))).wrapping_add(1)
 }
 
 impl Plugin for Hostile {
@@ -49,7 +52,11 @@ impl Plugin for Hostile {
             }
             "slow-host" => {
                 let updates = packages::updates()?;
-                Ok(vec![Finding::new("slow", Severity::Info, format!("{}", updates.len()))])
+                Ok(vec![Finding::new(
+                    "slow",
+                    Severity::Info,
+                    format!("{}", updates.len()),
+                )])
             }
             "panic" => panic!("hostile plugin gave up on purpose"),
             "out-of-scope" => {

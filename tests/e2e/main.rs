@@ -1,0 +1,5 @@
+//! End-to-end tests of the plugin runtime with real components built from
+//! the guests in `tests/guests` and the template plugin.
+
+mod runtime;
+mod support;

@@ -1,0 +1,383 @@
+//! The runtime against hostile, good and misbuilt components.
+
+use std::collections::BTreeMap;
+
+use steward_host::audit::AuditOutcome;
+use steward_host::bindings::types::{Outcome, RunMode};
+use steward_host::capability::{Capability, Grants};
+use steward_host::runtime::{
+    Allocator, ArtifactSource, EngineSettings, Limits, LoadError, RunError, Runtime, RuntimeConfig,
+};
+
+use crate::support::*;
+
+const HOSTILE_GRANTS: &[&str] = &["packages", "accounts=jdoe"];
+
+async fn hostile(
+    behaviour: &str,
+) -> (
+    Result<Vec<steward_host::bindings::types::Finding>, RunError>,
+    Run,
+    usize,
+    Vec<String>,
+) {
+    let module = module("guest-hostile");
+    let mut fixture = fixture();
+    fixture.delays = BTreeMap::from([("packages.updates".to_string(), 60_000)]);
+    let run = run_with(
+        fixture,
+        "guest-hostile",
+        grants(HOSTILE_GRANTS),
+        &[("behaviour", behaviour)],
+        RunMode::Apply,
+    )
+    .await;
+    let report = runtime().check(&module, run.spec.clone()).await;
+    let log = report.log.iter().map(|l| l.message.clone()).collect();
+    (report.result, run, report.log_dropped, log)
+}
+
+#[tokio::test]
+async fn infinite_loop_ends_at_the_cpu_deadline() {
+    let (result, ..) = hostile("spin").await;
+    let err = result.unwrap_err();
+    assert!(matches!(err, RunError::CpuDeadline(_)), "{err}");
+    assert!(
+        err.to_string().contains("CPU time limit of 300 ms"),
+        "{err}"
+    );
+    assert_host_still_healthy().await;
+}
+
+#[tokio::test]
+async fn unbounded_memory_growth_stops_at_the_cap() {
+    let (result, ..) = hostile("grow").await;
+    let err = result.unwrap_err();
+    assert!(
+        matches!(err, RunError::MemoryLimit(l) if l == 32 << 20),
+        "{err}"
+    );
+    assert!(err.to_string().contains("memory limit of 32 MiB"), "{err}");
+    assert_host_still_healthy().await;
+}
+
+#[tokio::test]
+async fn deep_recursion_traps_as_a_stack_overflow() {
+    let (result, ..) = hostile("recurse").await;
+    let err = result.unwrap_err();
+    assert!(matches!(err, RunError::StackOverflow), "{err}");
+    assert_host_still_healthy().await;
+}
+
+#[tokio::test]
+async fn a_plugin_blocked_in_a_slow_host_call_is_cut_at_the_wall_deadline() {
+    // The fixture makes `packages.updates` take a minute; the epoch deadline
+    // cannot interrupt a host call, the wall-clock one must.
+    let (result, ..) = hostile("slow-host").await;
+    let err = result.unwrap_err();
+    assert!(matches!(err, RunError::WallDeadline(_)), "{err}");
+    assert!(err.to_string().contains("host calls included"), "{err}");
+    assert_host_still_healthy().await;
+}
+
+#[tokio::test]
+async fn a_guest_panic_gives_a_readable_error() {
+    let (result, _, _, log) = hostile("panic").await;
+    let err = result.unwrap_err();
+    match &err {
+        RunError::Panicked(m) => assert!(
+            m.starts_with("hostile plugin gave up on purpose (at "),
+            "{m}"
+        ),
+        other => panic!("expected a panic, got {other}"),
+    }
+    assert!(
+        log.iter().any(|l| l.contains("panicked at")),
+        "stderr reaches the run log: {log:?}"
+    );
+    assert_host_still_healthy().await;
+}
+
+#[tokio::test]
+async fn an_out_of_scope_call_is_denied_and_audited() {
+    let (result, run, ..) = hostile("out-of-scope").await;
+    let err = result.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("`administrator` is outside the `accounts` grant"),
+        "{err}"
+    );
+    let events = run.audit.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].capability, Capability::Accounts);
+    assert_eq!(events[0].function, "unlock");
+    assert_eq!(events[0].arguments, "administrator");
+    assert!(matches!(events[0].outcome, AuditOutcome::Denied(_)));
+    let admin = run
+        .sim
+        .snapshot()
+        .accounts
+        .into_iter()
+        .find(|a| a.name == "administrator")
+        .unwrap();
+    assert!(
+        !admin.locked && admin.failed_attempts == 0,
+        "provider was never called"
+    );
+    assert_host_still_healthy().await;
+}
+
+#[tokio::test]
+async fn log_floods_are_capped_and_counted() {
+    let (result, _, dropped, log) = hostile("log-flood").await;
+    result.expect("a noisy plugin still succeeds");
+    assert_eq!(log.len(), Limits::default().log_lines);
+    assert_eq!(dropped, 100_000 - Limits::default().log_lines);
+    assert_host_still_healthy().await;
+}
+
+#[tokio::test]
+async fn oversized_output_is_refused() {
+    let (result, ..) = hostile("huge-output").await;
+    let err = result.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RunError::OutputLimit {
+                what: "findings",
+                actual: 100_000,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_host_still_healthy().await;
+}
+
+#[tokio::test]
+async fn an_ungranted_capability_is_refused_before_instantiation() {
+    let module = module("guest-hostile");
+    assert_eq!(
+        module.requested,
+        vec![
+            Capability::Log,
+            Capability::Config,
+            Capability::Packages,
+            Capability::Accounts
+        ]
+    );
+    let err = module.authorize(&grants(&["packages"])).unwrap_err();
+    assert!(
+        matches!(&err, LoadError::NotGranted(m) if m == &vec![Capability::Accounts]),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("`accounts` capability, which was not granted"),
+        "{err}"
+    );
+
+    // A run with missing grants fails the same way, and its fixture's
+    // `delays` would have made any provider call observable: none happened.
+    let run = run_with(
+        fixture(),
+        "guest-hostile",
+        Grants::none(),
+        &[("behaviour", "out-of-scope")],
+        RunMode::Apply,
+    )
+    .await;
+    let report = runtime().check(&module, run.spec).await;
+    assert!(matches!(
+        report.result,
+        Err(RunError::Load(LoadError::NotGranted(_)))
+    ));
+    assert!(report.log.is_empty() && run.audit.events().is_empty());
+    assert_host_still_healthy().await;
+}
+
+#[tokio::test]
+async fn plan_mode_changes_nothing_and_plans_exactly_what_apply_then_does() {
+    let module = module("guest-fixer");
+    let fixer_grants = &[
+        "packages",
+        "accounts=jdoe",
+        "antivirus=/srv/**",
+        "tickets=changes",
+    ];
+
+    let plan = run_with(
+        fixture(),
+        "guest-fixer",
+        grants(fixer_grants),
+        &[],
+        RunMode::Plan,
+    )
+    .await;
+    let before = plan.sim.snapshot();
+    let findings = runtime()
+        .check(&module, plan.spec.clone())
+        .await
+        .result
+        .expect("check");
+    assert_eq!(findings.len(), 4, "{findings:?}");
+    let planned = runtime()
+        .remediate(&module, plan.spec.clone(), findings.clone())
+        .await
+        .result
+        .expect("plan");
+    let after_plan = plan.sim.snapshot();
+    assert_eq!(before, after_plan, "plan mode changed the device");
+    assert!(plan.sim.tickets.all().is_empty());
+    assert!(planned.iter().all(|c| c.outcome == Outcome::Planned));
+
+    let apply = run_with(
+        fixture(),
+        "guest-fixer",
+        grants(fixer_grants),
+        &[],
+        RunMode::Apply,
+    )
+    .await;
+    let applied = runtime()
+        .remediate(&module, apply.spec.clone(), findings)
+        .await
+        .result
+        .expect("apply");
+    assert!(applied.iter().all(|c| c.outcome == Outcome::Applied));
+    let strip = |cs: &[steward_host::bindings::types::Change]| {
+        cs.iter()
+            .map(|c| {
+                (
+                    c.kind.clone(),
+                    c.target.clone(),
+                    c.before.clone(),
+                    c.after.clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&planned), strip(&applied));
+
+    let after = apply.sim.snapshot();
+    assert!(after.updates.is_empty());
+    assert_eq!(
+        after
+            .installed
+            .iter()
+            .find(|p| p.name == "openssl")
+            .unwrap()
+            .version,
+        "3.0.15"
+    );
+    assert!(
+        !after
+            .accounts
+            .iter()
+            .find(|a| a.name == "jdoe")
+            .unwrap()
+            .locked
+    );
+    assert_eq!(after.quarantine.len(), 1);
+    assert_eq!(apply.sim.tickets.all().len(), 1);
+    let outcomes: Vec<_> = plan.audit.events().into_iter().map(|e| e.outcome).collect();
+    assert!(
+        outcomes.iter().all(|o| *o == AuditOutcome::Planned),
+        "{outcomes:?}"
+    );
+    assert_eq!(apply.audit.events().len(), plan.audit.events().len());
+}
+
+#[tokio::test]
+async fn a_second_load_uses_the_precompiled_artifact_on_disk() {
+    let cache = tempfile::tempdir().unwrap();
+    let config = RuntimeConfig {
+        cache_dir: cache.path().to_path_buf(),
+        engine: EngineSettings {
+            max_instances: 4,
+            ..EngineSettings::default()
+        },
+        limits: Limits::default(),
+    };
+    let bytes = bytes("guest-trivial");
+    let first = Runtime::new(config.clone()).unwrap();
+    assert_eq!(first.load(&bytes).unwrap().source, ArtifactSource::Compiled);
+    drop(first);
+
+    let second = Runtime::new(config.clone()).unwrap();
+    let module = second.load(&bytes).unwrap();
+    assert_eq!(module.source, ArtifactSource::Cache);
+    assert_eq!(
+        second.describe(&module).await.result.unwrap().name,
+        "trivial"
+    );
+
+    // A corrupted artifact is never deserialised: it is compiled again.
+    let artifact = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .unwrap();
+    std::fs::write(&artifact, b"not an artifact").unwrap();
+    let third = Runtime::new(config).unwrap();
+    assert_eq!(third.load(&bytes).unwrap().source, ArtifactSource::Compiled);
+}
+
+#[tokio::test]
+async fn falls_back_to_on_demand_allocation_when_the_pool_does_not_fit() {
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: cache.path().to_path_buf(),
+        // Tens of millions of 4 GiB memory slots cannot be reserved.
+        engine: EngineSettings {
+            max_instances: 50_000_000,
+            ..EngineSettings::default()
+        },
+        limits: Limits::default(),
+    })
+    .unwrap();
+    assert_eq!(runtime.allocator(), Allocator::OnDemand);
+    let module = runtime.load(&bytes("guest-trivial")).unwrap();
+    assert_eq!(
+        runtime.describe(&module).await.result.unwrap().name,
+        "trivial"
+    );
+}
+
+#[test]
+fn bad_module_bytes_get_clear_errors() {
+    let rt = runtime();
+    let err = rt.load(b"MZ\x90\x00 definitely not wasm").unwrap_err();
+    assert!(matches!(err, LoadError::NotWasm), "{err}");
+
+    let core = wat::parse_str("(module (func (export \"check\")))").unwrap();
+    let err = rt.load(&core).unwrap_err();
+    assert!(matches!(err, LoadError::CoreModule), "{err}");
+    assert!(err.to_string().contains("wasm32-wasip2"), "{err}");
+
+    let unknown =
+        wat::parse_str(r#"(component (import "acme:evil/exfiltrate@1.0.0" (instance)))"#).unwrap();
+    let err = rt.load(&unknown).unwrap_err();
+    assert!(
+        err.to_string().contains("`acme:evil/exfiltrate@1.0.0`"),
+        "{err}"
+    );
+
+    let future =
+        wat::parse_str(r#"(component (import "steward:plugin/log@0.2.0" (instance)))"#).unwrap();
+    let err = rt.load(&future).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("this host implements `steward:plugin@0.1.0`"),
+        "{err}"
+    );
+
+    let not_plugin = wat::parse_str("(component)").unwrap();
+    let err = rt.load(&not_plugin).unwrap_err();
+    assert!(matches!(err, LoadError::NotAPlugin { .. }), "{err}");
+
+    let mut truncated = bytes("guest-trivial");
+    truncated.truncate(truncated.len() / 2);
+    let err = rt.load(&truncated).unwrap_err();
+    assert!(matches!(err, LoadError::Invalid(_)), "{err}");
+}

@@ -1,0 +1,122 @@
+//! Shared helpers: one runtime for the whole test process (so every hostile
+//! plugin is followed by good runs in the same host), fixtures and specs.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use steward_host::audit::MemoryAudit;
+use steward_host::bindings::types::RunMode;
+use steward_host::capability::{Grant, Grants};
+use steward_host::device::simulated::{Fixture, Simulated};
+use steward_host::runtime::{
+    EngineSettings, Limits, Module, RunSpec, Runtime, RuntimeConfig, resolve_text_params,
+};
+
+pub struct Shared {
+    pub runtime: Runtime,
+    _cache: tempfile::TempDir,
+}
+
+/// The process-wide runtime every test shares.
+pub fn runtime() -> &'static Runtime {
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    &SHARED
+        .get_or_init(|| {
+            let cache = tempfile::tempdir().expect("temp dir");
+            let runtime = Runtime::new(RuntimeConfig {
+                cache_dir: cache.path().to_path_buf(),
+                engine: EngineSettings::default(),
+                limits: Limits::default(),
+            })
+            .expect("runtime starts");
+            Shared {
+                runtime,
+                _cache: cache,
+            }
+        })
+        .runtime
+}
+
+pub fn bytes(package: &str) -> Vec<u8> {
+    std::fs::read(steward_tests::component(package)).expect("guest component readable")
+}
+
+pub fn module(package: &str) -> Arc<Module> {
+    runtime().load(&bytes(package)).expect("guest loads")
+}
+
+pub fn fixture() -> Fixture {
+    toml::from_str(include_str!("device.toml")).expect("test fixture parses")
+}
+
+pub fn grants(specs: &[&str]) -> Grants {
+    specs
+        .iter()
+        .map(|s| s.parse::<Grant>().expect("grant parses"))
+        .collect()
+}
+
+pub struct Run {
+    pub sim: Arc<Simulated>,
+    pub audit: Arc<MemoryAudit>,
+    pub spec: RunSpec,
+}
+
+/// A run against a fresh simulated device built from `fixture`.
+/// Parameters go through the plugin's own description, as in production.
+pub async fn run_with(
+    fixture: Fixture,
+    package: &str,
+    grants: Grants,
+    params: &[(&str, &str)],
+    mode: RunMode,
+) -> Run {
+    let sim = Simulated::new(fixture);
+    let audit = Arc::new(MemoryAudit::default());
+    let descriptor = runtime()
+        .describe(&module(package))
+        .await
+        .result
+        .expect("describe");
+    let given: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let params = resolve_text_params(&descriptor, &given).expect("valid test parameters");
+    let plugin = descriptor.name;
+    let spec = RunSpec {
+        run_id: format!("test-{plugin}"),
+        plugin,
+        mode,
+        params,
+        grants,
+        device: Arc::new(sim.device()),
+        audit: audit.clone(),
+        limits: Some(Limits {
+            cpu_time: Duration::from_millis(300),
+            wall_time: Duration::from_millis(2_000),
+            memory_bytes: 32 << 20,
+            ..Limits::default()
+        }),
+    };
+    Run { sim, audit, spec }
+}
+
+/// The good plugin still runs in the same host.
+pub async fn assert_host_still_healthy() {
+    let module = module("guest-trivial");
+    let run = run_with(
+        fixture(),
+        "guest-trivial",
+        Grants::none(),
+        &[],
+        RunMode::Apply,
+    )
+    .await;
+    let report = runtime().check(&module, run.spec).await;
+    let findings = report
+        .result
+        .expect("trivial plugin runs after a hostile one");
+    assert_eq!(findings.len(), 1);
+    assert_eq!(findings[0].id, "ok");
+}
