@@ -1,0 +1,191 @@
+//! The `steward` binary's local runner, driven as a user would.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn template() -> PathBuf {
+    steward_tests::component("steward-plugin-template")
+}
+
+fn fixture() -> PathBuf {
+    steward_tests::workspace_root().join("plugins/template/device.toml")
+}
+
+fn steward(cache: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_steward"))
+        .env("STEWARD_CACHE_DIR", cache)
+        .env_remove("STEWARD_LOG")
+        .args(args)
+        .output()
+        .expect("steward runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn inspect_prints_the_description_and_requested_capabilities() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = steward(
+        cache.path(),
+        &["plugin", "inspect", template().to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("template 0.1.0\n"), "{text}");
+    assert!(
+        text.contains("requests:  log, config, clock, inventory, tickets"),
+        "{text}"
+    );
+    assert!(text.contains("eol-warning-days"), "{text}");
+    assert!(text.contains("(default 90)"), "{text}");
+}
+
+#[test]
+fn a_second_inspect_loads_the_precompiled_artifact() {
+    let cache = tempfile::tempdir().unwrap();
+    let file = template();
+    let args = ["plugin", "inspect", file.to_str().unwrap(), "--json"];
+    let first: Value = serde_json::from_slice(&steward(cache.path(), &args).stdout).unwrap();
+    let second: Value = serde_json::from_slice(&steward(cache.path(), &args).stdout).unwrap();
+    assert_eq!(first["artifact"], "compiled");
+    assert_eq!(second["artifact"], "cached");
+    assert_eq!(first["digest"], second["digest"]);
+}
+
+fn run_json(cache: &Path, extra: &[&str]) -> (Output, Value) {
+    let file = template();
+    let device = fixture();
+    let mut args = vec![
+        "plugin",
+        "run",
+        file.to_str().unwrap(),
+        "--device",
+        device.to_str().unwrap(),
+        "--grant",
+        "inventory",
+        "--grant",
+        "tickets=hardware",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let out = steward(cache, &args);
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out, json)
+}
+
+#[test]
+fn run_plans_then_applies_the_same_changes() {
+    let cache = tempfile::tempdir().unwrap();
+    let (out, plan) = run_json(cache.path(), &["--plan"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (out, apply) = run_json(cache.path(), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    assert_eq!(plan["findings"], apply["findings"]);
+    let ids: Vec<&str> = plan["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["failing-disk:sdb", "os-end-of-life"]);
+    assert_eq!(plan["changes"][0]["outcome"], "Planned");
+    assert_eq!(apply["changes"][0]["outcome"], "Applied");
+    assert_eq!(plan["changes"][0]["target"], apply["changes"][0]["target"]);
+    assert_eq!(plan["audit"][0]["outcome"]["status"], "planned");
+    assert_eq!(apply["audit"][0]["outcome"]["status"], "applied");
+    assert_eq!(apply["audit"][0]["function"], "file");
+}
+
+#[test]
+fn run_refuses_bad_input_with_clear_errors() {
+    let cache = tempfile::tempdir().unwrap();
+
+    let (out, _) = run_json(cache.path(), &["--param", "eol-warning-days=soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("parameter `eol-warning-days` expects an integer, got `soon`"),
+        "{}",
+        stderr(&out)
+    );
+
+    let (out, _) = run_json(cache.path(), &["--param", "colour=red"]);
+    assert!(
+        stderr(&out).contains("unknown parameter `colour`"),
+        "{}",
+        stderr(&out)
+    );
+
+    let (out, _) = run_json(cache.path(), &["--grant", "network"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown capability `network`"),
+        "{}",
+        stderr(&out)
+    );
+
+    let not_wasm = cache.path().join("plugin.wasm");
+    std::fs::write(&not_wasm, "#!/bin/sh\necho hi\n").unwrap();
+    let out = steward(
+        cache.path(),
+        &["plugin", "inspect", not_wasm.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not a WebAssembly file"),
+        "{}",
+        stderr(&out)
+    );
+
+    let device = fixture();
+    let file = template();
+    let out = steward(
+        cache.path(),
+        &[
+            "plugin",
+            "run",
+            file.to_str().unwrap(),
+            "--device",
+            device.to_str().unwrap(),
+            "--grant",
+            "inventory",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("the `tickets` capability, which was not granted"),
+        "{}",
+        stderr(&out)
+    );
+
+    let bad_fixture = cache.path().join("device.toml");
+    std::fs::write(&bad_fixture, "[facts]\nid = 3\n").unwrap();
+    let out = steward(
+        cache.path(),
+        &[
+            "plugin",
+            "run",
+            file.to_str().unwrap(),
+            "--device",
+            bad_fixture.to_str().unwrap(),
+            "--grant",
+            "inventory",
+            "--grant",
+            "tickets",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("invalid device fixture"),
+        "{}",
+        stderr(&out)
+    );
+}
