@@ -13,6 +13,7 @@ use steward_host::audit::{AuditEvent, AuditOutcome, MemoryAudit};
 use steward_host::bindings::types::{
     Change, Descriptor, Finding, Outcome, ParamType, ParamValue, PluginScope, RunMode, Severity,
 };
+use steward_host::capability::packages::Apt;
 use steward_host::capability::{Grant, Grants};
 use steward_host::device::simulated::{Fixture, Simulated};
 use steward_host::runtime::{
@@ -59,6 +60,10 @@ struct RunArgs {
     /// A simulated device fixture (`.toml` or `.json`).
     #[arg(long, value_name = "FIXTURE")]
     device: PathBuf,
+    /// Serve the `packages` capability with dpkg/apt on this root (`/` for
+    /// this machine) instead of the fixture's simulated packages.
+    #[arg(long, value_name = "ROOT")]
+    apt_root: Option<PathBuf>,
     /// Plan only: mutating calls record what they would do and change nothing.
     #[arg(long)]
     plan: bool,
@@ -264,7 +269,11 @@ async fn run(runtime: &Runtime, args: RunArgs) -> anyhow::Result<ExitCode> {
     let params = resolve_text_params(&descriptor, &args.params)?;
     let fixture = Fixture::load(&args.device)?;
     let sim = Simulated::new(fixture);
-    let device = Arc::new(sim.device());
+    let mut device = sim.device();
+    if let Some(root) = &args.apt_root {
+        device.packages = Arc::new(Apt::new(root, true));
+    }
+    let device = Arc::new(device);
     let audit = Arc::new(MemoryAudit::default());
     let mode = if args.plan {
         RunMode::Plan

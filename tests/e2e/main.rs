@@ -1,5 +1,6 @@
 //! End-to-end tests of the plugin runtime with real components built from
 //! the guests in `tests/guests` and the template plugin.
 
+mod apt;
 mod runtime;
 mod support;

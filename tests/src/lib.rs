@@ -15,6 +15,7 @@ pub const GUESTS: &[&str] = &[
     "guest-hostile",
     "guest-fixer",
     "steward-plugin-template",
+    "steward-plugin-patching",
 ];
 
 /// The workspace root.

@@ -4,7 +4,11 @@
 //! here, and the dpkg/apt provider (and later Windows Update) plug in the
 //! same way without touching plugins.
 
+mod apt;
+
 use async_trait::async_trait;
+
+pub use apt::Apt;
 
 use crate::bindings::packages::{
     AvailableUpdate, Host, InstalledPackage, PackageChange, RebootStatus,

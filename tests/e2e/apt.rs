@@ -1,0 +1,358 @@
+//! The dpkg/apt provider against a real sandbox root: packages installed with
+//! `dpkg --root`, a local repository built with `dpkg-deb` and
+//! `dpkg-scanpackages` (one archive labelled as a security origin), and apt
+//! pointed at it all. Nothing touches this machine's own packages.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use steward_host::bindings::types::{Outcome, RunMode};
+use steward_host::capability::packages::{Apt, PackagesProvider};
+use steward_registry::Digest;
+
+use crate::support::*;
+
+fn sh(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn build_deb(work: &Path, name: &str, version: &str, out_dir: &Path) -> PathBuf {
+    let tree = work.join(format!("build/{name}-{version}"));
+    std::fs::create_dir_all(tree.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(tree.join(format!("usr/share/{name}"))).unwrap();
+    std::fs::write(tree.join(format!("usr/share/{name}/VERSION")), version).unwrap();
+    std::fs::write(
+        tree.join("DEBIAN/control"),
+        format!("Package: {name}\nVersion: {version}\nArchitecture: all\nMaintainer: Steward tests <tests@example.invalid>\nDescription: test package {name}\n"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(out_dir).unwrap();
+    let deb = out_dir.join(format!("{name}_{version}_all.deb"));
+    sh(Command::new("dpkg-deb")
+        .args(["--build", "--root-owner-group"])
+        .arg(&tree)
+        .arg(&deb));
+    deb
+}
+
+fn flat_repo(dir: &Path, origin: &str, suite: &str) {
+    let packages = sh(Command::new("dpkg-scanpackages")
+        .args(["--multiversion", ".", "/dev/null"])
+        .current_dir(dir));
+    std::fs::write(dir.join("Packages"), &packages).unwrap();
+    let hash = Digest::of(packages.as_bytes()).hex();
+    std::fs::write(
+        dir.join("Release"),
+        format!("Origin: {origin}\nLabel: {origin}\nSuite: {suite}\nCodename: {suite}\nSHA256:\n {hash} {} Packages\n", packages.len()),
+    )
+    .unwrap();
+}
+
+/// A sandbox root with `libfoo` and `tool` 1.0 installed, and 1.1 of each
+/// available: `libfoo` from a security archive, `tool` from the main one.
+fn sandbox() -> (tempfile::TempDir, PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    for d in [
+        "var/lib/dpkg/updates",
+        "var/lib/dpkg/info",
+        "var/lib/apt/lists/partial",
+        "var/cache/apt/archives/partial",
+        "etc/apt/sources.list.d",
+        "etc/apt/preferences.d",
+        "etc/apt/apt.conf.d",
+        "var/log",
+    ] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::write(root.join("var/lib/dpkg/status"), "").unwrap();
+    let old = work.path().join("old");
+    let debs = [
+        build_deb(work.path(), "libfoo", "1.0", &old),
+        build_deb(work.path(), "tool", "1.0", &old),
+    ];
+    sh(Command::new("dpkg")
+        .arg(format!("--root={}", root.display()))
+        .args(["--force-script-chrootless", "-i"])
+        .args(&debs));
+    let main = work.path().join("repo/main");
+    let security = work.path().join("repo/security");
+    build_deb(work.path(), "tool", "1.1", &main);
+    build_deb(work.path(), "libfoo", "1.1", &security);
+    flat_repo(&main, "Debian", "stable");
+    flat_repo(&security, "Debian-Security", "stable-security");
+    std::fs::write(
+        root.join("etc/apt/sources.list"),
+        format!(
+            "deb [trusted=yes] file:{} ./\ndeb [trusted=yes] file:{} ./\n",
+            main.display(),
+            security.display()
+        ),
+    )
+    .unwrap();
+    (work, root)
+}
+
+fn version_on_disk(root: &Path, name: &str) -> String {
+    std::fs::read_to_string(root.join(format!("usr/share/{name}/VERSION"))).unwrap()
+}
+
+#[tokio::test]
+async fn lists_installed_packages_and_classifies_updates_and_holds() {
+    let (_work, root) = sandbox();
+    let apt = Apt::new(&root, true);
+    let installed = apt.installed().await.unwrap();
+    let names: Vec<_> = installed
+        .iter()
+        .map(|p| (p.name.as_str(), p.version.as_str()))
+        .collect();
+    assert_eq!(names, [("libfoo", "1.0"), ("tool", "1.0")]);
+
+    sh(Command::new("sh").arg("-c").arg(format!(
+        "echo 'tool hold' | dpkg --root={} --set-selections",
+        root.display()
+    )));
+    let updates = apt.updates().await.unwrap();
+    let libfoo = updates.iter().find(|u| u.name == "libfoo").unwrap();
+    assert!(libfoo.security && !libfoo.held, "{libfoo:?}");
+    assert_eq!(
+        (
+            libfoo.installed_version.as_str(),
+            libfoo.candidate_version.as_str()
+        ),
+        ("1.0", "1.1")
+    );
+    let tool = updates.iter().find(|u| u.name == "tool").unwrap();
+    assert!(!tool.security && tool.held, "{tool:?}");
+
+    let err = apt
+        .install_updates(&["tool".into()], RunMode::Apply)
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("held back"), "{err:?}");
+    assert_eq!(version_on_disk(&root, "tool"), "1.0");
+
+    assert!(!apt.reboot_required().await.unwrap().required);
+    std::fs::create_dir_all(root.join("var/run")).unwrap();
+    std::fs::write(root.join("var/run/reboot-required"), "").unwrap();
+    std::fs::write(root.join("var/run/reboot-required.pkgs"), "libfoo\n").unwrap();
+    let reboot = apt.reboot_required().await.unwrap();
+    assert!(reboot.required);
+    assert_eq!(reboot.packages, ["libfoo"]);
+}
+
+#[tokio::test]
+async fn a_plugin_plans_then_applies_real_upgrades_through_apt() {
+    let (_work, root) = sandbox();
+    let mut run = run_with(
+        fixture_without_findings(),
+        "guest-fixer",
+        grants(&[
+            "packages=libfoo,tool",
+            "accounts",
+            "antivirus=/srv/**",
+            "tickets",
+        ]),
+        &[],
+        RunMode::Plan,
+    )
+    .await;
+    let mut device = run.sim.device();
+    device.packages = Arc::new(Apt::new(&root, true));
+    run.spec.device = Arc::new(device);
+    let module = module("guest-fixer");
+
+    let findings = runtime()
+        .check(&module, run.spec.clone())
+        .await
+        .result
+        .expect("check");
+    let ids: Vec<_> = findings.iter().map(|f| f.id.as_str()).collect();
+    assert_eq!(ids, ["update:libfoo", "update:tool"]);
+
+    let planned = runtime()
+        .remediate(&module, run.spec.clone(), findings.clone())
+        .await
+        .result
+        .expect("plan");
+    assert_eq!(
+        version_on_disk(&root, "libfoo"),
+        "1.0",
+        "plan mode installed something"
+    );
+    assert_eq!(version_on_disk(&root, "tool"), "1.0");
+
+    run.spec.mode = RunMode::Apply;
+    let applied = runtime()
+        .remediate(&module, run.spec.clone(), findings)
+        .await
+        .result
+        .expect("apply");
+    assert_eq!(version_on_disk(&root, "libfoo"), "1.1");
+    assert_eq!(version_on_disk(&root, "tool"), "1.1");
+
+    let upgrades = |cs: &[steward_host::bindings::types::Change], outcome| {
+        cs.iter()
+            .filter(|c| c.kind == "package-upgrade")
+            .map(|c| {
+                assert_eq!(c.outcome, outcome);
+                (c.target.clone(), c.before.clone(), c.after.clone())
+            })
+            .collect::<Vec<_>>()
+    };
+    let plan = upgrades(&planned, Outcome::Planned);
+    assert_eq!(plan, upgrades(&applied, Outcome::Applied));
+    assert_eq!(
+        plan,
+        [
+            ("libfoo".into(), Some("1.0".into()), Some("1.1".into())),
+            ("tool".into(), Some("1.0".into()), Some("1.1".into()))
+        ]
+    );
+    assert!(apt_updates_empty(&root).await);
+}
+
+async fn apt_updates_empty(root: &Path) -> bool {
+    Apt::new(root, false).updates().await.unwrap().is_empty()
+}
+
+/// The shared fixture minus its simulated updates, locks and detections,
+/// so the only findings are the real ones from apt.
+fn fixture_without_findings() -> steward_host::device::simulated::Fixture {
+    let mut f = fixture();
+    f.updates.clear();
+    f.accounts.iter_mut().for_each(|a| a.locked = false);
+    f.files.clear();
+    f
+}
+
+#[tokio::test]
+async fn patching_ages_security_updates_and_installs_by_policy() {
+    let (_work, root) = sandbox();
+    let module = module("steward-plugin-patching");
+    let grants = grants(&["packages"]);
+    let day0 = fixture_without_findings();
+    let mut day4 = day0.clone();
+    day4.now.as_mut().unwrap().seconds += 4 * 86_400;
+
+    let mut first = run_with(
+        day0,
+        "steward-plugin-patching",
+        grants.clone(),
+        &[],
+        RunMode::Apply,
+    )
+    .await;
+    let mut device = first.sim.device();
+    device.packages = Arc::new(Apt::new(&root, true));
+    let state = device.state.clone();
+    first.spec.device = Arc::new(device);
+    let findings = runtime()
+        .check(&module, first.spec.clone())
+        .await
+        .result
+        .expect("check");
+    let severity = |fs: &[steward_host::bindings::types::Finding], id: &str| {
+        fs.iter().find(|f| f.id == id).map(|f| f.severity)
+    };
+    use steward_host::bindings::types::Severity;
+    assert_eq!(
+        severity(&findings, "security-update:libfoo"),
+        Some(Severity::Warning)
+    );
+    assert_eq!(severity(&findings, "update:tool"), Some(Severity::Warning));
+
+    // Four days later the same security update is overdue.
+    let mut later = run_with(
+        day4,
+        "steward-plugin-patching",
+        grants.clone(),
+        &[],
+        RunMode::Plan,
+    )
+    .await;
+    let mut device = later.sim.device();
+    device.packages = Arc::new(Apt::new(&root, true));
+    device.state = state;
+    later.spec.device = Arc::new(device);
+    let findings = runtime()
+        .check(&module, later.spec.clone())
+        .await
+        .result
+        .expect("check");
+    assert_eq!(
+        severity(&findings, "security-update:libfoo"),
+        Some(Severity::Critical)
+    );
+    let libfoo = findings
+        .iter()
+        .find(|f| f.id == "security-update:libfoo")
+        .unwrap();
+    assert!(
+        libfoo.detail.contains("pending 4 days"),
+        "{}",
+        libfoo.detail
+    );
+
+    // Security-only by default: the plan names libfoo alone and installs nothing.
+    let plan = runtime()
+        .remediate(&module, later.spec.clone(), findings.clone())
+        .await
+        .result
+        .expect("plan");
+    let targets: Vec<_> = plan
+        .iter()
+        .map(|c| (c.kind.as_str(), c.target.as_str(), c.outcome))
+        .collect();
+    assert_eq!(targets, [("package-upgrade", "libfoo", Outcome::Planned)]);
+    assert_eq!(version_on_disk(&root, "libfoo"), "1.0");
+
+    // Excluded packages are never touched.
+    let descriptor = runtime().describe(&module).await.result.unwrap();
+    let mut excluded = later.spec.clone();
+    excluded.params = steward_host::runtime::resolve_text_params(
+        &descriptor,
+        &[("exclude".into(), "lib*".into())],
+    )
+    .unwrap();
+    let none = runtime()
+        .remediate(&module, excluded, findings.clone())
+        .await
+        .result
+        .expect("plan");
+    assert!(none.is_empty(), "{none:?}");
+
+    // Applied, with a reboot now required by the OS: libfoo is upgraded,
+    // tool is not, and the reboot request is recorded.
+    std::fs::create_dir_all(root.join("var/run")).unwrap();
+    std::fs::write(root.join("var/run/reboot-required"), "").unwrap();
+    later.spec.mode = RunMode::Apply;
+    let applied = runtime()
+        .remediate(&module, later.spec.clone(), findings)
+        .await
+        .result
+        .expect("apply");
+    let kinds: Vec<_> = applied
+        .iter()
+        .map(|c| (c.kind.as_str(), c.outcome))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("package-upgrade", Outcome::Applied),
+            ("reboot", Outcome::Applied)
+        ]
+    );
+    assert_eq!(version_on_disk(&root, "libfoo"), "1.1");
+    assert_eq!(version_on_disk(&root, "tool"), "1.0");
+    assert!(root.join("var/lib/steward/reboot-requested").exists());
+}
