@@ -2,5 +2,6 @@
 //! the guests in `tests/guests` and the template plugin.
 
 mod apt;
+mod clamav;
 mod runtime;
 mod support;

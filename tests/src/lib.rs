@@ -16,6 +16,7 @@ pub const GUESTS: &[&str] = &[
     "guest-fixer",
     "steward-plugin-template",
     "steward-plugin-patching",
+    "steward-plugin-antivirus",
 ];
 
 /// The workspace root.

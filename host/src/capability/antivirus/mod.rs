@@ -1,6 +1,10 @@
 //! `antivirus`: the device's antivirus engine.
 
+mod clamav;
+
 use async_trait::async_trait;
+
+pub use clamav::ClamAv;
 
 use crate::bindings::antivirus::{EngineStatus, Host, QuarantineRecord, ScanReport};
 use crate::bindings::types::{HostError, Outcome, RunMode};
