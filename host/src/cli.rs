@@ -13,8 +13,8 @@ use steward_host::audit::{AuditEvent, AuditOutcome, MemoryAudit};
 use steward_host::bindings::types::{
     Change, Descriptor, Finding, Outcome, ParamType, ParamValue, PluginScope, RunMode, Severity,
 };
-use steward_host::capability::packages::Apt;
 use steward_host::capability::{Grant, Grants};
+use steward_host::device::local::{self, LocalConfig};
 use steward_host::device::simulated::{Fixture, Simulated};
 use steward_host::runtime::{
     ArtifactSource, EngineSettings, Limits, LogLine, Module, RunError, RunReport, RunSpec, Runtime,
@@ -57,13 +57,27 @@ enum PluginCommand {
 struct RunArgs {
     /// The plugin component (`.wasm`).
     file: PathBuf,
-    /// A simulated device fixture (`.toml` or `.json`).
-    #[arg(long, value_name = "FIXTURE")]
-    device: PathBuf,
-    /// Serve the `packages` capability with dpkg/apt on this root (`/` for
-    /// this machine) instead of the fixture's simulated packages.
-    #[arg(long, value_name = "ROOT")]
-    apt_root: Option<PathBuf>,
+    /// `local` for this machine's real providers (dpkg/apt, ClamAV), or a
+    /// simulated device fixture (`.toml` or `.json`).
+    #[arg(long, value_name = "local|FIXTURE")]
+    device: String,
+    /// On `--device local`, remediate after the check (with `--plan`, only
+    /// plan). Without it a local run only checks.
+    #[arg(long)]
+    remediate: bool,
+    /// On `--device local`: run `apt-get update` before listing updates.
+    #[arg(long)]
+    apt_refresh: bool,
+    /// On `--device local`: the private mirror freshclam updates from.
+    #[arg(long, value_name = "URL")]
+    clamav_mirror: Option<String>,
+    /// On `--device local`: where quarantined files go.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/var/lib/steward/quarantine"
+    )]
+    quarantine_dir: PathBuf,
     /// Plan only: mutating calls record what they would do and change nothing.
     #[arg(long)]
     plan: bool,
@@ -102,7 +116,7 @@ pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STEWARD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -267,13 +281,19 @@ async fn run(runtime: &Runtime, args: RunArgs) -> anyhow::Result<ExitCode> {
     module.authorize(&grants)?;
     let descriptor = describe(runtime, &module).await?;
     let params = resolve_text_params(&descriptor, &args.params)?;
-    let fixture = Fixture::load(&args.device)?;
-    let sim = Simulated::new(fixture);
-    let mut device = sim.device();
-    if let Some(root) = &args.apt_root {
-        device.packages = Arc::new(Apt::new(root, true));
-    }
-    let device = Arc::new(device);
+    let local = args.device == "local";
+    let device = Arc::new(if local {
+        local::device(&LocalConfig {
+            apt_refresh: args.apt_refresh,
+            clamav_mirror: args.clamav_mirror.clone(),
+            quarantine_dir: args.quarantine_dir.clone(),
+            ..LocalConfig::default()
+        })
+    } else {
+        Simulated::new(Fixture::load(Path::new(&args.device))?).device()
+    });
+    // A real machine is only changed when asked for explicitly.
+    let remediate = !args.check_only && (!local || args.remediate);
     let audit = Arc::new(MemoryAudit::default());
     let mode = if args.plan {
         RunMode::Plan
@@ -300,7 +320,7 @@ async fn run(runtime: &Runtime, args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(f) => findings = f,
         Err(e) => error = Some(("check", e)),
     }
-    if error.is_none() && !args.check_only && !findings.is_empty() {
+    if error.is_none() && remediate && !findings.is_empty() {
         let RunReport {
             result,
             log,
@@ -319,7 +339,7 @@ async fn run(runtime: &Runtime, args: RunArgs) -> anyhow::Result<ExitCode> {
         let out = json!({
             "plugin": { "name": descriptor.name, "version": descriptor.version, "digest": module.digest, "artifact": artifact_word(module.source) },
             "device": { "id": device.id, "name": device.name, "tenant": device.tenant_id },
-            "mode": if args.plan { "plan" } else { "apply" },
+            "mode": if !remediate { "check" } else if args.plan { "plan" } else { "apply" },
             "findings": findings,
             "changes": changes,
             "audit": audit,
@@ -328,11 +348,18 @@ async fn run(runtime: &Runtime, args: RunArgs) -> anyhow::Result<ExitCode> {
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
+        let mode_word = if !remediate {
+            "check only"
+        } else if args.plan {
+            "plan mode"
+        } else {
+            "apply mode"
+        };
         print_human(
             &descriptor,
             &module,
             &device.name,
-            args.plan,
+            mode_word,
             &findings,
             &changes,
             &audit,
@@ -354,19 +381,18 @@ fn print_human(
     descriptor: &Descriptor,
     module: &Module,
     device: &str,
-    plan: bool,
+    mode: &str,
     findings: &[Finding],
     changes: &[Change],
     audit: &[AuditEvent],
     logs: &[(&str, Vec<LogLine>, usize)],
 ) {
     println!(
-        "{} {} ({}, {}) on {device}, {}",
+        "{} {} ({}, {}) on {device}, {mode}",
         descriptor.name,
         descriptor.version,
         module.digest.short(),
         artifact_word(module.source),
-        if plan { "plan mode" } else { "apply mode" }
     );
     println!("\nfindings ({}):", findings.len());
     for f in findings {

@@ -95,3 +95,21 @@ pub fn text_list(name: &str) -> Result<Vec<String>, PluginError> {
         Some(_) => Err(wrong(name, "text-list")),
     }
 }
+
+/// An integer parameter that must be at least `min`, `None` when absent.
+///
+/// # Example
+///
+/// ```no_run
+/// let days = steward_sdk::params::integer_at_least("security-days", 0)?.unwrap_or(3);
+/// # Ok::<(), steward_sdk::PluginError>(())
+/// ```
+pub fn integer_at_least(name: &str, min: i64) -> Result<Option<i64>, PluginError> {
+    match integer(name)? {
+        Some(v) if v < min => Err(PluginError::InvalidParam(ParamProblem {
+            name: name.to_string(),
+            message: format!("must be at least {min}, got {v}"),
+        })),
+        other => Ok(other),
+    }
+}

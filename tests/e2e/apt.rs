@@ -303,6 +303,10 @@ async fn patching_ages_security_updates_and_installs_by_policy() {
         libfoo.detail
     );
 
+    // The OS now wants a reboot too.
+    std::fs::create_dir_all(root.join("var/run")).unwrap();
+    std::fs::write(root.join("var/run/reboot-required"), "").unwrap();
+
     // Security-only by default: the plan names libfoo alone and installs nothing.
     let plan = runtime()
         .remediate(&module, later.spec.clone(), findings.clone())
@@ -313,7 +317,14 @@ async fn patching_ages_security_updates_and_installs_by_policy() {
         .iter()
         .map(|c| (c.kind.as_str(), c.target.as_str(), c.outcome))
         .collect();
-    assert_eq!(targets, [("package-upgrade", "libfoo", Outcome::Planned)]);
+    assert_eq!(
+        targets,
+        [
+            ("package-upgrade", "libfoo", Outcome::Planned),
+            ("reboot", "device", Outcome::Planned)
+        ]
+    );
+    assert!(!root.join("var/lib/steward/reboot-requested").exists());
     assert_eq!(version_on_disk(&root, "libfoo"), "1.0");
 
     // Excluded packages are never touched.
@@ -329,12 +340,10 @@ async fn patching_ages_security_updates_and_installs_by_policy() {
         .await
         .result
         .expect("plan");
-    assert!(none.is_empty(), "{none:?}");
+    assert!(none.iter().all(|c| c.kind != "package-upgrade"), "{none:?}");
 
-    // Applied, with a reboot now required by the OS: libfoo is upgraded,
-    // tool is not, and the reboot request is recorded.
-    std::fs::create_dir_all(root.join("var/run")).unwrap();
-    std::fs::write(root.join("var/run/reboot-required"), "").unwrap();
+    // Applied: exactly the plan. libfoo is upgraded, tool is not, and the
+    // reboot request is recorded.
     later.spec.mode = RunMode::Apply;
     let applied = runtime()
         .remediate(&module, later.spec.clone(), findings)
@@ -355,4 +364,42 @@ async fn patching_ages_security_updates_and_installs_by_policy() {
     assert_eq!(version_on_disk(&root, "libfoo"), "1.1");
     assert_eq!(version_on_disk(&root, "tool"), "1.0");
     assert!(root.join("var/lib/steward/reboot-requested").exists());
+}
+
+#[tokio::test]
+async fn patching_refuses_bad_parameters_before_changing_anything() {
+    let (_work, root) = sandbox();
+    let module = module("steward-plugin-patching");
+    for (param, value, message) in [
+        (
+            "security-days",
+            "-1",
+            "invalid parameter `security-days`: must be at least 0, got -1",
+        ),
+        (
+            "max-packages",
+            "-5",
+            "invalid parameter `max-packages`: must be at least 0, got -5",
+        ),
+        (
+            "reboot",
+            "sometimes",
+            "invalid parameter `reboot`: `sometimes` is not `never` or `if-required`",
+        ),
+    ] {
+        let mut run = run_with(
+            fixture_without_findings(),
+            "steward-plugin-patching",
+            grants(&["packages"]),
+            &[(param, value)],
+            RunMode::Apply,
+        )
+        .await;
+        let mut device = run.sim.device();
+        device.packages = Arc::new(Apt::new(&root, true));
+        run.spec.device = Arc::new(device);
+        let err = runtime().check(&module, run.spec).await.result.unwrap_err();
+        assert!(err.to_string().contains(message), "{err}");
+    }
+    assert_eq!(version_on_disk(&root, "libfoo"), "1.0");
 }

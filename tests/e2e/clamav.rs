@@ -255,3 +255,72 @@ async fn the_antivirus_plugin_plans_then_quarantines_a_real_detection() {
         .expect("check");
     assert!(findings.is_empty(), "{findings:?}");
 }
+
+#[tokio::test]
+async fn the_host_denies_a_scan_path_outside_the_grant() {
+    let lab = Lab::new();
+    let module = module("steward-plugin-antivirus");
+    let mut fixture = fixture();
+    fixture.now = None;
+    let scan = lab.scan_dir().display().to_string();
+    // Granted only a sibling directory: the plugin asks for more.
+    let grant = format!("antivirus={}/elsewhere/**", lab.dir.path().display());
+    let mut run = run_with(
+        fixture,
+        "steward-plugin-antivirus",
+        grants(&[&grant]),
+        &[("scan-paths", &scan), ("scan-max-days", "-2")],
+        RunMode::Apply,
+    )
+    .await;
+    let mut device = run.sim.device();
+    device.antivirus = Arc::new(lab.av.clone());
+    run.spec.device = Arc::new(device);
+
+    let err = runtime()
+        .check(&module, run.spec.clone())
+        .await
+        .result
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("invalid parameter `scan-max-days`: must be at least 0, got -2"),
+        "{err}"
+    );
+
+    let descriptor = runtime().describe(&module).await.result.unwrap();
+    run.spec.params = steward_host::runtime::resolve_text_params(
+        &descriptor,
+        &[("scan-paths".into(), scan.clone())],
+    )
+    .unwrap();
+    let findings = vec![steward_host::bindings::types::Finding {
+        id: "scan-overdue".into(),
+        severity: steward_host::bindings::types::Severity::Warning,
+        summary: String::new(),
+        detail: String::new(),
+        resource: String::new(),
+        fields: Vec::new(),
+    }];
+    let err = runtime()
+        .remediate(&module, run.spec.clone(), findings)
+        .await
+        .result
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("`{scan}` is outside the `antivirus` grant")),
+        "{err}"
+    );
+    let denied = run
+        .audit
+        .events()
+        .into_iter()
+        .find(|e| e.function == "scan")
+        .unwrap();
+    assert!(matches!(
+        denied.outcome,
+        steward_host::audit::AuditOutcome::Denied(_)
+    ));
+    assert!(lab.eicar().exists());
+}

@@ -90,7 +90,7 @@ impl Plugin for Antivirus {
                 )),
             );
         }
-        let max_hours = params::integer("signature-max-hours")?.unwrap_or(24);
+        let max_hours = params::integer_at_least("signature-max-hours", 0)?.unwrap_or(24);
         let newest = status
             .databases
             .iter()
@@ -117,7 +117,7 @@ impl Plugin for Antivirus {
             ),
             Some(_) => {}
         }
-        let max_days = params::integer("scan-max-days")?.unwrap_or(7);
+        let max_days = params::integer_at_least("scan-max-days", 0)?.unwrap_or(7);
         match state::get("last-full-scan").and_then(|v| v.parse::<i64>().ok()) {
             None => findings.push(Finding::new(
                 "scan-overdue",

@@ -35,6 +35,19 @@ fn matches(pattern: &str, name: &str) -> bool {
     }
 }
 
+/// The `reboot` parameter, checked in both phases so a bad value is caught
+/// before anything changes.
+fn reboot_policy() -> Result<String, PluginError> {
+    let reboot = params::text("reboot")?.unwrap_or_else(|| "if-required".into());
+    if reboot != "never" && reboot != "if-required" {
+        return Err(PluginError::InvalidParam(ParamProblem {
+            name: "reboot".into(),
+            message: format!("`{reboot}` is not `never` or `if-required`"),
+        }));
+    }
+    Ok(reboot)
+}
+
 impl Plugin for Patching {
     fn describe() -> Descriptor {
         Descriptor::new(
@@ -71,7 +84,9 @@ impl Plugin for Patching {
     }
 
     fn check() -> Result<Vec<Finding>, PluginError> {
-        let security_days = params::integer("security-days")?.unwrap_or(3);
+        let security_days = params::integer_at_least("security-days", 0)?.unwrap_or(3);
+        reboot_policy()?;
+        params::integer_at_least("max-packages", 0)?;
         let now = clock::now().seconds;
         let mut findings = Vec::new();
         let updates = packages::updates()?;
@@ -148,14 +163,8 @@ impl Plugin for Patching {
     fn remediate(findings: Vec<Finding>) -> Result<Vec<Change>, PluginError> {
         let security_only = params::boolean("security-only")?.unwrap_or(true);
         let exclude = params::text_list("exclude")?;
-        let max = params::integer("max-packages")?.unwrap_or(50).max(0) as usize;
-        let reboot = params::text("reboot")?.unwrap_or_else(|| "if-required".into());
-        if reboot != "never" && reboot != "if-required" {
-            return Err(PluginError::InvalidParam(ParamProblem {
-                name: "reboot".into(),
-                message: format!("`{reboot}` is not `never` or `if-required`"),
-            }));
-        }
+        let max = params::integer_at_least("max-packages", 0)?.unwrap_or(50) as usize;
+        let reboot = reboot_policy()?;
         let mut chosen: Vec<&Finding> = findings
             .iter()
             .filter(|f| {
