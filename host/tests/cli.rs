@@ -189,3 +189,28 @@ fn run_refuses_bad_input_with_clear_errors() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_local_run_only_checks_unless_told_to_remediate() {
+    let cache = tempfile::tempdir().unwrap();
+    let patching = steward_tests::component("steward-plugin-patching");
+    let out = steward(
+        cache.path(),
+        &[
+            "plugin",
+            "run",
+            patching.to_str().unwrap(),
+            "--device",
+            "local",
+            "--grant",
+            "packages",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["mode"], "check");
+    assert!(report["findings"].is_array());
+    assert_eq!(report["changes"], serde_json::json!([]));
+    assert_eq!(report["audit"], serde_json::json!([]));
+}
