@@ -165,10 +165,8 @@ async fn a_plugin_plans_then_applies_real_upgrades_through_apt() {
         &[],
         RunMode::Plan,
     )
-    .await;
-    let mut device = run.sim.device();
-    device.packages = Arc::new(Apt::new(&root, true));
-    run.spec.device = Arc::new(device);
+    .await
+    .with_device(|d| d.packages = Arc::new(Apt::new(&root, true)));
     let module = module("guest-fixer");
 
     let findings = runtime()
@@ -387,17 +385,15 @@ async fn patching_refuses_bad_parameters_before_changing_anything() {
             "invalid parameter `reboot`: `sometimes` is not `never` or `if-required`",
         ),
     ] {
-        let mut run = run_with(
+        let run = run_with(
             fixture_without_findings(),
             "steward-plugin-patching",
             grants(&["packages"]),
             &[(param, value)],
             RunMode::Apply,
         )
-        .await;
-        let mut device = run.sim.device();
-        device.packages = Arc::new(Apt::new(&root, true));
-        run.spec.device = Arc::new(device);
+        .await
+        .with_device(|d| d.packages = Arc::new(Apt::new(&root, true)));
         let err = runtime().check(&module, run.spec).await.result.unwrap_err();
         assert!(err.to_string().contains(message), "{err}");
     }

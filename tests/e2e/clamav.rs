@@ -179,10 +179,8 @@ async fn the_antivirus_plugin_plans_then_quarantines_a_real_detection() {
         &[("scan-paths", &scan), ("require-service", "false")],
         RunMode::Plan,
     )
-    .await;
-    let mut device = run.sim.device();
-    device.antivirus = Arc::new(lab.av.clone());
-    run.spec.device = Arc::new(device);
+    .await
+    .with_device(|d| d.antivirus = Arc::new(lab.av.clone()));
     let ids = |fs: &[steward_host::bindings::types::Finding]| {
         fs.iter().map(|f| f.id.clone()).collect::<Vec<_>>()
     };
@@ -272,10 +270,8 @@ async fn the_host_denies_a_scan_path_outside_the_grant() {
         &[("scan-paths", &scan), ("scan-max-days", "-2")],
         RunMode::Apply,
     )
-    .await;
-    let mut device = run.sim.device();
-    device.antivirus = Arc::new(lab.av.clone());
-    run.spec.device = Arc::new(device);
+    .await
+    .with_device(|d| d.antivirus = Arc::new(lab.av.clone()));
 
     let err = runtime()
         .check(&module, run.spec.clone())

@@ -17,13 +17,16 @@ pub struct SystemClock;
 
 impl ClockProvider for SystemClock {
     fn now(&self) -> Instant {
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        Instant {
-            seconds: d.as_secs() as i64,
-            nanoseconds: d.subsec_nanos(),
-        }
+        instant_of(std::time::SystemTime::now())
+    }
+}
+
+/// A `SystemTime` as a WIT instant (times before 1970 become the epoch).
+pub fn instant_of(t: std::time::SystemTime) -> Instant {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Instant {
+        seconds: d.as_secs() as i64,
+        nanoseconds: d.subsec_nanos(),
     }
 }
 

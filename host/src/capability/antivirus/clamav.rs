@@ -18,7 +18,8 @@ use super::AntivirusProvider;
 use crate::bindings::antivirus::{
     Detection, EngineStatus, QuarantineRecord, ScanReport, SignatureDatabase,
 };
-use crate::bindings::types::{HostError, Instant, Outcome, RunMode};
+use crate::bindings::types::{HostError, Outcome, RunMode};
+use crate::capability::clock::instant_of;
 use crate::runtime::store::outcome_for;
 
 /// ClamAV on this machine.
@@ -44,14 +45,6 @@ pub struct QuarantineEntry {
     pub signature: String,
     /// Unix seconds when it was quarantined.
     pub quarantined_at: u64,
-}
-
-fn instant_of(t: SystemTime) -> Instant {
-    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    Instant {
-        seconds: d.as_secs() as i64,
-        nanoseconds: d.subsec_nanos(),
-    }
 }
 
 /// The version in a `.cvd`/`.cld` header: `ClamAV-VDB:<date>:<version>:...`.
