@@ -242,18 +242,19 @@ async fn patching_ages_security_updates_and_installs_by_policy() {
     let mut day4 = day0.clone();
     day4.now.as_mut().unwrap().seconds += 4 * 86_400;
 
-    let mut first = run_with(
+    let mut state = None;
+    let first = run_with(
         day0,
         "steward-plugin-patching",
         grants.clone(),
         &[],
         RunMode::Apply,
     )
-    .await;
-    let mut device = first.sim.device();
-    device.packages = Arc::new(Apt::new(&root, true));
-    let state = device.state.clone();
-    first.spec.device = Arc::new(device);
+    .await
+    .with_device(|d| {
+        d.packages = Arc::new(Apt::new(&root, true));
+        state = Some(d.state.clone());
+    });
     let findings = runtime()
         .check(&module, first.spec.clone())
         .await
@@ -277,11 +278,11 @@ async fn patching_ages_security_updates_and_installs_by_policy() {
         &[],
         RunMode::Plan,
     )
-    .await;
-    let mut device = later.sim.device();
-    device.packages = Arc::new(Apt::new(&root, true));
-    device.state = state;
-    later.spec.device = Arc::new(device);
+    .await
+    .with_device(|d| {
+        d.packages = Arc::new(Apt::new(&root, true));
+        d.state = state.expect("first run kept its state store");
+    });
     let findings = runtime()
         .check(&module, later.spec.clone())
         .await

@@ -41,7 +41,7 @@ impl Host for HostState {
             function: "unlock",
             arguments: name.clone(),
         };
-        if let Err(e) = self.authorize(&call, &name)? {
+        if let Err(e) = self.authorize(&call, [name.as_str()])? {
             return Ok(Err(e));
         }
         let mode = self.run_mode(Capability::Accounts)?;
@@ -50,7 +50,6 @@ impl Host for HostState {
             .accounts
             .unlock(&name, mode)
             .await;
-        self.record_result(&call, &result)?;
-        Ok(result)
+        self.audited(&call, result)
     }
 }

@@ -28,7 +28,7 @@ impl Host for HostState {
             function: "tenant-devices",
             arguments: String::new(),
         };
-        if let Err(e) = self.authorize(&call, "tenant")? {
+        if let Err(e) = self.authorize(&call, ["tenant"])? {
             return Ok(Err(e));
         }
         let device = self.run_device(Capability::Inventory)?;

@@ -98,7 +98,7 @@ impl Host for HostState {
             function: "file",
             arguments: format!("[{}] {}", ticket.queue, ticket.title),
         };
-        if let Err(e) = self.authorize(&call, &ticket.queue)? {
+        if let Err(e) = self.authorize(&call, [ticket.queue.as_str()])? {
             return Ok(Err(e));
         }
         let scope = self.scope(Capability::Tickets)?;
@@ -117,7 +117,6 @@ impl Host for HostState {
             .tickets
             .file(ticket, origin, mode)
             .await;
-        self.record_result(&call, &result)?;
-        Ok(result)
+        self.audited(&call, result)
     }
 }

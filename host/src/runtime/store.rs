@@ -172,17 +172,20 @@ impl HostState {
         Ok(self.scope(capability)?.mode)
     }
 
-    /// Checks `resource` against the capability's scope. A denial is
-    /// audited here and returned for the guest.
-    pub(crate) fn authorize(
+    /// Checks every resource the call touches against the capability's
+    /// scope. The first denial is audited here and returned for the guest.
+    pub(crate) fn authorize<'a>(
         &self,
         call: &CallSummary,
-        resource: &str,
+        resources: impl IntoIterator<Item = &'a str>,
     ) -> wasmtime::Result<Result<(), HostError>> {
         let scope = self.scope(call.capability)?;
-        if scope.grants.allows(call.capability, resource) {
+        let Some(resource) = resources
+            .into_iter()
+            .find(|r| !scope.grants.allows(call.capability, r))
+        else {
             return Ok(Ok(()));
-        }
+        };
         let reason = format!(
             "`{resource}` is outside the `{}` grant of plugin `{}`",
             call.capability, self.plugin
@@ -208,21 +211,23 @@ impl HostState {
         Ok(())
     }
 
-    /// Audits the result of a mutating call: applied or planned by the
-    /// run's mode, failed with the provider's error.
-    pub(crate) fn record_result<T>(
+    /// Audits the result of a mutating call (applied or planned by the
+    /// run's mode, failed with the provider's error) and hands it on to the
+    /// guest.
+    pub(crate) fn audited<T>(
         &self,
         call: &CallSummary,
-        result: &Result<T, HostError>,
-    ) -> wasmtime::Result<()> {
-        let outcome = match result {
+        result: Result<T, HostError>,
+    ) -> wasmtime::Result<Result<T, HostError>> {
+        let outcome = match &result {
             Ok(_) => match self.run_mode(call.capability)? {
                 RunMode::Apply => AuditOutcome::Applied,
                 RunMode::Plan => AuditOutcome::Planned,
             },
             Err(e) => AuditOutcome::Failed(format!("{e:?}")),
         };
-        self.record(call, outcome)
+        self.record(call, outcome)?;
+        Ok(result)
     }
 }
 

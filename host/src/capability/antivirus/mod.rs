@@ -47,10 +47,8 @@ impl Host for HostState {
             function: "scan",
             arguments: paths.join(" "),
         };
-        for path in &paths {
-            if let Err(e) = self.authorize(&call, path)? {
-                return Ok(Err(e));
-            }
+        if let Err(e) = self.authorize(&call, paths.iter().map(String::as_str))? {
+            return Ok(Err(e));
         }
         Ok(self
             .run_device(Capability::Antivirus)?
@@ -71,8 +69,7 @@ impl Host for HostState {
             .antivirus
             .update_signatures(mode)
             .await;
-        self.record_result(&call, &result)?;
-        Ok(result)
+        self.audited(&call, result)
     }
 
     async fn quarantine(
@@ -85,7 +82,7 @@ impl Host for HostState {
             function: "quarantine",
             arguments: format!("{path} ({signature})"),
         };
-        if let Err(e) = self.authorize(&call, &path)? {
+        if let Err(e) = self.authorize(&call, [path.as_str()])? {
             return Ok(Err(e));
         }
         let mode = self.run_mode(Capability::Antivirus)?;
@@ -94,7 +91,6 @@ impl Host for HostState {
             .antivirus
             .quarantine(&path, &signature, mode)
             .await;
-        self.record_result(&call, &result)?;
-        Ok(result)
+        self.audited(&call, result)
     }
 }

@@ -71,10 +71,8 @@ impl Host for HostState {
             function: "install-updates",
             arguments: names.join(" "),
         };
-        for name in &names {
-            if let Err(e) = self.authorize(&call, name)? {
-                return Ok(Err(e));
-            }
+        if let Err(e) = self.authorize(&call, names.iter().map(String::as_str))? {
+            return Ok(Err(e));
         }
         let mode = self.run_mode(Capability::Packages)?;
         let result = self
@@ -82,8 +80,7 @@ impl Host for HostState {
             .packages
             .install_updates(&names, mode)
             .await;
-        self.record_result(&call, &result)?;
-        Ok(result)
+        self.audited(&call, result)
     }
 
     async fn schedule_reboot(
@@ -101,7 +98,6 @@ impl Host for HostState {
             .packages
             .schedule_reboot(&reason, mode)
             .await;
-        self.record_result(&call, &result)?;
-        Ok(result)
+        self.audited(&call, result)
     }
 }
