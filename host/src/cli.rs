@@ -78,6 +78,19 @@ struct RunArgs {
         default_value = "/var/lib/steward/quarantine"
     )]
     quarantine_dir: PathBuf,
+    /// On `--device local`: root of the local accounts (`etc/passwd`,
+    /// `etc/shadow`, faillock tallies).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    accounts_root: PathBuf,
+    /// On `--device local`: a directory to serve accounts from, as a TOML
+    /// file (`url`, `bind-dn`, `bind-password`, `base-dn`, `flavour` =
+    /// `openldap` or `active-directory`).
+    #[arg(long, value_name = "FILE")]
+    directory: Option<PathBuf>,
+    /// On `--device local`: the admin's record of this machine as a TOML
+    /// file (`id`, `tenant-id`, `tags`, `[admin]` purchase-date, ...).
+    #[arg(long, value_name = "FILE")]
+    device_record: Option<PathBuf>,
     /// Plan only: mutating calls record what they would do and change nothing.
     #[arg(long)]
     plan: bool,
@@ -103,6 +116,12 @@ struct RunArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+}
+
+fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))
 }
 
 fn parse_param(s: &str) -> Result<(String, String), String> {
@@ -287,6 +306,14 @@ async fn run(runtime: &Runtime, args: RunArgs) -> anyhow::Result<ExitCode> {
             apt_refresh: args.apt_refresh,
             clamav_mirror: args.clamav_mirror.clone(),
             quarantine_dir: args.quarantine_dir.clone(),
+            accounts_root: args.accounts_root.clone(),
+            directory: args.directory.as_deref().map(read_toml).transpose()?,
+            record: args
+                .device_record
+                .as_deref()
+                .map(read_toml)
+                .transpose()?
+                .unwrap_or_default(),
             ..LocalConfig::default()
         })
     } else {

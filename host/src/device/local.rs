@@ -1,20 +1,17 @@
-//! This machine as a device: real providers where Steward has them (dpkg/apt,
-//! ClamAV), and a clear `unavailable` error for the capabilities whose local
-//! providers are not built yet (inventory, accounts).
+//! This machine as a device, with its real providers: dpkg/apt, ClamAV,
+//! inventory from `/sys` and `/proc`, local Linux accounts (and a directory
+//! when one is configured).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-
 use super::Device;
-use crate::bindings::accounts::Account;
-use crate::bindings::inventory::DeviceFacts;
-use crate::bindings::types::{HostError, Outcome, RunMode};
-use crate::capability::accounts::AccountsProvider;
+use crate::capability::accounts::{
+    AccountsProvider, Directory, DirectoryConfig, LocalAccounts, Sources,
+};
 use crate::capability::antivirus::ClamAv;
 use crate::capability::clock::SystemClock;
-use crate::capability::inventory::InventoryProvider;
+use crate::capability::inventory::{DeviceRecord, LocalInventory};
 use crate::capability::packages::Apt;
 use crate::capability::state::MemoryState;
 use crate::capability::tickets::MemoryTickets;
@@ -32,6 +29,12 @@ pub struct LocalConfig {
     pub quarantine_dir: PathBuf,
     /// Private mirror for signature updates.
     pub clamav_mirror: Option<String>,
+    /// Root holding `etc/passwd`, `etc/shadow` and the faillock tallies.
+    pub accounts_root: PathBuf,
+    /// A directory whose accounts are served before the local ones.
+    pub directory: Option<DirectoryConfig>,
+    /// The admin's record of this machine (id, tenant, purchase date, ...).
+    pub record: DeviceRecord,
 }
 
 impl Default for LocalConfig {
@@ -42,61 +45,50 @@ impl Default for LocalConfig {
             clamav_database_dir: "/var/lib/clamav".into(),
             quarantine_dir: "/var/lib/steward/quarantine".into(),
             clamav_mirror: None,
+            accounts_root: "/".into(),
+            directory: None,
+            record: DeviceRecord::default(),
         }
     }
 }
 
-struct NotYet(&'static str);
-
-impl NotYet {
-    fn error(&self) -> HostError {
-        HostError::Unavailable(format!(
-            "the local {} provider is not available yet",
-            self.0
-        ))
-    }
-}
-
-#[async_trait]
-impl InventoryProvider for NotYet {
-    async fn device(&self) -> Result<DeviceFacts, HostError> {
-        Err(self.error())
-    }
-    async fn tenant_devices(&self) -> Result<Vec<DeviceFacts>, HostError> {
-        Err(self.error())
-    }
-}
-
-#[async_trait]
-impl AccountsProvider for NotYet {
-    async fn locked(&self) -> Result<Vec<Account>, HostError> {
-        Err(self.error())
-    }
-    async fn lookup(&self, _name: &str) -> Result<Account, HostError> {
-        Err(self.error())
-    }
-    async fn unlock(&self, _name: &str, _mode: RunMode) -> Result<Outcome, HostError> {
-        Err(self.error())
-    }
-}
-
-/// This machine, named by its host name, in tenant `local`.
+/// This machine, named by its host name, in tenant `local` unless the
+/// device record says otherwise.
 pub fn device(config: &LocalConfig) -> Device {
     let name = std::fs::read_to_string("/etc/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "localhost".into());
+    let id = config
+        .record
+        .id
+        .clone()
+        .unwrap_or_else(|| format!("local:{name}"));
+    let tenant_id = config
+        .record
+        .tenant_id
+        .clone()
+        .unwrap_or_else(|| "local".into());
+    let mut accounts: Vec<Arc<dyn AccountsProvider>> = Vec::new();
+    if let Some(directory) = &config.directory {
+        accounts.push(Arc::new(Directory::new(directory.clone())));
+    }
+    accounts.push(Arc::new(LocalAccounts::new(&config.accounts_root)));
     Device {
-        id: format!("local:{name}"),
+        inventory: Arc::new(LocalInventory::new(
+            id.clone(),
+            name.clone(),
+            config.record.clone(),
+        )),
+        id,
         name,
-        tenant_id: "local".into(),
-        inventory: Arc::new(NotYet("inventory")),
+        tenant_id,
         packages: Arc::new(Apt::new(&config.apt_root, config.apt_refresh)),
         antivirus: Arc::new(ClamAv {
             database_dir: config.clamav_database_dir.clone(),
             quarantine_dir: config.quarantine_dir.clone(),
             mirror: config.clamav_mirror.clone(),
         }),
-        accounts: Arc::new(NotYet("accounts")),
+        accounts: Arc::new(Sources(accounts)),
         tickets: Arc::new(MemoryTickets::default()),
         clock: Arc::new(SystemClock),
         state: Arc::new(MemoryState::default()),

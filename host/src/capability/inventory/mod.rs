@@ -1,5 +1,10 @@
 //! `inventory`: device facts, this device or the whole tenant.
 
+pub mod eol;
+mod local;
+
+pub use local::{DeviceRecord, LocalInventory};
+
 use async_trait::async_trait;
 
 use crate::bindings::inventory::{DeviceFacts, Host};
