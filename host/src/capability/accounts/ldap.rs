@@ -7,7 +7,7 @@
 //!
 //! | flavour | locked when | lock time | failures | unlock |
 //! |---|---|---|---|---|
-//! | OpenLDAP ppolicy | `pwdAccountLockedTime` present | that attribute (generalized time) | count of `pwdFailureTime` values | delete `pwdAccountLockedTime` and `pwdFailureTime` |
+//! | OpenLDAP ppolicy | `pwdAccountLockedTime` present | that attribute (generalized time) | count of `pwdFailureTime` values | delete `pwdAccountLockedTime` (the overlay then drops `pwdFailureTime`) |
 //! | Active Directory | `lockoutTime` > 0 | `lockoutTime` (FILETIME) | `badPwdCount` | replace `lockoutTime` with `0` |
 //!
 //! Group membership comes from a search for groups whose `member` names the
@@ -102,11 +102,9 @@ pub struct Directory {
     config: DirectoryConfig,
 }
 
-/// One account as read from the directory, with what unlocking needs.
+/// One account as read from the directory.
 struct Entry {
     account: Account,
-    /// Lockout attributes present on the entry (to delete exactly those).
-    present: HashSet<&'static str>,
 }
 
 const PWD_LOCKED: &str = "pwdAccountLockedTime";
@@ -218,12 +216,6 @@ impl Directory {
         let name = first(attrs, self.name_attribute())
             .unwrap_or(&entry.dn)
             .to_string();
-        let mut present = HashSet::new();
-        for attr in self.lockout_attributes() {
-            if values(attrs, attr).is_some() {
-                present.insert(attr);
-            }
-        }
         let (locked, locked_since, failed_attempts, disabled) = match self.config.flavour {
             Flavour::Openldap => {
                 let lock = first(attrs, PWD_LOCKED);
@@ -265,7 +257,6 @@ impl Directory {
                 groups,
                 disabled,
             },
-            present,
         }
     }
 
@@ -327,11 +318,9 @@ impl AccountsProvider for Directory {
         }
         let dn = entry.account.path.clone().unwrap_or_default();
         let mods: Vec<Mod<&str>> = match self.config.flavour {
-            Flavour::Openldap => [PWD_LOCKED, PWD_FAILURES]
-                .into_iter()
-                .filter(|a| entry.present.contains(a))
-                .map(|a| Mod::Delete(a, HashSet::new()))
-                .collect(),
+            // `pwdFailureTime` is NO-USER-MODIFICATION; the overlay clears
+            // it itself once the lock is gone.
+            Flavour::Openldap => vec![Mod::Delete(PWD_LOCKED, HashSet::new())],
             Flavour::ActiveDirectory => vec![Mod::Replace(AD_LOCKOUT, HashSet::from(["0"]))],
         };
         ldap.with_timeout(self.timeout())

@@ -29,7 +29,8 @@ use crate::runtime::store::outcome_for;
 #[derive(Debug, Clone)]
 pub struct LocalAccounts {
     root: PathBuf,
-    /// Accounts below this uid are listed only when pam_faillock tracks them.
+    /// Accounts below this uid are listed only when pam_faillock has a tally
+    /// file for them.
     min_uid: u32,
 }
 
@@ -117,10 +118,12 @@ impl LocalAccounts {
         let now = now_seconds();
         let mut accounts = BTreeMap::new();
         for user in &passwd {
-            let tally = read_tally(&faillock.dir.join(&user.name));
-            if (user.uid < self.min_uid && tally.is_empty()) || user.name == "nobody" {
+            let tally_file = faillock.dir.join(&user.name);
+            let tracked = tally_file.exists();
+            if (user.uid < self.min_uid && !tracked) || user.name == "nobody" {
                 continue;
             }
+            let tally = read_tally(&tally_file);
             let fields = shadow.get(&user.name);
             let hash = fields.and_then(|f| f.first()).map_or("", String::as_str);
             let shadow_locked = hash.starts_with('!');

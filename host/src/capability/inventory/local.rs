@@ -16,11 +16,12 @@ use serde::Deserialize;
 use super::InventoryProvider;
 use super::eol;
 use crate::bindings::inventory::{
-    AdminFields, Battery, DeviceFacts, Disk, Hardware, Health, OsInfo,
+    AdminFields, Battery, DeviceClass, DeviceFacts, Disk, Hardware, Health, OsInfo,
 };
 use crate::bindings::types::HostError;
 
-/// Who this machine is, as an admin records it.
+/// Who this machine is, as an admin records it (a TOML file for the local
+/// runner; the device record in the store once a control plane has one).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct DeviceRecord {
@@ -38,17 +39,58 @@ pub struct DeviceRecord {
     pub tags: Vec<String>,
     /// Purchase date, warranty end, cost, class, assigned user.
     #[serde(default)]
-    pub admin: AdminFields,
+    pub admin: AdminRecord,
 }
 
-impl Default for AdminFields {
-    fn default() -> Self {
+/// The admin-kept fields, as written in a device record:
+/// `purchase-date = "2021-03-01"`, `class = "laptop"`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AdminRecord {
+    /// When it was bought.
+    #[serde(default)]
+    pub purchase_date: Option<NaiveDate>,
+    /// When its warranty ends.
+    #[serde(default)]
+    pub warranty_end: Option<NaiveDate>,
+    /// Replacement cost in cents.
+    #[serde(default)]
+    pub cost_cents: Option<u64>,
+    /// `laptop`, `desktop`, `server` or `other`.
+    #[serde(default)]
+    pub class: Option<ClassName>,
+    /// Who uses it.
+    #[serde(default)]
+    pub assigned_user: Option<String>,
+}
+
+/// A device class as written in records and CSV imports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClassName {
+    /// Laptop.
+    Laptop,
+    /// Desktop.
+    Desktop,
+    /// Server.
+    Server,
+    /// Anything else.
+    Other,
+}
+
+impl From<&AdminRecord> for AdminFields {
+    fn from(r: &AdminRecord) -> Self {
         AdminFields {
-            purchase_date: None,
-            warranty_end: None,
-            cost_cents: None,
-            class: None,
-            assigned_user: None,
+            purchase_date: r.purchase_date.map(eol::date),
+            warranty_end: r.warranty_end.map(eol::date),
+            cost_cents: r.cost_cents,
+            class: r.class.map(|c| match c {
+                ClassName::Laptop => DeviceClass::Laptop,
+                ClassName::Desktop => DeviceClass::Desktop,
+                ClassName::Server => DeviceClass::Server,
+                ClassName::Other => DeviceClass::Other,
+            }),
+            assigned_user: r.assigned_user.clone(),
         }
     }
 }
@@ -237,7 +279,7 @@ impl LocalInventory {
             disks: self.disks().await,
             os,
             batteries,
-            admin: self.record.admin.clone(),
+            admin: AdminFields::from(&self.record.admin),
         }
     }
 }

@@ -3,7 +3,7 @@
 pub mod eol;
 mod local;
 
-pub use local::{DeviceRecord, LocalInventory};
+pub use local::{AdminRecord, ClassName, DeviceRecord, LocalInventory};
 
 use async_trait::async_trait;
 
