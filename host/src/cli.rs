@@ -14,6 +14,7 @@ use steward_host::bindings::types::{
     Change, Descriptor, Finding, Outcome, ParamType, ParamValue, PluginScope, RunMode, Severity,
 };
 use steward_host::capability::{Grant, Grants};
+use steward_host::device::fleet;
 use steward_host::device::local::{self, LocalConfig};
 use steward_host::device::simulated::{Fixture, Simulated};
 use steward_host::runtime::{
@@ -37,6 +38,35 @@ enum Command {
     /// Work with plugin components locally, without a server.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Simulated fleets for demos and load tests.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum FleetCommand {
+    /// Write a device fixture whose tenant has a generated fleet (the same
+    /// seed gives the same fleet), for `plugin run --device FIXTURE`.
+    Generate {
+        /// Number of devices.
+        #[arg(long, default_value_t = 200)]
+        devices: usize,
+        /// Seed of the generator.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Tenant id.
+        #[arg(long, default_value = "acme")]
+        tenant: String,
+        /// The fleet's "today", `YYYY-MM-DD`; the fixture's clock is fixed there.
+        #[arg(long, value_parser = parse_date)]
+        today: chrono::NaiveDate,
+        /// Percent of devices with a failing disk.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(0..=100))]
+        failing_percent: u8,
+        /// Output file (`.json` or `.toml`).
+        #[arg(long, short)]
+        output: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,7 +80,7 @@ enum PluginCommand {
         json: bool,
     },
     /// Run a plugin's check, then its remediation, against a device.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +154,29 @@ fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
     toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))
 }
 
+fn parse_date(s: &str) -> Result<chrono::NaiveDate, String> {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|e| format!("`{s}` is not a YYYY-MM-DD date: {e}"))
+}
+
+fn generate_fleet(spec: &fleet::FleetSpec, output: &Path) -> anyhow::Result<ExitCode> {
+    let fixture = fleet::fixture(spec);
+    let text = if output.extension().is_some_and(|e| e == "toml") {
+        toml::to_string(&fixture)?
+    } else {
+        serde_json::to_string_pretty(&fixture)?
+    };
+    std::fs::write(output, text)
+        .with_context(|| format!("failed to write {}", output.display()))?;
+    println!(
+        "wrote {} devices of tenant {} to {}",
+        fixture.fleet.len() + 1,
+        spec.tenant_id,
+        output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn parse_param(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.trim().to_string(), v.to_string()))
@@ -173,8 +226,25 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 ..Limits::default()
             };
             let runtime = open_runtime(cache_dir, limits)?;
-            run(&runtime, args).await
+            run(&runtime, *args).await
         }
+        Command::Fleet(FleetCommand::Generate {
+            devices,
+            seed,
+            tenant,
+            today,
+            failing_percent,
+            output,
+        }) => generate_fleet(
+            &fleet::FleetSpec {
+                tenant_id: tenant,
+                devices,
+                seed,
+                today: steward_host::capability::inventory::eol::date(today),
+                failing_percent,
+            },
+            &output,
+        ),
     }
 }
 

@@ -1,7 +1,13 @@
 //! End-to-end tests of the plugin runtime with real components built from
 //! the guests in `tests/guests` and the template plugin.
 
+mod account_unlock;
 mod apt;
 mod clamav;
+mod inventory;
+mod ldap;
+mod local_accounts;
+mod refresh;
 mod runtime;
+mod slapd;
 mod support;

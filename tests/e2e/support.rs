@@ -73,6 +73,16 @@ impl Run {
     }
 }
 
+/// The limits most tests run under: tight, so a runaway guest fails fast.
+pub fn test_limits() -> Limits {
+    Limits {
+        cpu_time: Duration::from_millis(300),
+        wall_time: Duration::from_millis(2_000),
+        memory_bytes: 32 << 20,
+        ..Limits::default()
+    }
+}
+
 /// Parameters go through the plugin's own description, as in production.
 pub async fn run_with(
     fixture: Fixture,
@@ -80,6 +90,18 @@ pub async fn run_with(
     grants: Grants,
     params: &[(&str, &str)],
     mode: RunMode,
+) -> Run {
+    run_with_limits(fixture, package, grants, params, mode, test_limits()).await
+}
+
+/// [`run_with`] under other limits, for runs over large fixtures.
+pub async fn run_with_limits(
+    fixture: Fixture,
+    package: &str,
+    grants: Grants,
+    params: &[(&str, &str)],
+    mode: RunMode,
+    limits: Limits,
 ) -> Run {
     let sim = Simulated::new(fixture);
     let audit = Arc::new(MemoryAudit::default());
@@ -102,12 +124,7 @@ pub async fn run_with(
         grants,
         device: Arc::new(sim.device()),
         audit: audit.clone(),
-        limits: Some(Limits {
-            cpu_time: Duration::from_millis(300),
-            wall_time: Duration::from_millis(2_000),
-            memory_bytes: 32 << 20,
-            ..Limits::default()
-        }),
+        limits: Some(limits),
     };
     Run { sim, audit, spec }
 }

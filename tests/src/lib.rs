@@ -17,6 +17,8 @@ pub const GUESTS: &[&str] = &[
     "steward-plugin-template",
     "steward-plugin-patching",
     "steward-plugin-antivirus",
+    "steward-plugin-account-unlock",
+    "steward-plugin-refresh-planner",
 ];
 
 /// The workspace root.

@@ -2,6 +2,7 @@
 //! capability. Providers are chosen per device, so the same plugin runs
 //! against this machine, a remote endpoint or a simulated device.
 
+pub mod fleet;
 pub mod local;
 pub mod simulated;
 

@@ -2,7 +2,9 @@
 //! `etc/shadow`, `etc/group` and pam_faillock's tally files.
 //!
 //! An account is locked when its shadow password starts with `!`
-//! (`usermod -L`, `passwd -l`) or when pam_faillock has counted `deny`
+//! (`usermod -L`, `passwd -l`) in front of a password hash (`!` alone or
+//! `!*` means the account never had a password, which is not a lockout) or
+//! when pam_faillock has counted `deny`
 //! failures within `fail_interval` and `unlock_time` has not passed. The
 //! faillock settings come from `etc/security/faillock.conf` under the root
 //! with pam's defaults (deny 3, fail_interval 900 s, unlock_time 600 s,
@@ -126,7 +128,11 @@ impl LocalAccounts {
             let tally = read_tally(&tally_file);
             let fields = shadow.get(&user.name);
             let hash = fields.and_then(|f| f.first()).map_or("", String::as_str);
-            let shadow_locked = hash.starts_with('!');
+            // `!`, `!!` or `!*` alone: the account never had a password
+            // (key- or service-only login), which is not a lockout.
+            let no_password =
+                hash.trim_start_matches('!').is_empty() || hash.trim_start_matches('!') == "*";
+            let shadow_locked = hash.starts_with('!') && !no_password;
             let expired = fields
                 .and_then(|f| f.get(6))
                 .and_then(|d| d.parse::<i64>().ok())
