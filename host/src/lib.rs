@@ -10,5 +10,6 @@
 pub mod audit;
 pub mod bindings;
 pub mod capability;
+pub mod control;
 pub mod device;
 pub mod runtime;
