@@ -87,6 +87,7 @@ async fn steward(bytes: &[u8]) -> anyhow::Result<Vec<Duration>> {
         device,
         audit: Arc::new(MemoryAudit::default()),
         limits: None,
+        journal: None,
     };
     let mut samples = Vec::with_capacity(ITERATIONS);
     for i in 0..WARMUP + ITERATIONS {

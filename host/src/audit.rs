@@ -21,6 +21,9 @@ pub enum AuditOutcome {
     Denied(String),
     /// The provider tried and failed.
     Failed(String),
+    /// An earlier attempt of the run applied this call; its journaled result
+    /// was returned and nothing was applied again.
+    Replayed,
 }
 
 /// One audited capability call.

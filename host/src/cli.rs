@@ -406,6 +406,7 @@ async fn run(runtime: &Runtime, args: RunArgs) -> anyhow::Result<ExitCode> {
         device: device.clone(),
         audit: audit.clone(),
         limits: Some(runtime.limits()),
+        journal: None,
     };
 
     let check = runtime.check(&module, spec.clone()).await;
@@ -527,6 +528,7 @@ fn print_human(
                 AuditOutcome::Planned => "planned".to_string(),
                 AuditOutcome::Denied(r) => format!("denied: {r}"),
                 AuditOutcome::Failed(r) => format!("failed: {r}"),
+                AuditOutcome::Replayed => "replayed".to_string(),
             };
             println!(
                 "  {}.{} {}  => {outcome}",

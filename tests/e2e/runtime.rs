@@ -1,12 +1,14 @@
 //! The runtime against hostile, good and misbuilt components.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use steward_host::audit::AuditOutcome;
 use steward_host::bindings::types::{Outcome, RunMode};
 use steward_host::capability::{Capability, Grants};
 use steward_host::runtime::{
-    Allocator, ArtifactSource, EngineSettings, Limits, LoadError, RunError, Runtime, RuntimeConfig,
+    Allocator, ArtifactSource, EngineSettings, Limits, LoadError, MemoryJournal, RunError, Runtime,
+    RuntimeConfig,
 };
 
 use crate::support::*;
@@ -380,4 +382,63 @@ fn bad_module_bytes_get_clear_errors() {
     truncated.truncate(truncated.len() / 2);
     let err = rt.load(&truncated).unwrap_err();
     assert!(matches!(err, LoadError::Invalid(_)), "{err}");
+}
+
+#[tokio::test]
+async fn a_rerun_after_a_crash_replays_applied_calls_from_the_journal() {
+    let module = module("guest-fixer");
+    let fixer_grants = grants(&[
+        "packages",
+        "accounts=jdoe",
+        "antivirus=/srv/**",
+        "tickets=changes",
+    ]);
+    let journal = Arc::new(MemoryJournal::default());
+    let mut run = run_with(fixture(), "guest-fixer", fixer_grants, &[], RunMode::Apply).await;
+    run.spec.journal = Some(journal.clone());
+    let findings = runtime()
+        .check(&module, run.spec.clone())
+        .await
+        .result
+        .expect("check");
+    let first = runtime()
+        .remediate(&module, run.spec.clone(), findings.clone())
+        .await
+        .result
+        .expect("first attempt applies");
+    assert_eq!(journal.len(), 4, "install, unlock, quarantine, ticket");
+    let after_first = run.sim.snapshot();
+
+    // The worker died before recording the result; the job runs again with
+    // the findings it was given, against the device as the first attempt
+    // left it. Nothing is applied twice: the file is already quarantined
+    // (a second quarantine would fail) and the ticket is not filed again.
+    let second = runtime()
+        .remediate(&module, run.spec.clone(), findings.clone())
+        .await
+        .result
+        .expect("the re-run replays");
+    assert_eq!(first, second);
+    assert_eq!(
+        run.sim.snapshot(),
+        after_first,
+        "the device was not touched again"
+    );
+    assert_eq!(run.sim.tickets.all().len(), 1);
+    let replayed = run
+        .audit
+        .events()
+        .into_iter()
+        .filter(|e| e.outcome == AuditOutcome::Replayed)
+        .count();
+    assert_eq!(replayed, 4);
+
+    // Without the journal the same re-run would quarantine a file that is
+    // gone: the journal is what makes the re-run safe.
+    run.spec.journal = None;
+    let unjournaled = runtime()
+        .remediate(&module, run.spec.clone(), findings)
+        .await
+        .result;
+    assert!(unjournaled.is_err() || run.sim.tickets.all().len() == 2);
 }

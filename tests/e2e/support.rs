@@ -125,6 +125,7 @@ pub async fn run_with_limits(
         device: Arc::new(sim.device()),
         audit: audit.clone(),
         limits: Some(limits),
+        journal: None,
     };
     Run { sim, audit, spec }
 }

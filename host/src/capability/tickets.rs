@@ -112,11 +112,8 @@ impl Host for HostState {
                 .unwrap_or_else(|| scope.device.id.clone()),
         };
         let mode = scope.mode;
-        let result = self
-            .run_device(Capability::Tickets)?
-            .tickets
-            .file(ticket, origin, mode)
-            .await;
-        self.audited(&call, result)
+        let device = self.run_device(Capability::Tickets)?;
+        self.mutate(&call, device.tickets.file(ticket, origin, mode))
+            .await
     }
 }

@@ -5,6 +5,7 @@
 mod cache;
 mod engine;
 mod error;
+mod journal;
 mod limits;
 mod params;
 pub(crate) mod store;
@@ -23,6 +24,7 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 pub use cache::{ArtifactCache, ArtifactSource};
 pub use engine::{Allocator, EngineSettings};
 pub use error::{LoadError, RunError, describe_host_error, describe_plugin_error};
+pub use journal::{Journal, JournalKey, MemoryJournal};
 pub use limits::{EPOCH_TICK, Limits};
 pub use params::{ParamError, Params, resolve_text_params};
 pub use store::{HostState, LogLine, LogSource};
@@ -104,6 +106,9 @@ pub struct RunSpec {
     pub audit: Arc<dyn AuditSink>,
     /// Limits for this run; the runtime's defaults when `None`.
     pub limits: Option<Limits>,
+    /// Applied mutating calls of earlier attempts of this run, replayed
+    /// instead of applied again; nothing is journaled when `None`.
+    pub journal: Option<Arc<dyn Journal>>,
 }
 
 /// What a run produced: its result, and its log either way.
@@ -306,6 +311,7 @@ impl Runtime {
             grants: spec.grants,
             device: spec.device,
             audit: spec.audit,
+            journal: spec.journal,
         };
         self.invoke(module, spec.plugin, limits, Some(scope), call)
             .await

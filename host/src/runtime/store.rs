@@ -81,6 +81,7 @@ pub(crate) struct RunScope {
     pub grants: Grants,
     pub device: Arc<Device>,
     pub audit: Arc<dyn AuditSink>,
+    pub journal: Option<Arc<dyn super::Journal>>,
 }
 
 /// The `T` of every plugin `Store<T>`.
@@ -101,6 +102,9 @@ pub struct HostState {
     /// Set when the epoch callback ended the run, so the resulting
     /// interrupt trap is reported as the CPU deadline.
     pub(crate) cpu_exhausted: bool,
+    /// Mutating calls made so far in this run, by fingerprint, for the
+    /// journal's occurrence numbers.
+    occurrences: std::collections::HashMap<String, u32>,
 }
 
 impl WasiView for HostState {
@@ -150,6 +154,7 @@ impl HostState {
             stderr,
             cpu_ticks: 0,
             cpu_exhausted: false,
+            occurrences: Default::default(),
         }
     }
 
@@ -214,7 +219,7 @@ impl HostState {
     /// Audits the result of a mutating call (applied or planned by the
     /// run's mode, failed with the provider's error) and hands it on to the
     /// guest.
-    pub(crate) fn audited<T>(
+    fn audited<T>(
         &self,
         call: &CallSummary,
         result: Result<T, HostError>,
@@ -228,6 +233,66 @@ impl HostState {
         };
         self.record(call, outcome)?;
         Ok(result)
+    }
+
+    /// Runs a mutating provider call (`op`, not started yet) and audits it.
+    /// In apply mode with a journal, a call this run already applied (same
+    /// fingerprint and occurrence) is replayed from the journal instead, and
+    /// a newly applied one is recorded; a journal that cannot be read fails
+    /// the call rather than risk applying it twice.
+    pub(crate) async fn mutate<T, F>(
+        &mut self,
+        call: &CallSummary,
+        op: F,
+    ) -> wasmtime::Result<Result<T, HostError>>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+        F: std::future::Future<Output = Result<T, HostError>>,
+    {
+        let scope = self.scope(call.capability)?;
+        let run_id = scope.run_id.clone();
+        let journal = match (scope.mode, &scope.journal) {
+            (RunMode::Apply, Some(journal)) => journal.clone(),
+            _ => {
+                let result = op.await;
+                return self.audited(call, result);
+            }
+        };
+        let fingerprint = format!("{}.{} {}", call.capability, call.function, call.arguments);
+        let seen = self.occurrences.entry(fingerprint.clone()).or_insert(0);
+        let key = super::JournalKey {
+            run_id,
+            call: fingerprint,
+            occurrence: *seen,
+        };
+        *seen += 1;
+        match journal.replay(&key).await {
+            Ok(Some(json)) => {
+                if let Ok(value) = serde_json::from_str::<T>(&json) {
+                    self.record(call, AuditOutcome::Replayed)?;
+                    return Ok(Ok(value));
+                }
+                tracing::warn!(%key, "journal entry does not parse; applying the call again");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let error = HostError::Unavailable(format!(
+                    "the mutation journal cannot be read, so the call was not made: {e:#}"
+                ));
+                return self.audited(call, Err(error));
+            }
+        }
+        let result = op.await;
+        if let Ok(value) = &result {
+            let recorded = match serde_json::to_string(value) {
+                Ok(json) => journal.record(&key, json).await,
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = recorded {
+                tracing::error!(%key, error = %format!("{e:#}"), "applied call not journaled; a re-run may apply it again");
+            }
+        }
+        self.audited(call, result)
     }
 }
 

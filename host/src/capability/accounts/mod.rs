@@ -94,11 +94,8 @@ impl Host for HostState {
             return Ok(Err(e));
         }
         let mode = self.run_mode(Capability::Accounts)?;
-        let result = self
-            .run_device(Capability::Accounts)?
-            .accounts
-            .unlock(&name, mode)
-            .await;
-        self.audited(&call, result)
+        let device = self.run_device(Capability::Accounts)?;
+        self.mutate(&call, device.accounts.unlock(&name, mode))
+            .await
     }
 }

@@ -64,12 +64,9 @@ impl Host for HostState {
             arguments: String::new(),
         };
         let mode = self.run_mode(Capability::Antivirus)?;
-        let result = self
-            .run_device(Capability::Antivirus)?
-            .antivirus
-            .update_signatures(mode)
-            .await;
-        self.audited(&call, result)
+        let device = self.run_device(Capability::Antivirus)?;
+        self.mutate(&call, device.antivirus.update_signatures(mode))
+            .await
     }
 
     async fn quarantine(
@@ -86,11 +83,8 @@ impl Host for HostState {
             return Ok(Err(e));
         }
         let mode = self.run_mode(Capability::Antivirus)?;
-        let result = self
-            .run_device(Capability::Antivirus)?
-            .antivirus
-            .quarantine(&path, &signature, mode)
-            .await;
-        self.audited(&call, result)
+        let device = self.run_device(Capability::Antivirus)?;
+        self.mutate(&call, device.antivirus.quarantine(&path, &signature, mode))
+            .await
     }
 }

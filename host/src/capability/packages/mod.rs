@@ -75,12 +75,9 @@ impl Host for HostState {
             return Ok(Err(e));
         }
         let mode = self.run_mode(Capability::Packages)?;
-        let result = self
-            .run_device(Capability::Packages)?
-            .packages
-            .install_updates(&names, mode)
-            .await;
-        self.audited(&call, result)
+        let device = self.run_device(Capability::Packages)?;
+        self.mutate(&call, device.packages.install_updates(&names, mode))
+            .await
     }
 
     async fn schedule_reboot(
@@ -93,11 +90,8 @@ impl Host for HostState {
             arguments: reason.clone(),
         };
         let mode = self.run_mode(Capability::Packages)?;
-        let result = self
-            .run_device(Capability::Packages)?
-            .packages
-            .schedule_reboot(&reason, mode)
-            .await;
-        self.audited(&call, result)
+        let device = self.run_device(Capability::Packages)?;
+        self.mutate(&call, device.packages.schedule_reboot(&reason, mode))
+            .await
     }
 }
