@@ -13,3 +13,4 @@ pub mod capability;
 pub mod control;
 pub mod device;
 pub mod runtime;
+pub mod store;

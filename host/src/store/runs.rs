@@ -1,0 +1,433 @@
+//! Playbooks, schedules and runs: a run is created with its jobs in one
+//! transaction, once per schedule firing, and finished when its last job
+//! ends.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::error::{Result, StoreError};
+use super::ids::{PlaybookId, RunId, ScheduleId, TenantId, Timestamp};
+use super::model::{Firing, NewJob, NewPlaybook, NewSchedule, Playbook, Run, Schedule};
+use super::sql::{Sql, enum_column, json_column, opt_time_column, time_column, to_json};
+use super::{Store, WriteTx};
+
+const RUN_COLUMNS: &str = "id, playbook_id, schedule_id, fire_at, status, created_at, finished_at";
+const SCHEDULE_COLUMNS: &str =
+    "id, playbook_id, tenant_id, spec, enabled, last_fired_at, next_fire_at";
+
+/// Runs checked per statement when finishing runs.
+const FINISH_CHUNK: usize = 200;
+
+fn run_from_row(row: &AnyRow) -> Result<Run> {
+    Ok(Run {
+        id: RunId::from(row.try_get::<String, _>("id")?),
+        playbook_id: row
+            .try_get::<Option<String>, _>("playbook_id")?
+            .map(PlaybookId::from),
+        schedule_id: row
+            .try_get::<Option<String>, _>("schedule_id")?
+            .map(ScheduleId::from),
+        fire_at: opt_time_column(row, "fire_at")?,
+        status: enum_column(row, "status")?,
+        created_at: time_column(row, "created_at")?,
+        finished_at: opt_time_column(row, "finished_at")?,
+    })
+}
+
+fn schedule_from_row(row: &AnyRow) -> Result<Schedule> {
+    Ok(Schedule {
+        id: ScheduleId::from(row.try_get::<String, _>("id")?),
+        playbook_id: PlaybookId::from(row.try_get::<String, _>("playbook_id")?),
+        tenant_id: row
+            .try_get::<Option<String>, _>("tenant_id")?
+            .map(TenantId::from),
+        spec: json_column(row, "spec")?,
+        enabled: row.try_get::<i64, _>("enabled")? != 0,
+        last_fired_at: opt_time_column(row, "last_fired_at")?,
+        next_fire_at: opt_time_column(row, "next_fire_at")?,
+    })
+}
+
+impl Store {
+    /// Creates a playbook.
+    ///
+    /// # Errors
+    ///
+    /// An empty name, steps that are not a JSON array, a target that is
+    /// not a JSON object, or an unknown tenant.
+    pub async fn create_playbook(&self, new: &NewPlaybook, now: Timestamp) -> Result<Playbook> {
+        if new.name.trim().is_empty() {
+            return Err(StoreError::invalid("name", "must not be empty"));
+        }
+        if !new.steps.is_array() {
+            return Err(StoreError::invalid("steps", "must be a JSON array"));
+        }
+        if !new.target.is_object() {
+            return Err(StoreError::invalid("target", "must be a JSON object"));
+        }
+        let playbook = Playbook {
+            id: PlaybookId::generate(),
+            tenant_id: new.tenant_id.clone(),
+            name: new.name.clone(),
+            steps: new.steps.clone(),
+            target: new.target.clone(),
+            created_at: now,
+        };
+        let mut tx = self.write().await?;
+        if let Some(tenant) = &new.tenant_id {
+            self.tenant_exists(&mut tx, tenant).await?;
+        }
+        sqlx::query(
+            "INSERT INTO playbooks (id, tenant_id, name, steps, target, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        )
+        .bind(playbook.id.as_str())
+        .bind(playbook.tenant_id.as_ref().map(TenantId::as_str))
+        .bind(playbook.name.as_str())
+        .bind(to_json(&playbook.steps))
+        .bind(to_json(&playbook.target))
+        .bind(now.as_millis())
+        .execute(tx.conn())
+        .await?;
+        tx.commit().await?;
+        Ok(playbook)
+    }
+
+    async fn tenant_exists(&self, tx: &mut WriteTx, tenant: &TenantId) -> Result<()> {
+        let found = sqlx::query("SELECT id FROM tenants WHERE id = $1")
+            .bind(tenant.as_str())
+            .fetch_optional(tx.conn())
+            .await?;
+        found
+            .map(|_| ())
+            .ok_or_else(|| StoreError::UnknownTenant(tenant.clone()))
+    }
+
+    /// Creates an enabled schedule.
+    ///
+    /// # Errors
+    ///
+    /// An unknown playbook or tenant, or a spec that is not a JSON object.
+    pub async fn create_schedule(&self, new: &NewSchedule, now: Timestamp) -> Result<Schedule> {
+        if !new.spec.is_object() {
+            return Err(StoreError::invalid("spec", "must be a JSON object"));
+        }
+        let mut tx = self.write().await?;
+        let playbook = sqlx::query("SELECT id FROM playbooks WHERE id = $1")
+            .bind(new.playbook_id.as_str())
+            .fetch_optional(tx.conn())
+            .await?;
+        if playbook.is_none() {
+            return Err(StoreError::UnknownPlaybook(new.playbook_id.clone()));
+        }
+        if let Some(tenant) = &new.tenant_id {
+            self.tenant_exists(&mut tx, tenant).await?;
+        }
+        let schedule = Schedule {
+            id: ScheduleId::generate(),
+            playbook_id: new.playbook_id.clone(),
+            tenant_id: new.tenant_id.clone(),
+            spec: new.spec.clone(),
+            enabled: true,
+            last_fired_at: None,
+            next_fire_at: new.next_fire_at,
+        };
+        sqlx::query(
+            "INSERT INTO schedules (id, playbook_id, tenant_id, spec, enabled, next_fire_at, \
+             created_at) VALUES ($1, $2, $3, $4, 1, $5, $6)",
+        )
+        .bind(schedule.id.as_str())
+        .bind(schedule.playbook_id.as_str())
+        .bind(schedule.tenant_id.as_ref().map(TenantId::as_str))
+        .bind(to_json(&schedule.spec))
+        .bind(schedule.next_fire_at.map(Timestamp::as_millis))
+        .bind(now.as_millis())
+        .execute(tx.conn())
+        .await?;
+        tx.commit().await?;
+        Ok(schedule)
+    }
+
+    /// The schedule with this id, if any.
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn schedule(&self, id: &ScheduleId) -> Result<Option<Schedule>> {
+        let row = sqlx::query(&format!(
+            "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(schedule_from_row).transpose()
+    }
+
+    /// Enabled schedules the scheduler should look at by `now`, soonest
+    /// first, at most `limit`.
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn due_schedules(&self, now: Timestamp, limit: u32) -> Result<Vec<Schedule>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SCHEDULE_COLUMNS} FROM schedules \
+             WHERE enabled = 1 AND next_fire_at <= $1 ORDER BY next_fire_at LIMIT $2"
+        ))
+        .bind(now.as_millis())
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(schedule_from_row).collect()
+    }
+
+    /// Whether the schedule has a run still going (for the overlap policy).
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn schedule_has_running_run(&self, id: &ScheduleId) -> Result<bool> {
+        let row =
+            sqlx::query("SELECT 1 FROM runs WHERE schedule_id = $1 AND status = 'running' LIMIT 1")
+                .bind(id.as_str())
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row.is_some())
+    }
+
+    /// Records a firing as handled without starting a run (skipped by the
+    /// overlap or misfire policy): moves `last_fired_at` forward (never
+    /// back) and sets `next_fire_at`.
+    ///
+    /// # Errors
+    ///
+    /// An unknown schedule.
+    pub async fn skip_firing(&self, firing: &Firing) -> Result<()> {
+        let mut tx = self.write().await?;
+        self.advance_schedule(&mut tx, firing).await?;
+        tx.commit().await
+    }
+
+    async fn advance_schedule(&self, tx: &mut WriteTx, firing: &Firing) -> Result<()> {
+        let exists = sqlx::query(
+            "UPDATE schedules SET \
+             last_fired_at = CASE WHEN last_fired_at IS NULL OR last_fired_at < $1 \
+                 THEN $1 ELSE last_fired_at END, \
+             next_fire_at = $2 WHERE id = $3",
+        )
+        .bind(firing.fire_at.as_millis())
+        .bind(firing.next_fire_at.map(Timestamp::as_millis))
+        .bind(firing.schedule_id.as_str())
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        if exists == 0 {
+            return Err(StoreError::UnknownSchedule(firing.schedule_id.clone()));
+        }
+        Ok(())
+    }
+
+    /// Starts the run for one firing of a schedule, with its jobs, unless
+    /// a run for that firing exists already: `None` then, and nothing is
+    /// changed. This is how a schedule fires once across processes (see the
+    /// module doc). The schedule's `last_fired_at` and `next_fire_at` move
+    /// in the same transaction.
+    ///
+    /// # Errors
+    ///
+    /// An unknown schedule, or a job that [`enqueue_jobs`](Store::enqueue_jobs)
+    /// would refuse; nothing is stored then.
+    #[tracing::instrument(skip(self, jobs), fields(schedule = %firing.schedule_id, fire_at = firing.fire_at.as_millis(), jobs = jobs.len()))]
+    pub async fn create_run_for_firing(
+        &self,
+        firing: &Firing,
+        jobs: &[NewJob],
+        now: Timestamp,
+    ) -> Result<Option<RunId>> {
+        let mut tx = self.write().await?;
+        let playbook: Option<Option<String>> =
+            sqlx::query_scalar("SELECT playbook_id FROM schedules WHERE id = $1")
+                .bind(firing.schedule_id.as_str())
+                .fetch_optional(tx.conn())
+                .await?;
+        let Some(playbook) = playbook else {
+            return Err(StoreError::UnknownSchedule(firing.schedule_id.clone()));
+        };
+        let run_id = RunId::generate();
+        let inserted = sqlx::query(
+            "INSERT INTO runs (id, playbook_id, schedule_id, fire_at, status, created_at) \
+             VALUES ($1, $2, $3, $4, 'running', $5) \
+             ON CONFLICT (schedule_id, fire_at) DO NOTHING RETURNING id",
+        )
+        .bind(run_id.as_str())
+        .bind(playbook)
+        .bind(firing.schedule_id.as_str())
+        .bind(firing.fire_at.as_millis())
+        .bind(now.as_millis())
+        .fetch_optional(tx.conn())
+        .await?;
+        if inserted.is_none() {
+            tracing::debug!("firing already has a run");
+            return Ok(None);
+        }
+        self.advance_schedule(&mut tx, firing).await?;
+        self.insert_jobs(&mut tx, &run_id, jobs, now).await?;
+        tx.commit().await?;
+        self.finish_runs(std::slice::from_ref(&run_id), now).await?;
+        Ok(Some(run_id))
+    }
+
+    /// Starts a run by hand (not from a schedule), with its jobs.
+    ///
+    /// # Errors
+    ///
+    /// An unknown playbook, or a job that [`enqueue_jobs`](Store::enqueue_jobs)
+    /// would refuse; nothing is stored then.
+    pub async fn create_run(
+        &self,
+        playbook_id: Option<&PlaybookId>,
+        jobs: &[NewJob],
+        now: Timestamp,
+    ) -> Result<RunId> {
+        let mut tx = self.write().await?;
+        if let Some(playbook) = playbook_id {
+            let found = sqlx::query("SELECT id FROM playbooks WHERE id = $1")
+                .bind(playbook.as_str())
+                .fetch_optional(tx.conn())
+                .await?;
+            if found.is_none() {
+                return Err(StoreError::UnknownPlaybook(playbook.clone()));
+            }
+        }
+        let run_id = RunId::generate();
+        sqlx::query(
+            "INSERT INTO runs (id, playbook_id, status, created_at) VALUES ($1, $2, 'running', $3)",
+        )
+        .bind(run_id.as_str())
+        .bind(playbook_id.map(PlaybookId::as_str))
+        .bind(now.as_millis())
+        .execute(tx.conn())
+        .await?;
+        self.insert_jobs(&mut tx, &run_id, jobs, now).await?;
+        tx.commit().await?;
+        self.finish_runs(std::slice::from_ref(&run_id), now).await?;
+        Ok(run_id)
+    }
+
+    /// The run with this id, if any.
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn run(&self, id: &RunId) -> Result<Option<Run>> {
+        let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"))
+            .bind(id.as_str())
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    /// Runs of a schedule, oldest firing first.
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn runs_of_schedule(&self, id: &ScheduleId) -> Result<Vec<Run>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE schedule_id = $1 ORDER BY fire_at"
+        ))
+        .bind(id.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    /// Cancels a run's jobs that have not started (queued or awaiting
+    /// approval); leased jobs finish their attempt. Returns how many were
+    /// cancelled.
+    ///
+    /// # Errors
+    ///
+    /// An unknown run.
+    pub async fn cancel_run(&self, id: &RunId, now: Timestamp) -> Result<u64> {
+        let mut tx = self.write().await?;
+        if self.run_in(&mut tx, id).await?.is_none() {
+            return Err(StoreError::UnknownRun(id.clone()));
+        }
+        // On PostgreSQL a row a claimer is taking makes this wait for the
+        // claim to commit, then re-checks the status: a job claimed
+        // meanwhile is left to finish its attempt.
+        let n = sqlx::query(
+            "UPDATE jobs SET status = 'cancelled', finished_at = $1, last_error = 'run cancelled' \
+             WHERE run_id = $2 AND status IN ('queued', 'awaiting-approval')",
+        )
+        .bind(now.as_millis())
+        .bind(id.as_str())
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        self.finish_runs(std::slice::from_ref(id), now).await?;
+        Ok(n)
+    }
+
+    pub(crate) async fn run_in(&self, tx: &mut WriteTx, id: &RunId) -> Result<Option<Run>> {
+        let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"))
+            .bind(id.as_str())
+            .fetch_optional(tx.conn())
+            .await?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    /// Finishes those of `runs` whose jobs have all ended: `failed` if any
+    /// job failed, timed out or expired, else `cancelled` if any was
+    /// cancelled, else `succeeded`. Runs outside a transaction, after the
+    /// jobs' own transaction committed (see the module doc).
+    pub(crate) async fn finish_runs(&self, runs: &[RunId], now: Timestamp) -> Result<()> {
+        let mut runs: Vec<&str> = runs.iter().map(RunId::as_str).collect();
+        runs.sort_unstable();
+        runs.dedup();
+        for chunk in runs.chunks(FINISH_CHUNK) {
+            let mut sql = Sql::new(
+                self.backend,
+                "UPDATE runs SET status = CASE \
+                 WHEN EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = runs.id \
+                     AND j.status IN ('failed', 'timed-out', 'expired')) THEN 'failed' \
+                 WHEN EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = runs.id \
+                     AND j.status = 'cancelled') THEN 'cancelled' \
+                 ELSE 'succeeded' END, finished_at = ",
+            );
+            sql.bind(now)
+                .push(" WHERE status = 'running' AND id IN ")
+                .in_list(chunk.iter().copied())
+                .push(
+                    " AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = runs.id \
+                     AND j.status IN ('queued', 'leased', 'awaiting-approval'))",
+                );
+            let mut tx = self.write().await?;
+            sql.execute(tx.conn()).await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Finishes every running run whose jobs have all ended: the repair for
+    /// a process that died between ending a run's last job and finishing
+    /// the run. Returns how many runs it finished.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn finish_settled_runs(&self, now: Timestamp) -> Result<u64> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT r.id FROM runs r WHERE r.status = 'running' AND NOT EXISTS \
+             (SELECT 1 FROM jobs j WHERE j.run_id = r.id \
+              AND j.status IN ('queued', 'leased', 'awaiting-approval'))",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let ids: Vec<RunId> = ids.into_iter().map(RunId::from).collect();
+        self.finish_runs(&ids, now).await?;
+        Ok(ids.len() as u64)
+    }
+}

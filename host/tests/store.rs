@@ -1,0 +1,1017 @@
+//! The store's behaviour, each test run against SQLite and PostgreSQL.
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use steward_host::store::{
+    ChangeOutcome, Completion, DeviceId, FailOutcome, Failure, FailureKind, Firing, Job, JobId,
+    JobMode, JobStatus, NewChange, NewDevice, NewFinding, NewJob, NewLog, NewPlaybook, NewSchedule,
+    NewTenant, Outcome, RunId, RunStatus, Severity, Store, StoreError, TenantId, Tier, Timestamp,
+};
+use support::TestDb;
+
+/// Every test, once per backend: `sqlite::name` and `postgres::name`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::support::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::support::postgres().await).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    migrations_are_idempotent,
+    claims_by_tier_then_due_time,
+    concurrent_claimers_never_share_a_job,
+    expired_leases_are_reclaimed_and_stale_completions_refused,
+    leases_out_of_attempts_end_timed_out,
+    transient_failures_retry_with_backoff_permanent_ones_do_not,
+    reported_remediation_failure_is_not_retried,
+    unreachable_device_jobs_wait_then_expire,
+    tenant_and_plugin_limits_hold,
+    limits_hold_under_concurrent_claimers,
+    schedule_fires_once_under_concurrent_attempts,
+    bad_input_is_refused_and_nothing_is_stored,
+    completion_records_findings_changes_logs_and_follow_ups,
+    heartbeats_renew_only_held_leases_up_to_the_timeout,
+    interrupted_apply_is_reported_to_the_next_attempt,
+    approvals_gate_jobs,
+    cancelled_runs_keep_leased_jobs,
+);
+
+const T0: Timestamp = Timestamp::from_millis(1_700_000_000_000);
+const LEASE: Duration = Duration::from_secs(30);
+
+fn at(secs: u64) -> Timestamp {
+    T0 + Duration::from_secs(secs)
+}
+
+struct Fleet {
+    vip: TenantId,
+    managed: TenantId,
+    on_demand: TenantId,
+    /// One device per tenant, in the order above.
+    devices: Vec<DeviceId>,
+}
+
+async fn fleet(store: &Store) -> Fleet {
+    let mut ids = Vec::new();
+    let mut devices = Vec::new();
+    for (name, tier) in [
+        ("vip", Tier::Vip),
+        ("managed", Tier::Managed),
+        ("on-demand", Tier::OnDemand),
+    ] {
+        let tenant = store
+            .create_tenant(
+                &NewTenant {
+                    name: name.into(),
+                    tier,
+                    max_concurrent_jobs: None,
+                },
+                T0,
+            )
+            .await
+            .unwrap();
+        let device = store
+            .create_device(&NewDevice::new(tenant.id.clone(), format!("{name}-pc")), T0)
+            .await
+            .unwrap();
+        ids.push(tenant.id);
+        devices.push(device.id);
+    }
+    let mut ids = ids.into_iter();
+    Fleet {
+        vip: ids.next().unwrap(),
+        managed: ids.next().unwrap(),
+        on_demand: ids.next().unwrap(),
+        devices,
+    }
+}
+
+fn job(tenant: &TenantId, device: &DeviceId, due: Timestamp) -> NewJob {
+    NewJob::new(
+        tenant.clone(),
+        Some(device.clone()),
+        "antivirus",
+        JobMode::Check,
+        due,
+    )
+}
+
+async fn run_with(store: &Store, jobs: &[NewJob]) -> RunId {
+    store.create_run(None, jobs, T0).await.unwrap()
+}
+
+async fn complete_ok(store: &Store, worker: &str, jobs: &[Job], now: Timestamp) -> Vec<JobId> {
+    let batch: Vec<Completion> = jobs
+        .iter()
+        .map(|j| Completion::succeeded(j, json!({"ok": true})))
+        .collect();
+    store.complete(worker, &batch, now).await.unwrap()
+}
+
+async fn status(store: &Store, id: &JobId) -> JobStatus {
+    store.job(id).await.unwrap().unwrap().status
+}
+
+async fn migrations_are_idempotent(db: TestDb) {
+    let again = db.reopen().await;
+    let third = db.reopen().await;
+    let f = fleet(&third).await;
+    assert_eq!(again.tenants().await.unwrap().len(), 3);
+    assert!(again.tenant(&f.vip).await.unwrap().is_some());
+    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(&sqlx::AnyPool::connect(&db.url).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(applied, 1);
+}
+
+async fn claims_by_tier_then_due_time(db: TestDb) {
+    let s = &db.store;
+    let f = fleet(s).await;
+    let jobs = [
+        job(&f.on_demand, &f.devices[2], at(0)),
+        job(&f.managed, &f.devices[1], at(2)),
+        job(&f.vip, &f.devices[0], at(3)),
+        job(&f.managed, &f.devices[1], at(1)),
+        job(&f.vip, &f.devices[0], at(1)),
+        // Not due yet at the claim below.
+        job(&f.vip, &f.devices[0], at(100)),
+    ];
+    run_with(s, &jobs).await;
+    let claimed = s.claim("w1", 10, LEASE, at(10)).await.unwrap();
+    let order: Vec<(Tier, Timestamp)> = claimed.iter().map(|j| (j.tier, j.due_at)).collect();
+    assert_eq!(
+        order,
+        vec![
+            (Tier::Vip, at(1)),
+            (Tier::Vip, at(3)),
+            (Tier::Managed, at(1)),
+            (Tier::Managed, at(2)),
+            (Tier::OnDemand, at(0)),
+        ]
+    );
+    assert!(claimed.iter().all(|j| j.status == JobStatus::Leased
+        && j.attempt == 1
+        && j.lease_owner.as_deref() == Some("w1")
+        && j.lease_until == Some(at(10) + LEASE)));
+
+    // One at a time, the order is the same: the head of the queue first.
+    let db2 = s.claim("w1", 1, LEASE, at(200)).await.unwrap();
+    assert_eq!(db2.len(), 1);
+    assert_eq!(db2[0].due_at, at(100));
+    assert!(s.claim("w1", 1, LEASE, at(200)).await.unwrap().is_empty());
+}
+
+async fn concurrent_claimers_never_share_a_job(db: TestDb) {
+    let f = fleet(&db.store).await;
+    let tenants = [&f.vip, &f.managed, &f.on_demand];
+    let jobs: Vec<NewJob> = (0..1000)
+        .map(|i| job(tenants[i % 3], &f.devices[i % 3], at((i % 17) as u64)))
+        .collect();
+    run_with(&db.store, &jobs).await;
+
+    // Two pools (two "processes"), four claimers each.
+    let stores = [db.store.clone(), db.reopen().await];
+    let mut tasks = Vec::new();
+    for (p, store) in stores.iter().enumerate() {
+        for w in 0..4 {
+            let store = store.clone();
+            let worker = format!("p{p}-w{w}");
+            tasks.push(tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let batch = store.claim(&worker, 7, LEASE, at(60)).await.unwrap();
+                    if batch.is_empty() {
+                        return mine;
+                    }
+                    assert!(batch.iter().all(|j| j.attempt == 1));
+                    mine.extend(batch.into_iter().map(|j| j.id));
+                }
+            }));
+        }
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    let distinct: HashSet<_> = all.iter().collect();
+    assert_eq!(all.len(), 1000, "every job claimed exactly once");
+    assert_eq!(distinct.len(), 1000, "no job claimed twice");
+    let counts = db.store.job_counts().await.unwrap();
+    assert_eq!(counts.get(&JobStatus::Leased), Some(&1000));
+}
+
+async fn expired_leases_are_reclaimed_and_stale_completions_refused(db: TestDb) {
+    let s = &db.store;
+    let f = fleet(s).await;
+    run_with(s, &[job(&f.vip, &f.devices[0], at(0))]).await;
+    let first = s.claim("w1", 1, LEASE, at(0)).await.unwrap();
+    assert_eq!(first.len(), 1);
+
+    // Not yet expired: nothing happens.
+    assert_eq!(s.reclaim_expired(at(29)).await.unwrap().requeued, 0);
+    let report = s.reclaim_expired(at(31)).await.unwrap();
+    assert_eq!((report.requeued, report.timed_out), (1, 0));
+    let job = s.job(&first[0].id).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Queued);
+    assert!(job.lease_owner.is_none());
+    // The backoff applies after a lost lease too (10 s after attempt 1).
+    assert_eq!(job.due_at, at(41));
+    assert!(job.last_error.unwrap().contains("w1"));
+
+    // The old worker's completion is refused.
+    assert!(complete_ok(s, "w1", &first, at(32)).await.is_empty());
+    assert!(s.claim("w2", 1, LEASE, at(40)).await.unwrap().is_empty());
+
+    // The same worker id claims it again: its stale attempt is still
+    // refused, the new one is accepted once.
+    let second = s.claim("w1", 1, LEASE, at(41)).await.unwrap();
+    assert_eq!(second[0].attempt, 2);
+    assert!(complete_ok(s, "w1", &first, at(42)).await.is_empty());
+    assert_eq!(status(s, &first[0].id).await, JobStatus::Leased);
+    assert_eq!(
+        complete_ok(s, "w1", &second, at(42)).await,
+        vec![second[0].id.clone()]
+    );
+    assert!(complete_ok(s, "w1", &second, at(43)).await.is_empty());
+    assert_eq!(status(s, &first[0].id).await, JobStatus::Succeeded);
+    let run = s.run(&second[0].run_id).await.unwrap().unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert_eq!(run.finished_at, Some(at(42)));
+}
+
+async fn leases_out_of_attempts_end_timed_out(db: TestDb) {
+    let s = &db.store;
+    let f = fleet(s).await;
+    let mut j = job(&f.vip, &f.devices[0], at(0));
+    j.max_attempts = 2;
+    let run = run_with(s, &[j]).await;
+    let a = s.claim("w1", 1, LEASE, at(0)).await.unwrap();
+    assert_eq!(s.reclaim_expired(at(31)).await.unwrap().requeued, 1);
+    let b = s.claim("w2", 1, LEASE, at(100)).await.unwrap();
+    assert_eq!(b[0].attempt, 2);
+    let report = s.reclaim_expired(at(200)).await.unwrap();
+    assert_eq!((report.requeued, report.timed_out), (0, 1));
+    assert_eq!(status(s, &a[0].id).await, JobStatus::TimedOut);
+    assert_eq!(
+        s.run(&run).await.unwrap().unwrap().status,
+        RunStatus::Failed
+    );
+}
+
+async fn transient_failures_retry_with_backoff_permanent_ones_do_not(db: TestDb) {
+    let s = &db.store;
+    let f = fleet(s).await;
+    let run = run_with(
+        s,
+        &[
+            job(&f.vip, &f.devices[0], at(0)),
+            job(&f.managed, &f.devices[1], at(0)),
+        ],
+    )
+    .await;
+    let claimed = s.claim("w", 2, LEASE, at(0)).await.unwrap();
+    let (transient, permanent) = (&claimed[0], &claimed[1]);
+    let fail = |job: &Job, kind| Failure {
+        job_id: job.id.clone(),
+        attempt: job.attempt,
+        error: "directory unavailable".into(),
+        kind,
+        logs: vec![NewLog {
+            at: at(1),
+            level: "warn".into(),
+            message: "ldap down".into(),
+            fields: json!({}),
+        }],
+    };
+
+    assert_eq!(
+        s.fail("w", &fail(permanent, FailureKind::Permanent), at(1))
+            .await
+            .unwrap(),
+        FailOutcome::Ended(JobStatus::Failed)
+    );
+    assert_eq!(status(s, &permanent.id).await, JobStatus::Failed);
+
+    // Attempt 1 fails: retry after 10 s; attempt 2: after 20 s; attempt 3
+    // (the last): failed.
+    let mut job = transient.clone();
+    let mut now = at(1);
+    for (attempt, wait) in [(1, 10), (2, 20)] {
+        assert_eq!(job.attempt, attempt);
+        let outcome = s
+            .fail("w", &fail(&job, FailureKind::Transient), now)
+            .await
+            .unwrap();
+        let due = now + Duration::from_secs(wait);
+        assert_eq!(outcome, FailOutcome::Retrying { due_at: due });
+        // Reporting the same attempt again changes nothing.
+        assert_eq!(
+            s.fail("w", &fail(&job, FailureKind::Transient), now)
+                .await
+                .unwrap(),
+            FailOutcome::NotLeased
+        );
+        // Not claimable before it is due.
+        let just_before = Timestamp::from_millis(due.as_millis() - 1);
+        assert!(
+            s.claim("w", 1, LEASE, just_before)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let claimed = s.claim("w", 1, LEASE, due).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        job = claimed.into_iter().next().unwrap();
+        now = due + Duration::from_secs(1);
+    }
+    assert_eq!(job.attempt, 3);
+    assert_eq!(
+        s.fail("w", &fail(&job, FailureKind::Transient), now)
+            .await
+            .unwrap(),
+        FailOutcome::Ended(JobStatus::Failed)
+    );
+    assert_eq!(
+        s.run(&run).await.unwrap().unwrap().status,
+        RunStatus::Failed
+    );
+    // Each failed attempt kept its log.
+    let logs = s.logs_of_job(&job.id).await.unwrap();
+    let attempts: Vec<u32> = logs.iter().map(|(a, _)| *a).collect();
+    assert_eq!(attempts, vec![1, 2, 3]);
+}
+
+async fn reported_remediation_failure_is_not_retried(db: TestDb) {
+    let s = &db.store;
+    let f = fleet(s).await;
+    let mut j = job(&f.vip, &f.devices[0], at(0));
+    j.mode = JobMode::Remediate;
+    j.max_attempts = 5;
+    run_with(s, &[j]).await;
+    let claimed = s.claim("w", 1, LEASE, at(0)).await.unwrap();
+    let mut c = Completion::succeeded(&claimed[0], json!({}));
+    c.outcome = Outcome::Failed {
+        reason: "quarantine refused: file in use".into(),
+    };
+    assert_eq!(s.complete("w", &[c], at(1)).await.unwrap().len(), 1);
+    let job = s.job(&claimed[0].id).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(
+        job.last_error.as_deref(),
+        Some("quarantine refused: file in use")
+    );
+    assert!(s.claim("w", 1, LEASE, at(10_000)).await.unwrap().is_empty());
+    assert!(s.reclaim_expired(at(10_000)).await.unwrap() == Default::default());
+}
+
+async fn unreachable_device_jobs_wait_then_expire(db: TestDb) {
+    let s = &db.store;
+    let f = fleet(s).await;
+    let laptop = s
+        .create_device(&NewDevice::new(f.vip.clone(), "laptop"), T0)
+        .await
+        .unwrap()
+        .id;
+    s.set_device_reachable(&laptop, false, at(0)).await.unwrap();
+    let mut waits = job(&f.vip, &laptop, at(0));
+    waits.expires_at = Some(at(3600));
+    let mut expires = job(&f.vip, &laptop, at(0));
+    expires.expires_at = Some(at(60));
+    let other = job(&f.on_demand, &f.devices[2], at(0));
+    let run = run_with(s, &[waits, expires, other]).await;
+
+    // The offline device's jobs are skipped, even though VIP; others run.
+    let claimed = s.claim("w", 10, LEASE, at(1)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].tenant_id, f.on_demand);
+    complete_ok(s, "w", &claimed, at(2)).await;
+
+    // Past one expiry, still unreachable: that job ends as expired, with
+    // the reason; the other keeps waiting.
+    assert!(s.claim("w", 10, LEASE, at(61)).await.unwrap().is_empty());
+    assert_eq!(s.expire_due(at(61)).await.unwrap(), 1);
+    let jobs = s.jobs_of_run(&run).await.unwrap();
+    let expired: Vec<&Job> = jobs
+        .iter()
+        .filter(|j| j.status == JobStatus::Expired)
+        .collect();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].expires_at, Some(at(60)));
+    assert!(
+        expired[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains(&format!("device `{laptop}` was unreachable"))
+    );
+    assert_eq!(
+        s.run(&run).await.unwrap().unwrap().status,
+        RunStatus::Running
+    );
+
+    // Back online: the waiting job runs.
+    s.set_device_reachable(&laptop, true, at(100))
+        .await
+        .unwrap();
+    let claimed = s.claim("w", 10, LEASE, at(100)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].device_id.as_ref(), Some(&laptop));
+    complete_ok(s, "w", &claimed, at(101)).await;
+    let run = s.run(&run).await.unwrap().unwrap();
+    assert_eq!(run.status, RunStatus::Failed, "one job expired");
+    assert!(s.device(&laptop).await.unwrap().unwrap().reachable);
+}
+
+async fn tenant_and_plugin_limits_hold(db: TestDb) {
+    let s = &db.store;
+    let f = fleet(s).await;
+    s.set_tenant_limit(&f.vip, Some(2)).await.unwrap();
+    let mut jobs: Vec<NewJob> = (0..5).map(|i| job(&f.vip, &f.devices[0], at(i))).collect();
+    jobs.extend((0..3).map(|i| job(&f.managed, &f.devices[1], at(i))));
+    run_with(s, &jobs).await;
+
+    // VIP is served first but only up to its limit; the managed tenant's
+    // jobs fill the rest of the batch.
+    let first = s.claim("w", 4, LEASE, at(10)).await.unwrap();
+    let tiers: Vec<Tier> = first.iter().map(|j| j.tier).collect();
+    assert_eq!(
+        tiers,
+        vec![Tier::Vip, Tier::Vip, Tier::Managed, Tier::Managed]
+    );
+    // At its limit, VIP does not hold up the queue.
+    let next = s.claim("w", 4, LEASE, at(10)).await.unwrap();
+    assert_eq!(
+        next.iter().map(|j| j.tier).collect::<Vec<_>>(),
+        vec![Tier::Managed]
+    );
+    // One VIP job ends: one more VIP job may start.
+    complete_ok(s, "w", &first[..1], at(11)).await;
+    let more = s.claim("w", 4, LEASE, at(12)).await.unwrap();
+    assert_eq!(
+        more.iter().map(|j| j.tier).collect::<Vec<_>>(),
+        vec![Tier::Vip]
+    );
+
+    // A plugin limit applies across tenants; a limit of 0 pauses it.
+    let on_demand_jobs: Vec<NewJob> = (0..3)
+        .map(|i| {
+            let mut j = job(&f.on_demand, &f.devices[2], at(i));
+            j.plugin = "patching".into();
+            j
+        })
+        .collect();
+    run_with(s, &on_demand_jobs).await;
+    s.set_plugin_limit("patching", Some(0), at(13))
+        .await
+        .unwrap();
+    assert!(s.claim("w", 10, LEASE, at(13)).await.unwrap().is_empty());
+    s.set_plugin_limit("patching", Some(1), at(14))
+        .await
+        .unwrap();
+    let patching = s.claim("w", 10, LEASE, at(14)).await.unwrap();
+    assert_eq!(patching.len(), 1);
+    assert_eq!(patching[0].plugin, "patching");
+    assert!(s.claim("w", 10, LEASE, at(14)).await.unwrap().is_empty());
+    // Lifting the limits frees the rest.
+    s.set_plugin_limit("patching", None, at(15)).await.unwrap();
+    s.set_tenant_limit(&f.vip, None).await.unwrap();
+    assert_eq!(s.claim("w", 10, LEASE, at(15)).await.unwrap().len(), 4);
+}
+
+async fn limits_hold_under_concurrent_claimers(db: TestDb) {
+    let f = fleet(&db.store).await;
+    db.store.set_tenant_limit(&f.vip, Some(3)).await.unwrap();
+    db.store
+        .set_plugin_limit("patching", Some(5), T0)
+        .await
+        .unwrap();
+    let mut jobs: Vec<NewJob> = (0..100)
+        .map(|i| job(&f.vip, &f.devices[0], at(i % 7)))
+        .collect();
+    jobs.extend((0..100).map(|i| {
+        let mut j = job(&f.managed, &f.devices[1], at(i % 5));
+        j.plugin = "patching".into();
+        j
+    }));
+    run_with(&db.store, &jobs).await;
+    let stores = [db.store.clone(), db.reopen().await];
+    let mut tasks = Vec::new();
+    for (p, store) in stores.iter().enumerate() {
+        for w in 0..4 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0;
+                for _ in 0..10 {
+                    n += store
+                        .claim(&format!("p{p}w{w}"), 2, LEASE, at(60))
+                        .await
+                        .unwrap()
+                        .len();
+                }
+                n
+            }));
+        }
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    assert_eq!(total, 8, "3 VIP jobs and 5 patching jobs, no more");
+    let counts = db.store.job_counts().await.unwrap();
+    assert_eq!(counts.get(&JobStatus::Leased), Some(&8));
+}
+
+async fn schedule_fires_once_under_concurrent_attempts(db: TestDb) {
+    let f = fleet(&db.store).await;
+    let playbook = db
+        .store
+        .create_playbook(
+            &NewPlaybook {
+                tenant_id: Some(f.vip.clone()),
+                name: "nightly av".into(),
+                steps: json!([{"plugin": "antivirus", "mode": "check"}]),
+                target: json!({"tenant": f.vip.as_str()}),
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    let schedule = db
+        .store
+        .create_schedule(
+            &NewSchedule {
+                playbook_id: playbook.id.clone(),
+                tenant_id: Some(f.vip.clone()),
+                spec: json!({"cron": "0 2 * * *", "timezone": "Europe/Berlin"}),
+                next_fire_at: Some(at(3600)),
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(db.store.due_schedules(at(3600), 10).await.unwrap().len(), 1);
+
+    let firing = Firing {
+        schedule_id: schedule.id.clone(),
+        fire_at: at(3600),
+        next_fire_at: Some(at(3600 + 86_400)),
+    };
+    let jobs = Arc::new(vec![job(&f.vip, &f.devices[0], at(3600))]);
+    let stores = [db.store.clone(), db.reopen().await];
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let store = stores[i % 2].clone();
+        let firing = firing.clone();
+        let jobs = jobs.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .create_run_for_firing(&firing, &jobs, at(3600))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut created = Vec::new();
+    for t in tasks {
+        created.extend(t.await.unwrap());
+    }
+    assert_eq!(created.len(), 1, "exactly one process started the run");
+    let runs = db.store.runs_of_schedule(&schedule.id).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].fire_at, Some(at(3600)));
+    assert_eq!(runs[0].playbook_id.as_ref(), Some(&playbook.id));
+    assert_eq!(db.store.jobs_of_run(&created[0]).await.unwrap().len(), 1);
+    let schedule = db.store.schedule(&schedule.id).await.unwrap().unwrap();
+    assert_eq!(schedule.last_fired_at, Some(at(3600)));
+    assert_eq!(schedule.next_fire_at, Some(at(3600 + 86_400)));
+    assert!(
+        db.store
+            .due_schedules(at(3601), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        db.store
+            .schedule_has_running_run(&schedule.id)
+            .await
+            .unwrap()
+    );
+
+    // The next firing is a new run.
+    let next = Firing {
+        fire_at: at(3600 + 86_400),
+        next_fire_at: None,
+        ..firing
+    };
+    assert!(
+        db.store
+            .create_run_for_firing(&next, &[], at(90_000))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+async fn bad_input_is_refused_and_nothing_is_stored(db: TestDb) {
+    let s = &db.store;
+    let f = fleet(s).await;
+    let run = run_with(s, &[]).await;
+    // A run without jobs has nothing to wait for.
+    assert_eq!(
+        s.run(&run).await.unwrap().unwrap().status,
+        RunStatus::Succeeded
+    );
+    let run = s
+        .create_run(None, &[job(&f.vip, &f.devices[0], at(0))], T0)
+        .await
+        .unwrap();
+    let good = job(&f.vip, &f.devices[0], at(0));
+    let before = s.job_counts().await.unwrap();
+
+    let ghost = TenantId::from("no-such-tenant");
+    let err = s
+        .enqueue_jobs(&run, &[good.clone(), job(&ghost, &f.devices[0], at(0))], T0)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::UnknownTenant(ref t) if *t == ghost));
+    assert_eq!(err.to_string(), "unknown tenant `no-such-tenant`");
+
+    let err = s
+        .enqueue_jobs(&run, &[good.clone(), job(&f.vip, &f.devices[1], at(0))], T0)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::WrongTenant { .. }), "{err}");
+
+    let err = s
+        .enqueue_jobs(&run, &[job(&f.vip, &DeviceId::from("nope"), at(0))], T0)
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "unknown device `nope`");
+
+    let mut bad = good.clone();
+    bad.params = json!(["not", "an", "object"]);
+    let err = s.enqueue_jobs(&run, &[bad], T0).await.unwrap_err();
+    assert_eq!(err.to_string(), "invalid `params`: must be a JSON object");
+
+    let mut bad = good.clone();
+    bad.expires_at = Some(at(0));
+    let err = s.enqueue_jobs(&run, &[bad], T0).await.unwrap_err();
+    assert!(err.to_string().starts_with("invalid `expires-at`"), "{err}");
+
+    let err = s
+        .enqueue_jobs(&RunId::from("nope"), std::slice::from_ref(&good), T0)
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "unknown run `nope`");
+
+    let err = s
+        .create_run(None, &[good.clone(), job(&ghost, &f.devices[0], at(0))], T0)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::UnknownTenant(_)));
+
+    let err = s
+        .create_tenant(
+            &NewTenant {
+                name: "vip".into(),
+                tier: Tier::Vip,
+                max_concurrent_jobs: None,
+            },
+            T0,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "tenant `vip` already exists");
+    assert_eq!(
+        "gold".parse::<Tier>().unwrap_err().to_string(),
+        "invalid `tier`: `gold` is not one of `vip`, `managed`, `on-demand`"
+    );
+
+    assert_eq!(s.job_counts().await.unwrap(), before, "nothing was stored");
+    assert_eq!(s.tenants().await.unwrap().len(), 3);
+
+    // A finished run takes no more jobs.
+    let claimed = s.claim("w", 10, LEASE, at(0)).await.unwrap();
+    complete_ok(s, "w", &claimed, at(1)).await;
+    let err = s.enqueue_jobs(&run, &[good], T0).await.unwrap_err();
+    assert!(matches!(err, StoreError::RunFinished(_)));
+}
+
+async fn completion_records_findings_changes_logs_and_follow_ups(db: TestDb) {
+    let s = &db.store;
+    let f = fleet(s).await;
+    let device = &f.devices[0];
+    let run = run_with(s, &[job(&f.vip, device, at(0))]).await;
+    let finding = |key: &str, severity| NewFinding {
+        key: key.into(),
+        severity,
+        summary: format!("{key} found"),
+        detail: String::new(),
+        resource: key.into(),
+        fields: json!({"k": "v"}),
+    };
+
+    // Check 1 finds a and b, and asks for a remediation step.
+    let check = s.claim("w", 1, LEASE, at(1)).await.unwrap();
+    let mut c = Completion::succeeded(&check[0], json!({"findings": 2}));
+    c.findings = vec![
+        finding("a", Severity::Critical),
+        finding("b", Severity::Warning),
+    ];
+    c.logs = vec![NewLog {
+        at: at(1),
+        level: "info".into(),
+        message: "scanned".into(),
+        fields: json!({"files": 10}),
+    }];
+    let mut next = job(&f.vip, device, at(2));
+    next.mode = JobMode::Remediate;
+    next.step_index = 1;
+    c.then = vec![next];
+    assert_eq!(s.complete("w", &[c.clone()], at(2)).await.unwrap().len(), 1);
+    // Sent again (a retry after a lost reply): refused, nothing doubled.
+    assert!(s.complete("w", &[c], at(2)).await.unwrap().is_empty());
+    assert_eq!(s.jobs_of_run(&run).await.unwrap().len(), 2);
+    assert_eq!(s.logs_of_job(&check[0].id).await.unwrap().len(), 1);
+    assert_eq!(
+        s.run(&run).await.unwrap().unwrap().status,
+        RunStatus::Running
+    );
+
+    // The remediation step records its changes.
+    let fix = s.claim("w", 1, LEASE, at(3)).await.unwrap();
+    assert_eq!((fix[0].step_index, fix[0].mode), (1, JobMode::Remediate));
+    let mut c = Completion::succeeded(&fix[0], json!({}));
+    c.changes = vec![NewChange {
+        kind: "quarantine".into(),
+        target: "/srv/eicar.com".into(),
+        description: "quarantined EICAR".into(),
+        before: None,
+        after: Some("q-1".into()),
+        outcome: ChangeOutcome::Applied,
+    }];
+    s.complete("w", &[c], at(4)).await.unwrap();
+    let changes = s.changes_of_job(&fix[0].id).await.unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].change.target, "/srv/eicar.com");
+    let run_row = s.run(&run).await.unwrap().unwrap();
+    assert_eq!(run_row.status, RunStatus::Succeeded);
+
+    // Check 2 (a new run) finds only a: b is resolved, a keeps its first
+    // sighting. Two checks of the same device in one batch: the later
+    // decides.
+    run_with(
+        s,
+        &[job(&f.vip, device, at(10)), job(&f.vip, device, at(11))],
+    )
+    .await;
+    let checks = s.claim("w", 2, LEASE, at(20)).await.unwrap();
+    let mut c1 = Completion::succeeded(&checks[0], json!({}));
+    c1.findings = vec![finding("b", Severity::Warning)];
+    let mut c2 = Completion::succeeded(&checks[1], json!({}));
+    c2.findings = vec![finding("a", Severity::Critical)];
+    assert_eq!(s.complete("w", &[c1, c2], at(21)).await.unwrap().len(), 2);
+    let all = s.findings(&f.vip, false).await.unwrap();
+    assert_eq!(all.len(), 2);
+    let a = all.iter().find(|x| x.key == "a").unwrap();
+    assert_eq!(
+        (a.first_seen_at, a.last_seen_at, a.resolved_at),
+        (at(2), at(21), None)
+    );
+    let b = all.iter().find(|x| x.key == "b").unwrap();
+    assert_eq!(b.resolved_at, Some(at(21)));
+    let open = s.findings(&f.vip, true).await.unwrap();
+    assert_eq!(
+        open.iter().map(|x| x.key.as_str()).collect::<Vec<_>>(),
+        ["a"]
+    );
+
+    // b comes back: a new occurrence, seen from now on.
+    run_with(s, &[job(&f.vip, device, at(30))]).await;
+    let again = s.claim("w", 1, LEASE, at(30)).await.unwrap();
+    let mut c = Completion::succeeded(&again[0], json!({}));
+    c.findings = vec![
+        finding("a", Severity::Critical),
+        finding("b", Severity::Critical),
+    ];
+    s.complete("w", &[c], at(31)).await.unwrap();
+    let b = s
+        .findings(&f.vip, true)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|x| x.key == "b")
+        .unwrap();
+    assert_eq!(
+        (b.first_seen_at, b.severity, b.resolved_at),
+        (at(31), Severity::Critical, None)
+    );
+}
+
+async fn heartbeats_renew_only_held_leases_up_to_the_timeout(db: TestDb) {
+    let s = &db.store;
+    let f = fleet(s).await;
+    let mut j = job(&f.vip, &f.devices[0], at(0));
+    j.timeout = Duration::from_secs(60);
+    run_with(s, &[j.clone(), j]).await;
+    let held = s.claim("w1", 2, LEASE, at(0)).await.unwrap();
+    let pairs: Vec<(JobId, u32)> = held.iter().map(|j| (j.id.clone(), j.attempt)).collect();
+
+    // Another worker cannot renew them.
+    assert!(
+        s.heartbeat("w2", &pairs, LEASE, at(10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The holder can, but not past start + timeout + lease.
+    assert_eq!(
+        s.heartbeat("w1", &pairs, LEASE, at(20))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        s.job(&held[0].id).await.unwrap().unwrap().lease_until,
+        Some(at(50))
+    );
+    s.heartbeat("w1", &pairs, LEASE, at(49)).await.unwrap();
+    s.heartbeat("w1", &pairs, LEASE, at(75)).await.unwrap();
+    assert_eq!(
+        s.job(&held[0].id).await.unwrap().unwrap().lease_until,
+        Some(at(90))
+    );
+    // A lease that has run out is not renewed, even before it is reclaimed.
+    assert!(
+        s.heartbeat("w1", &pairs, LEASE, at(91))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.reclaim_expired(at(91)).await.unwrap().requeued, 2);
+}
+
+async fn interrupted_apply_is_reported_to_the_next_attempt(db: TestDb) {
+    let s = &db.store;
+    let f = fleet(s).await;
+    let mut j = job(&f.vip, &f.devices[0], at(0));
+    j.mode = JobMode::Remediate;
+    run_with(s, &[j]).await;
+    let first = s.claim("w1", 1, LEASE, at(0)).await.unwrap();
+    assert!(!first[0].interrupted_apply);
+    assert!(!s.mark_applying("w2", &first[0].id, 1, at(1)).await.unwrap());
+    assert!(s.mark_applying("w1", &first[0].id, 1, at(1)).await.unwrap());
+    // The worker is killed mid-apply; its lease runs out.
+    s.reclaim_expired(at(100)).await.unwrap();
+    let second = s.claim("w2", 1, LEASE, at(200)).await.unwrap();
+    assert_eq!(second[0].attempt, 2);
+    assert!(second[0].interrupted_apply);
+    // The dead worker's attempt cannot mark or complete anything now.
+    assert!(
+        !s.mark_applying("w1", &first[0].id, 1, at(201))
+            .await
+            .unwrap()
+    );
+    assert!(complete_ok(s, "w1", &first, at(201)).await.is_empty());
+    assert_eq!(complete_ok(s, "w2", &second, at(202)).await.len(), 1);
+}
+
+async fn approvals_gate_jobs(db: TestDb) {
+    let s = &db.store;
+    let f = fleet(s).await;
+    let gated = |due| {
+        let mut j = job(&f.managed, &f.devices[1], due);
+        j.mode = JobMode::Remediate;
+        j.awaiting_approval = true;
+        j.expires_at = Some(at(1000));
+        j
+    };
+    let run = run_with(s, &[gated(at(0)), gated(at(1)), gated(at(2))]).await;
+    let ids: Vec<JobId> = s
+        .jobs_of_run(&run)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert!(ids.len() == 3);
+    assert!(s.claim("w", 10, LEASE, at(5)).await.unwrap().is_empty());
+
+    assert!(s.approve_job(&ids[0], "alice", "ok", at(6)).await.unwrap());
+    assert!(
+        !s.approve_job(&ids[0], "alice", "twice", at(6))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.reject_job(&ids[1], "bob", "not now", at(6))
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        s.approve_job(&ids[2], " ", "", at(6)).await,
+        Err(StoreError::Invalid {
+            field: "decided-by",
+            ..
+        })
+    ));
+    let claimed = s.claim("w", 10, LEASE, at(7)).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|j| &j.id).collect::<Vec<_>>(),
+        vec![&ids[0]]
+    );
+    assert_eq!(status(s, &ids[1]).await, JobStatus::Cancelled);
+    complete_ok(s, "w", &claimed, at(8)).await;
+
+    // Never decided: expires.
+    assert_eq!(s.expire_due(at(1000)).await.unwrap(), 1);
+    let last = s.job(&ids[2]).await.unwrap().unwrap();
+    assert_eq!(last.status, JobStatus::Expired);
+    assert_eq!(
+        last.last_error.as_deref(),
+        Some("not approved before it expired")
+    );
+    assert_eq!(
+        s.run(&run).await.unwrap().unwrap().status,
+        RunStatus::Failed
+    );
+}
+
+async fn cancelled_runs_keep_leased_jobs(db: TestDb) {
+    let s = &db.store;
+    let f = fleet(s).await;
+    let run = run_with(
+        s,
+        &[
+            job(&f.vip, &f.devices[0], at(0)),
+            job(&f.vip, &f.devices[0], at(1)),
+            job(&f.vip, &f.devices[0], at(2)),
+        ],
+    )
+    .await;
+    let running = s.claim("w", 1, LEASE, at(0)).await.unwrap();
+    assert_eq!(s.cancel_run(&run, at(5)).await.unwrap(), 2);
+    assert_eq!(
+        s.run(&run).await.unwrap().unwrap().status,
+        RunStatus::Running
+    );
+    assert!(s.claim("w", 10, LEASE, at(6)).await.unwrap().is_empty());
+    complete_ok(s, "w", &running, at(7)).await;
+    let run = s.run(&run).await.unwrap().unwrap();
+    assert_eq!(
+        (run.status, run.finished_at),
+        (RunStatus::Cancelled, Some(at(7)))
+    );
+    // A crash between a job's end and its run's end is repaired.
+    assert_eq!(s.finish_settled_runs(at(8)).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn sqlite_file_is_created_on_first_start_in_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state/steward.db");
+    let url = format!("sqlite://{}", path.display());
+    let store = Store::open(&url).await.unwrap();
+    assert!(path.is_file());
+    store.close().await;
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    // Opening again keeps what was stored.
+    let store = Store::open(&url).await.unwrap();
+    assert!(store.tenants().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn unsupported_urls_are_refused_without_echoing_secrets() {
+    let err = Store::open("mysql://root:hunter2@db/steward")
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    assert!(matches!(err, StoreError::UnsupportedUrl { .. }));
+}
