@@ -195,10 +195,7 @@ mod provider {
         assert_eq!(alice.groups, ["sales"]);
         assert!(alice.failed_attempts >= 3, "{}", alice.failed_attempts);
         let since = alice.locked_since.as_ref().expect("lock time");
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_secs() as i64;
+        let now = unix_now();
         assert!((now - since.seconds).abs() < 120, "locked just now");
         assert!(!directory.lookup("carol").await.expect("carol").locked);
 
@@ -325,10 +322,7 @@ mod provider {
             ]
         );
         let since = locked[0].locked_since.as_ref().expect("FILETIME converted");
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_secs() as i64;
+        let now = unix_now();
         assert!((now - since.seconds).abs() < 120);
 
         let (_, applied) = unlock_run(

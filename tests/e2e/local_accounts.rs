@@ -197,10 +197,7 @@ async fn pam_faillock_tallies_are_counted_and_reset() {
         .locked_since
         .as_ref()
         .expect("lock time from the tally");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64;
+    let now = unix_now();
     assert!((now - since.seconds).abs() < 120, "locked just now");
     assert_eq!(root.faillock_entries("daemon"), 3);
 

@@ -148,3 +148,11 @@ pub async fn assert_host_still_healthy() {
     assert_eq!(findings.len(), 1);
     assert_eq!(findings[0].id, "ok");
 }
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
+}

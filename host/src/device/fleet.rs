@@ -9,7 +9,10 @@ use crate::bindings::inventory::{
     AdminFields, Battery, DeviceClass, DeviceFacts, Disk, Hardware, Health, OsInfo,
 };
 use crate::bindings::packages::RebootStatus;
+use chrono::{Datelike as _, NaiveDate};
+
 use crate::bindings::types::{Date, Instant};
+use crate::capability::inventory::eol;
 use crate::device::simulated::Fixture;
 
 /// What to generate.
@@ -374,41 +377,35 @@ const DISK_MODELS: [&str; 4] = [
     "Micron 5400 PRO",
 ];
 
-/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("1970-01-01 is a date");
+
+/// Days since 1970-01-01 of a calendar date (1970-01-01 if it is not one).
 fn days_from_civil(date: Date) -> i64 {
-    let (m, d) = (i64::from(date.month), i64::from(date.day));
-    let y = i64::from(date.year) - i64::from(m <= 2);
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    NaiveDate::from_ymd_opt(
+        i32::from(date.year),
+        u32::from(date.month),
+        u32::from(date.day),
+    )
+    .map_or(0, |d| (d - EPOCH).num_days())
 }
 
-/// The civil date of a day count since 1970-01-01.
-fn civil_from_days(z: i64) -> Date {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-    let year = (yoe + era * 400 + i64::from(month <= 2)) as u16;
-    Date { year, month, day }
+fn naive(day: i64) -> NaiveDate {
+    EPOCH + chrono::Days::new(day.max(0) as u64)
+}
+
+/// The calendar date of a day count since 1970-01-01.
+fn civil_from_days(day: i64) -> Date {
+    eol::date(naive(day))
 }
 
 /// The same day `years` later; 29 February becomes 28 February.
 fn add_years(day: i64, years: u16) -> Date {
-    let mut date = civil_from_days(day);
-    date.year += years;
-    let y = date.year;
-    let leap = y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400));
-    if date.month == 2 && date.day == 29 && !leap {
-        date.day = 28;
-    }
-    date
+    let d = naive(day);
+    let year = d.year() + i32::from(years);
+    let later = d
+        .with_year(year)
+        .or_else(|| d.with_day(28).and_then(|d| d.with_year(year)));
+    eol::date(later.unwrap_or(d))
 }
 
 #[cfg(test)]

@@ -111,5 +111,21 @@ pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
+/// An insert's result, with a unique-constraint violation reported as
+/// [`StoreError::AlreadyExists`] naming `what` and `name`.
+pub(crate) fn unique_insert<T>(
+    inserted: std::result::Result<T, sqlx::Error>,
+    what: &'static str,
+    name: &str,
+) -> Result<T> {
+    match inserted {
+        Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists {
+            what,
+            name: name.to_owned(),
+        }),
+        other => Ok(other?),
+    }
+}
+
 /// The store's result type.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -5,7 +5,7 @@ use serde_json::Value;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::error::{Result, StoreError, is_unique_violation};
+use super::error::{Result, StoreError, unique_insert};
 use super::ids::{DeviceId, SiteId, TenantId, Timestamp};
 use super::model::{AuditEvent, Device, NewDevice, NewPluginVersion, NewTenant, Site, Tenant};
 use super::sql::{Sql, json_column, opt_time_column, rows_per_statement, time_column, to_json};
@@ -86,15 +86,7 @@ impl Store {
         .bind(now.as_millis())
         .execute(tx.conn())
         .await;
-        match inserted {
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::AlreadyExists {
-                    what: "tenant",
-                    name: new.name.clone(),
-                });
-            }
-            other => other?,
-        };
+        unique_insert(inserted, "tenant", &new.name)?;
         tx.commit().await?;
         Ok(tenant)
     }
@@ -176,15 +168,7 @@ impl Store {
         .bind(now.as_millis())
         .execute(tx.conn())
         .await;
-        match inserted {
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::AlreadyExists {
-                    what: "site",
-                    name: name.to_owned(),
-                });
-            }
-            other => other?,
-        };
+        unique_insert(inserted, "site", name)?;
         tx.commit().await?;
         Ok(site)
     }
@@ -257,15 +241,7 @@ impl Store {
         .bind(now.as_millis())
         .execute(tx.conn())
         .await;
-        match inserted {
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::AlreadyExists {
-                    what: "device",
-                    name: new.name.clone(),
-                });
-            }
-            other => other?,
-        };
+        unique_insert(inserted, "device", &new.name)?;
         tx.commit().await?;
         Ok(device)
     }

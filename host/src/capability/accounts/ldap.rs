@@ -102,11 +102,6 @@ pub struct Directory {
     config: DirectoryConfig,
 }
 
-/// One account as read from the directory.
-struct Entry {
-    account: Account,
-}
-
 const PWD_LOCKED: &str = "pwdAccountLockedTime";
 const PWD_FAILURES: &str = "pwdFailureTime";
 const AD_LOCKOUT: &str = "lockoutTime";
@@ -176,7 +171,7 @@ impl Directory {
         }
     }
 
-    async fn search(&self, ldap: &mut Ldap, filter: &str) -> Result<Vec<Entry>, HostError> {
+    async fn search(&self, ldap: &mut Ldap, filter: &str) -> Result<Vec<Account>, HostError> {
         let mut attrs = vec![self.name_attribute()];
         attrs.extend(self.lockout_attributes());
         let (entries, _) = ldap
@@ -191,7 +186,7 @@ impl Directory {
             let groups = self.groups_of(ldap, &entry.dn).await?;
             accounts.push(self.entry(entry, groups));
         }
-        accounts.sort_by(|a, b| a.account.name.cmp(&b.account.name));
+        accounts.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(accounts)
     }
 
@@ -211,7 +206,7 @@ impl Directory {
         Ok(groups)
     }
 
-    fn entry(&self, entry: SearchEntry, groups: Vec<String>) -> Entry {
+    fn entry(&self, entry: SearchEntry, groups: Vec<String>) -> Account {
         let attrs = &entry.attrs;
         let name = first(attrs, self.name_attribute())
             .unwrap_or(&entry.dn)
@@ -246,17 +241,15 @@ impl Directory {
                 )
             }
         };
-        Entry {
-            account: Account {
-                name,
-                path: Some(entry.dn),
-                source: AccountSource::Directory,
-                locked,
-                locked_since,
-                failed_attempts,
-                groups,
-                disabled,
-            },
+        Account {
+            name,
+            path: Some(entry.dn),
+            source: AccountSource::Directory,
+            locked,
+            locked_since,
+            failed_attempts,
+            groups,
+            disabled,
         }
     }
 
@@ -268,7 +261,7 @@ impl Directory {
         format!("(&{}{lock})", self.filter())
     }
 
-    async fn find(&self, ldap: &mut Ldap, name: &str) -> Result<Entry, HostError> {
+    async fn find(&self, ldap: &mut Ldap, name: &str) -> Result<Account, HostError> {
         if name.trim().is_empty() {
             return Err(HostError::InvalidArgument("account name is empty".into()));
         }
@@ -297,26 +290,26 @@ impl AccountsProvider for Directory {
         let mut ldap = self.connect().await?;
         let entries = self.search(&mut ldap, &self.locked_filter()).await?;
         let _ = ldap.unbind().await;
-        Ok(entries.into_iter().map(|e| e.account).collect())
+        Ok(entries)
     }
 
     async fn lookup(&self, name: &str) -> Result<Account, HostError> {
         let mut ldap = self.connect().await?;
-        let entry = self.find(&mut ldap, name).await?;
+        let account = self.find(&mut ldap, name).await?;
         let _ = ldap.unbind().await;
-        Ok(entry.account)
+        Ok(account)
     }
 
     async fn unlock(&self, name: &str, mode: RunMode) -> Result<Outcome, HostError> {
         let mut ldap = self.connect().await?;
-        let entry = self.find(&mut ldap, name).await?;
-        if mode == RunMode::Plan || !entry.account.locked {
+        let account = self.find(&mut ldap, name).await?;
+        if mode == RunMode::Plan || !account.locked {
             // Unlocking an unlocked account is a no-op: a retried job must
             // not fail because its first attempt already succeeded.
             let _ = ldap.unbind().await;
             return Ok(outcome_for(mode));
         }
-        let dn = entry.account.path.clone().unwrap_or_default();
+        let dn = account.path.clone().unwrap_or_default();
         let mods: Vec<Mod<&str>> = match self.config.flavour {
             // `pwdFailureTime` is NO-USER-MODIFICATION; the overlay clears
             // it itself once the lock is gone.
@@ -330,7 +323,7 @@ impl AccountsProvider for Directory {
             .map_err(|e| failed("unlock", &e))?;
         let after = self.find(&mut ldap, name).await?;
         let _ = ldap.unbind().await;
-        if after.account.locked {
+        if after.locked {
             return Err(HostError::Failed(format!(
                 "directory accepted the unlock of '{name}' but the account is still locked"
             )));

@@ -198,13 +198,17 @@ impl LocalAccounts {
         Ok(by_user)
     }
 
+    /// Drops the `!` lock from `name`'s shadow hash; leaves the file alone
+    /// when the hash carries none.
     fn unlock_shadow(&self, name: &str) -> Result<(), HostError> {
         let path = self.path("etc/shadow");
         let text = self.read("etc/shadow")?;
         let mut out = String::with_capacity(text.len());
+        let mut changed = false;
         for line in text.split_inclusive('\n') {
             let mut fields: Vec<&str> = line.splitn(3, ':').collect();
-            if fields.first() == Some(&name) && fields.len() == 3 {
+            if fields.first() == Some(&name) && fields.len() == 3 && fields[1].starts_with('!') {
+                changed = true;
                 let unlocked = fields[1].trim_start_matches('!');
                 if unlocked.is_empty() || unlocked == "*" {
                     return Err(HostError::Failed(format!(
@@ -216,6 +220,9 @@ impl LocalAccounts {
             } else {
                 out.push_str(line);
             }
+        }
+        if !changed {
+            return Ok(());
         }
         replace_file(&path, out.as_bytes())
     }
@@ -249,14 +256,7 @@ impl AccountsProvider for LocalAccounts {
         let this = self.clone();
         let name = name.to_string();
         blocking(move || {
-            let shadow = parse_colon_file(&this.read("etc/shadow")?);
-            if shadow
-                .get(&name)
-                .and_then(|f| f.first())
-                .is_some_and(|h| h.starts_with('!'))
-            {
-                this.unlock_shadow(&name)?;
-            }
+            this.unlock_shadow(&name)?;
             let tally = this.faillock().dir.join(&name);
             if tally.exists() {
                 replace_file(&tally, &[])?;
