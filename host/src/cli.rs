@@ -14,7 +14,9 @@ use steward_host::bindings::types::{
     Change, Descriptor, Finding, Outcome, ParamType, ParamValue, PluginScope, RunMode, Severity,
 };
 use steward_host::capability::{Grant, Grants};
+use steward_host::control::server::{ServeConfig, Server};
 use steward_host::device::fleet;
+use steward_host::store::{Tier, Timestamp};
 use steward_host::device::local::{self, LocalConfig};
 use steward_host::device::simulated::{Fixture, Simulated};
 use steward_host::runtime::{
@@ -41,6 +43,39 @@ enum Command {
     /// Simulated fleets for demos and load tests.
     #[command(subcommand)]
     Fleet(FleetCommand),
+    /// Run the control plane: the scheduler fires playbooks, workers run
+    /// their jobs, the sweeper reclaims expired leases and expires jobs.
+    /// Stops cleanly on SIGINT or SIGTERM (jobs in flight are finished).
+    Serve {
+        /// Configuration file (TOML): `data-dir`, `database`,
+        /// `worker-id`, `max-in-flight`, `claim-batch`, `lease-seconds`,
+        /// `tick-ms`, `max-instances`, `[[webhooks]]` (`id`, `url`,
+        /// `secret`, `tenants`). Without one: `./steward-data` and SQLite.
+        #[arg(long, env = "STEWARD_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Time to remediate findings per tenant tier against per-tier
+    /// targets, from the store.
+    Sla {
+        /// Configuration file, as for `serve` (for the database).
+        #[arg(long, env = "STEWARD_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Look at findings first seen in the last this many days.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// Target for VIP tenants, in hours.
+        #[arg(long, default_value_t = 4)]
+        vip_hours: u32,
+        /// Target for managed tenants, in hours.
+        #[arg(long, default_value_t = 24)]
+        managed_hours: u32,
+        /// Target for on-demand tenants, in hours.
+        #[arg(long, default_value_t = 72)]
+        on_demand_hours: u32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -228,6 +263,52 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let runtime = open_runtime(cache_dir, limits)?;
             run(&runtime, *args).await
         }
+        Command::Serve { config } => serve(config).await,
+        Command::Sla {
+            config,
+            days,
+            vip_hours,
+            managed_hours,
+            on_demand_hours,
+            json,
+        } => {
+            let config = serve_config(config)?;
+            let store = steward_host::store::Store::open(&config.database_url()).await?;
+            let targets = [
+                (Tier::Vip, vip_hours),
+                (Tier::Managed, managed_hours),
+                (Tier::OnDemand, on_demand_hours),
+            ]
+            .into_iter()
+            .map(|(t, h)| (t, i64::from(h) * 3600))
+            .collect();
+            let now = Timestamp::now();
+            let since = Timestamp::from_millis(now.as_millis() - i64::from(days) * 86_400_000);
+            let report = store.sla_report(since, now, &targets).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "{:<10} {:>8} {:>9} {:>10} {:>10} {:>6} {:>6} {:>8}",
+                    "tier", "target", "resolved", "median", "p90", "late", "open", "overdue"
+                );
+                let fmt = |s: Option<i64>| s.map_or("-".to_string(), |s| format!("{:.1}h", s as f64 / 3600.0));
+                for r in report {
+                    println!(
+                        "{:<10} {:>8} {:>9} {:>10} {:>10} {:>6} {:>6} {:>8}",
+                        r.tier.as_str(),
+                        format!("{}h", r.target_seconds / 3600),
+                        r.resolved,
+                        fmt(r.median_seconds),
+                        fmt(r.p90_seconds),
+                        r.resolved_late,
+                        r.open,
+                        r.open_overdue
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Fleet(FleetCommand::Generate {
             devices,
             seed,
@@ -246,6 +327,36 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             &output,
         ),
     }
+}
+
+fn serve_config(path: Option<PathBuf>) -> anyhow::Result<ServeConfig> {
+    match path {
+        Some(p) => ServeConfig::load(&p),
+        None => Ok(ServeConfig::default()),
+    }
+}
+
+async fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let config = serve_config(config)?;
+    let server = Server::open(&config).await?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("steward: stopping; finishing jobs in flight");
+        let _ = tx.send(true);
+    });
+    eprintln!(
+        "steward: serving with {} (worker {})",
+        steward_host::store::Backend::from_url(&config.database_url())?.name(),
+        config.worker()
+    );
+    server.run(rx).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn default_cache_dir() -> PathBuf {

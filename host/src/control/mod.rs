@@ -1,7 +1,14 @@
 //! The control plane: schedules (when playbooks fire and when each device's
-//! job may start) and alerts (webhooks told when checks fail, remediations
-//! fail or jobs time out, and when they recover). The store, job queue and
-//! executor join them as they are built.
+//! job may start), playbooks, the executor that runs jobs from the store's
+//! queue through the plugin runtime, alerts (webhooks told when checks
+//! fail, remediations fail or jobs time out, and when they recover), and
+//! `steward serve`, which runs them all in one process.
 
 pub mod alerts;
+pub mod executor;
+pub mod plane;
+pub mod playbook;
+pub mod plugins;
+pub mod providers;
 pub mod schedule;
+pub mod server;

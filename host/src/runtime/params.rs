@@ -103,6 +103,71 @@ pub fn resolve_text_params(
     fill_defaults(descriptor, out).map(Params)
 }
 
+/// Validates parameters given as a JSON object (as playbooks store them)
+/// against `descriptor` and fills in defaults. Values must have the
+/// declared JSON type: booleans, integers, numbers, strings, arrays of
+/// strings.
+pub fn resolve_json_params(
+    descriptor: &Descriptor,
+    given: &serde_json::Value,
+) -> Result<Params, ParamError> {
+    let empty = serde_json::Map::new();
+    let object = match given {
+        serde_json::Value::Object(map) => map,
+        serde_json::Value::Null => &empty,
+        other => {
+            return Err(ParamError::WrongType {
+                name: "params".into(),
+                expected: "a JSON object",
+                value: other.to_string(),
+            });
+        }
+    };
+    let mut out = BTreeMap::new();
+    for (name, raw) in object {
+        let spec = descriptor
+            .params
+            .iter()
+            .find(|p| &p.name == name)
+            .ok_or_else(|| ParamError::Unknown {
+                name: name.clone(),
+                plugin: descriptor.name.clone(),
+                accepted: accepted(descriptor),
+            })?;
+        let value = match (spec.type_, raw) {
+            (ParamType::Boolean, serde_json::Value::Bool(b)) => Some(ParamValue::Boolean(*b)),
+            (ParamType::Integer, serde_json::Value::Number(n)) => {
+                n.as_i64().map(ParamValue::Integer)
+            }
+            (ParamType::Float, serde_json::Value::Number(n)) => n.as_f64().map(ParamValue::Float),
+            (ParamType::Text, serde_json::Value::String(s)) => Some(ParamValue::Text(s.clone())),
+            (ParamType::TextList, serde_json::Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .map(ParamValue::TextList),
+            _ => None,
+        }
+        .ok_or_else(|| ParamError::WrongType {
+            name: name.clone(),
+            expected: json_type_words(spec.type_),
+            value: raw.to_string(),
+        })?;
+        out.insert(name.clone(), value);
+    }
+    fill_defaults(descriptor, out).map(Params)
+}
+
+fn json_type_words(t: ParamType) -> &'static str {
+    match t {
+        ParamType::Boolean => "a JSON boolean",
+        ParamType::Integer => "a JSON integer",
+        ParamType::Float => "a JSON number",
+        ParamType::Text => "a JSON string",
+        ParamType::TextList => "a JSON array of strings",
+    }
+}
+
 fn accepted(descriptor: &Descriptor) -> String {
     if descriptor.params.is_empty() {
         return "no parameters".to_string();

@@ -12,11 +12,18 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 /// `(version, description, sql)` of every migration, oldest first. A
 /// released migration is never edited (sqlx refuses a changed checksum);
 /// a change is a new file.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "control plane",
-    include_str!("../../migrations/0001_control_plane.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "control plane",
+        include_str!("../../migrations/0001_control_plane.sql"),
+    ),
+    (
+        2,
+        "executor",
+        include_str!("../../migrations/0002_executor.sql"),
+    ),
+];
 
 /// The embedded migrations as a sqlx [`MigrationSource`].
 #[derive(Debug)]

@@ -166,6 +166,7 @@
 //! fresh plan rather than re-applied, and the record of changes holds each
 //! accepted attempt once.
 
+mod durable;
 mod error;
 mod ids;
 mod inventory;
@@ -183,6 +184,7 @@ use sqlx::any::{Any, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Executor, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+pub use durable::{NewTicket, PluginVersion, StoredTicket, TierSla};
 pub use error::{Result, StoreError};
 pub use ids::{DeviceId, JobId, PlaybookId, RunId, ScheduleId, SiteId, TenantId, Timestamp};
 pub use model::{

@@ -489,6 +489,8 @@ pub struct Job {
     pub created_at: Timestamp,
     /// When it ended.
     pub finished_at: Option<Timestamp>,
+    /// The worker that took the latest lease (kept after the job ends).
+    pub claimed_by: Option<String>,
 }
 
 /// How a plugin run ended, as reported by the worker.
@@ -573,6 +575,11 @@ pub struct Completion {
     /// Jobs to enqueue in the same run if, and only if, this completion is
     /// accepted (the playbook's next step), in the same transaction.
     pub then: Vec<NewJob>,
+    /// Plugin state the attempt wrote (`None`: deleted), stored for the
+    /// job's device (or tenant) if, and only if, the completion is
+    /// accepted.
+    #[serde(default)]
+    pub state: Vec<(String, Option<String>)>,
 }
 
 impl Completion {
@@ -587,6 +594,7 @@ impl Completion {
             changes: Vec::new(),
             logs: Vec::new(),
             then: Vec::new(),
+            state: Vec::new(),
         }
     }
 }

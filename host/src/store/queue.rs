@@ -21,7 +21,7 @@ use super::{Backend, Store, WriteTx, ids};
 pub(crate) const JOB_COLUMNS: &str = "id, run_id, tenant_id, device_id, tier_rank, plugin, \
     plugin_digest, step_index, mode, params, status, due_at, expires_at, attempts, max_attempts, \
     timeout_ms, lease_owner, lease_until, started_at, applying_attempt, last_error, result, \
-    created_at, finished_at";
+    created_at, finished_at, claimed_by";
 
 /// The most jobs one claim takes.
 pub const MAX_CLAIM: usize = 1000;
@@ -64,6 +64,7 @@ pub(crate) fn job_from_row(row: &AnyRow) -> Result<Job> {
         result: opt_json_column(row, "result")?,
         created_at: time_column(row, "created_at")?,
         finished_at: opt_time_column(row, "finished_at")?,
+        claimed_by: row.try_get("claimed_by")?,
     })
 }
 
@@ -468,6 +469,8 @@ impl Store {
             "UPDATE jobs SET status = 'leased', lease_owner = ",
         );
         sql.bind(worker)
+            .push(", claimed_by = ")
+            .bind(worker)
             .push(", lease_until = ")
             .bind(now + lease)
             .push(", started_at = ")

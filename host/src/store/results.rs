@@ -191,6 +191,9 @@ impl Store {
         )
         .await?;
 
+        self.write_plugin_state(&mut tx, &accepted_in_order, now)
+            .await?;
+
         // Follow-up jobs, per run.
         let mut follow_ups: HashMap<&str, Vec<NewJob>> = HashMap::new();
         for (c, a) in &accepted_in_order {
@@ -304,6 +307,45 @@ impl Store {
             }
             sql.push(")");
             sql.execute(tx.conn()).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_plugin_state(
+        &self,
+        tx: &mut WriteTx,
+        accepted: &[(&Completion, &Accepted)],
+        now: Timestamp,
+    ) -> Result<()> {
+        for (c, a) in accepted {
+            for (key, value) in &c.state {
+                match value {
+                    Some(value) => {
+                        sqlx::query(
+                            "INSERT INTO plugin_state (plugin, subject, key, value, updated_at) \
+                             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (plugin, subject, key) \
+                             DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                        )
+                        .bind(a.plugin.as_str())
+                        .bind(a.subject())
+                        .bind(key.as_str())
+                        .bind(value.as_str())
+                        .bind(now.as_millis())
+                        .execute(tx.conn())
+                        .await?;
+                    }
+                    None => {
+                        sqlx::query(
+                            "DELETE FROM plugin_state WHERE plugin = $1 AND subject = $2 AND key = $3",
+                        )
+                        .bind(a.plugin.as_str())
+                        .bind(a.subject())
+                        .bind(key.as_str())
+                        .execute(tx.conn())
+                        .await?;
+                    }
+                }
+            }
         }
         Ok(())
     }

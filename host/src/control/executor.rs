@@ -1,0 +1,939 @@
+//! The executor: claims jobs from the store, runs each through the plugin
+//! runtime against its device, and records what happened.
+//!
+//! Three loops share one worker id:
+//!
+//! - **claim** takes up to `claim_batch` jobs at a time while fewer than
+//!   `max_in_flight` are running, and starts a task per job;
+//! - **complete** collects finished jobs and records them in batches (one
+//!   fenced [`Store::complete`] per batch), then their audit events and
+//!   alerts;
+//! - **heartbeat** renews the leases of every job not yet recorded, and
+//!   stops any job whose lease was lost (or that could not be renewed
+//!   before it ran out), so a reclaimed job never has two live attempts.
+//!
+//! A job runs as: load the pinned plugin version, check its parameters,
+//! build the device with store-backed tickets and a snapshot of its plugin
+//! state, then by mode: `check`; `plan` (check, then remediate in plan
+//! mode); `remediate` (check, mark the attempt as applying, remediate with
+//! the store-backed mutation journal, so calls an earlier attempt applied
+//! are replayed, not repeated). A remediation that an admin approved first
+//! re-plans and refuses to apply when the device no longer matches the
+//! approved plan. The playbook's next step, or the approval, is enqueued
+//! with the completion, in its transaction.
+//!
+//! Failures are classified for the queue: a plugin that reports an error
+//! ends the job as failed (never retried blindly), except a provider that
+//! is unavailable, which is transient; a run past its deadline is a
+//! timeout; traps, limits and bad parameters are permanent.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::{Map, Value, json};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::task::AbortHandle;
+
+use super::alerts::{
+    Alerter, CheckResult, CriticalFinding, Dispatcher, JobEnd, Observation, RemediationResult,
+};
+use super::playbook::{OnFailure, Step};
+use super::plugins::PluginLibrary;
+use super::providers::{
+    CollectAudit, DeviceProviders, SnapshotState, StoreJournal, StoreTickets,
+};
+use crate::audit::{AuditEvent as RunAuditEvent, AuditOutcome};
+use crate::bindings::types::{Change, Finding, HostError, Outcome as ChangeOutcomeWit, PluginError, RunMode};
+use crate::bindings::types::Severity as WitSeverity;
+use crate::runtime::{Journal, LogLine, RunError, RunSpec, resolve_json_params};
+use crate::store::{
+    self, AuditEvent, ChangeOutcome, Completion, DeviceId, Failure, FailureKind, Job, JobId,
+    JobMode, NewChange, NewFinding, NewJob, NewLog, Outcome, PluginVersion, RunId, Severity,
+    Store, TenantId, Timestamp,
+};
+
+/// How an executor runs.
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    /// This worker's id in leases; unique per process.
+    pub worker_id: String,
+    /// Jobs running at once.
+    pub max_in_flight: usize,
+    /// Jobs taken per claim.
+    pub claim_batch: usize,
+    /// Jobs recorded per completion batch.
+    pub complete_batch: usize,
+    /// Lease length; renewed every third of it.
+    pub lease: Duration,
+    /// How long to wait before claiming again when the queue was empty.
+    pub idle_poll: Duration,
+}
+
+impl ExecutorConfig {
+    /// Defaults for worker `worker_id`: 256 in flight, claims of 256,
+    /// completions of 512, 30-second leases, 100 ms idle polls.
+    pub fn new(worker_id: impl Into<String>) -> Self {
+        Self {
+            worker_id: worker_id.into(),
+            max_in_flight: 256,
+            claim_batch: 256,
+            complete_batch: 512,
+            lease: Duration::from_secs(30),
+            idle_poll: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Alerting: the state machine and the webhook dispatcher.
+pub struct Alerts {
+    /// Decides what fires and resolves.
+    pub alerter: Alerter,
+    /// Delivers to webhooks.
+    pub dispatcher: Dispatcher,
+}
+
+/// Runs jobs from the store. Cheap to clone.
+#[derive(Clone)]
+pub struct Executor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ExecutorConfig,
+    store: Store,
+    library: Arc<PluginLibrary>,
+    devices: Arc<dyn DeviceProviders>,
+    alerts: Option<Arc<Alerts>>,
+    journal: Arc<dyn Journal>,
+    caches: Mutex<Caches>,
+    in_flight: Mutex<HashMap<JobId, (u32, Option<AbortHandle>)>>,
+}
+
+#[derive(Default)]
+struct Caches {
+    versions: Option<(Instant, Arc<Vec<PluginVersion>>)>,
+    runs: HashMap<RunId, Arc<RunPlan>>,
+    devices: HashMap<DeviceId, (Instant, store::Device)>,
+}
+
+/// What a run's jobs need to know about its playbook.
+struct RunPlan {
+    /// The playbook's steps; empty for a run started without a playbook.
+    steps: Vec<Step>,
+}
+
+/// A finished job, on its way to the store.
+struct Done {
+    job: Job,
+    record: Record,
+    observation: Option<Observation>,
+    audit: Vec<RunAuditEvent>,
+    digest: Option<String>,
+    _permit: OwnedSemaphorePermit,
+}
+
+enum Record {
+    Complete(Completion),
+    Fail(Failure),
+    /// The lease was lost before applying: nothing to record.
+    Lost,
+}
+
+const CACHE_TTL: Duration = Duration::from_secs(10);
+
+impl Executor {
+    /// An executor over `store`, running plugins from `library` against
+    /// devices from `devices`, alerting through `alerts` if given.
+    pub fn new(
+        config: ExecutorConfig,
+        store: Store,
+        library: Arc<PluginLibrary>,
+        devices: Arc<dyn DeviceProviders>,
+        alerts: Option<Arc<Alerts>>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                journal: Arc::new(StoreJournal(store.clone())),
+                config,
+                store,
+                library,
+                devices,
+                alerts,
+                caches: Mutex::default(),
+                in_flight: Mutex::default(),
+            }),
+        }
+    }
+
+    /// Claims and runs jobs until `shutdown` turns true, then finishes the
+    /// jobs in flight and records them.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+        let inner = self.inner.clone();
+        let (tx, rx) = mpsc::channel::<Done>(inner.config.max_in_flight.max(1) * 2);
+        let completer = tokio::spawn(complete_loop(inner.clone(), rx));
+        let (hb_stop_tx, hb_stop) = watch::channel(false);
+        let heartbeat = tokio::spawn(heartbeat_loop(inner.clone(), hb_stop));
+        let permits = Arc::new(Semaphore::new(inner.config.max_in_flight.max(1)));
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let first = tokio::select! {
+                p = permits.clone().acquire_owned() => p.expect("semaphore never closes"),
+                _ = shutdown.changed() => continue,
+            };
+            let mut held = vec![first];
+            while held.len() < inner.config.claim_batch.max(1) {
+                match permits.clone().try_acquire_owned() {
+                    Ok(p) => held.push(p),
+                    Err(_) => break,
+                }
+            }
+            let claimed = inner
+                .store
+                .claim(
+                    &inner.config.worker_id,
+                    held.len(),
+                    inner.config.lease,
+                    Timestamp::now(),
+                )
+                .await;
+            let jobs = match claimed {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming jobs failed; retrying");
+                    drop(held);
+                    tokio::time::sleep(inner.config.idle_poll).await;
+                    continue;
+                }
+            };
+            if jobs.is_empty() {
+                drop(held);
+                tokio::select! {
+                    _ = tokio::time::sleep(inner.config.idle_poll) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            let states = inner.load_states(&jobs).await;
+            let mut states = states.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "loading plugin state failed");
+                HashMap::new()
+            });
+            for (job, permit) in jobs.into_iter().zip(held.drain(..)) {
+                let state = states
+                    .remove(&(job.plugin.clone(), subject(&job).to_owned()))
+                    .unwrap_or_default();
+                inner
+                    .in_flight
+                    .lock()
+                    .expect("in-flight lock poisoned")
+                    .insert(job.id.clone(), (job.attempt, None));
+                let id = job.id.clone();
+                let task_inner = inner.clone();
+                let tx = tx.clone();
+                let handle = tokio::spawn(async move {
+                    let done = execute(&task_inner, job, state, permit).await;
+                    let _ = tx.send(done).await;
+                });
+                if let Some(entry) = inner
+                    .in_flight
+                    .lock()
+                    .expect("in-flight lock poisoned")
+                    .get_mut(&id)
+                {
+                    entry.1 = Some(handle.abort_handle());
+                }
+            }
+        }
+        drop(tx);
+        let _ = completer.await;
+        let _ = hb_stop_tx.send(true);
+        let _ = heartbeat.await;
+    }
+}
+
+fn subject(job: &Job) -> &str {
+    job.device_id
+        .as_ref()
+        .map_or(job.tenant_id.as_str(), DeviceId::as_str)
+}
+
+impl Inner {
+    async fn load_states(
+        &self,
+        jobs: &[Job],
+    ) -> store::Result<HashMap<(String, String), BTreeMap<String, String>>> {
+        let mut by_plugin: HashMap<&str, HashSet<&str>> = HashMap::new();
+        for job in jobs {
+            by_plugin.entry(&job.plugin).or_default().insert(subject(job));
+        }
+        let mut out = HashMap::new();
+        for (plugin, subjects) in by_plugin {
+            let subjects: Vec<&str> = subjects.into_iter().collect();
+            for (subject, values) in self.store.plugin_state(plugin, &subjects).await? {
+                out.insert((plugin.to_owned(), subject), values);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn versions(&self, refresh: bool) -> anyhow::Result<Arc<Vec<PluginVersion>>> {
+        if !refresh
+            && let Some((at, v)) = &self.caches.lock().expect("cache lock poisoned").versions
+            && at.elapsed() < CACHE_TTL
+        {
+            return Ok(v.clone());
+        }
+        let versions = Arc::new(self.store.plugin_versions().await?);
+        self.caches.lock().expect("cache lock poisoned").versions =
+            Some((Instant::now(), versions.clone()));
+        Ok(versions)
+    }
+
+    async fn version_for(&self, job: &Job) -> anyhow::Result<PluginVersion> {
+        for refresh in [false, true] {
+            let versions = self.versions(refresh).await?;
+            let found = match &job.plugin_digest {
+                Some(d) => versions
+                    .iter()
+                    .find(|v| v.plugin == job.plugin && &v.digest == d),
+                None => versions
+                    .iter()
+                    .filter(|v| v.plugin == job.plugin)
+                    .max_by_key(|v| v.installed_at),
+            };
+            if let Some(v) = found {
+                return Ok(v.clone());
+            }
+        }
+        anyhow::bail!(
+            "plugin `{}`{} is not installed",
+            job.plugin,
+            job.plugin_digest
+                .as_ref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default()
+        )
+    }
+
+    async fn run_plan(&self, run_id: &RunId) -> anyhow::Result<Arc<RunPlan>> {
+        if let Some(p) = self
+            .caches
+            .lock()
+            .expect("cache lock poisoned")
+            .runs
+            .get(run_id)
+        {
+            return Ok(p.clone());
+        }
+        let run = self
+            .store
+            .run(run_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("run `{run_id}` does not exist"))?;
+        let steps = match &run.playbook_id {
+            Some(id) => match self.store.playbook(id).await? {
+                Some(p) => serde_json::from_value(p.steps)
+                    .map_err(|e| anyhow::anyhow!("playbook `{id}` has unreadable steps: {e}"))?,
+                None => Vec::new(),
+            },
+            None => Vec::new(),
+        };
+        let plan = Arc::new(RunPlan { steps });
+        let mut caches = self.caches.lock().expect("cache lock poisoned");
+        if caches.runs.len() > 10_000 {
+            caches.runs.clear();
+        }
+        caches.runs.insert(run_id.clone(), plan.clone());
+        Ok(plan)
+    }
+
+    async fn device(&self, id: &DeviceId) -> anyhow::Result<store::Device> {
+        if let Some((at, d)) = self
+            .caches
+            .lock()
+            .expect("cache lock poisoned")
+            .devices
+            .get(id)
+            && at.elapsed() < CACHE_TTL
+        {
+            return Ok(d.clone());
+        }
+        let device = self
+            .store
+            .device(id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("device `{id}` does not exist"))?;
+        let mut caches = self.caches.lock().expect("cache lock poisoned");
+        if caches.devices.len() > 100_000 {
+            caches.devices.clear();
+        }
+        caches
+            .devices
+            .insert(id.clone(), (Instant::now(), device.clone()));
+        Ok(device)
+    }
+}
+
+/// How a failed run phase ends the job.
+enum Ended {
+    /// The plugin reported a failure: the job ends failed, not retried.
+    Reported(String),
+    /// The queue decides (retry or end).
+    Failed(FailureKind, String),
+}
+
+fn classify(e: &RunError) -> Ended {
+    match e {
+        RunError::WallDeadline(_) => Ended::Failed(FailureKind::TimedOut, e.to_string()),
+        RunError::Plugin(PluginError::Host(HostError::Unavailable(_))) | RunError::Host(_) => {
+            Ended::Failed(FailureKind::Transient, e.to_string())
+        }
+        RunError::Plugin(_) => Ended::Reported(e.to_string()),
+        _ => Ended::Failed(FailureKind::Permanent, e.to_string()),
+    }
+}
+
+fn log_lines(lines: &[LogLine], out: &mut Vec<NewLog>) {
+    let at = Timestamp::now();
+    for l in lines {
+        out.push(NewLog {
+            at,
+            level: l.level.to_owned(),
+            message: l.message.clone(),
+            fields: Value::Object(
+                l.fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                    .chain([(
+                        "source".to_owned(),
+                        serde_json::to_value(l.source).unwrap_or_default(),
+                    )])
+                    .collect(),
+            ),
+        });
+    }
+}
+
+fn host_log(out: &mut Vec<NewLog>, level: &str, message: String) {
+    out.push(NewLog {
+        at: Timestamp::now(),
+        level: level.to_owned(),
+        message,
+        fields: json!({ "source": "host" }),
+    });
+}
+
+fn new_finding(f: &Finding) -> NewFinding {
+    NewFinding {
+        key: f.id.clone(),
+        severity: match f.severity {
+            WitSeverity::Info => Severity::Info,
+            WitSeverity::Warning => Severity::Warning,
+            WitSeverity::Critical => Severity::Critical,
+        },
+        summary: f.summary.clone(),
+        detail: f.detail.clone(),
+        resource: f.resource.clone(),
+        fields: Value::Object(
+            f.fields
+                .iter()
+                .map(|x| (x.key.clone(), Value::String(x.value.clone())))
+                .collect::<Map<_, _>>(),
+        ),
+    }
+}
+
+fn new_change(c: &Change) -> NewChange {
+    NewChange {
+        kind: c.kind.clone(),
+        target: c.target.clone(),
+        description: c.description.clone(),
+        before: c.before.clone(),
+        after: c.after.clone(),
+        outcome: match c.outcome {
+            ChangeOutcomeWit::Applied => ChangeOutcome::Applied,
+            ChangeOutcomeWit::Planned => ChangeOutcome::Planned,
+        },
+    }
+}
+
+/// What a plan says will change: kind, target and the value after.
+fn plan_key(c: &NewChange) -> (String, String, Option<String>) {
+    (c.kind.clone(), c.target.clone(), c.after.clone())
+}
+
+fn describe_plan(keys: &[(String, String, Option<String>)]) -> String {
+    if keys.is_empty() {
+        return "nothing".into();
+    }
+    keys.iter()
+        .map(|(k, t, a)| match a {
+            Some(a) => format!("{k} {t} → {a}"),
+            None => format!("{k} {t}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn execute(inner: &Arc<Inner>, job: Job, state: BTreeMap<String, String>, permit: OwnedSemaphorePermit) -> Done {
+    let mut done = Done {
+        observation: job.device_id.as_ref().map(|d| {
+            Observation::new(
+                job.tenant_id.as_str(),
+                d.as_str(),
+                job.plugin.as_str(),
+                job.run_id.as_str(),
+                job.id.as_str(),
+                Utc::now(),
+            )
+        }),
+        record: Record::Lost,
+        audit: Vec::new(),
+        digest: None,
+        _permit: permit,
+        job,
+    };
+    let mut logs = Vec::new();
+    let outcome = run(inner, &mut done, state, &mut logs).await;
+    let job = &done.job;
+    done.record = match outcome {
+        Ok(None) => Record::Lost,
+        Ok(Some(mut completion)) => {
+            completion.logs = logs;
+            Record::Complete(completion)
+        }
+        Err(Ended::Reported(reason)) => {
+            host_log(&mut logs, "error", reason.clone());
+            let mut c = Completion::succeeded(job, json!({ "error": reason }));
+            c.outcome = Outcome::Failed { reason };
+            c.logs = logs;
+            c.then = follow_ups(inner, job, false, false).await;
+            Record::Complete(c)
+        }
+        Err(Ended::Failed(kind, error)) => {
+            host_log(&mut logs, "error", error.clone());
+            Record::Fail(Failure {
+                job_id: job.id.clone(),
+                attempt: job.attempt,
+                error,
+                kind,
+                logs,
+            })
+        }
+    };
+    if let Some(o) = done.observation.as_mut() {
+        o.at = Utc::now();
+    }
+    done
+}
+
+/// Runs the job's phases. `Ok(None)`: the lease was lost before applying.
+async fn run(
+    inner: &Arc<Inner>,
+    done: &mut Done,
+    state: BTreeMap<String, String>,
+    logs: &mut Vec<NewLog>,
+) -> Result<Option<Completion>, Ended> {
+    let job = done.job.clone();
+    let permanent = |e: anyhow::Error| Ended::Failed(FailureKind::Permanent, format!("{e:#}"));
+    let version = inner.version_for(&job).await.map_err(permanent)?;
+    done.digest = Some(version.digest.clone());
+    let loaded = inner.library.load(&version).await.map_err(permanent)?;
+    let params = resolve_json_params(&loaded.descriptor, &job.params)
+        .map_err(|e| Ended::Failed(FailureKind::Permanent, e.to_string()))?;
+    let Some(device_id) = &job.device_id else {
+        return Err(Ended::Failed(
+            FailureKind::Permanent,
+            "tenant-scope jobs (no device) are not run by the executor yet".into(),
+        ));
+    };
+    let stored = inner.device(device_id).await.map_err(permanent)?;
+    let mut device = inner.devices.device(&stored).map_err(permanent)?;
+    let snapshot = Arc::new(SnapshotState::new(state));
+    device.tickets = Arc::new(StoreTickets {
+        store: inner.store.clone(),
+        job_id: job.id.clone(),
+        tenant_id: job.tenant_id.clone(),
+    });
+    device.state = snapshot.clone();
+    let device = Arc::new(device);
+    let audit = Arc::new(CollectAudit::default());
+    let runtime = inner.library.runtime();
+    let mut limits = runtime.limits();
+    limits.wall_time = job.timeout;
+    let spec = |mode: RunMode| RunSpec {
+        run_id: job.id.to_string(),
+        plugin: job.plugin.clone(),
+        mode,
+        params: params.clone(),
+        grants: loaded.grants.clone(),
+        device: device.clone(),
+        audit: audit.clone() as Arc<dyn crate::audit::AuditSink>,
+        limits: Some(limits),
+        journal: (mode == RunMode::Apply).then(|| inner.journal.clone()),
+    };
+    let deadline_of = |e: &RunError| match e {
+        RunError::WallDeadline(limit) => Some(*limit),
+        _ => None,
+    };
+
+    // Every mode starts with a check.
+    let report = runtime.check(&loaded.module, spec(RunMode::Plan)).await;
+    log_lines(&report.log, logs);
+    let findings = match report.result {
+        Ok(f) => f,
+        Err(e) => {
+            if let (Some(o), Some(limit)) = (done.observation.as_mut(), deadline_of(&e)) {
+                o.job = JobEnd::TimedOut { limit };
+            }
+            done.audit = audit.take();
+            return Err(classify(&e));
+        }
+    };
+    if let Some(o) = done.observation.as_mut() {
+        o.check = CheckResult::Completed {
+            critical_findings: findings
+                .iter()
+                .filter(|f| f.severity == WitSeverity::Critical)
+                .map(|f| CriticalFinding {
+                    id: f.id.clone(),
+                    summary: f.summary.clone(),
+                })
+                .collect(),
+        };
+    }
+    let mut changes: Vec<NewChange> = Vec::new();
+    let mut refused: Option<String> = None;
+    match job.mode {
+        JobMode::Check => {}
+        JobMode::Plan | JobMode::Remediate => {
+            let plan = inner.run_plan(&job.run_id).await.map_err(permanent)?;
+            let approved = job.mode == JobMode::Remediate
+                && plan
+                    .steps
+                    .get(job.step_index as usize)
+                    .is_some_and(|s| s.requires_approval);
+            if approved {
+                // Re-plan and compare with what the admin approved.
+                let wanted = inner
+                    .store
+                    .planned_changes(&job.run_id, job.device_id.as_ref(), job.step_index)
+                    .await
+                    .map_err(|e| permanent(e.into()))?
+                    .unwrap_or_default();
+                let report = runtime
+                    .remediate(&loaded.module, spec(RunMode::Plan), findings.clone())
+                    .await;
+                log_lines(&report.log, logs);
+                let fresh: Vec<NewChange> = match report.result {
+                    Ok(c) => c.iter().map(new_change).collect(),
+                    Err(e) => {
+                        done.audit = audit.take();
+                        return Err(classify(&e));
+                    }
+                };
+                let mut want: Vec<_> = wanted.iter().map(plan_key).collect();
+                let mut now: Vec<_> = fresh.iter().map(plan_key).collect();
+                want.sort();
+                now.sort();
+                if want != now {
+                    refused = Some(format!(
+                        "the device no longer matches the approved plan: approved {}; it would now change {}",
+                        describe_plan(&want),
+                        describe_plan(&now)
+                    ));
+                }
+            }
+            if refused.is_none() {
+                let mode = if job.mode == JobMode::Plan {
+                    RunMode::Plan
+                } else {
+                    let still_held = inner
+                        .store
+                        .mark_applying(
+                            &inner.config.worker_id,
+                            &job.id,
+                            job.attempt,
+                            Timestamp::now(),
+                        )
+                        .await
+                        .map_err(|e| Ended::Failed(FailureKind::Transient, e.to_string()))?;
+                    if !still_held {
+                        return Ok(None);
+                    }
+                    if job.interrupted_apply {
+                        host_log(
+                            logs,
+                            "warn",
+                            "an earlier attempt was interrupted while applying; \
+                             journaled changes are replayed, not repeated"
+                                .into(),
+                        );
+                    }
+                    RunMode::Apply
+                };
+                let report = runtime
+                    .remediate(&loaded.module, spec(mode), findings.clone())
+                    .await;
+                log_lines(&report.log, logs);
+                match report.result {
+                    Ok(c) => {
+                        changes = c.iter().map(new_change).collect();
+                        if let Some(o) = done.observation.as_mut()
+                            && mode == RunMode::Apply
+                        {
+                            o.remediation = RemediationResult::Succeeded;
+                        }
+                    }
+                    Err(e) => {
+                        if let Some(o) = done.observation.as_mut() {
+                            if let Some(limit) = deadline_of(&e) {
+                                o.job = JobEnd::TimedOut { limit };
+                            } else if mode == RunMode::Apply {
+                                o.remediation = RemediationResult::Failed {
+                                    error: e.to_string(),
+                                };
+                            }
+                        }
+                        done.audit = audit.take();
+                        return Err(classify(&e));
+                    }
+                }
+            }
+        }
+    }
+    done.audit = audit.take();
+    if let Some(reason) = refused {
+        host_log(logs, "error", reason.clone());
+        if let Some(o) = done.observation.as_mut() {
+            o.remediation = RemediationResult::Failed {
+                error: reason.clone(),
+            };
+        }
+        let mut c = Completion::succeeded(&job, json!({ "error": reason }));
+        c.outcome = Outcome::Failed { reason };
+        c.findings = findings.iter().map(new_finding).collect();
+        c.then = follow_ups(inner, &job, false, false).await;
+        return Ok(Some(c));
+    }
+    let critical = findings
+        .iter()
+        .filter(|f| f.severity == WitSeverity::Critical)
+        .count();
+    let mut c = Completion::succeeded(
+        &job,
+        json!({
+            "findings": findings.len(),
+            "critical": critical,
+            "changes": changes.len(),
+        }),
+    );
+    c.findings = findings.iter().map(new_finding).collect();
+    let planned_something = job.mode == JobMode::Plan && !changes.is_empty();
+    c.changes = changes;
+    c.state = snapshot.writes();
+    c.then = follow_ups(inner, &job, true, planned_something).await;
+    Ok(Some(c))
+}
+
+/// The jobs that follow `job` on its device: the approval after a plan
+/// with changes, else the playbook's next step (when `job` succeeded, or
+/// failed and its step says `continue`).
+async fn follow_ups(inner: &Inner, job: &Job, succeeded: bool, planned: bool) -> Vec<NewJob> {
+    let Ok(plan) = inner.run_plan(&job.run_id).await else {
+        return Vec::new();
+    };
+    let index = job.step_index as usize;
+    let Some(step) = plan.steps.get(index) else {
+        return Vec::new();
+    };
+    let Ok(versions) = inner.versions(false).await else {
+        return Vec::new();
+    };
+    let now = Timestamp::now();
+    if planned && succeeded {
+        let mut approval = step.job(
+            index,
+            &job.tenant_id,
+            job.device_id.as_ref(),
+            JobMode::Remediate,
+            &versions,
+            now,
+            Some(now + Duration::from_secs(step.approval_timeout_seconds)),
+        );
+        approval.plugin_digest = job.plugin_digest.clone();
+        approval.awaiting_approval = true;
+        return vec![approval];
+    }
+    if !succeeded && step.on_failure == OnFailure::Stop {
+        return Vec::new();
+    }
+    next_step(&plan.steps, index + 1, &job.tenant_id, job.device_id.as_ref(), &versions, now)
+}
+
+fn next_step(
+    steps: &[Step],
+    index: usize,
+    tenant: &TenantId,
+    device: Option<&DeviceId>,
+    versions: &[PluginVersion],
+    now: Timestamp,
+) -> Vec<NewJob> {
+    steps
+        .get(index)
+        .map(|s| vec![s.job(index, tenant, device, s.first_mode(), versions, now, None)])
+        .unwrap_or_default()
+}
+
+async fn complete_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Done>) {
+    let mut buf = Vec::with_capacity(inner.config.complete_batch);
+    loop {
+        buf.clear();
+        if rx.recv_many(&mut buf, inner.config.complete_batch.max(1)).await == 0 {
+            return;
+        }
+        record(&inner, &mut buf).await;
+    }
+}
+
+async fn record(inner: &Inner, batch: &mut Vec<Done>) {
+    let worker = inner.config.worker_id.as_str();
+    let completions: Vec<Completion> = batch
+        .iter_mut()
+        .filter_map(|d| match &mut d.record {
+            Record::Complete(c) => Some(std::mem::replace(c, Completion::succeeded(&d.job, Value::Null))),
+            _ => None,
+        })
+        .collect();
+    let mut accepted: HashSet<JobId> = HashSet::new();
+    if !completions.is_empty() {
+        for attempt in 0..5u32 {
+            match inner.store.complete(worker, &completions, Timestamp::now()).await {
+                Ok(ids) => {
+                    accepted.extend(ids);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "recording completions failed");
+                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                }
+            }
+        }
+    }
+    for d in batch.iter() {
+        if let Record::Fail(f) = &d.record {
+            match inner.store.fail(worker, f, Timestamp::now()).await {
+                Ok(store::FailOutcome::NotLeased) => {}
+                Ok(_) => {
+                    accepted.insert(d.job.id.clone());
+                }
+                Err(e) => tracing::warn!(error = %e, job = %d.job.id, "recording a failure failed"),
+            }
+        }
+    }
+    let events: Vec<AuditEvent> = batch
+        .iter()
+        .filter(|d| accepted.contains(&d.job.id))
+        .flat_map(|d| d.audit.iter().map(move |e| audit_event(d, e)))
+        .collect();
+    if let Err(e) = inner.store.append_audit(&events).await {
+        tracing::warn!(error = %e, "storing audit events failed");
+    }
+    if let Some(alerts) = &inner.alerts {
+        for d in batch.iter() {
+            if !accepted.contains(&d.job.id) {
+                continue;
+            }
+            if let Some(o) = &d.observation {
+                for alert in alerts.alerter.observe(o).await {
+                    if let Err(e) = alerts.dispatcher.dispatch(alert) {
+                        tracing::warn!(error = %e, "an alert could not be queued");
+                    }
+                }
+            }
+        }
+    }
+    let mut in_flight = inner.in_flight.lock().expect("in-flight lock poisoned");
+    for d in batch.iter() {
+        in_flight.remove(&d.job.id);
+    }
+}
+
+fn audit_event(d: &Done, e: &RunAuditEvent) -> AuditEvent {
+    let (outcome, reason) = match &e.outcome {
+        AuditOutcome::Applied => ("applied", None),
+        AuditOutcome::Planned => ("planned", None),
+        AuditOutcome::Denied(r) => ("denied", Some(r.clone())),
+        AuditOutcome::Failed(r) => ("failed", Some(r.clone())),
+        AuditOutcome::Replayed => ("replayed", None),
+    };
+    AuditEvent {
+        at: Timestamp::now(),
+        actor: format!("job:{}", d.job.id),
+        tenant_id: Some(d.job.tenant_id.clone()),
+        run_id: Some(d.job.run_id.clone()),
+        job_id: Some(d.job.id.clone()),
+        attempt: Some(d.job.attempt),
+        device_id: d.job.device_id.clone(),
+        plugin: Some(d.job.plugin.clone()),
+        plugin_digest: d.digest.clone(),
+        action: format!("{}.{}", e.capability, e.function),
+        detail: json!({ "arguments": e.arguments, "reason": reason }),
+        outcome: outcome.into(),
+    }
+}
+
+async fn heartbeat_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+    let every = inner.config.lease / 3;
+    let mut last_ok = Instant::now();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        let held: Vec<(JobId, u32)> = inner
+            .in_flight
+            .lock()
+            .expect("in-flight lock poisoned")
+            .iter()
+            .map(|(id, (attempt, _))| (id.clone(), *attempt))
+            .collect();
+        if held.is_empty() {
+            last_ok = Instant::now();
+            continue;
+        }
+        let lost: Vec<JobId> = match inner
+            .store
+            .heartbeat(&inner.config.worker_id, &held, inner.config.lease, Timestamp::now())
+            .await
+        {
+            Ok(kept) => {
+                last_ok = Instant::now();
+                let kept: HashSet<JobId> = kept.into_iter().collect();
+                held.into_iter()
+                    .map(|(id, _)| id)
+                    .filter(|id| !kept.contains(id))
+                    .collect()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "renewing leases failed");
+                if last_ok.elapsed() + every < inner.config.lease {
+                    continue;
+                }
+                // The leases may run out before the next try: stop.
+                held.into_iter().map(|(id, _)| id).collect()
+            }
+        };
+        let mut in_flight = inner.in_flight.lock().expect("in-flight lock poisoned");
+        for id in lost {
+            if let Some((_, Some(handle))) = in_flight.remove(&id) {
+                tracing::warn!(job = %id, "lease lost; stopping the job");
+                handle.abort();
+            }
+        }
+    }
+}

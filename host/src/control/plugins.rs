@@ -1,0 +1,160 @@
+//! Installed plugins: component bytes kept by digest in the data
+//! directory, versions and grants in the store, modules loaded once.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use steward_registry::Digest;
+
+use crate::bindings::types::Descriptor;
+use crate::capability::{Grant, Grants};
+use crate::runtime::{Module, Runtime};
+use crate::store::{NewPluginVersion, PluginVersion, Store, Timestamp};
+
+/// A loaded plugin version: module, description and grants.
+pub struct Loaded {
+    /// The compiled module.
+    pub module: Arc<Module>,
+    /// What `describe` says.
+    pub descriptor: Descriptor,
+    /// What it was granted.
+    pub grants: Grants,
+}
+
+/// Installed plugin components on disk, loaded on first use.
+pub struct PluginLibrary {
+    runtime: Arc<Runtime>,
+    dir: PathBuf,
+    loaded: Mutex<HashMap<String, Arc<Loaded>>>,
+}
+
+impl PluginLibrary {
+    /// A library keeping components in `dir` (created if absent).
+    pub fn open(runtime: Arc<Runtime>, dir: PathBuf) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("failed to create the module directory {}", dir.display()))?;
+        Ok(Self {
+            runtime,
+            dir,
+            loaded: Mutex::default(),
+        })
+    }
+
+    /// The runtime that runs the library's modules.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// Installs a component with `grants`: it must load, describe itself,
+    /// and have every capability it imports granted. Records its name and
+    /// version (from `describe`) and digest in the store.
+    pub async fn install(
+        &self,
+        store: &Store,
+        bytes: &[u8],
+        grants: &[String],
+    ) -> anyhow::Result<PluginVersion> {
+        let parsed: Vec<Grant> = grants
+            .iter()
+            .map(|g| g.parse::<Grant>().map_err(|e| anyhow::anyhow!("grant `{g}`: {e}")))
+            .collect::<anyhow::Result<_>>()?;
+        let module = self.runtime.load(bytes)?;
+        let granted: Grants = parsed.into_iter().collect();
+        module.authorize(&granted)?;
+        let descriptor = self
+            .runtime
+            .describe(&module)
+            .await
+            .result
+            .map_err(|e| anyhow::anyhow!("the plugin's `describe` failed: {e}"))?;
+        let path = self.path(&module.digest);
+        if !path.exists() {
+            let tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+            std::fs::write(tmp.path(), bytes)?;
+            tmp.persist(&path)
+                .with_context(|| format!("failed to write {}", path.display()))?;
+        }
+        let now = Timestamp::now();
+        store
+            .add_plugin_version(
+                &NewPluginVersion {
+                    plugin: descriptor.name.clone(),
+                    version: descriptor.version.clone(),
+                    digest: module.digest.to_string(),
+                    grants: grants.to_vec(),
+                },
+                now,
+            )
+            .await?;
+        tracing::info!(plugin = %descriptor.name, version = %descriptor.version, digest = %module.digest, "plugin installed");
+        Ok(PluginVersion {
+            plugin: descriptor.name,
+            version: descriptor.version,
+            digest: module.digest.to_string(),
+            grants: grants.to_vec(),
+            installed_at: now,
+        })
+    }
+
+    /// The installed version `version`, loaded.
+    pub async fn load(&self, version: &PluginVersion) -> anyhow::Result<Arc<Loaded>> {
+        if let Some(l) = self
+            .loaded
+            .lock()
+            .expect("library lock poisoned")
+            .get(&version.digest)
+        {
+            return Ok(l.clone());
+        }
+        let digest: Digest = version
+            .digest
+            .parse()
+            .map_err(|e| anyhow::anyhow!("plugin `{}`: {e}", version.plugin))?;
+        let path = self.path(&digest);
+        let bytes = std::fs::read(&path).with_context(|| {
+            format!(
+                "plugin `{}` {} is installed but its component {} cannot be read",
+                version.plugin,
+                version.version,
+                path.display()
+            )
+        })?;
+        if Digest::of(&bytes) != digest {
+            anyhow::bail!(
+                "the component of plugin `{}` {} at {} does not match its digest {}",
+                version.plugin,
+                version.version,
+                path.display(),
+                version.digest
+            );
+        }
+        let module = self.runtime.load(&bytes)?;
+        let descriptor = self
+            .runtime
+            .describe(&module)
+            .await
+            .result
+            .map_err(|e| anyhow::anyhow!("the plugin's `describe` failed: {e}"))?;
+        let grants: Grants = version
+            .grants
+            .iter()
+            .map(|g| g.parse::<Grant>().map_err(|e| anyhow::anyhow!("grant `{g}`: {e}")))
+            .collect::<anyhow::Result<_>>()?;
+        let loaded = Arc::new(Loaded {
+            module,
+            descriptor,
+            grants,
+        });
+        self.loaded
+            .lock()
+            .expect("library lock poisoned")
+            .insert(version.digest.clone(), loaded.clone());
+        Ok(loaded)
+    }
+
+    fn path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join(format!("sha256-{}.wasm", digest.hex()))
+    }
+}

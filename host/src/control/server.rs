@@ -1,0 +1,217 @@
+//! `steward serve`: one process running the scheduler, the sweeper and an
+//! executor over one store. Several processes may share a PostgreSQL
+//! database (or an SQLite file on one machine): schedules fire once and
+//! jobs are claimed once between them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use super::alerts::{Alerter, Dispatcher, DispatcherConfig, Webhook};
+use super::executor::{Alerts, Executor, ExecutorConfig};
+use super::plane::ControlPlane;
+use super::plugins::PluginLibrary;
+use super::providers::{DeviceProviders, StandardProviders, StoreAlertState};
+use crate::device::local::LocalConfig;
+use crate::runtime::{EngineSettings, Limits, Runtime, RuntimeConfig};
+use crate::store::{Backoff, Store, StoreOptions};
+
+/// The server's configuration file (TOML, kebab-case keys). Every key has
+/// a default, so an empty file is a working embedded setup.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Where the server keeps its files: the SQLite database (unless
+    /// `database` says otherwise), installed plugin components, the
+    /// compile cache.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` (created if absent) or `postgres://…`; default
+    /// `sqlite://<data-dir>/steward.db`.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// This process's worker id; default `<host name>-<pid>`.
+    #[serde(default)]
+    pub worker_id: Option<String>,
+    /// Jobs running at once.
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: usize,
+    /// Jobs taken per claim.
+    #[serde(default = "default_in_flight")]
+    pub claim_batch: usize,
+    /// Lease length in seconds (renewed every third).
+    #[serde(default = "default_lease")]
+    pub lease_seconds: u64,
+    /// How often the scheduler and the sweeper look, in milliseconds.
+    #[serde(default = "default_tick")]
+    pub tick_ms: u64,
+    /// Plugin instances running at once (the pooling allocator's size).
+    #[serde(default = "default_instances")]
+    pub max_instances: u32,
+    /// The wait before retrying a job after a transient failure or a
+    /// reclaimed lease, in milliseconds; it doubles per attempt (at most
+    /// an hour).
+    #[serde(default = "default_retry")]
+    pub retry_base_ms: u64,
+    /// Webhooks alerts go to.
+    #[serde(default)]
+    pub webhooks: Vec<Webhook>,
+}
+
+fn default_data_dir() -> PathBuf {
+    "steward-data".into()
+}
+fn default_in_flight() -> usize {
+    256
+}
+fn default_lease() -> u64 {
+    30
+}
+fn default_tick() -> u64 {
+    1000
+}
+fn default_retry() -> u64 {
+    10_000
+}
+fn default_instances() -> u32 {
+    64
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("every key has a default")
+    }
+}
+
+impl ServeConfig {
+    /// Reads a configuration file.
+    pub fn load(path: &std::path::Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid configuration {}", path.display()))
+    }
+
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        self.database.clone().unwrap_or_else(|| {
+            format!("sqlite://{}", self.data_dir.join("steward.db").display())
+        })
+    }
+
+    /// The worker id in effect.
+    pub fn worker(&self) -> String {
+        self.worker_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "steward".into());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+}
+
+/// Everything a server runs with, built from a [`ServeConfig`].
+pub struct Server {
+    /// The control plane (store and plugins).
+    pub plane: ControlPlane,
+    executor: Executor,
+    tick: Duration,
+}
+
+impl Server {
+    /// Opens the store (creating and migrating it), the runtime and the
+    /// plugin library, and sets up alerting.
+    pub async fn open(config: &ServeConfig) -> anyhow::Result<Self> {
+        Self::open_with(config, Arc::new(StandardProviders::new(LocalConfig::default()))).await
+    }
+
+    /// [`open`](Self::open) with devices' providers from `devices`.
+    pub async fn open_with(
+        config: &ServeConfig,
+        devices: Arc<dyn DeviceProviders>,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("cannot create the data directory {}", config.data_dir.display())
+        })?;
+        let store = Store::open_with(
+            &config.database_url(),
+            StoreOptions {
+                backoff: Backoff {
+                    base: Duration::from_millis(config.retry_base_ms.max(1)),
+                    cap: Duration::from_secs(3600),
+                },
+                ..StoreOptions::default()
+            },
+        )
+        .await
+            .context("cannot open the store")?;
+        let limits = Limits::default();
+        let runtime = Arc::new(Runtime::new(RuntimeConfig {
+            cache_dir: config.data_dir.join("cache"),
+            engine: EngineSettings {
+                max_instances: config.max_instances,
+                max_memory_bytes: limits.memory_bytes,
+                pooling: true,
+            },
+            limits,
+        })?);
+        let library = Arc::new(PluginLibrary::open(runtime, config.data_dir.join("modules"))?);
+        let alerts = if config.webhooks.is_empty() {
+            None
+        } else {
+            Some(Arc::new(Alerts {
+                alerter: Alerter::new(Arc::new(StoreAlertState(store.clone()))),
+                dispatcher: Dispatcher::start(config.webhooks.clone(), DispatcherConfig::default())?,
+            }))
+        };
+        let mut exec = ExecutorConfig::new(config.worker());
+        exec.max_in_flight = config.max_in_flight.max(1);
+        exec.claim_batch = config.claim_batch.max(1);
+        exec.lease = Duration::from_secs(config.lease_seconds.max(1));
+        let executor = Executor::new(exec, store.clone(), library.clone(), devices, alerts);
+        Ok(Self {
+            plane: ControlPlane::new(store, library),
+            executor,
+            tick: Duration::from_millis(config.tick_ms.max(10)),
+        })
+    }
+
+    /// Runs the scheduler, the sweeper and the executor until `shutdown`
+    /// turns true; jobs in flight are finished and recorded first.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let executor = self.executor.clone();
+        let exec_shutdown = shutdown.clone();
+        let worker = tokio::spawn(async move { executor.run(exec_shutdown).await });
+        let mut shutdown = shutdown;
+        let plane = self.plane;
+        // Repair what a crash left before taking new work.
+        if let Err(e) = plane.sweep().await {
+            tracing::warn!(error = %e, "startup sweep failed");
+        }
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.tick) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+            match plane.scheduler_tick(chrono::Utc::now()).await {
+                Ok(r) if r.fired + r.skipped > 0 => {
+                    tracing::debug!(fired = r.fired, skipped = r.skipped, "scheduler tick");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "scheduler tick failed"),
+            }
+            if let Err(e) = plane.sweep().await {
+                tracing::warn!(error = %e, "sweep failed");
+            }
+        }
+        worker.await.context("the executor panicked")?;
+        plane.store().close().await;
+        Ok(())
+    }
+}

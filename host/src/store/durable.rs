@@ -1,0 +1,516 @@
+//! What the executor keeps beside the queue: installed plugin versions,
+//! the mutation journal, tickets, plugin state, shared alert state and the
+//! SLA report over findings.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::error::Result;
+use super::ids::{DeviceId, JobId, PlaybookId, RunId, TenantId, Timestamp};
+use super::model::{NewChange, Playbook, Tier};
+use super::sql::{Sql, enum_column, json_column, time_column};
+use super::{Store, ids};
+
+/// An installed plugin version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginVersion {
+    /// Plugin name.
+    pub plugin: String,
+    /// Semantic version.
+    pub version: String,
+    /// `sha256:<hex>` of the component bytes.
+    pub digest: String,
+    /// Granted capabilities, as grant strings.
+    pub grants: Vec<String>,
+    /// When it was installed.
+    pub installed_at: Timestamp,
+}
+
+/// A ticket to file, from a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTicket {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The device it is about (dropped if no such device is stored).
+    pub device_id: Option<String>,
+    /// The job filing it.
+    pub job_id: JobId,
+    /// `incident` or `work-item`, followed by the queue, as `kind:queue`.
+    pub queue: String,
+    /// Title.
+    pub title: String,
+    /// Body.
+    pub body: String,
+    /// Unique per tenant: filing the same key again returns the ticket
+    /// already filed instead of filing a second one.
+    pub dedupe_key: String,
+}
+
+/// A stored ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredTicket {
+    /// Its id.
+    pub id: String,
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The device it is about, if stored.
+    pub device_id: Option<DeviceId>,
+    /// The job that filed it.
+    pub job_id: Option<JobId>,
+    /// Queue.
+    pub queue: String,
+    /// Title.
+    pub title: String,
+    /// Dedupe key.
+    pub dedupe_key: Option<String>,
+    /// When it was filed.
+    pub created_at: Timestamp,
+}
+
+/// Time to remediate findings of one tenant tier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TierSla {
+    /// The tier.
+    pub tier: Tier,
+    /// The target time to remediate, in seconds.
+    pub target_seconds: i64,
+    /// Findings resolved (first seen → resolved) in the period.
+    pub resolved: u64,
+    /// Median time to remediate of those, in seconds.
+    pub median_seconds: Option<i64>,
+    /// 90th percentile, in seconds.
+    pub p90_seconds: Option<i64>,
+    /// Resolved ones that took longer than the target.
+    pub resolved_late: u64,
+    /// Findings still open.
+    pub open: u64,
+    /// Open ones already older than the target.
+    pub open_overdue: u64,
+}
+
+impl Store {
+    /// Every installed plugin version, by name then install time.
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn plugin_versions(&self) -> Result<Vec<PluginVersion>> {
+        sqlx::query(
+            "SELECT plugin, version, digest, grants, installed_at FROM plugin_versions \
+             ORDER BY plugin, installed_at",
+        )
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|r| {
+            let grants = json_column(r, "grants")?;
+            Ok(PluginVersion {
+                plugin: r.try_get("plugin")?,
+                version: r.try_get("version")?,
+                digest: r.try_get("digest")?,
+                grants: serde_json::from_value(grants)
+                    .map_err(|e| super::StoreError::corrupt("grants", e))?,
+                installed_at: time_column(r, "installed_at")?,
+            })
+        })
+        .collect()
+    }
+
+    /// The playbook with this id, if any.
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn playbook(&self, id: &PlaybookId) -> Result<Option<Playbook>> {
+        let row = sqlx::query(
+            "SELECT id, tenant_id, name, steps, target, created_at FROM playbooks WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| {
+            Ok(Playbook {
+                id: PlaybookId::from(r.try_get::<String, _>("id")?),
+                tenant_id: r
+                    .try_get::<Option<String>, _>("tenant_id")?
+                    .map(TenantId::from),
+                name: r.try_get("name")?,
+                steps: json_column(&r, "steps")?,
+                target: json_column(&r, "target")?,
+                created_at: time_column(&r, "created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The changes planned by the latest successful plan job of `run`'s
+    /// step `step_index` on `device`; `None` if there is none.
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn planned_changes(
+        &self,
+        run_id: &RunId,
+        device_id: Option<&DeviceId>,
+        step_index: u32,
+    ) -> Result<Option<Vec<NewChange>>> {
+        let job: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE run_id = $1 AND step_index = $2 AND mode = 'plan' \
+             AND status = 'succeeded' AND COALESCE(device_id, '') = $3 \
+             ORDER BY finished_at DESC LIMIT 1",
+        )
+        .bind(run_id.as_str())
+        .bind(i64::from(step_index))
+        .bind(device_id.map_or("", DeviceId::as_str))
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(job) = job else {
+            return Ok(None);
+        };
+        Ok(Some(
+            self.changes_of_job(&JobId::from(job))
+                .await?
+                .into_iter()
+                .map(|c| c.change)
+                .collect(),
+        ))
+    }
+
+    /// Rows per table of what admins and jobs create (tenants, sites,
+    /// devices, plugin versions, playbooks, schedules, runs, jobs,
+    /// findings, changes, tickets): to show a refused request changed
+    /// nothing.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn row_counts(&self) -> Result<BTreeMap<&'static str, u64>> {
+        let mut out = BTreeMap::new();
+        for table in [
+            "tenants",
+            "sites",
+            "devices",
+            "plugin_versions",
+            "playbooks",
+            "schedules",
+            "runs",
+            "jobs",
+            "findings",
+            "changes",
+            "tickets",
+        ] {
+            let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(self.pool())
+                .await?;
+            out.insert(table, u64::try_from(n).unwrap_or(0));
+        }
+        Ok(out)
+    }
+
+    /// The journaled result of a job's mutating call, if an attempt applied
+    /// it.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn journal_get(
+        &self,
+        job_id: &str,
+        call: &str,
+        occurrence: u32,
+    ) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT result FROM journal WHERE job_id = $1 AND call = $2 AND occurrence = $3",
+        )
+        .bind(job_id)
+        .bind(call)
+        .bind(i64::from(occurrence))
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// Journals a job's applied mutating call (the first record wins).
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn journal_put(
+        &self,
+        job_id: &str,
+        call: &str,
+        occurrence: u32,
+        result: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO journal (job_id, call, occurrence, result, at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (job_id, call, occurrence) DO NOTHING",
+        )
+        .bind(job_id)
+        .bind(call)
+        .bind(i64::from(occurrence))
+        .bind(result)
+        .bind(now.as_millis())
+        .execute(tx.conn())
+        .await?;
+        tx.commit().await
+    }
+
+    /// How many calls a job has journaled.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn journal_count(&self, job_id: &JobId) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM journal WHERE job_id = $1")
+            .bind(job_id.as_str())
+            .fetch_one(self.pool())
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Files a ticket once per `dedupe_key`: returns its id and whether
+    /// this call filed it (false: it was filed before, by an earlier
+    /// attempt of the same job).
+    ///
+    /// # Errors
+    ///
+    /// An unknown tenant or a database failure.
+    pub async fn file_ticket(&self, new: &NewTicket, now: Timestamp) -> Result<(String, bool)> {
+        let mut tx = self.write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO tickets (id, tenant_id, device_id, job_id, queue, title, body, \
+             dedupe_key, created_at, updated_at) VALUES ($1, $2, \
+             (SELECT id FROM devices WHERE id = $3), $4, $5, $6, $7, $8, $9, $9) \
+             ON CONFLICT (tenant_id, dedupe_key) DO NOTHING",
+        )
+        .bind(ids::new_id())
+        .bind(new.tenant_id.as_str())
+        .bind(new.device_id.as_deref())
+        .bind(new.job_id.as_str())
+        .bind(new.queue.as_str())
+        .bind(new.title.as_str())
+        .bind(new.body.as_str())
+        .bind(new.dedupe_key.as_str())
+        .bind(now.as_millis())
+        .execute(tx.conn())
+        .await?
+        .rows_affected()
+            == 1;
+        let id: String =
+            sqlx::query_scalar("SELECT id FROM tickets WHERE tenant_id = $1 AND dedupe_key = $2")
+                .bind(new.tenant_id.as_str())
+                .bind(new.dedupe_key.as_str())
+                .fetch_one(tx.conn())
+                .await?;
+        tx.commit().await?;
+        Ok((id, inserted))
+    }
+
+    /// A tenant's tickets, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn tickets(&self, tenant_id: &TenantId) -> Result<Vec<StoredTicket>> {
+        sqlx::query(
+            "SELECT id, tenant_id, device_id, job_id, queue, title, dedupe_key, created_at \
+             FROM tickets WHERE tenant_id = $1 ORDER BY created_at, id",
+        )
+        .bind(tenant_id.as_str())
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(StoredTicket {
+                id: r.try_get("id")?,
+                tenant_id: TenantId::from(r.try_get::<String, _>("tenant_id")?),
+                device_id: r
+                    .try_get::<Option<String>, _>("device_id")?
+                    .map(DeviceId::from),
+                job_id: r.try_get::<Option<String>, _>("job_id")?.map(JobId::from),
+                queue: r.try_get("queue")?,
+                title: r.try_get("title")?,
+                dedupe_key: r.try_get("dedupe_key")?,
+                created_at: time_column(r, "created_at")?,
+            })
+        })
+        .collect()
+    }
+
+    /// The plugin state of `plugin` for each of `subjects` (device or
+    /// tenant ids), in one query.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn plugin_state(
+        &self,
+        plugin: &str,
+        subjects: &[&str],
+    ) -> Result<HashMap<String, BTreeMap<String, String>>> {
+        let mut out: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+        for chunk in subjects.chunks(500) {
+            let mut sql = Sql::new(
+                self.backend,
+                "SELECT subject, key, value FROM plugin_state WHERE plugin = ",
+            );
+            sql.bind(plugin)
+                .push(" AND subject IN ")
+                .in_list(chunk.iter().copied());
+            let mut conn = self.pool().acquire().await?;
+            for r in sql.fetch_all(&mut conn).await? {
+                out.entry(r.try_get("subject")?)
+                    .or_default()
+                    .insert(r.try_get("key")?, r.try_get("value")?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The stored alert under `key`, as JSON.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn alert_get(&self, key: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT alert FROM alert_state WHERE alert_key = $1")
+                .bind(key)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
+    /// Stores `alert` under `key` unless one is there; true if this call
+    /// stored it.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn alert_open(&self, key: &str, alert: &str, now: Timestamp) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let n = sqlx::query(
+            "INSERT INTO alert_state (alert_key, alert, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (alert_key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(alert)
+        .bind(now.as_millis())
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// Replaces the alert under `key` with `new` if it is still `old`.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn alert_replace(
+        &self,
+        key: &str,
+        old: &str,
+        new: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let n = sqlx::query(
+            "UPDATE alert_state SET alert = $3, updated_at = $4 WHERE alert_key = $1 AND alert = $2",
+        )
+        .bind(key)
+        .bind(old)
+        .bind(new)
+        .bind(now.as_millis())
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// Removes the alert under `key` and returns it; of concurrent callers
+    /// one gets it.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn alert_close(&self, key: &str) -> Result<Option<String>> {
+        let mut tx = self.write().await?;
+        let alert: Option<String> =
+            sqlx::query_scalar("DELETE FROM alert_state WHERE alert_key = $1 RETURNING alert")
+                .bind(key)
+                .fetch_optional(tx.conn())
+                .await?;
+        tx.commit().await?;
+        Ok(alert)
+    }
+
+    /// Time to remediate per tenant tier: findings of severity warning or
+    /// critical first seen since `since`, against `targets` (seconds per
+    /// tier; a tier without a target is reported with target 0).
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn sla_report(
+        &self,
+        since: Timestamp,
+        now: Timestamp,
+        targets: &HashMap<Tier, i64>,
+    ) -> Result<Vec<TierSla>> {
+        let rows = sqlx::query(
+            "SELECT t.tier, f.first_seen_at, f.resolved_at FROM findings f \
+             JOIN tenants t ON t.id = f.tenant_id \
+             WHERE f.severity IN ('warning', 'critical') AND f.first_seen_at >= $1",
+        )
+        .bind(since.as_millis())
+        .fetch_all(self.pool())
+        .await?;
+        let mut by_tier: BTreeMap<i64, (Tier, Vec<i64>, Vec<i64>)> = Tier::ALL
+            .iter()
+            .map(|&tier| (tier.rank(), (tier, Vec::new(), Vec::new())))
+            .collect();
+        for r in &rows {
+            let tier: Tier = enum_column(r, "tier")?;
+            let first = r.try_get::<i64, _>("first_seen_at")?;
+            let resolved: Option<i64> = r.try_get("resolved_at")?;
+            let entry = by_tier
+                .get_mut(&tier.rank())
+                .expect("every tier is listed");
+            match resolved {
+                Some(at) => entry.1.push((at - first) / 1000),
+                None => entry.2.push((now.as_millis() - first) / 1000),
+            }
+        }
+        Ok(by_tier
+            .into_values()
+            .map(|(tier, mut resolved, open)| {
+                resolved.sort_unstable();
+                let target = targets.get(&tier).copied().unwrap_or(0);
+                let pick = |q: f64| {
+                    (!resolved.is_empty()).then(|| {
+                        let i = ((resolved.len() - 1) as f64 * q).round() as usize;
+                        resolved[i]
+                    })
+                };
+                TierSla {
+                    tier,
+                    target_seconds: target,
+                    resolved: resolved.len() as u64,
+                    median_seconds: pick(0.5),
+                    p90_seconds: pick(0.9),
+                    resolved_late: resolved.iter().filter(|&&s| s > target).count() as u64,
+                    open: open.len() as u64,
+                    open_overdue: open.iter().filter(|&&s| s > target).count() as u64,
+                }
+            })
+            .collect())
+    }
+}
