@@ -15,6 +15,8 @@
 
 #![allow(dead_code)]
 
+pub mod control;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};

@@ -1,0 +1,388 @@
+//! The control plane end to end in one process: playbooks run through the
+//! executor on the real runtime and a real store, approvals, webhook
+//! alerts against a real receiver, and refused input.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use steward_host::control::alerts::{
+    Alerter, Dispatcher, DispatcherConfig, SIGNATURE_HEADER, Webhook, verify_signature,
+};
+use steward_host::control::executor::Alerts;
+use steward_host::control::plane::ControlError;
+use steward_host::control::providers::{StandardProviders, StoreAlertState};
+use steward_host::device::local::LocalConfig;
+use steward_host::store::{ChangeOutcome, JobMode, JobStatus, RunStatus, Tier, Timestamp};
+use support::control::{
+    FIXER_GRANTS, TestDevices, finished, fixture, install, plane, simulated_facts, start, tenant,
+    wait,
+};
+use support::{TestDb, postgres, sqlite};
+
+async fn playbook_runs_check_then_remediation(db: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let plane = plane(&db.store, dir.path().into());
+    install(&plane, "guest-fixer", FIXER_GRANTS).await;
+    let (acme, devices) = tenant(
+        &db.store,
+        "acme",
+        Tier::Managed,
+        &[
+            ("ws-1", &["servers"]),
+            ("ws-2", &["servers"]),
+            ("ws-3", &["servers", "dc"]),
+            ("laptop", &[]),
+        ],
+        |id, t| simulated_facts(&fixture(id, t.as_str())),
+    )
+    .await;
+    let playbook = plane
+        .create_playbook(
+            Some(acme.clone()),
+            "patch servers",
+            json!([
+                { "plugin": "fixer", "mode": "check" },
+                { "plugin": "fixer", "mode": "remediate", "params": { "max-packages": 5 } },
+            ]),
+            json!({ "tags": ["servers"] }),
+        )
+        .await
+        .expect("valid playbook");
+    let run = plane.start_run(&playbook.id, None).await.unwrap();
+    let running = start(
+        &plane,
+        "w1",
+        Arc::new(StandardProviders::new(LocalConfig::default())),
+        None,
+    );
+    let done = finished(&db.store, &run).await;
+    running.stop().await;
+
+    assert_eq!(done.status, RunStatus::Succeeded);
+    let jobs = db.store.jobs_of_run(&run).await.unwrap();
+    assert_eq!(jobs.len(), 6, "two steps on each of the three servers");
+    assert!(jobs.iter().all(|j| j.status == JobStatus::Succeeded), "{jobs:?}");
+    assert!(jobs.iter().all(|j| j.device_id.as_ref() != Some(&devices[3])));
+    assert!(jobs.iter().all(|j| j.claimed_by.as_deref() == Some("w1")));
+    for job in jobs.iter().filter(|j| j.mode == JobMode::Remediate) {
+        let changes = db.store.changes_of_job(&job.id).await.unwrap();
+        let kinds: Vec<&str> = changes.iter().map(|c| c.change.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            ["package-upgrade", "package-upgrade", "unlock", "quarantine", "ticket"]
+        );
+        assert!(changes.iter().all(|c| c.change.outcome == ChangeOutcome::Applied));
+        assert!(db.store.audit_count(&job.id).await.unwrap() >= 4);
+        assert_eq!(db.store.journal_count(&job.id).await.unwrap(), 4);
+        let logs = db.store.logs_of_job(&job.id).await.unwrap();
+        assert!(logs.is_empty() || logs.iter().all(|(attempt, _)| *attempt == 1));
+    }
+    // One ticket per remediated device, filed into the store.
+    let tickets = db.store.tickets(&acme).await.unwrap();
+    assert_eq!(tickets.len(), 3, "{tickets:?}");
+    // Findings per device: two updates, a locked account, a detection.
+    let findings = db.store.findings(&acme, true).await.unwrap();
+    assert_eq!(findings.len(), 12, "{findings:?}");
+    // Plugin state written with each completion: both jobs' checks counted.
+    let state = db
+        .store
+        .plugin_state("fixer", &[devices[0].as_str()])
+        .await
+        .unwrap();
+    assert_eq!(state[devices[0].as_str()]["checks"], "2");
+}
+
+#[tokio::test]
+async fn a_playbook_runs_check_then_remediation_on_targeted_devices_sqlite() {
+    playbook_runs_check_then_remediation(sqlite().await).await;
+}
+
+#[tokio::test]
+async fn a_playbook_runs_check_then_remediation_on_targeted_devices_postgres() {
+    playbook_runs_check_then_remediation(postgres().await).await;
+}
+
+#[tokio::test]
+async fn approval_holds_the_plan_and_apply_refuses_a_device_that_changed() {
+    let db = sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let plane = plane(&db.store, dir.path().into());
+    install(&plane, "guest-fixer", FIXER_GRANTS).await;
+    let devices = Arc::new(TestDevices::default());
+    let names = ["same", "drifted", "rejected"];
+    let (acme, _) = tenant(
+        &db.store,
+        "acme",
+        Tier::Vip,
+        &[("same", &[]), ("drifted", &[]), ("rejected", &[])],
+        |_, _| json!({}),
+    )
+    .await;
+    for n in names {
+        devices.set(n, fixture(n, acme.as_str()));
+    }
+    let playbook = plane
+        .create_playbook(
+            Some(acme.clone()),
+            "fix with approval",
+            json!([{ "plugin": "fixer", "mode": "remediate", "requires-approval": true }]),
+            json!({}),
+        )
+        .await
+        .unwrap();
+    let run = plane.start_run(&playbook.id, None).await.unwrap();
+    let running = start(&plane, "w1", devices.clone(), None);
+
+    // The plan runs, then each device waits for approval.
+    wait(&db.store, &run, |_, s| {
+        s.iter().filter(|s| **s == JobStatus::AwaitingApproval).count() == 3
+    })
+    .await;
+    let jobs = db.store.jobs_of_run(&run).await.unwrap();
+    for plan_job in jobs.iter().filter(|j| j.mode == JobMode::Plan) {
+        let planned = db.store.changes_of_job(&plan_job.id).await.unwrap();
+        assert_eq!(planned.len(), 5);
+        assert!(planned.iter().all(|c| c.change.outcome == ChangeOutcome::Planned));
+    }
+    for n in names {
+        assert_eq!(devices.snapshot(n).updates.len(), 2, "plan mode changed {n}");
+    }
+    let waiting: BTreeMap<String, _> = {
+        let mut m = BTreeMap::new();
+        for j in jobs.iter().filter(|j| j.status == JobStatus::AwaitingApproval) {
+            let d = db.store.device(j.device_id.as_ref().unwrap()).await.unwrap().unwrap();
+            m.insert(d.name, j.id.clone());
+        }
+        m
+    };
+
+    // A third update appears on `drifted` after the plan was made.
+    let mut drifted = fixture("drifted", acme.as_str());
+    let mut extra = drifted.updates[1].clone();
+    extra.name = "bash".into();
+    drifted.updates.push(extra);
+    devices.set("drifted", drifted);
+
+    let now = Timestamp::now();
+    assert!(db.store.approve_job(&waiting["same"], "admin", "ok", now).await.unwrap());
+    assert!(db.store.approve_job(&waiting["drifted"], "admin", "ok", now).await.unwrap());
+    assert!(db.store.reject_job(&waiting["rejected"], "admin", "not now", now).await.unwrap());
+    let done = finished(&db.store, &run).await;
+    running.stop().await;
+
+    let job = |id| db.store.job(id);
+    let same = job(&waiting["same"]).await.unwrap().unwrap();
+    assert_eq!(same.status, JobStatus::Succeeded, "{same:?}");
+    let applied = db.store.changes_of_job(&same.id).await.unwrap();
+    assert_eq!(applied.len(), 5);
+    assert!(applied.iter().all(|c| c.change.outcome == ChangeOutcome::Applied));
+    assert!(devices.snapshot("same").updates.is_empty());
+
+    let drifted = job(&waiting["drifted"]).await.unwrap().unwrap();
+    assert_eq!(drifted.status, JobStatus::Failed);
+    let reason = drifted.last_error.unwrap();
+    assert!(reason.contains("no longer matches the approved plan"), "{reason}");
+    assert!(reason.contains("bash"), "{reason}");
+    assert_eq!(devices.snapshot("drifted").updates.len(), 3, "nothing applied");
+
+    let rejected = job(&waiting["rejected"]).await.unwrap().unwrap();
+    assert_eq!(rejected.status, JobStatus::Cancelled);
+    assert_eq!(devices.snapshot("rejected").updates.len(), 2);
+    assert_eq!(done.status, RunStatus::Failed);
+}
+
+/// A webhook receiver that checks every signature.
+async fn receiver(secret: &'static str) -> (String, Arc<Mutex<Vec<Value>>>) {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, StatusCode};
+    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let sink = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let sink = sink.clone();
+            async move {
+                let sig = headers
+                    .get(SIGNATURE_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if !verify_signature(secret, &body, sig) {
+                    return StatusCode::UNAUTHORIZED;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap());
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, got)
+}
+
+#[tokio::test]
+async fn a_failing_check_alerts_once_and_resolves_once_through_a_signed_webhook() {
+    const SECRET: &str = "a-test-secret-of-enough-bytes";
+    let db = sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let plane = plane(&db.store, dir.path().into());
+    install(&plane, "guest-fixer", FIXER_GRANTS).await;
+    let devices = Arc::new(TestDevices::default());
+    let (acme, _) = tenant(&db.store, "acme", Tier::Vip, &[("ws-1", &[])], |_, _| json!({})).await;
+    devices.set("ws-1", fixture("ws-1", acme.as_str()));
+    let (url, got) = receiver(SECRET).await;
+    let alerts = Arc::new(Alerts {
+        alerter: Alerter::new(Arc::new(StoreAlertState(db.store.clone()))),
+        dispatcher: Dispatcher::start(
+            vec![Webhook {
+                id: "ops".into(),
+                url,
+                secret: SECRET.into(),
+                tenants: None,
+                enabled: true,
+            }],
+            DispatcherConfig::default(),
+        )
+        .unwrap(),
+    });
+    let playbook = plane
+        .create_playbook(
+            Some(acme.clone()),
+            "check",
+            json!([{ "plugin": "fixer" }]),
+            json!({}),
+        )
+        .await
+        .unwrap();
+    let running = start(&plane, "w1", devices.clone(), Some(alerts));
+    let events = || {
+        got.lock()
+            .unwrap()
+            .iter()
+            .map(|v| (v["event"].as_str().unwrap().to_owned(), v["condition"].as_str().unwrap().to_owned()))
+            .collect::<Vec<_>>()
+    };
+    let got_len = || got.lock().unwrap().len();
+
+    // The infected file is a critical finding: one alert, on two runs.
+    for _ in 0..2 {
+        let run = plane.start_run(&playbook.id, None).await.unwrap();
+        finished(&db.store, &run).await;
+    }
+    for _ in 0..200 {
+        if got_len() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(events(), [("alert.firing".to_string(), "critical-findings".to_string())]);
+    let first = got.lock().unwrap()[0].clone();
+    assert_eq!(first["tenant_id"], acme.as_str());
+    assert_eq!(first["plugin"], "fixer");
+
+    // The file is cleaned: the next check resolves the alert, once.
+    let mut clean = fixture("ws-1", acme.as_str());
+    clean.files.retain(|f| f.signature.is_none());
+    devices.set("ws-1", clean);
+    for _ in 0..2 {
+        let run = plane.start_run(&playbook.id, None).await.unwrap();
+        finished(&db.store, &run).await;
+    }
+    for _ in 0..200 {
+        if got_len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    running.stop().await;
+    assert_eq!(
+        events(),
+        [
+            ("alert.firing".to_string(), "critical-findings".to_string()),
+            ("alert.resolved".to_string(), "critical-findings".to_string())
+        ]
+    );
+    let resolved = got.lock().unwrap()[1].clone();
+    assert_eq!(resolved["id"], first["id"]);
+}
+
+fn field<T>(r: Result<T, ControlError>) -> (String, String) {
+    match r {
+        Err(ControlError::Invalid { field, message }) => (field, message),
+        Err(other) => panic!("expected a field error, got {other}"),
+        Ok(_) => panic!("bad input was accepted"),
+    }
+}
+
+async fn bad_input_names_the_field_and_stores_nothing(db: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let plane = plane(&db.store, dir.path().into());
+    install(&plane, "guest-fixer", FIXER_GRANTS).await;
+    let (acme, _) = tenant(&db.store, "acme", Tier::Managed, &[("ws-1", &[])], |_, _| json!({})).await;
+    let playbook = plane
+        .create_playbook(Some(acme.clone()), "ok", json!([{ "plugin": "fixer" }]), json!({}))
+        .await
+        .unwrap();
+    plane
+        .create_schedule(&playbook.id, None, json!({ "cron": "@daily", "timezone": "UTC" }))
+        .await
+        .unwrap();
+    let before = db.store.row_counts().await.unwrap();
+
+    let schedule = |spec: Value| plane.create_schedule(&playbook.id, None, spec);
+    let (f, m) = field(schedule(json!({ "cron": "61 * * * *", "timezone": "UTC" })).await);
+    assert_eq!(f, "spec.cron");
+    assert!(m.contains("61"), "{m}");
+    let (f, m) = field(schedule(json!({ "cron": "@daily", "timezone": "Mars/Olympus_Mons" })).await);
+    assert_eq!(f, "spec.timezone");
+    assert!(m.contains("Mars/Olympus_Mons"), "{m}");
+    let (f, _) = field(
+        schedule(json!({
+            "cron": "@daily", "timezone": "Europe/Berlin",
+            "window": { "start": "22:00", "end": "06:00" }
+        }))
+        .await,
+    );
+    assert_eq!(f, "spec.window.end");
+    let (f, m) = field(schedule(json!({ "cron": "@daily", "timezone": "UTC", "colour": "red" })).await);
+    assert_eq!(f, "spec");
+    assert!(m.contains("colour"), "{m}");
+
+    let create = |steps: Value| plane.create_playbook(Some(acme.clone()), "bad", steps, json!({}));
+    let (f, m) = field(create(json!([{ "plugin": "fixer" }, { "plugin": "defrag" }])).await);
+    assert_eq!(f, "steps[1].plugin");
+    assert!(m.contains("defrag"), "{m}");
+    let (f, m) = field(create(json!([{ "plugin": "fixer", "params": { "max-packages": "ten" } }])).await);
+    assert_eq!(f, "steps[0].params");
+    assert!(m.contains("max-packages"), "{m}");
+    let (f, _) = field(create(json!([{ "plugin": "fixer", "mode": "fix-everything" }])).await);
+    assert_eq!(f, "steps[0]");
+    let (f, _) = field(create(json!([])).await);
+    assert_eq!(f, "steps");
+    let (f, _) = field(
+        plane
+            .create_playbook(Some(acme.clone()), "bad", json!([{ "plugin": "fixer" }]), json!({ "tag": "x" }))
+            .await,
+    );
+    assert_eq!(f, "target");
+
+    assert_eq!(db.store.row_counts().await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn bad_input_names_the_field_and_stores_nothing_sqlite() {
+    bad_input_names_the_field_and_stores_nothing(sqlite().await).await;
+}
+
+#[tokio::test]
+async fn bad_input_names_the_field_and_stores_nothing_postgres() {
+    bad_input_names_the_field_and_stores_nothing(postgres().await).await;
+}

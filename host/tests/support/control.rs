@@ -1,0 +1,217 @@
+//! A control plane on a test database: runtime, installed test plugins,
+//! tenants with simulated devices, an executor to run their jobs.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use steward_host::control::executor::{Alerts, Executor, ExecutorConfig};
+use steward_host::control::plane::ControlPlane;
+use steward_host::control::plugins::PluginLibrary;
+use steward_host::control::providers::DeviceProviders;
+use steward_host::device::Device;
+use steward_host::device::simulated::{Fixture, Simulated};
+use steward_host::runtime::{EngineSettings, Limits, Runtime, RuntimeConfig};
+use steward_host::store::{
+    self, DeviceId, JobStatus, NewDevice, NewTenant, Run, RunId, RunStatus, Store, TenantId, Tier,
+    Timestamp,
+};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// What the fixer test guest needs granted.
+pub const FIXER_GRANTS: &[&str] = &[
+    "packages",
+    "accounts=jdoe",
+    "antivirus=/srv/**",
+    "tickets=changes",
+];
+
+/// The simulated workstation of the e2e tests (2 updates, a locked
+/// account, an infected file), as device `id` of `tenant`.
+pub fn fixture(id: &str, tenant: &str) -> Fixture {
+    let path = steward_tests::workspace_root().join("tests/e2e/device.toml");
+    let text = std::fs::read_to_string(path).expect("read the e2e fixture");
+    let mut f: Fixture = toml::from_str(&text).expect("the e2e fixture parses");
+    f.facts.id = id.to_owned();
+    f.facts.name = id.to_owned();
+    f.facts.tenant_id = tenant.to_owned();
+    f
+}
+
+/// Device facts that make the standard providers serve `fixture`.
+pub fn simulated_facts(fixture: &Fixture) -> Value {
+    json!({ "provider": "simulated", "fixture": fixture })
+}
+
+/// A runtime for tests, compiling into a cache shared by test processes.
+pub fn runtime() -> Arc<Runtime> {
+    let limits = Limits::default();
+    Arc::new(
+        Runtime::new(RuntimeConfig {
+            cache_dir: std::env::temp_dir().join("steward-test-artifacts"),
+            engine: EngineSettings {
+                max_instances: 16,
+                max_memory_bytes: limits.memory_bytes,
+                pooling: false,
+            },
+            limits,
+        })
+        .expect("runtime"),
+    )
+}
+
+/// A control plane over `store` with components kept in `dir`.
+pub fn plane(store: &Store, dir: PathBuf) -> ControlPlane {
+    let library = Arc::new(PluginLibrary::open(runtime(), dir).expect("plugin library"));
+    ControlPlane::new(store.clone(), library)
+}
+
+/// Installs a test component (`guest-fixer`, ...) with `grants`.
+pub async fn install(plane: &ControlPlane, package: &str, grants: &[&str]) {
+    let bytes = std::fs::read(steward_tests::component(package)).expect("component bytes");
+    let grants: Vec<String> = grants.iter().map(|g| g.to_string()).collect();
+    plane
+        .library()
+        .install(plane.store(), &bytes, &grants)
+        .await
+        .expect("install");
+}
+
+/// A tenant named `name` with one device per id, each with `tags` and
+/// facts from `facts(id)`.
+pub async fn tenant(
+    store: &Store,
+    name: &str,
+    tier: Tier,
+    devices: &[(&str, &[&str])],
+    facts: impl Fn(&str, &TenantId) -> Value,
+) -> (TenantId, Vec<DeviceId>) {
+    let now = Timestamp::now();
+    let t = store
+        .create_tenant(
+            &NewTenant {
+                name: name.into(),
+                tier,
+                max_concurrent_jobs: None,
+            },
+            now,
+        )
+        .await
+        .expect("tenant");
+    let mut ids = Vec::new();
+    for (device, tags) in devices {
+        let mut new = NewDevice::new(t.id.clone(), *device);
+        new.tags = tags.iter().map(|s| s.to_string()).collect();
+        new.facts = facts(device, &t.id);
+        ids.push(store.create_device(&new, now).await.expect("device").id);
+    }
+    (t.id, ids)
+}
+
+/// Simulated devices the test can swap while jobs run.
+#[derive(Default)]
+pub struct TestDevices {
+    by_name: Mutex<HashMap<String, Arc<Simulated>>>,
+}
+
+impl TestDevices {
+    /// Serves `fixture` for the device named `name` from now on.
+    pub fn set(&self, name: &str, fixture: Fixture) {
+        self.by_name
+            .lock()
+            .unwrap()
+            .insert(name.to_owned(), Simulated::new(fixture));
+    }
+
+    /// The current state of the device named `name`.
+    pub fn snapshot(&self, name: &str) -> Fixture {
+        self.by_name.lock().unwrap()[name].snapshot()
+    }
+}
+
+impl DeviceProviders for TestDevices {
+    fn device(&self, stored: &store::Device) -> anyhow::Result<Device> {
+        let sim = self
+            .by_name
+            .lock()
+            .unwrap()
+            .get(&stored.name)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("no test device `{}`", stored.name))?;
+        let mut d = sim.device();
+        d.id = stored.id.to_string();
+        d.tenant_id = stored.tenant_id.to_string();
+        Ok(d)
+    }
+}
+
+/// A running executor; [`stop`](Running::stop) finishes its jobs.
+pub struct Running {
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops claiming, finishes and records the jobs in flight.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        self.task.await.expect("executor task");
+    }
+}
+
+/// Starts an executor named `worker`.
+pub fn start(
+    plane: &ControlPlane,
+    worker: &str,
+    devices: Arc<dyn DeviceProviders>,
+    alerts: Option<Arc<Alerts>>,
+) -> Running {
+    let mut config = ExecutorConfig::new(worker);
+    config.idle_poll = Duration::from_millis(20);
+    let executor = Executor::new(
+        config,
+        plane.store().clone(),
+        plane.library().clone(),
+        devices,
+        alerts,
+    );
+    let (shutdown, rx) = watch::channel(false);
+    let task = tokio::spawn(async move { executor.run(rx).await });
+    Running { shutdown, task }
+}
+
+/// Waits until `run` has finished.
+pub async fn finished(store: &Store, run: &RunId) -> Run {
+    wait(store, run, |r, _| r.status != RunStatus::Running).await
+}
+
+/// Waits until `cond` holds for the run and its jobs' statuses (30 s at
+/// most).
+pub async fn wait(
+    store: &Store,
+    run: &RunId,
+    cond: impl Fn(&Run, &[JobStatus]) -> bool,
+) -> Run {
+    let start = Instant::now();
+    loop {
+        let r = store.run(run).await.unwrap().expect("run exists");
+        let statuses: Vec<JobStatus> = store
+            .jobs_of_run(run)
+            .await
+            .unwrap()
+            .iter()
+            .map(|j| j.status)
+            .collect();
+        if cond(&r, &statuses) {
+            return r;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "run {run} did not get there: {r:?}, jobs {statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
