@@ -930,9 +930,14 @@ async fn heartbeat_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
         };
         let mut in_flight = inner.in_flight.lock().expect("in-flight lock poisoned");
         for id in lost {
-            if let Some((_, Some(handle))) = in_flight.remove(&id) {
+            // A job that has finished is being recorded (the store fences
+            // its completion); only a running one must be stopped.
+            if let Some((_, Some(handle))) = in_flight.get(&id)
+                && !handle.is_finished()
+            {
                 tracing::warn!(job = %id, "lease lost; stopping the job");
                 handle.abort();
+                in_flight.remove(&id);
             }
         }
     }

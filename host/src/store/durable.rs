@@ -260,6 +260,30 @@ impl Store {
         tx.commit().await
     }
 
+    /// A job's audit events as `(attempt, action, outcome)`, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn audit_outcomes(&self, job_id: &JobId) -> Result<Vec<(u32, String, String)>> {
+        sqlx::query(
+            "SELECT attempt, action, outcome FROM audit_events WHERE job_id = $1 ORDER BY at, id",
+        )
+        .bind(job_id.as_str())
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|r| {
+            let attempt: Option<i64> = r.try_get("attempt")?;
+            Ok((
+                u32::try_from(attempt.unwrap_or(0)).unwrap_or(0),
+                r.try_get("action")?,
+                r.try_get("outcome")?,
+            ))
+        })
+        .collect()
+    }
+
     /// How many calls a job has journaled.
     ///
     /// # Errors
