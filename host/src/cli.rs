@@ -16,13 +16,13 @@ use steward_host::bindings::types::{
 use steward_host::capability::{Grant, Grants};
 use steward_host::control::server::{ServeConfig, Server};
 use steward_host::device::fleet;
-use steward_host::store::{Tier, Timestamp};
 use steward_host::device::local::{self, LocalConfig};
 use steward_host::device::simulated::{Fixture, Simulated};
 use steward_host::runtime::{
     ArtifactSource, EngineSettings, Limits, LogLine, Module, RunError, RunReport, RunSpec, Runtime,
     RuntimeConfig, resolve_text_params,
 };
+use steward_host::store::{Tier, Timestamp};
 
 /// Steward: automated checks and remediation for managed devices.
 #[derive(Debug, Parser)]
@@ -292,7 +292,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     "{:<10} {:>8} {:>9} {:>10} {:>10} {:>6} {:>6} {:>8}",
                     "tier", "target", "resolved", "median", "p90", "late", "open", "overdue"
                 );
-                let fmt = |s: Option<i64>| s.map_or("-".to_string(), |s| format!("{:.1}h", s as f64 / 3600.0));
+                let fmt = |s: Option<i64>| {
+                    s.map_or("-".to_string(), |s| format!("{:.1}h", s as f64 / 3600.0))
+                };
                 for r in report {
                     println!(
                         "{:<10} {:>8} {:>9} {:>10} {:>10} {:>6} {:>6} {:>8}",

@@ -65,17 +65,33 @@ async fn playbook_runs_check_then_remediation(db: TestDb) {
     assert_eq!(done.status, RunStatus::Succeeded);
     let jobs = db.store.jobs_of_run(&run).await.unwrap();
     assert_eq!(jobs.len(), 6, "two steps on each of the three servers");
-    assert!(jobs.iter().all(|j| j.status == JobStatus::Succeeded), "{jobs:?}");
-    assert!(jobs.iter().all(|j| j.device_id.as_ref() != Some(&devices[3])));
+    assert!(
+        jobs.iter().all(|j| j.status == JobStatus::Succeeded),
+        "{jobs:?}"
+    );
+    assert!(
+        jobs.iter()
+            .all(|j| j.device_id.as_ref() != Some(&devices[3]))
+    );
     assert!(jobs.iter().all(|j| j.claimed_by.as_deref() == Some("w1")));
     for job in jobs.iter().filter(|j| j.mode == JobMode::Remediate) {
         let changes = db.store.changes_of_job(&job.id).await.unwrap();
         let kinds: Vec<&str> = changes.iter().map(|c| c.change.kind.as_str()).collect();
         assert_eq!(
             kinds,
-            ["package-upgrade", "package-upgrade", "unlock", "quarantine", "ticket"]
+            [
+                "package-upgrade",
+                "package-upgrade",
+                "unlock",
+                "quarantine",
+                "ticket"
+            ]
         );
-        assert!(changes.iter().all(|c| c.change.outcome == ChangeOutcome::Applied));
+        assert!(
+            changes
+                .iter()
+                .all(|c| c.change.outcome == ChangeOutcome::Applied)
+        );
         assert!(db.store.audit_count(&job.id).await.unwrap() >= 4);
         assert_eq!(db.store.journal_count(&job.id).await.unwrap(), 4);
         let logs = db.store.logs_of_job(&job.id).await.unwrap();
@@ -139,22 +155,41 @@ async fn approval_holds_the_plan_and_apply_refuses_a_device_that_changed() {
 
     // The plan runs, then each device waits for approval.
     wait(&db.store, &run, |_, s| {
-        s.iter().filter(|s| **s == JobStatus::AwaitingApproval).count() == 3
+        s.iter()
+            .filter(|s| **s == JobStatus::AwaitingApproval)
+            .count()
+            == 3
     })
     .await;
     let jobs = db.store.jobs_of_run(&run).await.unwrap();
     for plan_job in jobs.iter().filter(|j| j.mode == JobMode::Plan) {
         let planned = db.store.changes_of_job(&plan_job.id).await.unwrap();
         assert_eq!(planned.len(), 5);
-        assert!(planned.iter().all(|c| c.change.outcome == ChangeOutcome::Planned));
+        assert!(
+            planned
+                .iter()
+                .all(|c| c.change.outcome == ChangeOutcome::Planned)
+        );
     }
     for n in names {
-        assert_eq!(devices.snapshot(n).updates.len(), 2, "plan mode changed {n}");
+        assert_eq!(
+            devices.snapshot(n).updates.len(),
+            2,
+            "plan mode changed {n}"
+        );
     }
     let waiting: BTreeMap<String, _> = {
         let mut m = BTreeMap::new();
-        for j in jobs.iter().filter(|j| j.status == JobStatus::AwaitingApproval) {
-            let d = db.store.device(j.device_id.as_ref().unwrap()).await.unwrap().unwrap();
+        for j in jobs
+            .iter()
+            .filter(|j| j.status == JobStatus::AwaitingApproval)
+        {
+            let d = db
+                .store
+                .device(j.device_id.as_ref().unwrap())
+                .await
+                .unwrap()
+                .unwrap();
             m.insert(d.name, j.id.clone());
         }
         m
@@ -168,9 +203,24 @@ async fn approval_holds_the_plan_and_apply_refuses_a_device_that_changed() {
     devices.set("drifted", drifted);
 
     let now = Timestamp::now();
-    assert!(db.store.approve_job(&waiting["same"], "admin", "ok", now).await.unwrap());
-    assert!(db.store.approve_job(&waiting["drifted"], "admin", "ok", now).await.unwrap());
-    assert!(db.store.reject_job(&waiting["rejected"], "admin", "not now", now).await.unwrap());
+    assert!(
+        db.store
+            .approve_job(&waiting["same"], "admin", "ok", now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        db.store
+            .approve_job(&waiting["drifted"], "admin", "ok", now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        db.store
+            .reject_job(&waiting["rejected"], "admin", "not now", now)
+            .await
+            .unwrap()
+    );
     let done = finished(&db.store, &run).await;
     running.stop().await;
 
@@ -179,15 +229,26 @@ async fn approval_holds_the_plan_and_apply_refuses_a_device_that_changed() {
     assert_eq!(same.status, JobStatus::Succeeded, "{same:?}");
     let applied = db.store.changes_of_job(&same.id).await.unwrap();
     assert_eq!(applied.len(), 5);
-    assert!(applied.iter().all(|c| c.change.outcome == ChangeOutcome::Applied));
+    assert!(
+        applied
+            .iter()
+            .all(|c| c.change.outcome == ChangeOutcome::Applied)
+    );
     assert!(devices.snapshot("same").updates.is_empty());
 
     let drifted = job(&waiting["drifted"]).await.unwrap().unwrap();
     assert_eq!(drifted.status, JobStatus::Failed);
     let reason = drifted.last_error.unwrap();
-    assert!(reason.contains("no longer matches the approved plan"), "{reason}");
+    assert!(
+        reason.contains("no longer matches the approved plan"),
+        "{reason}"
+    );
     assert!(reason.contains("bash"), "{reason}");
-    assert_eq!(devices.snapshot("drifted").updates.len(), 3, "nothing applied");
+    assert_eq!(
+        devices.snapshot("drifted").updates.len(),
+        3,
+        "nothing applied"
+    );
 
     let rejected = job(&waiting["rejected"]).await.unwrap().unwrap();
     assert_eq!(rejected.status, JobStatus::Cancelled);
@@ -234,7 +295,10 @@ async fn a_failing_check_alerts_once_and_resolves_once_through_a_signed_webhook(
     let plane = plane(&db.store, dir.path().into());
     install(&plane, "guest-fixer", FIXER_GRANTS).await;
     let devices = Arc::new(TestDevices::default());
-    let (acme, _) = tenant(&db.store, "acme", Tier::Vip, &[("ws-1", &[])], |_, _| json!({})).await;
+    let (acme, _) = tenant(&db.store, "acme", Tier::Vip, &[("ws-1", &[])], |_, _| {
+        json!({})
+    })
+    .await;
     devices.set("ws-1", fixture("ws-1", acme.as_str()));
     let (url, got) = receiver(SECRET).await;
     let alerts = Arc::new(Alerts {
@@ -265,7 +329,12 @@ async fn a_failing_check_alerts_once_and_resolves_once_through_a_signed_webhook(
         got.lock()
             .unwrap()
             .iter()
-            .map(|v| (v["event"].as_str().unwrap().to_owned(), v["condition"].as_str().unwrap().to_owned()))
+            .map(|v| {
+                (
+                    v["event"].as_str().unwrap().to_owned(),
+                    v["condition"].as_str().unwrap().to_owned(),
+                )
+            })
             .collect::<Vec<_>>()
     };
     let got_len = || got.lock().unwrap().len();
@@ -282,7 +351,10 @@ async fn a_failing_check_alerts_once_and_resolves_once_through_a_signed_webhook(
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(events(), [("alert.firing".to_string(), "critical-findings".to_string())]);
+    assert_eq!(
+        events(),
+        [("alert.firing".to_string(), "critical-findings".to_string())]
+    );
     let first = got.lock().unwrap()[0].clone();
     assert_eq!(first["tenant_id"], acme.as_str());
     assert_eq!(first["plugin"], "fixer");
@@ -307,7 +379,10 @@ async fn a_failing_check_alerts_once_and_resolves_once_through_a_signed_webhook(
         events(),
         [
             ("alert.firing".to_string(), "critical-findings".to_string()),
-            ("alert.resolved".to_string(), "critical-findings".to_string())
+            (
+                "alert.resolved".to_string(),
+                "critical-findings".to_string()
+            )
         ]
     );
     let resolved = got.lock().unwrap()[1].clone();
@@ -326,13 +401,29 @@ async fn bad_input_names_the_field_and_stores_nothing(db: TestDb) {
     let dir = tempfile::tempdir().unwrap();
     let plane = plane(&db.store, dir.path().into());
     install(&plane, "guest-fixer", FIXER_GRANTS).await;
-    let (acme, _) = tenant(&db.store, "acme", Tier::Managed, &[("ws-1", &[])], |_, _| json!({})).await;
+    let (acme, _) = tenant(
+        &db.store,
+        "acme",
+        Tier::Managed,
+        &[("ws-1", &[])],
+        |_, _| json!({}),
+    )
+    .await;
     let playbook = plane
-        .create_playbook(Some(acme.clone()), "ok", json!([{ "plugin": "fixer" }]), json!({}))
+        .create_playbook(
+            Some(acme.clone()),
+            "ok",
+            json!([{ "plugin": "fixer" }]),
+            json!({}),
+        )
         .await
         .unwrap();
     plane
-        .create_schedule(&playbook.id, None, json!({ "cron": "@daily", "timezone": "UTC" }))
+        .create_schedule(
+            &playbook.id,
+            None,
+            json!({ "cron": "@daily", "timezone": "UTC" }),
+        )
         .await
         .unwrap();
     let before = db.store.row_counts().await.unwrap();
@@ -341,7 +432,8 @@ async fn bad_input_names_the_field_and_stores_nothing(db: TestDb) {
     let (f, m) = field(schedule(json!({ "cron": "61 * * * *", "timezone": "UTC" })).await);
     assert_eq!(f, "spec.cron");
     assert!(m.contains("61"), "{m}");
-    let (f, m) = field(schedule(json!({ "cron": "@daily", "timezone": "Mars/Olympus_Mons" })).await);
+    let (f, m) =
+        field(schedule(json!({ "cron": "@daily", "timezone": "Mars/Olympus_Mons" })).await);
     assert_eq!(f, "spec.timezone");
     assert!(m.contains("Mars/Olympus_Mons"), "{m}");
     let (f, _) = field(
@@ -352,7 +444,8 @@ async fn bad_input_names_the_field_and_stores_nothing(db: TestDb) {
         .await,
     );
     assert_eq!(f, "spec.window.end");
-    let (f, m) = field(schedule(json!({ "cron": "@daily", "timezone": "UTC", "colour": "red" })).await);
+    let (f, m) =
+        field(schedule(json!({ "cron": "@daily", "timezone": "UTC", "colour": "red" })).await);
     assert_eq!(f, "spec");
     assert!(m.contains("colour"), "{m}");
 
@@ -360,7 +453,8 @@ async fn bad_input_names_the_field_and_stores_nothing(db: TestDb) {
     let (f, m) = field(create(json!([{ "plugin": "fixer" }, { "plugin": "defrag" }])).await);
     assert_eq!(f, "steps[1].plugin");
     assert!(m.contains("defrag"), "{m}");
-    let (f, m) = field(create(json!([{ "plugin": "fixer", "params": { "max-packages": "ten" } }])).await);
+    let (f, m) =
+        field(create(json!([{ "plugin": "fixer", "params": { "max-packages": "ten" } }])).await);
     assert_eq!(f, "steps[0].params");
     assert!(m.contains("max-packages"), "{m}");
     let (f, _) = field(create(json!([{ "plugin": "fixer", "mode": "fix-everything" }])).await);
@@ -369,7 +463,12 @@ async fn bad_input_names_the_field_and_stores_nothing(db: TestDb) {
     assert_eq!(f, "steps");
     let (f, _) = field(
         plane
-            .create_playbook(Some(acme.clone()), "bad", json!([{ "plugin": "fixer" }]), json!({ "tag": "x" }))
+            .create_playbook(
+                Some(acme.clone()),
+                "bad",
+                json!([{ "plugin": "fixer" }]),
+                json!({ "tag": "x" }),
+            )
             .await,
     );
     assert_eq!(f, "target");

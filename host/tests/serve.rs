@@ -13,7 +13,13 @@ use serde_json::json;
 use steward_host::store::{JobStatus, RunStatus, Store, Tier};
 use support::control::{FIXER_GRANTS, fixture, install, plane, simulated_facts, tenant};
 
-fn config(dir: &Path, database: &str, worker: &str, in_flight: usize, lease: u64) -> std::path::PathBuf {
+fn config(
+    dir: &Path,
+    database: &str,
+    worker: &str,
+    in_flight: usize,
+    lease: u64,
+) -> std::path::PathBuf {
     let path = dir.join(format!("{worker}.toml"));
     std::fs::write(
         &path,
@@ -86,10 +92,16 @@ async fn killed_with_sigkill_mid_way_every_job_ends_once_and_nothing_is_applied_
         let c = counts(&store, &runs).await;
         let done = c.get(&JobStatus::Succeeded).copied().unwrap_or(0);
         if done >= 100 {
-            assert!(done < 500, "the kill came too late to interrupt anything: {c:?}");
+            assert!(
+                done < 500,
+                "the kill came too late to interrupt anything: {c:?}"
+            );
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "no progress: {c:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no progress: {c:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     first.kill().unwrap(); // SIGKILL
@@ -107,21 +119,36 @@ async fn killed_with_sigkill_mid_way_every_job_ends_once_and_nothing_is_applied_
         if c.keys().all(|s| s.is_terminal()) {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "not finished: {c:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "not finished: {c:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let _ = Command::new("kill").arg("-TERM").arg(second.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(second.id().to_string())
+        .status();
     assert!(second.wait().unwrap().success());
 
     let mut jobs = Vec::new();
     for run in &runs {
-        assert_eq!(store.run(run).await.unwrap().unwrap().status, RunStatus::Succeeded);
+        assert_eq!(
+            store.run(run).await.unwrap().unwrap().status,
+            RunStatus::Succeeded
+        );
         jobs.extend(store.jobs_of_run(run).await.unwrap());
     }
     assert_eq!(jobs.len(), 600);
-    assert!(jobs.iter().all(|j| j.status == JobStatus::Succeeded), "every job succeeded once");
+    assert!(
+        jobs.iter().all(|j| j.status == JobStatus::Succeeded),
+        "every job succeeded once"
+    );
     let retried: Vec<_> = jobs.iter().filter(|j| j.attempt > 1).collect();
-    assert!(!retried.is_empty(), "some attempt was interrupted by the kill");
+    assert!(
+        !retried.is_empty(),
+        "some attempt was interrupted by the kill"
+    );
     let tickets = store.tickets(&acme).await.unwrap();
     let ticket_jobs: HashSet<_> = tickets.iter().filter_map(|t| t.job_id.clone()).collect();
     assert_eq!(tickets.len(), 600, "one ticket per job, none filed twice");
@@ -163,7 +190,12 @@ async fn two_processes_on_one_postgres_fire_each_schedule_once_and_split_the_job
     })
     .await;
     let playbook = plane
-        .create_playbook(Some(acme.clone()), "check", json!([{ "plugin": "fixer" }]), json!({}))
+        .create_playbook(
+            Some(acme.clone()),
+            "check",
+            json!([{ "plugin": "fixer" }]),
+            json!({}),
+        )
         .await
         .unwrap();
     let schedule = plane
@@ -179,11 +211,17 @@ async fn two_processes_on_one_postgres_fire_each_schedule_once_and_split_the_job
     let mut b = serve(&config(dir.path(), &db.url, "pg-b", 8, 10));
     let start = Instant::now();
     while db.store.runs_of_schedule(&schedule.id).await.unwrap().len() < 5 {
-        assert!(start.elapsed() < Duration::from_secs(60), "the schedule does not fire");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the schedule does not fire"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for child in [&a, &b] {
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
     }
     assert!(a.wait().unwrap().success());
     assert!(b.wait().unwrap().success());
@@ -198,7 +236,9 @@ async fn two_processes_on_one_postgres_fire_each_schedule_once_and_split_the_job
         for job in jobs.iter().filter(|j| j.status != JobStatus::Queued) {
             assert_eq!(job.status, JobStatus::Succeeded, "{job:?}");
             assert_eq!(job.attempt, 1, "claimed once: {job:?}");
-            *by_worker.entry(job.claimed_by.clone().unwrap()).or_default() += 1;
+            *by_worker
+                .entry(job.claimed_by.clone().unwrap())
+                .or_default() += 1;
         }
     }
     assert_eq!(

@@ -142,7 +142,7 @@ async fn migrations_are_idempotent(db: TestDb) {
         .fetch_one(&sqlx::AnyPool::connect(&db.url).await.unwrap())
         .await
         .unwrap();
-    assert_eq!(applied, 1);
+    assert_eq!(applied, 2, "both embedded migrations, once");
 }
 
 async fn claims_by_tier_then_due_time(db: TestDb) {
@@ -795,9 +795,10 @@ async fn completion_records_findings_changes_logs_and_follow_ups(db: TestDb) {
     let all = s.findings(&f.vip, false).await.unwrap();
     assert_eq!(all.len(), 2);
     let a = all.iter().find(|x| x.key == "a").unwrap();
+    // Reported again unchanged within ten minutes: not rewritten.
     assert_eq!(
         (a.first_seen_at, a.last_seen_at, a.resolved_at),
-        (at(2), at(21), None)
+        (at(2), at(2), None)
     );
     let b = all.iter().find(|x| x.key == "b").unwrap();
     assert_eq!(b.resolved_at, Some(at(21)));
@@ -827,6 +828,24 @@ async fn completion_records_findings_changes_logs_and_follow_ups(db: TestDb) {
         (b.first_seen_at, b.severity, b.resolved_at),
         (at(31), Severity::Critical, None)
     );
+
+    // Seen again more than ten minutes later: `last_seen_at` moves on.
+    run_with(s, &[job(&f.vip, device, at(700))]).await;
+    let later = s.claim("w", 1, LEASE, at(700)).await.unwrap();
+    let mut c = Completion::succeeded(&later[0], json!({}));
+    c.findings = vec![
+        finding("a", Severity::Critical),
+        finding("b", Severity::Critical),
+    ];
+    s.complete("w", &[c], at(701)).await.unwrap();
+    let a = s
+        .findings(&f.vip, true)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|x| x.key == "a")
+        .unwrap();
+    assert_eq!((a.first_seen_at, a.last_seen_at), (at(2), at(701)));
 }
 
 async fn heartbeats_renew_only_held_leases_up_to_the_timeout(db: TestDb) {

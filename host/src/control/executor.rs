@@ -41,17 +41,17 @@ use super::alerts::{
 };
 use super::playbook::{OnFailure, Step};
 use super::plugins::PluginLibrary;
-use super::providers::{
-    CollectAudit, DeviceProviders, SnapshotState, StoreJournal, StoreTickets,
-};
+use super::providers::{CollectAudit, DeviceProviders, SnapshotState, StoreJournal, StoreTickets};
 use crate::audit::{AuditEvent as RunAuditEvent, AuditOutcome};
-use crate::bindings::types::{Change, Finding, HostError, Outcome as ChangeOutcomeWit, PluginError, RunMode};
 use crate::bindings::types::Severity as WitSeverity;
+use crate::bindings::types::{
+    Change, Finding, HostError, Outcome as ChangeOutcomeWit, PluginError, RunMode,
+};
 use crate::runtime::{Journal, LogLine, RunError, RunSpec, resolve_json_params};
 use crate::store::{
     self, AuditEvent, ChangeOutcome, Completion, DeviceId, Failure, FailureKind, Job, JobId,
-    JobMode, NewChange, NewFinding, NewJob, NewLog, Outcome, PluginVersion, RunId, Severity,
-    Store, TenantId, Timestamp,
+    JobMode, NewChange, NewFinding, NewJob, NewLog, Outcome, PluginVersion, RunId, Severity, Store,
+    TenantId, Timestamp,
 };
 
 /// How an executor runs.
@@ -115,7 +115,9 @@ struct Inner {
 struct Caches {
     versions: Option<(Instant, Arc<Vec<PluginVersion>>)>,
     runs: HashMap<RunId, Arc<RunPlan>>,
-    devices: HashMap<DeviceId, (Instant, store::Device)>,
+    /// Each device's providers (or why it has none), refreshed from the
+    /// store every [`CACHE_TTL`].
+    devices: HashMap<DeviceId, (Instant, Result<crate::device::Device, String>)>,
 }
 
 /// What a run's jobs need to know about its playbook.
@@ -217,6 +219,7 @@ impl Executor {
                 }
                 continue;
             }
+            inner.prepare(&jobs).await;
             let states = inner.load_states(&jobs).await;
             let mut states = states.unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "loading plugin state failed");
@@ -268,7 +271,10 @@ impl Inner {
     ) -> store::Result<HashMap<(String, String), BTreeMap<String, String>>> {
         let mut by_plugin: HashMap<&str, HashSet<&str>> = HashMap::new();
         for job in jobs {
-            by_plugin.entry(&job.plugin).or_default().insert(subject(job));
+            by_plugin
+                .entry(&job.plugin)
+                .or_default()
+                .insert(subject(job));
         }
         let mut out = HashMap::new();
         for (plugin, subjects) in by_plugin {
@@ -351,30 +357,82 @@ impl Inner {
         Ok(plan)
     }
 
-    async fn device(&self, id: &DeviceId) -> anyhow::Result<store::Device> {
-        if let Some((at, d)) = self
+    /// Loads, once per claimed batch, what its jobs look up: plugin
+    /// versions, their runs' playbooks, their devices' providers (so
+    /// jobs started together do not each query the store for them).
+    async fn prepare(&self, jobs: &[Job]) {
+        if let Err(e) = self.versions(false).await {
+            tracing::warn!(error = %e, "loading plugin versions failed");
+        }
+        let runs: HashSet<&RunId> = jobs.iter().map(|j| &j.run_id).collect();
+        for run in runs {
+            if let Err(e) = self.run_plan(run).await {
+                tracing::warn!(%run, error = %e, "loading a run's playbook failed");
+            }
+        }
+        let stale: Vec<&str> = {
+            let caches = self.caches.lock().expect("cache lock poisoned");
+            let mut seen = HashSet::new();
+            jobs.iter()
+                .filter_map(|j| j.device_id.as_ref())
+                .filter(|d| seen.insert(*d))
+                .filter(|d| {
+                    caches
+                        .devices
+                        .get(*d)
+                        .is_none_or(|(at, _)| at.elapsed() >= CACHE_TTL)
+                })
+                .map(DeviceId::as_str)
+                .collect()
+        };
+        if stale.is_empty() {
+            return;
+        }
+        match self.store.devices_by_id(&stale).await {
+            Ok(found) => {
+                let now = Instant::now();
+                let mut resolved: HashMap<DeviceId, Result<crate::device::Device, String>> = stale
+                    .iter()
+                    .map(|id| (DeviceId::from(*id), Err(format!("device `{id}` does not exist"))))
+                    .collect();
+                for d in &found {
+                    resolved.insert(
+                        d.id.clone(),
+                        self.devices.device(d).map_err(|e| format!("{e:#}")),
+                    );
+                }
+                let mut caches = self.caches.lock().expect("cache lock poisoned");
+                if caches.devices.len() > 100_000 {
+                    caches.devices.clear();
+                }
+                for (id, r) in resolved {
+                    caches.devices.insert(id, (now, r));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "loading devices failed"),
+        }
+    }
+
+    /// The providers of device `id`, as [`prepare`](Self::prepare) left them.
+    async fn device(&self, id: &DeviceId) -> anyhow::Result<crate::device::Device> {
+        let cached = self
             .caches
             .lock()
             .expect("cache lock poisoned")
             .devices
             .get(id)
-            && at.elapsed() < CACHE_TTL
-        {
-            return Ok(d.clone());
+            .map(|(_, r)| r.clone());
+        match cached {
+            Some(r) => r.map_err(|e| anyhow::anyhow!(e)),
+            None => {
+                let stored = self
+                    .store
+                    .device(id)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("device `{id}` does not exist"))?;
+                self.devices.device(&stored)
+            }
         }
-        let device = self
-            .store
-            .device(id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("device `{id}` does not exist"))?;
-        let mut caches = self.caches.lock().expect("cache lock poisoned");
-        if caches.devices.len() > 100_000 {
-            caches.devices.clear();
-        }
-        caches
-            .devices
-            .insert(id.clone(), (Instant::now(), device.clone()));
-        Ok(device)
     }
 }
 
@@ -479,7 +537,12 @@ fn describe_plan(keys: &[(String, String, Option<String>)]) -> String {
         .join(", ")
 }
 
-async fn execute(inner: &Arc<Inner>, job: Job, state: BTreeMap<String, String>, permit: OwnedSemaphorePermit) -> Done {
+async fn execute(
+    inner: &Arc<Inner>,
+    job: Job,
+    state: BTreeMap<String, String>,
+    permit: OwnedSemaphorePermit,
+) -> Done {
     let mut done = Done {
         observation: job.device_id.as_ref().map(|d| {
             Observation::new(
@@ -551,8 +614,7 @@ async fn run(
             "tenant-scope jobs (no device) are not run by the executor yet".into(),
         ));
     };
-    let stored = inner.device(device_id).await.map_err(permanent)?;
-    let mut device = inner.devices.device(&stored).map_err(permanent)?;
+    let mut device = inner.device(device_id).await.map_err(permanent)?;
     let snapshot = Arc::new(SnapshotState::new(state));
     device.tickets = Arc::new(StoreTickets {
         store: inner.store.clone(),
@@ -772,7 +834,14 @@ async fn follow_ups(inner: &Inner, job: &Job, succeeded: bool, planned: bool) ->
     if !succeeded && step.on_failure == OnFailure::Stop {
         return Vec::new();
     }
-    next_step(&plan.steps, index + 1, &job.tenant_id, job.device_id.as_ref(), &versions, now)
+    next_step(
+        &plan.steps,
+        index + 1,
+        &job.tenant_id,
+        job.device_id.as_ref(),
+        &versions,
+        now,
+    )
 }
 
 fn next_step(
@@ -793,26 +862,37 @@ async fn complete_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Done>) {
     let mut buf = Vec::with_capacity(inner.config.complete_batch);
     loop {
         buf.clear();
-        if rx.recv_many(&mut buf, inner.config.complete_batch.max(1)).await == 0 {
+        if rx
+            .recv_many(&mut buf, inner.config.complete_batch.max(1))
+            .await
+            == 0
+        {
             return;
         }
         record(&inner, &mut buf).await;
     }
 }
 
-async fn record(inner: &Inner, batch: &mut Vec<Done>) {
+async fn record(inner: &Inner, batch: &mut [Done]) {
     let worker = inner.config.worker_id.as_str();
     let completions: Vec<Completion> = batch
         .iter_mut()
         .filter_map(|d| match &mut d.record {
-            Record::Complete(c) => Some(std::mem::replace(c, Completion::succeeded(&d.job, Value::Null))),
+            Record::Complete(c) => Some(std::mem::replace(
+                c,
+                Completion::succeeded(&d.job, Value::Null),
+            )),
             _ => None,
         })
         .collect();
     let mut accepted: HashSet<JobId> = HashSet::new();
     if !completions.is_empty() {
         for attempt in 0..5u32 {
-            match inner.store.complete(worker, &completions, Timestamp::now()).await {
+            match inner
+                .store
+                .complete(worker, &completions, Timestamp::now())
+                .await
+            {
                 Ok(ids) => {
                     accepted.extend(ids);
                     break;
@@ -908,7 +988,12 @@ async fn heartbeat_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
         }
         let lost: Vec<JobId> = match inner
             .store
-            .heartbeat(&inner.config.worker_id, &held, inner.config.lease, Timestamp::now())
+            .heartbeat(
+                &inner.config.worker_id,
+                &held,
+                inner.config.lease,
+                Timestamp::now(),
+            )
             .await
         {
             Ok(kept) => {

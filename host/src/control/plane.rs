@@ -12,7 +12,7 @@ use super::plugins::PluginLibrary;
 use super::schedule::{ScheduleSpec, StartDecision, WindowMiss};
 use crate::runtime::resolve_json_params;
 use crate::store::{
-    self, Firing, NewJob, NewPlaybook, NewSchedule, Playbook, PlaybookId, RunId, Schedule, Store,
+    DeviceRef, Firing, NewJob, NewPlaybook, NewSchedule, Playbook, PlaybookId, RunId, Schedule, Store,
     StoreError, TenantId, Timestamp,
 };
 
@@ -110,8 +110,9 @@ impl ControlPlane {
         let installed = self.store.plugin_versions().await?;
         let (parsed, _) = playbook::parse(&steps, &target, &installed)?;
         for (i, step) in parsed.iter().enumerate() {
-            let version = playbook::pick_version(step, &installed)
-                .ok_or_else(|| ControlError::invalid(format!("steps[{i}].plugin"), "not installed"))?;
+            let version = playbook::pick_version(step, &installed).ok_or_else(|| {
+                ControlError::invalid(format!("steps[{i}].plugin"), "not installed")
+            })?;
             let loaded = self.library.load(version).await.map_err(|e| {
                 ControlError::invalid(format!("steps[{i}].plugin"), format!("{e:#}"))
             })?;
@@ -183,16 +184,18 @@ impl ControlPlane {
         &self,
         playbook: &Playbook,
         tenant: &TenantId,
-        plan_start: impl Fn(&store::Device) -> Option<(Timestamp, Option<Timestamp>)>,
+        plan_start: impl Fn(&DeviceRef) -> Option<(Timestamp, Option<Timestamp>)>,
     ) -> Result<Vec<NewJob>, ControlError> {
         let installed = self.store.plugin_versions().await?;
         let (steps, target): (Vec<Step>, Target) =
             playbook::parse(&playbook.steps, &playbook.target, &installed)?;
         let step = &steps[0];
-        let expire_after = target.expire_after_seconds.map(std::time::Duration::from_secs);
+        let expire_after = target
+            .expire_after_seconds
+            .map(std::time::Duration::from_secs);
         Ok(self
             .store
-            .devices(tenant)
+            .device_refs(tenant)
             .await?
             .iter()
             .filter(|d| target.selects(d))
@@ -328,10 +331,9 @@ impl ControlPlane {
         let jobs = self
             .first_jobs(&playbook, &tenant, |d| {
                 match compiled.start_at(&firing, d.id.as_str()) {
-                    StartDecision::Start { at, deadline } => Some((
-                        from_utc(at),
-                        deadline.filter(|_| expire).map(from_utc),
-                    )),
+                    StartDecision::Start { at, deadline } => {
+                        Some((from_utc(at), deadline.filter(|_| expire).map(from_utc)))
+                    }
                     StartDecision::Expired => None,
                 }
             })

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::store::{Device, DeviceId, JobMode, NewJob, PluginVersion, TenantId, Timestamp};
+use crate::store::{DeviceId, DeviceRef, JobMode, NewJob, PluginVersion, TenantId, Timestamp};
 
 /// What a step asks of its plugin.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,7 +99,7 @@ pub struct Target {
 
 impl Target {
     /// Whether `device` is selected.
-    pub fn selects(&self, device: &Device) -> bool {
+    pub fn selects(&self, device: &DeviceRef) -> bool {
         (self.devices.is_empty() || self.devices.iter().any(|d| d == device.id.as_str()))
             && (self.sites.is_empty()
                 || device
@@ -141,7 +141,10 @@ pub fn parse(
         return Err(PlaybookError::new("steps", "must be a JSON array of steps"));
     };
     if items.is_empty() {
-        return Err(PlaybookError::new("steps", "a playbook needs at least one step"));
+        return Err(PlaybookError::new(
+            "steps",
+            "a playbook needs at least one step",
+        ));
     }
     let mut parsed = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {

@@ -58,7 +58,10 @@ impl PluginLibrary {
     ) -> anyhow::Result<PluginVersion> {
         let parsed: Vec<Grant> = grants
             .iter()
-            .map(|g| g.parse::<Grant>().map_err(|e| anyhow::anyhow!("grant `{g}`: {e}")))
+            .map(|g| {
+                g.parse::<Grant>()
+                    .map_err(|e| anyhow::anyhow!("grant `{g}`: {e}"))
+            })
             .collect::<anyhow::Result<_>>()?;
         let module = self.runtime.load(bytes)?;
         let granted: Grants = parsed.into_iter().collect();
@@ -140,7 +143,10 @@ impl PluginLibrary {
         let grants: Grants = version
             .grants
             .iter()
-            .map(|g| g.parse::<Grant>().map_err(|e| anyhow::anyhow!("grant `{g}`: {e}")))
+            .map(|g| {
+                g.parse::<Grant>()
+                    .map_err(|e| anyhow::anyhow!("grant `{g}`: {e}"))
+            })
             .collect::<anyhow::Result<_>>()?;
         let loaded = Arc::new(Loaded {
             module,

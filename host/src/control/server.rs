@@ -97,9 +97,9 @@ impl ServeConfig {
 
     /// The database URL in effect.
     pub fn database_url(&self) -> String {
-        self.database.clone().unwrap_or_else(|| {
-            format!("sqlite://{}", self.data_dir.join("steward.db").display())
-        })
+        self.database
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("steward.db").display()))
     }
 
     /// The worker id in effect.
@@ -125,7 +125,11 @@ impl Server {
     /// Opens the store (creating and migrating it), the runtime and the
     /// plugin library, and sets up alerting.
     pub async fn open(config: &ServeConfig) -> anyhow::Result<Self> {
-        Self::open_with(config, Arc::new(StandardProviders::new(LocalConfig::default()))).await
+        Self::open_with(
+            config,
+            Arc::new(StandardProviders::new(LocalConfig::default())),
+        )
+        .await
     }
 
     /// [`open`](Self::open) with devices' providers from `devices`.
@@ -134,7 +138,10 @@ impl Server {
         devices: Arc<dyn DeviceProviders>,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
-            format!("cannot create the data directory {}", config.data_dir.display())
+            format!(
+                "cannot create the data directory {}",
+                config.data_dir.display()
+            )
         })?;
         let store = Store::open_with(
             &config.database_url(),
@@ -147,7 +154,7 @@ impl Server {
             },
         )
         .await
-            .context("cannot open the store")?;
+        .context("cannot open the store")?;
         let limits = Limits::default();
         let runtime = Arc::new(Runtime::new(RuntimeConfig {
             cache_dir: config.data_dir.join("cache"),
@@ -158,13 +165,19 @@ impl Server {
             },
             limits,
         })?);
-        let library = Arc::new(PluginLibrary::open(runtime, config.data_dir.join("modules"))?);
+        let library = Arc::new(PluginLibrary::open(
+            runtime,
+            config.data_dir.join("modules"),
+        )?);
         let alerts = if config.webhooks.is_empty() {
             None
         } else {
             Some(Arc::new(Alerts {
                 alerter: Alerter::new(Arc::new(StoreAlertState(store.clone()))),
-                dispatcher: Dispatcher::start(config.webhooks.clone(), DispatcherConfig::default())?,
+                dispatcher: Dispatcher::start(
+                    config.webhooks.clone(),
+                    DispatcherConfig::default(),
+                )?,
             }))
         };
         let mut exec = ExecutorConfig::new(config.worker());

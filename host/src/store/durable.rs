@@ -505,9 +505,7 @@ impl Store {
             let tier: Tier = enum_column(r, "tier")?;
             let first = r.try_get::<i64, _>("first_seen_at")?;
             let resolved: Option<i64> = r.try_get("resolved_at")?;
-            let entry = by_tier
-                .get_mut(&tier.rank())
-                .expect("every tier is listed");
+            let entry = by_tier.get_mut(&tier.rank()).expect("every tier is listed");
             match resolved {
                 Some(at) => entry.1.push((at - first) / 1000),
                 None => entry.2.push((now.as_millis() - first) / 1000),

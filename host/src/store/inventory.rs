@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 
 use super::error::{Result, StoreError, unique_insert};
 use super::ids::{DeviceId, SiteId, TenantId, Timestamp};
-use super::model::{AuditEvent, Device, NewDevice, NewPluginVersion, NewTenant, Site, Tenant};
+use super::model::{AuditEvent, Device, DeviceRef, NewDevice, NewPluginVersion, NewTenant, Site, Tenant};
 use super::sql::{Sql, json_column, opt_time_column, rows_per_statement, time_column, to_json};
 use super::{Store, ids};
 
@@ -259,6 +259,52 @@ impl Store {
         .fetch_optional(self.pool())
         .await?;
         row.as_ref().map(device_from_row).transpose()
+    }
+
+    /// The devices with these ids (unknown ids are left out), in one query
+    /// per 500 ids.
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn devices_by_id(&self, ids: &[&str]) -> Result<Vec<Device>> {
+        let mut out = Vec::with_capacity(ids.len());
+        let mut conn = self.pool().acquire().await?;
+        for chunk in ids.chunks(500) {
+            let mut sql = Sql::new(
+                self.backend,
+                &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id IN "),
+            );
+            sql.in_list(chunk.iter().copied());
+            for row in sql.fetch_all(&mut conn).await? {
+                out.push(device_from_row(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// What target selection needs of a tenant's devices (id, site, tags),
+    /// without their facts.
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn device_refs(&self, tenant_id: &TenantId) -> Result<Vec<DeviceRef>> {
+        sqlx::query("SELECT id, site_id, tags FROM devices WHERE tenant_id = $1 ORDER BY name")
+            .bind(tenant_id.as_str())
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|r| {
+                let tags: String = r.try_get("tags")?;
+                Ok(DeviceRef {
+                    id: DeviceId::from(r.try_get::<String, _>("id")?),
+                    site_id: r.try_get::<Option<String>, _>("site_id")?.map(SiteId::from),
+                    tags: serde_json::from_str(&tags)
+                        .map_err(|e| StoreError::corrupt("tags", e))?,
+                })
+            })
+            .collect()
     }
 
     /// A tenant's devices, by name.

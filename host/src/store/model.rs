@@ -271,6 +271,17 @@ pub struct Device {
     pub created_at: Timestamp,
 }
 
+/// A device as target selection sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRef {
+    /// Its id.
+    pub id: DeviceId,
+    /// Its site, if any.
+    pub site_id: Option<SiteId>,
+    /// Its tags.
+    pub tags: Vec<String>,
+}
+
 /// A version of a plugin to record as installed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewPluginVersion {
@@ -668,7 +679,8 @@ pub struct Finding {
     pub summary: String,
     /// When it was first found (since it was last resolved).
     pub first_seen_at: Timestamp,
-    /// When a check last found it.
+    /// When a check last found it, to within ten minutes: a finding
+    /// reported again unchanged is only rewritten once it is older.
     pub last_seen_at: Timestamp,
     /// When a later check stopped finding it.
     pub resolved_at: Option<Timestamp>,

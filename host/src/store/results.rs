@@ -17,6 +17,11 @@ use super::sql::{
 };
 use super::{Backend, Store, WriteTx, ids};
 
+/// A finding reported again unchanged is not rewritten (so steady-state
+/// checks write nothing to `findings`); its `last_seen_at` is refreshed
+/// when it is older than this.
+const LAST_SEEN_REFRESH_MS: i64 = 10 * 60 * 1000;
+
 /// What the fenced update says about an accepted completion's job.
 struct Accepted {
     run_id: String,
@@ -276,36 +281,64 @@ impl Store {
                  fields = excluded.fields, last_seen_at = excluded.last_seen_at, \
                  first_seen_at = CASE WHEN findings.resolved_at IS NULL \
                      THEN findings.first_seen_at ELSE excluded.first_seen_at END, \
-                 resolved_at = NULL, last_job_id = excluded.last_job_id",
-            );
+                 resolved_at = NULL, last_job_id = excluded.last_job_id \
+                 WHERE findings.resolved_at IS NOT NULL \
+                 OR findings.severity <> excluded.severity \
+                 OR findings.summary <> excluded.summary \
+                 OR findings.detail <> excluded.detail \
+                 OR findings.resource <> excluded.resource \
+                 OR findings.fields <> excluded.fields \
+                 OR findings.last_seen_at < excluded.last_seen_at - ",
+            )
+            .bind(LAST_SEEN_REFRESH_MS);
             sql.execute(tx.conn()).await?;
         }
 
         // Resolve what a successful check of the same subject and plugin
         // no longer reports: the latest such check in the batch decides.
-        let mut latest: HashMap<(&str, &str), &str> = HashMap::new();
+        let mut latest: HashMap<(&str, &str), &Completion> = HashMap::new();
         for (c, a) in accepted {
             if a.mode == JobMode::Check && c.outcome == Outcome::Succeeded {
-                latest.insert((a.subject(), a.plugin.as_str()), c.job_id.as_str());
+                latest.insert((a.subject(), a.plugin.as_str()), c);
             }
         }
         let latest: Vec<_> = latest.into_iter().collect();
-        for chunk in latest.chunks(200) {
-            let mut sql = Sql::new(self.backend, "UPDATE findings SET resolved_at = ");
-            sql.bind(now).push(" WHERE resolved_at IS NULL AND (");
-            for (i, ((subject, plugin), job)) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(" OR ");
-                }
-                sql.push("(subject = ")
-                    .bind(*subject)
-                    .push(" AND plugin = ")
-                    .bind(*plugin)
-                    .push(" AND last_job_id <> ")
-                    .bind(*job)
-                    .push(")");
+        let mut resolve: Vec<String> = Vec::new();
+        for chunk in latest.chunks(rows_per_statement(2, 500)) {
+            // Read the open findings of the checked (subject, plugin) pairs
+            // (a nested loop over the unique index's prefix), decide here,
+            // and write only what is resolved: steady-state checks that
+            // report the same findings write nothing.
+            let mut sql = Sql::new(self.backend, "WITH c (csubject, cplugin) AS (VALUES ");
+            for (i, ((subject, plugin), _)) in chunk.iter().enumerate() {
+                row(&mut sql, i == 0, vec![(*subject).into(), (*plugin).into()]);
             }
-            sql.push(")");
+            sql.push(
+                ") SELECT f.id, f.subject, f.plugin, f.finding_key FROM c JOIN findings f \
+                 ON f.subject = c.csubject AND f.plugin = c.cplugin WHERE f.resolved_at IS NULL",
+            );
+            let reported: HashSet<(&str, &str, &str)> = chunk
+                .iter()
+                .flat_map(|((subject, plugin), c)| {
+                    c.findings
+                        .iter()
+                        .map(move |f| (*subject, *plugin, f.key.as_str()))
+                })
+                .collect();
+            for r in sql.fetch_all(tx.conn()).await? {
+                let subject: String = r.try_get("subject")?;
+                let plugin: String = r.try_get("plugin")?;
+                let key: String = r.try_get("finding_key")?;
+                if !reported.contains(&(subject.as_str(), plugin.as_str(), key.as_str())) {
+                    resolve.push(r.try_get("id")?);
+                }
+            }
+        }
+        for chunk in resolve.chunks(500) {
+            let mut sql = Sql::new(self.backend, "UPDATE findings SET resolved_at = ");
+            sql.bind(now)
+                .push(" WHERE id IN ")
+                .in_list(chunk.iter().map(String::as_str));
             sql.execute(tx.conn()).await?;
         }
         Ok(())

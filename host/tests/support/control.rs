@@ -48,14 +48,20 @@ pub fn simulated_facts(fixture: &Fixture) -> Value {
 
 /// A runtime for tests, compiling into a cache shared by test processes.
 pub fn runtime() -> Arc<Runtime> {
+    runtime_with(16, false)
+}
+
+/// A runtime with `max_instances` at once, on the pooling allocator if
+/// `pooling` (as `steward serve` runs), compiling into the shared cache.
+pub fn runtime_with(max_instances: u32, pooling: bool) -> Arc<Runtime> {
     let limits = Limits::default();
     Arc::new(
         Runtime::new(RuntimeConfig {
             cache_dir: std::env::temp_dir().join("steward-test-artifacts"),
             engine: EngineSettings {
-                max_instances: 16,
+                max_instances,
                 max_memory_bytes: limits.memory_bytes,
-                pooling: false,
+                pooling,
             },
             limits,
         })
@@ -65,7 +71,12 @@ pub fn runtime() -> Arc<Runtime> {
 
 /// A control plane over `store` with components kept in `dir`.
 pub fn plane(store: &Store, dir: PathBuf) -> ControlPlane {
-    let library = Arc::new(PluginLibrary::open(runtime(), dir).expect("plugin library"));
+    plane_with(store, dir, runtime())
+}
+
+/// [`plane`] on `runtime`.
+pub fn plane_with(store: &Store, dir: PathBuf, runtime: Arc<Runtime>) -> ControlPlane {
+    let library = Arc::new(PluginLibrary::open(runtime, dir).expect("plugin library"));
     ControlPlane::new(store.clone(), library)
 }
 
@@ -190,11 +201,7 @@ pub async fn finished(store: &Store, run: &RunId) -> Run {
 
 /// Waits until `cond` holds for the run and its jobs' statuses (30 s at
 /// most).
-pub async fn wait(
-    store: &Store,
-    run: &RunId,
-    cond: impl Fn(&Run, &[JobStatus]) -> bool,
-) -> Run {
+pub async fn wait(store: &Store, run: &RunId, cond: impl Fn(&Run, &[JobStatus]) -> bool) -> Run {
     let start = Instant::now();
     loop {
         let r = store.run(run).await.unwrap().expect("run exists");

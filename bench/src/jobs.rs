@@ -1,0 +1,193 @@
+//! End-to-end jobs per second through the executor, on SQLite and on
+//! PostgreSQL: enqueue → claim → run the trivial plugin's check through
+//! the runtime (grants, limits, WASI sandbox, device providers) → persist
+//! its finding and result. The baseline, measured in the same run on the
+//! same store, is the queue alone (the same jobs claimed and completed
+//! with no plugin run), so the ratio is what running the plugin costs.
+//!
+//! `cargo run --release -p steward-bench --bin jobs [JOBS] [sqlite|postgres|both]`.
+//! PostgreSQL comes from `STEWARD_TEST_POSTGRES_URL` or a throwaway cluster
+//! started for the run (see `host/tests/support`).
+
+#[path = "../../host/tests/support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use steward_host::control::executor::{Executor, ExecutorConfig};
+use steward_host::control::plane::ControlPlane;
+use steward_host::control::providers::StandardProviders;
+use steward_host::device::local::LocalConfig;
+use steward_host::store::{
+    Completion, JobStatus, NewFinding, RunId, Severity, Store, Tier, Timestamp,
+};
+use support::control::{fixture, install, plane_with, runtime_with, simulated_facts, tenant};
+use tokio::sync::watch;
+
+const TARGET: f64 = 10_000.0;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+        eprintln!("warning: RUST_BACKTRACE is set; it slows every plugin invocation");
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let jobs: usize = args.first().map(|a| a.parse()).transpose()?.unwrap_or(20_000);
+    let only = args.get(1).map(String::as_str).unwrap_or("both");
+    println!("{jobs} jobs of the trivial plugin's check over 1,000 simulated devices, 2 cores");
+    if only != "postgres" {
+        let db = support::sqlite().await;
+        measure("SQLite", &db.store, jobs).await?;
+    }
+    if only != "sqlite" {
+        let db = support::postgres().await;
+        measure("PostgreSQL", &db.store, jobs).await?;
+    }
+    Ok(())
+}
+
+async fn measure(name: &str, store: &Store, jobs: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    // As `steward serve` runs: the pooling allocator, 64 instances.
+    let plane = plane_with(store, dir.path().into(), runtime_with(64, true));
+    install(&plane, "guest-trivial", &[]).await;
+    let names: Vec<String> = (0..1000).map(|i| format!("pc-{i:04}")).collect();
+    let devices: Vec<(&str, &[&str])> = names.iter().map(|n| (n.as_str(), &[][..])).collect();
+    let (acme, _) = tenant(store, "acme", Tier::Managed, &devices, |id, t| {
+        simulated_facts(&fixture(id, t.as_str()))
+    })
+    .await;
+    let playbook = plane
+        .create_playbook(
+            Some(acme.clone()),
+            "trivial",
+            json!([{ "plugin": "trivial" }]),
+            json!({}),
+        )
+        .await?;
+    let providers = Arc::new(StandardProviders::new(LocalConfig::default()));
+
+    // Warm up: compile, load, resolve every device once.
+    let warm = plane.start_run(&playbook.id, None).await?;
+    let (stop, done) = executor(&plane, providers.clone());
+    wait(store, &[warm]).await?;
+    stop.send(true)?;
+    done.await?;
+
+    // Baseline: the same runs through the queue alone, recording the same
+    // finding and result the plugin returns, with no plugin run.
+    let started = Instant::now();
+    let runs = enqueue(&plane, &playbook.id, jobs).await?;
+    let mut completed = 0;
+    loop {
+        let claimed = store
+            .claim("baseline", 256, Duration::from_secs(60), Timestamp::now())
+            .await?;
+        if claimed.is_empty() {
+            break;
+        }
+        let completions: Vec<Completion> = claimed
+            .iter()
+            .map(|j| {
+                let mut c = Completion::succeeded(
+                    j,
+                    json!({ "findings": 1, "critical": 0, "changes": 0 }),
+                );
+                c.findings = vec![NewFinding {
+                    key: "ok".into(),
+                    severity: Severity::Info,
+                    summary: "all good".into(),
+                    detail: String::new(),
+                    resource: String::new(),
+                    fields: json!({}),
+                }];
+                c
+            })
+            .collect();
+        completed += store.complete("baseline", &completions, Timestamp::now()).await?.len();
+    }
+    let queue_only = started.elapsed();
+    assert_eq!(completed, runs.1, "the baseline completed every job once");
+
+    // End to end, enqueue included.
+    let started = Instant::now();
+    let (runs, count) = enqueue(&plane, &playbook.id, jobs).await?;
+    let enqueued = started.elapsed();
+    let (stop, done) = executor(&plane, providers.clone());
+    wait(store, &runs).await?;
+    let elapsed = started.elapsed();
+    stop.send(true)?;
+    done.await?;
+    let mut succeeded = 0;
+    for run in &runs {
+        succeeded += store
+            .jobs_of_run(run)
+            .await?
+            .iter()
+            .filter(|j| j.status == JobStatus::Succeeded)
+            .count();
+    }
+    assert_eq!(succeeded, count, "every job succeeded");
+
+    let rate = |d: Duration| count as f64 / d.as_secs_f64();
+    println!(
+        "{name:>10}: {:>7.0} jobs/s end to end ({:.2} s, enqueue {:.2} s) | queue alone {:>7.0} jobs/s | ratio {:.2}x of the queue | target {:.0}: {}",
+        rate(elapsed),
+        elapsed.as_secs_f64(),
+        enqueued.as_secs_f64(),
+        rate(queue_only),
+        rate(elapsed) / rate(queue_only),
+        TARGET,
+        if rate(elapsed) >= TARGET { "met" } else { "NOT met" },
+    );
+    Ok(())
+}
+
+/// Runs of the playbook until `jobs` jobs are queued (one per device per
+/// run).
+async fn enqueue(
+    plane: &ControlPlane,
+    playbook: &steward_host::store::PlaybookId,
+    jobs: usize,
+) -> anyhow::Result<(Vec<RunId>, usize)> {
+    let mut runs = Vec::new();
+    for _ in 0..jobs.div_ceil(1000) {
+        runs.push(plane.start_run(playbook, None).await?);
+    }
+    Ok((runs, jobs.div_ceil(1000) * 1000))
+}
+
+fn executor(
+    plane: &ControlPlane,
+    providers: Arc<StandardProviders>,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let mut config = ExecutorConfig::new("bench");
+    config.max_in_flight = 1024;
+    config.claim_batch = 512;
+    config.complete_batch = 1024;
+    config.idle_poll = Duration::from_millis(5);
+    let executor = Executor::new(
+        config,
+        plane.store().clone(),
+        plane.library().clone(),
+        providers,
+        None,
+    );
+    let (tx, rx) = watch::channel(false);
+    (tx, tokio::spawn(async move { executor.run(rx).await }))
+}
+
+async fn wait(store: &Store, runs: &[RunId]) -> anyhow::Result<()> {
+    for run in runs {
+        loop {
+            let r = store.run(run).await?.expect("run exists");
+            if r.status != steward_host::store::RunStatus::Running {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    Ok(())
+}
