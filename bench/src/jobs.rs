@@ -34,7 +34,11 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("warning: RUST_BACKTRACE is set; it slows every plugin invocation");
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let jobs: usize = args.first().map(|a| a.parse()).transpose()?.unwrap_or(20_000);
+    let jobs: usize = args
+        .first()
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(20_000);
     let only = args.get(1).map(String::as_str).unwrap_or("both");
     println!("{jobs} jobs of the trivial plugin's check over 1,000 simulated devices, 2 cores");
     if only != "postgres" {
@@ -91,10 +95,8 @@ async fn measure(name: &str, store: &Store, jobs: usize) -> anyhow::Result<()> {
         let completions: Vec<Completion> = claimed
             .iter()
             .map(|j| {
-                let mut c = Completion::succeeded(
-                    j,
-                    json!({ "findings": 1, "critical": 0, "changes": 0 }),
-                );
+                let mut c =
+                    Completion::succeeded(j, json!({ "findings": 1, "critical": 0, "changes": 0 }));
                 c.findings = vec![NewFinding {
                     key: "ok".into(),
                     severity: Severity::Info,
@@ -106,7 +108,10 @@ async fn measure(name: &str, store: &Store, jobs: usize) -> anyhow::Result<()> {
                 c
             })
             .collect();
-        completed += store.complete("baseline", &completions, Timestamp::now()).await?.len();
+        completed += store
+            .complete("baseline", &completions, Timestamp::now())
+            .await?
+            .len();
     }
     let queue_only = started.elapsed();
     assert_eq!(completed, runs.1, "the baseline completed every job once");
@@ -140,7 +145,11 @@ async fn measure(name: &str, store: &Store, jobs: usize) -> anyhow::Result<()> {
         rate(queue_only),
         rate(elapsed) / rate(queue_only),
         TARGET,
-        if rate(elapsed) >= TARGET { "met" } else { "NOT met" },
+        if rate(elapsed) >= TARGET {
+            "met"
+        } else {
+            "NOT met"
+        },
     );
     Ok(())
 }

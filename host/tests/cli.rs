@@ -214,3 +214,55 @@ fn a_local_run_only_checks_unless_told_to_remediate() {
     assert_eq!(report["changes"], serde_json::json!([]));
     assert_eq!(report["audit"], serde_json::json!([]));
 }
+
+#[test]
+fn sla_reports_every_tier_from_the_configured_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("steward.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data-dir = {:?}\n",
+            dir.path().join("data").display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = steward(
+        dir.path(),
+        &[
+            "sla",
+            "--config",
+            config.to_str().unwrap(),
+            "--json",
+            "--vip-hours",
+            "2",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let tiers: Vec<(&str, i64)> = report
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["tier"].as_str().unwrap(),
+                t["target_seconds"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tiers,
+        [("vip", 7200), ("managed", 86400), ("on-demand", 259200)]
+    );
+    assert!(
+        dir.path().join("data/steward.db").exists(),
+        "the store was created"
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "colour = \"red\"\n").unwrap();
+    let out = steward(dir.path(), &["sla", "--config", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("colour"), "{}", stderr(&out));
+}

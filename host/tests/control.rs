@@ -485,3 +485,95 @@ async fn bad_input_names_the_field_and_stores_nothing_sqlite() {
 async fn bad_input_names_the_field_and_stores_nothing_postgres() {
     bad_input_names_the_field_and_stores_nothing(postgres().await).await;
 }
+
+#[tokio::test]
+async fn a_job_reached_after_its_window_closed_waits_for_the_next_one_or_expires() {
+    use chrono::{Duration as Days, TimeZone, Utc};
+    use steward_host::store::{Firing, Timestamp};
+    let db = sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let plane = plane(&db.store, dir.path().into());
+    install(&plane, "guest-fixer", FIXER_GRANTS).await;
+    let devices = Arc::new(TestDevices::default());
+    let (acme, _) = tenant(
+        &db.store,
+        "acme",
+        Tier::Managed,
+        &[("ws-1", &[])],
+        |_, _| json!({}),
+    )
+    .await;
+    devices.set("ws-1", fixture("ws-1", acme.as_str()));
+    let playbook = plane
+        .create_playbook(
+            Some(acme.clone()),
+            "check",
+            json!([{ "plugin": "fixer" }]),
+            json!({}),
+        )
+        .await
+        .unwrap();
+    let yesterday = (Utc::now() - Days::days(1)).date_naive();
+    let fired = Utc.from_utc_datetime(&yesterday.and_hms_opt(9, 0, 0).unwrap());
+    let ms = |t: chrono::DateTime<Utc>| Timestamp::from_millis(t.timestamp_millis());
+    let mut runs = Vec::new();
+    for miss in ["wait-next", "expire"] {
+        let schedule = plane
+            .create_schedule(
+                &playbook.id,
+                None,
+                json!({
+                    "cron": "0 9 * * *", "timezone": "UTC", "window-miss": miss,
+                    "window": { "start": "09:00", "end": "09:30" }
+                }),
+            )
+            .await
+            .unwrap();
+        // Rewind the schedule to yesterday's firing, as if the workers had
+        // been down since shortly after it fired.
+        db.store
+            .skip_firing(&Firing {
+                schedule_id: schedule.id.clone(),
+                fire_at: ms(fired - Days::days(1)),
+                next_fire_at: Some(ms(fired)),
+            })
+            .await
+            .unwrap();
+        let report = plane
+            .scheduler_tick(fired + Days::seconds(30))
+            .await
+            .unwrap();
+        assert_eq!(report.fired, 1);
+        runs.push(
+            db.store.runs_of_schedule(&schedule.id).await.unwrap()[0]
+                .id
+                .clone(),
+        );
+    }
+    let running = start(&plane, "w1", devices.clone(), None);
+    // The wait-next job is taken, found outside its window and queued for
+    // the next one; the expire job is never taken and the sweep ends it.
+    let start_wait = std::time::Instant::now();
+    let job = loop {
+        let job = db.store.jobs_of_run(&runs[0]).await.unwrap().remove(0);
+        if job.last_error.is_some() || start_wait.elapsed() > Duration::from_secs(20) {
+            break job;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    running.stop().await;
+    plane.sweep().await.unwrap();
+    let now = Utc::now();
+    let today = Utc.from_utc_datetime(&now.date_naive().and_hms_opt(9, 0, 0).unwrap());
+    let next_open = if now < today {
+        today
+    } else {
+        today + Days::days(1)
+    };
+    assert_eq!(job.status, JobStatus::Queued, "{job:?}");
+    assert_eq!(job.due_at, ms(next_open), "{job:?}");
+    assert!(job.last_error.unwrap().contains("waits for the next one"));
+    let expired = db.store.jobs_of_run(&runs[1]).await.unwrap().remove(0);
+    assert_eq!(expired.status, JobStatus::Expired, "{expired:?}");
+    assert_eq!(expired.attempt, 0, "never started: {expired:?}");
+}

@@ -54,6 +54,7 @@ on_both_backends!(
     interrupted_apply_is_reported_to_the_next_attempt,
     approvals_gate_jobs,
     cancelled_runs_keep_leased_jobs,
+    sla_report_times_remediation_per_tier,
 );
 
 const T0: Timestamp = Timestamp::from_millis(1_700_000_000_000);
@@ -1033,4 +1034,68 @@ async fn unsupported_urls_are_refused_without_echoing_secrets() {
         .unwrap_err();
     assert!(!err.to_string().contains("hunter2"), "{err}");
     assert!(matches!(err, StoreError::UnsupportedUrl { .. }));
+}
+
+/// Checks `device` of `tenant` at `at(secs)`, reporting `keys` (warnings).
+async fn check_reports(s: &Store, tenant: &TenantId, device: &DeviceId, secs: u64, keys: &[&str]) {
+    run_with(s, &[job(tenant, device, at(secs))]).await;
+    let claimed = s.claim("w", 1, LEASE, at(secs)).await.unwrap();
+    let mut c = Completion::succeeded(&claimed[0], json!({}));
+    c.findings = keys
+        .iter()
+        .map(|k| NewFinding {
+            key: (*k).into(),
+            severity: Severity::Warning,
+            summary: format!("{k} found"),
+            detail: String::new(),
+            resource: String::new(),
+            fields: json!({}),
+        })
+        .collect();
+    assert_eq!(s.complete("w", &[c], at(secs)).await.unwrap().len(), 1);
+}
+
+async fn sla_report_times_remediation_per_tier(db: TestDb) {
+    let s = &db.store;
+    let f = fleet(s).await;
+    let hour = 3600;
+    // VIP: `a` fixed after 1 h, `b` after 6 h (late against 4 h), `c` open.
+    check_reports(s, &f.vip, &f.devices[0], 100, &["a", "b", "c"]).await;
+    check_reports(s, &f.vip, &f.devices[0], 100 + hour, &["b", "c"]).await;
+    check_reports(s, &f.vip, &f.devices[0], 100 + 6 * hour, &["c"]).await;
+    // Managed: `x` fixed after 2 h.
+    check_reports(s, &f.managed, &f.devices[1], 100, &["x"]).await;
+    check_reports(s, &f.managed, &f.devices[1], 100 + 2 * hour, &[]).await;
+
+    let targets = [
+        (Tier::Vip, 4 * 3600),
+        (Tier::Managed, 24 * 3600),
+        (Tier::OnDemand, 72 * 3600),
+    ]
+    .into_iter()
+    .collect();
+    let report = s
+        .sla_report(T0, at(100 + 10 * hour), &targets)
+        .await
+        .unwrap();
+    assert_eq!(report.len(), 3);
+    let vip = &report[0];
+    assert_eq!(vip.tier, Tier::Vip);
+    assert_eq!((vip.resolved, vip.resolved_late), (2, 1));
+    assert_eq!(
+        vip.median_seconds,
+        Some(6 * 3600),
+        "median of 1 h and 6 h (upper)"
+    );
+    assert_eq!(vip.p90_seconds, Some(6 * 3600));
+    assert_eq!((vip.open, vip.open_overdue), (1, 1), "`c` open for 10 h");
+    let managed = &report[1];
+    assert_eq!((managed.resolved, managed.resolved_late), (1, 0));
+    assert_eq!(managed.median_seconds, Some(2 * 3600));
+    assert_eq!((managed.open, managed.open_overdue), (0, 0));
+    let on_demand = &report[2];
+    assert_eq!(
+        (on_demand.resolved, on_demand.open, on_demand.median_seconds),
+        (0, 0, None)
+    );
 }

@@ -42,6 +42,7 @@ use super::alerts::{
 use super::playbook::{OnFailure, Step};
 use super::plugins::PluginLibrary;
 use super::providers::{CollectAudit, DeviceProviders, SnapshotState, StoreJournal, StoreTickets};
+use super::schedule::{Firing as ScheduleFiring, Schedule, ScheduleSpec, StartDecision};
 use crate::audit::{AuditEvent as RunAuditEvent, AuditOutcome};
 use crate::bindings::types::Severity as WitSeverity;
 use crate::bindings::types::{
@@ -120,10 +121,13 @@ struct Caches {
     devices: HashMap<DeviceId, (Instant, Result<crate::device::Device, String>)>,
 }
 
-/// What a run's jobs need to know about its playbook.
+/// What a run's jobs need to know about its playbook and schedule.
 struct RunPlan {
     /// The playbook's steps; empty for a run started without a playbook.
     steps: Vec<Step>,
+    /// For a run a schedule with a maintenance window fired: the schedule
+    /// and the firing, to keep jobs inside the window.
+    window: Option<(Schedule, ScheduleFiring)>,
 }
 
 /// A finished job, on its way to the store.
@@ -141,6 +145,9 @@ enum Record {
     Fail(Failure),
     /// The lease was lost before applying: nothing to record.
     Lost,
+    /// The job's window has closed: back to the queue until `Some` time,
+    /// or expired.
+    Defer(Option<Timestamp>, String),
 }
 
 const CACHE_TTL: Duration = Duration::from_secs(10);
@@ -348,7 +355,26 @@ impl Inner {
             },
             None => Vec::new(),
         };
-        let plan = Arc::new(RunPlan { steps });
+        let mut window = None;
+        if let (Some(schedule_id), Some(fire_at)) = (&run.schedule_id, run.fire_at)
+            && let Some(schedule) = self.store.schedule(schedule_id).await?
+            && let Ok(spec) = serde_json::from_value::<ScheduleSpec>(schedule.spec)
+            && spec.window.is_some()
+            && let Ok(compiled) = spec.compile()
+        {
+            let at = |t: Timestamp| {
+                chrono::DateTime::from_timestamp_millis(t.as_millis()).unwrap_or_default()
+            };
+            window = Some((
+                compiled,
+                ScheduleFiring {
+                    scheduled: at(fire_at),
+                    released: at(run.created_at),
+                    catch_up: false,
+                },
+            ));
+        }
+        let plan = Arc::new(RunPlan { steps, window });
         let mut caches = self.caches.lock().expect("cache lock poisoned");
         if caches.runs.len() > 10_000 {
             caches.runs.clear();
@@ -393,7 +419,12 @@ impl Inner {
                 let now = Instant::now();
                 let mut resolved: HashMap<DeviceId, Result<crate::device::Device, String>> = stale
                     .iter()
-                    .map(|id| (DeviceId::from(*id), Err(format!("device `{id}` does not exist"))))
+                    .map(|id| {
+                        (
+                            DeviceId::from(*id),
+                            Err(format!("device `{id}` does not exist")),
+                        )
+                    })
                     .collect();
                 for d in &found {
                     resolved.insert(
@@ -438,6 +469,8 @@ impl Inner {
 
 /// How a failed run phase ends the job.
 enum Ended {
+    /// The job must not start now (its window closed): see [`Record::Defer`].
+    Defer(Option<Timestamp>, String),
     /// The plugin reported a failure: the job ends failed, not retried.
     Reported(String),
     /// The queue decides (retry or end).
@@ -577,6 +610,7 @@ async fn execute(
             c.then = follow_ups(inner, job, false, false).await;
             Record::Complete(c)
         }
+        Err(Ended::Defer(until, reason)) => Record::Defer(until, reason),
         Err(Ended::Failed(kind, error)) => {
             host_log(&mut logs, "error", error.clone());
             Record::Fail(Failure {
@@ -614,6 +648,30 @@ async fn run(
             "tenant-scope jobs (no device) are not run by the executor yet".into(),
         ));
     };
+    // A job the executor reaches after its maintenance window closed
+    // waits for the next window or expires, by the schedule's policy.
+    let plan = inner.run_plan(&job.run_id).await.map_err(permanent)?;
+    if let Some((schedule, firing)) = &plan.window {
+        let now = Utc::now();
+        if let StartDecision::Start {
+            deadline: Some(close),
+            ..
+        } = schedule.start_at(firing, device_id.as_str())
+            && now >= close
+        {
+            let to_ms = |t: chrono::DateTime<Utc>| Timestamp::from_millis(t.timestamp_millis());
+            return Err(match schedule.replan(firing, device_id.as_str(), now) {
+                StartDecision::Start { at, .. } => Ended::Defer(
+                    Some(to_ms(at)),
+                    format!("its maintenance window closed at {close}; waits for the next one"),
+                ),
+                StartDecision::Expired => Ended::Defer(
+                    None,
+                    format!("its maintenance window closed at {close} before it could start"),
+                ),
+            });
+        }
+    }
     let mut device = inner.device(device_id).await.map_err(permanent)?;
     let snapshot = Arc::new(SnapshotState::new(state));
     device.tickets = Arc::new(StoreTickets {
@@ -673,7 +731,6 @@ async fn run(
     match job.mode {
         JobMode::Check => {}
         JobMode::Plan | JobMode::Remediate => {
-            let plan = inner.run_plan(&job.run_id).await.map_err(permanent)?;
             let approved = job.mode == JobMode::Remediate
                 && plan
                     .steps
@@ -905,6 +962,23 @@ async fn record(inner: &Inner, batch: &mut [Done]) {
         }
     }
     for d in batch.iter() {
+        if let Record::Defer(until, reason) = &d.record {
+            match inner
+                .store
+                .defer(
+                    worker,
+                    &d.job.id,
+                    d.job.attempt,
+                    *until,
+                    reason,
+                    Timestamp::now(),
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, job = %d.job.id, "deferring a job failed"),
+            }
+        }
         if let Record::Fail(f) = &d.record {
             match inner.store.fail(worker, f, Timestamp::now()).await {
                 Ok(store::FailOutcome::NotLeased) => {}

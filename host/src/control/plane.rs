@@ -12,8 +12,8 @@ use super::plugins::PluginLibrary;
 use super::schedule::{ScheduleSpec, StartDecision, WindowMiss};
 use crate::runtime::resolve_json_params;
 use crate::store::{
-    DeviceRef, Firing, NewJob, NewPlaybook, NewSchedule, Playbook, PlaybookId, RunId, Schedule, Store,
-    StoreError, TenantId, Timestamp,
+    DeviceRef, Firing, NewJob, NewPlaybook, NewSchedule, Playbook, PlaybookId, RunId, Schedule,
+    Store, StoreError, TenantId, Timestamp,
 };
 
 /// Why a control-plane operation was refused.

@@ -120,6 +120,12 @@ impl Simulated {
         })
     }
 
+    /// Puts the device in `fixture`'s state, as if it had changed on its
+    /// own (an update published, a file cleaned) between runs.
+    pub fn set_state(&self, fixture: Fixture) {
+        *self.lock() = fixture;
+    }
+
     /// The device's current state, to compare before and after a run.
     pub fn snapshot(&self) -> Fixture {
         self.lock().clone()

@@ -7,7 +7,9 @@ use sqlx::any::AnyRow;
 
 use super::error::{Result, StoreError, unique_insert};
 use super::ids::{DeviceId, SiteId, TenantId, Timestamp};
-use super::model::{AuditEvent, Device, DeviceRef, NewDevice, NewPluginVersion, NewTenant, Site, Tenant};
+use super::model::{
+    AuditEvent, Device, DeviceRef, NewDevice, NewPluginVersion, NewTenant, Site, Tenant,
+};
 use super::sql::{Sql, json_column, opt_time_column, rows_per_statement, time_column, to_json};
 use super::{Store, ids};
 

@@ -188,10 +188,10 @@ pub use durable::{NewTicket, PluginVersion, StoredTicket, TierSla};
 pub use error::{Result, StoreError};
 pub use ids::{DeviceId, JobId, PlaybookId, RunId, ScheduleId, SiteId, TenantId, Timestamp};
 pub use model::{
-    AuditEvent, Change, ChangeOutcome, Completion, Device, DeviceRef, FailOutcome, Failure, FailureKind,
-    Finding, Firing, Job, JobMode, JobStatus, NewChange, NewDevice, NewFinding, NewJob, NewLog,
-    NewPlaybook, NewPluginVersion, NewSchedule, NewTenant, Outcome, Playbook, Reclaimed, Run,
-    RunStatus, Schedule, Severity, Site, Tenant, Tier,
+    AuditEvent, Change, ChangeOutcome, Completion, Device, DeviceRef, FailOutcome, Failure,
+    FailureKind, Finding, Firing, Job, JobMode, JobStatus, NewChange, NewDevice, NewFinding,
+    NewJob, NewLog, NewPlaybook, NewPluginVersion, NewSchedule, NewTenant, Outcome, Playbook,
+    Reclaimed, Run, RunStatus, Schedule, Severity, Site, Tenant, Tier,
 };
 pub use queue::MAX_CLAIM;
 

@@ -955,6 +955,60 @@ impl Store {
         Ok(total)
     }
 
+    /// Gives back `worker`'s lease on a job that must not start now (its
+    /// maintenance window closed): queued again, not before `until`, with
+    /// one more attempt allowed so the deferral costs no retry; or, when
+    /// `until` is `None`, ended as expired with `reason`. Returns whether
+    /// the worker still held the lease (fenced like a completion).
+    ///
+    /// # Errors
+    ///
+    /// An empty worker id, or a database failure.
+    pub async fn defer(
+        &self,
+        worker: &str,
+        job_id: &JobId,
+        attempt: u32,
+        until: Option<Timestamp>,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
+        worker_field(worker)?;
+        let mut tx = self.write().await?;
+        let run: Option<String> =
+            match until {
+                Some(due) => sqlx::query_scalar(
+                    "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_until = NULL, \
+                 due_at = $4, max_attempts = max_attempts + 1, last_error = $5 \
+                 WHERE id = $1 AND attempts = $2 AND lease_owner = $3 RETURNING run_id",
+                )
+                .bind(job_id.as_str())
+                .bind(i64::from(attempt))
+                .bind(worker)
+                .bind(due.as_millis())
+                .bind(reason)
+                .fetch_optional(tx.conn())
+                .await?,
+                None => sqlx::query_scalar(
+                    "UPDATE jobs SET status = 'expired', lease_owner = NULL, lease_until = NULL, \
+                 finished_at = $4, last_error = $5 \
+                 WHERE id = $1 AND attempts = $2 AND lease_owner = $3 RETURNING run_id",
+                )
+                .bind(job_id.as_str())
+                .bind(i64::from(attempt))
+                .bind(worker)
+                .bind(now.as_millis())
+                .bind(reason)
+                .fetch_optional(tx.conn())
+                .await?,
+            };
+        tx.commit().await?;
+        if let (Some(run), None) = (&run, until) {
+            self.finish_runs(&[RunId::from(run.as_str())], now).await?;
+        }
+        Ok(run.is_some())
+    }
+
     /// Approves a job awaiting approval: it is queued and the decision is
     /// recorded. Returns `false` (and records nothing) if the job was not
     /// awaiting approval.

@@ -129,12 +129,15 @@ pub struct TestDevices {
 }
 
 impl TestDevices {
-    /// Serves `fixture` for the device named `name` from now on.
+    /// Puts the device named `name` in `fixture`'s state (creating it).
     pub fn set(&self, name: &str, fixture: Fixture) {
-        self.by_name
-            .lock()
-            .unwrap()
-            .insert(name.to_owned(), Simulated::new(fixture));
+        let mut by_name = self.by_name.lock().unwrap();
+        match by_name.get(name) {
+            Some(sim) => sim.set_state(fixture),
+            None => {
+                by_name.insert(name.to_owned(), Simulated::new(fixture));
+            }
+        }
     }
 
     /// The current state of the device named `name`.
