@@ -577,3 +577,107 @@ async fn a_job_reached_after_its_window_closed_waits_for_the_next_one_or_expires
     assert_eq!(expired.status, JobStatus::Expired, "{expired:?}");
     assert_eq!(expired.attempt, 0, "never started: {expired:?}");
 }
+
+#[tokio::test]
+async fn hostile_jobs_end_as_timed_out_or_failed_and_the_timeout_alerts() {
+    const SECRET: &str = "another-test-secret-of-enough-bytes";
+    let db = sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let plane = plane(&db.store, dir.path().into());
+    install(&plane, "guest-hostile", &["packages", "accounts=jdoe"]).await;
+    install(&plane, "guest-trivial", &[]).await;
+    let devices = Arc::new(TestDevices::default());
+    let (acme, _) = tenant(&db.store, "acme", Tier::Vip, &[("ws-1", &[])], |_, _| {
+        json!({})
+    })
+    .await;
+    let mut slow = fixture("ws-1", acme.as_str());
+    slow.delays.insert("packages.updates".into(), 5_000);
+    devices.set("ws-1", slow);
+    let (url, got) = receiver(SECRET).await;
+    let alerts = Arc::new(Alerts {
+        alerter: Alerter::new(Arc::new(StoreAlertState(db.store.clone()))),
+        dispatcher: Dispatcher::start(
+            vec![Webhook {
+                id: "ops".into(),
+                url,
+                secret: SECRET.into(),
+                tenants: Some(vec![acme.to_string()]),
+                enabled: true,
+            }],
+            DispatcherConfig::default(),
+        )
+        .unwrap(),
+    });
+    let running = start(&plane, "w1", devices.clone(), Some(alerts));
+    let playbook = |behaviour: &'static str| {
+        plane.create_playbook(
+            Some(acme.clone()),
+            behaviour,
+            json!([
+                {
+                    "plugin": "hostile", "params": { "behaviour": behaviour },
+                    "timeout-seconds": 1, "max-attempts": 1, "on-failure": "continue"
+                },
+                { "plugin": "trivial" }
+            ]),
+            json!({}),
+        )
+    };
+    let slow = playbook("slow-host").await.unwrap();
+    let panic = playbook("panic").await.unwrap();
+    let slow_run = plane.start_run(&slow.id, None).await.unwrap();
+    let panic_run = plane.start_run(&panic.id, None).await.unwrap();
+    finished(&db.store, &slow_run).await;
+    finished(&db.store, &panic_run).await;
+    for _ in 0..200 {
+        if !got.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    running.stop().await;
+
+    let slow_jobs = db.store.jobs_of_run(&slow_run).await.unwrap();
+    assert_eq!(slow_jobs[0].status, JobStatus::TimedOut, "{slow_jobs:?}");
+    assert!(
+        slow_jobs[0]
+            .last_error
+            .as_ref()
+            .unwrap()
+            .contains("1000 ms")
+    );
+    let panic_jobs = db.store.jobs_of_run(&panic_run).await.unwrap();
+    assert_eq!(panic_jobs[0].status, JobStatus::Failed);
+    assert!(
+        panic_jobs[0]
+            .last_error
+            .as_ref()
+            .unwrap()
+            .contains("panicked")
+    );
+    // Both steps say `continue`: the next step ran after each, and the
+    // host carried on after a guest that hung and one that panicked.
+    for jobs in [&slow_jobs, &panic_jobs] {
+        assert_eq!(jobs.len(), 2, "{jobs:?}");
+        assert_eq!(
+            (jobs[1].plugin.as_str(), jobs[1].status),
+            ("trivial", JobStatus::Succeeded)
+        );
+    }
+    let alerts: Vec<(String, String)> = got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["event"].as_str().unwrap().into(),
+                v["condition"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        alerts,
+        [("alert.firing".to_string(), "job-timed-out".to_string())]
+    );
+}

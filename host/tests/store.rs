@@ -304,6 +304,7 @@ async fn transient_failures_retry_with_backoff_permanent_ones_do_not(db: TestDb)
             message: "ldap down".into(),
             fields: json!({}),
         }],
+        then: Vec::new(),
     };
 
     assert_eq!(

@@ -619,6 +619,8 @@ async fn execute(
                 error,
                 kind,
                 logs,
+                // Only enqueued if the failure ends the job.
+                then: follow_ups(inner, job, false, false).await,
             })
         }
     };

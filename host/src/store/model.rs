@@ -636,6 +636,11 @@ pub struct Failure {
     pub kind: FailureKind,
     /// The attempt's log.
     pub logs: Vec<NewLog>,
+    /// Jobs to enqueue in the same run if, and only if, this failure ends
+    /// the job (no retry left), in the same transaction: the next step of
+    /// a playbook step that continues on failure.
+    #[serde(default)]
+    pub then: Vec<NewJob>,
 }
 
 /// What became of a reported failure.

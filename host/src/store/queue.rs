@@ -795,6 +795,10 @@ impl Store {
             std::iter::once((&failure.job_id, failure.attempt, failure.logs.as_slice())),
         )
         .await?;
+        if status != JobStatus::Queued && !failure.then.is_empty() {
+            self.insert_jobs(&mut tx, &run_id, &failure.then, now)
+                .await?;
+        }
         tx.commit().await?;
         if status == JobStatus::Queued {
             return Ok(FailOutcome::Retrying {
