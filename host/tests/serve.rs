@@ -247,3 +247,92 @@ async fn two_processes_on_one_postgres_fire_each_schedule_once_and_split_the_job
         "both processes ran jobs: {by_worker:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_installs_registers_and_schedules_from_its_config_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let trivial = steward_tests::component("guest-trivial");
+    let url = format!("sqlite://{}", dir.path().join("data/steward.db").display());
+    let path = dir.path().join("steward.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"data-dir = {data:?}
+tick-ms = 100
+
+[[plugins]]
+file = {trivial:?}
+
+[this-machine]
+tenant = "default"
+tags = ["server"]
+
+[[playbooks]]
+name = "every second"
+tenant = "default"
+steps = [{{ plugin = "trivial" }}]
+target = {{ tags = ["server"] }}
+schedule = {{ cron = "* * * * * *", timezone = "UTC" }}
+"#,
+            data = dir.path().join("data").display().to_string(),
+            trivial = trivial.display().to_string(),
+        ),
+    )
+    .unwrap();
+    for round in 0..2 {
+        let mut child = serve(&path);
+        let store = loop {
+            // The server creates the database on first start.
+            if let Ok(s) = Store::open(&url).await
+                && s.tenants().await.map(|t| !t.is_empty()).unwrap_or(false)
+            {
+                break s;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let tenants = store.tenants().await.unwrap();
+        assert_eq!(tenants.len(), 1, "round {round}: {tenants:?}");
+        let devices = store.devices(&tenants[0].id).await.unwrap();
+        assert_eq!(devices.len(), 1, "this machine, registered once");
+        assert_eq!(devices[0].facts["provider"], "local");
+        let playbook = store
+            .playbook_named(&tenants[0].id, "every second")
+            .await
+            .unwrap()
+            .expect("configured playbook");
+        let start = Instant::now();
+        let succeeded = loop {
+            let schedule_runs = {
+                let mut n = 0;
+                for run in store
+                    .due_schedules(steward_host::store::Timestamp::from_millis(i64::MAX), 10)
+                    .await
+                    .unwrap()
+                {
+                    assert_eq!(run.playbook_id, playbook.id, "one schedule");
+                    for r in store.runs_of_schedule(&run.id).await.unwrap() {
+                        if r.status == RunStatus::Succeeded {
+                            n += 1;
+                        }
+                    }
+                }
+                n
+            };
+            if schedule_runs >= 2 * (round + 1) {
+                break schedule_runs;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no scheduled run succeeded"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(succeeded >= 2);
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        assert!(child.wait().unwrap().success());
+        assert_eq!(store.plugin_versions().await.unwrap().len(), 1);
+    }
+}

@@ -934,6 +934,15 @@ async fn complete_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Done>) {
 
 async fn record(inner: &Inner, batch: &mut [Done]) {
     let worker = inner.config.worker_id.as_str();
+    let labels: Vec<Option<&'static str>> = batch
+        .iter()
+        .map(|d| match &d.record {
+            Record::Complete(c) if c.outcome == Outcome::Succeeded => Some("succeeded"),
+            Record::Complete(_) => Some("failed"),
+            Record::Fail(_) => Some("failed or retrying"),
+            Record::Defer(..) | Record::Lost => None,
+        })
+        .collect();
     let completions: Vec<Completion> = batch
         .iter_mut()
         .filter_map(|d| match &mut d.record {
@@ -991,6 +1000,15 @@ async fn record(inner: &Inner, batch: &mut [Done]) {
             }
         }
     }
+    let mut ended: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for (d, label) in batch.iter().zip(&labels) {
+        if let Some(label) = label
+            && accepted.contains(&d.job.id)
+        {
+            *ended.entry(label).or_default() += 1;
+        }
+    }
+    tracing::info!(worker, ?ended, "recorded jobs");
     let events: Vec<AuditEvent> = batch
         .iter()
         .filter(|d| accepted.contains(&d.job.id))

@@ -18,7 +18,7 @@ use super::plugins::PluginLibrary;
 use super::providers::{DeviceProviders, StandardProviders, StoreAlertState};
 use crate::device::local::LocalConfig;
 use crate::runtime::{EngineSettings, Limits, Runtime, RuntimeConfig};
-use crate::store::{Backoff, Store, StoreOptions};
+use crate::store::{Backoff, NewDevice, NewTenant, Store, StoreOptions, TenantId, Tier, Timestamp};
 
 /// The server's configuration file (TOML, kebab-case keys). Every key has
 /// a default, so an empty file is a working embedded setup.
@@ -60,6 +60,57 @@ pub struct ServeConfig {
     /// Webhooks alerts go to.
     #[serde(default)]
     pub webhooks: Vec<Webhook>,
+    /// Plugin components installed (or kept) at start, with their grants.
+    #[serde(default)]
+    pub plugins: Vec<PluginFile>,
+    /// Registers this machine, with its real providers, as a device of a
+    /// tenant (both created if absent).
+    #[serde(default)]
+    pub this_machine: Option<ThisMachine>,
+    /// Playbooks created at start if their tenant has none of that name,
+    /// each with an optional schedule.
+    #[serde(default)]
+    pub playbooks: Vec<ConfiguredPlaybook>,
+}
+
+/// A plugin component to install at start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PluginFile {
+    /// The `.wasm` component.
+    pub file: PathBuf,
+    /// Grants, as for `steward plugin run --grant`.
+    #[serde(default)]
+    pub grants: Vec<String>,
+}
+
+/// This machine as a managed device.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ThisMachine {
+    /// The tenant's name (created as `managed` if absent).
+    pub tenant: String,
+    /// Tags for playbook targets.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// A playbook to create at start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ConfiguredPlaybook {
+    /// Its name, unique per tenant here.
+    pub name: String,
+    /// The tenant's name.
+    pub tenant: String,
+    /// Steps, as the playbook JSON has them.
+    pub steps: serde_json::Value,
+    /// Target selector; every device of the tenant when absent.
+    #[serde(default)]
+    pub target: Option<serde_json::Value>,
+    /// A schedule spec (`cron`, `timezone`, `window`, …), if it runs on one.
+    #[serde(default)]
+    pub schedule: Option<serde_json::Value>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -180,13 +231,15 @@ impl Server {
                 )?,
             }))
         };
+        let plane = ControlPlane::new(store.clone(), library.clone());
+        bootstrap(&plane, config).await?;
         let mut exec = ExecutorConfig::new(config.worker());
         exec.max_in_flight = config.max_in_flight.max(1);
         exec.claim_batch = config.claim_batch.max(1);
         exec.lease = Duration::from_secs(config.lease_seconds.max(1));
         let executor = Executor::new(exec, store.clone(), library.clone(), devices, alerts);
         Ok(Self {
-            plane: ControlPlane::new(store, library),
+            plane,
             executor,
             tick: Duration::from_millis(config.tick_ms.max(10)),
         })
@@ -227,4 +280,76 @@ impl Server {
         plane.store().close().await;
         Ok(())
     }
+}
+
+/// Installs the configured plugins, registers this machine and creates the
+/// configured playbooks; every step is skipped when already done, so a
+/// restart changes nothing.
+async fn bootstrap(plane: &ControlPlane, config: &ServeConfig) -> anyhow::Result<()> {
+    let store = plane.store();
+    for p in &config.plugins {
+        let bytes = std::fs::read(&p.file)
+            .with_context(|| format!("cannot read plugin {}", p.file.display()))?;
+        let v = plane
+            .library()
+            .install(store, &bytes, &p.grants)
+            .await
+            .with_context(|| format!("cannot install plugin {}", p.file.display()))?;
+        tracing::info!(plugin = %v.plugin, version = %v.version, "plugin ready");
+    }
+    let now = Timestamp::now();
+    if let Some(machine) = &config.this_machine {
+        let tenant = ensure_tenant(store, &machine.tenant, now).await?;
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "localhost".into());
+        if !store.devices(&tenant).await?.iter().any(|d| d.name == host) {
+            let mut new = NewDevice::new(tenant.clone(), host.clone());
+            new.tags = machine.tags.clone();
+            new.facts = serde_json::json!({ "provider": "local" });
+            store.create_device(&new, now).await?;
+            tracing::info!(device = %host, tenant = %machine.tenant, "this machine registered");
+        }
+    }
+    for p in &config.playbooks {
+        let tenant = ensure_tenant(store, &p.tenant, now).await?;
+        if store.playbook_named(&tenant, &p.name).await?.is_some() {
+            continue;
+        }
+        let playbook = plane
+            .create_playbook(
+                Some(tenant),
+                &p.name,
+                p.steps.clone(),
+                p.target.clone().unwrap_or_else(|| serde_json::json!({})),
+            )
+            .await
+            .with_context(|| format!("playbook `{}` in the configuration", p.name))?;
+        if let Some(spec) = &p.schedule {
+            plane
+                .create_schedule(&playbook.id, None, spec.clone())
+                .await
+                .with_context(|| format!("the schedule of playbook `{}`", p.name))?;
+        }
+        tracing::info!(playbook = %p.name, "playbook created");
+    }
+    Ok(())
+}
+
+/// The tenant named `name`, created as `managed` if absent.
+async fn ensure_tenant(store: &Store, name: &str, now: Timestamp) -> anyhow::Result<TenantId> {
+    if let Some(t) = store.tenants().await?.into_iter().find(|t| t.name == name) {
+        return Ok(t.id);
+    }
+    let t = store
+        .create_tenant(
+            &NewTenant {
+                name: name.to_owned(),
+                tier: Tier::Managed,
+                max_concurrent_jobs: None,
+            },
+            now,
+        )
+        .await?;
+    Ok(t.id)
 }

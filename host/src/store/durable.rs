@@ -145,6 +145,25 @@ impl Store {
         .transpose()
     }
 
+    /// The tenant's playbook named `name`, if any.
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn playbook_named(&self, tenant: &TenantId, name: &str) -> Result<Option<Playbook>> {
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM playbooks WHERE tenant_id = $1 AND name = $2 LIMIT 1",
+        )
+        .bind(tenant.as_str())
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await?;
+        match id {
+            Some(id) => self.playbook(&PlaybookId::from(id)).await,
+            None => Ok(None),
+        }
+    }
+
     /// The changes planned by the latest successful plan job of `run`'s
     /// step `step_index` on `device`; `None` if there is none.
     ///
