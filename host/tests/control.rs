@@ -256,6 +256,29 @@ async fn approval_holds_the_plan_and_apply_refuses_a_device_that_changed() {
     assert_eq!(done.status, RunStatus::Failed);
 }
 
+/// Alerts kept in `store`, delivered to one webhook at `url`.
+fn alerts_to(
+    store: &steward_host::store::Store,
+    url: String,
+    secret: &str,
+    tenants: Option<Vec<String>>,
+) -> Arc<Alerts> {
+    Arc::new(Alerts {
+        alerter: Alerter::new(Arc::new(StoreAlertState(store.clone()))),
+        dispatcher: Dispatcher::start(
+            vec![Webhook {
+                id: "ops".into(),
+                url,
+                secret: secret.into(),
+                tenants,
+                enabled: true,
+            }],
+            DispatcherConfig::default(),
+        )
+        .unwrap(),
+    })
+}
+
 /// A webhook receiver that checks every signature.
 async fn receiver(secret: &'static str) -> (String, Arc<Mutex<Vec<Value>>>) {
     use axum::body::Bytes;
@@ -301,20 +324,7 @@ async fn a_failing_check_alerts_once_and_resolves_once_through_a_signed_webhook(
     .await;
     devices.set("ws-1", fixture("ws-1", acme.as_str()));
     let (url, got) = receiver(SECRET).await;
-    let alerts = Arc::new(Alerts {
-        alerter: Alerter::new(Arc::new(StoreAlertState(db.store.clone()))),
-        dispatcher: Dispatcher::start(
-            vec![Webhook {
-                id: "ops".into(),
-                url,
-                secret: SECRET.into(),
-                tenants: None,
-                enabled: true,
-            }],
-            DispatcherConfig::default(),
-        )
-        .unwrap(),
-    });
+    let alerts = alerts_to(&db.store, url, SECRET, None);
     let playbook = plane
         .create_playbook(
             Some(acme.clone()),
@@ -595,20 +605,7 @@ async fn hostile_jobs_end_as_timed_out_or_failed_and_the_timeout_alerts() {
     slow.delays.insert("packages.updates".into(), 5_000);
     devices.set("ws-1", slow);
     let (url, got) = receiver(SECRET).await;
-    let alerts = Arc::new(Alerts {
-        alerter: Alerter::new(Arc::new(StoreAlertState(db.store.clone()))),
-        dispatcher: Dispatcher::start(
-            vec![Webhook {
-                id: "ops".into(),
-                url,
-                secret: SECRET.into(),
-                tenants: Some(vec![acme.to_string()]),
-                enabled: true,
-            }],
-            DispatcherConfig::default(),
-        )
-        .unwrap(),
-    });
+    let alerts = alerts_to(&db.store, url, SECRET, Some(vec![acme.to_string()]));
     let running = start(&plane, "w1", devices.clone(), Some(alerts));
     let playbook = |behaviour: &'static str| {
         plane.create_playbook(

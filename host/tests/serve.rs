@@ -281,15 +281,21 @@ schedule = {{ cron = "* * * * * *", timezone = "UTC" }}
     .unwrap();
     for round in 0..2 {
         let mut child = serve(&path);
-        let store = loop {
-            // The server creates the database on first start.
-            if let Ok(s) = Store::open(&url).await
-                && s.tenants().await.map(|t| !t.is_empty()).unwrap_or(false)
-            {
-                break s;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        // Opened beside the starting server: both may create and migrate
+        // the new file at once.
+        let store = Store::open(&url).await.unwrap();
+        let start = Instant::now();
+        while store.tenants().await.unwrap().is_empty() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "steward serve exited during start"
+            );
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the server did not bootstrap"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let tenants = store.tenants().await.unwrap();
         assert_eq!(tenants.len(), 1, "round {round}: {tenants:?}");
         let devices = store.devices(&tenants[0].id).await.unwrap();

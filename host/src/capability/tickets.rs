@@ -27,7 +27,8 @@ pub struct TicketOrigin {
 /// A ticket queue.
 #[async_trait]
 pub trait TicketsProvider: Send + Sync {
-    /// Files `ticket`; in plan mode returns a placeholder id and files nothing.
+    /// Files `ticket` (its title is not empty); in plan mode returns a
+    /// placeholder id and files nothing.
     async fn file(
         &self,
         ticket: Ticket,
@@ -68,9 +69,6 @@ impl TicketsProvider for MemoryTickets {
         origin: TicketOrigin,
         mode: RunMode,
     ) -> Result<Filed, HostError> {
-        if ticket.title.trim().is_empty() {
-            return Err(HostError::InvalidArgument("a ticket needs a title".into()));
-        }
         let mut tickets = self.tickets.lock().expect("tickets lock poisoned");
         let id = match mode {
             RunMode::Plan => "planned".to_string(),
@@ -100,6 +98,12 @@ impl Host for HostState {
         };
         if let Err(e) = self.authorize(&call, [ticket.queue.as_str()])? {
             return Ok(Err(e));
+        }
+        // Checked here so no provider sees a ticket without a title.
+        if ticket.title.trim().is_empty() {
+            return Ok(Err(HostError::InvalidArgument(
+                "a ticket needs a title".into(),
+            )));
         }
         let scope = self.scope(Capability::Tickets)?;
         let origin = TicketOrigin {

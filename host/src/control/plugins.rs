@@ -66,12 +66,7 @@ impl PluginLibrary {
         let module = self.runtime.load(bytes)?;
         let granted: Grants = parsed.into_iter().collect();
         module.authorize(&granted)?;
-        let descriptor = self
-            .runtime
-            .describe(&module)
-            .await
-            .result
-            .map_err(|e| anyhow::anyhow!("the plugin's `describe` failed: {e}"))?;
+        let descriptor = self.describe(&module).await?;
         let path = self.path(&module.digest);
         if !path.exists() {
             let tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
@@ -134,12 +129,7 @@ impl PluginLibrary {
             );
         }
         let module = self.runtime.load(&bytes)?;
-        let descriptor = self
-            .runtime
-            .describe(&module)
-            .await
-            .result
-            .map_err(|e| anyhow::anyhow!("the plugin's `describe` failed: {e}"))?;
+        let descriptor = self.describe(&module).await?;
         let grants: Grants = version
             .grants
             .iter()
@@ -158,6 +148,14 @@ impl PluginLibrary {
             .expect("library lock poisoned")
             .insert(version.digest.clone(), loaded.clone());
         Ok(loaded)
+    }
+
+    async fn describe(&self, module: &Module) -> anyhow::Result<Descriptor> {
+        self.runtime
+            .describe(module)
+            .await
+            .result
+            .map_err(|e| anyhow::anyhow!("the plugin's `describe` failed: {e}"))
     }
 
     fn path(&self, digest: &Digest) -> PathBuf {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::bindings::types::{Descriptor, ParamType, ParamValue};
+use crate::bindings::types::{Descriptor, ParamSpec, ParamType, ParamValue};
 
 /// A parameter the caller gave that the plugin cannot take.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -84,15 +84,7 @@ pub fn resolve_text_params(
 ) -> Result<Params, ParamError> {
     let mut out = BTreeMap::new();
     for (name, raw) in given {
-        let spec = descriptor
-            .params
-            .iter()
-            .find(|p| &p.name == name)
-            .ok_or_else(|| ParamError::Unknown {
-                name: name.clone(),
-                plugin: descriptor.name.clone(),
-                accepted: accepted(descriptor),
-            })?;
+        let spec = spec(descriptor, name)?;
         let value = parse(spec.type_, raw).ok_or_else(|| ParamError::WrongType {
             name: name.clone(),
             expected: type_words(spec.type_),
@@ -125,15 +117,7 @@ pub fn resolve_json_params(
     };
     let mut out = BTreeMap::new();
     for (name, raw) in object {
-        let spec = descriptor
-            .params
-            .iter()
-            .find(|p| &p.name == name)
-            .ok_or_else(|| ParamError::Unknown {
-                name: name.clone(),
-                plugin: descriptor.name.clone(),
-                accepted: accepted(descriptor),
-            })?;
+        let spec = spec(descriptor, name)?;
         let value = match (spec.type_, raw) {
             (ParamType::Boolean, serde_json::Value::Bool(b)) => Some(ParamValue::Boolean(*b)),
             (ParamType::Integer, serde_json::Value::Number(n)) => {
@@ -166,6 +150,20 @@ fn json_type_words(t: ParamType) -> &'static str {
         ParamType::Text => "a JSON string",
         ParamType::TextList => "a JSON array of strings",
     }
+}
+
+/// The declaration of parameter `name`, or an error listing those the
+/// plugin accepts.
+fn spec<'a>(descriptor: &'a Descriptor, name: &str) -> Result<&'a ParamSpec, ParamError> {
+    descriptor
+        .params
+        .iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| ParamError::Unknown {
+            name: name.to_owned(),
+            plugin: descriptor.name.clone(),
+            accepted: accepted(descriptor),
+        })
 }
 
 fn accepted(descriptor: &Descriptor) -> String {

@@ -358,9 +358,11 @@ impl Store {
             backend: backend.name(),
             source,
         };
+        let mut migrate_lock = None;
         let (url, pool) = match backend {
             Backend::Sqlite => {
                 let url = prepare_sqlite_url(url)?;
+                migrate_lock = Some(sqlite_lock_path(&url));
                 let pool = AnyPoolOptions::new()
                     .max_connections(options.max_connections.unwrap_or(4))
                     .acquire_timeout(Duration::from_secs(30))
@@ -381,7 +383,15 @@ impl Store {
         };
         let pool = pool.connect(&url).await.map_err(open_error)?;
         let migrator = migrate::migrator().await.map_err(StoreError::Migrate)?;
+        // sqlx takes a database-wide lock while migrating on PostgreSQL but
+        // not on SQLite, where two processes opening a new file at once
+        // would both migrate it; a lock file beside it serialises them.
+        let _guard = match migrate_lock {
+            Some(path) => Some(lock_file(path).await?),
+            None => None,
+        };
         migrator.run(&pool).await.map_err(StoreError::Migrate)?;
+        drop(_guard);
         tracing::debug!("store open");
         Ok(Self {
             pool,
@@ -423,6 +433,38 @@ impl Store {
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }
+}
+
+/// `<database file>.migrate-lock` for a prepared `sqlite:` URL.
+fn sqlite_lock_path(url: &str) -> std::path::PathBuf {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = rest.split_once('?').map_or(rest, |(p, _)| p);
+    std::path::PathBuf::from(format!("{path}.migrate-lock"))
+}
+
+/// Opens (creating) `path` and waits for an exclusive lock on it, held
+/// until the file is dropped.
+async fn lock_file(path: std::path::PathBuf) -> Result<std::fs::File> {
+    let locked = tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        file.lock()?;
+        std::io::Result::Ok(file)
+    })
+    .await
+    .map_err(|e| StoreError::invalid("database-url", format!("lock task failed: {e}")))?;
+    locked.map_err(|e| {
+        StoreError::invalid(
+            "database-url",
+            format!("cannot lock the database for migration: {e}"),
+        )
+    })
 }
 
 /// Checks a `sqlite:` URL, asks for the file to be created when missing
