@@ -39,10 +39,11 @@ use tokio::task::AbortHandle;
 use super::alerts::{
     Alerter, CheckResult, CriticalFinding, Dispatcher, JobEnd, Observation, RemediationResult,
 };
+use super::plane::compile_spec;
 use super::playbook::{OnFailure, Step};
 use super::plugins::PluginLibrary;
 use super::providers::{CollectAudit, DeviceProviders, SnapshotState, StoreJournal, StoreTickets};
-use super::schedule::{Firing as ScheduleFiring, Schedule, ScheduleSpec, StartDecision};
+use super::schedule::{Firing as ScheduleFiring, Schedule, StartDecision};
 use crate::audit::{AuditEvent as RunAuditEvent, AuditOutcome};
 use crate::bindings::types::Severity as WitSeverity;
 use crate::bindings::types::{
@@ -358,18 +359,14 @@ impl Inner {
         let mut window = None;
         if let (Some(schedule_id), Some(fire_at)) = (&run.schedule_id, run.fire_at)
             && let Some(schedule) = self.store.schedule(schedule_id).await?
-            && let Ok(spec) = serde_json::from_value::<ScheduleSpec>(schedule.spec)
+            && let Ok((spec, compiled)) = compile_spec(&schedule.spec)
             && spec.window.is_some()
-            && let Ok(compiled) = spec.compile()
         {
-            let at = |t: Timestamp| {
-                chrono::DateTime::from_timestamp_millis(t.as_millis()).unwrap_or_default()
-            };
             window = Some((
                 compiled,
                 ScheduleFiring {
-                    scheduled: at(fire_at),
-                    released: at(run.created_at),
+                    scheduled: fire_at.to_utc(),
+                    released: run.created_at.to_utc(),
                     catch_up: false,
                 },
             ));
@@ -661,10 +658,9 @@ async fn run(
         } = schedule.start_at(firing, device_id.as_str())
             && now >= close
         {
-            let to_ms = |t: chrono::DateTime<Utc>| Timestamp::from_millis(t.timestamp_millis());
             return Err(match schedule.replan(firing, device_id.as_str(), now) {
                 StartDecision::Start { at, .. } => Ended::Defer(
-                    Some(to_ms(at)),
+                    Some(at.into()),
                     format!("its maintenance window closed at {close}; waits for the next one"),
                 ),
                 StartDecision::Expired => Ended::Defer(

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::playbook::{self, PlaybookError, Step, Target};
 use super::plugins::PluginLibrary;
-use super::schedule::{ScheduleSpec, StartDecision, WindowMiss};
+use super::schedule::{Schedule as CompiledSchedule, ScheduleSpec, StartDecision, WindowMiss};
 use crate::runtime::resolve_json_params;
 use crate::store::{
     DeviceRef, Firing, NewJob, NewPlaybook, NewSchedule, Playbook, PlaybookId, RunId, Schedule,
@@ -50,12 +50,15 @@ impl ControlError {
     }
 }
 
-fn to_utc(t: Timestamp) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(t.as_millis()).unwrap_or_default()
-}
-
-fn from_utc(t: DateTime<Utc>) -> Timestamp {
-    Timestamp::from_millis(t.timestamp_millis())
+/// Parses and compiles a schedule spec given as JSON; errors name the
+/// field (`spec` for unknown or mistyped fields, `spec.<field>` else).
+pub(crate) fn compile_spec(spec: &Value) -> Result<(ScheduleSpec, CompiledSchedule), ControlError> {
+    let parsed: ScheduleSpec = serde_json::from_value(spec.clone())
+        .map_err(|e| ControlError::invalid("spec", e.to_string()))?;
+    let compiled = parsed
+        .compile()
+        .map_err(|e| ControlError::invalid(format!("spec.{}", e.field()), e.to_string()))?;
+    Ok((parsed, compiled))
 }
 
 /// What one scheduler tick did.
@@ -147,11 +150,7 @@ impl ControlPlane {
         tenant_id: Option<TenantId>,
         spec: Value,
     ) -> Result<Schedule, ControlError> {
-        let parsed: ScheduleSpec = serde_json::from_value(spec.clone())
-            .map_err(|e| ControlError::invalid("spec", e.to_string()))?;
-        let compiled = parsed
-            .compile()
-            .map_err(|e| ControlError::invalid(format!("spec.{}", e.field()), e.to_string()))?;
+        let (_, compiled) = compile_spec(&spec)?;
         let playbook = self
             .store
             .playbook(playbook_id)
@@ -171,9 +170,9 @@ impl ControlPlane {
                     playbook_id: playbook_id.clone(),
                     tenant_id,
                     spec,
-                    next_fire_at: compiled.next_after(now).map(from_utc),
+                    next_fire_at: compiled.next_after(now).map(Timestamp::from),
                 },
-                from_utc(now),
+                Timestamp::from(now),
             )
             .await?)
     }
@@ -261,7 +260,7 @@ impl ControlPlane {
     /// A store failure; schedules handled before it stay handled.
     pub async fn scheduler_tick(&self, now: DateTime<Utc>) -> Result<TickReport, ControlError> {
         let mut report = TickReport::default();
-        for schedule in self.store.due_schedules(from_utc(now), 100).await? {
+        for schedule in self.store.due_schedules(Timestamp::from(now), 100).await? {
             match self.fire(&schedule, now).await {
                 Ok(Some(true)) => report.fired += 1,
                 Ok(Some(false)) => report.already_fired += 1,
@@ -274,7 +273,7 @@ impl ControlPlane {
                     self.store
                         .skip_firing(&Firing {
                             schedule_id: schedule.id.clone(),
-                            fire_at: from_utc(now),
+                            fire_at: Timestamp::from(now),
                             next_fire_at: None,
                         })
                         .await?;
@@ -291,17 +290,13 @@ impl ControlPlane {
         schedule: &Schedule,
         now: DateTime<Utc>,
     ) -> Result<Option<bool>, ControlError> {
-        let spec: ScheduleSpec = serde_json::from_value(schedule.spec.clone())
-            .map_err(|e| ControlError::invalid("spec", e.to_string()))?;
-        let compiled = spec
-            .compile()
-            .map_err(|e| ControlError::invalid(format!("spec.{}", e.field()), e.to_string()))?;
-        let next = compiled.next_after(now).map(from_utc);
-        let Some(firing) = compiled.due(schedule.last_fired_at.map(to_utc), now) else {
+        let (spec, compiled) = compile_spec(&schedule.spec)?;
+        let next = compiled.next_after(now).map(Timestamp::from);
+        let Some(firing) = compiled.due(schedule.last_fired_at.map(Timestamp::to_utc), now) else {
             self.store
                 .skip_firing(&Firing {
                     schedule_id: schedule.id.clone(),
-                    fire_at: from_utc(now),
+                    fire_at: Timestamp::from(now),
                     next_fire_at: next,
                 })
                 .await?;
@@ -309,7 +304,7 @@ impl ControlPlane {
         };
         let handled = Firing {
             schedule_id: schedule.id.clone(),
-            fire_at: from_utc(firing.scheduled),
+            fire_at: Timestamp::from(firing.scheduled),
             next_fire_at: next,
         };
         if !compiled.should_fire(self.store.schedule_has_running_run(&schedule.id).await?) {
@@ -331,16 +326,17 @@ impl ControlPlane {
         let jobs = self
             .first_jobs(&playbook, &tenant, |d| {
                 match compiled.start_at(&firing, d.id.as_str()) {
-                    StartDecision::Start { at, deadline } => {
-                        Some((from_utc(at), deadline.filter(|_| expire).map(from_utc)))
-                    }
+                    StartDecision::Start { at, deadline } => Some((
+                        Timestamp::from(at),
+                        deadline.filter(|_| expire).map(Timestamp::from),
+                    )),
                     StartDecision::Expired => None,
                 }
             })
             .await?;
         let fired = self
             .store
-            .create_run_for_firing(&handled, &jobs, from_utc(now))
+            .create_run_for_firing(&handled, &jobs, Timestamp::from(now))
             .await?;
         if let Some(run) = &fired {
             tracing::info!(schedule = %schedule.id, %run, jobs = jobs.len(), catch_up = firing.catch_up, "schedule fired");

@@ -118,7 +118,8 @@ impl TicketsProvider for StoreTickets {
 #[derive(Debug, Default)]
 pub struct SnapshotState {
     values: Mutex<BTreeMap<String, String>>,
-    writes: Mutex<Vec<(String, Option<String>)>>,
+    /// The last write per key (`None`: deleted).
+    writes: Mutex<BTreeMap<String, Option<String>>>,
 }
 
 impl SnapshotState {
@@ -133,11 +134,7 @@ impl SnapshotState {
     /// The writes made, the last one per key, in key order.
     pub fn writes(&self) -> Vec<(String, Option<String>)> {
         let writes = self.writes.lock().expect("state lock poisoned");
-        let mut last: BTreeMap<String, Option<String>> = BTreeMap::new();
-        for (k, v) in writes.iter() {
-            last.insert(k.clone(), v.clone());
-        }
-        last.into_iter().collect()
+        writes.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 }
 
@@ -161,7 +158,7 @@ impl StateStore for SnapshotState {
         self.writes
             .lock()
             .expect("state lock poisoned")
-            .push((key.into(), Some(value.into())));
+            .insert(key.into(), Some(value.into()));
         Ok(())
     }
 
@@ -170,7 +167,7 @@ impl StateStore for SnapshotState {
         self.writes
             .lock()
             .expect("state lock poisoned")
-            .push((key.into(), None));
+            .insert(key.into(), None);
     }
 
     fn keys(&self, _plugin: &str, _device: &str, prefix: &str) -> Vec<String> {

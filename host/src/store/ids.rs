@@ -41,6 +41,18 @@ impl Timestamp {
     pub const fn as_millis(self) -> i64 {
         self.0
     }
+
+    /// The same instant as a chrono time (the epoch if out of chrono's
+    /// range).
+    pub fn to_utc(self) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::from_timestamp_millis(self.0).unwrap_or_default()
+    }
+}
+
+impl From<chrono::DateTime<chrono::Utc>> for Timestamp {
+    fn from(t: chrono::DateTime<chrono::Utc>) -> Self {
+        Self(t.timestamp_millis())
+    }
 }
 
 impl Add<Duration> for Timestamp {
