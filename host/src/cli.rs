@@ -47,13 +47,35 @@ enum Command {
     /// their jobs, the sweeper reclaims expired leases and expires jobs.
     /// Stops cleanly on SIGINT or SIGTERM (jobs in flight are finished).
     Serve {
-        /// Configuration file (TOML): `data-dir`, `database`,
+        /// Configuration file (TOML): `data-dir`, `database`, `listen`,
         /// `worker-id`, `max-in-flight`, `claim-batch`, `lease-seconds`,
-        /// `tick-ms`, `max-instances`, `[[webhooks]]` (`id`, `url`,
-        /// `secret`, `tenants`). Without one: `./steward-data` and SQLite.
+        /// `tick-ms`, `max-instances`, `retry-base-ms`, `[[webhooks]]`
+        /// (`id`, `url`, `secret`, `tenants`), `[[plugins]]` (`file`,
+        /// `grants`), `[this-machine]` (`tenant`, `tags`), `[[playbooks]]`
+        /// (`name`, `tenant`, `steps`, `target`, `schedule`); see
+        /// docs/steward.toml. Without one: `./steward-data`, SQLite, the API
+        /// on 127.0.0.1:8080.
         #[arg(long, env = "STEWARD_CONFIG", value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Where the web API listens (`host:port`); overrides `listen`.
+        #[arg(long, env = "STEWARD_LISTEN", value_name = "ADDR")]
+        listen: Option<String>,
+        /// Directory for the SQLite file, plugin components and the compile
+        /// cache; overrides `data-dir`.
+        #[arg(long, env = "STEWARD_DATA_DIR", value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`; overrides
+        /// `database`.
+        #[arg(long, env = "STEWARD_DATABASE", value_name = "URL")]
+        database: Option<String>,
+        /// The first owner's API token (at least 32 characters), used only
+        /// when the store has no users yet; without it a token is made and
+        /// printed once.
+        #[arg(long, env = "STEWARD_OWNER_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+        owner_token: Option<String>,
     },
+    #[command(flatten)]
+    Remote(crate::remote::Remote),
     /// Time to remediate findings per tenant tier against per-tier
     /// targets, from the store.
     Sla {
@@ -263,7 +285,27 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let runtime = open_runtime(cache_dir, limits)?;
             run(&runtime, *args).await
         }
-        Command::Serve { config } => serve(config).await,
+        Command::Serve {
+            config,
+            listen,
+            data_dir,
+            database,
+            owner_token,
+        } => {
+            let mut config = match config {
+                Some(p) => ServeConfig::load(&p)?,
+                None => ServeConfig {
+                    listen: Some("127.0.0.1:8080".into()),
+                    ..ServeConfig::default()
+                },
+            };
+            config.listen = listen.or(config.listen);
+            config.data_dir = data_dir.unwrap_or(config.data_dir);
+            config.database = database.or(config.database);
+            config.owner_token = owner_token.or(config.owner_token);
+            serve(config).await
+        }
+        Command::Remote(remote) => crate::remote::run(remote).await,
         Command::Sla {
             config,
             days,
@@ -338,9 +380,14 @@ fn serve_config(path: Option<PathBuf>) -> anyhow::Result<ServeConfig> {
     }
 }
 
-async fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let config = serve_config(config)?;
+async fn serve(config: ServeConfig) -> anyhow::Result<ExitCode> {
     let server = Server::open(&config).await?;
+    if let Some(token) = &server.new_owner_token {
+        println!("steward: first owner token (shown once, keep it): {token}");
+    }
+    if let Some(addr) = server.api_addr() {
+        println!("steward: API listening on http://{addr}");
+    }
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

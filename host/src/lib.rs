@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod bindings;
 pub mod capability;
+pub mod api;
 pub mod control;
 pub mod device;
 pub mod runtime;

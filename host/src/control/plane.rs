@@ -162,6 +162,17 @@ impl ControlPlane {
                 "the playbook is shared by every tenant, so the schedule must name one",
             ));
         }
+        if let (Some(own), Some(asked)) = (&playbook.tenant_id, &tenant_id) {
+            if own != asked {
+                return Err(ControlError::invalid(
+                    "tenant-id",
+                    format!("the playbook belongs to tenant `{own}`"),
+                ));
+            }
+        }
+        // A schedule always records its tenant, so that it can be listed
+        // and guarded by tenant.
+        let tenant_id = tenant_id.or_else(|| playbook.tenant_id.clone());
         let now = Utc::now();
         Ok(self
             .store

@@ -86,6 +86,11 @@ impl PluginLibrary {
                 now,
             )
             .await?;
+        // A re-install may change the grants a loaded copy was made with.
+        self.loaded
+            .lock()
+            .expect("library lock poisoned")
+            .remove(&module.digest.to_string());
         tracing::info!(plugin = %descriptor.name, version = %descriptor.version, digest = %module.digest, "plugin installed");
         Ok(PluginVersion {
             plugin: descriptor.name,
@@ -156,6 +161,16 @@ impl PluginLibrary {
             .await
             .result
             .map_err(|e| anyhow::anyhow!("the plugin's `describe` failed: {e}"))
+    }
+
+    /// The bytes of an installed component.
+    pub fn bytes(&self, version: &PluginVersion) -> anyhow::Result<Vec<u8>> {
+        let digest: Digest = version
+            .digest
+            .parse()
+            .map_err(|e| anyhow::anyhow!("plugin `{}`: {e}", version.plugin))?;
+        let path = self.path(&digest);
+        std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
     }
 
     fn path(&self, digest: &Digest) -> PathBuf {

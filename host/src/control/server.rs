@@ -18,7 +18,13 @@ use super::plugins::PluginLibrary;
 use super::providers::{DeviceProviders, StandardProviders, StoreAlertState};
 use crate::device::local::LocalConfig;
 use crate::runtime::{EngineSettings, Limits, Runtime, RuntimeConfig};
-use crate::store::{Backoff, NewDevice, NewTenant, Store, StoreOptions, TenantId, Tier, Timestamp};
+use tokio::net::TcpListener;
+
+use crate::api::ApiState;
+use crate::store::{
+    Backoff, NewDevice, NewTenant, NewUser, Role, Scope, Store, StoreOptions, TenantId, Tier,
+    Timestamp,
+};
 
 /// The server's configuration file (TOML, kebab-case keys). Every key has
 /// a default, so an empty file is a working embedded setup.
@@ -57,7 +63,16 @@ pub struct ServeConfig {
     /// an hour).
     #[serde(default = "default_retry")]
     pub retry_base_ms: u64,
-    /// Webhooks alerts go to.
+    /// Where the web API listens (`host:port`; port 0 picks a free one).
+    /// Absent: no API.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// The first owner's API token, used when the store has no users yet
+    /// (else one is made and printed once). Best given through the
+    /// environment (`STEWARD_OWNER_TOKEN`) rather than written in the file.
+    #[serde(default)]
+    pub owner_token: Option<String>,
+    /// Webhooks alerts go to (beside those added through the API).
     #[serde(default)]
     pub webhooks: Vec<Webhook>,
     /// Plugin components installed (or kept) at start, with their grants.
@@ -170,6 +185,10 @@ pub struct Server {
     pub plane: ControlPlane,
     executor: Executor,
     tick: Duration,
+    api: Option<(TcpListener, ApiState)>,
+    /// The first owner token, when this start created the first owner
+    /// with a token it made (to be shown once).
+    pub new_owner_token: Option<String>,
 }
 
 impl Server {
@@ -220,7 +239,13 @@ impl Server {
             runtime,
             config.data_dir.join("modules"),
         )?);
-        let alerts = if config.webhooks.is_empty() {
+        let plane = ControlPlane::new(store.clone(), library.clone());
+        bootstrap(&plane, config).await?;
+        let new_owner_token = first_owner(&store, config.owner_token.as_deref()).await?;
+        // Alerts go to configured webhooks and to those added through the
+        // API; without any, nothing is observed.
+        let stored = store.webhooks(&Scope::All).await?;
+        let alerts = if config.webhooks.is_empty() && stored.is_empty() && config.listen.is_none() {
             None
         } else {
             Some(Arc::new(Alerts {
@@ -231,8 +256,17 @@ impl Server {
                 )?,
             }))
         };
-        let plane = ControlPlane::new(store.clone(), library.clone());
-        bootstrap(&plane, config).await?;
+        let api = match &config.listen {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?;
+                let state = ApiState::new(plane.clone(), alerts.clone(), config.webhooks.clone());
+                state.reload_webhooks_now().await?;
+                Some((listener, state))
+            }
+            None => None,
+        };
         let mut exec = ExecutorConfig::new(config.worker());
         exec.max_in_flight = config.max_in_flight.max(1);
         exec.claim_batch = config.claim_batch.max(1);
@@ -242,7 +276,14 @@ impl Server {
             plane,
             executor,
             tick: Duration::from_millis(config.tick_ms.max(10)),
+            api,
+            new_owner_token,
         })
+    }
+
+    /// Where the API listens, if it does.
+    pub fn api_addr(&self) -> Option<std::net::SocketAddr> {
+        self.api.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// Runs the scheduler, the sweeper and the executor until `shutdown`
@@ -251,6 +292,15 @@ impl Server {
         let executor = self.executor.clone();
         let exec_shutdown = shutdown.clone();
         let worker = tokio::spawn(async move { executor.run(exec_shutdown).await });
+        let api = self.api.map(|(listener, state)| {
+            let mut stop = shutdown.clone();
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                crate::api::serve(listener, state, stopped).await
+            })
+        });
         let mut shutdown = shutdown;
         let plane = self.plane;
         // Repair what a crash left before taking new work.
@@ -277,6 +327,9 @@ impl Server {
             }
         }
         worker.await.context("the executor panicked")?;
+        if let Some(api) = api {
+            api.await.context("the API panicked")?.context("the API failed")?;
+        }
         plane.store().close().await;
         Ok(())
     }
@@ -334,6 +387,35 @@ async fn bootstrap(plane: &ControlPlane, config: &ServeConfig) -> anyhow::Result
         tracing::info!(playbook = %p.name, "playbook created");
     }
     Ok(())
+}
+
+/// Creates the first owner when the store has no users: with `token` if
+/// given, else with a new token, which is returned to be shown once.
+async fn first_owner(store: &Store, token: Option<&str>) -> anyhow::Result<Option<String>> {
+    if !store.users().await?.is_empty() {
+        return Ok(None);
+    }
+    let now = Timestamp::now();
+    let owner = store
+        .create_user(
+            &NewUser {
+                name: "owner".into(),
+                role: Role::Owner,
+                tenants: None,
+            },
+            now,
+        )
+        .await?;
+    let (token, made) = match token {
+        Some(t) if t.len() >= 32 => (t.to_owned(), false),
+        Some(_) => anyhow::bail!("the owner token must be at least 32 characters"),
+        None => (crate::api::auth::new_token(), true),
+    };
+    store
+        .create_token(&owner.id, "first owner token", &crate::api::auth::hash_token(&token), now)
+        .await?;
+    tracing::info!("first owner created");
+    Ok(made.then_some(token))
 }
 
 /// The tenant named `name`, created as `managed` if absent.

@@ -14,7 +14,7 @@ use super::sql::{Sql, enum_column, json_column, time_column};
 use super::{Store, ids};
 
 /// An installed plugin version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PluginVersion {
     /// Plugin name.
     pub plugin: String,
@@ -49,7 +49,7 @@ pub struct NewTicket {
 }
 
 /// A stored ticket.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StoredTicket {
     /// Its id.
     pub id: String,
@@ -70,7 +70,7 @@ pub struct StoredTicket {
 }
 
 /// Time to remediate findings of one tenant tier.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TierSla {
     /// The tier.
     pub tier: Tier,

@@ -14,10 +14,10 @@ use super::sql::{Sql, json_column, opt_time_column, rows_per_statement, time_col
 use super::{Store, ids};
 
 const TENANT_COLUMNS: &str = "id, name, tier, max_concurrent_jobs, created_at";
-const DEVICE_COLUMNS: &str =
+pub(crate) const DEVICE_COLUMNS: &str =
     "id, tenant_id, site_id, name, tags, facts, admin, reachable, last_seen_at, created_at";
 
-fn name_field(field: &'static str, name: &str) -> Result<()> {
+pub(crate) fn name_field(field: &'static str, name: &str) -> Result<()> {
     if name.trim().is_empty() {
         return Err(StoreError::invalid(field, "must not be empty"));
     }
@@ -35,7 +35,7 @@ fn tenant_from_row(row: &AnyRow) -> Result<Tenant> {
     })
 }
 
-fn device_from_row(row: &AnyRow) -> Result<Device> {
+pub(crate) fn device_from_row(row: &AnyRow) -> Result<Device> {
     let tags = json_column(row, "tags")?;
     let tags = serde_json::from_value(tags).map_err(|e| StoreError::corrupt("devices.tags", e))?;
     Ok(Device {
@@ -175,7 +175,7 @@ impl Store {
         Ok(site)
     }
 
-    async fn require_tenant(&self, tx: &mut super::WriteTx, id: &TenantId) -> Result<()> {
+    pub(crate) async fn require_tenant(&self, tx: &mut super::WriteTx, id: &TenantId) -> Result<()> {
         let found = sqlx::query("SELECT id FROM tenants WHERE id = $1")
             .bind(id.as_str())
             .fetch_optional(tx.conn())

@@ -23,6 +23,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "executor",
         include_str!("../../migrations/0002_executor.sql"),
     ),
+    (3, "api", include_str!("../../migrations/0003_api.sql")),
 ];
 
 /// The embedded migrations as a sqlx [`MigrationSource`].

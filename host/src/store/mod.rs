@@ -166,6 +166,7 @@
 //! fresh plan rather than re-applied, and the record of changes holds each
 //! accepted attempt once.
 
+mod admin;
 mod durable;
 mod error;
 mod ids;
@@ -184,6 +185,9 @@ use sqlx::any::{Any, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Executor, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+pub use admin::{
+    ApiToken, NewUser, RunFilter, RunLog, Scope, StoreMetrics, StoredAudit, StoredWebhook, User,
+};
 pub use durable::{NewTicket, PluginVersion, StoredTicket, TierSla};
 pub use error::{Result, StoreError};
 pub use ids::{DeviceId, JobId, PlaybookId, RunId, ScheduleId, SiteId, TenantId, Timestamp};
@@ -191,7 +195,7 @@ pub use model::{
     AuditEvent, Change, ChangeOutcome, Completion, Device, DeviceRef, FailOutcome, Failure,
     FailureKind, Finding, Firing, Job, JobMode, JobStatus, NewChange, NewDevice, NewFinding,
     NewJob, NewLog, NewPlaybook, NewPluginVersion, NewSchedule, NewTenant, Outcome, Playbook,
-    Reclaimed, Run, RunStatus, Schedule, Severity, Site, Tenant, Tier,
+    Reclaimed, Role, Run, RunStatus, Schedule, Severity, Site, Tenant, Tier,
 };
 pub use queue::MAX_CLAIM;
 

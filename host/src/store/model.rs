@@ -16,7 +16,7 @@ use super::ids::{DeviceId, JobId, PlaybookId, RunId, ScheduleId, SiteId, TenantI
 macro_rules! text_enum {
     ($(#[$meta:meta])* $name:ident, $field:literal { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
         #[serde(rename_all = "kebab-case")]
         pub enum $name {
             $($(#[$vmeta])* $variant),+
@@ -174,8 +174,40 @@ text_enum!(
     }
 );
 
+text_enum!(
+    /// What a user may do. Each role may do everything the roles below it
+    /// may.
+    Role, "role" {
+        /// The whole MSP: every tenant, users and tokens of any role.
+        Owner = "owner",
+        /// Manages tenants, plugins, webhooks and users up to admin.
+        Admin = "admin",
+        /// Runs the work: devices, playbooks, schedules, runs, approvals.
+        Technician = "technician",
+        /// Reads only.
+        Viewer = "viewer",
+    }
+);
+
+impl Role {
+    /// Higher is more powerful.
+    pub const fn rank(self) -> u8 {
+        match self {
+            Role::Owner => 3,
+            Role::Admin => 2,
+            Role::Technician => 1,
+            Role::Viewer => 0,
+        }
+    }
+
+    /// Whether this role may do what `needed` may.
+    pub const fn at_least(self, needed: Role) -> bool {
+        self.rank() >= needed.rank()
+    }
+}
+
 /// A tenant to create.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewTenant {
     /// Unique display name.
     pub name: String,
@@ -186,7 +218,7 @@ pub struct NewTenant {
 }
 
 /// A stored tenant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Tenant {
     /// Its id.
     pub id: TenantId,
@@ -201,7 +233,7 @@ pub struct Tenant {
 }
 
 /// A stored site.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Site {
     /// Its id.
     pub id: SiteId,
@@ -214,7 +246,7 @@ pub struct Site {
 }
 
 /// A device to create.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewDevice {
     /// The tenant it belongs to.
     pub tenant_id: TenantId,
@@ -247,7 +279,7 @@ impl NewDevice {
 }
 
 /// A stored device.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Device {
     /// Its id.
     pub id: DeviceId,
@@ -272,7 +304,7 @@ pub struct Device {
 }
 
 /// A device as target selection sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeviceRef {
     /// Its id.
     pub id: DeviceId,
@@ -283,7 +315,7 @@ pub struct DeviceRef {
 }
 
 /// A version of a plugin to record as installed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewPluginVersion {
     /// Plugin name, for example `patching`.
     pub plugin: String,
@@ -296,7 +328,7 @@ pub struct NewPluginVersion {
 }
 
 /// A playbook to create.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewPlaybook {
     /// Owning tenant; `None`: shared by every tenant.
     pub tenant_id: Option<TenantId>,
@@ -310,7 +342,7 @@ pub struct NewPlaybook {
 }
 
 /// A stored playbook.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Playbook {
     /// Its id.
     pub id: PlaybookId,
@@ -327,7 +359,7 @@ pub struct Playbook {
 }
 
 /// A schedule to create.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewSchedule {
     /// The playbook it fires.
     pub playbook_id: PlaybookId,
@@ -341,7 +373,7 @@ pub struct NewSchedule {
 }
 
 /// A stored schedule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Schedule {
     /// Its id.
     pub id: ScheduleId,
@@ -372,10 +404,13 @@ pub struct Firing {
 }
 
 /// A stored run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Run {
     /// Its id.
     pub id: RunId,
+    /// The tenant of its playbook; `None` for a playbook shared by every
+    /// tenant.
+    pub tenant_id: Option<TenantId>,
     /// The playbook, if the run came from one.
     pub playbook_id: Option<PlaybookId>,
     /// The schedule, if a schedule fired it.
@@ -391,7 +426,7 @@ pub struct Run {
 }
 
 /// A job to enqueue.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewJob {
     /// The tenant it runs for.
     pub tenant_id: TenantId,
@@ -414,6 +449,7 @@ pub struct NewJob {
     /// Attempts before it ends as failed or timed out (at least 1).
     pub max_attempts: u32,
     /// How long one attempt may run.
+    #[schema(value_type = Object)]
     pub timeout: Duration,
     /// Whether it waits for an admin's approval before it can be claimed.
     pub awaiting_approval: bool,
@@ -447,7 +483,7 @@ impl NewJob {
 }
 
 /// A stored job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Job {
     /// Its id.
     pub id: JobId,
@@ -481,6 +517,7 @@ pub struct Job {
     /// Attempts allowed.
     pub max_attempts: u32,
     /// How long one attempt may run.
+    #[schema(value_type = Object)]
     pub timeout: Duration,
     /// The worker holding the lease.
     pub lease_owner: Option<String>,
@@ -505,7 +542,7 @@ pub struct Job {
 }
 
 /// How a plugin run ended, as reported by the worker.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     /// The plugin succeeded.
@@ -520,7 +557,7 @@ pub enum Outcome {
 }
 
 /// A finding a check reported.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewFinding {
     /// The plugin's stable id for the problem.
     pub key: String,
@@ -537,7 +574,7 @@ pub struct NewFinding {
 }
 
 /// A change a remediation made or planned.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewChange {
     /// Kind, for example `package-upgrade`.
     pub kind: String,
@@ -554,7 +591,7 @@ pub struct NewChange {
 }
 
 /// A log line of a job attempt.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewLog {
     /// When it was written.
     pub at: Timestamp,
@@ -567,7 +604,7 @@ pub struct NewLog {
 }
 
 /// A finished job attempt, reported by the worker holding its lease.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Completion {
     /// The job.
     pub job_id: JobId,
@@ -611,7 +648,7 @@ impl Completion {
 }
 
 /// Why an attempt failed without the plugin reporting an outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum FailureKind {
     /// Retrying later may help (provider unavailable, device dropped off).
@@ -624,7 +661,7 @@ pub enum FailureKind {
 }
 
 /// A failed attempt, reported by the worker holding its lease.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Failure {
     /// The job.
     pub job_id: JobId,
@@ -668,7 +705,7 @@ pub struct Reclaimed {
 }
 
 /// A stored finding.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Finding {
     /// The tenant.
     pub tenant_id: TenantId,
@@ -692,7 +729,7 @@ pub struct Finding {
 }
 
 /// A stored change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Change {
     /// The job that made it.
     pub job_id: JobId,
@@ -705,7 +742,7 @@ pub struct Change {
 }
 
 /// An audit event to append.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     /// When it happened.
     pub at: Timestamp,

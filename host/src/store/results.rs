@@ -81,6 +81,30 @@ pub(crate) async fn insert_logs<'a>(
     Ok(())
 }
 
+/// A finding's columns, as [`finding_from_row`] reads them.
+pub(crate) const FINDING_COLUMNS: &str = "tenant_id, device_id, plugin, finding_key, severity, \
+    summary, first_seen_at, last_seen_at, resolved_at";
+
+/// Worst first, then oldest.
+pub(crate) const FINDING_ORDER: &str = " ORDER BY CASE severity WHEN 'critical' THEN 0 \
+    WHEN 'warning' THEN 1 ELSE 2 END, first_seen_at, finding_key";
+
+pub(crate) fn finding_from_row(r: &sqlx::any::AnyRow) -> Result<Finding> {
+    Ok(Finding {
+        tenant_id: TenantId::from(r.try_get::<String, _>("tenant_id")?),
+        device_id: r
+            .try_get::<Option<String>, _>("device_id")?
+            .map(DeviceId::from),
+        plugin: r.try_get("plugin")?,
+        key: r.try_get("finding_key")?,
+        severity: enum_column(r, "severity")?,
+        summary: r.try_get("summary")?,
+        first_seen_at: time_column(r, "first_seen_at")?,
+        last_seen_at: time_column(r, "last_seen_at")?,
+        resolved_at: opt_time_column(r, "resolved_at")?,
+    })
+}
+
 impl Store {
     /// Records finished attempts, in one transaction for the whole batch.
     ///
@@ -433,37 +457,14 @@ impl Store {
     ///
     /// A database failure or a corrupt row.
     pub async fn findings(&self, tenant_id: &TenantId, open_only: bool) -> Result<Vec<Finding>> {
-        let rows = sqlx::query(&format!(
-            "SELECT tenant_id, device_id, plugin, finding_key, severity, summary, first_seen_at, \
-             last_seen_at, resolved_at FROM findings WHERE tenant_id = $1 {} \
-             ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, \
-             first_seen_at, finding_key",
-            if open_only {
-                "AND resolved_at IS NULL"
-            } else {
-                ""
-            }
-        ))
-        .bind(tenant_id.as_str())
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Finding {
-                    tenant_id: TenantId::from(r.try_get::<String, _>("tenant_id")?),
-                    device_id: r
-                        .try_get::<Option<String>, _>("device_id")?
-                        .map(DeviceId::from),
-                    plugin: r.try_get("plugin")?,
-                    key: r.try_get("finding_key")?,
-                    severity: enum_column(r, "severity")?,
-                    summary: r.try_get("summary")?,
-                    first_seen_at: time_column(r, "first_seen_at")?,
-                    last_seen_at: time_column(r, "last_seen_at")?,
-                    resolved_at: opt_time_column(r, "resolved_at")?,
-                })
-            })
-            .collect()
+        let mut sql = Sql::new(self.backend, &format!("SELECT {FINDING_COLUMNS} FROM findings WHERE tenant_id = "));
+        sql.bind(tenant_id.as_str());
+        if open_only {
+            sql.push(" AND resolved_at IS NULL");
+        }
+        sql.push(FINDING_ORDER);
+        let rows = sql.query().fetch_all(self.pool()).await?;
+        rows.iter().map(finding_from_row).collect()
     }
 
     /// The changes recorded for a job, in the order the plugin made them.

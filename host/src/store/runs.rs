@@ -11,16 +11,20 @@ use super::model::{Firing, NewJob, NewPlaybook, NewSchedule, Playbook, Run, Sche
 use super::sql::{Sql, enum_column, json_column, opt_time_column, time_column, to_json};
 use super::{Store, WriteTx};
 
-const RUN_COLUMNS: &str = "id, playbook_id, schedule_id, fire_at, status, created_at, finished_at";
-const SCHEDULE_COLUMNS: &str =
+pub(crate) const RUN_COLUMNS: &str =
+    "id, tenant_id, playbook_id, schedule_id, fire_at, status, created_at, finished_at";
+pub(crate) const SCHEDULE_COLUMNS: &str =
     "id, playbook_id, tenant_id, spec, enabled, last_fired_at, next_fire_at";
 
 /// Runs checked per statement when finishing runs.
 const FINISH_CHUNK: usize = 200;
 
-fn run_from_row(row: &AnyRow) -> Result<Run> {
+pub(crate) fn run_from_row(row: &AnyRow) -> Result<Run> {
     Ok(Run {
         id: RunId::from(row.try_get::<String, _>("id")?),
+        tenant_id: row
+            .try_get::<Option<String>, _>("tenant_id")?
+            .map(TenantId::from),
         playbook_id: row
             .try_get::<Option<String>, _>("playbook_id")?
             .map(PlaybookId::from),
@@ -34,7 +38,7 @@ fn run_from_row(row: &AnyRow) -> Result<Run> {
     })
 }
 
-fn schedule_from_row(row: &AnyRow) -> Result<Schedule> {
+pub(crate) fn schedule_from_row(row: &AnyRow) -> Result<Schedule> {
     Ok(Schedule {
         id: ScheduleId::from(row.try_get::<String, _>("id")?),
         playbook_id: PlaybookId::from(row.try_get::<String, _>("playbook_id")?),
@@ -46,6 +50,15 @@ fn schedule_from_row(row: &AnyRow) -> Result<Schedule> {
         last_fired_at: opt_time_column(row, "last_fired_at")?,
         next_fire_at: opt_time_column(row, "next_fire_at")?,
     })
+}
+
+/// A run's tenant: the one tenant all its jobs are for, if they agree
+/// (else its playbook's, which may be none).
+fn run_tenant(jobs: &[NewJob]) -> Option<&str> {
+    let first = jobs.first()?.tenant_id.as_str();
+    jobs.iter()
+        .all(|j| j.tenant_id.as_str() == first)
+        .then_some(first)
 }
 
 impl Store {
@@ -255,8 +268,9 @@ impl Store {
         };
         let run_id = RunId::generate();
         let inserted = sqlx::query(
-            "INSERT INTO runs (id, playbook_id, schedule_id, fire_at, status, created_at) \
-             VALUES ($1, $2, $3, $4, 'running', $5) \
+            "INSERT INTO runs (id, playbook_id, schedule_id, fire_at, status, created_at, tenant_id) \
+             VALUES ($1, $2, $3, $4, 'running', $5, \
+             COALESCE($6, (SELECT tenant_id FROM playbooks WHERE id = $2))) \
              ON CONFLICT (schedule_id, fire_at) DO NOTHING RETURNING id",
         )
         .bind(run_id.as_str())
@@ -264,6 +278,7 @@ impl Store {
         .bind(firing.schedule_id.as_str())
         .bind(firing.fire_at.as_millis())
         .bind(now.as_millis())
+        .bind(run_tenant(jobs))
         .fetch_optional(tx.conn())
         .await?;
         if inserted.is_none() {
@@ -301,11 +316,14 @@ impl Store {
         }
         let run_id = RunId::generate();
         sqlx::query(
-            "INSERT INTO runs (id, playbook_id, status, created_at) VALUES ($1, $2, 'running', $3)",
+            "INSERT INTO runs (id, playbook_id, status, created_at, tenant_id) \
+             VALUES ($1, $2, 'running', $3, \
+             COALESCE($4, (SELECT tenant_id FROM playbooks WHERE id = $2)))",
         )
         .bind(run_id.as_str())
         .bind(playbook_id.map(PlaybookId::as_str))
         .bind(now.as_millis())
+        .bind(run_tenant(jobs))
         .execute(tx.conn())
         .await?;
         self.insert_jobs(&mut tx, &run_id, jobs, now).await?;

@@ -1,0 +1,901 @@
+//! What the web API reads and writes beside the control plane: users and
+//! their hashed API tokens, listings with tenant scopes and cursors, device
+//! admin fields, webhooks and the audit trail.
+//!
+//! Every listing takes a [`Scope`]: the tenants the caller may see. A
+//! scoped caller never gets another tenant's rows, whatever filter it
+//! passes, so the API layer cannot forget the check in a query.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::error::{Result, StoreError, unique_insert};
+use super::ids::{DeviceId, JobId, PlaybookId, RunId, ScheduleId, SiteId, TenantId, Timestamp};
+use super::inventory::{DEVICE_COLUMNS, device_from_row, name_field};
+use super::model::{Device, Finding, Job, Playbook, Role, Run, RunStatus, Schedule, Site};
+use super::queue::JOB_COLUMNS;
+use super::results::{FINDING_COLUMNS, FINDING_ORDER, finding_from_row};
+use super::runs::{RUN_COLUMNS, SCHEDULE_COLUMNS, run_from_row, schedule_from_row};
+use super::sql::{Sql, enum_column, json_column, opt_time_column, time_column};
+use super::{Store, ids};
+
+/// The tenants a caller may see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Scope {
+    /// Every tenant, and MSP-wide objects (shared playbooks, their runs).
+    All,
+    /// Only these.
+    Tenants(Vec<TenantId>),
+}
+
+impl Scope {
+    /// Whether `tenant` (`None`: an MSP-wide object) is visible.
+    pub fn sees(&self, tenant: Option<&TenantId>) -> bool {
+        match (self, tenant) {
+            (Scope::All, _) => true,
+            (Scope::Tenants(ids), Some(t)) => ids.contains(t),
+            (Scope::Tenants(_), None) => false,
+        }
+    }
+
+    /// Appends ` AND <column> IN (...)` (or nothing for every tenant).
+    fn restrict(&self, sql: &mut Sql, column: &str) {
+        if let Scope::Tenants(ids) = self {
+            if ids.is_empty() {
+                sql.push(" AND 1 = 0");
+            } else {
+                sql.push(" AND ")
+                    .push(column)
+                    .push(" IN ")
+                    .in_list(ids.iter().map(TenantId::as_str));
+            }
+        }
+    }
+}
+
+/// A user to create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NewUser {
+    /// Unique name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Tenants the user may see; `None`: every tenant (owners always).
+    pub tenants: Option<Vec<TenantId>>,
+}
+
+/// A stored user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct User {
+    /// Its id.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Tenants the user may see; `None`: every tenant.
+    pub tenants: Option<Vec<TenantId>>,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+impl User {
+    /// What the user may see.
+    pub fn scope(&self) -> Scope {
+        match &self.tenants {
+            Some(ids) if self.role != Role::Owner => Scope::Tenants(ids.clone()),
+            _ => Scope::All,
+        }
+    }
+}
+
+/// A stored API token (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ApiToken {
+    /// Its id.
+    pub id: String,
+    /// The user it acts for.
+    pub user_id: String,
+    /// A note saying what it is for.
+    pub label: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it was revoked; a revoked token is refused.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// Which runs to list, newest first.
+#[derive(Debug, Clone)]
+pub struct RunFilter {
+    /// What the caller may see.
+    pub scope: Scope,
+    /// Only this tenant's runs.
+    pub tenant: Option<TenantId>,
+    /// Only runs with this status.
+    pub status: Option<RunStatus>,
+    /// Only runs with a job of this plugin.
+    pub plugin: Option<String>,
+    /// Only runs created at or after this time.
+    pub since: Option<Timestamp>,
+    /// Only runs created before this time.
+    pub until: Option<Timestamp>,
+    /// The cursor: only runs older than this one.
+    pub before: Option<RunId>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// A log line of one of a run's jobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RunLog {
+    /// The job.
+    pub job_id: JobId,
+    /// Its attempt.
+    pub attempt: u32,
+    /// Position within the attempt.
+    pub seq: u32,
+    /// When it was written.
+    pub at: Timestamp,
+    /// Level.
+    pub level: String,
+    /// Message.
+    pub message: String,
+}
+
+/// A stored webhook (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StoredWebhook {
+    /// Its id.
+    pub id: String,
+    /// Only this tenant's alerts; `None`: every tenant's.
+    pub tenant_id: Option<TenantId>,
+    /// Where alerts are posted.
+    pub url: String,
+    /// Whether it receives alerts.
+    pub enabled: bool,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// A stored audit event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StoredAudit {
+    /// Its id (time-ordered; the cursor).
+    pub id: String,
+    /// When.
+    pub at: Timestamp,
+    /// Who.
+    pub actor: String,
+    /// The tenant concerned.
+    pub tenant_id: Option<TenantId>,
+    /// The job, for a plugin's host call.
+    pub job_id: Option<JobId>,
+    /// What was done.
+    pub action: String,
+    /// Details.
+    pub detail: Value,
+    /// How it ended.
+    pub outcome: String,
+}
+
+fn user_from_row(r: &AnyRow) -> Result<User> {
+    let tenants: Option<String> = r.try_get("tenants")?;
+    let tenants = tenants
+        .map(|t| serde_json::from_str(&t).map_err(|e| StoreError::corrupt("users.tenants", e)))
+        .transpose()?;
+    Ok(User {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        role: enum_column(r, "role")?,
+        tenants,
+        created_at: time_column(r, "created_at")?,
+    })
+}
+
+fn token_from_row(r: &AnyRow) -> Result<ApiToken> {
+    Ok(ApiToken {
+        id: r.try_get("id")?,
+        user_id: r.try_get("user_id")?,
+        label: r.try_get("label")?,
+        created_at: time_column(r, "created_at")?,
+        revoked_at: opt_time_column(r, "revoked_at")?,
+    })
+}
+
+fn playbook_from_row(r: &AnyRow) -> Result<Playbook> {
+    Ok(Playbook {
+        id: PlaybookId::from(r.try_get::<String, _>("id")?),
+        tenant_id: r
+            .try_get::<Option<String>, _>("tenant_id")?
+            .map(TenantId::from),
+        name: r.try_get("name")?,
+        steps: json_column(r, "steps")?,
+        target: json_column(r, "target")?,
+        created_at: time_column(r, "created_at")?,
+    })
+}
+
+const USER_COLUMNS: &str = "id, name, role, tenants, created_at";
+const TOKEN_COLUMNS: &str = "id, user_id, label, created_at, revoked_at";
+
+impl Store {
+    /// Creates a user.
+    ///
+    /// # Errors
+    ///
+    /// An empty name, a name taken, or an unknown tenant in `tenants`.
+    pub async fn create_user(&self, new: &NewUser, now: Timestamp) -> Result<User> {
+        name_field("name", &new.name)?;
+        let tenants = if new.role == Role::Owner {
+            None
+        } else {
+            new.tenants.clone()
+        };
+        let mut tx = self.write().await?;
+        for t in tenants.iter().flatten() {
+            let found = sqlx::query("SELECT id FROM tenants WHERE id = $1")
+                .bind(t.as_str())
+                .fetch_optional(tx.conn())
+                .await?;
+            if found.is_none() {
+                return Err(StoreError::invalid(
+                    "tenants",
+                    format!("unknown tenant `{t}`"),
+                ));
+            }
+        }
+        let user = User {
+            id: ids::new_id(),
+            name: new.name.clone(),
+            role: new.role,
+            tenants,
+            created_at: now,
+        };
+        let encoded = user
+            .tenants
+            .as_ref()
+            .map(|t| serde_json::to_string(t).expect("ids serialise"));
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, name, role, tenants, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&user.id)
+        .bind(&user.name)
+        .bind(user.role.as_str())
+        .bind(encoded)
+        .bind(now.as_millis())
+        .execute(tx.conn())
+        .await;
+        unique_insert(inserted, "user", &new.name)?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    /// Every user, by name.
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn users(&self) -> Result<Vec<User>> {
+        sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"))
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(user_from_row)
+            .collect()
+    }
+
+    /// The user with this id or name, if any.
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn user(&self, id_or_name: &str) -> Result<Option<User>> {
+        sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE id = $1 OR name = $1"
+        ))
+        .bind(id_or_name)
+        .fetch_optional(self.pool())
+        .await?
+        .as_ref()
+        .map(user_from_row)
+        .transpose()
+    }
+
+    /// Stores a token's hash for a user.
+    ///
+    /// # Errors
+    ///
+    /// An unknown user, or a hash already stored.
+    pub async fn create_token(
+        &self,
+        user_id: &str,
+        label: &str,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<ApiToken> {
+        let token = ApiToken {
+            id: ids::new_id(),
+            user_id: user_id.to_owned(),
+            label: label.to_owned(),
+            created_at: now,
+            revoked_at: None,
+        };
+        let mut tx = self.write().await?;
+        let found = sqlx::query("SELECT id FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(tx.conn())
+            .await?;
+        if found.is_none() {
+            return Err(StoreError::invalid("user", format!("unknown user `{user_id}`")));
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO api_tokens (id, user_id, label, token_hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&token.id)
+        .bind(user_id)
+        .bind(label)
+        .bind(token_hash)
+        .bind(now.as_millis())
+        .execute(tx.conn())
+        .await;
+        unique_insert(inserted, "token", label)?;
+        tx.commit().await?;
+        Ok(token)
+    }
+
+    /// Tokens, newest first; only `user_id`'s when given.
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn tokens(&self, user_id: Option<&str>) -> Result<Vec<ApiToken>> {
+        let mut sql = Sql::new(
+            self.backend,
+            &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE 1 = 1"),
+        );
+        if let Some(user) = user_id {
+            sql.push(" AND user_id = ").bind(user);
+        }
+        sql.push(" ORDER BY id DESC");
+        sql.query()
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(token_from_row)
+            .collect()
+    }
+
+    /// The token with this id, if any.
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn token(&self, id: &str) -> Result<Option<ApiToken>> {
+        sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?
+        .as_ref()
+        .map(token_from_row)
+        .transpose()
+    }
+
+    /// Revokes a token; `false` if it was unknown or revoked already.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn revoke_token(&self, id: &str, now: Timestamp) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let n = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now.as_millis())
+        .bind(id)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// The live (unrevoked) token with this hash and its user.
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn token_user(&self, token_hash: &str) -> Result<Option<(ApiToken, User)>> {
+        let row = sqlx::query(
+            "SELECT t.id AS token_id, t.user_id, t.label, t.created_at AS token_created_at, \
+             u.id, u.name, u.role, u.tenants, u.created_at \
+             FROM api_tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
+        )
+        .bind(token_hash)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| {
+            Ok((
+                ApiToken {
+                    id: r.try_get("token_id")?,
+                    user_id: r.try_get("user_id")?,
+                    label: r.try_get("label")?,
+                    created_at: time_column(&r, "token_created_at")?,
+                    revoked_at: None,
+                },
+                user_from_row(&r)?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// Runs matching `filter`, newest first.
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>> {
+        let mut sql = Sql::new(
+            self.backend,
+            &format!("SELECT {RUN_COLUMNS} FROM runs WHERE 1 = 1"),
+        );
+        filter.scope.restrict(&mut sql, "tenant_id");
+        if let Some(t) = &filter.tenant {
+            sql.push(" AND tenant_id = ").bind(t.as_str());
+        }
+        if let Some(s) = filter.status {
+            sql.push(" AND status = ").bind(s.as_str());
+        }
+        if let Some(since) = filter.since {
+            sql.push(" AND created_at >= ").bind(since);
+        }
+        if let Some(until) = filter.until {
+            sql.push(" AND created_at < ").bind(until);
+        }
+        if let Some(before) = &filter.before {
+            sql.push(" AND id < ").bind(before.as_str());
+        }
+        if let Some(plugin) = &filter.plugin {
+            sql.push(" AND EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = runs.id AND j.plugin = ")
+                .bind(plugin.as_str())
+                .push(")");
+        }
+        sql.push(" ORDER BY id DESC LIMIT ")
+            .bind(i64::from(filter.limit));
+        sql.query()
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(run_from_row)
+            .collect()
+    }
+
+    /// A tenant's sites, by name.
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn sites(&self, scope: &Scope, tenant: Option<&TenantId>) -> Result<Vec<Site>> {
+        let mut sql = Sql::new(
+            self.backend,
+            "SELECT id, tenant_id, name, created_at FROM sites WHERE 1 = 1",
+        );
+        scope.restrict(&mut sql, "tenant_id");
+        if let Some(t) = tenant {
+            sql.push(" AND tenant_id = ").bind(t.as_str());
+        }
+        sql.push(" ORDER BY name, id");
+        sql.query()
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(Site {
+                    id: SiteId::from(r.try_get::<String, _>("id")?),
+                    tenant_id: TenantId::from(r.try_get::<String, _>("tenant_id")?),
+                    name: r.try_get("name")?,
+                    created_at: time_column(r, "created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Devices the scope sees, by name; only `tenant`'s when given.
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn list_devices(
+        &self,
+        scope: &Scope,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<Device>> {
+        let mut sql = Sql::new(
+            self.backend,
+            &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE 1 = 1"),
+        );
+        scope.restrict(&mut sql, "tenant_id");
+        if let Some(t) = tenant {
+            sql.push(" AND tenant_id = ").bind(t.as_str());
+        }
+        sql.push(" ORDER BY name, id");
+        sql.query()
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(device_from_row)
+            .collect()
+    }
+
+    /// Replaces a device's admin fields (a JSON object).
+    ///
+    /// # Errors
+    ///
+    /// An unknown device, or `admin` not an object.
+    pub async fn set_device_admin(&self, id: &DeviceId, admin: &Value) -> Result<()> {
+        if !admin.is_object() {
+            return Err(StoreError::invalid("admin", "must be a JSON object"));
+        }
+        let mut tx = self.write().await?;
+        let n = sqlx::query("UPDATE devices SET admin = $1 WHERE id = $2")
+            .bind(admin.to_string())
+            .bind(id.as_str())
+            .execute(tx.conn())
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::UnknownDevice(id.clone()));
+        }
+        tx.commit().await
+    }
+
+    /// Playbooks the scope sees, by name; only `tenant`'s when given.
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn list_playbooks(
+        &self,
+        scope: &Scope,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<Playbook>> {
+        let mut sql = Sql::new(
+            self.backend,
+            "SELECT id, tenant_id, name, steps, target, created_at FROM playbooks WHERE 1 = 1",
+        );
+        scope.restrict(&mut sql, "tenant_id");
+        if let Some(t) = tenant {
+            sql.push(" AND tenant_id = ").bind(t.as_str());
+        }
+        sql.push(" ORDER BY name, id");
+        sql.query()
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(playbook_from_row)
+            .collect()
+    }
+
+    /// Schedules the scope sees, oldest first; only `playbook`'s when given.
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn list_schedules(
+        &self,
+        scope: &Scope,
+        playbook: Option<&PlaybookId>,
+    ) -> Result<Vec<Schedule>> {
+        let mut sql = Sql::new(
+            self.backend,
+            &format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE 1 = 1"),
+        );
+        scope.restrict(&mut sql, "tenant_id");
+        if let Some(p) = playbook {
+            sql.push(" AND playbook_id = ").bind(p.as_str());
+        }
+        sql.push(" ORDER BY id");
+        sql.query()
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(schedule_from_row)
+            .collect()
+    }
+
+    /// Turns a schedule on or off; `false` if there is no such schedule.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn set_schedule_enabled(&self, id: &ScheduleId, enabled: bool) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let n = sqlx::query("UPDATE schedules SET enabled = $1 WHERE id = $2")
+            .bind(i64::from(enabled))
+            .bind(id.as_str())
+            .execute(tx.conn())
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// Jobs awaiting approval that the scope sees, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn awaiting_approval(&self, scope: &Scope) -> Result<Vec<Job>> {
+        let mut sql = Sql::new(
+            self.backend,
+            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'awaiting-approval'"),
+        );
+        scope.restrict(&mut sql, "tenant_id");
+        sql.push(" ORDER BY id");
+        sql.query()
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(super::queue::job_from_row)
+            .collect()
+    }
+
+    /// The findings a run's jobs reported last, worst first.
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn findings_of_run(&self, run_id: &RunId) -> Result<Vec<Finding>> {
+        sqlx::query(&format!(
+            "SELECT {FINDING_COLUMNS} FROM findings \
+             WHERE last_job_id IN (SELECT id FROM jobs WHERE run_id = $1){FINDING_ORDER}"
+        ))
+        .bind(run_id.as_str())
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(finding_from_row)
+        .collect()
+    }
+
+    /// The log lines of a run's jobs, in the order they were written.
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn logs_of_run(&self, run_id: &RunId) -> Result<Vec<RunLog>> {
+        sqlx::query(
+            "SELECT l.job_id, l.attempt, l.seq, l.at, l.level, l.message FROM job_logs l \
+             JOIN jobs j ON j.id = l.job_id WHERE j.run_id = $1 \
+             ORDER BY l.at, l.job_id, l.attempt, l.seq",
+        )
+        .bind(run_id.as_str())
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(RunLog {
+                job_id: JobId::from(r.try_get::<String, _>("job_id")?),
+                attempt: super::sql::u32_column(r, "attempt")?,
+                seq: super::sql::u32_column(r, "seq")?,
+                at: time_column(r, "at")?,
+                level: r.try_get("level")?,
+                message: r.try_get("message")?,
+            })
+        })
+        .collect()
+    }
+
+    /// Stores a webhook.
+    ///
+    /// # Errors
+    ///
+    /// An unknown tenant or a database failure.
+    pub async fn create_webhook(
+        &self,
+        tenant_id: Option<&TenantId>,
+        url: &str,
+        secret: &str,
+        now: Timestamp,
+    ) -> Result<StoredWebhook> {
+        let hook = StoredWebhook {
+            id: ids::new_id(),
+            tenant_id: tenant_id.cloned(),
+            url: url.to_owned(),
+            enabled: true,
+            created_at: now,
+        };
+        let mut tx = self.write().await?;
+        if let Some(t) = tenant_id {
+            self.require_tenant(&mut tx, t).await?;
+        }
+        sqlx::query(
+            "INSERT INTO webhooks (id, tenant_id, url, secret, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&hook.id)
+        .bind(tenant_id.map(TenantId::as_str))
+        .bind(url)
+        .bind(secret)
+        .bind(now.as_millis())
+        .execute(tx.conn())
+        .await?;
+        tx.commit().await?;
+        Ok(hook)
+    }
+
+    /// Stored webhooks the scope sees, with their secrets, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn webhooks(&self, scope: &Scope) -> Result<Vec<(StoredWebhook, String)>> {
+        let mut sql = Sql::new(
+            self.backend,
+            "SELECT id, tenant_id, url, secret, enabled, created_at FROM webhooks WHERE 1 = 1",
+        );
+        scope.restrict(&mut sql, "tenant_id");
+        sql.push(" ORDER BY id");
+        sql.query()
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    StoredWebhook {
+                        id: r.try_get("id")?,
+                        tenant_id: r
+                            .try_get::<Option<String>, _>("tenant_id")?
+                            .map(TenantId::from),
+                        url: r.try_get("url")?,
+                        enabled: r.try_get::<i64, _>("enabled")? != 0,
+                        created_at: time_column(r, "created_at")?,
+                    },
+                    r.try_get("secret")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Deletes a webhook; `false` if there was none.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn delete_webhook(&self, id: &str) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let n = sqlx::query("DELETE FROM webhooks WHERE id = $1")
+            .bind(id)
+            .execute(tx.conn())
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// Audit events the scope sees, newest first, older than `before`.
+    /// MSP-wide events (no tenant) are only seen by an unscoped caller.
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn audit_events(
+        &self,
+        scope: &Scope,
+        tenant: Option<&TenantId>,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StoredAudit>> {
+        let mut sql = Sql::new(
+            self.backend,
+            "SELECT id, at, actor, tenant_id, job_id, action, detail, outcome \
+             FROM audit_events WHERE 1 = 1",
+        );
+        scope.restrict(&mut sql, "tenant_id");
+        if let Some(t) = tenant {
+            sql.push(" AND tenant_id = ").bind(t.as_str());
+        }
+        if let Some(b) = before {
+            sql.push(" AND id < ").bind(b);
+        }
+        sql.push(" ORDER BY id DESC LIMIT ").bind(i64::from(limit));
+        sql.query()
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(StoredAudit {
+                    id: r.try_get("id")?,
+                    at: time_column(r, "at")?,
+                    actor: r.try_get("actor")?,
+                    tenant_id: r
+                        .try_get::<Option<String>, _>("tenant_id")?
+                        .map(TenantId::from),
+                    job_id: r.try_get::<Option<String>, _>("job_id")?.map(JobId::from),
+                    action: r.try_get("action")?,
+                    detail: json_column(r, "detail")?,
+                    outcome: r.try_get("outcome")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The device with this id, if the scope sees it.
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn device_in(&self, scope: &Scope, id: &DeviceId) -> Result<Option<Device>> {
+        Ok(self
+            .device(id)
+            .await?
+            .filter(|d| scope.sees(Some(&d.tenant_id))))
+    }
+}
+
+/// What `/metrics` reports from the store.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoreMetrics {
+    /// Jobs per status.
+    pub jobs: Vec<(String, u64)>,
+    /// Queued jobs already due.
+    pub due: u64,
+    /// Finished runs and the sum of their durations in milliseconds.
+    pub runs_finished: u64,
+    /// Sum of finished runs' durations, in milliseconds.
+    pub run_millis: i64,
+    /// Jobs whose last attempt trapped, per plugin.
+    pub traps: Vec<(String, u64)>,
+}
+
+impl Store {
+    /// Counts for `/metrics`.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn metrics(&self, now: Timestamp) -> Result<StoreMetrics> {
+        let pairs = |rows: Vec<AnyRow>| -> Result<Vec<(String, u64)>> {
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get::<i64, _>(1)?.max(0) as u64)))
+                .collect()
+        };
+        let jobs = pairs(
+            sqlx::query("SELECT status, COUNT(*) FROM jobs GROUP BY status ORDER BY status")
+                .fetch_all(self.pool())
+                .await?,
+        )?;
+        let due: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND due_at <= $1")
+                .bind(now.as_millis())
+                .fetch_one(self.pool())
+                .await?;
+        let runs = sqlx::query(
+            "SELECT COUNT(*), COALESCE(SUM(finished_at - created_at), 0) FROM runs \
+             WHERE finished_at IS NOT NULL",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        let traps = pairs(
+            sqlx::query(
+                "SELECT plugin, COUNT(*) FROM jobs WHERE last_error LIKE 'the plugin trapped%' \
+                 GROUP BY plugin ORDER BY plugin",
+            )
+            .fetch_all(self.pool())
+            .await?,
+        )?;
+        Ok(StoreMetrics {
+            jobs,
+            due: due.max(0) as u64,
+            runs_finished: runs.try_get::<i64, _>(0)?.max(0) as u64,
+            run_millis: runs.try_get(1)?,
+            traps,
+        })
+    }
+}
