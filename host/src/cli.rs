@@ -71,7 +71,12 @@ enum Command {
         /// The first owner's API token (at least 32 characters), used only
         /// when the store has no users yet; without it a token is made and
         /// printed once.
-        #[arg(long, env = "STEWARD_OWNER_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+        #[arg(
+            long,
+            env = "STEWARD_OWNER_TOKEN",
+            value_name = "TOKEN",
+            hide_env_values = true
+        )]
         owner_token: Option<String>,
     },
     #[command(flatten)]

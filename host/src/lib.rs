@@ -7,10 +7,10 @@
 //! - [`device`]: a device and the providers behind its capabilities.
 //! - [`audit`]: the trail of mutating and scoped calls.
 
+pub mod api;
 pub mod audit;
 pub mod bindings;
 pub mod capability;
-pub mod api;
 pub mod control;
 pub mod device;
 pub mod runtime;

@@ -14,7 +14,12 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone, Args)]
 pub struct Conn {
     /// The server's base URL.
-    #[arg(long, global = true, env = "STEWARD_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "STEWARD_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     url: String,
     /// An API token (as printed by `steward serve` or `steward tokens
     /// create`).
@@ -377,7 +382,11 @@ impl Client {
             let problem: Value = serde_json::from_str(&text).unwrap_or(json!({ "detail": text }));
             let detail = problem["detail"].as_str().unwrap_or("request failed");
             let code = problem["code"].as_str().unwrap_or("");
-            anyhow::bail!("{detail} ({status}{}{})", if code.is_empty() { "" } else { ", " }, code);
+            anyhow::bail!(
+                "{detail} ({status}{}{})",
+                if code.is_empty() { "" } else { ", " },
+                code
+            );
         }
         if text.is_empty() {
             return Ok(Value::Null);
@@ -424,7 +433,10 @@ impl Client {
     /// item of an array, or of a page's `items`).
     fn print(&self, value: &Value, columns: &[&str]) {
         if self.conn.json {
-            println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(value).unwrap_or_default()
+            );
             return;
         }
         print_table(value, columns);
@@ -472,8 +484,10 @@ fn print_table(value: &Value, columns: &[&str]) {
                 .map(|c| {
                     let v = lookup(r, c);
                     match v.as_i64() {
-                        Some(ms) if c.ends_with("at") => chrono::DateTime::from_timestamp_millis(ms)
-                            .map_or_else(|| cell(v), |t| t.format("%Y-%m-%d %H:%M:%S").to_string()),
+                        Some(ms) if c.ends_with("at") => chrono::DateTime::from_timestamp_millis(
+                            ms,
+                        )
+                        .map_or_else(|| cell(v), |t| t.format("%Y-%m-%d %H:%M:%S").to_string()),
                         _ => cell(v),
                     }
                 })
@@ -511,7 +525,9 @@ fn print_table(value: &Value, columns: &[&str]) {
 
 fn json_arg(text: &str, what: &str) -> anyhow::Result<Value> {
     let text = match text.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?,
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?
+        }
         None => text.to_owned(),
     };
     serde_json::from_str(&text).with_context(|| format!("{what} is not valid JSON"))
@@ -538,27 +554,61 @@ pub async fn run(remote: Remote) -> anyhow::Result<ExitCode> {
             let c = Client::new(conn);
             let cols = &["id", "tenant_id", "name"];
             match cmd {
-                SiteCmd::List { tenant } => c.print(&c.get(&format!("/api/v1/sites{}", query(&[("tenant", tenant)]))).await?, cols),
-                SiteCmd::Create { tenant, name } => c.print(&c.post("/api/v1/sites", json!({ "tenant_id": tenant, "name": name })).await?, cols),
+                SiteCmd::List { tenant } => c.print(
+                    &c.get(&format!("/api/v1/sites{}", query(&[("tenant", tenant)])))
+                        .await?,
+                    cols,
+                ),
+                SiteCmd::Create { tenant, name } => c.print(
+                    &c.post(
+                        "/api/v1/sites",
+                        json!({ "tenant_id": tenant, "name": name }),
+                    )
+                    .await?,
+                    cols,
+                ),
             }
         }
         Remote::Devices(Area { conn, cmd }) => {
             let c = Client::new(conn);
             let cols = &["id", "tenant_id", "name", "tags", "reachable"];
             match cmd {
-                DeviceCmd::List { tenant } => c.print(&c.get(&format!("/api/v1/devices{}", query(&[("tenant", tenant)]))).await?, cols),
-                DeviceCmd::Show { id } => c.print(&c.get(&format!("/api/v1/devices/{id}")).await?, cols),
-                DeviceCmd::Add { tenant, name, site, tags, facts } => {
-                    let facts = facts.as_deref().map(|f| json_arg(f, "--facts")).transpose()?.unwrap_or(json!({}));
+                DeviceCmd::List { tenant } => c.print(
+                    &c.get(&format!("/api/v1/devices{}", query(&[("tenant", tenant)])))
+                        .await?,
+                    cols,
+                ),
+                DeviceCmd::Show { id } => {
+                    c.print(&c.get(&format!("/api/v1/devices/{id}")).await?, cols)
+                }
+                DeviceCmd::Add {
+                    tenant,
+                    name,
+                    site,
+                    tags,
+                    facts,
+                } => {
+                    let facts = facts
+                        .as_deref()
+                        .map(|f| json_arg(f, "--facts"))
+                        .transpose()?
+                        .unwrap_or(json!({}));
                     c.print(
                         &c.post("/api/v1/devices", json!({ "tenant_id": tenant, "name": name, "site_id": site, "tags": tags, "facts": facts })).await?,
                         cols,
                     );
                 }
                 DeviceCmd::Import { tenant, file } => {
-                    let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+                    let text = std::fs::read_to_string(&file)
+                        .with_context(|| format!("cannot read {}", file.display()))?;
                     let req = c
-                        .request(reqwest::Method::POST, &format!("/api/v1/devices/import{}", query(&[("tenant", Some(tenant))])))
+                        .request(
+                            reqwest::Method::POST,
+                            &format!(
+                                "/api/v1/devices/import{}",
+                                query(&[("tenant", Some(tenant))])
+                            ),
+                        )
                         .header("content-type", "text/csv")
                         .body(text);
                     c.print(&c.send(req).await?, &["created", "updated"]);
@@ -571,12 +621,25 @@ pub async fn run(remote: Remote) -> anyhow::Result<ExitCode> {
             match cmd {
                 PluginsCmd::List => c.print(&c.get("/api/v1/plugins").await?, cols),
                 PluginsCmd::Install { file, grants } => {
-                    let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+                    let bytes = std::fs::read(&file)
+                        .with_context(|| format!("cannot read {}", file.display()))?;
                     let wasm = base64::engine::general_purpose::STANDARD.encode(bytes);
-                    c.print(&c.post("/api/v1/plugins", json!({ "wasm": wasm, "grants": grants })).await?, cols);
+                    c.print(
+                        &c.post("/api/v1/plugins", json!({ "wasm": wasm, "grants": grants }))
+                            .await?,
+                        cols,
+                    );
                 }
-                PluginsCmd::Grant { name, version, grants } => c.print(
-                    &c.put(&format!("/api/v1/plugins/{name}/{version}/grants"), json!({ "grants": grants })).await?,
+                PluginsCmd::Grant {
+                    name,
+                    version,
+                    grants,
+                } => c.print(
+                    &c.put(
+                        &format!("/api/v1/plugins/{name}/{version}/grants"),
+                        json!({ "grants": grants }),
+                    )
+                    .await?,
                     cols,
                 ),
             }
@@ -585,61 +648,201 @@ pub async fn run(remote: Remote) -> anyhow::Result<ExitCode> {
             let c = Client::new(conn);
             let cols = &["id", "tenant_id", "name"];
             match cmd {
-                PlaybookCmd::List { tenant } => c.print(&c.get(&format!("/api/v1/playbooks{}", query(&[("tenant", tenant)]))).await?, cols),
-                PlaybookCmd::Show { id } => c.print(&c.get(&format!("/api/v1/playbooks/{id}")).await?, &["id", "tenant_id", "name", "steps", "target"]),
-                PlaybookCmd::Create { tenant, name, steps, target } => {
+                PlaybookCmd::List { tenant } => c.print(
+                    &c.get(&format!(
+                        "/api/v1/playbooks{}",
+                        query(&[("tenant", tenant)])
+                    ))
+                    .await?,
+                    cols,
+                ),
+                PlaybookCmd::Show { id } => c.print(
+                    &c.get(&format!("/api/v1/playbooks/{id}")).await?,
+                    &["id", "tenant_id", "name", "steps", "target"],
+                ),
+                PlaybookCmd::Create {
+                    tenant,
+                    name,
+                    steps,
+                    target,
+                } => {
                     let steps = json_arg(&steps, "--steps")?;
-                    let target = target.as_deref().map(|t| json_arg(t, "--target")).transpose()?;
+                    let target = target
+                        .as_deref()
+                        .map(|t| json_arg(t, "--target"))
+                        .transpose()?;
                     c.print(&c.post("/api/v1/playbooks", json!({ "tenant_id": tenant, "name": name, "steps": steps, "target": target })).await?, cols);
                 }
-                PlaybookCmd::Run { id, tenant } => c.print(&c.post(&format!("/api/v1/playbooks/{id}/runs"), json!({ "tenant_id": tenant })).await?, RUN_COLUMNS),
+                PlaybookCmd::Run { id, tenant } => c.print(
+                    &c.post(
+                        &format!("/api/v1/playbooks/{id}/runs"),
+                        json!({ "tenant_id": tenant }),
+                    )
+                    .await?,
+                    RUN_COLUMNS,
+                ),
             }
         }
         Remote::Schedules(Area { conn, cmd }) => {
             let c = Client::new(conn);
-            let cols = &["id", "playbook_id", "tenant_id", "spec.cron", "enabled", "next_fire_at"];
+            let cols = &[
+                "id",
+                "playbook_id",
+                "tenant_id",
+                "spec.cron",
+                "enabled",
+                "next_fire_at",
+            ];
             match cmd {
-                ScheduleCmd::List { playbook } => c.print(&c.get(&format!("/api/v1/schedules{}", query(&[("playbook", playbook)]))).await?, cols),
-                ScheduleCmd::Create { playbook, cron, timezone, spec, tenant } => {
+                ScheduleCmd::List { playbook } => c.print(
+                    &c.get(&format!(
+                        "/api/v1/schedules{}",
+                        query(&[("playbook", playbook)])
+                    ))
+                    .await?,
+                    cols,
+                ),
+                ScheduleCmd::Create {
+                    playbook,
+                    cron,
+                    timezone,
+                    spec,
+                    tenant,
+                } => {
                     let spec = match spec {
                         Some(s) => json_arg(&s, "--spec")?,
                         None => {
-                            let mut spec = json!({ "cron": cron.context("give --cron or --spec")? });
+                            let mut spec =
+                                json!({ "cron": cron.context("give --cron or --spec")? });
                             if let Some(tz) = timezone {
                                 spec["timezone"] = json!(tz);
                             }
                             spec
                         }
                     };
-                    c.print(&c.post("/api/v1/schedules", json!({ "playbook_id": playbook, "tenant_id": tenant, "spec": spec })).await?, cols);
+                    c.print(
+                        &c.post(
+                            "/api/v1/schedules",
+                            json!({ "playbook_id": playbook, "tenant_id": tenant, "spec": spec }),
+                        )
+                        .await?,
+                        cols,
+                    );
                 }
-                ScheduleCmd::Enable { id } => c.print(&c.patch(&format!("/api/v1/schedules/{id}"), json!({ "enabled": true })).await?, cols),
-                ScheduleCmd::Disable { id } => c.print(&c.patch(&format!("/api/v1/schedules/{id}"), json!({ "enabled": false })).await?, cols),
+                ScheduleCmd::Enable { id } => c.print(
+                    &c.patch(
+                        &format!("/api/v1/schedules/{id}"),
+                        json!({ "enabled": true }),
+                    )
+                    .await?,
+                    cols,
+                ),
+                ScheduleCmd::Disable { id } => c.print(
+                    &c.patch(
+                        &format!("/api/v1/schedules/{id}"),
+                        json!({ "enabled": false }),
+                    )
+                    .await?,
+                    cols,
+                ),
             }
         }
         Remote::Runs(Area { conn, cmd }) => {
             let c = Client::new(conn);
             match cmd {
-                RunCmd::List { tenant, status, plugin, since, until, limit, cursor } => {
-                    let q = query(&[("tenant", tenant), ("status", status), ("plugin", plugin), ("since", since), ("until", until), ("limit", limit.map(|l| l.to_string())), ("cursor", cursor)]);
+                RunCmd::List {
+                    tenant,
+                    status,
+                    plugin,
+                    since,
+                    until,
+                    limit,
+                    cursor,
+                } => {
+                    let q = query(&[
+                        ("tenant", tenant),
+                        ("status", status),
+                        ("plugin", plugin),
+                        ("since", since),
+                        ("until", until),
+                        ("limit", limit.map(|l| l.to_string())),
+                        ("cursor", cursor),
+                    ]);
                     c.print(&c.get(&format!("/api/v1/runs{q}")).await?, RUN_COLUMNS);
                 }
-                RunCmd::Show { id } => c.print(&c.get(&format!("/api/v1/runs/{id}")).await?, &["id", "tenant_id", "status", "jobs", "created_at", "finished_at"]),
-                RunCmd::Jobs { id } => c.print(&c.get(&format!("/api/v1/runs/{id}/jobs")).await?, &["id", "device_id", "plugin", "mode", "status", "attempt", "last_error"]),
-                RunCmd::Findings { id } => c.print(&c.get(&format!("/api/v1/runs/{id}/findings")).await?, &["device_id", "plugin", "severity", "key", "summary"]),
-                RunCmd::Changes { id } => c.print(&c.get(&format!("/api/v1/runs/{id}/changes")).await?, &["job_id", "change.outcome", "change.kind", "change.target", "change.description"]),
-                RunCmd::Logs { id } => c.print(&c.get(&format!("/api/v1/runs/{id}/logs")).await?, &["job_id", "level", "message"]),
+                RunCmd::Show { id } => c.print(
+                    &c.get(&format!("/api/v1/runs/{id}")).await?,
+                    &[
+                        "id",
+                        "tenant_id",
+                        "status",
+                        "jobs",
+                        "created_at",
+                        "finished_at",
+                    ],
+                ),
+                RunCmd::Jobs { id } => c.print(
+                    &c.get(&format!("/api/v1/runs/{id}/jobs")).await?,
+                    &[
+                        "id",
+                        "device_id",
+                        "plugin",
+                        "mode",
+                        "status",
+                        "attempt",
+                        "last_error",
+                    ],
+                ),
+                RunCmd::Findings { id } => c.print(
+                    &c.get(&format!("/api/v1/runs/{id}/findings")).await?,
+                    &["device_id", "plugin", "severity", "key", "summary"],
+                ),
+                RunCmd::Changes { id } => c.print(
+                    &c.get(&format!("/api/v1/runs/{id}/changes")).await?,
+                    &[
+                        "job_id",
+                        "change.outcome",
+                        "change.kind",
+                        "change.target",
+                        "change.description",
+                    ],
+                ),
+                RunCmd::Logs { id } => c.print(
+                    &c.get(&format!("/api/v1/runs/{id}/logs")).await?,
+                    &["job_id", "level", "message"],
+                ),
                 RunCmd::Watch { id } => return watch(&c, &id).await,
-                RunCmd::Cancel { id } => c.print(&c.post(&format!("/api/v1/runs/{id}/cancel"), json!({})).await?, RUN_COLUMNS),
+                RunCmd::Cancel { id } => c.print(
+                    &c.post(&format!("/api/v1/runs/{id}/cancel"), json!({}))
+                        .await?,
+                    RUN_COLUMNS,
+                ),
             }
         }
         Remote::Approvals(Area { conn, cmd }) => {
             let c = Client::new(conn);
             let job_cols = &["id", "run_id", "device_id", "plugin", "status"];
             match cmd {
-                ApprovalCmd::List => c.print(&c.get("/api/v1/approvals").await?, &["job.id", "job.device_id", "job.plugin", "planned"]),
-                ApprovalCmd::Approve { job, comment } => c.print(&c.post(&format!("/api/v1/approvals/{job}/approve"), json!({ "comment": comment })).await?, job_cols),
-                ApprovalCmd::Reject { job, comment } => c.print(&c.post(&format!("/api/v1/approvals/{job}/reject"), json!({ "comment": comment })).await?, job_cols),
+                ApprovalCmd::List => c.print(
+                    &c.get("/api/v1/approvals").await?,
+                    &["job.id", "job.device_id", "job.plugin", "planned"],
+                ),
+                ApprovalCmd::Approve { job, comment } => c.print(
+                    &c.post(
+                        &format!("/api/v1/approvals/{job}/approve"),
+                        json!({ "comment": comment }),
+                    )
+                    .await?,
+                    job_cols,
+                ),
+                ApprovalCmd::Reject { job, comment } => c.print(
+                    &c.post(
+                        &format!("/api/v1/approvals/{job}/reject"),
+                        json!({ "comment": comment }),
+                    )
+                    .await?,
+                    job_cols,
+                ),
             }
         }
         Remote::Tokens(Area { conn, cmd }) => {
@@ -648,7 +851,9 @@ pub async fn run(remote: Remote) -> anyhow::Result<ExitCode> {
             match cmd {
                 TokenCmd::List => c.print(&c.get("/api/v1/tokens").await?, cols),
                 TokenCmd::Create { user, label } => {
-                    let made = c.post("/api/v1/tokens", json!({ "user": user, "label": label })).await?;
+                    let made = c
+                        .post("/api/v1/tokens", json!({ "user": user, "label": label }))
+                        .await?;
                     if c.conn.json {
                         c.print(&made, cols);
                     } else {
@@ -667,9 +872,20 @@ pub async fn run(remote: Remote) -> anyhow::Result<ExitCode> {
             let cols = &["id", "name", "role", "tenants"];
             match cmd {
                 UserCmd::List => c.print(&c.get("/api/v1/users").await?, cols),
-                UserCmd::Create { name, role, tenants } => {
+                UserCmd::Create {
+                    name,
+                    role,
+                    tenants,
+                } => {
                     let tenants = (!tenants.is_empty()).then_some(tenants);
-                    c.print(&c.post("/api/v1/users", json!({ "name": name, "role": role, "tenants": tenants })).await?, cols);
+                    c.print(
+                        &c.post(
+                            "/api/v1/users",
+                            json!({ "name": name, "role": role, "tenants": tenants }),
+                        )
+                        .await?,
+                        cols,
+                    );
                 }
             }
         }
@@ -678,7 +894,18 @@ pub async fn run(remote: Remote) -> anyhow::Result<ExitCode> {
             let cols = &["id", "tenant_id", "url", "enabled"];
             match cmd {
                 WebhookCmd::List => c.print(&c.get("/api/v1/webhooks").await?, cols),
-                WebhookCmd::Create { url, secret, tenant } => c.print(&c.post("/api/v1/webhooks", json!({ "url": url, "secret": secret, "tenant_id": tenant })).await?, cols),
+                WebhookCmd::Create {
+                    url,
+                    secret,
+                    tenant,
+                } => c.print(
+                    &c.post(
+                        "/api/v1/webhooks",
+                        json!({ "url": url, "secret": secret, "tenant_id": tenant }),
+                    )
+                    .await?,
+                    cols,
+                ),
                 WebhookCmd::Delete { id } => {
                     c.delete(&format!("/api/v1/webhooks/{id}")).await?;
                     println!("deleted {id}");
@@ -688,16 +915,40 @@ pub async fn run(remote: Remote) -> anyhow::Result<ExitCode> {
         Remote::Findings { conn, tenant, all } => {
             let c = Client::new(conn);
             let q = query(&[("tenant", Some(tenant)), ("open", Some((!all).to_string()))]);
-            c.print(&c.get(&format!("/api/v1/findings{q}")).await?, &["device_id", "plugin", "severity", "key", "summary", "resolved_at"]);
+            c.print(
+                &c.get(&format!("/api/v1/findings{q}")).await?,
+                &[
+                    "device_id",
+                    "plugin",
+                    "severity",
+                    "key",
+                    "summary",
+                    "resolved_at",
+                ],
+            );
         }
         Remote::Tickets { conn, tenant } => {
             let c = Client::new(conn);
-            c.print(&c.get(&format!("/api/v1/tickets{}", query(&[("tenant", Some(tenant))]))).await?, &["id", "device_id", "queue", "title"]);
+            c.print(
+                &c.get(&format!(
+                    "/api/v1/tickets{}",
+                    query(&[("tenant", Some(tenant))])
+                ))
+                .await?,
+                &["id", "device_id", "queue", "title"],
+            );
         }
-        Remote::Audit { conn, tenant, limit } => {
+        Remote::Audit {
+            conn,
+            tenant,
+            limit,
+        } => {
             let c = Client::new(conn);
             let q = query(&[("tenant", tenant), ("limit", Some(limit.to_string()))]);
-            c.print(&c.get(&format!("/api/v1/audit{q}")).await?, &["at", "actor", "tenant_id", "action", "outcome"]);
+            c.print(
+                &c.get(&format!("/api/v1/audit{q}")).await?,
+                &["at", "actor", "tenant_id", "action", "outcome"],
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -714,7 +965,10 @@ async fn watch(c: &Client, id: &str) -> anyhow::Result<ExitCode> {
     if !resp.status().is_success() {
         let status = resp.status();
         let problem: Value = serde_json::from_str(&resp.text().await?).unwrap_or(Value::Null);
-        anyhow::bail!("{} ({status})", problem["detail"].as_str().unwrap_or("request failed"));
+        anyhow::bail!(
+            "{} ({status})",
+            problem["detail"].as_str().unwrap_or("request failed")
+        );
     }
     let bar = indicatif::ProgressBar::new(0);
     if c.conn.json {
@@ -750,7 +1004,9 @@ async fn watch(c: &Client, id: &str) -> anyhow::Result<ExitCode> {
                             .as_object()
                             .into_iter()
                             .flatten()
-                            .filter(|(k, _)| !matches!(k.as_str(), "queued" | "leased" | "awaiting-approval"))
+                            .filter(|(k, _)| {
+                                !matches!(k.as_str(), "queued" | "leased" | "awaiting-approval")
+                            })
                             .filter_map(|(_, v)| v.as_u64())
                             .sum();
                         bar.set_length(total);
@@ -775,5 +1031,9 @@ async fn watch(c: &Client, id: &str) -> anyhow::Result<ExitCode> {
     if !c.conn.json {
         println!("run {id} {status}");
     }
-    Ok(if status == "succeeded" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if status == "succeeded" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -135,7 +135,11 @@ impl FromRequestParts<ApiState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
         let unauthenticated = |detail: &str| {
-            ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", detail.to_owned())
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                detail.to_owned(),
+            )
         };
         let header = parts
             .headers

@@ -61,16 +61,26 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         }
         let message = inner.to_string();
         // serde reports an unknown field at its parent; name the field.
-        // serde_path_to_error's path already ends at an unknown field.
-        let field = match message
+        // serde_path_to_error's path already ends at an unknown field; a
+        // missing field is reported at its parent.
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next());
+        let unknown = message
             .strip_prefix("unknown field `")
-            .and_then(|m| m.split('`').next())
-        {
-            Some(name) if path == "." => name.to_owned(),
+            .and_then(|m| m.split('`').next());
+        let field = match (missing, unknown) {
+            (Some(name), _) if path == "." => name.to_owned(),
+            (Some(name), _) => format!("{path}.{name}"),
+            (None, Some(name)) if path == "." => name.to_owned(),
             _ if path == "." => "body".to_owned(),
             _ => path,
         };
-        let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or(&message)
+            .to_owned();
         ApiError::invalid(field.clone(), format!("invalid `{field}`: {message}"))
     })?;
     Ok(value)

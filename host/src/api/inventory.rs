@@ -50,10 +50,16 @@ pub struct TenantFilter {
 /// Tenants the caller sees.
 #[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants",
     responses((status = 200, body = Vec<Tenant>), (status = 401, body = Problem)))]
-async fn list_tenants(State(state): State<ApiState>, caller: Caller) -> ApiResult<axum::Json<Vec<Tenant>>> {
+async fn list_tenants(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> ApiResult<axum::Json<Vec<Tenant>>> {
     let tenants = state.store().tenants().await?;
     Ok(axum::Json(
-        tenants.into_iter().filter(|t| caller.sees(Some(&t.id))).collect(),
+        tenants
+            .into_iter()
+            .filter(|t| caller.sees(Some(&t.id)))
+            .collect(),
     ))
 }
 
@@ -79,7 +85,12 @@ async fn create_tenant(
         )
         .await?;
     state
-        .audit(&caller, Some(&tenant.id), "tenant.create", json!({ "name": tenant.name }))
+        .audit(
+            &caller,
+            Some(&tenant.id),
+            "tenant.create",
+            json!({ "name": tenant.name }),
+        )
         .await?;
     Ok((StatusCode::CREATED, axum::Json(tenant)))
 }
@@ -93,7 +104,9 @@ async fn get_tenant(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Tenant>> {
-    Ok(axum::Json(state.tenant(&caller, &TenantId::from(id)).await?))
+    Ok(axum::Json(
+        state.tenant(&caller, &TenantId::from(id)).await?,
+    ))
 }
 
 /// A site to create.
@@ -137,7 +150,12 @@ async fn create_site(
         .create_site(&body.tenant_id, &body.name, Timestamp::now())
         .await?;
     state
-        .audit(&caller, Some(&site.tenant_id), "site.create", json!({ "site": site.id, "name": site.name }))
+        .audit(
+            &caller,
+            Some(&site.tenant_id),
+            "site.create",
+            json!({ "site": site.id, "name": site.name }),
+        )
         .await?;
     Ok((StatusCode::CREATED, axum::Json(site)))
 }
@@ -213,7 +231,12 @@ async fn create_device(
         )
         .await?;
     state
-        .audit(&caller, Some(&device.tenant_id), "device.create", json!({ "device": device.id, "name": device.name }))
+        .audit(
+            &caller,
+            Some(&device.tenant_id),
+            "device.create",
+            json!({ "device": device.id, "name": device.name }),
+        )
         .await?;
     Ok((StatusCode::CREATED, axum::Json(device)))
 }
@@ -234,7 +257,9 @@ async fn get_device(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Device>> {
-    Ok(axum::Json(state.device(&caller, &DeviceId::from(id)).await?))
+    Ok(axum::Json(
+        state.device(&caller, &DeviceId::from(id)).await?,
+    ))
 }
 
 /// Which tenant an import is for.
@@ -296,7 +321,12 @@ async fn import_devices(
         }
     }
     state
-        .audit(&caller, Some(&target.tenant), "device.import", json!({ "created": report.created, "updated": report.updated }))
+        .audit(
+            &caller,
+            Some(&target.tenant),
+            "device.import",
+            json!({ "created": report.created, "updated": report.updated }),
+        )
         .await?;
     Ok(axum::Json(report))
 }
@@ -332,8 +362,8 @@ fn parse_csv(text: &str) -> ApiResult<Vec<(String, Value)>> {
     let mut rows = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let line = i + 2;
-        let record =
-            record.map_err(|e| ApiError::invalid(format!("row {line}"), format!("row {line}: {e}")))?;
+        let record = record
+            .map_err(|e| ApiError::invalid(format!("row {line}"), format!("row {line}: {e}")))?;
         let mut name = String::new();
         let mut admin = serde_json::Map::new();
         for (column, value) in headers.iter().zip(record.iter()) {
@@ -345,7 +375,10 @@ fn parse_csv(text: &str) -> ApiResult<Vec<(String, Value)>> {
                 "name" => name = value.to_owned(),
                 "cost" => {
                     let cents = parse_cost(value).ok_or_else(|| {
-                        ApiError::invalid(field(), format!("row {line}: `{value}` is not an amount like 1299.00"))
+                        ApiError::invalid(
+                            field(),
+                            format!("row {line}: `{value}` is not an amount like 1299.00"),
+                        )
                     })?;
                     admin.insert("cost-cents".into(), json!(cents));
                 }
@@ -355,14 +388,18 @@ fn parse_csv(text: &str) -> ApiResult<Vec<(String, Value)>> {
             }
         }
         if name.is_empty() {
-            return Err(ApiError::invalid(format!("row {line}.name"), format!("row {line}: `name` is empty")));
+            return Err(ApiError::invalid(
+                format!("row {line}.name"),
+                format!("row {line}: `name` is empty"),
+            ));
         }
         let admin = Value::Object(admin);
         check_admin_fields(&admin).map_err(|_| {
-            let detail = serde_json::from_value::<crate::capability::inventory::AdminRecord>(admin.clone())
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
+            let detail =
+                serde_json::from_value::<crate::capability::inventory::AdminRecord>(admin.clone())
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
             ApiError::invalid(format!("row {line}"), format!("row {line}: {detail}"))
         })?;
         rows.push((name, admin));
@@ -373,11 +410,19 @@ fn parse_csv(text: &str) -> ApiResult<Vec<(String, Value)>> {
 /// `1299`, `1299.5` or `1299.50` as cents.
 fn parse_cost(text: &str) -> Option<u64> {
     let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
-    if whole.is_empty() || frac.len() > 2 || !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+    if whole.is_empty()
+        || frac.len() > 2
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     let whole: u64 = whole.parse().ok()?;
-    let frac: u64 = if frac.is_empty() { 0 } else { format!("{frac:0<2}").parse().ok()? };
+    let frac: u64 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<2}").parse().ok()?
+    };
     whole.checked_mul(100)?.checked_add(frac)
 }
 

@@ -30,7 +30,9 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::control::alerts::Webhook;
 use crate::control::executor::Alerts;
 use crate::control::plane::ControlPlane;
-use crate::store::{AuditEvent, DeviceId, JobId, Playbook, PlaybookId, Run, RunId, Store, TenantId, Timestamp};
+use crate::store::{
+    AuditEvent, DeviceId, JobId, Playbook, PlaybookId, Run, RunId, Store, TenantId, Timestamp,
+};
 
 use auth::{Caller, TokenCache};
 use problem::{ApiError, ApiResult};
@@ -217,9 +219,7 @@ pub fn router(state: ApiState) -> (Router, OpenApi) {
     )]);
     let doc_json = Arc::new(doc.to_json().expect("the OpenAPI document serialises"));
     let router = router
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "no-route", "no such route")
-        })
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no-route", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -88,11 +88,7 @@ async fn metrics(State(state): State<ApiState>) -> ApiResult<Response> {
         let plugin = plugin.replace('\\', "\\\\").replace('"', "\\\"");
         let _ = writeln!(out, "steward_plugin_traps_total{{plugin=\"{plugin}\"}} {n}");
     }
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        out,
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 
 /// This document.

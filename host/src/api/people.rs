@@ -46,7 +46,10 @@ fn may_manage(caller: &Caller, role: Role, tenants: Option<&[TenantId]>) -> bool
 /// Users the caller may manage (everyone for an owner).
 #[utoipa::path(get, path = "/api/v1/users", tag = "users",
     responses((status = 200, body = Vec<User>), (status = 403, body = Problem)))]
-async fn list_users(State(state): State<ApiState>, caller: Caller) -> ApiResult<axum::Json<Vec<User>>> {
+async fn list_users(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> ApiResult<axum::Json<Vec<User>>> {
     caller.require(Role::Admin)?;
     let users = state.store().users().await?;
     Ok(axum::Json(
@@ -87,7 +90,10 @@ async fn create_user(
     }
     if let Some(ts) = &body.tenants {
         for t in ts {
-            state.tenant(&caller, t).await.map_err(|e| e.with_field("tenants"))?;
+            state
+                .tenant(&caller, t)
+                .await
+                .map_err(|e| e.with_field("tenants"))?;
         }
     }
     let user = state
@@ -102,7 +108,12 @@ async fn create_user(
         )
         .await?;
     state
-        .audit(&caller, None, "user.create", json!({ "user": user.name, "role": user.role, "tenants": user.tenants }))
+        .audit(
+            &caller,
+            None,
+            "user.create",
+            json!({ "user": user.name, "role": user.role, "tenants": user.tenants }),
+        )
         .await?;
     Ok((StatusCode::CREATED, axum::Json(user)))
 }
@@ -176,7 +187,12 @@ async fn create_token(
         .create_token(&user.id, &body.label, &hash_token(&token), Timestamp::now())
         .await?;
     state
-        .audit(&caller, None, "token.create", json!({ "token": record.id, "user": user.name, "label": record.label }))
+        .audit(
+            &caller,
+            None,
+            "token.create",
+            json!({ "token": record.id, "user": user.name, "label": record.label }),
+        )
         .await?;
     Ok((StatusCode::CREATED, axum::Json(NewToken { token, record })))
 }
@@ -193,7 +209,11 @@ async fn revoke_token(
     let not_found = || ApiError::not_found("token", &id);
     let token = state.store().token(&id).await?.ok_or_else(not_found)?;
     if token.user_id != caller.user.id {
-        let user = state.store().user(&token.user_id).await?.ok_or_else(not_found)?;
+        let user = state
+            .store()
+            .user(&token.user_id)
+            .await?
+            .ok_or_else(not_found)?;
         if !may_manage(&caller, user.role, user.tenants.as_deref()) {
             return Err(not_found());
         }
@@ -269,11 +289,21 @@ async fn create_webhook(
     .map_err(|e| ApiError::invalid("url", e.to_string()))?;
     let hook = state
         .store()
-        .create_webhook(body.tenant_id.as_ref(), &body.url, &body.secret, Timestamp::now())
+        .create_webhook(
+            body.tenant_id.as_ref(),
+            &body.url,
+            &body.secret,
+            Timestamp::now(),
+        )
         .await?;
     state.reload_webhooks().await?;
     state
-        .audit(&caller, hook.tenant_id.as_ref(), "webhook.create", json!({ "webhook": hook.id, "url": hook.url }))
+        .audit(
+            &caller,
+            hook.tenant_id.as_ref(),
+            "webhook.create",
+            json!({ "webhook": hook.id, "url": hook.url }),
+        )
         .await?;
     Ok((StatusCode::CREATED, axum::Json(hook)))
 }
@@ -299,7 +329,12 @@ async fn delete_webhook(
     state.store().delete_webhook(&id).await?;
     state.reload_webhooks().await?;
     state
-        .audit(&caller, hook.tenant_id.as_ref(), "webhook.delete", json!({ "webhook": id }))
+        .audit(
+            &caller,
+            hook.tenant_id.as_ref(),
+            "webhook.delete",
+            json!({ "webhook": id }),
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

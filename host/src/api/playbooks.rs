@@ -14,7 +14,9 @@ use super::ApiState;
 use super::auth::Caller;
 use super::body::{Json, Query, Upload};
 use super::problem::{ApiError, ApiResult, Problem};
-use crate::store::{Playbook, PlaybookId, PluginVersion, Role, Run, Schedule, ScheduleId, TenantId};
+use crate::store::{
+    Playbook, PlaybookId, PluginVersion, Role, Run, Schedule, ScheduleId, TenantId,
+};
 
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
@@ -66,10 +68,15 @@ async fn install_plugin(
         .map_err(|e| ApiError::invalid("wasm", format!("`wasm` is not base64: {e}")))?;
     let installed = install(&state, &bytes, &body.grants).await?;
     state
-        .audit(&caller, None, "plugin.install", json!({
-            "plugin": installed.plugin, "version": installed.version,
-            "digest": installed.digest, "grants": installed.grants,
-        }))
+        .audit(
+            &caller,
+            None,
+            "plugin.install",
+            json!({
+                "plugin": installed.plugin, "version": installed.version,
+                "digest": installed.digest, "grants": installed.grants,
+            }),
+        )
         .await?;
     Ok((StatusCode::CREATED, axum::Json(installed)))
 }
@@ -209,7 +216,12 @@ async fn create_playbook(
         )
         .await?;
     state
-        .audit(&caller, playbook.tenant_id.as_ref(), "playbook.create", json!({ "playbook": playbook.id, "name": playbook.name }))
+        .audit(
+            &caller,
+            playbook.tenant_id.as_ref(),
+            "playbook.create",
+            json!({ "playbook": playbook.id, "name": playbook.name }),
+        )
         .await?;
     Ok((StatusCode::CREATED, axum::Json(playbook)))
 }
@@ -223,7 +235,9 @@ async fn get_playbook(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Playbook>> {
-    Ok(axum::Json(state.playbook(&caller, &PlaybookId::from(id)).await?))
+    Ok(axum::Json(
+        state.playbook(&caller, &PlaybookId::from(id)).await?,
+    ))
 }
 
 /// Which tenant to run a shared playbook for.
@@ -264,9 +278,17 @@ async fn start_run(
             ));
         }
     };
-    let run_id = state.plane().start_run(&playbook.id, Some(tenant.clone())).await?;
+    let run_id = state
+        .plane()
+        .start_run(&playbook.id, Some(tenant.clone()))
+        .await?;
     state
-        .audit(&caller, Some(&tenant), "run.start", json!({ "run": run_id, "playbook": playbook.id }))
+        .audit(
+            &caller,
+            Some(&tenant),
+            "run.start",
+            json!({ "run": run_id, "playbook": playbook.id }),
+        )
         .await?;
     let run = state.run(&caller, &run_id).await?;
     Ok((StatusCode::CREATED, axum::Json(run)))
@@ -331,7 +353,12 @@ async fn create_schedule(
         .await?;
     let tenant = schedule.tenant_id.clone().or(playbook.tenant_id);
     state
-        .audit(&caller, tenant.as_ref(), "schedule.create", json!({ "schedule": schedule.id, "playbook": playbook.id, "spec": schedule.spec }))
+        .audit(
+            &caller,
+            tenant.as_ref(),
+            "schedule.create",
+            json!({ "schedule": schedule.id, "playbook": playbook.id, "spec": schedule.spec }),
+        )
         .await?;
     Ok((StatusCode::CREATED, axum::Json(schedule)))
 }
@@ -366,9 +393,17 @@ async fn update_schedule(
     if !caller.sees(tenant.as_ref()) {
         return Err(not_found());
     }
-    state.store().set_schedule_enabled(&id, body.enabled).await?;
     state
-        .audit(&caller, tenant.as_ref(), "schedule.update", json!({ "schedule": id, "enabled": body.enabled }))
+        .store()
+        .set_schedule_enabled(&id, body.enabled)
+        .await?;
+    state
+        .audit(
+            &caller,
+            tenant.as_ref(),
+            "schedule.update",
+            json!({ "schedule": id, "enabled": body.enabled }),
+        )
         .await?;
     let schedule = state.store().schedule(&id).await?.ok_or_else(not_found)?;
     Ok(axum::Json(schedule))

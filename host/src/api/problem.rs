@@ -100,11 +100,7 @@ impl ApiError {
     fn problem(&self) -> Problem {
         Problem {
             kind: format!("https://steward.invalid/problems/{}", self.code),
-            title: self
-                .status
-                .canonical_reason()
-                .unwrap_or("Error")
-                .to_owned(),
+            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
             status: self.status.as_u16(),
             detail: self.detail.clone(),
             code: self.code.to_owned(),
@@ -137,9 +133,11 @@ impl From<StoreError> for ApiError {
             | StoreError::UnknownRun(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, "not-found", e.to_string())
             }
-            StoreError::WrongTenant { .. } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "wrong-tenant", e.to_string())
-            }
+            StoreError::WrongTenant { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "wrong-tenant",
+                e.to_string(),
+            ),
             StoreError::AlreadyExists { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "already-exists", e.to_string())
             }

@@ -239,7 +239,11 @@ fn async_stream(state: ApiState, run_id: RunId) -> impl Stream<Item = Result<Eve
             for log in logs {
                 if seen_logs.insert((log.job_id.clone(), log.attempt, log.seq)) {
                     let event = Event::default().event("log").json_data(&log);
-                    if tx.send(event.expect("a log line serialises")).await.is_err() {
+                    if tx
+                        .send(event.expect("a log line serialises"))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -267,9 +271,10 @@ fn async_stream(state: ApiState, run_id: RunId) -> impl Stream<Item = Result<Eve
             tokio::time::sleep(POLL).await;
         }
     });
-    futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|e| (Ok(e), rx))
-    })
+    futures_util::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
+    )
 }
 
 /// Cancels a run's jobs that have not started (technician).
@@ -285,7 +290,12 @@ async fn cancel_run(
     let run = state.run(&caller, &RunId::from(id)).await?;
     let cancelled = state.store().cancel_run(&run.id, Timestamp::now()).await?;
     state
-        .audit(&caller, run.tenant_id.as_ref(), "run.cancel", json!({ "run": run.id, "cancelled": cancelled }))
+        .audit(
+            &caller,
+            run.tenant_id.as_ref(),
+            "run.cancel",
+            json!({ "run": run.id, "cancelled": cancelled }),
+        )
         .await?;
     Ok(axum::Json(state.run(&caller, &run.id).await?))
 }
@@ -393,9 +403,13 @@ async fn decide(
     let store = state.store();
     let now = Timestamp::now();
     let done = if approved {
-        store.approve_job(&job.id, &caller.actor(), &body.comment, now).await?
+        store
+            .approve_job(&job.id, &caller.actor(), &body.comment, now)
+            .await?
     } else {
-        store.reject_job(&job.id, &caller.actor(), &body.comment, now).await?
+        store
+            .reject_job(&job.id, &caller.actor(), &body.comment, now)
+            .await?
     };
     if !done {
         return Err(ApiError::new(
@@ -404,9 +418,18 @@ async fn decide(
             format!("job `{}` is {}, not awaiting approval", job.id, job.status),
         ));
     }
-    let action = if approved { "approval.approve" } else { "approval.reject" };
+    let action = if approved {
+        "approval.approve"
+    } else {
+        "approval.reject"
+    };
     state
-        .audit(&caller, Some(&job.tenant_id), action, json!({ "job": job.id, "run": job.run_id, "comment": body.comment }))
+        .audit(
+            &caller,
+            Some(&job.tenant_id),
+            action,
+            json!({ "job": job.id, "run": job.run_id, "comment": body.comment }),
+        )
         .await?;
     Ok(axum::Json(state.job(&caller, &job.id).await?))
 }

@@ -328,7 +328,9 @@ impl Server {
         }
         worker.await.context("the executor panicked")?;
         if let Some(api) = api {
-            api.await.context("the API panicked")?.context("the API failed")?;
+            api.await
+                .context("the API panicked")?
+                .context("the API failed")?;
         }
         plane.store().close().await;
         Ok(())
@@ -412,7 +414,12 @@ async fn first_owner(store: &Store, token: Option<&str>) -> anyhow::Result<Optio
         None => (crate::api::auth::new_token(), true),
     };
     store
-        .create_token(&owner.id, "first owner token", &crate::api::auth::hash_token(&token), now)
+        .create_token(
+            &owner.id,
+            "first owner token",
+            &crate::api::auth::hash_token(&token),
+            now,
+        )
         .await?;
     tracing::info!("first owner created");
     Ok(made.then_some(token))

@@ -329,7 +329,10 @@ impl Store {
             .fetch_optional(tx.conn())
             .await?;
         if found.is_none() {
-            return Err(StoreError::invalid("user", format!("unknown user `{user_id}`")));
+            return Err(StoreError::invalid(
+                "user",
+                format!("unknown user `{user_id}`"),
+            ));
         }
         let inserted = sqlx::query(
             "INSERT INTO api_tokens (id, user_id, label, token_hash, created_at) \
@@ -646,15 +649,19 @@ impl Store {
             .collect()
     }
 
-    /// The findings a run's jobs reported last, worst first.
+    /// The findings a run's jobs saw: those open on a job's subject, from
+    /// its plugin, when the job ended. Worst first.
     ///
     /// # Errors
     ///
     /// A database failure or a corrupt row.
     pub async fn findings_of_run(&self, run_id: &RunId) -> Result<Vec<Finding>> {
         sqlx::query(&format!(
-            "SELECT {FINDING_COLUMNS} FROM findings \
-             WHERE last_job_id IN (SELECT id FROM jobs WHERE run_id = $1){FINDING_ORDER}"
+            "SELECT {FINDING_COLUMNS} FROM findings f WHERE EXISTS (SELECT 1 FROM jobs j \
+             WHERE j.run_id = $1 AND j.finished_at IS NOT NULL \
+             AND f.subject = COALESCE(j.device_id, j.tenant_id) AND f.plugin = j.plugin \
+             AND f.first_seen_at <= j.finished_at \
+             AND (f.resolved_at IS NULL OR f.resolved_at > j.finished_at)){FINDING_ORDER}"
         ))
         .bind(run_id.as_str())
         .fetch_all(self.pool())
@@ -871,11 +878,12 @@ impl Store {
                 .fetch_all(self.pool())
                 .await?,
         )?;
-        let due: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND due_at <= $1")
-                .bind(now.as_millis())
-                .fetch_one(self.pool())
-                .await?;
+        let due: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND due_at <= $1",
+        )
+        .bind(now.as_millis())
+        .fetch_one(self.pool())
+        .await?;
         let runs = sqlx::query(
             "SELECT COUNT(*), COALESCE(SUM(finished_at - created_at), 0) FROM runs \
              WHERE finished_at IS NOT NULL",

@@ -19,7 +19,19 @@ use serde::{Deserialize, Serialize};
 
 /// A point in time: milliseconds since the Unix epoch, UTC. Every time the
 /// store keeps is one of these (a `BIGINT` column on both backends).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(transparent)]
 pub struct Timestamp(i64);
 

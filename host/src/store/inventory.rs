@@ -175,7 +175,11 @@ impl Store {
         Ok(site)
     }
 
-    pub(crate) async fn require_tenant(&self, tx: &mut super::WriteTx, id: &TenantId) -> Result<()> {
+    pub(crate) async fn require_tenant(
+        &self,
+        tx: &mut super::WriteTx,
+        id: &TenantId,
+    ) -> Result<()> {
         let found = sqlx::query("SELECT id FROM tenants WHERE id = $1")
             .bind(id.as_str())
             .fetch_optional(tx.conn())

@@ -457,7 +457,10 @@ impl Store {
     ///
     /// A database failure or a corrupt row.
     pub async fn findings(&self, tenant_id: &TenantId, open_only: bool) -> Result<Vec<Finding>> {
-        let mut sql = Sql::new(self.backend, &format!("SELECT {FINDING_COLUMNS} FROM findings WHERE tenant_id = "));
+        let mut sql = Sql::new(
+            self.backend,
+            &format!("SELECT {FINDING_COLUMNS} FROM findings WHERE tenant_id = "),
+        );
         sql.bind(tenant_id.as_str());
         if open_only {
             sql.push(" AND resolved_at IS NULL");

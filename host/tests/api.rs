@@ -1,0 +1,1006 @@
+//! The web API against a real server on port 0 (the same `Server` that
+//! `steward serve` runs, with the real store, runtime and plugins),
+//! through an HTTP client.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use steward_host::control::server::{ServeConfig, Server};
+use support::control::{fixture, simulated_facts};
+use tokio::sync::watch;
+
+const OWNER: &str = "stw_owner_token_for_tests_0123456789abcdef";
+
+/// A running server and a client.
+struct Running {
+    base: String,
+    http: reqwest::Client,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let config: ServeConfig = toml::from_str(&format!(
+        "data-dir = {:?}\nlisten = \"127.0.0.1:0\"\ntick-ms = 100\nowner-token = {OWNER:?}\n",
+        dir.path().display().to_string()
+    ))
+    .unwrap();
+    let server = Server::open(&config).await.expect("server opens");
+    assert!(
+        server.new_owner_token.is_none(),
+        "the given owner token is used"
+    );
+    let addr = server.api_addr().expect("the API listens");
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn(server.run(rx));
+    Running {
+        base: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+        stop,
+        task,
+        _dir: dir,
+    }
+}
+
+impl Running {
+    async fn call(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        self.call(token, Method::GET, path, None).await
+    }
+
+    async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(token, Method::POST, path, Some(body)).await
+    }
+
+    /// POSTs as the owner and expects `201 Created`.
+    async fn create(&self, path: &str, body: Value) -> Value {
+        let (status, v) = self.post(OWNER, path, body).await;
+        assert_eq!(status, StatusCode::CREATED, "POST {path}: {v}");
+        v
+    }
+
+    /// Polls `path` until `done` holds (at most 60 s).
+    async fn wait_for(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, v) = self.get(OWNER, path).await;
+            assert_eq!(status, StatusCode::OK, "GET {path}: {v}");
+            if done(&v) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting on {path}: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+fn patching_wasm() -> String {
+    let bytes = std::fs::read(steward_tests::component("steward-plugin-patching")).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A tenant with one simulated workstation (two pending updates, one a
+/// security update).
+async fn tenant_with_device(api: &Running, name: &str) -> (String, String) {
+    let tenant = api
+        .create(
+            "/api/v1/tenants",
+            json!({ "name": name, "tier": "managed" }),
+        )
+        .await;
+    let t = tenant["id"].as_str().unwrap().to_owned();
+    let device = api
+        .create(
+            "/api/v1/devices",
+            json!({ "tenant_id": t, "name": format!("{name}-ws-01"), "tags": ["office"],
+                    "facts": simulated_facts(&fixture(&format!("{name}-ws-01"), &t)) }),
+        )
+        .await;
+    (t, device["id"].as_str().unwrap().to_owned())
+}
+
+fn ended(run: &Value) -> bool {
+    run["status"] != "running"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_flow_from_tenant_to_findings_and_an_approved_fix() {
+    let api = start().await;
+
+    // Install the patching plugin from uploaded bytes.
+    let installed = api
+        .create(
+            "/api/v1/plugins",
+            json!({ "wasm": patching_wasm(), "grants": ["packages"] }),
+        )
+        .await;
+    assert_eq!(installed["plugin"], "patching");
+    assert!(installed["digest"].as_str().unwrap().starts_with("sha256:"));
+
+    let (tenant, device) = tenant_with_device(&api, "acme").await;
+    let (_, listed) = api
+        .get(OWNER, &format!("/api/v1/devices?tenant={tenant}"))
+        .await;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+
+    // A scheduled check: every second.
+    let check = api
+        .create(
+            "/api/v1/playbooks",
+            json!({ "tenant_id": tenant, "name": "patch status",
+                    "steps": [{ "plugin": "patching" }], "target": { "tags": ["office"] } }),
+        )
+        .await;
+    let schedule = api
+        .create(
+            "/api/v1/schedules",
+            json!({ "playbook_id": check["id"], "spec": { "cron": "* * * * * *", "timezone": "Europe/Berlin" } }),
+        )
+        .await;
+    assert_eq!(schedule["tenant_id"], tenant.as_str());
+
+    // The schedule fires; its run is listed for the tenant and ends.
+    let runs = api
+        .wait_for(
+            &format!("/api/v1/runs?tenant={tenant}&status=succeeded"),
+            |v| !v["items"].as_array().unwrap().is_empty(),
+        )
+        .await;
+    // The oldest: later firings may still be running or just ended.
+    let run = runs["items"].as_array().unwrap().last().unwrap();
+    assert_eq!(run["schedule_id"], schedule["id"]);
+    let run_id = run["id"].as_str().unwrap().to_owned();
+    // Stop the schedule so that the approval run below is alone.
+    let (status, off) = api
+        .call(
+            OWNER,
+            Method::PATCH,
+            &format!("/api/v1/schedules/{}", schedule["id"].as_str().unwrap()),
+            Some(json!({ "enabled": false })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{off}");
+    assert_eq!(off["enabled"], false);
+
+    let (_, detail) = api.get(OWNER, &format!("/api/v1/runs/{run_id}")).await;
+    assert_eq!(detail["jobs"]["succeeded"], 1, "{detail}");
+    let (_, jobs) = api.get(OWNER, &format!("/api/v1/runs/{run_id}/jobs")).await;
+    assert_eq!(jobs[0]["device_id"], device.as_str());
+    assert_eq!(jobs[0]["mode"], "check");
+    let (_, findings) = api
+        .get(OWNER, &format!("/api/v1/runs/{run_id}/findings"))
+        .await;
+    let keys: Vec<&str> = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(findings.as_array().unwrap().len(), 2, "{findings}");
+    assert!(keys.iter().any(|k| k.contains("openssl")), "{keys:?}");
+    assert!(
+        keys.contains(&"security-update:openssl") && keys.contains(&"update:curl"),
+        "{keys:?}"
+    );
+    let (_, logs) = api.get(OWNER, &format!("/api/v1/runs/{run_id}/logs")).await;
+    assert!(
+        !logs.as_array().unwrap().is_empty(),
+        "the plugin logs what it found"
+    );
+    let (_, open) = api
+        .get(OWNER, &format!("/api/v1/findings?tenant={tenant}"))
+        .await;
+    assert_eq!(open.as_array().unwrap().len(), 2);
+
+    // The live stream of a finished run: progress, then end.
+    let events = api
+        .http
+        .get(format!("{}/api/v1/runs/{run_id}/events", api.base))
+        .bearer_auth(OWNER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let text = tokio::time::timeout(Duration::from_secs(10), events.text())
+        .await
+        .expect("the stream ends with the run")
+        .unwrap();
+    assert!(text.contains("event: log"), "{text}");
+    assert!(text.contains("event: progress"), "{text}");
+    assert!(text.contains("event: end"), "{text}");
+
+    // A fix that needs approval: planned first, applied once approved.
+    let fix = api
+        .create(
+            "/api/v1/playbooks",
+            json!({ "tenant_id": tenant, "name": "patch now",
+                    "steps": [{ "plugin": "patching", "mode": "remediate", "requires-approval": true,
+                                "params": { "security-only": false } }] }),
+        )
+        .await;
+    let fix_run = api
+        .create(
+            &format!("/api/v1/playbooks/{}/runs", fix["id"].as_str().unwrap()),
+            json!({}),
+        )
+        .await;
+    let fix_run_id = fix_run["id"].as_str().unwrap();
+    let approvals = api
+        .wait_for("/api/v1/approvals", |v| !v.as_array().unwrap().is_empty())
+        .await;
+    let approval = &approvals[0];
+    assert_eq!(approval["job"]["run_id"], fix_run_id);
+    assert_eq!(
+        approval["planned"].as_array().unwrap().len(),
+        2,
+        "{approval}"
+    );
+    assert!(
+        approval["planned"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["outcome"] == "planned")
+    );
+    let (_, before) = api
+        .get(OWNER, &format!("/api/v1/runs/{fix_run_id}/changes"))
+        .await;
+    assert!(
+        before
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["change"]["outcome"] == "planned")
+    );
+
+    let job = approval["job"]["id"].as_str().unwrap();
+    let (status, approved) = api
+        .post(
+            OWNER,
+            &format!("/api/v1/approvals/{job}/approve"),
+            json!({ "comment": "go ahead" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{approved}");
+    assert_eq!(approved["status"], "queued");
+    let (status, again) = api
+        .post(
+            OWNER,
+            &format!("/api/v1/approvals/{job}/approve"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    assert_eq!(again["code"], "not-awaiting-approval");
+
+    let done = api
+        .wait_for(&format!("/api/v1/runs/{fix_run_id}"), ended)
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let (_, changes) = api
+        .get(OWNER, &format!("/api/v1/runs/{fix_run_id}/changes"))
+        .await;
+    let applied: Vec<&Value> = changes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["change"]["outcome"] == "applied")
+        .collect();
+    assert_eq!(applied.len(), 2, "{changes}");
+
+    // Every mutating call above was audited with its actor.
+    let (_, audit) = api.get(OWNER, "/api/v1/audit?limit=500").await;
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor"] == "user:owner")
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for action in [
+        "plugin.install",
+        "tenant.create",
+        "device.create",
+        "playbook.create",
+        "schedule.create",
+        "schedule.update",
+        "run.start",
+        "approval.approve",
+    ] {
+        assert!(
+            actions.contains(&action),
+            "{action} missing from {actions:?}"
+        );
+    }
+
+    // Metrics count the jobs.
+    let metrics = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let succeeded: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("steward_jobs{state=\"succeeded\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(succeeded >= 3, "{metrics}");
+    assert!(metrics.contains("steward_run_duration_seconds_count"));
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_technician_sees_only_its_tenant_and_a_viewer_changes_nothing() {
+    let api = start().await;
+    api.create(
+        "/api/v1/plugins",
+        json!({ "wasm": patching_wasm(), "grants": ["packages"] }),
+    )
+    .await;
+    let (a, _) = tenant_with_device(&api, "alpha").await;
+    let (b, b_device) = tenant_with_device(&api, "bravo").await;
+    let b_site = api
+        .create("/api/v1/sites", json!({ "tenant_id": b, "name": "hq" }))
+        .await;
+    let b_playbook = api
+        .create(
+            "/api/v1/playbooks",
+            json!({ "tenant_id": b, "name": "check", "steps": [{ "plugin": "patching" }] }),
+        )
+        .await;
+    let b_pid = b_playbook["id"].as_str().unwrap();
+    let b_schedule = api
+        .create(
+            "/api/v1/schedules",
+            json!({ "playbook_id": b_pid, "spec": { "cron": "@daily", "timezone": "UTC" } }),
+        )
+        .await;
+    let b_run = api
+        .create(&format!("/api/v1/playbooks/{b_pid}/runs"), json!({}))
+        .await;
+    let b_run_id = b_run["id"].as_str().unwrap();
+    api.wait_for(&format!("/api/v1/runs/{b_run_id}"), ended)
+        .await;
+    let (_, b_jobs) = api
+        .get(OWNER, &format!("/api/v1/runs/{b_run_id}/jobs"))
+        .await;
+    let b_job = b_jobs[0]["id"].as_str().unwrap();
+    let b_hook = api
+        .create("/api/v1/webhooks", json!({ "url": "http://127.0.0.1:9/hook", "secret": "0123456789abcdef0123", "tenant_id": b }))
+        .await;
+
+    // A technician and a viewer of tenant A, each with a token.
+    let mut tokens = Vec::new();
+    for (name, role) in [("tech-a", "technician"), ("viewer-a", "viewer")] {
+        api.create(
+            "/api/v1/users",
+            json!({ "name": name, "role": role, "tenants": [a] }),
+        )
+        .await;
+        let t = api
+            .create("/api/v1/tokens", json!({ "user": name, "label": "test" }))
+            .await;
+        tokens.push((
+            t["token"].as_str().unwrap().to_owned(),
+            t["id"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let (tech, tech_token_id) = tokens[0].clone();
+    let (viewer, _) = tokens[1].clone();
+
+    // Every kind of tenant-B object is a 404 to the technician.
+    for path in [
+        format!("/api/v1/tenants/{b}"),
+        format!("/api/v1/devices/{b_device}"),
+        format!("/api/v1/playbooks/{b_pid}"),
+        format!("/api/v1/runs/{b_run_id}"),
+        format!("/api/v1/runs/{b_run_id}/jobs"),
+        format!("/api/v1/runs/{b_run_id}/findings"),
+        format!("/api/v1/runs/{b_run_id}/changes"),
+        format!("/api/v1/runs/{b_run_id}/logs"),
+        format!("/api/v1/runs/{b_run_id}/events"),
+        format!("/api/v1/findings?tenant={b}"),
+        format!("/api/v1/tickets?tenant={b}"),
+    ] {
+        let (status, body) = api.get(&tech, &path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "GET {path}: {body}");
+        assert_eq!(body["code"], "not-found", "{path}");
+    }
+    for (method, path, body) in [
+        (
+            Method::POST,
+            format!("/api/v1/playbooks/{b_pid}/runs"),
+            json!({}),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/runs/{b_run_id}/cancel"),
+            json!({}),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/approvals/{b_job}/approve"),
+            json!({}),
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/schedules/{}", b_schedule["id"].as_str().unwrap()),
+            json!({ "enabled": false }),
+        ),
+        (
+            Method::POST,
+            "/api/v1/devices".to_owned(),
+            json!({ "tenant_id": b, "name": "sneaky" }),
+        ),
+        (
+            Method::POST,
+            "/api/v1/sites".to_owned(),
+            json!({ "tenant_id": b, "name": "sneaky" }),
+        ),
+        (
+            Method::POST,
+            "/api/v1/schedules".to_owned(),
+            json!({ "playbook_id": b_pid, "spec": { "cron": "@hourly", "timezone": "UTC" } }),
+        ),
+        (
+            Method::POST,
+            "/api/v1/playbooks".to_owned(),
+            json!({ "tenant_id": b, "name": "x", "steps": [{ "plugin": "patching" }] }),
+        ),
+    ] {
+        let (status, body) = api.call(&tech, method.clone(), &path, Some(body)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {body}");
+    }
+
+    // Lists hold tenant A's objects only.
+    for (path, key) in [
+        ("/api/v1/tenants", "id"),
+        ("/api/v1/devices", "tenant_id"),
+        ("/api/v1/sites", "tenant_id"),
+        ("/api/v1/playbooks", "tenant_id"),
+        ("/api/v1/schedules", "tenant_id"),
+        ("/api/v1/approvals", "tenant_id"),
+    ] {
+        let (status, list) = api.get(&tech, path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(
+            list.as_array()
+                .unwrap()
+                .iter()
+                .all(|o| o[key] == a.as_str()),
+            "{path}: {list}"
+        );
+    }
+    let (_, devices) = api.get(&tech, "/api/v1/devices").await;
+    assert_eq!(devices.as_array().unwrap().len(), 1);
+    let (_, sites) = api.get(&tech, &format!("/api/v1/sites?tenant={b}")).await;
+    assert_eq!(sites, json!([]));
+    let (_, sites) = api.get(OWNER, &format!("/api/v1/sites?tenant={b}")).await;
+    assert_eq!(sites[0]["id"], b_site["id"]);
+    for path in [
+        format!("/api/v1/runs?tenant={b}"),
+        "/api/v1/runs".to_owned(),
+        "/api/v1/audit".to_owned(),
+    ] {
+        let (status, page) = api.get(&tech, &path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|o| o["tenant_id"] == a.as_str()),
+            "{path}: {page}"
+        );
+    }
+    let (_, all_runs) = api.get(OWNER, "/api/v1/runs").await;
+    assert!(
+        !all_runs["items"].as_array().unwrap().is_empty(),
+        "the owner sees B's run"
+    );
+    let (status, hooks) = api.get(&tech, "/api/v1/webhooks").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{hooks}");
+    let (status, _) = api
+        .call(
+            &tech,
+            Method::DELETE,
+            &format!("/api/v1/webhooks/{}", b_hook["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // The technician works in its own tenant.
+    let (status, d) = api
+        .post(
+            &tech,
+            "/api/v1/devices",
+            json!({ "tenant_id": a, "name": "a-ws-02" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{d}");
+    // But cannot create tenants, install plugins or make an admin.
+    for (path, body) in [
+        (
+            "/api/v1/tenants",
+            json!({ "name": "charlie", "tier": "vip" }),
+        ),
+        ("/api/v1/plugins", json!({ "wasm": "AA==", "grants": [] })),
+        ("/api/v1/users", json!({ "name": "boss", "role": "admin" })),
+    ] {
+        let (status, body) = api.post(&tech, path, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
+        assert_eq!(body["code"], "forbidden");
+    }
+
+    // A viewer reads but cannot change anything.
+    let (status, _) = api.get(&viewer, &format!("/api/v1/tenants/{a}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let counts_before = api.get(OWNER, "/api/v1/devices").await.1;
+    for (path, body) in [
+        (
+            "/api/v1/devices",
+            json!({ "tenant_id": a, "name": "viewer-made" }),
+        ),
+        (
+            "/api/v1/sites",
+            json!({ "tenant_id": a, "name": "viewer-site" }),
+        ),
+    ] {
+        let (status, body) = api.post(&viewer, path, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
+    }
+    assert_eq!(api.get(OWNER, "/api/v1/devices").await.1, counts_before);
+
+    // A revoked token is refused; no token at all is refused.
+    let (status, _) = api
+        .call(
+            OWNER,
+            Method::DELETE,
+            &format!("/api/v1/tokens/{tech_token_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = api.get(&tech, "/api/v1/tenants").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["code"], "unauthenticated");
+    let resp = api
+        .http
+        .get(format!("{}/api/v1/tenants", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_bodies_get_problems_naming_the_field_and_store_nothing() {
+    let api = start().await;
+    let (tenant, _) = tenant_with_device(&api, "acme").await;
+    let snapshot = |api: &Running| {
+        let api = api.clone_view();
+        async move {
+            let mut out = Vec::new();
+            for p in [
+                "/api/v1/tenants",
+                "/api/v1/devices",
+                "/api/v1/sites",
+                "/api/v1/playbooks",
+                "/api/v1/schedules",
+            ] {
+                out.push(api.get(OWNER, p).await.1);
+            }
+            out
+        }
+    };
+    let before = snapshot(&api).await;
+    let send = |body: &'static [u8], content_type: &'static str, path: &'static str| {
+        let req = api
+            .http
+            .post(format!("{}{path}", api.base))
+            .bearer_auth(OWNER)
+            .header("content-type", content_type)
+            .body(body);
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status();
+            assert_eq!(resp.headers()["content-type"], "application/problem+json");
+            (status, resp.json::<Value>().await.unwrap())
+        }
+    };
+    let cases: Vec<(&[u8], &str, &str, StatusCode, &str, Option<&str>)> = vec![
+        (
+            b"{\"name\": \"x\",",
+            "application/json",
+            "/api/v1/tenants",
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+            None,
+        ),
+        (
+            b"{\"name\": \"x\", \"tier\": \"vip\", \"colour\": 1}",
+            "application/json",
+            "/api/v1/tenants",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            Some("colour"),
+        ),
+        (
+            b"{\"name\": 7, \"tier\": \"vip\"}",
+            "application/json",
+            "/api/v1/tenants",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            Some("name"),
+        ),
+        (
+            b"{\"name\": \"x\", \"tier\": \"gold\"}",
+            "application/json",
+            "/api/v1/tenants",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            Some("tier"),
+        ),
+        (
+            b"{\"name\": \"x\", \"tier\": \"vip\", \"max_concurrent_jobs\": -1}",
+            "application/json",
+            "/api/v1/tenants",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            Some("max_concurrent_jobs"),
+        ),
+        (
+            b"{\"name\": \"x\"}",
+            "application/json",
+            "/api/v1/tenants",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            Some("tier"),
+        ),
+        (
+            b"name=x",
+            "application/x-www-form-urlencoded",
+            "/api/v1/tenants",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            None,
+        ),
+        (
+            b"{\"tenant_id\": \"nope\", \"name\": \"x\"}",
+            "application/json",
+            "/api/v1/devices",
+            StatusCode::NOT_FOUND,
+            "not-found",
+            None,
+        ),
+        (
+            b"{\"name\": \"p\", \"steps\": [{\"plugin\": \"patching\", \"mode\": \"sometimes\"}]}",
+            "application/json",
+            "/api/v1/playbooks",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            None,
+        ),
+    ];
+    for (body, ct, path, status, code, field) in cases {
+        let (got, problem) = send(body, ct, path).await;
+        assert_eq!(got, status, "{}: {problem}", String::from_utf8_lossy(body));
+        assert_eq!(problem["code"], code, "{problem}");
+        assert_eq!(problem["status"], status.as_u16());
+        if let Some(f) = field {
+            assert_eq!(problem["field"], f, "{problem}");
+        }
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            !detail.contains("SELECT") && !detail.contains("/tmp"),
+            "{detail}"
+        );
+    }
+    // Domain errors name the field too.
+    let (status, p) = api
+        .post(
+            OWNER,
+            "/api/v1/playbooks",
+            json!({ "tenant_id": tenant, "name": "p", "steps": [{ "plugin": "not-installed" }] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(p["field"], "steps[0].plugin");
+    let (status, p) = api
+        .post(
+            OWNER,
+            "/api/v1/devices",
+            json!({ "tenant_id": tenant, "name": "pc", "admin": { "purchase-date": "yesterday" } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(p["field"], "admin");
+    let (status, p) = api.get(OWNER, "/api/v1/runs?limit=0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{p}");
+    assert_eq!(p["field"], "limit");
+    let (status, p) = api.get(OWNER, "/api/v1/runs?status=sideways").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{p}");
+    assert_eq!(p["field"], "status");
+    let (status, p) = api.get(OWNER, "/api/v1/runs?colour=red").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{p}");
+    assert_eq!(p["field"], "colour");
+    let (status, p) = api
+        .post(
+            OWNER,
+            "/api/v1/tenants",
+            json!({ "name": "acme", "tier": "vip" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{p}");
+    // Not base64, and base64 that is not a component.
+    let (status, p) = api
+        .post(
+            OWNER,
+            "/api/v1/plugins",
+            json!({ "wasm": "%%%", "grants": [] }),
+        )
+        .await;
+    assert_eq!(
+        (status, p["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("wasm")),
+        "{p}"
+    );
+    let (status, p) = api
+        .post(
+            OWNER,
+            "/api/v1/plugins",
+            json!({ "wasm": "AGFzbQ==", "grants": [] }),
+        )
+        .await;
+    assert_eq!(
+        (status, p["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("wasm")),
+        "{p}"
+    );
+    // A body over the limit.
+    let huge = format!(
+        "{{\"name\": \"{}\", \"tier\": \"vip\"}}",
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let resp = api
+        .http
+        .post(format!("{}/api/v1/tenants", api.base))
+        .bearer_auth(OWNER)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["code"],
+        "body-too-large"
+    );
+    // A CSV import with one bad row stores none of them.
+    let resp = api
+        .http
+        .post(format!("{}/api/v1/devices/import?tenant={tenant}", api.base))
+        .bearer_auth(OWNER)
+        .header("content-type", "text/csv")
+        .body("name,purchase-date,cost,class\nnew-1,2022-01-10,999.00,laptop\nnew-2,2022-02-30,10,desktop\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let p: Value = resp.json().await.unwrap();
+    assert_eq!(p["field"], "row 3", "{p}");
+    assert_eq!(snapshot(&api).await, before, "nothing changed");
+
+    // The same import, fixed, creates and updates.
+    let resp = api
+        .http
+        .post(format!("{}/api/v1/devices/import?tenant={tenant}", api.base))
+        .bearer_auth(OWNER)
+        .header("content-type", "text/csv")
+        .body("name,purchase-date,warranty-end,cost,class,assigned-user\nnew-1,2022-01-10,2025-01-10,999.00,laptop,jdoe\nacme-ws-01,2021-06-01,,1200,desktop,\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({ "created": 1, "updated": 1 })
+    );
+    let (_, devices) = api
+        .get(OWNER, &format!("/api/v1/devices?tenant={tenant}"))
+        .await;
+    let ws = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "acme-ws-01")
+        .unwrap();
+    assert_eq!(
+        ws["admin"],
+        json!({ "purchase-date": "2021-06-01", "cost-cents": 120000, "class": "desktop" })
+    );
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_is_in_the_openapi_document_and_every_documented_operation_is_routed() {
+    let api = start().await;
+    let resp = api
+        .http
+        .get(format!("{}/api/v1/openapi.json", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let doc: Value = resp.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    let mut operations = 0;
+    for (path, item) in paths {
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            operations += 1;
+            // Fill path parameters with an id nothing has.
+            let concrete: String = path
+                .split('/')
+                .map(|seg| {
+                    if seg.starts_with('{') {
+                        "00000000000000000000000000000000"
+                    } else {
+                        seg
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            let (status, body) = api
+                .call(
+                    OWNER,
+                    method.to_uppercase().parse().unwrap(),
+                    &concrete,
+                    None,
+                )
+                .await;
+            assert_ne!(
+                body["code"], "no-route",
+                "{method} {path} is documented but not routed"
+            );
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        }
+    }
+    assert!(operations >= 40, "{operations} operations");
+
+    // The other direction: every route is declared with `#[utoipa::path]`
+    // and registered through `routes!`, which puts it in the document; a
+    // route added any other way would be missing from it.
+    let api_dir = steward_tests::workspace_root().join("host/src/api");
+    let mut declared = 0;
+    for entry in std::fs::read_dir(&api_dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for bypass in [
+            ".route(",
+            ".route_service(",
+            ".nest_service(",
+            "routing::get",
+            "routing::post",
+        ] {
+            assert!(
+                !text.contains(bypass),
+                "{} registers a route without documenting it ({bypass})",
+                path.display()
+            );
+        }
+        for line in text
+            .lines()
+            .filter(|l| l.trim_start().starts_with("#[utoipa::path("))
+        {
+            declared += 1;
+            let rest = line
+                .split("path = \"")
+                .nth(1)
+                .expect("path on the attribute line");
+            let documented_path = rest.split('"').next().unwrap();
+            let method = line
+                .trim_start()
+                .trim_start_matches("#[utoipa::path(")
+                .split(',')
+                .next()
+                .unwrap();
+            assert!(
+                paths
+                    .get(documented_path)
+                    .and_then(|p| p.get(method))
+                    .is_some(),
+                "{method} {documented_path} is routed but not in the document"
+            );
+        }
+    }
+    assert_eq!(
+        declared, operations,
+        "every declared handler is one documented operation"
+    );
+    let docs = api
+        .http
+        .get(format!("{}/api/v1/docs", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(docs.text().await.unwrap().contains("/api/v1/openapi.json"));
+    api.stop().await;
+}
+
+impl Running {
+    /// A second handle on the same server for helper closures.
+    fn clone_view(&self) -> View {
+        View {
+            base: self.base.clone(),
+            http: self.http.clone(),
+        }
+    }
+}
+
+struct View {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl View {
+    async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        (resp.status(), resp.json().await.unwrap())
+    }
+}
