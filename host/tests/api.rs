@@ -654,7 +654,16 @@ async fn bad_bodies_get_problems_naming_the_field_and_store_nothing() {
             (status, resp.json::<Value>().await.unwrap())
         }
     };
-    let cases: Vec<(&[u8], &str, &str, StatusCode, &str, Option<&str>)> = vec![
+    // Body, content type, path, status, code, field.
+    type Case = (
+        &'static [u8],
+        &'static str,
+        &'static str,
+        StatusCode,
+        &'static str,
+        Option<&'static str>,
+    );
+    let cases: Vec<Case> = vec![
         (
             b"{\"name\": \"x\",",
             "application/json",

@@ -48,10 +48,10 @@ pub struct TokenCache {
 impl TokenCache {
     async fn lookup(&self, store: &Store, token: &str) -> Result<Option<Caller>, ApiError> {
         let hash = hash_token(token);
-        if let Some((at, caller)) = self.entries.lock().expect("cache lock").get(&hash) {
-            if at.elapsed() < CACHE_TTL {
-                return Ok(Some(caller.clone()));
-            }
+        if let Some((at, caller)) = self.entries.lock().expect("cache lock").get(&hash)
+            && at.elapsed() < CACHE_TTL
+        {
+            return Ok(Some(caller.clone()));
         }
         let found = store.token_user(&hash).await?;
         let mut entries = self.entries.lock().expect("cache lock");

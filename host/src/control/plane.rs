@@ -162,13 +162,13 @@ impl ControlPlane {
                 "the playbook is shared by every tenant, so the schedule must name one",
             ));
         }
-        if let (Some(own), Some(asked)) = (&playbook.tenant_id, &tenant_id) {
-            if own != asked {
-                return Err(ControlError::invalid(
-                    "tenant-id",
-                    format!("the playbook belongs to tenant `{own}`"),
-                ));
-            }
+        if let (Some(own), Some(asked)) = (&playbook.tenant_id, &tenant_id)
+            && own != asked
+        {
+            return Err(ControlError::invalid(
+                "tenant-id",
+                format!("the playbook belongs to tenant `{own}`"),
+            ));
         }
         // A schedule always records its tenant, so that it can be listed
         // and guarded by tenant.
