@@ -143,7 +143,7 @@ async fn migrations_are_idempotent(db: TestDb) {
         .fetch_one(&sqlx::AnyPool::connect(&db.url).await.unwrap())
         .await
         .unwrap();
-    assert_eq!(applied, 2, "both embedded migrations, once");
+    assert_eq!(applied, 3, "every embedded migration, once");
 }
 
 async fn claims_by_tier_then_due_time(db: TestDb) {

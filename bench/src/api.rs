@@ -1,0 +1,245 @@
+//! API throughput: requests per second and latency percentiles for listing
+//! runs (`GET /api/v1/runs`, a page of 50, authenticated) with 100,000
+//! runs stored in SQLite, the server and the load generator sharing this
+//! machine's two cores. The baseline, measured in the same run by the same
+//! generator, is `GET /healthz` (no token, no store), so the ratio is what
+//! authentication, the query and the JSON cost.
+//!
+//! `cargo run --release -p steward-bench --bin api [RUNS] [SECONDS] [CONNECTIONS]`.
+
+#[path = "../../host/tests/support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::Connection as _;
+use steward_host::api::{self, ApiState, auth};
+use steward_host::control::plane::ControlPlane;
+use steward_host::control::plugins::PluginLibrary;
+use steward_host::store::{NewTenant, NewUser, Role, Tier, Timestamp};
+use support::control::runtime_with;
+
+const TARGET_RPS: f64 = 20_000.0;
+const TARGET_P99_MS: f64 = 10.0;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize, default: u64| -> anyhow::Result<u64> {
+        Ok(args.get(i).map(|a| a.parse()).transpose()?.unwrap_or(default))
+    };
+    let runs = arg(0, 100_000)?;
+    let seconds = arg(1, 10)?;
+    let connections = arg(2, 32)? as usize;
+
+    let db = support::sqlite().await;
+    let store = db.store.clone();
+    let now = Timestamp::now();
+    let mut tenants = Vec::new();
+    for name in ["acme", "globex", "initech", "umbrella"] {
+        let t = store
+            .create_tenant(
+                &NewTenant {
+                    name: name.into(),
+                    tier: Tier::Managed,
+                    max_concurrent_jobs: None,
+                },
+                now,
+            )
+            .await?;
+        tenants.push(t.id);
+    }
+    let started = Instant::now();
+    insert_runs(&db.url, &tenants, runs).await?;
+    println!(
+        "{runs} runs stored in SQLite in {:.1} s; {connections} connections for {seconds} s each, 2 cores, load generator in the same process",
+        started.elapsed().as_secs_f64()
+    );
+
+    let owner = store
+        .create_user(
+            &NewUser {
+                name: "owner".into(),
+                role: Role::Owner,
+                tenants: None,
+            },
+            now,
+        )
+        .await?;
+    let token = auth::new_token();
+    store
+        .create_token(&owner.id, "bench", &auth::hash_token(&token), now)
+        .await?;
+    let tech = store
+        .create_user(
+            &NewUser {
+                name: "tech".into(),
+                role: Role::Technician,
+                tenants: Some(vec![tenants[0].clone()]),
+            },
+            now,
+        )
+        .await?;
+    let tech_token = auth::new_token();
+    store
+        .create_token(&tech.id, "bench", &auth::hash_token(&tech_token), now)
+        .await?;
+
+    let dir = tempfile::tempdir()?;
+    let library = Arc::new(PluginLibrary::open(runtime_with(4, false), dir.path().into())?);
+    let state = ApiState::new(ControlPlane::new(store.clone(), library), None, Vec::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(api::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+
+    let duration = Duration::from_secs(seconds);
+    let health = load(&format!("{base}/healthz"), None, connections, duration).await?;
+    let list = load(
+        &format!("{base}/api/v1/runs"),
+        Some(&token),
+        connections,
+        duration,
+    )
+    .await?;
+    let scoped = load(
+        &format!("{base}/api/v1/runs?status=succeeded"),
+        Some(&tech_token),
+        connections,
+        duration,
+    )
+    .await?;
+    println!(
+        "{:<48} {:>10} {:>8} {:>8} {:>8} {:>7}",
+        "endpoint", "req/s", "p50 ms", "p99 ms", "max ms", "ratio"
+    );
+    for (name, r) in [
+        ("GET /healthz (baseline)", &health),
+        ("GET /api/v1/runs (owner, page of 50)", &list),
+        ("GET /api/v1/runs?status=succeeded (technician)", &scoped),
+    ] {
+        println!(
+            "{name:<48} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>7.2}",
+            r.rps,
+            r.p50,
+            r.p99,
+            r.max,
+            r.rps / health.rps
+        );
+    }
+    for (name, r) in [("owner", &list), ("technician", &scoped)] {
+        println!(
+            "listing runs ({name}): {:.0} req/s (target {TARGET_RPS:.0}: {}), p99 {:.2} ms (target < {TARGET_P99_MS} ms: {})",
+            r.rps,
+            if r.rps >= TARGET_RPS { "met" } else { "NOT met" },
+            r.p99,
+            if r.p99 < TARGET_P99_MS { "met" } else { "NOT met" },
+        );
+    }
+    let _ = stop.send(());
+    server.await??;
+    Ok(())
+}
+
+/// Inserts `count` finished runs spread over `tenants`, one transaction
+/// per 5,000 (the bench's own connection: the store has no bulk insert of
+/// runs, and making 100,000 runs one by one would take minutes).
+async fn insert_runs(
+    url: &str,
+    tenants: &[steward_host::store::TenantId],
+    count: u64,
+) -> anyhow::Result<()> {
+    let mut conn = sqlx::AnyConnection::connect(url).await?;
+    let start = Timestamp::now().as_millis() - count as i64 * 1000;
+    let mut i = 0u64;
+    while i < count {
+        let mut tx = conn.begin().await?;
+        let end = (i + 5_000).min(count);
+        for n in i..end {
+            let created = start + n as i64 * 1000;
+            let status = ["succeeded", "succeeded", "succeeded", "failed"][n as usize % 4];
+            sqlx::query(
+                "INSERT INTO runs (id, tenant_id, status, created_at, finished_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(format!("{created:012x}{n:08x}000000000000"))
+            .bind(tenants[n as usize % tenants.len()].as_str())
+            .bind(status)
+            .bind(created)
+            .bind(created + 30_000)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        i = end;
+    }
+    Ok(())
+}
+
+struct Load {
+    rps: f64,
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+/// `connections` clients each sending `GET url` back to back for
+/// `duration`; every response must be 200.
+async fn load(
+    url: &str,
+    token: Option<&str>,
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<Load> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .build()?;
+    // Warm up: connections, caches.
+    for _ in 0..connections {
+        get(&client, url, token).await?;
+    }
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let client = client.clone();
+        let url = url.to_owned();
+        let token = token.map(str::to_owned);
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                get(&client, &url, token.as_deref()).await?;
+                latencies.push(t.elapsed());
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)].as_secs_f64() * 1e3;
+    Ok(Load {
+        rps: all.len() as f64 / elapsed,
+        p50: pct(0.50),
+        p99: pct(0.99),
+        max: pct(1.0),
+    })
+}
+
+async fn get(client: &reqwest::Client, url: &str, token: Option<&str>) -> anyhow::Result<()> {
+    let mut req = client.get(url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await?;
+    anyhow::ensure!(resp.status().is_success(), "{url}: {}", resp.status());
+    resp.bytes().await?;
+    Ok(())
+}
