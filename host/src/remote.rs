@@ -28,6 +28,10 @@ pub struct Conn {
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
+    /// Print only the ids of what was created or listed, one per line
+    /// (for scripts: `T=$(steward tenants create acme -q)`).
+    #[arg(long, short, global = true, conflicts_with = "json")]
+    quiet: bool,
 }
 
 /// The client's areas.
@@ -439,6 +443,12 @@ impl Client {
             );
             return;
         }
+        if self.conn.quiet {
+            for row in rows(value) {
+                println!("{}", cell(&row["id"]));
+            }
+            return;
+        }
         print_table(value, columns);
     }
 }
@@ -468,14 +478,19 @@ fn lookup<'a>(v: &'a Value, path: &str) -> &'a Value {
     path.split('.').fold(v, |v, k| &v[k])
 }
 
-fn print_table(value: &Value, columns: &[&str]) {
-    let rows: Vec<&Value> = match value {
+/// The rows of a list, a page's `items`, or the one object.
+fn rows(value: &Value) -> Vec<&Value> {
+    match value {
         Value::Array(items) => items.iter().collect(),
         Value::Object(o) if o.get("items").is_some_and(Value::is_array) => {
             o["items"].as_array().into_iter().flatten().collect()
         }
         other => vec![other],
-    };
+    }
+}
+
+fn print_table(value: &Value, columns: &[&str]) {
+    let rows = rows(value);
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
@@ -856,6 +871,8 @@ pub async fn run(remote: Remote) -> anyhow::Result<ExitCode> {
                         .await?;
                     if c.conn.json {
                         c.print(&made, cols);
+                    } else if c.conn.quiet {
+                        println!("{}", cell(&made["token"]));
                     } else {
                         println!("token (shown once): {}", cell(&made["token"]));
                         println!("id: {}", cell(&made["id"]));

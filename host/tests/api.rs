@@ -256,6 +256,8 @@ async fn the_admin_flow_from_tenant_to_findings_and_an_approved_fix() {
                                 "params": { "security-only": false } }] }),
         )
         .await;
+    let listing = format!("/api/v1/runs?tenant={tenant}");
+    let (_, before_fix) = api.get(OWNER, &listing).await;
     let fix_run = api
         .create(
             &format!("/api/v1/playbooks/{}/runs", fix["id"].as_str().unwrap()),
@@ -263,6 +265,11 @@ async fn the_admin_flow_from_tenant_to_findings_and_an_approved_fix() {
         )
         .await;
     let fix_run_id = fix_run["id"].as_str().unwrap();
+    // The page just served is not served again from memory: the new run
+    // is listed at once.
+    let (_, after_fix) = api.get(OWNER, &listing).await;
+    assert_ne!(before_fix["items"][0]["id"], fix_run_id);
+    assert_eq!(after_fix["items"][0]["id"], fix_run_id, "{after_fix}");
     let approvals = api
         .wait_for("/api/v1/approvals", |v| !v.as_array().unwrap().is_empty())
         .await;

@@ -266,3 +266,104 @@ fn sla_reports_every_tier_from_the_configured_store() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("colour"), "{}", stderr(&out));
 }
+
+/// The README's API walkthrough, run as written: `steward serve` with
+/// docs/steward.toml (the configuration `.ci/serve` uses), then the block
+/// marked `<!-- walkthrough -->` through bash, with the token the server
+/// printed and this build's `steward` first on the PATH (the block's own
+/// `export` lines say the same for a reader).
+#[test]
+fn the_readme_walkthrough_works_as_written() {
+    use std::io::BufRead as _;
+
+    let root = steward_tests::workspace_root();
+    // The plugins docs/steward.toml installs, built where it expects them.
+    steward_tests::component("steward-plugin-patching");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let block = readme
+        .split("<!-- walkthrough -->")
+        .nth(1)
+        .expect("the README marks its walkthrough")
+        .split("```sh\n")
+        .nth(1)
+        .unwrap()
+        .split("\n```")
+        .next()
+        .unwrap();
+    let script: String = block
+        .lines()
+        .filter(|l| !l.starts_with("export "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(script.contains("steward runs watch"), "{script}");
+
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_steward"))
+        .current_dir(&root)
+        .args([
+            "serve",
+            "--config",
+            "docs/steward.toml",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("STEWARD_CACHE_DIR", data.path().join("cache"))
+        .env_remove("STEWARD_OWNER_TOKEN")
+        .env_remove("STEWARD_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("steward serve starts");
+    let mut lines = std::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    let mut token = None;
+    let mut url = None;
+    while token.is_none() || url.is_none() {
+        let line = lines
+            .next()
+            .expect("serve prints its token and address")
+            .unwrap();
+        if let Some(t) = line.strip_prefix("steward: first owner token (shown once, keep it): ") {
+            token = Some(t.to_owned());
+        }
+        if let Some(u) = line.strip_prefix("steward: API listening on ") {
+            url = Some(u.to_owned());
+        }
+    }
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_steward"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .current_dir(&root)
+        .args(["-euo", "pipefail", "-c", &script])
+        .env("STEWARD_TOKEN", token.unwrap())
+        .env("STEWARD_URL", url.unwrap())
+        .env("PATH", path)
+        .output()
+        .expect("bash runs");
+    let _ = Command::new("kill").arg(server.id().to_string()).status();
+    let stopped = server.wait().unwrap();
+    assert!(
+        out.status.success(),
+        "the walkthrough failed\nstdout:\n{}\nstderr:\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let printed = stdout(&out);
+    assert!(
+        printed.contains("run ") && printed.contains(" succeeded"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("patching"),
+        "the plugin and its findings are listed: {printed}"
+    );
+    assert!(stopped.success(), "serve stops cleanly on SIGTERM");
+}

@@ -677,4 +677,12 @@ async fn hostile_jobs_end_as_timed_out_or_failed_and_the_timeout_alerts() {
         alerts,
         [("alert.firing".to_string(), "job-timed-out".to_string())]
     );
+    // `/metrics` counts the panic as a trap of its plugin; the hang was
+    // stopped by the host, not trapped.
+    let metrics = db.store.metrics(Timestamp::now()).await.unwrap();
+    assert_eq!(
+        metrics.traps,
+        [(panic_jobs[0].plugin.clone(), 1)],
+        "{metrics:?}"
+    );
 }

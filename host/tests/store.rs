@@ -10,7 +10,8 @@ use serde_json::json;
 use steward_host::store::{
     ChangeOutcome, Completion, DeviceId, FailOutcome, Failure, FailureKind, Firing, Job, JobId,
     JobMode, JobStatus, NewChange, NewDevice, NewFinding, NewJob, NewLog, NewPlaybook, NewSchedule,
-    NewTenant, Outcome, RunId, RunStatus, Severity, Store, StoreError, TenantId, Tier, Timestamp,
+    NewTenant, Outcome, Run, RunId, RunStatus, Severity, Store, StoreError, TenantId, Tier,
+    Timestamp,
 };
 use support::TestDb;
 
@@ -55,6 +56,7 @@ on_both_backends!(
     approvals_gate_jobs,
     cancelled_runs_keep_leased_jobs,
     sla_report_times_remediation_per_tier,
+    run_listings_page_by_scope_and_filter,
 );
 
 const T0: Timestamp = Timestamp::from_millis(1_700_000_000_000);
@@ -1115,5 +1117,94 @@ async fn processes_opening_a_new_sqlite_file_at_once_migrate_it_once() {
         for open in opens {
             open.await.unwrap().expect("every concurrent open succeeds");
         }
+    }
+}
+
+async fn run_listings_page_by_scope_and_filter(db: TestDb) {
+    use steward_host::store::{RunFilter, Scope};
+    let s = &db.store;
+    let f = fleet(s).await;
+    // Five runs: vip, managed, vip (a patching job), managed, vip.
+    let mut runs = Vec::new();
+    for (i, (tenant, device)) in [
+        (&f.vip, &f.devices[0]),
+        (&f.managed, &f.devices[1]),
+        (&f.vip, &f.devices[0]),
+        (&f.managed, &f.devices[1]),
+        (&f.vip, &f.devices[0]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut j = job(tenant, device, at(0));
+        if i == 2 {
+            j.plugin = "patching".into();
+        }
+        runs.push(s.create_run(None, &[j], at(i as u64)).await.unwrap());
+    }
+    s.cancel_run(&runs[3], at(10)).await.unwrap();
+    let filter = |scope: Scope| RunFilter {
+        scope,
+        tenant: None,
+        status: None,
+        plugin: None,
+        since: None,
+        until: None,
+        before: None,
+        limit: 2,
+    };
+    // Newest first, two per page, every run once across the pages; the
+    // JSON form is the serde form of the same runs.
+    let mut seen = Vec::new();
+    let mut page = filter(Scope::All);
+    loop {
+        let got = s.list_runs(&page).await.unwrap();
+        let json = s.list_runs_json(&page).await.unwrap();
+        let parsed: Vec<Run> = serde_json::from_str(&json.items).unwrap();
+        assert_eq!(parsed, got);
+        assert_eq!(json.count, got.len() as u64);
+        assert_eq!(json.last_id.as_deref(), got.last().map(|r| r.id.as_str()));
+        seen.extend(got.iter().map(|r| r.id.clone()));
+        if got.len() < 2 {
+            break;
+        }
+        page.before = got.last().map(|r| r.id.clone());
+    }
+    let newest_first: Vec<RunId> = runs.iter().rev().cloned().collect();
+    assert_eq!(seen, newest_first);
+    let ids = |runs: Vec<Run>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    // A scoped caller sees its tenant's runs only, whatever it asks for.
+    let mut vip = filter(Scope::Tenants(vec![f.vip.clone()]));
+    vip.limit = 10;
+    assert_eq!(
+        ids(s.list_runs(&vip).await.unwrap()),
+        [runs[4].clone(), runs[2].clone(), runs[0].clone()]
+    );
+    vip.tenant = Some(f.managed.clone());
+    assert!(s.list_runs(&vip).await.unwrap().is_empty());
+    assert_eq!(s.list_runs_json(&vip).await.unwrap().items, "[]");
+    let mut none = filter(Scope::Tenants(vec![]));
+    none.limit = 10;
+    assert!(s.list_runs(&none).await.unwrap().is_empty());
+    // Filters: status, plugin, time.
+    let mut all = filter(Scope::All);
+    all.limit = 10;
+    all.status = Some(RunStatus::Cancelled);
+    assert_eq!(ids(s.list_runs(&all).await.unwrap()), [runs[3].clone()]);
+    all.status = None;
+    all.plugin = Some("patching".into());
+    assert_eq!(ids(s.list_runs(&all).await.unwrap()), [runs[2].clone()]);
+    all.plugin = None;
+    all.since = Some(at(1));
+    all.until = Some(at(3));
+    assert_eq!(
+        ids(s.list_runs(&all).await.unwrap()),
+        [runs[2].clone(), runs[1].clone()]
+    );
+    for r in s.list_runs(&filter(Scope::All)).await.unwrap() {
+        assert!(
+            r.tenant_id.is_some(),
+            "a run of one tenant's jobs is that tenant's"
+        );
     }
 }

@@ -1,9 +1,51 @@
-//! Module identity shared by the Steward host and the registry.
+//! Steward's module registry: module identity, manifests, signatures, the
+//! registry server and its client.
 //!
 //! Module bytes are addressed by their sha256 digest everywhere: the host's
 //! compile cache, the registry's blob store and every run record name a
-//! module by [`Digest`]. The registry server itself lands with its own issue;
-//! this crate starts as the piece both sides already agree on.
+//! module by [`Digest`].
+//!
+//! # How publishing and installing fit together
+//!
+//! A publisher (a token owning one or more namespaces, created with
+//! `steward-registry publisher add`) registers an ed25519 public key, then
+//! uploads each version of a module with its [`Manifest`] and a
+//! [signature](signing) over the module's digest and the manifest. The
+//! server ([`server`]) refuses anything it cannot vouch for: a namespace
+//! the caller does not own, a version that exists (versions are
+//! immutable), a missing or bad signature, a manifest whose capabilities
+//! differ from what the component really [imports]. Accepted
+//! bytes go to a content-addressed [blob store](blobs) and the version to
+//! the [index] (SQLite or PostgreSQL).
+//!
+//! A host resolves a requirement such as `^1.2` ([`resolve`], Cargo's
+//! rules), downloads the bytes by digest and checks digest and signature
+//! against the keys it trusts before loading anything
+//! ([`client::verify_resolved`]).
+//!
+//! | module | what |
+//! |---|---|
+//! | [`manifest`] | the manifest and its validation |
+//! | [`imports`] | a component's real capabilities, read with wasmparser |
+//! | [`signing`] | keys, key files, the signed payload |
+//! | [`resolve`] | semver requirement resolution |
+//! | [`index`] | the SQL index |
+//! | [`blobs`] | the blob store |
+//! | [`api`] | HTTP wire types and problem codes |
+//! | [`server`] | the axum server |
+//! | [`client`] | the client library |
+
+pub mod api;
+pub mod blobs;
+pub mod client;
+pub mod imports;
+pub mod index;
+pub mod manifest;
+pub mod resolve;
+pub mod server;
+pub mod signing;
+
+pub use manifest::Manifest;
 
 use std::fmt;
 use std::str::FromStr;
@@ -31,6 +73,16 @@ impl Digest {
     /// Digest of the given bytes.
     pub fn of(bytes: &[u8]) -> Self {
         Self(Sha256::digest(bytes).into())
+    }
+
+    /// The digest with these 32 bytes (a finished sha256).
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The 32 bytes of the sha256.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
     }
 
     /// The 64 hex digits without the `sha256:` prefix, for file names.

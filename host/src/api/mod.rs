@@ -46,6 +46,7 @@ pub struct ApiState {
 struct Inner {
     plane: ControlPlane,
     tokens: TokenCache,
+    run_pages: runs::PageCache,
     /// Alert delivery, told when webhooks change; `None` when the server
     /// does not alert.
     alerts: Option<Arc<Alerts>>,
@@ -65,6 +66,7 @@ impl ApiState {
             inner: Arc::new(Inner {
                 plane,
                 tokens: TokenCache::default(),
+                run_pages: runs::PageCache::default(),
                 alerts,
                 configured_webhooks,
             }),

@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
+use axum::response::IntoResponse as _;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
@@ -64,14 +65,62 @@ pub struct RunQuery {
     pub limit: Option<u32>,
 }
 
-/// Runs the caller sees, newest first, a page at a time.
+/// How long a page of runs is served from memory at most. A change made
+/// through this process (a run created, finished, cancelled, given more
+/// jobs) empties the cache at once; one made by another process sharing the
+/// database shows within this time.
+pub const PAGE_TTL: Duration = Duration::from_secs(1);
+
+/// Recently served pages of runs, by caller scope and query string, with
+/// the store's runs generation they were read at.
+#[derive(Debug, Default)]
+pub struct PageCache {
+    entries: std::sync::Mutex<HashMap<String, (std::time::Instant, u64, axum::body::Bytes)>>,
+}
+
+impl PageCache {
+    fn get(&self, key: &str, generation: u64) -> Option<axum::body::Bytes> {
+        let entries = self.entries.lock().expect("page cache lock");
+        let (at, at_generation, body) = entries.get(key)?;
+        (*at_generation == generation && at.elapsed() < PAGE_TTL).then(|| body.clone())
+    }
+
+    fn put(&self, key: String, generation: u64, body: axum::body::Bytes) {
+        let mut entries = self.entries.lock().expect("page cache lock");
+        if entries.len() >= 4096 {
+            entries.retain(|_, (at, g, _)| *g == generation && at.elapsed() < PAGE_TTL);
+            if entries.len() >= 4096 {
+                entries.clear();
+            }
+        }
+        entries.insert(key, (std::time::Instant::now(), generation, body));
+    }
+}
+
+/// Runs the caller sees, newest first, a page at a time. Pages are served
+/// from memory for up to a second (see [`PAGE_TTL`]).
 #[utoipa::path(get, path = "/api/v1/runs", tag = "runs", params(RunQuery),
     responses((status = 200, body = Page<Run>), (status = 400, body = Problem)))]
 async fn list_runs(
     State(state): State<ApiState>,
     caller: Caller,
+    uri: axum::http::Uri,
     Query(q): Query<RunQuery>,
-) -> ApiResult<axum::Json<Page<Run>>> {
+) -> ApiResult<axum::response::Response> {
+    let json = |body: axum::body::Bytes| {
+        (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
+    };
+    // Read the generation first: a change committed while the page is read
+    // moves it, so the page is not served again.
+    let generation = state.store().runs_generation();
+    let key = format!("{:?}?{}", caller.scope, uri.query().unwrap_or(""));
+    if let Some(body) = state.inner.run_pages.get(&key, generation) {
+        return Ok(json(body));
+    }
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
         return Err(ApiError::new(
@@ -81,9 +130,9 @@ async fn list_runs(
         )
         .with_field("limit"));
     }
-    let runs = state
+    let page = state
         .store()
-        .list_runs(&RunFilter {
+        .list_runs_json(&RunFilter {
             scope: caller.scope.clone(),
             tenant: q.tenant,
             status: q.status,
@@ -94,13 +143,19 @@ async fn list_runs(
             limit,
         })
         .await?;
-    let next_cursor = (runs.len() == limit as usize)
-        .then(|| runs.last().map(|r| r.id.to_string()))
-        .flatten();
-    Ok(axum::Json(Page {
-        items: runs,
-        next_cursor,
-    }))
+    // The database wrote the items; the page around them is written here
+    // rather than parsed and serialised again.
+    let mut body = String::with_capacity(page.items.len() + 64);
+    body.push_str("{\"items\":");
+    body.push_str(&page.items);
+    if let Some(last) = page.last_id.filter(|_| page.count == u64::from(limit)) {
+        body.push_str(",\"next_cursor\":");
+        body.push_str(&serde_json::to_string(&last).expect("a string serialises"));
+    }
+    body.push('}');
+    let body = axum::body::Bytes::from(body);
+    state.inner.run_pages.put(key, generation, body.clone());
+    Ok(json(body))
 }
 
 /// A run with its jobs' progress.

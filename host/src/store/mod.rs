@@ -179,6 +179,7 @@ mod runs;
 mod sql;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::any::{Any, AnyPoolOptions};
@@ -186,7 +187,8 @@ use sqlx::{AnyConnection, AnyPool, Executor, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use admin::{
-    ApiToken, NewUser, RunFilter, RunLog, Scope, StoreMetrics, StoredAudit, StoredWebhook, User,
+    ApiToken, NewUser, RunFilter, RunLog, RunPageJson, Scope, StoreMetrics, StoredAudit,
+    StoredWebhook, User,
 };
 pub use durable::{NewTicket, PluginVersion, StoredTicket, TierSla};
 pub use error::{Result, StoreError};
@@ -284,6 +286,9 @@ pub struct Store {
     /// doc); unused on PostgreSQL.
     write_lock: Arc<Mutex<()>>,
     backoff: Backoff,
+    /// Bumped after each commit that created, changed or finished runs or
+    /// added jobs to them (see [`Store::runs_generation`]).
+    runs_generation: Arc<AtomicU64>,
 }
 
 /// A write transaction: `BEGIN IMMEDIATE` behind the process's write mutex
@@ -295,6 +300,8 @@ pub(crate) struct WriteTx {
     // mutex is released.
     tx: Transaction<'static, Any>,
     _guard: Option<OwnedMutexGuard<()>>,
+    runs_generation: Arc<AtomicU64>,
+    runs_changed: bool,
 }
 
 impl WriteTx {
@@ -304,7 +311,16 @@ impl WriteTx {
 
     pub(crate) async fn commit(self) -> Result<()> {
         self.tx.commit().await?;
+        if self.runs_changed {
+            self.runs_generation.fetch_add(1, Ordering::Release);
+        }
         Ok(())
+    }
+
+    /// Says this transaction creates, changes or finishes runs or adds jobs
+    /// to them: its commit bumps [`Store::runs_generation`].
+    pub(crate) fn mark_runs_changed(&mut self) {
+        self.runs_changed = true;
     }
 }
 
@@ -408,6 +424,7 @@ impl Store {
             backend,
             write_lock: Arc::new(Mutex::new(())),
             backoff: options.backoff,
+            runs_generation: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -430,13 +447,26 @@ impl Store {
                 Ok(WriteTx {
                     tx,
                     _guard: Some(guard),
+                    runs_generation: self.runs_generation.clone(),
+                    runs_changed: false,
                 })
             }
             Backend::Postgres => Ok(WriteTx {
                 tx: self.pool.begin_with(POSTGRES_BEGIN).await?,
                 _guard: None,
+                runs_generation: self.runs_generation.clone(),
+                runs_changed: false,
             }),
         }
+    }
+
+    /// A counter this store (and its clones) bumps after every commit that
+    /// creates, changes or finishes runs or adds jobs to them: a reader
+    /// that cached something about runs at one value knows it is stale at
+    /// another. Changes made by other processes sharing the database do not
+    /// move it.
+    pub fn runs_generation(&self) -> u64 {
+        self.runs_generation.load(Ordering::Acquire)
     }
 
     /// The pool, for reads outside a transaction.

@@ -177,6 +177,7 @@ impl Store {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
+        tx.mark_runs_changed();
         for job in jobs {
             check_new_job(job)?;
         }

@@ -285,6 +285,7 @@ impl Store {
             tracing::debug!("firing already has a run");
             return Ok(None);
         }
+        tx.mark_runs_changed();
         self.advance_schedule(&mut tx, firing).await?;
         self.insert_jobs(&mut tx, &run_id, jobs, now).await?;
         tx.commit().await?;
@@ -326,6 +327,7 @@ impl Store {
         .bind(run_tenant(jobs))
         .execute(tx.conn())
         .await?;
+        tx.mark_runs_changed();
         self.insert_jobs(&mut tx, &run_id, jobs, now).await?;
         tx.commit().await?;
         self.finish_runs(std::slice::from_ref(&run_id), now).await?;
@@ -384,6 +386,7 @@ impl Store {
         .execute(tx.conn())
         .await?
         .rows_affected();
+        tx.mark_runs_changed();
         tx.commit().await?;
         self.finish_runs(std::slice::from_ref(id), now).await?;
         Ok(n)
@@ -423,7 +426,9 @@ impl Store {
                      AND j.status IN ('queued', 'leased', 'awaiting-approval'))",
                 );
             let mut tx = self.write().await?;
-            sql.execute(tx.conn()).await?;
+            if sql.execute(tx.conn()).await? > 0 {
+                tx.mark_runs_changed();
+            }
             tx.commit().await?;
         }
         Ok(())

@@ -1,0 +1,316 @@
+//! A real `steward-registry` process per test, on port 0 with a temp data
+//! dir, on SQLite or on a fresh database of a throwaway PostgreSQL server.
+//!
+//! The PostgreSQL server is `STEWARD_TEST_POSTGRES_URL` when set. Otherwise
+//! the first test that needs it starts a cluster for this test process with
+//! `.ci/postgres start` on a free loopback port, once. As in the host's
+//! tests, `.ci/postgres guard DIR` is spawned first with a pipe as its
+//! standard input whose write end this process keeps open in a static:
+//! when the process ends, however it ends, the guard reads end of file and
+//! removes the cluster.
+
+#![allow(dead_code)]
+
+use std::io::BufRead as _;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use steward_registry::Manifest;
+use steward_registry::api::Problem;
+use steward_registry::client::RegistryClient;
+
+/// The cluster script.
+pub const PG_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../.ci/postgres");
+
+/// Which database a test registry uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    /// `sqlite://<data-dir>/registry.db` (the default).
+    Sqlite,
+    /// A new database on the test PostgreSQL server.
+    Postgres,
+}
+
+/// A running registry.
+pub struct Registry {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// The `--database` given, if any.
+    pub database: Option<String>,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// Starts a registry with default limits.
+    pub async fn start(db: Db) -> Self {
+        Self::start_with(db, &[]).await
+    }
+
+    /// Starts a registry with extra `serve` arguments.
+    pub async fn start_with(db: Db, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().join("data");
+        let database = match db {
+            Db::Sqlite => None,
+            Db::Postgres => Some(postgres_database().await),
+        };
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_steward-registry"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(extra)
+            .env_remove("STEWARD_REGISTRY_DATABASE")
+            .env_remove("STEWARD_REGISTRY_MAX_MODULE_BYTES")
+            .env("STEWARD_REGISTRY_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(url) = &database {
+            cmd.args(["--database", url]);
+        }
+        let mut child = cmd.spawn().expect("start steward-registry serve");
+        let stdout = child.stdout.take().unwrap();
+        let url = tokio::task::spawn_blocking(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            let line = lines
+                .next()
+                .expect("serve prints its address")
+                .expect("UTF-8 output");
+            line.strip_prefix("steward-registry: listening on ")
+                .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+                .to_owned()
+        })
+        .await
+        .unwrap();
+        Registry {
+            url,
+            data_dir,
+            database,
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// Creates a publisher with `steward-registry publisher add` and
+    /// returns its token.
+    pub fn add_publisher(&self, name: &str, namespaces: &[&str], unsigned: bool) -> String {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_steward-registry"));
+        cmd.args(["publisher", "add", name])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env("STEWARD_REGISTRY_LOG", "warn")
+            .env_remove("STEWARD_REGISTRY_DATABASE");
+        for ns in namespaces {
+            cmd.args(["--namespace", ns]);
+        }
+        if unsigned {
+            cmd.arg("--unsigned-namespace");
+        }
+        if let Some(url) = &self.database {
+            cmd.args(["--database", url]);
+        }
+        let out = cmd.output().expect("run publisher add");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "publisher add failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = stdout
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("steward-registry: publisher token (shown once, keep it): ")
+            })
+            .unwrap_or_else(|| panic!("no token in: {stdout}"))
+            .to_owned();
+        assert!(
+            token.starts_with("stwr_") && token.len() == 5 + 64,
+            "{token}"
+        );
+        token
+    }
+
+    /// A client with `token`.
+    pub fn client(&self, token: Option<&str>) -> RegistryClient {
+        RegistryClient::new(&self.url, token.map(str::to_owned)).unwrap()
+    }
+
+    /// The blob directory's entries, sorted (temporary uploads included).
+    pub fn blob_files(&self) -> Vec<String> {
+        let dir = self.data_dir.join("blobs").join("sha256");
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Sends SIGTERM and waits for the process.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("wait for steward-registry")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The bytes of a built component.
+pub fn component(package: &str) -> Vec<u8> {
+    std::fs::read(component_path(package)).expect("read a built component")
+}
+
+/// The path of a built component.
+pub fn component_path(package: &str) -> PathBuf {
+    steward_tests::component(package)
+}
+
+/// A valid manifest for `name` (`ns/module`) at `version`.
+pub fn manifest(name: &str, version: &str, capabilities: &[&str]) -> Manifest {
+    Manifest {
+        name: name.into(),
+        version: version.parse().unwrap(),
+        description: format!("The {name} module, for tests"),
+        license: "Apache-2.0".into(),
+        homepage: None,
+        wit: "steward:plugin@0.1.0".into(),
+        capabilities: capabilities.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// A `PUT` built by hand, for requests the client would never send.
+pub struct RawPublish<'a> {
+    pub path: &'a str,
+    pub token: &'a str,
+    pub manifest_json: Vec<u8>,
+    pub signature: Option<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Sends a hand-built publish and returns the status and problem.
+pub async fn raw_publish(registry: &Registry, req: RawPublish<'_>) -> (u16, Problem) {
+    let mut builder = reqwest::Client::new()
+        .put(format!("{}/v1/modules/{}", registry.url, req.path))
+        .bearer_auth(req.token)
+        .header("content-type", "application/wasm")
+        .header("steward-manifest", BASE64.encode(&req.manifest_json));
+    if let Some((signature, key_id)) = req.signature {
+        builder = builder
+            .header("steward-signature", signature)
+            .header("steward-key-id", key_id);
+    }
+    let response = builder.body(req.body).send().await.expect("send");
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let text = response.text().await.unwrap();
+    if status < 300 {
+        panic!("the raw publish was accepted: {text}");
+    }
+    assert_eq!(content_type, "application/problem+json", "{text}");
+    (
+        status,
+        serde_json::from_str(&text).expect("a problem document"),
+    )
+}
+
+/// A new, empty database on the test PostgreSQL server.
+pub async fn postgres_database() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let server = postgres_server();
+    let name = format!(
+        "registry_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    sqlx::any::install_default_drivers();
+    let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(server)
+        .await
+        .expect("connect to the test PostgreSQL server");
+    sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("create a test database");
+    with_database(server, &name)
+}
+
+/// `url` with its database name replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let slash = base.rfind('/').expect("a database URL has a path");
+    let mut out = format!("{}/{name}", &base[..slash]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+/// The URL of the test server: from the environment, or a cluster started
+/// for this process.
+pub fn postgres_server() -> &'static str {
+    static SERVER: OnceLock<String> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        if let Ok(url) = std::env::var("STEWARD_TEST_POSTGRES_URL") {
+            return url;
+        }
+        start_cluster()
+    })
+}
+
+/// The guard, with the write end of its standard input: kept until the
+/// process exits.
+static GUARD: OnceLock<Mutex<Child>> = OnceLock::new();
+
+fn start_cluster() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("find a free loopback port")
+        .port();
+    let dir: PathBuf = std::env::temp_dir().join(format!(
+        "steward-registry-pg-{}-{}",
+        std::process::id(),
+        port
+    ));
+    let guard = Command::new(PG_SCRIPT)
+        .arg("guard")
+        .arg(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn the PostgreSQL guard");
+    let _ = GUARD.set(Mutex::new(guard));
+    let out = Command::new(PG_SCRIPT)
+        .arg("start")
+        .arg(&dir)
+        .arg(port.to_string())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run .ci/postgres start");
+    assert!(
+        out.status.success(),
+        ".ci/postgres start failed; is Debian's postgresql package installed?"
+    );
+    String::from_utf8(out.stdout)
+        .expect("UTF-8 URL")
+        .trim()
+        .to_owned()
+}
