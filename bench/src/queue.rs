@@ -89,7 +89,7 @@ async fn measure(
         JobMode::Check,
         now,
     );
-    let run = store.create_run(None, &[first], now).await?;
+    let run = store.create_run(None, &[], &[first], now).await?;
     let new_jobs: Vec<NewJob> = (0..jobs - 1)
         .map(|i| {
             let (tenant, device) = &devices[i % devices.len()];
@@ -259,7 +259,7 @@ async fn pipelined(
             // is (a run ends when its last job does, so jobs cannot trickle
             // into one).
             for chunk in new_jobs.chunks(batch) {
-                store.create_run(None, chunk, now).await?;
+                store.create_run(None, &[], chunk, now).await?;
             }
             anyhow::Ok(())
         })

@@ -14,6 +14,7 @@ use steward_host::bindings::types::{
     Change, Descriptor, Finding, Outcome, ParamType, ParamValue, PluginScope, RunMode, Severity,
 };
 use steward_host::capability::{Grant, Grants};
+use steward_host::control::registry::RegistrySettings;
 use steward_host::control::server::{ServeConfig, Server};
 use steward_host::device::fleet;
 use steward_host::device::local::{self, LocalConfig};
@@ -37,7 +38,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Work with plugin components locally, without a server.
+    /// Work with plugin components: inspect and run them locally, without a
+    /// server, or publish them to a module registry.
     #[command(subcommand)]
     Plugin(PluginCommand),
     /// Simulated fleets for demos and load tests.
@@ -78,6 +80,10 @@ enum Command {
             hide_env_values = true
         )]
         owner_token: Option<String>,
+        /// The module registry plugins are installed from
+        /// (`http://host:port`); overrides `[registry] url`.
+        #[arg(long, env = "STEWARD_REGISTRY", value_name = "URL")]
+        registry: Option<String>,
     },
     #[command(flatten)]
     Remote(crate::remote::Remote),
@@ -143,6 +149,15 @@ enum PluginCommand {
     },
     /// Run a plugin's check, then its remediation, against a device.
     Run(Box<RunArgs>),
+    /// Create an ed25519 signing key for publishing plugins to a registry;
+    /// prints its key id and public key.
+    Keygen(crate::publish::KeygenArgs),
+    /// Register a signing key's public half with a registry, under the
+    /// publisher token.
+    RegisterKey(crate::publish::RegisterKeyArgs),
+    /// Upload a plugin component and its manifest to a registry, signed
+    /// with a registered key; prints `published NS/MODULE VERSION DIGEST`.
+    Publish(Box<crate::publish::PublishArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -290,12 +305,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let runtime = open_runtime(cache_dir, limits)?;
             run(&runtime, *args).await
         }
+        Command::Plugin(PluginCommand::Keygen(args)) => crate::publish::keygen(&args),
+        Command::Plugin(PluginCommand::RegisterKey(args)) => {
+            crate::publish::register_key(&args).await
+        }
+        Command::Plugin(PluginCommand::Publish(args)) => crate::publish::publish(&args).await,
         Command::Serve {
             config,
             listen,
             data_dir,
             database,
             owner_token,
+            registry,
         } => {
             let mut config = match config {
                 Some(p) => ServeConfig::load(&p)?,
@@ -308,6 +329,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             config.data_dir = data_dir.unwrap_or(config.data_dir);
             config.database = database.or(config.database);
             config.owner_token = owner_token.or(config.owner_token);
+            if let Some(url) = registry {
+                match &mut config.registry {
+                    Some(settings) => settings.url = url,
+                    None => config.registry = Some(RegistrySettings::new(url)),
+                }
+            }
             serve(config).await
         }
         Command::Remote(remote) => crate::remote::run(remote).await,

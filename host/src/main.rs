@@ -1,6 +1,7 @@
 //! The `steward` binary.
 
 mod cli;
+mod publish;
 mod remote;
 
 fn main() -> std::process::ExitCode {

@@ -59,6 +59,8 @@ pub enum Remote {
     Users(Area<UserCmd>),
     /// Webhooks alerts go to.
     Webhooks(Area<WebhookCmd>),
+    /// Keys trusted to sign registry modules.
+    Trust(Area<TrustCmd>),
     /// A tenant's findings.
     Findings {
         #[command(flatten)]
@@ -185,6 +187,56 @@ pub enum PluginsCmd {
         #[arg(long = "grant")]
         grants: Vec<String>,
     },
+    /// Shows what installing a registry module would do: the version the
+    /// requirement resolves to, its signer and whether that key is trusted,
+    /// and the capabilities it requests.
+    Offer {
+        /// `namespace/name@requirement`, for example `acme/patching@^1.2`.
+        module: String,
+    },
+    /// Installs a module from the server's registry, verified against the
+    /// keys trusted for its namespace. Every capability it requests must be
+    /// granted: list them with `--grant`, or approve exactly what it asks
+    /// with `--grant-requested` (the list is printed first).
+    InstallFrom {
+        /// `namespace/name@requirement`, for example `acme/patching@^1.2`.
+        module: String,
+        /// A capability to grant (repeatable).
+        #[arg(long = "grant", conflicts_with = "grant_requested")]
+        grants: Vec<String>,
+        /// Grant every capability the module requests, unrestricted.
+        #[arg(long)]
+        grant_requested: bool,
+    },
+    /// Upgrades a plugin installed from the registry to the highest version
+    /// its requirement resolves to. Without `--grant` it keeps its grants,
+    /// which works when the new version requests nothing more.
+    Upgrade {
+        name: String,
+        /// A new requirement (`^2`).
+        #[arg(long)]
+        requirement: Option<String>,
+        /// The grants of the new version (repeatable; the complete list).
+        #[arg(long = "grant")]
+        grants: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustCmd {
+    /// Lists the keys trusted to sign each namespace's modules.
+    List,
+    /// Trusts a key to sign a namespace's modules.
+    Add {
+        /// The registry namespace.
+        #[arg(long)]
+        namespace: String,
+        /// The ed25519 public key, base64 (`steward plugin keygen` prints it).
+        #[arg(long)]
+        public_key: String,
+    },
+    /// Stops trusting a key.
+    Remove { namespace: String, key_id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -465,6 +517,30 @@ fn query(params: &[(&str, Option<String>)]) -> String {
     if q.is_empty() { q } else { format!("?{q}") }
 }
 
+/// A registry offer for a person: what would be installed, who signed it,
+/// whether that key is trusted, what it asks for.
+fn print_offer(offer: &Value) {
+    println!(
+        "{} {} ({})",
+        cell(&offer["module"]),
+        cell(&offer["version"]),
+        cell(&offer["digest"])
+    );
+    println!("  {}", cell(&offer["description"]));
+    println!("  license:      {}", cell(&offer["license"]));
+    let trust = match offer["trust"].as_str().unwrap_or("") {
+        "trusted" => "trusted key",
+        "first-use" => {
+            "no key trusted for this namespace yet: installing trusts this one (first use)"
+        }
+        "untrusted" => "NOT trusted: installing is refused (trust the key first)",
+        "unsigned-allowed" => "unsigned (the namespace is allowed to be unsigned)",
+        _ => "unsigned: installing is refused",
+    };
+    println!("  signed by:    {} ({trust})", cell(&offer["signed_by"]));
+    println!("  capabilities: {}", cell(&offer["capabilities"]));
+}
+
 fn cell(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
@@ -657,6 +733,106 @@ pub async fn run(remote: Remote) -> anyhow::Result<ExitCode> {
                     .await?,
                     cols,
                 ),
+                PluginsCmd::Offer { module } => {
+                    let offer = c
+                        .get(&format!(
+                            "/api/v1/registry/offer{}",
+                            query(&[("module", Some(module))])
+                        ))
+                        .await?;
+                    if c.conn.json {
+                        c.print(&offer, &[]);
+                    } else {
+                        print_offer(&offer);
+                    }
+                }
+                PluginsCmd::InstallFrom {
+                    module,
+                    mut grants,
+                    grant_requested,
+                } => {
+                    if grant_requested || grants.is_empty() {
+                        let offer = c
+                            .get(&format!(
+                                "/api/v1/registry/offer{}",
+                                query(&[("module", Some(module.clone()))])
+                            ))
+                            .await?;
+                        let requested: Vec<String> = offer["capabilities"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|c| c.as_str().map(str::to_owned))
+                            .collect();
+                        if !c.conn.quiet && !c.conn.json {
+                            print_offer(&offer);
+                        }
+                        if grant_requested {
+                            grants = requested;
+                        } else if !requested.is_empty() {
+                            anyhow::bail!(
+                                "{module} requests {}: grant them with --grant (or approve exactly these with --grant-requested)",
+                                requested.join(", ")
+                            );
+                        }
+                    }
+                    c.print(
+                        &c.post(
+                            "/api/v1/plugins/from-registry",
+                            json!({ "module": module, "grants": grants }),
+                        )
+                        .await?,
+                        &["plugin", "version", "digest", "grants", "source.signed_by"],
+                    );
+                }
+                PluginsCmd::Upgrade {
+                    name,
+                    requirement,
+                    grants,
+                } => {
+                    let grants = (!grants.is_empty()).then_some(grants);
+                    let done = c
+                        .post(
+                            &format!("/api/v1/plugins/{name}/upgrade"),
+                            json!({ "requirement": requirement, "grants": grants }),
+                        )
+                        .await?;
+                    if c.conn.json {
+                        c.print(&done, &[]);
+                    } else if done["changed"].as_bool() == Some(true) {
+                        println!(
+                            "upgraded {name} {} -> {} ({})",
+                            cell(&done["from"]["version"]),
+                            cell(&done["to"]["version"]),
+                            cell(&done["to"]["digest"])
+                        );
+                    } else {
+                        println!("{name} {} is up to date", cell(&done["to"]["version"]));
+                    }
+                }
+            }
+        }
+        Remote::Trust(Area { conn, cmd }) => {
+            let c = Client::new(conn);
+            let cols = &["namespace", "key_id", "how", "trusted_at"];
+            match cmd {
+                TrustCmd::List => c.print(&c.get("/api/v1/registry/trust").await?, cols),
+                TrustCmd::Add {
+                    namespace,
+                    public_key,
+                } => c.print(
+                    &c.post(
+                        "/api/v1/registry/trust",
+                        json!({ "namespace": namespace, "public_key": public_key }),
+                    )
+                    .await?,
+                    cols,
+                ),
+                TrustCmd::Remove { namespace, key_id } => {
+                    c.delete(&format!("/api/v1/registry/trust/{namespace}/{key_id}"))
+                        .await?;
+                    println!("no longer trusted: {key_id} for {namespace}");
+                }
             }
         }
         Remote::Playbooks(Area { conn, cmd }) => {

@@ -120,7 +120,7 @@ fn job(tenant: &TenantId, device: &DeviceId, due: Timestamp) -> NewJob {
 }
 
 async fn run_with(store: &Store, jobs: &[NewJob]) -> RunId {
-    store.create_run(None, jobs, T0).await.unwrap()
+    store.create_run(None, &[], jobs, T0).await.unwrap()
 }
 
 async fn complete_ok(store: &Store, worker: &str, jobs: &[Job], now: Timestamp) -> Vec<JobId> {
@@ -145,7 +145,7 @@ async fn migrations_are_idempotent(db: TestDb) {
         .fetch_one(&sqlx::AnyPool::connect(&db.url).await.unwrap())
         .await
         .unwrap();
-    assert_eq!(applied, 3, "every embedded migration, once");
+    assert_eq!(applied, 4, "every embedded migration, once");
 }
 
 async fn claims_by_tier_then_due_time(db: TestDb) {
@@ -590,7 +590,7 @@ async fn schedule_fires_once_under_concurrent_attempts(db: TestDb) {
         let jobs = jobs.clone();
         tasks.push(tokio::spawn(async move {
             store
-                .create_run_for_firing(&firing, &jobs, at(3600))
+                .create_run_for_firing(&firing, &[], &jobs, at(3600))
                 .await
                 .unwrap()
         }));
@@ -630,7 +630,7 @@ async fn schedule_fires_once_under_concurrent_attempts(db: TestDb) {
     };
     assert!(
         db.store
-            .create_run_for_firing(&next, &[], at(90_000))
+            .create_run_for_firing(&next, &[], &[], at(90_000))
             .await
             .unwrap()
             .is_some()
@@ -647,7 +647,7 @@ async fn bad_input_is_refused_and_nothing_is_stored(db: TestDb) {
         RunStatus::Succeeded
     );
     let run = s
-        .create_run(None, &[job(&f.vip, &f.devices[0], at(0))], T0)
+        .create_run(None, &[], &[job(&f.vip, &f.devices[0], at(0))], T0)
         .await
         .unwrap();
     let good = job(&f.vip, &f.devices[0], at(0));
@@ -690,7 +690,12 @@ async fn bad_input_is_refused_and_nothing_is_stored(db: TestDb) {
     assert_eq!(err.to_string(), "unknown run `nope`");
 
     let err = s
-        .create_run(None, &[good.clone(), job(&ghost, &f.devices[0], at(0))], T0)
+        .create_run(
+            None,
+            &[],
+            &[good.clone(), job(&ghost, &f.devices[0], at(0))],
+            T0,
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::UnknownTenant(_)));
@@ -1140,7 +1145,7 @@ async fn run_listings_page_by_scope_and_filter(db: TestDb) {
         if i == 2 {
             j.plugin = "patching".into();
         }
-        runs.push(s.create_run(None, &[j], at(i as u64)).await.unwrap());
+        runs.push(s.create_run(None, &[], &[j], at(i as u64)).await.unwrap());
     }
     s.cancel_run(&runs[3], at(10)).await.unwrap();
     let filter = |scope: Scope| RunFilter {

@@ -19,6 +19,9 @@ pub const GUESTS: &[&str] = &[
     "steward-plugin-antivirus",
     "steward-plugin-account-unlock",
     "steward-plugin-refresh-planner",
+    "guest-vendor-demo-1-0-0",
+    "guest-vendor-demo-1-1-0",
+    "guest-vendor-demo-2-0-0",
 ];
 
 /// The workspace root.

@@ -16,6 +16,7 @@ mod ops;
 mod people;
 mod playbooks;
 pub mod problem;
+mod registry;
 mod runs;
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::control::alerts::Webhook;
 use crate::control::executor::Alerts;
 use crate::control::plane::ControlPlane;
+use crate::control::registry::Registry;
 use crate::store::{
     AuditEvent, DeviceId, JobId, Playbook, PlaybookId, Run, RunId, Store, TenantId, Timestamp,
 };
@@ -52,6 +54,8 @@ struct Inner {
     alerts: Option<Arc<Alerts>>,
     /// Webhooks from the configuration file (kept beside stored ones).
     configured_webhooks: Vec<Webhook>,
+    /// The module registry plugins are installed from, if configured.
+    registry: Option<Arc<Registry>>,
 }
 
 impl ApiState {
@@ -69,8 +73,33 @@ impl ApiState {
                 run_pages: runs::PageCache::default(),
                 alerts,
                 configured_webhooks,
+                registry: None,
             }),
         }
+    }
+
+    /// The same state, installing plugins from `registry`. Call before the
+    /// state is shared.
+    ///
+    /// # Panics
+    ///
+    /// When the state was cloned already.
+    pub fn with_registry(mut self, registry: Arc<Registry>) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_registry before the state is shared")
+            .registry = Some(registry);
+        self
+    }
+
+    /// The module registry, or the error saying none is configured.
+    pub(crate) fn registry(&self) -> ApiResult<&Registry> {
+        self.inner.registry.as_deref().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "registry-not-configured",
+                "this server has no module registry configured (`[registry] url` in its configuration, or `steward serve --registry URL`)",
+            )
+        })
     }
 
     fn store(&self) -> &Store {
@@ -203,6 +232,7 @@ pub fn router(state: ApiState) -> (Router, OpenApi) {
         .merge(playbooks::routes())
         .merge(runs::routes())
         .merge(people::routes())
+        .merge(registry::routes())
         .split_for_parts();
     doc.info.title = "Steward API".to_owned();
     doc.info.description = Some(

@@ -40,7 +40,7 @@ use super::alerts::{
     Alerter, CheckResult, CriticalFinding, Dispatcher, JobEnd, Observation, RemediationResult,
 };
 use super::plane::compile_spec;
-use super::playbook::{OnFailure, Step};
+use super::playbook::{self, OnFailure, Step};
 use super::plugins::PluginLibrary;
 use super::providers::{CollectAudit, DeviceProviders, SnapshotState, StoreJournal, StoreTickets};
 use super::schedule::{Firing as ScheduleFiring, Schedule, StartDecision};
@@ -52,8 +52,8 @@ use crate::bindings::types::{
 use crate::runtime::{Journal, LogLine, RunError, RunSpec, resolve_json_params};
 use crate::store::{
     self, AuditEvent, ChangeOutcome, Completion, DeviceId, Failure, FailureKind, Job, JobId,
-    JobMode, NewChange, NewFinding, NewJob, NewLog, Outcome, PluginVersion, RunId, Severity, Store,
-    TenantId, Timestamp,
+    JobMode, NewChange, NewFinding, NewJob, NewLog, Outcome, Pin, PluginVersion, RunId, Severity,
+    Store, Timestamp,
 };
 
 /// How an executor runs.
@@ -126,6 +126,10 @@ struct Caches {
 struct RunPlan {
     /// The playbook's steps; empty for a run started without a playbook.
     steps: Vec<Step>,
+    /// The component each step runs, pinned when the run was created;
+    /// empty for runs from before pinning (their later steps run the latest
+    /// installed version).
+    pins: Vec<Pin>,
     /// For a run a schedule with a maintenance window fired: the schedule
     /// and the firing, to keep jobs inside the window.
     window: Option<(Schedule, ScheduleFiring)>,
@@ -350,7 +354,7 @@ impl Inner {
             .ok_or_else(|| anyhow::anyhow!("run `{run_id}` does not exist"))?;
         let steps = match &run.playbook_id {
             Some(id) => match self.store.playbook(id).await? {
-                Some(p) => serde_json::from_value(p.steps)
+                Some(p) => playbook::read_steps(&p.steps)
                     .map_err(|e| anyhow::anyhow!("playbook `{id}` has unreadable steps: {e}"))?,
                 None => Vec::new(),
             },
@@ -371,7 +375,11 @@ impl Inner {
                 },
             ));
         }
-        let plan = Arc::new(RunPlan { steps, window });
+        let plan = Arc::new(RunPlan {
+            steps,
+            pins: run.pins.unwrap_or_default(),
+            window,
+        });
         let mut caches = self.caches.lock().expect("cache lock poisoned");
         if caches.runs.len() > 10_000 {
             caches.runs.clear();
@@ -868,9 +876,6 @@ async fn follow_ups(inner: &Inner, job: &Job, succeeded: bool, planned: bool) ->
     let Some(step) = plan.steps.get(index) else {
         return Vec::new();
     };
-    let Ok(versions) = inner.versions(false).await else {
-        return Vec::new();
-    };
     let now = Timestamp::now();
     if planned && succeeded {
         let mut approval = step.job(
@@ -878,38 +883,30 @@ async fn follow_ups(inner: &Inner, job: &Job, succeeded: bool, planned: bool) ->
             &job.tenant_id,
             job.device_id.as_ref(),
             JobMode::Remediate,
-            &versions,
+            job.plugin_digest.as_deref(),
             now,
             Some(now + Duration::from_secs(step.approval_timeout_seconds)),
         );
-        approval.plugin_digest = job.plugin_digest.clone();
         approval.awaiting_approval = true;
         return vec![approval];
     }
     if !succeeded && step.on_failure == OnFailure::Stop {
         return Vec::new();
     }
-    next_step(
-        &plan.steps,
-        index + 1,
-        &job.tenant_id,
-        job.device_id.as_ref(),
-        &versions,
-        now,
-    )
-}
-
-fn next_step(
-    steps: &[Step],
-    index: usize,
-    tenant: &TenantId,
-    device: Option<&DeviceId>,
-    versions: &[PluginVersion],
-    now: Timestamp,
-) -> Vec<NewJob> {
-    steps
-        .get(index)
-        .map(|s| vec![s.job(index, tenant, device, s.first_mode(), versions, now, None)])
+    let next = index + 1;
+    plan.steps
+        .get(next)
+        .map(|s| {
+            vec![s.job(
+                next,
+                &job.tenant_id,
+                job.device_id.as_ref(),
+                s.first_mode(),
+                plan.pins.get(next).map(|p| p.digest.as_str()),
+                now,
+                None,
+            )]
+        })
         .unwrap_or_default()
 }
 

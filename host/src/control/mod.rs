@@ -10,5 +10,6 @@ pub mod plane;
 pub mod playbook;
 pub mod plugins;
 pub mod providers;
+pub mod registry;
 pub mod schedule;
 pub mod server;

@@ -12,8 +12,8 @@ use super::plugins::PluginLibrary;
 use super::schedule::{Schedule as CompiledSchedule, ScheduleSpec, StartDecision, WindowMiss};
 use crate::runtime::resolve_json_params;
 use crate::store::{
-    DeviceRef, Firing, NewJob, NewPlaybook, NewSchedule, Playbook, PlaybookId, RunId, Schedule,
-    Store, StoreError, TenantId, Timestamp,
+    DeviceRef, Firing, NewJob, NewPlaybook, NewSchedule, Pin, Playbook, PlaybookId, RunId,
+    Schedule, Store, StoreError, TenantId, Timestamp,
 };
 
 /// Why a control-plane operation was refused.
@@ -188,22 +188,25 @@ impl ControlPlane {
             .await?)
     }
 
-    /// The first step's jobs of `playbook` for `tenant`'s targeted devices,
-    /// all due at `due_at`.
+    /// The version every step of `playbook` runs (the run's pins) and the
+    /// first step's jobs for `tenant`'s targeted devices, started when
+    /// `plan_start` says.
     async fn first_jobs(
         &self,
         playbook: &Playbook,
         tenant: &TenantId,
         plan_start: impl Fn(&DeviceRef) -> Option<(Timestamp, Option<Timestamp>)>,
-    ) -> Result<Vec<NewJob>, ControlError> {
+    ) -> Result<(Vec<Pin>, Vec<NewJob>), ControlError> {
         let installed = self.store.plugin_versions().await?;
         let (steps, target): (Vec<Step>, Target) =
             playbook::parse(&playbook.steps, &playbook.target, &installed)?;
+        let pins = playbook::pins(&steps, &installed)?;
         let step = &steps[0];
+        let digest = Some(pins[0].digest.as_str());
         let expire_after = target
             .expire_after_seconds
             .map(std::time::Duration::from_secs);
-        Ok(self
+        let jobs = self
             .store
             .device_refs(tenant)
             .await?
@@ -215,7 +218,7 @@ impl ControlPlane {
                     tenant,
                     Some(&d.id),
                     step.first_mode(),
-                    &installed,
+                    digest,
                     at,
                     deadline.or(expire_after.map(|e| at + e)),
                 ),
@@ -226,12 +229,13 @@ impl ControlPlane {
                     tenant,
                     Some(&d.id),
                     step.first_mode(),
-                    &installed,
+                    digest,
                     Timestamp::now(),
                     Some(Timestamp::now()),
                 ),
             })
-            .collect())
+            .collect();
+        Ok((pins, jobs))
     }
 
     /// Starts a run of `playbook` for `tenant` now (by hand, not from a
@@ -255,10 +259,13 @@ impl ControlPlane {
             .or_else(|| playbook.tenant_id.clone())
             .ok_or_else(|| ControlError::invalid("tenant-id", "name the tenant to run for"))?;
         let now = Timestamp::now();
-        let jobs = self
+        let (pins, jobs) = self
             .first_jobs(&playbook, &tenant, |_| Some((now, None)))
             .await?;
-        Ok(self.store.create_run(Some(playbook_id), &jobs, now).await?)
+        Ok(self
+            .store
+            .create_run(Some(playbook_id), &pins, &jobs, now)
+            .await?)
     }
 
     /// Fires every due schedule once: a firing becomes a run with one job
@@ -334,7 +341,7 @@ impl ControlPlane {
             .or_else(|| playbook.tenant_id.clone())
             .ok_or_else(|| ControlError::invalid("tenant-id", "schedule names no tenant"))?;
         let expire = spec.window_miss == WindowMiss::Expire;
-        let jobs = self
+        let (pins, jobs) = self
             .first_jobs(&playbook, &tenant, |d| {
                 match compiled.start_at(&firing, d.id.as_str()) {
                     StartDecision::Start { at, deadline } => Some((
@@ -347,7 +354,7 @@ impl ControlPlane {
             .await?;
         let fired = self
             .store
-            .create_run_for_firing(&handled, &jobs, Timestamp::from(now))
+            .create_run_for_firing(&handled, &pins, &jobs, Timestamp::from(now))
             .await?;
         if let Some(run) = &fired {
             tracing::info!(schedule = %schedule.id, %run, jobs = jobs.len(), catch_up = firing.catch_up, "schedule fired");

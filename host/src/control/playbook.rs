@@ -6,7 +6,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::store::{DeviceId, DeviceRef, JobMode, NewJob, PluginVersion, TenantId, Timestamp};
+use semver::{Version, VersionReq};
+
+use crate::store::{DeviceId, DeviceRef, JobMode, NewJob, Pin, PluginVersion, TenantId, Timestamp};
 
 /// What a step asks of its plugin.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,10 +36,13 @@ pub enum OnFailure {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Step {
-    /// An installed plugin's name.
+    /// An installed plugin's name, optionally with a version requirement
+    /// after `@` (`patching@^1.2`), the same as giving `version`.
     pub plugin: String,
-    /// An installed version; the latest installed one when absent (pinned
-    /// when the run is created).
+    /// A semver requirement with Cargo's rules (`^1.2`, `~1.2.3`, `=1.2.3`,
+    /// `>=1, <2`, `*`; a bare `1.2.3` means `^1.2.3`): the highest installed
+    /// version that matches runs. Absent: the latest installed one. Either
+    /// way the choice is pinned on the run when the run is created.
     #[serde(default)]
     pub version: Option<String>,
     /// Plugin parameters, checked against the plugin's description.
@@ -148,23 +153,35 @@ pub fn parse(
     }
     let mut parsed = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        let step: Step = serde_json::from_value(item.clone())
-            .map_err(|e| PlaybookError::new(format!("steps[{i}]"), e.to_string()))?;
+        let step = read_step(i, item)?;
         if !installed.iter().any(|v| v.plugin == step.plugin) {
             return Err(PlaybookError::new(
                 format!("steps[{i}].plugin"),
                 format!("no plugin `{}` is installed", step.plugin),
             ));
         }
-        if let Some(version) = &step.version
-            && !installed
-                .iter()
-                .any(|v| v.plugin == step.plugin && &v.version == version)
-        {
-            return Err(PlaybookError::new(
-                format!("steps[{i}].version"),
-                format!("`{}` {version} is not installed", step.plugin),
-            ));
+        if let Some(version) = &step.version {
+            let requirement = VersionReq::parse(version).map_err(|e| {
+                PlaybookError::new(
+                    format!("steps[{i}].version"),
+                    format!("`{version}` is not a semver requirement: {e}"),
+                )
+            })?;
+            if pick_installed(&step.plugin, Some(&requirement), installed).is_none() {
+                let have: Vec<&str> = installed
+                    .iter()
+                    .filter(|v| v.plugin == step.plugin)
+                    .map(|v| v.version.as_str())
+                    .collect();
+                return Err(PlaybookError::new(
+                    format!("steps[{i}].version"),
+                    format!(
+                        "no installed version of `{}` matches `{version}` (installed: {})",
+                        step.plugin,
+                        have.join(", ")
+                    ),
+                ));
+            }
         }
         if step.timeout_seconds == 0 {
             return Err(PlaybookError::new(
@@ -191,14 +208,92 @@ pub fn parse(
     Ok((parsed, target))
 }
 
-/// The installed version a step runs: the one it names, else the latest
-/// installed.
-pub fn pick_version<'a>(step: &Step, installed: &'a [PluginVersion]) -> Option<&'a PluginVersion> {
-    installed
+/// One step from its JSON, with a `plugin@requirement` split into plugin
+/// and version.
+fn read_step(i: usize, item: &Value) -> Result<Step, PlaybookError> {
+    let mut step: Step = serde_json::from_value(item.clone())
+        .map_err(|e| PlaybookError::new(format!("steps[{i}]"), e.to_string()))?;
+    if let Some((name, requirement)) = step.plugin.split_once('@') {
+        if step.version.is_some() {
+            return Err(PlaybookError::new(
+                format!("steps[{i}].plugin"),
+                "give the version either after `@` or as `version`, not both",
+            ));
+        }
+        step.version = Some(requirement.to_owned());
+        step.plugin = name.to_owned();
+    }
+    Ok(step)
+}
+
+/// A stored playbook's steps, read without checking them against what is
+/// installed (they were checked when stored).
+///
+/// # Errors
+///
+/// Steps that no longer decode.
+pub fn read_steps(steps: &Value) -> Result<Vec<Step>, PlaybookError> {
+    let Value::Array(items) = steps else {
+        return Err(PlaybookError::new("steps", "must be a JSON array of steps"));
+    };
+    items
         .iter()
-        .filter(|v| v.plugin == step.plugin)
-        .filter(|v| step.version.as_ref().is_none_or(|want| &v.version == want))
-        .max_by_key(|v| v.installed_at)
+        .enumerate()
+        .map(|(i, item)| read_step(i, item))
+        .collect()
+}
+
+/// The installed version a step runs: the highest one matching its
+/// requirement, else the latest installed. `None` when nothing installed
+/// matches (or the requirement does not parse, which [`parse`] refuses).
+pub fn pick_version<'a>(step: &Step, installed: &'a [PluginVersion]) -> Option<&'a PluginVersion> {
+    let requirement = match &step.version {
+        Some(text) => Some(VersionReq::parse(text).ok()?),
+        None => None,
+    };
+    pick_installed(&step.plugin, requirement.as_ref(), installed)
+}
+
+fn pick_installed<'a>(
+    plugin: &str,
+    requirement: Option<&VersionReq>,
+    installed: &'a [PluginVersion],
+) -> Option<&'a PluginVersion> {
+    let candidates = installed.iter().filter(|v| v.plugin == plugin);
+    match requirement {
+        None => candidates.max_by_key(|v| v.installed_at),
+        Some(req) => candidates
+            .filter_map(|v| Some((Version::parse(&v.version).ok()?, v)))
+            .filter(|(version, _)| req.matches(version))
+            .max_by(|(a, _), (b, _)| a.cmp(b))
+            .map(|(_, v)| v),
+    }
+}
+
+/// The version each step runs, chosen now: what a run is pinned to.
+///
+/// # Errors
+///
+/// The first step with no installed version, naming it.
+pub fn pins(steps: &[Step], installed: &[PluginVersion]) -> Result<Vec<Pin>, PlaybookError> {
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            pick_version(step, installed)
+                .map(|v| Pin {
+                    plugin: v.plugin.clone(),
+                    version: v.version.clone(),
+                    digest: v.digest.clone(),
+                })
+                .ok_or_else(|| {
+                    PlaybookError::new(
+                        format!("steps[{i}].plugin"),
+                        format!("no installed version of `{}` matches", step.plugin),
+                    )
+                })
+        })
+        .collect()
 }
 
 impl Step {
@@ -213,7 +308,8 @@ impl Step {
     }
 
     /// The job for step `index` on `device` of `tenant`, in `mode`, due at
-    /// `due_at`, pinned to the version [`pick_version`] chooses.
+    /// `due_at`, running the component `digest` (the run's pin; `None`
+    /// for the latest installed when the job is claimed).
     #[allow(clippy::too_many_arguments)]
     pub fn job(
         &self,
@@ -221,7 +317,7 @@ impl Step {
         tenant: &TenantId,
         device: Option<&DeviceId>,
         mode: JobMode,
-        installed: &[PluginVersion],
+        digest: Option<&str>,
         due_at: Timestamp,
         expires_at: Option<Timestamp>,
     ) -> NewJob {
@@ -229,7 +325,7 @@ impl Step {
             tenant_id: tenant.clone(),
             device_id: device.cloned(),
             plugin: self.plugin.clone(),
-            plugin_digest: pick_version(self, installed).map(|v| v.digest.clone()),
+            plugin_digest: digest.map(str::to_owned),
             step_index: index as u32,
             mode,
             params: Value::Object(self.params.clone()),

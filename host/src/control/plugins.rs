@@ -11,7 +11,7 @@ use steward_registry::Digest;
 use crate::bindings::types::Descriptor;
 use crate::capability::{Grant, Grants};
 use crate::runtime::{Module, Runtime};
-use crate::store::{NewPluginVersion, PluginVersion, Store, Timestamp};
+use crate::store::{NewPluginVersion, PluginSource, PluginVersion, Store, Timestamp};
 
 /// A loaded plugin version: module, description and grants.
 pub struct Loaded {
@@ -56,6 +56,20 @@ impl PluginLibrary {
         bytes: &[u8],
         grants: &[String],
     ) -> anyhow::Result<PluginVersion> {
+        self.install_from(store, bytes, grants, None).await
+    }
+
+    /// [`install`](PluginLibrary::install), recording where the component
+    /// came from. A registry module must describe itself under the
+    /// module's name (`acme/patching` → `patching`) and version.
+    pub async fn install_from(
+        &self,
+        store: &Store,
+        bytes: &[u8],
+        grants: &[String],
+        source: Option<(PluginSource, &str)>,
+    ) -> anyhow::Result<PluginVersion> {
+        let (source, expected_version) = source.unzip();
         let parsed: Vec<Grant> = grants
             .iter()
             .map(|g| {
@@ -67,6 +81,18 @@ impl PluginLibrary {
         let granted: Grants = parsed.into_iter().collect();
         module.authorize(&granted)?;
         let descriptor = self.describe(&module).await?;
+        if let Some(source) = &source {
+            let expected = source.module.rsplit('/').next().unwrap_or(&source.module);
+            anyhow::ensure!(
+                descriptor.name == expected
+                    && Some(descriptor.version.as_str()) == expected_version,
+                "the component describes itself as `{}` {}, but the registry published it as `{}` {}",
+                descriptor.name,
+                descriptor.version,
+                source.module,
+                expected_version.unwrap_or_default()
+            );
+        }
         let path = self.path(&module.digest);
         if !path.exists() {
             let tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
@@ -82,6 +108,7 @@ impl PluginLibrary {
                     version: descriptor.version.clone(),
                     digest: module.digest.to_string(),
                     grants: grants.to_vec(),
+                    source: source.clone(),
                 },
                 now,
             )
@@ -98,6 +125,7 @@ impl PluginLibrary {
             digest: module.digest.to_string(),
             grants: grants.to_vec(),
             installed_at: now,
+            source,
         })
     }
 

@@ -16,6 +16,7 @@ use super::executor::{Alerts, Executor, ExecutorConfig};
 use super::plane::ControlPlane;
 use super::plugins::PluginLibrary;
 use super::providers::{DeviceProviders, StandardProviders, StoreAlertState};
+use super::registry::{Registry, RegistrySettings};
 use crate::device::local::LocalConfig;
 use crate::runtime::{EngineSettings, Limits, Runtime, RuntimeConfig};
 use tokio::net::TcpListener;
@@ -86,6 +87,10 @@ pub struct ServeConfig {
     /// each with an optional schedule.
     #[serde(default)]
     pub playbooks: Vec<ConfiguredPlaybook>,
+    /// The module registry plugins are installed from (`url`,
+    /// `trust-on-first-use`, `unsigned-namespaces`, `upgrades`).
+    #[serde(default)]
+    pub registry: Option<RegistrySettings>,
 }
 
 /// A plugin component to install at start.
@@ -261,7 +266,11 @@ impl Server {
                 let listener = TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("cannot listen on {addr}"))?;
-                let state = ApiState::new(plane.clone(), alerts.clone(), config.webhooks.clone());
+                let mut state =
+                    ApiState::new(plane.clone(), alerts.clone(), config.webhooks.clone());
+                if let Some(settings) = &config.registry {
+                    state = state.with_registry(Arc::new(Registry::new(settings.clone())?));
+                }
                 state.reload_webhooks_now().await?;
                 Some((listener, state))
             }

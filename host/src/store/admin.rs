@@ -508,21 +508,21 @@ impl Store {
     ///
     /// A database failure.
     pub async fn list_runs_json(&self, filter: &RunFilter) -> Result<RunPageJson> {
-        let object = |f: &str| {
+        let object = |f: &str, pins: &str| {
             format!(
                 "{f}('id', id, 'tenant_id', tenant_id, 'playbook_id', playbook_id, \
                  'schedule_id', schedule_id, 'fire_at', fire_at, 'status', status, \
-                 'created_at', created_at, 'finished_at', finished_at)"
+                 'created_at', created_at, 'finished_at', finished_at, 'pins', {pins})"
             )
         };
         let items = match self.backend {
             super::Backend::Sqlite => format!(
                 "COALESCE(json_group_array({} ORDER BY id DESC), '[]')",
-                object("json_object")
+                object("json_object", "json(pins)")
             ),
             super::Backend::Postgres => format!(
                 "COALESCE(json_agg({} ORDER BY id DESC)::text, '[]')",
-                object("json_build_object")
+                object("json_build_object", "pins::json")
             ),
         };
         let mut sql = Sql::new(

@@ -26,6 +26,24 @@ pub struct PluginVersion {
     pub grants: Vec<String>,
     /// When it was installed.
     pub installed_at: Timestamp,
+    /// Where it came from, when it was installed from a registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<PluginSource>,
+}
+
+/// Where a plugin version installed from a registry came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PluginSource {
+    /// `namespace/module` in the registry.
+    pub module: String,
+    /// The semver requirement it was installed with (`^1.2`); an upgrade
+    /// resolves it again.
+    pub requirement: String,
+    /// The id of the trusted key whose signature verified; `None` for an
+    /// unsigned module of a namespace allowed to be unsigned.
+    pub signed_by: Option<String>,
+    /// The capabilities its manifest requested.
+    pub capabilities: Vec<String>,
 }
 
 /// A ticket to file, from a job.
@@ -98,8 +116,8 @@ impl Store {
     /// A database failure or a corrupt row.
     pub async fn plugin_versions(&self) -> Result<Vec<PluginVersion>> {
         sqlx::query(
-            "SELECT plugin, version, digest, grants, installed_at FROM plugin_versions \
-             ORDER BY plugin, installed_at",
+            "SELECT plugin, version, digest, grants, installed_at, source, requirement, \
+             signed_by, capabilities FROM plugin_versions ORDER BY plugin, installed_at",
         )
         .fetch_all(self.pool())
         .await?
@@ -113,6 +131,7 @@ impl Store {
                 grants: serde_json::from_value(grants)
                     .map_err(|e| super::StoreError::corrupt("grants", e))?,
                 installed_at: time_column(r, "installed_at")?,
+                source: plugin_source(r)?,
             })
         })
         .collect()
@@ -554,4 +573,23 @@ impl Store {
             })
             .collect())
     }
+}
+
+fn plugin_source(r: &sqlx::any::AnyRow) -> Result<Option<PluginSource>> {
+    let Some(module) = r.try_get::<Option<String>, _>("source")? else {
+        return Ok(None);
+    };
+    let capabilities = match r.try_get::<Option<String>, _>("capabilities")? {
+        Some(text) => serde_json::from_str(&text)
+            .map_err(|e| super::StoreError::corrupt("capabilities", e))?,
+        None => Vec::new(),
+    };
+    Ok(Some(PluginSource {
+        module,
+        requirement: r
+            .try_get::<Option<String>, _>("requirement")?
+            .unwrap_or_default(),
+        signed_by: r.try_get("signed_by")?,
+        capabilities,
+    }))
 }

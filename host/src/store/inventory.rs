@@ -410,15 +410,26 @@ impl Store {
         .execute(tx.conn())
         .await?;
         sqlx::query(
-            "INSERT INTO plugin_versions (plugin, version, digest, grants, installed_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (plugin, version) DO UPDATE SET \
-             digest = excluded.digest, grants = excluded.grants, installed_at = excluded.installed_at",
+            "INSERT INTO plugin_versions (plugin, version, digest, grants, installed_at, \
+             source, requirement, signed_by, capabilities) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (plugin, version) DO UPDATE SET \
+             digest = excluded.digest, grants = excluded.grants, installed_at = excluded.installed_at, \
+             source = excluded.source, requirement = excluded.requirement, \
+             signed_by = excluded.signed_by, capabilities = excluded.capabilities",
         )
         .bind(new.plugin.as_str())
         .bind(new.version.as_str())
         .bind(new.digest.as_str())
         .bind(serde_json::to_string(&new.grants).unwrap_or_else(|_| "[]".into()))
         .bind(now.as_millis())
+        .bind(new.source.as_ref().map(|s| s.module.clone()))
+        .bind(new.source.as_ref().map(|s| s.requirement.clone()))
+        .bind(new.source.as_ref().and_then(|s| s.signed_by.clone()))
+        .bind(
+            new.source
+                .as_ref()
+                .map(|s| serde_json::to_string(&s.capabilities).unwrap_or_else(|_| "[]".into())),
+        )
         .execute(tx.conn())
         .await?;
         tx.commit().await

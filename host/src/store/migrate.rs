@@ -24,6 +24,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0002_executor.sql"),
     ),
     (3, "api", include_str!("../../migrations/0003_api.sql")),
+    (
+        4,
+        "registry",
+        include_str!("../../migrations/0004_registry.sql"),
+    ),
 ];
 
 /// The embedded migrations as a sqlx [`MigrationSource`].

@@ -177,6 +177,7 @@ mod queue;
 mod results;
 mod runs;
 mod sql;
+mod trust;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -190,16 +191,17 @@ pub use admin::{
     ApiToken, NewUser, RunFilter, RunLog, RunPageJson, Scope, StoreMetrics, StoredAudit,
     StoredWebhook, User,
 };
-pub use durable::{NewTicket, PluginVersion, StoredTicket, TierSla};
+pub use durable::{NewTicket, PluginSource, PluginVersion, StoredTicket, TierSla};
 pub use error::{Result, StoreError};
 pub use ids::{DeviceId, JobId, PlaybookId, RunId, ScheduleId, SiteId, TenantId, Timestamp};
 pub use model::{
     AuditEvent, Change, ChangeOutcome, Completion, Device, DeviceRef, FailOutcome, Failure,
     FailureKind, Finding, Firing, Job, JobMode, JobStatus, NewChange, NewDevice, NewFinding,
-    NewJob, NewLog, NewPlaybook, NewPluginVersion, NewSchedule, NewTenant, Outcome, Playbook,
+    NewJob, NewLog, NewPlaybook, NewPluginVersion, NewSchedule, NewTenant, Outcome, Pin, Playbook,
     Reclaimed, Role, Run, RunStatus, Schedule, Severity, Site, Tenant, Tier,
 };
 pub use queue::MAX_CLAIM;
+pub use trust::{TrustHow, TrustedKey};
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -325,6 +325,9 @@ pub struct NewPluginVersion {
     pub digest: String,
     /// Granted capabilities, as grant strings.
     pub grants: Vec<String>,
+    /// Where it came from, when installed from a registry.
+    #[serde(default)]
+    pub source: Option<super::PluginSource>,
 }
 
 /// A playbook to create.
@@ -423,6 +426,22 @@ pub struct Run {
     pub created_at: Timestamp,
     /// When its last job ended.
     pub finished_at: Option<Timestamp>,
+    /// The exact plugin version of each playbook step, chosen when the run
+    /// was created; every job of the run runs these bytes. Absent for a
+    /// run without a playbook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pins: Option<Vec<Pin>>,
+}
+
+/// The plugin version a run's step is pinned to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Pin {
+    /// Plugin name.
+    pub plugin: String,
+    /// The version chosen.
+    pub version: String,
+    /// `sha256:<hex>` of its component: what every job of the step runs.
+    pub digest: String,
 }
 
 /// A job to enqueue.

@@ -7,12 +7,12 @@ use sqlx::any::AnyRow;
 
 use super::error::{Result, StoreError};
 use super::ids::{PlaybookId, RunId, ScheduleId, TenantId, Timestamp};
-use super::model::{Firing, NewJob, NewPlaybook, NewSchedule, Playbook, Run, Schedule};
+use super::model::{Firing, NewJob, NewPlaybook, NewSchedule, Pin, Playbook, Run, Schedule};
 use super::sql::{Sql, enum_column, json_column, opt_time_column, time_column, to_json};
 use super::{Store, WriteTx};
 
 pub(crate) const RUN_COLUMNS: &str =
-    "id, tenant_id, playbook_id, schedule_id, fire_at, status, created_at, finished_at";
+    "id, tenant_id, playbook_id, schedule_id, fire_at, status, created_at, finished_at, pins";
 pub(crate) const SCHEDULE_COLUMNS: &str =
     "id, playbook_id, tenant_id, spec, enabled, last_fired_at, next_fire_at";
 
@@ -35,7 +35,17 @@ pub(crate) fn run_from_row(row: &AnyRow) -> Result<Run> {
         status: enum_column(row, "status")?,
         created_at: time_column(row, "created_at")?,
         finished_at: opt_time_column(row, "finished_at")?,
+        pins: row
+            .try_get::<Option<String>, _>("pins")?
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .map_err(|e| StoreError::corrupt("pins", e))?,
     })
+}
+
+/// The `pins` column of a run: NULL without pins.
+fn pins_column(pins: &[Pin]) -> Option<String> {
+    (!pins.is_empty()).then(|| serde_json::to_string(pins).unwrap_or_else(|_| "[]".into()))
 }
 
 pub(crate) fn schedule_from_row(row: &AnyRow) -> Result<Schedule> {
@@ -254,6 +264,7 @@ impl Store {
     pub async fn create_run_for_firing(
         &self,
         firing: &Firing,
+        pins: &[Pin],
         jobs: &[NewJob],
         now: Timestamp,
     ) -> Result<Option<RunId>> {
@@ -268,9 +279,9 @@ impl Store {
         };
         let run_id = RunId::generate();
         let inserted = sqlx::query(
-            "INSERT INTO runs (id, playbook_id, schedule_id, fire_at, status, created_at, tenant_id) \
+            "INSERT INTO runs (id, playbook_id, schedule_id, fire_at, status, created_at, tenant_id, pins) \
              VALUES ($1, $2, $3, $4, 'running', $5, \
-             COALESCE($6, (SELECT tenant_id FROM playbooks WHERE id = $2))) \
+             COALESCE($6, (SELECT tenant_id FROM playbooks WHERE id = $2)), $7) \
              ON CONFLICT (schedule_id, fire_at) DO NOTHING RETURNING id",
         )
         .bind(run_id.as_str())
@@ -279,6 +290,7 @@ impl Store {
         .bind(firing.fire_at.as_millis())
         .bind(now.as_millis())
         .bind(run_tenant(jobs))
+        .bind(pins_column(pins))
         .fetch_optional(tx.conn())
         .await?;
         if inserted.is_none() {
@@ -302,6 +314,7 @@ impl Store {
     pub async fn create_run(
         &self,
         playbook_id: Option<&PlaybookId>,
+        pins: &[Pin],
         jobs: &[NewJob],
         now: Timestamp,
     ) -> Result<RunId> {
@@ -317,14 +330,15 @@ impl Store {
         }
         let run_id = RunId::generate();
         sqlx::query(
-            "INSERT INTO runs (id, playbook_id, status, created_at, tenant_id) \
+            "INSERT INTO runs (id, playbook_id, status, created_at, tenant_id, pins) \
              VALUES ($1, $2, 'running', $3, \
-             COALESCE($4, (SELECT tenant_id FROM playbooks WHERE id = $2)))",
+             COALESCE($4, (SELECT tenant_id FROM playbooks WHERE id = $2)), $5)",
         )
         .bind(run_id.as_str())
         .bind(playbook_id.map(PlaybookId::as_str))
         .bind(now.as_millis())
         .bind(run_tenant(jobs))
+        .bind(pins_column(pins))
         .execute(tx.conn())
         .await?;
         tx.mark_runs_changed();

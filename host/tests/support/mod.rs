@@ -16,6 +16,7 @@
 #![allow(dead_code)]
 
 pub mod control;
+pub mod registry;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

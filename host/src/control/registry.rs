@@ -1,0 +1,575 @@
+//! Installing plugins from a module registry.
+//!
+//! `vendor/name@^1.2` is resolved by the registry (Cargo's semver rules,
+//! yanked versions never chosen), its bytes downloaded by digest and
+//! checked here before anything is stored:
+//!
+//! 1. the bytes have the digest the registry named, and the manifest names
+//!    that module and version;
+//! 2. the signature verifies under a key this server trusts for the
+//!    namespace: one an admin added (explicit), or, when the namespace has
+//!    no trusted key yet and trust on first use is on, the key the registry
+//!    reports, which is then recorded as trusted (first use) and shown in
+//!    the trust list. A namespace may be configured as unsigned for
+//!    development;
+//! 3. the capabilities the manifest requests are the component's real
+//!    imports, and every one is granted by the caller: an install without
+//!    the grants is refused with the list to approve;
+//! 4. the component describes itself under the module's name.
+//!
+//! An upgrade resolves the requirement the version was installed with
+//! again. One that requests no capability beyond what is granted keeps the
+//! grants (automatic under the `automatic` upgrade policy); one that
+//! requests more needs the new grants. A yanked version stays installed
+//! and keeps running the runs pinned to it.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use steward_registry::api::Resolved;
+use steward_registry::client::{ClientError, RegistryClient, VerifyError, verify_resolved};
+use steward_registry::imports;
+
+use super::plugins::PluginLibrary;
+use crate::capability::Grant;
+use crate::store::{
+    PluginSource, PluginVersion, Store, StoreError, Timestamp, TrustHow, TrustedKey,
+};
+
+/// The largest module downloaded from a registry.
+pub const MAX_MODULE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Whether an upgrade that requests no new capability needs an admin.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpgradePolicy {
+    /// It keeps the grants it had; nobody needs to approve it again.
+    #[default]
+    Automatic,
+    /// Every upgrade names its grants again.
+    Approve,
+}
+
+/// The `[registry]` section of the server's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RegistrySettings {
+    /// The registry's base URL (`http://host:port`).
+    pub url: String,
+    /// Trust the key that signed the first module installed from a
+    /// namespace with no trusted key yet (recorded, listed, removable).
+    /// Off: only keys an admin added are trusted.
+    #[serde(default = "yes")]
+    pub trust_on_first_use: bool,
+    /// Namespaces whose modules may be unsigned (development only).
+    #[serde(default)]
+    pub unsigned_namespaces: Vec<String>,
+    /// Upgrades that request no new capability.
+    #[serde(default)]
+    pub upgrades: UpgradePolicy,
+}
+
+impl RegistrySettings {
+    /// The registry at `url` with the default policies: trust on first
+    /// use, every namespace signed, automatic upgrades.
+    pub fn new(url: String) -> Self {
+        Self {
+            url,
+            trust_on_first_use: true,
+            unsigned_namespaces: Vec::new(),
+            upgrades: UpgradePolicy::Automatic,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `namespace/name@requirement`; the requirement defaults to `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleRef {
+    /// The publisher's namespace.
+    pub namespace: String,
+    /// The module.
+    pub name: String,
+    /// A semver requirement (Cargo's rules).
+    pub requirement: String,
+}
+
+impl std::str::FromStr for ModuleRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (module, requirement) = s.split_once('@').unwrap_or((s, "*"));
+        let Some((namespace, name)) = module.split_once('/') else {
+            return Err(format!(
+                "`{s}` is not `namespace/name@requirement` (for example `acme/patching@^1.2`)"
+            ));
+        };
+        for (what, part) in [("namespace", namespace), ("name", name)] {
+            steward_registry::manifest::check_name_part(what, part)?;
+        }
+        semver::VersionReq::parse(requirement)
+            .map_err(|e| format!("`{requirement}` is not a semver requirement: {e}"))?;
+        Ok(Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            requirement: requirement.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for ModuleRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}@{}", self.namespace, self.name, self.requirement)
+    }
+}
+
+/// Whether the signer of a module is trusted here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trust {
+    /// Signed by a key trusted for the namespace.
+    Trusted,
+    /// The namespace has no trusted key; installing trusts the signer
+    /// (trust on first use).
+    FirstUse,
+    /// Signed by a key the namespace does not trust: installing is refused.
+    Untrusted,
+    /// Not signed, and the namespace is configured as unsigned.
+    UnsignedAllowed,
+    /// Not signed: installing is refused.
+    Unsigned,
+}
+
+/// What installing a module would do: the version the requirement resolves
+/// to, who signed it, and the capabilities to grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Offer {
+    /// `namespace/name`.
+    pub module: String,
+    /// The requirement asked.
+    pub requirement: String,
+    /// The version it resolves to.
+    pub version: String,
+    /// Its digest.
+    pub digest: String,
+    /// The manifest's description.
+    pub description: String,
+    /// Its license.
+    pub license: String,
+    /// The capabilities it requests: every one must be granted.
+    pub capabilities: Vec<String>,
+    /// The signing key's id, if signed.
+    pub signed_by: Option<String>,
+    /// Whether that key is trusted here.
+    pub trust: Trust,
+}
+
+/// What an upgrade did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Upgrade {
+    /// The version installed before.
+    pub from: PluginVersion,
+    /// The version installed now (`from` when already up to date).
+    pub to: PluginVersion,
+    /// Whether a newer version was installed.
+    pub changed: bool,
+}
+
+/// Why a registry install or upgrade was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// No registry is configured.
+    #[error("no module registry is configured (set `[registry] url` or `--registry`)")]
+    NotConfigured,
+    /// Bad input, naming the field.
+    #[error("{message}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// The registry refused or could not be reached.
+    #[error("the registry: {0}")]
+    Registry(#[from] ClientError),
+    /// The bytes or the signature do not check.
+    #[error("{0}")]
+    Verify(VerifyError),
+    /// The manifest's capabilities are not what the component imports.
+    #[error(
+        "the manifest requests {manifest:?} but the component imports {imports:?}; refusing to install"
+    )]
+    CapabilityMismatch {
+        /// From the manifest.
+        manifest: BTreeSet<String>,
+        /// From the component.
+        imports: BTreeSet<String>,
+    },
+    /// Capabilities requested but not granted.
+    #[error(
+        "{module} {version} requests capabilities that are not granted: {}; grant them to install",
+        missing.join(", ")
+    )]
+    GrantsRequired {
+        /// The module.
+        module: String,
+        /// The version.
+        version: String,
+        /// What is missing.
+        missing: Vec<String>,
+    },
+    /// The plugin was not installed from a registry.
+    #[error("plugin `{0}` was not installed from a registry")]
+    NotFromRegistry(String),
+    /// Installing failed (the component does not load, describes itself
+    /// under another name, …).
+    #[error("{0:#}")]
+    Install(anyhow::Error),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl RegistryError {
+    /// A stable code for the API.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RegistryError::NotConfigured => "registry-not-configured",
+            RegistryError::Invalid { .. } => "invalid",
+            RegistryError::Registry(ClientError::DigestMismatch { .. }) => "digest-mismatch",
+            RegistryError::Registry(ClientError::TooLarge { .. }) => "too-large",
+            RegistryError::Registry(e) => match e.code() {
+                Some("no-match") => "no-match",
+                Some("not-found") => "not-found",
+                Some(_) => "registry-refused",
+                None => "registry-unavailable",
+            },
+            RegistryError::Verify(VerifyError::DigestMismatch { .. }) => "digest-mismatch",
+            RegistryError::Verify(VerifyError::ManifestMismatch { .. }) => "manifest-mismatch",
+            RegistryError::Verify(VerifyError::Unsigned) => "unsigned-module",
+            RegistryError::Verify(VerifyError::UntrustedKey { .. }) => "untrusted-key",
+            RegistryError::Verify(VerifyError::BadSignature { .. }) => "bad-signature",
+            RegistryError::CapabilityMismatch { .. } => "capability-mismatch",
+            RegistryError::GrantsRequired { .. } => "grants-required",
+            RegistryError::NotFromRegistry(_) => "not-from-registry",
+            RegistryError::Install(_) => "install-refused",
+            RegistryError::Store(_) => "store",
+        }
+    }
+}
+
+/// The server's link to its registry.
+pub struct Registry {
+    settings: RegistrySettings,
+    client: RegistryClient,
+}
+
+impl Registry {
+    /// A registry client for `settings`.
+    ///
+    /// # Errors
+    ///
+    /// A URL that is not `http(s)://`.
+    pub fn new(settings: RegistrySettings) -> anyhow::Result<Self> {
+        let client = RegistryClient::new(settings.url.clone(), None)
+            .map_err(|e| anyhow::anyhow!("registry `url`: {e}"))?;
+        Ok(Self { settings, client })
+    }
+
+    /// The settings it was made with.
+    pub fn settings(&self) -> &RegistrySettings {
+        &self.settings
+    }
+
+    /// What installing `module` would do, without installing anything.
+    ///
+    /// # Errors
+    ///
+    /// The registry's refusal (`no-match`, `not-found`) or a store failure.
+    pub async fn offer(&self, store: &Store, module: &ModuleRef) -> Result<Offer, RegistryError> {
+        let resolved = self.resolve(module).await?;
+        let trust = self.trust_of(store, &resolved).await?;
+        let record = &resolved.record;
+        Ok(Offer {
+            module: format!("{}/{}", record.namespace, record.name),
+            requirement: module.requirement.clone(),
+            version: record.version.to_string(),
+            digest: record.digest.to_string(),
+            description: record.manifest.description.clone(),
+            license: record.manifest.license.clone(),
+            capabilities: record.manifest.capabilities.iter().cloned().collect(),
+            signed_by: record.key_id.clone(),
+            trust,
+        })
+    }
+
+    /// Resolves, downloads, verifies and installs `module` with `grants`.
+    /// Nothing is stored when any check fails. The signer is recorded as
+    /// trusted on first use when that is how it was trusted.
+    ///
+    /// # Errors
+    ///
+    /// See [`RegistryError`].
+    pub async fn install(
+        &self,
+        store: &Store,
+        library: &PluginLibrary,
+        module: &ModuleRef,
+        grants: &[String],
+    ) -> Result<PluginVersion, RegistryError> {
+        let resolved = self.resolve(module).await?;
+        self.install_resolved(store, library, module, &resolved, grants)
+            .await
+    }
+
+    /// Upgrades `plugin` (installed from the registry) to the highest
+    /// version its requirement (or `requirement`, when given) resolves to.
+    /// `grants: None` keeps the current grants, which the `automatic`
+    /// policy allows when nothing new is requested.
+    ///
+    /// # Errors
+    ///
+    /// [`RegistryError::GrantsRequired`] when the new version requests
+    /// capabilities not granted, or when the policy is `approve` and no
+    /// grants were given; the rest as for [`install`](Registry::install).
+    pub async fn upgrade(
+        &self,
+        store: &Store,
+        library: &PluginLibrary,
+        plugin: &str,
+        requirement: Option<&str>,
+        grants: Option<&[String]>,
+    ) -> Result<Upgrade, RegistryError> {
+        let installed = store.plugin_versions().await?;
+        let current = installed
+            .iter()
+            .filter(|v| v.plugin == plugin && v.source.is_some())
+            .max_by_key(|v| v.installed_at)
+            .cloned()
+            .ok_or_else(|| RegistryError::NotFromRegistry(plugin.to_owned()))?;
+        let source = current.source.as_ref().expect("filtered on source");
+        let text = format!(
+            "{}@{}",
+            source.module,
+            requirement.unwrap_or(&source.requirement)
+        );
+        let module: ModuleRef = text.parse().map_err(|message| RegistryError::Invalid {
+            field: "requirement",
+            message,
+        })?;
+        let resolved = self.resolve(&module).await?;
+        let record = &resolved.record;
+        if let Some(same) = installed.iter().find(|v| {
+            v.plugin == plugin
+                && v.version == record.version.to_string()
+                && v.digest == record.digest.to_string()
+        }) {
+            return Ok(Upgrade {
+                from: current.clone(),
+                to: same.clone(),
+                changed: false,
+            });
+        }
+        let grants = match grants {
+            Some(g) => g.to_vec(),
+            None => {
+                let granted = capabilities_of(&current.grants)?;
+                let new: Vec<String> = record
+                    .manifest
+                    .capabilities
+                    .iter()
+                    .filter(|c| !granted.contains(*c))
+                    .cloned()
+                    .collect();
+                if !new.is_empty() || self.settings.upgrades == UpgradePolicy::Approve {
+                    return Err(RegistryError::GrantsRequired {
+                        module: format!("{}/{}", record.namespace, record.name),
+                        version: record.version.to_string(),
+                        missing: if new.is_empty() {
+                            record.manifest.capabilities.iter().cloned().collect()
+                        } else {
+                            new
+                        },
+                    });
+                }
+                current.grants.clone()
+            }
+        };
+        let to = self
+            .install_resolved(store, library, &module, &resolved, &grants)
+            .await?;
+        Ok(Upgrade {
+            from: current,
+            to,
+            changed: true,
+        })
+    }
+
+    async fn resolve(&self, module: &ModuleRef) -> Result<Resolved, RegistryError> {
+        Ok(self
+            .client
+            .resolve(&module.namespace, &module.name, &module.requirement)
+            .await?)
+    }
+
+    async fn trust_of(&self, store: &Store, resolved: &Resolved) -> Result<Trust, RegistryError> {
+        let record = &resolved.record;
+        let Some(key_id) = &record.key_id else {
+            return Ok(if self.unsigned_allowed(&record.namespace) {
+                Trust::UnsignedAllowed
+            } else {
+                Trust::Unsigned
+            });
+        };
+        let trusted = store.trusted_keys(Some(&record.namespace)).await?;
+        Ok(if trusted.iter().any(|k| &k.key_id == key_id) {
+            Trust::Trusted
+        } else if trusted.is_empty() && self.settings.trust_on_first_use {
+            Trust::FirstUse
+        } else {
+            Trust::Untrusted
+        })
+    }
+
+    fn unsigned_allowed(&self, namespace: &str) -> bool {
+        self.settings
+            .unsigned_namespaces
+            .iter()
+            .any(|n| n == namespace)
+    }
+
+    async fn install_resolved(
+        &self,
+        store: &Store,
+        library: &PluginLibrary,
+        module: &ModuleRef,
+        resolved: &Resolved,
+        grants: &[String],
+    ) -> Result<PluginVersion, RegistryError> {
+        let record = &resolved.record;
+        let name = format!("{}/{}", record.namespace, record.name);
+        let granted = capabilities_of(grants)?;
+        let missing: Vec<String> = record
+            .manifest
+            .capabilities
+            .iter()
+            .filter(|c| !granted.contains(*c))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            return Err(RegistryError::GrantsRequired {
+                module: name,
+                version: record.version.to_string(),
+                missing,
+            });
+        }
+        let bytes = self
+            .client
+            .download(&record.digest, MAX_MODULE_BYTES)
+            .await?;
+
+        let trusted = store.trusted_keys(Some(&record.namespace)).await?;
+        let first_use = trusted.is_empty() && self.settings.trust_on_first_use;
+        let mut keys: Vec<String> = trusted.iter().map(|k| k.public_key.clone()).collect();
+        if first_use && let Some(claimed) = &resolved.public_key {
+            keys.push(claimed.clone());
+        }
+        let signed_by = match verify_resolved(resolved, &bytes, &keys) {
+            Ok(verified) => Some(verified.key_id),
+            Err(VerifyError::Unsigned) if self.unsigned_allowed(&record.namespace) => None,
+            Err(e) => return Err(RegistryError::Verify(e)),
+        };
+
+        let imported = imports::inspect(&bytes)
+            .map_err(|e| RegistryError::Install(anyhow::anyhow!("{e}")))?
+            .capabilities;
+        if imported != record.manifest.capabilities {
+            return Err(RegistryError::CapabilityMismatch {
+                manifest: record.manifest.capabilities.clone(),
+                imports: imported,
+            });
+        }
+
+        let source = PluginSource {
+            module: name,
+            requirement: module.requirement.clone(),
+            signed_by: signed_by.clone(),
+            capabilities: record.manifest.capabilities.iter().cloned().collect(),
+        };
+        let version = record.version.to_string();
+        let installed = library
+            .install_from(store, &bytes, grants, Some((source, &version)))
+            .await
+            .map_err(RegistryError::Install)?;
+        if first_use && let (Some(key_id), Some(public_key)) = (&signed_by, &resolved.public_key) {
+            store
+                .trust_key(&TrustedKey {
+                    namespace: record.namespace.clone(),
+                    key_id: key_id.clone(),
+                    public_key: public_key.clone(),
+                    how: TrustHow::FirstUse,
+                    trusted_at: Timestamp::now(),
+                })
+                .await?;
+            tracing::warn!(namespace = %record.namespace, key = %key_id, "trusted a registry key on first use");
+        }
+        Ok(installed)
+    }
+}
+
+/// The capability names of grant strings (`accounts=jdoe` → `accounts`).
+fn capabilities_of(grants: &[String]) -> Result<BTreeSet<String>, RegistryError> {
+    grants
+        .iter()
+        .map(|g| {
+            g.parse::<Grant>()
+                .map(|_| g.split('=').next().unwrap_or(g).trim().to_owned())
+                .map_err(|e| RegistryError::Invalid {
+                    field: "grants",
+                    message: format!("grant `{g}`: {e}"),
+                })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_refs_parse_with_a_default_requirement() {
+        let r: ModuleRef = "acme/patching@^1.2".parse().unwrap();
+        assert_eq!(
+            (
+                r.namespace.as_str(),
+                r.name.as_str(),
+                r.requirement.as_str()
+            ),
+            ("acme", "patching", "^1.2")
+        );
+        let any: ModuleRef = "acme/patching".parse().unwrap();
+        assert_eq!(any.requirement, "*");
+        assert!("patching@1".parse::<ModuleRef>().is_err());
+        assert!("acme/patching@not a version".parse::<ModuleRef>().is_err());
+        assert!("Acme/patching".parse::<ModuleRef>().is_err());
+    }
+
+    #[test]
+    fn grants_name_their_capability() {
+        let caps = capabilities_of(&["packages".into(), "accounts=jdoe,svc-*".into()]).unwrap();
+        assert_eq!(
+            caps.into_iter().collect::<Vec<_>>(),
+            ["accounts", "packages"]
+        );
+        assert!(matches!(
+            capabilities_of(&["no-such-capability".into()]),
+            Err(RegistryError::Invalid {
+                field: "grants",
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,544 @@
+//! Installing plugins from a module registry: the real `steward-registry`
+//! binary on port 0 and the real Steward server (the `Server` that
+//! `steward serve` runs) on port 0, through HTTP and the `steward` CLI.
+//!
+//! A vendor publishes `acme/vendor-demo` 1.0.0, 1.1.0 (same capabilities)
+//! and 2.0.0 (asks for `tickets` too); the admin installs by requirement,
+//! grants, runs, upgrades; and every refusal leaves the installed plugins
+//! and the trusted keys as they were.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use steward_host::control::server::{ServeConfig, Server};
+use steward_registry::signing::SecretKey;
+use support::control::{fixture, simulated_facts};
+use support::registry::{Registry, manifest};
+use tokio::sync::watch;
+
+const OWNER: &str = "stw_owner_token_for_registry_tests_0123456789";
+
+struct Steward {
+    base: String,
+    http: reqwest::Client,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn steward(registry: &Registry, extra: &str) -> Steward {
+    let dir = tempfile::tempdir().unwrap();
+    let config: ServeConfig = toml::from_str(&format!(
+        "data-dir = {:?}\nlisten = \"127.0.0.1:0\"\ntick-ms = 100\nowner-token = {OWNER:?}\n\
+         [registry]\nurl = {:?}\n{extra}",
+        dir.path().display().to_string(),
+        registry.url
+    ))
+    .unwrap();
+    let server = Server::open(&config).await.expect("server opens");
+    let addr = server.api_addr().expect("the API listens");
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn(server.run(rx));
+    Steward {
+        base: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+        stop,
+        task,
+        _dir: dir,
+    }
+}
+
+impl Steward {
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(OWNER);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let (status, v) = self.call(Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {v}");
+        v
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    /// What a refusal must leave alone: installed plugins and trusted keys.
+    async fn installed_state(&self) -> (Value, Value) {
+        (
+            self.get("/api/v1/plugins").await,
+            self.get("/api/v1/registry/trust").await,
+        )
+    }
+
+    /// POSTs, expects a refusal with `status` and `code`, and checks that
+    /// nothing installed or trusted changed. Returns the problem.
+    async fn refused(&self, path: &str, body: Value, status: StatusCode, code: &str) -> Value {
+        let before = self.installed_state().await;
+        let (got, problem) = self.post(path, body.clone()).await;
+        assert_eq!(got, status, "POST {path} {body}: {problem}");
+        assert_eq!(problem["code"], code, "{problem}");
+        assert_eq!(self.installed_state().await, before, "nothing changed");
+        problem
+    }
+
+    /// Runs `playbook` now and waits for the run to end; the run detail.
+    async fn run(&self, playbook: &str) -> Value {
+        let (status, run) = self
+            .post(&format!("/api/v1/playbooks/{playbook}/runs"), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{run}");
+        let id = run["id"].as_str().unwrap().to_owned();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let run = self.get(&format!("/api/v1/runs/{id}")).await;
+            if run["status"] != "running" {
+                return run;
+            }
+            assert!(Instant::now() < deadline, "run never ended: {run}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+fn bytes(package: &str) -> Vec<u8> {
+    std::fs::read(steward_tests::component(package)).unwrap()
+}
+
+/// A tenant with one simulated device; its id.
+async fn tenant(api: &Steward) -> String {
+    let (status, t) = api
+        .post(
+            "/api/v1/tenants",
+            json!({ "name": "acme-client", "tier": "managed" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{t}");
+    let t = t["id"].as_str().unwrap().to_owned();
+    let (status, d) = api
+        .post(
+            "/api/v1/devices",
+            json!({ "tenant_id": t, "name": "ws-01",
+                    "facts": simulated_facts(&fixture("ws-01", &t)) }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{d}");
+    t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_resolve_install_grant_run_and_upgrade() {
+    let registry = Registry::start();
+    let token = registry.add_publisher("acme", &["acme"], false);
+    let vendor = registry.client(Some(&token));
+    let key = SecretKey::generate();
+    vendor.register_key(&key.public_key()).await.unwrap();
+    let v1 = vendor
+        .publish(
+            bytes("guest-vendor-demo-1-0-0"),
+            &manifest("acme/vendor-demo", "1.0.0", &[]),
+            Some(&key),
+            |_, _| {},
+        )
+        .await
+        .unwrap();
+
+    let api = steward(&registry, "").await;
+
+    // The offer: the version ^1 resolves to, its signer (unknown here, so
+    // trusted on first use), nothing to grant.
+    let offer = api
+        .get("/api/v1/registry/offer?module=acme/vendor-demo@%5E1")
+        .await;
+    assert_eq!(offer["version"], "1.0.0");
+    assert_eq!(offer["digest"], v1.digest.to_string());
+    assert_eq!(offer["signed_by"], key.key_id());
+    assert_eq!(offer["trust"], "first-use");
+    assert_eq!(offer["capabilities"], json!([]));
+
+    let (status, installed) = api
+        .post(
+            "/api/v1/plugins/from-registry",
+            json!({ "module": "acme/vendor-demo@^1" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{installed}");
+    assert_eq!(installed["plugin"], "vendor-demo");
+    assert_eq!(installed["version"], "1.0.0");
+    assert_eq!(installed["digest"], v1.digest.to_string());
+    assert_eq!(installed["source"]["module"], "acme/vendor-demo");
+    assert_eq!(installed["source"]["requirement"], "^1");
+    assert_eq!(installed["source"]["signed_by"], key.key_id());
+    let trust = api.get("/api/v1/registry/trust").await;
+    assert_eq!(trust.as_array().unwrap().len(), 1, "{trust}");
+    assert_eq!(trust[0]["namespace"], "acme");
+    assert_eq!(trust[0]["key_id"], key.key_id());
+    assert_eq!(trust[0]["how"], "first-use");
+
+    // A run pins the version each step resolves to, and runs those bytes.
+    let t = tenant(&api).await;
+    let (status, playbook) = api
+        .post(
+            "/api/v1/playbooks",
+            json!({ "tenant_id": t, "name": "vendor check",
+                    "steps": [{ "plugin": "vendor-demo@^1" }], "target": {} }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{playbook}");
+    let playbook = playbook["id"].as_str().unwrap().to_owned();
+    let run = api.run(&playbook).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(
+        run["pins"],
+        json!([{ "plugin": "vendor-demo", "version": "1.0.0", "digest": v1.digest.to_string() }])
+    );
+    let id = run["id"].as_str().unwrap();
+    let jobs = api.get(&format!("/api/v1/runs/{id}/jobs")).await;
+    assert_eq!(jobs[0]["plugin_digest"], v1.digest.to_string(), "{jobs}");
+    let findings = api.get(&format!("/api/v1/runs/{id}/findings")).await;
+    assert!(
+        findings.to_string().contains("vendor-demo 1.0.0 ran"),
+        "{findings}"
+    );
+
+    // 1.1.0 asks for nothing new: the upgrade keeps the grants, no new
+    // approval (the default policy is automatic).
+    let v11 = vendor
+        .publish(
+            bytes("guest-vendor-demo-1-1-0"),
+            &manifest("acme/vendor-demo", "1.1.0", &[]),
+            Some(&key),
+            |_, _| {},
+        )
+        .await
+        .unwrap();
+    let (status, up) = api
+        .post("/api/v1/plugins/vendor-demo/upgrade", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{up}");
+    assert_eq!(up["changed"], true);
+    assert_eq!(up["from"]["version"], "1.0.0");
+    assert_eq!(up["to"]["version"], "1.1.0");
+    assert_eq!(up["to"]["digest"], v11.digest.to_string());
+    let (_, again) = api
+        .post("/api/v1/plugins/vendor-demo/upgrade", json!({}))
+        .await;
+    assert_eq!(again["changed"], false, "{again}");
+    let run = api.run(&playbook).await;
+    assert_eq!(run["pins"][0]["version"], "1.1.0", "{run}");
+
+    // 2.0.0 asks for `tickets`: refused until granted, then installed.
+    let v2 = vendor
+        .publish(
+            bytes("guest-vendor-demo-2-0-0"),
+            &manifest("acme/vendor-demo", "2.0.0", &["tickets"]),
+            Some(&key),
+            |_, _| {},
+        )
+        .await
+        .unwrap();
+    let problem = api
+        .refused(
+            "/api/v1/plugins/vendor-demo/upgrade",
+            json!({ "requirement": "^2" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "grants-required",
+        )
+        .await;
+    assert_eq!(problem["field"], "grants");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("tickets"),
+        "{problem}"
+    );
+    let (status, up) = api
+        .post(
+            "/api/v1/plugins/vendor-demo/upgrade",
+            json!({ "requirement": "^2", "grants": ["tickets=vendor"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{up}");
+    assert_eq!(up["to"]["version"], "2.0.0");
+    assert_eq!(up["to"]["digest"], v2.digest.to_string());
+    assert_eq!(up["to"]["grants"], json!(["tickets=vendor"]));
+
+    // The playbook still asks for ^1: its runs stay on 1.1.0.
+    let run = api.run(&playbook).await;
+    assert_eq!(run["pins"][0]["version"], "1.1.0", "{run}");
+
+    // Yanked: 1.0.0 stays installed and runs for a step pinned to it, but
+    // a new install cannot choose it.
+    vendor
+        .yank("acme", "vendor-demo", &"1.0.0".parse().unwrap())
+        .await
+        .unwrap();
+    let (status, pinned) = api
+        .post(
+            "/api/v1/playbooks",
+            json!({ "tenant_id": t, "name": "pinned to 1.0.0",
+                    "steps": [{ "plugin": "vendor-demo", "version": "=1.0.0" }], "target": {} }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{pinned}");
+    let run = api.run(pinned["id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["pins"][0]["digest"], v1.digest.to_string());
+    api.refused(
+        "/api/v1/plugins/from-registry",
+        json!({ "module": "acme/vendor-demo@=1.0.0" }),
+        StatusCode::NOT_FOUND,
+        "no-match",
+    )
+    .await;
+
+    // The audit trail names the admin for each install and upgrade.
+    let audit = api.get("/api/v1/audit?limit=50").await;
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor"] == "user:owner")
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(
+        actions.contains(&"plugin.install-from-registry"),
+        "{actions:?}"
+    );
+    assert_eq!(
+        actions.iter().filter(|a| **a == "plugin.upgrade").count(),
+        2
+    );
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_store_nothing() {
+    let registry = Registry::start();
+    let acme = registry.add_publisher("acme", &["acme"], false);
+    let dev = registry.add_publisher("dev", &["dev"], true);
+    let vendor = registry.client(Some(&acme));
+    let key = SecretKey::generate();
+    vendor.register_key(&key.public_key()).await.unwrap();
+    let v1 = bytes("guest-vendor-demo-1-0-0");
+    let v11 = bytes("guest-vendor-demo-1-1-0");
+
+    // The registry refuses, and keeps nothing: publishing into another
+    // publisher's namespace, publishing an existing version again, a
+    // manifest whose capabilities are not the component's imports.
+    let published = vendor
+        .publish(
+            v1.clone(),
+            &manifest("acme/vendor-demo", "1.0.0", &[]),
+            Some(&key),
+            |_, _| {},
+        )
+        .await
+        .unwrap();
+    let refusals = [
+        (manifest("dev/vendor-demo", "1.0.0", &[]), v1.clone()),
+        (manifest("acme/vendor-demo", "1.0.0", &[]), v11.clone()),
+        (
+            manifest("acme/vendor-demo", "1.2.0", &["tickets"]),
+            v11.clone(),
+        ),
+    ];
+    for (m, bytes) in refusals {
+        let e = vendor
+            .publish(bytes, &m, Some(&key), |_, _| {})
+            .await
+            .expect_err("refused");
+        assert!(e.code().is_some(), "a refusal with a code: {e}");
+    }
+    let versions = vendor.versions("acme", "vendor-demo").await.unwrap();
+    assert_eq!(versions.len(), 1, "only 1.0.0 was kept");
+
+    // Explicit trust only: the signer is not trusted.
+    let api = steward(&registry, "trust-on-first-use = false\n").await;
+    let offer = api
+        .get("/api/v1/registry/offer?module=acme/vendor-demo")
+        .await;
+    assert_eq!(offer["trust"], "untrusted");
+    api.refused(
+        "/api/v1/plugins/from-registry",
+        json!({ "module": "acme/vendor-demo@^1" }),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "untrusted-key",
+    )
+    .await;
+
+    // Trusting another key of the namespace does not help…
+    let stranger = SecretKey::generate();
+    let (status, _) = api
+        .post(
+            "/api/v1/registry/trust",
+            json!({ "namespace": "acme", "public_key": stranger.public_key() }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    api.refused(
+        "/api/v1/plugins/from-registry",
+        json!({ "module": "acme/vendor-demo@^1" }),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "untrusted-key",
+    )
+    .await;
+    // …nor does a malformed key.
+    api.refused(
+        "/api/v1/registry/trust",
+        json!({ "namespace": "acme", "public_key": "not a key" }),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid",
+    )
+    .await;
+
+    // Tampered bytes on the registry's disk: the digest does not match.
+    let (status, _) = api
+        .post(
+            "/api/v1/registry/trust",
+            json!({ "namespace": "acme", "public_key": key.public_key() }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let blob = registry.blob_path(&published.digest);
+    let original = std::fs::read(&blob).unwrap();
+    let mut tampered = original.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0xff;
+    std::fs::write(&blob, &tampered).unwrap();
+    api.refused(
+        "/api/v1/plugins/from-registry",
+        json!({ "module": "acme/vendor-demo@^1" }),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "digest-mismatch",
+    )
+    .await;
+    std::fs::write(&blob, &original).unwrap();
+
+    // Unsigned, from a namespace this server does not allow unsigned.
+    registry
+        .client(Some(&dev))
+        .publish(
+            v1.clone(),
+            &manifest("dev/vendor-demo", "1.0.0", &[]),
+            None,
+            |_, _| {},
+        )
+        .await
+        .unwrap();
+    let offer = api
+        .get("/api/v1/registry/offer?module=dev/vendor-demo")
+        .await;
+    assert_eq!(offer["trust"], "unsigned");
+    api.refused(
+        "/api/v1/plugins/from-registry",
+        json!({ "module": "dev/vendor-demo" }),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unsigned-module",
+    )
+    .await;
+
+    // Capabilities requested but not granted; bad grants; bad requests.
+    let v2 = bytes("guest-vendor-demo-2-0-0");
+    vendor
+        .publish(
+            v2,
+            &manifest("acme/vendor-demo", "2.0.0", &["tickets"]),
+            Some(&key),
+            |_, _| {},
+        )
+        .await
+        .unwrap();
+    let problem = api
+        .refused(
+            "/api/v1/plugins/from-registry",
+            json!({ "module": "acme/vendor-demo@^2", "grants": ["packages"] }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "grants-required",
+        )
+        .await;
+    assert_eq!(problem["field"], "grants");
+    api.refused(
+        "/api/v1/plugins/from-registry",
+        json!({ "module": "acme/vendor-demo@^2", "grants": ["no-such-capability"] }),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid",
+    )
+    .await;
+    for (body, field) in [
+        (json!({ "module": "vendor-demo@^1" }), "module"),
+        (json!({ "module": "acme/vendor-demo@one" }), "module"),
+        (
+            json!({ "module": "acme/vendor-demo", "grant": [] }),
+            "grant",
+        ),
+    ] {
+        let before = api.installed_state().await;
+        let (status, problem) = api.post("/api/v1/plugins/from-registry", body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+        assert_eq!(problem["field"], field, "{problem}");
+        assert_eq!(api.installed_state().await, before);
+    }
+    api.refused(
+        "/api/v1/plugins/from-registry",
+        json!({ "module": "acme/no-such-module" }),
+        StatusCode::NOT_FOUND,
+        "not-found",
+    )
+    .await;
+    // Upgrading a plugin that did not come from a registry.
+    api.refused(
+        "/api/v1/plugins/vendor-demo/upgrade",
+        json!({}),
+        StatusCode::CONFLICT,
+        "not-from-registry",
+    )
+    .await;
+
+    // After all that, the right install still works, through the CLI.
+    let out = Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args([
+            "plugins",
+            "install-from",
+            "acme/vendor-demo@^2",
+            "--grant-requested",
+        ])
+        .env("STEWARD_URL", &api.base)
+        .env("STEWARD_TOKEN", OWNER)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("capabilities: tickets"), "{stdout}");
+    assert!(stdout.contains(&key.key_id()), "{stdout}");
+    let plugins = api.get("/api/v1/plugins").await;
+    assert_eq!(plugins[0]["version"], "2.0.0", "{plugins}");
+    assert_eq!(plugins[0]["grants"], json!(["tickets"]));
+    api.stop().await;
+}
