@@ -2,126 +2,16 @@
 //! plugin publish`, run as the real `steward` binary against a real
 //! `steward-registry` process (port 0, a temporary data directory, SQLite).
 
-use std::ffi::OsStr;
-use std::io::BufRead as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
-use std::sync::OnceLock;
+mod support;
 
-use steward_registry::client::{RegistryClient, verify_resolved};
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use steward_registry::client::verify_resolved;
 use steward_registry::signing::SecretKey;
 use steward_registry::{Digest, imports};
-
-/// The `steward-registry` binary next to `steward`, built (or brought up
-/// to date) once per test process with the same profile.
-fn registry_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let bin = Path::new(env!("CARGO_BIN_EXE_steward")).with_file_name("steward-registry");
-        // `cargo test -p steward-host` does not build other packages'
-        // binaries; a no-op when the binary is up to date.
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "steward-registry",
-                "--bin",
-                "steward-registry",
-            ])
-            .status()
-            .expect("run cargo build for steward-registry");
-        assert!(status.success(), "building steward-registry failed");
-        assert!(bin.exists(), "{} was not built", bin.display());
-        bin
-    })
-}
-
-/// A running `steward-registry serve`, killed on drop.
-struct Registry {
-    url: String,
-    data_dir: PathBuf,
-    child: Child,
-    /// Kept open so the server never writes to a closed pipe.
-    _stdout: std::io::Lines<std::io::BufReader<ChildStdout>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let data_dir = dir.path().join("data");
-        let mut child = Command::new(registry_bin())
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .env_remove("STEWARD_REGISTRY_DATABASE")
-            .env_remove("STEWARD_REGISTRY_MAX_MODULE_BYTES")
-            .env("STEWARD_REGISTRY_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start steward-registry serve");
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = lines
-            .next()
-            .expect("serve prints its address")
-            .expect("UTF-8 output");
-        let url = line
-            .strip_prefix("steward-registry: listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-            .to_owned();
-        Registry {
-            url,
-            data_dir,
-            child,
-            _stdout: lines,
-            _dir: dir,
-        }
-    }
-
-    /// `steward-registry publisher add NAME --namespace NAME`; the token.
-    fn add_publisher(&self, name: &str, unsigned: bool) -> String {
-        let mut cmd = Command::new(registry_bin());
-        cmd.args(["publisher", "add", name, "--namespace", name])
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .env("STEWARD_REGISTRY_LOG", "warn")
-            .env_remove("STEWARD_REGISTRY_DATABASE");
-        if unsigned {
-            cmd.arg("--unsigned-namespace");
-        }
-        let out = cmd.output().expect("run publisher add");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "publisher add failed: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let token = stdout
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("steward-registry: publisher token (shown once, keep it): ")
-            })
-            .unwrap_or_else(|| panic!("no token in: {stdout}"))
-            .to_owned();
-        assert!(token.starts_with("stwr_"), "{token}");
-        token
-    }
-
-    fn client(&self) -> RegistryClient {
-        RegistryClient::new(&self.url, None).unwrap()
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::registry::Registry;
 
 /// Runs `steward ARGS` without the registry variables of the caller's
 /// environment.
@@ -261,7 +151,7 @@ fn publish_with_flags(
 #[tokio::test]
 async fn keygen_register_key_and_publish_with_flags() {
     let registry = Registry::start();
-    let token = registry.add_publisher("acme", false);
+    let token = registry.add_publisher("acme", &["acme"], false);
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("acme.key");
     let (key_id, public_key) = keygen(&key_file);
@@ -289,7 +179,7 @@ async fn keygen_register_key_and_publish_with_flags() {
         format!("published acme/template 1.0.0 {digest}\n")
     );
 
-    let client = registry.client();
+    let client = registry.client(None);
     let versions = client.versions("acme", "template").await.unwrap();
     assert_eq!(versions.len(), 1, "{versions:?}");
     let record = &versions[0];
@@ -358,7 +248,7 @@ async fn keygen_register_key_and_publish_with_flags() {
 #[tokio::test]
 async fn a_manifest_file_must_match_the_components_imports() {
     let registry = Registry::start();
-    let token = registry.add_publisher("acme", false);
+    let token = registry.add_publisher("acme", &["acme"], false);
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("acme.key");
     let (key_id, _) = keygen(&key_file);
@@ -401,7 +291,7 @@ async fn a_manifest_file_must_match_the_components_imports() {
         "{}",
         stdout(&out)
     );
-    let client = registry.client();
+    let client = registry.client(None);
     let before = client.versions("acme", "template").await.unwrap();
     assert_eq!(before.len(), 1);
     assert_eq!(before[0].manifest.license, "MIT");
@@ -431,7 +321,7 @@ async fn a_manifest_file_must_match_the_components_imports() {
 #[tokio::test]
 async fn an_unsigned_namespace_takes_unsigned_uploads() {
     let registry = Registry::start();
-    let token = registry.add_publisher("dev", true);
+    let token = registry.add_publisher("dev", &["dev"], true);
     let out = publish_with_flags(
         &registry,
         &token,
@@ -445,13 +335,17 @@ async fn an_unsigned_namespace_takes_unsigned_uploads() {
         "{}",
         stdout(&out)
     );
-    let versions = registry.client().versions("dev", "template").await.unwrap();
+    let versions = registry
+        .client(None)
+        .versions("dev", "template")
+        .await
+        .unwrap();
     assert_eq!(versions.len(), 1);
     assert_eq!(versions[0].key_id, None);
     assert_eq!(versions[0].signature, None);
 
     // A signed namespace refuses them, with the registry's code.
-    let token = registry.add_publisher("acme", false);
+    let token = registry.add_publisher("acme", &["acme"], false);
     let out = publish_with_flags(
         &registry,
         &token,

@@ -542,3 +542,77 @@ async fn refusals_store_nothing() {
     assert_eq!(plugins[0]["grants"], json!(["tickets"]));
     api.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_upgrades_stay_within_the_grants() {
+    let registry = Registry::start();
+    let token = registry.add_publisher("acme", &["acme"], false);
+    let vendor = registry.client(Some(&token));
+    let key = SecretKey::generate();
+    vendor.register_key(&key.public_key()).await.unwrap();
+    let publish = |package: &'static str, version: &'static str, caps: &'static [&'static str]| {
+        let vendor = vendor.clone();
+        let key = &key;
+        async move {
+            vendor
+                .publish(
+                    bytes(package),
+                    &manifest("acme/vendor-demo", version, caps),
+                    Some(key),
+                    |_, _| {},
+                )
+                .await
+                .unwrap()
+        }
+    };
+    publish("guest-vendor-demo-1-0-0", "1.0.0", &[]).await;
+    let api = steward(&registry, "check-every-seconds = 1\n").await;
+    let (status, installed) = api
+        .post(
+            "/api/v1/plugins/from-registry",
+            json!({ "module": "acme/vendor-demo" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{installed}");
+    assert_eq!(installed["source"]["requirement"], "*");
+
+    // 1.1.0 asks for nothing new: the server installs it by itself.
+    let v11 = publish("guest-vendor-demo-1-1-0", "1.1.0", &[]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let plugins = api.get("/api/v1/plugins").await;
+        if plugins
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["digest"] == v11.digest.to_string())
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never upgraded: {plugins}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let audit = api.get("/api/v1/audit?limit=50").await;
+    assert!(
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["actor"] == "system:auto-upgrade" && e["detail"]["to"] == "1.1.0"),
+        "{audit}"
+    );
+
+    // 2.0.0 asks for `tickets`: several checks later it is still not
+    // installed; it waits for an admin to grant it.
+    publish("guest-vendor-demo-2-0-0", "2.0.0", &["tickets"]).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let plugins = api.get("/api/v1/plugins").await;
+    let versions: Vec<&str> = plugins
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["version"].as_str())
+        .collect();
+    assert_eq!(versions, ["1.0.0", "1.1.0"], "{plugins}");
+    api.stop().await;
+}

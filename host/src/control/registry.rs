@@ -33,7 +33,7 @@ use steward_registry::imports;
 use super::plugins::PluginLibrary;
 use crate::capability::Grant;
 use crate::store::{
-    PluginSource, PluginVersion, Store, StoreError, Timestamp, TrustHow, TrustedKey,
+    AuditEvent, PluginSource, PluginVersion, Store, StoreError, Timestamp, TrustHow, TrustedKey,
 };
 
 /// The largest module downloaded from a registry.
@@ -67,6 +67,12 @@ pub struct RegistrySettings {
     /// Upgrades that request no new capability.
     #[serde(default)]
     pub upgrades: UpgradePolicy,
+    /// With `upgrades = "automatic"`: how often the server looks for newer
+    /// versions of the plugins it installed from the registry and installs
+    /// those that request nothing beyond their grants. Absent: only when
+    /// an admin asks.
+    #[serde(default)]
+    pub check_every_seconds: Option<u64>,
 }
 
 impl RegistrySettings {
@@ -78,6 +84,7 @@ impl RegistrySettings {
             trust_on_first_use: true,
             unsigned_namespaces: Vec::new(),
             upgrades: UpgradePolicy::Automatic,
+            check_every_seconds: None,
         }
     }
 }
@@ -406,6 +413,66 @@ impl Registry {
             to,
             changed: true,
         })
+    }
+
+    /// Upgrades every plugin installed from the registry that has a newer
+    /// version within its requirement requesting nothing beyond its
+    /// grants, recording each in the audit trail (actor
+    /// `system:auto-upgrade`). Versions that need a new approval are left
+    /// for an admin, and logged. Does nothing unless the policy is
+    /// `automatic`. Returns what was upgraded.
+    pub async fn auto_upgrade(&self, store: &Store, library: &PluginLibrary) -> Vec<Upgrade> {
+        if self.settings.upgrades != UpgradePolicy::Automatic {
+            return Vec::new();
+        }
+        let plugins: BTreeSet<String> = match store.plugin_versions().await {
+            Ok(v) => v
+                .into_iter()
+                .filter(|v| v.source.is_some())
+                .map(|v| v.plugin)
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list plugins to upgrade");
+                return Vec::new();
+            }
+        };
+        let mut done = Vec::new();
+        for plugin in plugins {
+            match self.upgrade(store, library, &plugin, None, None).await {
+                Ok(up) if up.changed => {
+                    tracing::info!(plugin, from = %up.from.version, to = %up.to.version, "plugin upgraded automatically");
+                    let event = AuditEvent {
+                        at: Timestamp::now(),
+                        actor: "system:auto-upgrade".into(),
+                        tenant_id: None,
+                        run_id: None,
+                        job_id: None,
+                        attempt: None,
+                        device_id: None,
+                        plugin: Some(plugin.clone()),
+                        plugin_digest: Some(up.to.digest.clone()),
+                        action: "plugin.upgrade".into(),
+                        detail: serde_json::json!({
+                            "plugin": plugin, "from": up.from.version, "to": up.to.version,
+                            "digest": up.to.digest,
+                        }),
+                        outcome: "ok".into(),
+                    };
+                    if let Err(e) = store.append_audit(&[event]).await {
+                        tracing::warn!(error = %e, "cannot audit an automatic upgrade");
+                    }
+                    done.push(up);
+                }
+                Ok(_) => {}
+                Err(RegistryError::GrantsRequired {
+                    version, missing, ..
+                }) => {
+                    tracing::info!(plugin, version, missing = ?missing, "a newer version needs new grants; left for an admin");
+                }
+                Err(e) => tracing::warn!(plugin, error = %e, "automatic upgrade failed"),
+            }
+        }
+        done
     }
 
     async fn resolve(&self, module: &ModuleRef) -> Result<Resolved, RegistryError> {

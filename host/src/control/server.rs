@@ -194,6 +194,7 @@ pub struct Server {
     /// The first owner token, when this start created the first owner
     /// with a token it made (to be shown once).
     pub new_owner_token: Option<String>,
+    registry: Option<Arc<Registry>>,
 }
 
 impl Server {
@@ -261,6 +262,11 @@ impl Server {
                 )?,
             }))
         };
+        let registry = config
+            .registry
+            .as_ref()
+            .map(|settings| Registry::new(settings.clone()).map(Arc::new))
+            .transpose()?;
         let api = match &config.listen {
             Some(addr) => {
                 let listener = TcpListener::bind(addr)
@@ -268,8 +274,8 @@ impl Server {
                     .with_context(|| format!("cannot listen on {addr}"))?;
                 let mut state =
                     ApiState::new(plane.clone(), alerts.clone(), config.webhooks.clone());
-                if let Some(settings) = &config.registry {
-                    state = state.with_registry(Arc::new(Registry::new(settings.clone())?));
+                if let Some(registry) = &registry {
+                    state = state.with_registry(registry.clone());
                 }
                 state.reload_webhooks_now().await?;
                 Some((listener, state))
@@ -287,6 +293,7 @@ impl Server {
             tick: Duration::from_millis(config.tick_ms.max(10)),
             api,
             new_owner_token,
+            registry,
         })
     }
 
@@ -309,6 +316,24 @@ impl Server {
                 };
                 crate::api::serve(listener, state, stopped).await
             })
+        });
+        let upgrades = self.registry.and_then(|registry| {
+            let every = registry.settings().check_every_seconds?;
+            let plane = self.plane.clone();
+            let mut stop = shutdown.clone();
+            Some(tokio::spawn(async move {
+                let every = Duration::from_secs(every.max(1));
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => {}
+                        _ = stop.changed() => {}
+                    }
+                    if *stop.borrow() {
+                        return;
+                    }
+                    registry.auto_upgrade(plane.store(), plane.library()).await;
+                }
+            }))
         });
         let mut shutdown = shutdown;
         let plane = self.plane;
@@ -336,6 +361,9 @@ impl Server {
             }
         }
         worker.await.context("the executor panicked")?;
+        if let Some(upgrades) = upgrades {
+            upgrades.await.context("the upgrade checker panicked")?;
+        }
         if let Some(api) = api {
             api.await
                 .context("the API panicked")?

@@ -1,39 +1,39 @@
 //! A real `steward-registry` process on port 0, for the host's tests.
 //!
 //! The binary belongs to another package, so Cargo gives the host's tests
-//! no `CARGO_BIN_EXE_` for it. It is looked up beside the `steward` binary
-//! (where `cargo test --workspace` puts it) and built once with Cargo when
-//! it is missing (running only the host's tests).
+//! no `CARGO_BIN_EXE_` for it: [`binary`] builds it beside `steward`.
 
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::OnceLock;
 
 use steward_registry::Manifest;
 use steward_registry::client::RegistryClient;
 
-/// The `steward-registry` binary of this build.
+/// The `steward-registry` binary next to `steward`, built (or brought up
+/// to date) once per test process with the same profile: `cargo test -p
+/// steward-host` does not build other packages' binaries, and the build is
+/// a no-op when the binary is current.
 pub fn binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let bin = Path::new(env!("CARGO_BIN_EXE_steward")).with_file_name("steward-registry");
-        if !bin.exists() {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .current_dir(steward_tests::workspace_root())
-                .args([
-                    "build",
-                    "--quiet",
-                    "-p",
-                    "steward-registry",
-                    "--bin",
-                    "steward-registry",
-                ])
-                .status()
-                .expect("run cargo build");
-            assert!(status.success(), "cargo build -p steward-registry failed");
-        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "steward-registry",
+                "--bin",
+                "steward-registry",
+            ])
+            .status()
+            .expect("run cargo build for steward-registry");
+        assert!(status.success(), "building steward-registry failed");
+        assert!(bin.exists(), "{} was not built", bin.display());
         bin
     })
 }
@@ -45,6 +45,8 @@ pub struct Registry {
     /// Its data directory.
     pub data_dir: PathBuf,
     child: Child,
+    /// Kept open so the server never writes to a closed pipe.
+    _stdout: std::io::Lines<std::io::BufReader<ChildStdout>>,
     _dir: tempfile::TempDir,
 }
 
@@ -58,13 +60,14 @@ impl Registry {
             .arg("--data-dir")
             .arg(&data_dir)
             .env_remove("STEWARD_REGISTRY_DATABASE")
+            .env_remove("STEWARD_REGISTRY_MAX_MODULE_BYTES")
             .env("STEWARD_REGISTRY_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start steward-registry serve");
-        let line = std::io::BufReader::new(child.stdout.take().unwrap())
-            .lines()
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines
             .next()
             .expect("serve prints its address")
             .expect("UTF-8 output");
@@ -76,6 +79,7 @@ impl Registry {
             url,
             data_dir,
             child,
+            _stdout: lines,
             _dir: dir,
         }
     }
