@@ -136,6 +136,11 @@ impl Registry {
         token
     }
 
+    /// The process id of the server.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A client with `token`.
     pub fn client(&self, token: Option<&str>) -> RegistryClient {
         RegistryClient::new(&self.url, token.map(str::to_owned)).unwrap()
