@@ -686,3 +686,153 @@ async fn hostile_jobs_end_as_timed_out_or_failed_and_the_timeout_alerts() {
         "{metrics:?}"
     );
 }
+
+/// Installs the test component `package` with `grants`, returning what the
+/// store recorded.
+async fn install_version(
+    plane: &steward_host::control::plane::ControlPlane,
+    package: &str,
+    grants: &[&str],
+) -> steward_host::store::PluginVersion {
+    let bytes = std::fs::read(steward_tests::component(package)).expect("component bytes");
+    let grants: Vec<String> = grants.iter().map(|g| g.to_string()).collect();
+    plane
+        .library()
+        .install(plane.store(), &bytes, &grants)
+        .await
+        .expect("install")
+}
+
+#[tokio::test]
+async fn later_steps_run_the_version_pinned_when_the_run_was_created() {
+    use steward_host::store::{Pin, PluginVersion, Scope};
+    let db = sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let plane = plane(&db.store, dir.path().into());
+    let v1 = install_version(&plane, "guest-vendor-demo-1-0-0", &[]).await;
+    assert_eq!(
+        (v1.plugin.as_str(), v1.version.as_str()),
+        ("vendor-demo", "1.0.0")
+    );
+    let devices = Arc::new(TestDevices::default());
+    let (acme, _) = tenant(&db.store, "acme", Tier::Vip, &[("ws-1", &[])], |_, _| {
+        json!({})
+    })
+    .await;
+    devices.set("ws-1", fixture("ws-1", acme.as_str()));
+    let pin = |v: &PluginVersion| Pin {
+        plugin: v.plugin.clone(),
+        version: v.version.clone(),
+        digest: v.digest.clone(),
+    };
+    let playbook = |name: &'static str, steps: Value| {
+        plane.create_playbook(Some(acme.clone()), name, steps, json!({}))
+    };
+    let latest = playbook(
+        "latest",
+        json!([{ "plugin": "vendor-demo" }, { "plugin": "vendor-demo" }]),
+    )
+    .await
+    .unwrap();
+
+    // The run is created (and pinned) with 1.0.0 the only version; 1.1.0
+    // is installed before any of its jobs runs, so its second step's job is
+    // made after the upgrade.
+    let run = plane.start_run(&latest.id, None).await.unwrap();
+    let v11 = install_version(&plane, "guest-vendor-demo-1-1-0", &[]).await;
+    assert_eq!(
+        (v11.plugin.as_str(), v11.version.as_str()),
+        ("vendor-demo", "1.1.0")
+    );
+    assert_ne!(v1.digest, v11.digest);
+    let running = start(&plane, "w1", devices.clone(), None);
+    let done = finished(&db.store, &run).await;
+    assert_eq!(done.status, RunStatus::Succeeded, "{done:?}");
+    assert_eq!(done.pins, Some(vec![pin(&v1), pin(&v1)]));
+    let jobs = db.store.jobs_of_run(&run).await.unwrap();
+    assert_eq!(
+        jobs.iter()
+            .map(|j| (j.step_index, j.status, j.plugin_digest.as_deref()))
+            .collect::<Vec<_>>(),
+        [
+            (0, JobStatus::Succeeded, Some(v1.digest.as_str())),
+            (1, JobStatus::Succeeded, Some(v1.digest.as_str())),
+        ]
+    );
+
+    // A run started now pins the latest installed version, 1.1.0.
+    let run = plane.start_run(&latest.id, None).await.unwrap();
+    let done = finished(&db.store, &run).await;
+    assert_eq!(done.status, RunStatus::Succeeded, "{done:?}");
+    assert_eq!(done.pins, Some(vec![pin(&v11), pin(&v11)]));
+    let jobs = db.store.jobs_of_run(&run).await.unwrap();
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    assert!(
+        jobs.iter()
+            .all(|j| j.plugin_digest.as_deref() == Some(v11.digest.as_str())),
+        "{jobs:?}"
+    );
+
+    // With 2.0.0 installed last, a requirement picks the highest version
+    // that matches it, not the latest installed.
+    let v2 = install_version(&plane, "guest-vendor-demo-2-0-0", &["tickets=vendor"]).await;
+    assert_eq!(v2.version, "2.0.0");
+    let required = playbook(
+        "required",
+        json!([
+            { "plugin": "vendor-demo@=1.0.0" },
+            { "plugin": "vendor-demo@^1" },
+            { "plugin": "vendor-demo", "version": "1.0" },
+            { "plugin": "vendor-demo" },
+        ]),
+    )
+    .await
+    .unwrap();
+    let run = plane.start_run(&required.id, None).await.unwrap();
+    let done = finished(&db.store, &run).await;
+    running.stop().await;
+    assert_eq!(done.status, RunStatus::Succeeded, "{done:?}");
+    assert_eq!(
+        done.pins,
+        Some(vec![pin(&v1), pin(&v11), pin(&v11), pin(&v2)])
+    );
+    let jobs = db.store.jobs_of_run(&run).await.unwrap();
+    assert_eq!(
+        jobs.iter()
+            .map(|j| (j.step_index, j.plugin_digest.clone().unwrap()))
+            .collect::<Vec<_>>(),
+        [
+            (0, v1.digest.clone()),
+            (1, v11.digest.clone()),
+            (2, v11.digest.clone()),
+            (3, v2.digest.clone()),
+        ]
+    );
+
+    // A requirement nothing installed matches, or a version given twice,
+    // is refused naming the field, and no playbook is stored.
+    let count = || async {
+        db.store
+            .list_playbooks(&Scope::All, None)
+            .await
+            .unwrap()
+            .len()
+    };
+    let before = count().await;
+    assert_eq!(before, 2);
+    let (f, m) = field(playbook("none", json!([{ "plugin": "vendor-demo@^3" }])).await);
+    assert_eq!(f, "steps[0].version");
+    assert!(m.contains("^3") && m.contains("1.1.0"), "{m}");
+    let (f, m) = field(
+        playbook(
+            "twice",
+            json!([{ "plugin": "vendor-demo@^1", "version": "^1" }]),
+        )
+        .await,
+    );
+    assert_eq!(f, "steps[0].plugin");
+    assert!(m.contains("not both"), "{m}");
+    let (f, _) = field(playbook("junk", json!([{ "plugin": "vendor-demo@one" }])).await);
+    assert_eq!(f, "steps[0].version");
+    assert_eq!(count().await, before);
+}

@@ -57,6 +57,7 @@ on_both_backends!(
     cancelled_runs_keep_leased_jobs,
     sla_report_times_remediation_per_tier,
     run_listings_page_by_scope_and_filter,
+    registry_provenance_trust_and_pins_round_trip,
 );
 
 const T0: Timestamp = Timestamp::from_millis(1_700_000_000_000);
@@ -1212,4 +1213,225 @@ async fn run_listings_page_by_scope_and_filter(db: TestDb) {
             "a run of one tenant's jobs is that tenant's"
         );
     }
+}
+
+async fn registry_provenance_trust_and_pins_round_trip(db: TestDb) {
+    use steward_host::store::{
+        NewPluginVersion, Pin, PluginSource, RunFilter, Scope, TrustHow, TrustedKey,
+    };
+    let s = &db.store;
+    let digest = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+
+    // (a) Where a version came from: kept with a registry install, absent
+    // for a component installed from a file, replaced by a reinstall.
+    let signed = PluginSource {
+        module: "acme/patching".into(),
+        requirement: "^1.2".into(),
+        signed_by: Some("ed25519:abc".into()),
+        capabilities: vec!["packages".into(), "tickets=changes".into()],
+    };
+    let version =
+        |plugin: &str, version: &str, d: char, source: Option<PluginSource>| NewPluginVersion {
+            plugin: plugin.into(),
+            version: version.into(),
+            digest: digest(d),
+            grants: vec!["packages".into()],
+            source,
+        };
+    s.add_plugin_version(
+        &version("patching", "1.2.0", 'a', Some(signed.clone())),
+        at(1),
+    )
+    .await
+    .unwrap();
+    s.add_plugin_version(&version("local", "0.1.0", 'b', None), at(2))
+        .await
+        .unwrap();
+    let got = s.plugin_versions().await.unwrap();
+    let summary = |v: &[steward_host::store::PluginVersion]| {
+        v.iter()
+            .map(|v| {
+                (
+                    v.plugin.clone(),
+                    v.version.clone(),
+                    v.digest.clone(),
+                    v.source.clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        summary(&got),
+        [
+            ("local".into(), "0.1.0".into(), digest('b'), None),
+            (
+                "patching".into(),
+                "1.2.0".into(),
+                digest('a'),
+                Some(signed.clone())
+            ),
+        ]
+    );
+    assert_eq!(got[1].grants, ["packages"]);
+    assert_eq!(got[1].installed_at, at(1));
+    // The same version again replaces where it came from (an unsigned
+    // module without capabilities here) ...
+    let unsigned = PluginSource {
+        module: "other/patching".into(),
+        requirement: "=1.2.0".into(),
+        signed_by: None,
+        capabilities: Vec::new(),
+    };
+    s.add_plugin_version(
+        &version("patching", "1.2.0", 'c', Some(unsigned.clone())),
+        at(3),
+    )
+    .await
+    .unwrap();
+    // ... and a file install over a registry one clears it, the other way
+    // round sets it.
+    s.add_plugin_version(&version("local", "0.1.0", 'b', Some(signed.clone())), at(4))
+        .await
+        .unwrap();
+    assert_eq!(
+        summary(&s.plugin_versions().await.unwrap()),
+        [
+            (
+                "local".into(),
+                "0.1.0".into(),
+                digest('b'),
+                Some(signed.clone())
+            ),
+            (
+                "patching".into(),
+                "1.2.0".into(),
+                digest('c'),
+                Some(unsigned)
+            ),
+        ]
+    );
+    s.add_plugin_version(&version("patching", "1.2.0", 'c', None), at(5))
+        .await
+        .unwrap();
+    let got = s.plugin_versions().await.unwrap();
+    assert_eq!(got.len(), 2, "one row per plugin and version: {got:?}");
+    assert_eq!(got[1].source, None);
+
+    // (b) Trusted keys: once per namespace and key, listed by namespace,
+    // then oldest first.
+    let key = |ns: &str, id: &str, how: TrustHow, secs: u64| TrustedKey {
+        namespace: ns.into(),
+        key_id: format!("ed25519:{id}"),
+        public_key: format!("pk-{ns}-{id}"),
+        how,
+        trusted_at: at(secs),
+    };
+    let keys = [
+        key("beta", "k1", TrustHow::FirstUse, 5),
+        key("acme", "k2", TrustHow::Explicit, 10),
+        key("acme", "k3", TrustHow::FirstUse, 3),
+        key("acme", "k1", TrustHow::Explicit, 3),
+    ];
+    for k in &keys {
+        assert!(s.trust_key(k).await.unwrap(), "new: {k:?}");
+    }
+    // Trusting a key again changes nothing, even with another key text
+    // or how.
+    let mut again = keys[1].clone();
+    again.public_key = "replaced".into();
+    again.how = TrustHow::FirstUse;
+    again.trusted_at = at(99);
+    assert!(!s.trust_key(&again).await.unwrap());
+    assert!(!s.trust_key(&keys[0]).await.unwrap());
+    let acme = [keys[3].clone(), keys[2].clone(), keys[1].clone()];
+    assert_eq!(s.trusted_keys(Some("acme")).await.unwrap(), acme);
+    let mut all = acme.to_vec();
+    all.push(keys[0].clone());
+    assert_eq!(s.trusted_keys(None).await.unwrap(), all);
+    assert_eq!(
+        s.trusted_keys(Some("beta")).await.unwrap(),
+        [keys[0].clone()]
+    );
+    assert!(s.trusted_keys(Some("nobody")).await.unwrap().is_empty());
+    // The same key id in another namespace is another key.
+    assert!(s.untrust_key("acme", "ed25519:k1").await.unwrap());
+    assert!(!s.untrust_key("acme", "ed25519:k1").await.unwrap());
+    assert!(!s.untrust_key("nobody", "ed25519:k1").await.unwrap());
+    assert_eq!(
+        s.trusted_keys(Some("acme")).await.unwrap(),
+        [keys[2].clone(), keys[1].clone()]
+    );
+    assert_eq!(
+        s.trusted_keys(Some("beta")).await.unwrap(),
+        [keys[0].clone()]
+    );
+    // Empty fields are refused, naming the field, and nothing is stored.
+    for (field, bad) in [
+        ("namespace", key(" ", "k9", TrustHow::Explicit, 1)),
+        ("key-id", {
+            let mut k = key("acme", "k9", TrustHow::Explicit, 1);
+            k.key_id = String::new();
+            k
+        }),
+        ("public-key", {
+            let mut k = key("acme", "k9", TrustHow::Explicit, 1);
+            k.public_key = "".into();
+            k
+        }),
+    ] {
+        match s.trust_key(&bad).await {
+            Err(StoreError::Invalid { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("expected `{field}` refused, got {other:?}"),
+        }
+    }
+    assert_eq!(s.trusted_keys(None).await.unwrap().len(), 3);
+
+    // (c) Pins: stored with the run, absent for a run without them, and
+    // in the JSON listing as JSON (not as a string).
+    let f = fleet(s).await;
+    let pins = vec![
+        Pin {
+            plugin: "patching".into(),
+            version: "1.2.0".into(),
+            digest: digest('c'),
+        },
+        Pin {
+            plugin: "local".into(),
+            version: "0.1.0".into(),
+            digest: digest('b'),
+        },
+    ];
+    let pinned = s
+        .create_run(None, &pins, &[job(&f.vip, &f.devices[0], at(0))], at(20))
+        .await
+        .unwrap();
+    let unpinned = s
+        .create_run(None, &[], &[job(&f.vip, &f.devices[0], at(0))], at(21))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.run(&pinned).await.unwrap().unwrap().pins,
+        Some(pins.clone())
+    );
+    assert_eq!(s.run(&unpinned).await.unwrap().unwrap().pins, None);
+    let filter = RunFilter {
+        scope: Scope::All,
+        tenant: None,
+        status: None,
+        plugin: None,
+        since: None,
+        until: None,
+        before: None,
+        limit: 10,
+    };
+    let listed = s.list_runs_json(&filter).await.unwrap();
+    let items: Vec<serde_json::Value> = serde_json::from_str(&listed.items).unwrap();
+    assert_eq!(items.len(), 2, "{}", listed.items);
+    assert_eq!(items[0]["id"], unpinned.as_str());
+    assert_eq!(items[0]["pins"], serde_json::Value::Null);
+    assert_eq!(items[1]["id"], pinned.as_str());
+    assert_eq!(items[1]["pins"], serde_json::to_value(&pins).unwrap());
+    let runs: Vec<Run> = serde_json::from_str(&listed.items).unwrap();
+    assert_eq!(runs, s.list_runs(&filter).await.unwrap());
+    assert_eq!(runs[1].pins.as_deref(), Some(&pins[..]));
 }
