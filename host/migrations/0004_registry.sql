@@ -23,6 +23,9 @@ CREATE TABLE trusted_keys (
     -- module of the namespace was installed.
     how TEXT NOT NULL CHECK (how IN ('explicit', 'first-use')),
     trusted_at BIGINT NOT NULL,
+    -- Set when an admin stops trusting it. The row stays: a namespace
+    -- that ever had a trusted key is never trusted on first use again.
+    revoked_at BIGINT,
     PRIMARY KEY (namespace, key_id)
 );
 

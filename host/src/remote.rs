@@ -217,8 +217,11 @@ pub enum PluginsCmd {
         #[arg(long)]
         requirement: Option<String>,
         /// The grants of the new version (repeatable; the complete list).
-        #[arg(long = "grant")]
+        #[arg(long = "grant", conflicts_with = "no_grants")]
         grants: Vec<String>,
+        /// Approve the new version with no grants (it requests none).
+        #[arg(long)]
+        no_grants: bool,
     },
 }
 
@@ -751,6 +754,8 @@ pub async fn run(remote: Remote) -> anyhow::Result<ExitCode> {
                     mut grants,
                     grant_requested,
                 } => {
+                    let mut module = module;
+                    let mut digest = None;
                     if grant_requested || grants.is_empty() {
                         let offer = c
                             .get(&format!(
@@ -767,6 +772,9 @@ pub async fn run(remote: Remote) -> anyhow::Result<ExitCode> {
                         if !c.conn.quiet && !c.conn.json {
                             print_offer(&offer);
                         }
+                        // Install exactly what was shown, or nothing.
+                        module = format!("{}@={}", cell(&offer["module"]), cell(&offer["version"]));
+                        digest = Some(cell(&offer["digest"]));
                         if grant_requested {
                             grants = requested;
                         } else if !requested.is_empty() {
@@ -779,7 +787,7 @@ pub async fn run(remote: Remote) -> anyhow::Result<ExitCode> {
                     c.print(
                         &c.post(
                             "/api/v1/plugins/from-registry",
-                            json!({ "module": module, "grants": grants }),
+                            json!({ "module": module, "grants": grants, "digest": digest }),
                         )
                         .await?,
                         &["plugin", "version", "digest", "grants", "source.signed_by"],
@@ -789,8 +797,9 @@ pub async fn run(remote: Remote) -> anyhow::Result<ExitCode> {
                     name,
                     requirement,
                     grants,
+                    no_grants,
                 } => {
-                    let grants = (!grants.is_empty()).then_some(grants);
+                    let grants = (no_grants || !grants.is_empty()).then_some(grants);
                     let done = c
                         .post(
                             &format!("/api/v1/plugins/{name}/upgrade"),

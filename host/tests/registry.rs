@@ -30,13 +30,13 @@ struct Steward {
     _dir: tempfile::TempDir,
 }
 
-async fn steward(registry: &Registry, extra: &str) -> Steward {
+async fn steward(registry_url: &str, extra: &str) -> Steward {
     let dir = tempfile::tempdir().unwrap();
     let config: ServeConfig = toml::from_str(&format!(
         "data-dir = {:?}\nlisten = \"127.0.0.1:0\"\ntick-ms = 100\nowner-token = {OWNER:?}\n\
          [registry]\nurl = {:?}\n{extra}",
         dir.path().display().to_string(),
-        registry.url
+        registry_url
     ))
     .unwrap();
     let server = Server::open(&config).await.expect("server opens");
@@ -167,7 +167,7 @@ async fn publish_resolve_install_grant_run_and_upgrade() {
         .await
         .unwrap();
 
-    let api = steward(&registry, "").await;
+    let api = steward(&registry.url, "").await;
 
     // The offer: the version ^1 resolves to, its signer (unknown here, so
     // trusted on first use), nothing to grant.
@@ -331,6 +331,28 @@ async fn publish_resolve_install_grant_run_and_upgrade() {
         actions.iter().filter(|a| **a == "plugin.upgrade").count(),
         2
     );
+
+    // Revoking the key does not reopen trust on first use: the namespace
+    // had a key, so its modules are refused until one is trusted again.
+    let (status, _) = api
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/registry/trust/acme/{}", key.key_id()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let offer = api
+        .get("/api/v1/registry/offer?module=acme/vendor-demo@%5E1")
+        .await;
+    assert_eq!(offer["trust"], "untrusted", "{offer}");
+    api.refused(
+        "/api/v1/plugins/from-registry",
+        json!({ "module": "acme/vendor-demo@^1" }),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "untrusted-key",
+    )
+    .await;
     api.stop().await;
 }
 
@@ -376,7 +398,7 @@ async fn refusals_store_nothing() {
     assert_eq!(versions.len(), 1, "only 1.0.0 was kept");
 
     // Explicit trust only: the signer is not trusted.
-    let api = steward(&registry, "trust-on-first-use = false\n").await;
+    let api = steward(&registry.url, "trust-on-first-use = false\n").await;
     let offer = api
         .get("/api/v1/registry/offer?module=acme/vendor-demo")
         .await;
@@ -431,7 +453,7 @@ async fn refusals_store_nothing() {
     api.refused(
         "/api/v1/plugins/from-registry",
         json!({ "module": "acme/vendor-demo@^1" }),
-        StatusCode::UNPROCESSABLE_ENTITY,
+        StatusCode::BAD_GATEWAY,
         "digest-mismatch",
     )
     .await;
@@ -508,9 +530,23 @@ async fn refusals_store_nothing() {
         "not-found",
     )
     .await;
-    // Upgrading a plugin that did not come from a registry.
+    // Upgrading a plugin that is not installed, or did not come from a
+    // registry.
     api.refused(
         "/api/v1/plugins/vendor-demo/upgrade",
+        json!({}),
+        StatusCode::NOT_FOUND,
+        "not-found",
+    )
+    .await;
+    use base64::Engine as _;
+    let wasm = base64::engine::general_purpose::STANDARD.encode(bytes("guest-trivial"));
+    let (status, uploaded) = api
+        .post("/api/v1/plugins", json!({ "wasm": wasm, "grants": [] }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{uploaded}");
+    api.refused(
+        "/api/v1/plugins/trivial/upgrade",
         json!({}),
         StatusCode::CONFLICT,
         "not-from-registry",
@@ -538,8 +574,15 @@ async fn refusals_store_nothing() {
     assert!(stdout.contains("capabilities: tickets"), "{stdout}");
     assert!(stdout.contains(&key.key_id()), "{stdout}");
     let plugins = api.get("/api/v1/plugins").await;
-    assert_eq!(plugins[0]["version"], "2.0.0", "{plugins}");
-    assert_eq!(plugins[0]["grants"], json!(["tickets"]));
+    let demo: Vec<&Value> = plugins
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["plugin"] == "vendor-demo")
+        .collect();
+    assert_eq!(demo.len(), 1, "{plugins}");
+    assert_eq!(demo[0]["version"], "2.0.0");
+    assert_eq!(demo[0]["grants"], json!(["tickets"]));
     api.stop().await;
 }
 
@@ -566,7 +609,7 @@ async fn automatic_upgrades_stay_within_the_grants() {
         }
     };
     publish("guest-vendor-demo-1-0-0", "1.0.0", &[]).await;
-    let api = steward(&registry, "check-every-seconds = 1\n").await;
+    let api = steward(&registry.url, "check-every-seconds = 1\n").await;
     let (status, installed) = api
         .post(
             "/api/v1/plugins/from-registry",
@@ -614,5 +657,68 @@ async fn automatic_upgrades_stay_within_the_grants() {
         .filter_map(|p| p["version"].as_str())
         .collect();
     assert_eq!(versions, ["1.0.0", "1.1.0"], "{plugins}");
+    api.stop().await;
+}
+
+/// A registry (or anything between it and the server) that answers a
+/// request for `acme/vendor-demo` with `evil/vendor-demo`, a module of a
+/// namespace nobody trusts yet: a proxy in front of the real registry
+/// that rewrites the namespace of resolve requests.
+async fn forging_proxy(upstream: String) -> String {
+    use axum::body::Bytes;
+    use axum::http::{StatusCode as Status, Uri};
+
+    let http = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |uri: Uri| {
+        let (http, upstream) = (http.clone(), upstream.clone());
+        async move {
+            let path = uri.to_string().replace("/modules/acme/", "/modules/evil/");
+            let resp = http.get(format!("{upstream}{path}")).send().await.unwrap();
+            let status = Status::from_u16(resp.status().as_u16()).unwrap();
+            let body: Bytes = resp.bytes().await.unwrap();
+            (status, body)
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_cannot_substitute_another_module() {
+    let registry = Registry::start();
+    let evil = registry.add_publisher("evil", &["evil"], false);
+    let vendor = registry.client(Some(&evil));
+    let key = SecretKey::generate();
+    vendor.register_key(&key.public_key()).await.unwrap();
+    vendor
+        .publish(
+            bytes("guest-vendor-demo-1-0-0"),
+            &manifest("evil/vendor-demo", "1.0.0", &[]),
+            Some(&key),
+            |_, _| {},
+        )
+        .await
+        .unwrap();
+
+    let proxy = forging_proxy(registry.url.clone()).await;
+    let api = steward(&proxy, "").await;
+    let problem = api
+        .refused(
+            "/api/v1/plugins/from-registry",
+            json!({ "module": "acme/vendor-demo@^1" }),
+            StatusCode::BAD_GATEWAY,
+            "registry-wrong-answer",
+        )
+        .await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("evil/vendor-demo"),
+        "{problem}"
+    );
+    assert_eq!(api.get("/api/v1/registry/trust").await, json!([]));
     api.stop().await;
 }

@@ -1237,6 +1237,7 @@ async fn registry_provenance_trust_and_pins_round_trip(db: TestDb) {
             digest: digest(d),
             grants: vec!["packages".into()],
             source,
+            first_use_key: None,
         };
     s.add_plugin_version(
         &version("patching", "1.2.0", 'a', Some(signed.clone())),
@@ -1274,48 +1275,93 @@ async fn registry_provenance_trust_and_pins_round_trip(db: TestDb) {
     );
     assert_eq!(got[1].grants, ["packages"]);
     assert_eq!(got[1].installed_at, at(1));
-    // The same version again replaces where it came from (an unsigned
-    // module without capabilities here) ...
+    // The same version from the same module again replaces its record
+    // (another requirement, unsigned, no capabilities) ...
     let unsigned = PluginSource {
-        module: "other/patching".into(),
+        module: "acme/patching".into(),
         requirement: "=1.2.0".into(),
         signed_by: None,
         capabilities: Vec::new(),
     };
     s.add_plugin_version(
-        &version("patching", "1.2.0", 'c', Some(unsigned.clone())),
+        &version("patching", "1.2.0", 'a', Some(unsigned.clone())),
         at(3),
     )
     .await
     .unwrap();
-    // ... and a file install over a registry one clears it, the other way
-    // round sets it.
-    s.add_plugin_version(&version("local", "0.1.0", 'b', Some(signed.clone())), at(4))
-        .await
-        .unwrap();
     assert_eq!(
-        summary(&s.plugin_versions().await.unwrap()),
-        [
-            (
-                "local".into(),
-                "0.1.0".into(),
-                digest('b'),
-                Some(signed.clone())
-            ),
-            (
-                "patching".into(),
-                "1.2.0".into(),
-                digest('c'),
-                Some(unsigned)
-            ),
-        ]
+        summary(&s.plugin_versions().await.unwrap())[1],
+        (
+            "patching".into(),
+            "1.2.0".into(),
+            digest('a'),
+            Some(unsigned.clone())
+        )
     );
-    s.add_plugin_version(&version("patching", "1.2.0", 'c', None), at(5))
-        .await
-        .unwrap();
-    let got = s.plugin_versions().await.unwrap();
-    assert_eq!(got.len(), 2, "one row per plugin and version: {got:?}");
-    assert_eq!(got[1].source, None);
+    // ... but one name has one origin and a published version never
+    // changes: each refusal names the field and stores nothing.
+    let before = s.plugin_versions().await.unwrap();
+    let refusals = [
+        (
+            version(
+                "patching",
+                "1.3.0",
+                'd',
+                Some(PluginSource {
+                    module: "other/patching".into(),
+                    ..unsigned.clone()
+                }),
+            ),
+            "plugin",
+        ),
+        (version("patching", "1.3.0", 'd', None), "plugin"),
+        (
+            version("local", "0.2.0", 'd', Some(signed.clone())),
+            "plugin",
+        ),
+        (
+            version("patching", "1.2.0", 'c', Some(unsigned.clone())),
+            "version",
+        ),
+    ];
+    for (new, field) in refusals {
+        match s.add_plugin_version(&new, at(5)).await {
+            Err(StoreError::Invalid { field: f, .. }) => assert_eq!(f, field, "{new:?}"),
+            other => panic!("{new:?} must be refused, got {other:?}"),
+        }
+    }
+    assert_eq!(s.plugin_versions().await.unwrap(), before);
+
+    // A first-use key is recorded with the install, once per namespace.
+    let first = TrustedKey {
+        namespace: "acme".into(),
+        key_id: "ed25519:first".into(),
+        public_key: "pk-first".into(),
+        how: TrustHow::FirstUse,
+        trusted_at: at(6),
+    };
+    let mut with_key = version("patching", "1.4.0", 'e', Some(signed.clone()));
+    with_key.first_use_key = Some(first.clone());
+    s.add_plugin_version(&with_key, at(6)).await.unwrap();
+    assert_eq!(s.trusted_keys(Some("acme")).await.unwrap(), [first.clone()]);
+    let mut late = version("patching", "1.5.0", 'f', Some(signed.clone()));
+    late.first_use_key = Some(TrustedKey {
+        key_id: "ed25519:second".into(),
+        ..first.clone()
+    });
+    match s.add_plugin_version(&late, at(7)).await {
+        Err(StoreError::Invalid { field, .. }) => assert_eq!(field, "signed-by"),
+        other => panic!("a second first-use key must be refused, got {other:?}"),
+    }
+    assert!(
+        !s.plugin_versions()
+            .await
+            .unwrap()
+            .iter()
+            .any(|v| v.version == "1.5.0"),
+        "the install rolled back with the key"
+    );
+    assert!(s.untrust_key("acme", "ed25519:first", T0).await.unwrap());
 
     // (b) Trusted keys: once per namespace and key, listed by namespace,
     // then oldest first.
@@ -1354,9 +1400,20 @@ async fn registry_provenance_trust_and_pins_round_trip(db: TestDb) {
     );
     assert!(s.trusted_keys(Some("nobody")).await.unwrap().is_empty());
     // The same key id in another namespace is another key.
-    assert!(s.untrust_key("acme", "ed25519:k1").await.unwrap());
-    assert!(!s.untrust_key("acme", "ed25519:k1").await.unwrap());
-    assert!(!s.untrust_key("nobody", "ed25519:k1").await.unwrap());
+    assert!(s.untrust_key("acme", "ed25519:k1", T0).await.unwrap());
+    assert!(!s.untrust_key("acme", "ed25519:k1", T0).await.unwrap());
+    assert!(!s.untrust_key("nobody", "ed25519:k1", T0).await.unwrap());
+    // A revoked key's namespace stays known (never trusted on first use
+    // again), and trusting the key again revives it.
+    assert!(s.namespace_ever_trusted("acme").await.unwrap());
+    assert!(!s.namespace_ever_trusted("nobody").await.unwrap());
+    let revoked = keys
+        .iter()
+        .find(|k| k.namespace == "acme" && k.key_id == "ed25519:k1")
+        .unwrap()
+        .clone();
+    assert!(s.trust_key(&revoked).await.unwrap());
+    assert!(s.untrust_key("acme", "ed25519:k1", T0).await.unwrap());
     assert_eq!(
         s.trusted_keys(Some("acme")).await.unwrap(),
         [keys[2].clone(), keys[1].clone()]

@@ -93,13 +93,10 @@ impl ApiState {
 
     /// The module registry, or the error saying none is configured.
     pub(crate) fn registry(&self) -> ApiResult<&Registry> {
-        self.inner.registry.as_deref().ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "registry-not-configured",
-                "this server has no module registry configured (`[registry] url` in its configuration, or `steward serve --registry URL`)",
-            )
-        })
+        self.inner
+            .registry
+            .as_deref()
+            .ok_or_else(|| crate::control::registry::RegistryError::NotConfigured.into())
     }
 
     fn store(&self) -> &Store {

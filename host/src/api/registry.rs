@@ -15,6 +15,7 @@ use super::body::{Json, Query};
 use super::problem::{ApiError, ApiResult, Problem};
 use crate::control::registry::{ModuleRef, Offer, RegistryError, Upgrade};
 use crate::store::{PluginVersion, Role, Timestamp, TrustHow, TrustedKey};
+use steward_registry::client::VerifyError;
 
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
@@ -26,44 +27,52 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
 }
 
 impl From<RegistryError> for ApiError {
+    /// Policy refusals (untrusted or unsigned, capabilities not granted or
+    /// not the component's imports, a component that does not load) are
+    /// the caller's to fix: 4xx naming the field. Integrity failures (bytes
+    /// or signature that do not check, an answer for another module) and
+    /// an unreachable or failing registry are the upstream's: 502. Our own
+    /// disk and database failures are 500.
     fn from(e: RegistryError) -> Self {
+        use steward_registry::client::ClientError;
+        let e = match e {
+            RegistryError::Store(store) => return store.into(),
+            other => other,
+        };
         let code = e.code();
-        match e {
-            RegistryError::Store(e) => e.into(),
-            RegistryError::Invalid { field, message } => ApiError::invalid(field, message),
-            RegistryError::GrantsRequired { .. } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
-                    .with_field("grants")
+        let status = |status| ApiError::new(status, code, e.to_string());
+        let unprocessable = |field: &str| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string()).with_field(field)
+        };
+        match &e {
+            RegistryError::Invalid { field, message } => ApiError::invalid(*field, message.clone()),
+            RegistryError::GrantsRequired { .. } | RegistryError::ApprovalRequired { .. } => {
+                unprocessable("grants")
             }
-            RegistryError::NotFromRegistry(_) => {
-                ApiError::new(StatusCode::CONFLICT, code, e.to_string())
+            RegistryError::NotInstalled(_) => status(StatusCode::NOT_FOUND),
+            RegistryError::NotFromRegistry(_) | RegistryError::NotConfigured => {
+                status(StatusCode::CONFLICT)
             }
-            RegistryError::NotConfigured => {
-                ApiError::new(StatusCode::CONFLICT, code, e.to_string())
-            }
-            RegistryError::Registry(
-                steward_registry::client::ClientError::DigestMismatch { .. }
-                | steward_registry::client::ClientError::TooLarge { .. },
-            ) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
-                .with_field("module"),
-            RegistryError::Registry(ref client) => match client.status() {
-                // The registry answered: its refusal is about what the
-                // caller asked for.
-                Some(404) => {
-                    ApiError::new(StatusCode::NOT_FOUND, code, e.to_string()).with_field("module")
-                }
-                Some(s) if (400..500).contains(&s) => {
-                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
-                        .with_field("module")
-                }
-                _ => ApiError::new(StatusCode::BAD_GATEWAY, code, e.to_string()),
+            RegistryError::Registry(ClientError::Api { status: s, .. }) => match *s {
+                404 => status(StatusCode::NOT_FOUND).with_field("module"),
+                400 | 422 => unprocessable("module"),
+                _ => status(StatusCode::BAD_GATEWAY),
             },
-            RegistryError::Verify(_)
-            | RegistryError::CapabilityMismatch { .. }
-            | RegistryError::Install(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
-                    .with_field("module")
+            RegistryError::Registry(_)
+            | RegistryError::WrongAnswer { .. }
+            | RegistryError::Verify(
+                VerifyError::DigestMismatch { .. }
+                | VerifyError::ManifestMismatch { .. }
+                | VerifyError::BadSignature { .. },
+            ) => status(StatusCode::BAD_GATEWAY),
+            RegistryError::Verify(VerifyError::Unsigned | VerifyError::UntrustedKey { .. })
+            | RegistryError::CapabilityMismatch { .. } => unprocessable("module"),
+            RegistryError::Install(inner) if inner.chain().any(|c| c.is::<std::io::Error>()) => {
+                ApiError::internal(&**inner)
             }
+            RegistryError::Install(_) => unprocessable("module"),
+            RegistryError::OfferChanged { .. } => status(StatusCode::CONFLICT).with_field("digest"),
+            RegistryError::Store(_) => unreachable!("store errors are mapped above"),
         }
     }
 }
@@ -109,6 +118,10 @@ pub struct InstallFromRegistry {
     /// granted (see `GET /api/v1/registry/offer`).
     #[serde(default)]
     pub grants: Vec<String>,
+    /// The digest of the offer that was approved: refused if the module now
+    /// resolves to other bytes.
+    #[serde(default)]
+    pub digest: Option<String>,
 }
 
 /// Installs a module from the registry (admin, every tenant): resolved,
@@ -133,6 +146,7 @@ async fn install(
             state.plane().library(),
             &module,
             &body.grants,
+            body.digest.as_deref(),
         )
         .await?;
     state
@@ -273,7 +287,11 @@ async fn remove_trust(
 ) -> ApiResult<StatusCode> {
     caller.require(Role::Admin)?;
     caller.require_all_tenants()?;
-    if !state.store().untrust_key(&namespace, &key_id).await? {
+    if !state
+        .store()
+        .untrust_key(&namespace, &key_id, Timestamp::now())
+        .await?
+    {
         return Err(ApiError::not_found(
             "trusted key",
             &format!("{namespace} {key_id}"),

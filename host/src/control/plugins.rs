@@ -11,7 +11,19 @@ use steward_registry::Digest;
 use crate::bindings::types::Descriptor;
 use crate::capability::{Grant, Grants};
 use crate::runtime::{Module, Runtime};
-use crate::store::{NewPluginVersion, PluginSource, PluginVersion, Store, Timestamp};
+use crate::store::{NewPluginVersion, PluginSource, PluginVersion, Store, Timestamp, TrustedKey};
+
+/// Where a registry install came from: recorded with the version, and
+/// checked against what the component says of itself.
+pub struct Provenance {
+    /// The registry module and how it was verified.
+    pub source: PluginSource,
+    /// The version the registry published it as.
+    pub version: String,
+    /// The key to trust on first use, recorded in the install's
+    /// transaction.
+    pub first_use_key: Option<TrustedKey>,
+}
 
 /// A loaded plugin version: module, description and grants.
 pub struct Loaded {
@@ -67,9 +79,12 @@ impl PluginLibrary {
         store: &Store,
         bytes: &[u8],
         grants: &[String],
-        source: Option<(PluginSource, &str)>,
+        provenance: Option<Provenance>,
     ) -> anyhow::Result<PluginVersion> {
-        let (source, expected_version) = source.unzip();
+        let (source, expected_version, first_use_key) = match provenance {
+            Some(p) => (Some(p.source), Some(p.version), p.first_use_key),
+            None => (None, None, None),
+        };
         let parsed: Vec<Grant> = grants
             .iter()
             .map(|g| {
@@ -85,7 +100,7 @@ impl PluginLibrary {
             let expected = source.module.rsplit('/').next().unwrap_or(&source.module);
             anyhow::ensure!(
                 descriptor.name == expected
-                    && Some(descriptor.version.as_str()) == expected_version,
+                    && Some(&descriptor.version) == expected_version.as_ref(),
                 "the component describes itself as `{}` {}, but the registry published it as `{}` {}",
                 descriptor.name,
                 descriptor.version,
@@ -109,6 +124,7 @@ impl PluginLibrary {
                     digest: module.digest.to_string(),
                     grants: grants.to_vec(),
                     source: source.clone(),
+                    first_use_key,
                 },
                 now,
             )

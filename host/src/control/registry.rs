@@ -30,7 +30,7 @@ use steward_registry::api::Resolved;
 use steward_registry::client::{ClientError, RegistryClient, VerifyError, verify_resolved};
 use steward_registry::imports;
 
-use super::plugins::PluginLibrary;
+use super::plugins::{PluginLibrary, Provenance};
 use crate::capability::Grant;
 use crate::store::{
     AuditEvent, PluginSource, PluginVersion, Store, StoreError, Timestamp, TrustHow, TrustedKey,
@@ -231,6 +231,38 @@ pub enum RegistryError {
     /// The plugin was not installed from a registry.
     #[error("plugin `{0}` was not installed from a registry")]
     NotFromRegistry(String),
+    /// The module resolves to other bytes than the offer approved.
+    #[error(
+        "the approved offer was {expected}, but the module now resolves to {now}; look at the offer again"
+    )]
+    OfferChanged {
+        /// The approved digest.
+        expected: String,
+        /// What it resolves to now.
+        now: String,
+    },
+    /// No such plugin is installed.
+    #[error("no plugin `{0}` is installed")]
+    NotInstalled(String),
+    /// The upgrade policy is `approve` and the upgrade named no grants.
+    #[error(
+        "{module} {version} is available; the upgrade policy is `approve`, so name its grants (an empty list when it needs none)"
+    )]
+    ApprovalRequired {
+        /// The module.
+        module: String,
+        /// The version.
+        version: String,
+    },
+    /// The registry answered with another module, a version the
+    /// requirement does not allow, or a yanked one.
+    #[error("asked the registry for {asked} and it answered {got}; refusing it")]
+    WrongAnswer {
+        /// What was asked.
+        asked: String,
+        /// What came back.
+        got: String,
+    },
     /// Installing failed (the component does not load, describes itself
     /// under another name, …).
     #[error("{0:#}")]
@@ -262,6 +294,10 @@ impl RegistryError {
             RegistryError::CapabilityMismatch { .. } => "capability-mismatch",
             RegistryError::GrantsRequired { .. } => "grants-required",
             RegistryError::NotFromRegistry(_) => "not-from-registry",
+            RegistryError::NotInstalled(_) => "not-found",
+            RegistryError::OfferChanged { .. } => "offer-changed",
+            RegistryError::ApprovalRequired { .. } => "approval-required",
+            RegistryError::WrongAnswer { .. } => "registry-wrong-answer",
             RegistryError::Install(_) => "install-refused",
             RegistryError::Store(_) => "store",
         }
@@ -281,6 +317,16 @@ impl Registry {
     ///
     /// A URL that is not `http(s)://`.
     pub fn new(settings: RegistrySettings) -> anyhow::Result<Self> {
+        if let Some(rest) = settings.url.split_once("://").map(|(_, r)| r)
+            && rest
+                .split('/')
+                .next()
+                .is_some_and(|host| host.contains('@'))
+        {
+            anyhow::bail!(
+                "registry `url`: credentials in the URL are not supported (they would show in errors and logs)"
+            );
+        }
         let client = RegistryClient::new(settings.url.clone(), None)
             .map_err(|e| anyhow::anyhow!("registry `url`: {e}"))?;
         Ok(Self { settings, client })
@@ -326,9 +372,18 @@ impl Registry {
         library: &PluginLibrary,
         module: &ModuleRef,
         grants: &[String],
+        expected_digest: Option<&str>,
     ) -> Result<PluginVersion, RegistryError> {
         let resolved = self.resolve(module).await?;
-        self.install_resolved(store, library, module, &resolved, grants)
+        if let Some(expected) = expected_digest
+            && expected != resolved.record.digest.to_string()
+        {
+            return Err(RegistryError::OfferChanged {
+                expected: expected.to_owned(),
+                now: format!("{} {}", resolved.record.version, resolved.record.digest),
+            });
+        }
+        self.install_resolved(store, library, module, &resolved, grants, true)
             .await
     }
 
@@ -351,11 +406,15 @@ impl Registry {
         grants: Option<&[String]>,
     ) -> Result<Upgrade, RegistryError> {
         let installed = store.plugin_versions().await?;
+        if !installed.iter().any(|v| v.plugin == plugin) {
+            return Err(RegistryError::NotInstalled(plugin.to_owned()));
+        }
         let current = installed
             .iter()
             .filter(|v| v.plugin == plugin && v.source.is_some())
-            .max_by_key(|v| v.installed_at)
-            .cloned()
+            .filter_map(|v| Some((semver::Version::parse(&v.version).ok()?, v)))
+            .max_by(|(a, _), (b, _)| a.cmp(b))
+            .map(|(_, v)| v.clone())
             .ok_or_else(|| RegistryError::NotFromRegistry(plugin.to_owned()))?;
         let source = current.source.as_ref().expect("filtered on source");
         let text = format!(
@@ -368,15 +427,31 @@ impl Registry {
             message,
         })?;
         let resolved = self.resolve(&module).await?;
+        Self::check_answer(&module, &resolved)?;
         let record = &resolved.record;
-        if let Some(same) = installed.iter().find(|v| {
+        // Without a new requirement an upgrade only moves forward: the
+        // highest installed version stays when the registry offers nothing
+        // newer (say the newest was yanked).
+        let current_version = semver::Version::parse(&current.version).ok();
+        let newer = current_version.as_ref().is_none_or(|v| record.version > *v);
+        let same = installed.iter().find(|v| {
             v.plugin == plugin
                 && v.version == record.version.to_string()
                 && v.digest == record.digest.to_string()
-        }) {
+        });
+        if same.is_some() || (requirement.is_none() && !newer) {
+            if grants.is_some() {
+                return Err(RegistryError::Invalid {
+                    field: "grants",
+                    message: format!(
+                        "`{plugin}` {} is already the version to run; change its grants with PUT /api/v1/plugins/{plugin}/{}/grants",
+                        current.version, current.version
+                    ),
+                });
+            }
             return Ok(Upgrade {
-                from: current.clone(),
-                to: same.clone(),
+                to: same.cloned().unwrap_or_else(|| current.clone()),
+                from: current,
                 changed: false,
             });
         }
@@ -391,22 +466,24 @@ impl Registry {
                     .filter(|c| !granted.contains(*c))
                     .cloned()
                     .collect();
-                if !new.is_empty() || self.settings.upgrades == UpgradePolicy::Approve {
+                if !new.is_empty() {
                     return Err(RegistryError::GrantsRequired {
                         module: format!("{}/{}", record.namespace, record.name),
                         version: record.version.to_string(),
-                        missing: if new.is_empty() {
-                            record.manifest.capabilities.iter().cloned().collect()
-                        } else {
-                            new
-                        },
+                        missing: new,
+                    });
+                }
+                if self.settings.upgrades == UpgradePolicy::Approve {
+                    return Err(RegistryError::ApprovalRequired {
+                        module: format!("{}/{}", record.namespace, record.name),
+                        version: record.version.to_string(),
                     });
                 }
                 current.grants.clone()
             }
         };
         let to = self
-            .install_resolved(store, library, &module, &resolved, &grants)
+            .install_resolved(store, library, &module, &resolved, &grants, false)
             .await?;
         Ok(Upgrade {
             from: current,
@@ -494,7 +571,9 @@ impl Registry {
         let trusted = store.trusted_keys(Some(&record.namespace)).await?;
         Ok(if trusted.iter().any(|k| &k.key_id == key_id) {
             Trust::Trusted
-        } else if trusted.is_empty() && self.settings.trust_on_first_use {
+        } else if self.settings.trust_on_first_use
+            && !store.namespace_ever_trusted(&record.namespace).await?
+        {
             Trust::FirstUse
         } else {
             Trust::Untrusted
@@ -508,6 +587,32 @@ impl Registry {
             .any(|n| n == namespace)
     }
 
+    /// Checks what the registry answered against what was asked: the
+    /// module, a version the requirement allows, not yanked. A registry
+    /// (or anything between it and us) cannot substitute another module.
+    fn check_answer(module: &ModuleRef, resolved: &Resolved) -> Result<(), RegistryError> {
+        let record = &resolved.record;
+        let allowed = semver::VersionReq::parse(&module.requirement)
+            .is_ok_and(|req| req.matches(&record.version));
+        if record.namespace != module.namespace
+            || record.name != module.name
+            || record.yanked
+            || !allowed
+        {
+            return Err(RegistryError::WrongAnswer {
+                asked: module.to_string(),
+                got: format!(
+                    "{}/{} {}{}",
+                    record.namespace,
+                    record.name,
+                    record.version,
+                    if record.yanked { " (yanked)" } else { "" }
+                ),
+            });
+        }
+        Ok(())
+    }
+
     async fn install_resolved(
         &self,
         store: &Store,
@@ -515,7 +620,9 @@ impl Registry {
         module: &ModuleRef,
         resolved: &Resolved,
         grants: &[String],
+        allow_first_use: bool,
     ) -> Result<PluginVersion, RegistryError> {
+        Self::check_answer(module, resolved)?;
         let record = &resolved.record;
         let name = format!("{}/{}", record.namespace, record.name);
         let granted = capabilities_of(grants)?;
@@ -539,7 +646,9 @@ impl Registry {
             .await?;
 
         let trusted = store.trusted_keys(Some(&record.namespace)).await?;
-        let first_use = trusted.is_empty() && self.settings.trust_on_first_use;
+        let first_use = allow_first_use
+            && self.settings.trust_on_first_use
+            && !store.namespace_ever_trusted(&record.namespace).await?;
         let mut keys: Vec<String> = trusted.iter().map(|k| k.public_key.clone()).collect();
         if first_use && let Some(claimed) = &resolved.public_key {
             keys.push(claimed.clone());
@@ -566,22 +675,41 @@ impl Registry {
             signed_by: signed_by.clone(),
             capabilities: record.manifest.capabilities.iter().cloned().collect(),
         };
-        let version = record.version.to_string();
-        let installed = library
-            .install_from(store, &bytes, grants, Some((source, &version)))
-            .await
-            .map_err(RegistryError::Install)?;
-        if first_use && let (Some(key_id), Some(public_key)) = (&signed_by, &resolved.public_key) {
-            store
-                .trust_key(&TrustedKey {
+        // The key the registry reported is trusted only if it is the one
+        // whose signature just verified, and only with this install.
+        let first_use_key = match (&signed_by, &resolved.public_key) {
+            (Some(key_id), Some(public_key))
+                if first_use && !trusted.iter().any(|k| &k.key_id == key_id) =>
+            {
+                Some(TrustedKey {
                     namespace: record.namespace.clone(),
                     key_id: key_id.clone(),
                     public_key: public_key.clone(),
                     how: TrustHow::FirstUse,
                     trusted_at: Timestamp::now(),
                 })
-                .await?;
-            tracing::warn!(namespace = %record.namespace, key = %key_id, "trusted a registry key on first use");
+            }
+            _ => None,
+        };
+        let trusted_now = first_use_key.clone();
+        let installed = library
+            .install_from(
+                store,
+                &bytes,
+                grants,
+                Some(Provenance {
+                    source,
+                    version: record.version.to_string(),
+                    first_use_key,
+                }),
+            )
+            .await
+            .map_err(|e| match e.downcast::<StoreError>() {
+                Ok(store) => RegistryError::Store(store),
+                Err(e) => RegistryError::Install(e),
+            })?;
+        if let Some(key) = trusted_now {
+            tracing::warn!(namespace = %key.namespace, key = %key.key_id, "trusted a registry key on first use");
         }
         Ok(installed)
     }

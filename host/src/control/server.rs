@@ -326,12 +326,16 @@ impl Server {
                 loop {
                     tokio::select! {
                         _ = tokio::time::sleep(every) => {}
-                        _ = stop.changed() => {}
+                        changed = stop.changed() => if changed.is_err() { return },
                     }
                     if *stop.borrow() {
                         return;
                     }
-                    registry.auto_upgrade(plane.store(), plane.library()).await;
+                    // A slow registry must not hold up shutdown.
+                    tokio::select! {
+                        _ = registry.auto_upgrade(plane.store(), plane.library()) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
                 }
             }))
         });

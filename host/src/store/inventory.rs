@@ -402,6 +402,46 @@ impl Store {
             ));
         }
         let mut tx = self.write().await?;
+        // One plugin name, one origin: a registry module never replaces
+        // another module's or an uploaded file's plugin of the same name
+        // (nor the other way round), and a registry version's bytes never
+        // change.
+        let existing =
+            sqlx::query("SELECT version, digest, source FROM plugin_versions WHERE plugin = $1")
+                .bind(new.plugin.as_str())
+                .fetch_all(tx.conn())
+                .await?;
+        let wanted = new.source.as_ref().map(|s| s.module.as_str());
+        for row in &existing {
+            let source: Option<String> = row.try_get("source")?;
+            if source.as_deref() != wanted {
+                let from = |s: Option<&str>| {
+                    s.map_or("an uploaded file".to_owned(), |m| {
+                        format!("registry module `{m}`")
+                    })
+                };
+                return Err(StoreError::invalid(
+                    "plugin",
+                    format!(
+                        "plugin `{}` is installed from {}; it cannot also come from {}",
+                        new.plugin,
+                        from(source.as_deref()),
+                        from(wanted)
+                    ),
+                ));
+            }
+            let (version, digest): (String, String) =
+                (row.try_get("version")?, row.try_get("digest")?);
+            if wanted.is_some() && version == new.version && digest != new.digest {
+                return Err(StoreError::invalid(
+                    "version",
+                    format!(
+                        "`{}` {version} is installed with digest {digest}; a published version never changes",
+                        new.plugin
+                    ),
+                ));
+            }
+        }
         sqlx::query(
             "INSERT INTO plugins (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
         )
@@ -432,6 +472,9 @@ impl Store {
         )
         .execute(tx.conn())
         .await?;
+        if let Some(key) = &new.first_use_key {
+            super::trust::trust_first_use(&mut tx, key).await?;
+        }
         tx.commit().await
     }
 

@@ -328,6 +328,10 @@ pub struct NewPluginVersion {
     /// Where it came from, when installed from a registry.
     #[serde(default)]
     pub source: Option<super::PluginSource>,
+    /// The key that verified it, to trust on first use in the same
+    /// transaction (refused if its namespace has had a trusted key since).
+    #[serde(skip)]
+    pub first_use_key: Option<super::TrustedKey>,
 }
 
 /// A playbook to create.

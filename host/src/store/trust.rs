@@ -2,8 +2,10 @@
 //!
 //! A key is trusted explicitly (an admin added it) or on first use (it
 //! signed the first module installed from its namespace, and was recorded
-//! then). Either way a later module of the namespace must be signed by a
-//! key recorded here.
+//! in the same transaction as that install). Either way a later module of
+//! the namespace must be signed by a key trusted here. Revoking a key keeps
+//! its row, so a namespace that ever had a trusted key is never trusted on
+//! first use again.
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -67,12 +69,12 @@ impl Store {
     ///
     /// A database failure or a corrupt row.
     pub async fn trusted_keys(&self, namespace: Option<&str>) -> Result<Vec<TrustedKey>> {
-        const SELECT: &str =
-            "SELECT namespace, key_id, public_key, how, trusted_at FROM trusted_keys";
+        const SELECT: &str = "SELECT namespace, key_id, public_key, how, trusted_at \
+             FROM trusted_keys WHERE revoked_at IS NULL";
         const ORDER: &str = " ORDER BY namespace, trusted_at, key_id";
         let rows = match namespace {
             Some(ns) => {
-                sqlx::query(&format!("{SELECT} WHERE namespace = $1{ORDER}"))
+                sqlx::query(&format!("{SELECT} AND namespace = $1{ORDER}"))
                     .bind(ns)
                     .fetch_all(self.pool())
                     .await?
@@ -96,8 +98,22 @@ impl Store {
             .collect()
     }
 
-    /// Records a trusted key. `false` when the namespace trusts that key
-    /// already (nothing changes then).
+    /// Whether `namespace` has ever had a trusted key (revoked ones
+    /// count): only a namespace that never had one is trusted on first use.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn namespace_ever_trusted(&self, namespace: &str) -> Result<bool> {
+        let found = sqlx::query("SELECT 1 AS one FROM trusted_keys WHERE namespace = $1 LIMIT 1")
+            .bind(namespace)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(found.is_some())
+    }
+
+    /// Records a trusted key, or trusts a revoked one again. `false` when
+    /// the namespace trusts that key already (nothing changes then).
     ///
     /// # Errors
     ///
@@ -115,7 +131,10 @@ impl Store {
         let mut tx = self.write().await?;
         let done = sqlx::query(
             "INSERT INTO trusted_keys (namespace, key_id, public_key, how, trusted_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, key_id) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, key_id) DO UPDATE SET \
+             public_key = excluded.public_key, how = excluded.how, \
+             trusted_at = excluded.trusted_at, revoked_at = NULL \
+             WHERE trusted_keys.revoked_at IS NOT NULL",
         )
         .bind(key.namespace.as_str())
         .bind(key.key_id.as_str())
@@ -128,19 +147,51 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Stops trusting a key. `false` when it was not trusted.
+    /// Stops trusting a key (its row stays, revoked). `false` when it was
+    /// not trusted.
     ///
     /// # Errors
     ///
     /// A database failure.
-    pub async fn untrust_key(&self, namespace: &str, key_id: &str) -> Result<bool> {
+    pub async fn untrust_key(&self, namespace: &str, key_id: &str, now: Timestamp) -> Result<bool> {
         let mut tx = self.write().await?;
-        let done = sqlx::query("DELETE FROM trusted_keys WHERE namespace = $1 AND key_id = $2")
-            .bind(namespace)
-            .bind(key_id)
-            .execute(tx.conn())
-            .await?;
+        let done = sqlx::query(
+            "UPDATE trusted_keys SET revoked_at = $3 \
+             WHERE namespace = $1 AND key_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(namespace)
+        .bind(key_id)
+        .bind(now.as_millis())
+        .execute(tx.conn())
+        .await?;
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
+}
+
+/// Records `key` as trusted on first use inside an install's transaction,
+/// unless its namespace has had a trusted key meanwhile (another install
+/// won the race): refused then, and the install rolls back.
+pub(crate) async fn trust_first_use(tx: &mut super::WriteTx, key: &TrustedKey) -> Result<()> {
+    let done = sqlx::query(
+        "INSERT INTO trusted_keys (namespace, key_id, public_key, how, trusted_at) \
+         SELECT $1, $2, $3, 'first-use', $4 \
+         WHERE NOT EXISTS (SELECT 1 FROM trusted_keys WHERE namespace = $1)",
+    )
+    .bind(key.namespace.as_str())
+    .bind(key.key_id.as_str())
+    .bind(key.public_key.as_str())
+    .bind(key.trusted_at.as_millis())
+    .execute(tx.conn())
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::invalid(
+            "signed-by",
+            format!(
+                "namespace `{}` has had a trusted key since this install started; install again to verify against it",
+                key.namespace
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -16,6 +16,8 @@
 #![allow(dead_code)]
 
 pub mod control;
+// Not for the benchmarks, which include this module without the registry.
+#[cfg(test)]
 pub mod registry;
 
 use std::path::PathBuf;
