@@ -198,6 +198,17 @@ async fn publish_resolve_install_grant_run_and_upgrade() {
     assert_eq!(trust[0]["namespace"], "acme");
     assert_eq!(trust[0]["key_id"], key.key_id());
     assert_eq!(trust[0]["how"], "first-use");
+    let audit = api.get("/api/v1/audit?limit=50").await;
+    assert!(
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "registry.trust"
+                && e["detail"]["how"] == "first-use"
+                && e["detail"]["key-id"] == key.key_id().as_str()),
+        "{audit}"
+    );
 
     // A run pins the version each step resolves to, and runs those bytes.
     let t = tenant(&api).await;
@@ -552,6 +563,24 @@ async fn refusals_store_nothing() {
         "not-from-registry",
     )
     .await;
+
+    // Each refused install is in the audit trail, with why.
+    let audit = api.get("/api/v1/audit?limit=200").await;
+    let refused: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "plugin.install-from-registry" && e["outcome"] == "refused")
+        .filter_map(|e| e["detail"]["code"].as_str())
+        .collect();
+    for code in [
+        "untrusted-key",
+        "digest-mismatch",
+        "unsigned-module",
+        "grants-required",
+    ] {
+        assert!(refused.contains(&code), "{code} in {refused:?}");
+    }
 
     // After all that, the right install still works, through the CLI.
     let out = Command::new(env!("CARGO_BIN_EXE_steward"))

@@ -115,6 +115,19 @@ impl ApiState {
         action: &str,
         detail: serde_json::Value,
     ) -> ApiResult<()> {
+        self.audit_outcome(caller, tenant, action, detail, "ok")
+            .await
+    }
+
+    /// Records a call with its outcome (`ok`, `refused`).
+    async fn audit_outcome(
+        &self,
+        caller: &Caller,
+        tenant: Option<&TenantId>,
+        action: &str,
+        detail: serde_json::Value,
+        outcome: &str,
+    ) -> ApiResult<()> {
         self.store()
             .append_audit(&[AuditEvent {
                 at: Timestamp::now(),
@@ -128,7 +141,7 @@ impl ApiState {
                 plugin_digest: None,
                 action: action.to_owned(),
                 detail,
-                outcome: "ok".to_owned(),
+                outcome: outcome.to_owned(),
             }])
             .await?;
         Ok(())

@@ -140,7 +140,7 @@ async fn install(
     caller.require_all_tenants()?;
     let module = module_ref(&body.module)?;
     let registry = state.registry()?;
-    let installed = registry
+    let result = registry
         .install(
             state.store(),
             state.plane().library(),
@@ -148,7 +148,38 @@ async fn install(
             &body.grants,
             body.digest.as_deref(),
         )
-        .await?;
+        .await;
+    let (installed, first_use) = match result {
+        Ok(done) => done,
+        Err(e) => {
+            // Refusals are security events too: who tried to install what,
+            // and why it was refused.
+            let detail = json!({
+                "module": module.to_string(), "grants": body.grants,
+                "code": e.code(), "reason": e.to_string(),
+            });
+            state
+                .audit_outcome(
+                    &caller,
+                    None,
+                    "plugin.install-from-registry",
+                    detail,
+                    "refused",
+                )
+                .await?;
+            return Err(e.into());
+        }
+    };
+    if let Some(key) = &first_use {
+        state
+            .audit(
+                &caller,
+                None,
+                "registry.trust",
+                json!({ "namespace": key.namespace, "key-id": key.key_id, "how": "first-use" }),
+            )
+            .await?;
+    }
     state
         .audit(
             &caller,

@@ -361,7 +361,8 @@ impl Registry {
 
     /// Resolves, downloads, verifies and installs `module` with `grants`.
     /// Nothing is stored when any check fails. The signer is recorded as
-    /// trusted on first use when that is how it was trusted.
+    /// trusted on first use, in the install's transaction, when that is how
+    /// it was trusted: returned then.
     ///
     /// # Errors
     ///
@@ -373,7 +374,7 @@ impl Registry {
         module: &ModuleRef,
         grants: &[String],
         expected_digest: Option<&str>,
-    ) -> Result<PluginVersion, RegistryError> {
+    ) -> Result<(PluginVersion, Option<TrustedKey>), RegistryError> {
         let resolved = self.resolve(module).await?;
         if let Some(expected) = expected_digest
             && expected != resolved.record.digest.to_string()
@@ -482,7 +483,7 @@ impl Registry {
                 current.grants.clone()
             }
         };
-        let to = self
+        let (to, _) = self
             .install_resolved(store, library, &module, &resolved, &grants, false)
             .await?;
         Ok(Upgrade {
@@ -621,7 +622,7 @@ impl Registry {
         resolved: &Resolved,
         grants: &[String],
         allow_first_use: bool,
-    ) -> Result<PluginVersion, RegistryError> {
+    ) -> Result<(PluginVersion, Option<TrustedKey>), RegistryError> {
         Self::check_answer(module, resolved)?;
         let record = &resolved.record;
         let name = format!("{}/{}", record.namespace, record.name);
@@ -708,10 +709,10 @@ impl Registry {
                 Ok(store) => RegistryError::Store(store),
                 Err(e) => RegistryError::Install(e),
             })?;
-        if let Some(key) = trusted_now {
+        if let Some(key) = &trusted_now {
             tracing::warn!(namespace = %key.namespace, key = %key.key_id, "trusted a registry key on first use");
         }
-        Ok(installed)
+        Ok((installed, trusted_now))
     }
 }
 
