@@ -2,16 +2,19 @@
 //! plugin publish`, run as the real `steward` binary against a real
 //! `steward-registry` process (port 0, a temporary data directory, SQLite).
 
-mod support;
+// Not in `support`: the benchmarks include that module, without the
+// registry crate.
+#[path = "support/registry.rs"]
+mod registry_support;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use registry_support::Registry;
 use steward_registry::client::verify_resolved;
 use steward_registry::signing::SecretKey;
 use steward_registry::{Digest, imports};
-use support::registry::Registry;
 
 /// Runs `steward ARGS` without the registry variables of the caller's
 /// environment.

@@ -8,16 +8,20 @@
 //! and the trusted keys as they were.
 
 mod support;
+// Not in `support`: the benchmarks include that module, without the
+// registry crate.
+#[path = "support/registry.rs"]
+mod registry_support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use registry_support::{Registry, manifest};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use steward_host::control::server::{ServeConfig, Server};
 use steward_registry::signing::SecretKey;
 use support::control::{fixture, simulated_facts};
-use support::registry::{Registry, manifest};
 use tokio::sync::watch;
 
 const OWNER: &str = "stw_owner_token_for_registry_tests_0123456789";

@@ -1343,7 +1343,10 @@ async fn registry_provenance_trust_and_pins_round_trip(db: TestDb) {
     let mut with_key = version("patching", "1.4.0", 'e', Some(signed.clone()));
     with_key.first_use_key = Some(first.clone());
     s.add_plugin_version(&with_key, at(6)).await.unwrap();
-    assert_eq!(s.trusted_keys(Some("acme")).await.unwrap(), [first.clone()]);
+    assert_eq!(
+        s.trusted_keys(Some("acme")).await.unwrap(),
+        std::slice::from_ref(&first)
+    );
     let mut late = version("patching", "1.5.0", 'f', Some(signed.clone()));
     late.first_use_key = Some(TrustedKey {
         key_id: "ed25519:second".into(),

@@ -11,6 +11,10 @@
 //! is a temporary file (`.upload-…`) in that same directory, so committing
 //! is an atomic `rename` on one file system after an `fsync`: a reader
 //! sees either no blob or the whole blob, never part of one.
+//!
+//! [`S3BlobStore`] keeps each blob at `<prefix>/sha256/<64 hex>` in an
+//! S3-compatible bucket, through the `object_store` crate; how it streams,
+//! commits and cleans up is in [its module](s3).
 
 use std::fmt;
 use std::io;
@@ -24,6 +28,10 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, BufWriter};
 
 use crate::Digest;
+
+pub mod s3;
+
+pub use s3::{BadS3Location, S3BlobStore, S3Location, S3Options};
 
 /// How many bytes a blob stream yields at a time.
 const READ_CHUNK: usize = 64 * 1024;

@@ -7,19 +7,21 @@
 //!
 //! The data directory holds the SQLite index (`registry.db`, unless
 //! `--database` names another, for example PostgreSQL) and the blobs
-//! (`blobs/sha256/<hex>`). `serve` prints `steward-registry: listening on
+//! (`blobs/sha256/<hex>`, unless `--blobs s3://BUCKET[/PREFIX]` keeps them
+//! in an S3-compatible bucket instead). `serve` prints `steward-registry: listening on
 //! http://ADDR` on standard output once bound (so `--listen 127.0.0.1:0`
 //! can be used and the port read back) and stops on SIGTERM or SIGINT,
 //! letting requests in flight finish.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use steward_registry::blobs::FsBlobStore;
+use steward_registry::blobs::s3::MAX_S3_BLOB_BYTES;
+use steward_registry::blobs::{BlobStore, FsBlobStore, S3BlobStore, S3Location, S3Options};
 use steward_registry::index::{Index, default_database_url};
 use steward_registry::server::{self, DEFAULT_MAX_MODULE_BYTES, ServerConfig};
 
@@ -47,6 +49,8 @@ enum Command {
         listen: SocketAddr,
         #[command(flatten)]
         storage: Storage,
+        #[command(flatten)]
+        blobs: Blobs,
         /// The largest module accepted, in bytes.
         #[arg(long, env = "STEWARD_REGISTRY_MAX_MODULE_BYTES", default_value_t = DEFAULT_MAX_MODULE_BYTES)]
         max_module_bytes: u64,
@@ -76,13 +80,49 @@ enum PublisherCommand {
 
 #[derive(Debug, Args)]
 struct Storage {
-    /// Directory holding the blobs and the default SQLite index.
+    /// Directory holding the default SQLite index and the blobs (unless
+    /// `serve --blobs` keeps them in S3).
     #[arg(long, env = "STEWARD_REGISTRY_DATA_DIR")]
     data_dir: PathBuf,
     /// Database URL (`sqlite://PATH` or `postgres://…`); default
     /// `sqlite://<data-dir>/registry.db`.
     #[arg(long, env = "STEWARD_REGISTRY_DATABASE")]
     database: Option<String>,
+}
+
+/// Where `serve` keeps module bytes.
+#[derive(Debug, Args)]
+struct Blobs {
+    /// Keep module bytes in an S3-compatible bucket, at
+    /// `PREFIX/sha256/<hex>`, instead of under `<data-dir>/blobs`.
+    /// Credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY
+    /// (and the other standard AWS_* variables, or the instance's role).
+    #[arg(
+        long,
+        env = "STEWARD_REGISTRY_BLOBS",
+        value_name = "s3://BUCKET[/PREFIX]"
+    )]
+    blobs: Option<S3Location>,
+    /// The S3 service's URL, for S3-compatible services (MinIO, Ceph,
+    /// R2…); default AWS for the region (or AWS_ENDPOINT).
+    #[arg(
+        long,
+        env = "STEWARD_REGISTRY_S3_ENDPOINT",
+        value_name = "URL",
+        requires = "blobs"
+    )]
+    s3_endpoint: Option<String>,
+    /// The bucket's region; default AWS_REGION, else us-east-1.
+    #[arg(
+        long,
+        env = "STEWARD_REGISTRY_S3_REGION",
+        value_name = "REGION",
+        requires = "blobs"
+    )]
+    s3_region: Option<String>,
+    /// Allow a plain-HTTP --s3-endpoint (testing only).
+    #[arg(long, env = "STEWARD_REGISTRY_S3_ALLOW_HTTP", requires = "blobs")]
+    s3_allow_http: bool,
 }
 
 impl Storage {
@@ -134,8 +174,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve {
             listen,
             storage,
+            blobs,
             max_module_bytes,
-        } => serve(listen, &storage, max_module_bytes).await,
+        } => serve(listen, &storage, &blobs, max_module_bytes).await,
         Command::Publisher(PublisherCommand::Add {
             name,
             namespaces,
@@ -145,15 +186,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(listen: SocketAddr, storage: &Storage, max_module_bytes: u64) -> anyhow::Result<()> {
+async fn serve(
+    listen: SocketAddr,
+    storage: &Storage,
+    blobs: &Blobs,
+    max_module_bytes: u64,
+) -> anyhow::Result<()> {
     anyhow::ensure!(max_module_bytes > 0, "--max-module-bytes must be positive");
-    let index = storage.open_index().await?;
-    let blobs = open_blobs(&storage.data_dir)?;
-    let app = server::router(
-        index.clone(),
-        Arc::new(blobs),
-        ServerConfig { max_module_bytes },
+    anyhow::ensure!(
+        blobs.blobs.is_none() || max_module_bytes <= MAX_S3_BLOB_BYTES,
+        "--max-module-bytes can be at most {MAX_S3_BLOB_BYTES} (5 GiB) with S3 blobs"
     );
+    let (store, blobs_at) = open_blobs(storage, blobs).await?;
+    let index = storage.open_index().await?;
+    let app = server::router(index.clone(), store, ServerConfig { max_module_bytes });
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -164,6 +210,7 @@ async fn serve(listen: SocketAddr, storage: &Storage, max_module_bytes: u64) -> 
     tracing::info!(
         %addr,
         database = index.backend().name(),
+        blobs = %blobs_at,
         max_module_bytes,
         "serving"
     );
@@ -195,10 +242,26 @@ async fn shutdown_signal() {
     eprintln!("steward-registry: stopping; finishing requests in flight");
 }
 
-fn open_blobs(data_dir: &Path) -> anyhow::Result<FsBlobStore> {
-    let root = data_dir.join("blobs");
-    FsBlobStore::open(&root)
-        .with_context(|| format!("cannot open the blob store in {}", root.display()))
+/// The blob store, and where it is for the log.
+async fn open_blobs(
+    storage: &Storage,
+    blobs: &Blobs,
+) -> anyhow::Result<(Arc<dyn BlobStore>, String)> {
+    let Some(location) = &blobs.blobs else {
+        let root = storage.data_dir.join("blobs");
+        let store = FsBlobStore::open(&root)
+            .with_context(|| format!("cannot open the blob store in {}", root.display()))?;
+        return Ok((Arc::new(store), root.display().to_string()));
+    };
+    let options = S3Options {
+        endpoint: blobs.s3_endpoint.clone(),
+        region: blobs.s3_region.clone(),
+        allow_http: blobs.s3_allow_http,
+    };
+    let store = S3BlobStore::open(location, &options)
+        .await
+        .with_context(|| format!("cannot open the blob store {location}"))?;
+    Ok((Arc::new(store), location.to_string()))
 }
 
 async fn add_publisher(

@@ -36,9 +36,10 @@
 //! the caller (422 `unknown-key`) and a declared `Content-Length` within
 //! the limit (413 `too-large`).
 //!
-//! Then the body streams into a temporary file in the blob store while it
-//! is hashed and its component structure parsed ([`Inspector`]); the module
-//! is never held in memory whole. Past the size limit the upload stops at
+//! Then the body streams into a [blob upload](crate::blobs::BlobUpload)
+//! (a temporary file; with S3, one part in memory, then a multipart upload)
+//! while it is hashed and its component structure parsed ([`Inspector`]);
+//! the module is never held in memory whole. Past the size limit the upload stops at
 //! once with 413 `too-large`. With all bytes in, the signature is checked
 //! over the digest and manifest (422 `bad-signature`: changed bytes have a
 //! different digest), then the component: a WebAssembly component (422
@@ -47,7 +48,7 @@
 //! `capabilities-mismatch`, naming both sets) at the manifest's WIT version
 //! (422 `wit-mismatch`). Only then is the blob committed under its digest
 //! and the version inserted; every refusal leaves nothing behind (the
-//! temporary file is removed). Of two racing publishes of one version the
+//! upload is discarded). Of two racing publishes of one version the
 //! index lets exactly one in; the loser gets 409 and may leave its
 //! (content-addressed, harmless) blob committed.
 //!

@@ -11,7 +11,10 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use steward_registry::Digest;
 use steward_registry::client::{ClientError, VerifyError, verify_resolved};
 use steward_registry::signing::SecretKey;
-use support::{Db, RawPublish, Registry, component, component_path, manifest, raw_publish};
+use support::{
+    Db, RawPublish, Registry, component, component_path, manifest, padded_component, peak_rss,
+    raw_publish,
+};
 
 /// Runs a scenario on SQLite and on PostgreSQL.
 macro_rules! on_both_databases {
@@ -830,31 +833,6 @@ async fn publisher_add_refuses_taken_names_and_namespaces() {
     assert_eq!(response.status(), 200);
 }
 
-/// `n` as unsigned LEB128.
-fn leb128(mut n: u64, out: &mut Vec<u8>) {
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
-/// The high-water mark of a process's resident memory, in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("VmHWM in /proc/PID/status");
-    kib * 1024
-}
-
 /// A 48 MiB module goes in and out while the server's resident memory
 /// stays below the module's size: the upload is hashed, inspected and
 /// written to disk as it arrives, and the download is streamed from the
@@ -871,20 +849,7 @@ async fn large_modules_stream_through_bounded_memory() {
         ..
     } = setup(Db::Sqlite, &["--max-module-bytes", "104857600"]).await;
 
-    let mut core = b"\0asm\x01\0\0\0".to_vec();
-    core.push(0); // a custom section
-    let name = b"padding";
-    let mut body = Vec::new();
-    leb128(name.len() as u64, &mut body);
-    body.extend_from_slice(name);
-    leb128(PAD + body.len() as u64, &mut core);
-    core.extend_from_slice(&body);
-    core.resize(core.len() + PAD as usize, 0x5a);
-    let mut bytes = component("guest-trivial");
-    bytes.push(1); // a core module section
-    leb128(core.len() as u64, &mut bytes);
-    bytes.extend_from_slice(&core);
-    drop(core);
+    let bytes = padded_component(PAD);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("large.wasm");
     std::fs::write(&file, &bytes).unwrap();
@@ -905,7 +870,11 @@ async fn large_modules_stream_through_bounded_memory() {
         .unwrap();
     assert_eq!(record.digest, digest);
     let sent = sent.lock().unwrap().clone();
-    assert!(sent.len() > 100, "progress reported per chunk: {}", sent.len());
+    assert!(
+        sent.len() > 100,
+        "progress reported per chunk: {}",
+        sent.len()
+    );
     assert_eq!(sent.last().unwrap().0, sent.last().unwrap().1);
 
     let downloaded = registry

@@ -18,7 +18,7 @@ impl Plugin for Demo {
         Ok(vec![Finding::new(
             "version",
             Severity::Info,
-            &format!("vendor-demo {VERSION} ran"),
+            format!("vendor-demo {VERSION} ran"),
         )])
     }
 

@@ -432,8 +432,8 @@ pub struct Run {
     pub finished_at: Option<Timestamp>,
     /// The exact plugin version of each playbook step, chosen when the run
     /// was created; every job of the run runs these bytes. Absent for a
-    /// run without a playbook.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// run without a playbook (`null`, as in listings).
+    #[serde(default)]
     pub pins: Option<Vec<Pin>>,
 }
 

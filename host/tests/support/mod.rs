@@ -16,9 +16,6 @@
 #![allow(dead_code)]
 
 pub mod control;
-// Not for the benchmarks, which include this module without the registry.
-#[cfg(test)]
-pub mod registry;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -3,6 +3,8 @@
 //! The binary belongs to another package, so Cargo gives the host's tests
 //! no `CARGO_BIN_EXE_` for it: [`binary`] builds it beside `steward`.
 
+#![allow(dead_code)]
+
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};

@@ -11,6 +11,8 @@
 
 #![allow(dead_code)]
 
+pub mod s3;
+
 use std::io::BufRead as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -55,6 +57,13 @@ impl Registry {
 
     /// Starts a registry with extra `serve` arguments.
     pub async fn start_with(db: Db, extra: &[&str]) -> Self {
+        Self::start_configured(db, extra, &[]).await
+    }
+
+    /// Starts a registry with extra `serve` arguments and environment
+    /// variables. Of the environment inherited, the registry's own
+    /// settings and every `AWS_*` variable are left out.
+    pub async fn start_configured(db: Db, extra: &[&str], env: &[(&str, String)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().join("data");
         let database = match db {
@@ -71,6 +80,16 @@ impl Registry {
             .env("STEWARD_REGISTRY_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("AWS_")
+                || name.starts_with("STEWARD_REGISTRY_BLOBS")
+                || name.starts_with("STEWARD_REGISTRY_S3_")
+            {
+                cmd.env_remove(name.as_ref());
+            }
+        }
+        cmd.envs(env.iter().map(|(name, value)| (name, value)));
         if let Some(url) = &database {
             cmd.args(["--database", url]);
         }
@@ -181,6 +200,52 @@ pub fn component(package: &str) -> Vec<u8> {
 /// The path of a built component.
 pub fn component_path(package: &str) -> PathBuf {
     steward_tests::component(package)
+}
+
+/// `n` as unsigned LEB128.
+pub fn leb128(mut n: u64, out: &mut Vec<u8>) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// A real plugin component (`guest-trivial`, no capabilities) made about
+/// `pad` bytes larger by one more nested core module holding a custom
+/// section of `pad` bytes, which the import check skips without
+/// buffering, as it does a plugin's own code.
+pub fn padded_component(pad: u64) -> Vec<u8> {
+    let mut core = b"\0asm\x01\0\0\0".to_vec();
+    core.push(0); // a custom section
+    let name = b"padding";
+    let mut body = Vec::new();
+    leb128(name.len() as u64, &mut body);
+    body.extend_from_slice(name);
+    leb128(pad + body.len() as u64, &mut core);
+    core.extend_from_slice(&body);
+    core.resize(core.len() + pad as usize, 0x5a);
+    let mut bytes = component("guest-trivial");
+    bytes.push(1); // a core module section
+    leb128(core.len() as u64, &mut bytes);
+    bytes.extend_from_slice(&core);
+    bytes
+}
+
+/// The high-water mark of a process's resident memory, in bytes.
+pub fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    kib * 1024
 }
 
 /// A valid manifest for `name` (`ns/module`) at `version`.
