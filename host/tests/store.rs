@@ -58,6 +58,7 @@ on_both_backends!(
     sla_report_times_remediation_per_tier,
     run_listings_page_by_scope_and_filter,
     registry_provenance_trust_and_pins_round_trip,
+    the_first_owner_is_created_once_across_processes,
 );
 
 const T0: Timestamp = Timestamp::from_millis(1_700_000_000_000);
@@ -1494,4 +1495,27 @@ async fn registry_provenance_trust_and_pins_round_trip(db: TestDb) {
     let runs: Vec<Run> = serde_json::from_str(&listed.items).unwrap();
     assert_eq!(runs, s.list_runs(&filter).await.unwrap());
     assert_eq!(runs[1].pins.as_deref(), Some(&pins[..]));
+}
+
+/// Two processes starting on one new database both try to create the
+/// first owner: exactly one does, with its token; the other gets `None`.
+async fn the_first_owner_is_created_once_across_processes(db: TestDb) {
+    let other = db.reopen().await;
+    let (a, b) = tokio::join!(
+        db.store.create_first_owner("hash-a", T0),
+        other.create_first_owner("hash-b", T0)
+    );
+    let created: Vec<_> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert_eq!(created[0].name, "owner");
+    let users = db.store.users().await.unwrap();
+    assert_eq!(users.len(), 1);
+    assert!(
+        db.store
+            .create_first_owner("hash-c", T0)
+            .await
+            .unwrap()
+            .is_none(),
+        "not again once there are users"
+    );
 }

@@ -23,8 +23,7 @@ use tokio::net::TcpListener;
 
 use crate::api::ApiState;
 use crate::store::{
-    Backoff, NewDevice, NewTenant, NewUser, Role, Scope, Store, StoreOptions, TenantId, Tier,
-    Timestamp,
+    Backoff, NewDevice, NewTenant, Scope, Store, StoreOptions, TenantId, Tier, Timestamp,
 };
 
 /// The server's configuration file (TOML, kebab-case keys). Every key has
@@ -435,33 +434,17 @@ async fn bootstrap(plane: &ControlPlane, config: &ServeConfig) -> anyhow::Result
 /// Creates the first owner when the store has no users: with `token` if
 /// given, else with a new token, which is returned to be shown once.
 async fn first_owner(store: &Store, token: Option<&str>) -> anyhow::Result<Option<String>> {
-    if !store.users().await?.is_empty() {
-        return Ok(None);
-    }
-    let now = Timestamp::now();
-    let owner = store
-        .create_user(
-            &NewUser {
-                name: "owner".into(),
-                role: Role::Owner,
-                tenants: None,
-            },
-            now,
-        )
-        .await?;
     let (token, made) = match token {
         Some(t) if t.len() >= 32 => (t.to_owned(), false),
         Some(_) => anyhow::bail!("the owner token must be at least 32 characters"),
         None => (crate::api::auth::new_token(), true),
     };
-    store
-        .create_token(
-            &owner.id,
-            "first owner token",
-            &crate::api::auth::hash_token(&token),
-            now,
-        )
+    let created = store
+        .create_first_owner(&crate::api::auth::hash_token(&token), Timestamp::now())
         .await?;
+    if created.is_none() {
+        return Ok(None);
+    }
     tracing::info!("first owner created");
     Ok(made.then_some(token))
 }

@@ -342,6 +342,62 @@ impl Store {
         .transpose()
     }
 
+    /// Creates the first owner, named `owner`, with one API token (stored
+    /// as `token_hash`), in one transaction, when the store has no users.
+    /// `None` when it has some, including when another process sharing
+    /// the database created the first owner at the same moment.
+    ///
+    /// # Errors
+    ///
+    /// A database failure; nothing is stored then.
+    pub async fn create_first_owner(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<User>> {
+        let mut tx = self.write().await?;
+        let any = sqlx::query("SELECT id FROM users LIMIT 1")
+            .fetch_optional(tx.conn())
+            .await?;
+        if any.is_some() {
+            return Ok(None);
+        }
+        let user = User {
+            id: ids::new_id(),
+            name: "owner".into(),
+            role: Role::Owner,
+            tenants: None,
+            created_at: now,
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, name, role, tenants, created_at) VALUES ($1, $2, $3, NULL, $4)",
+        )
+        .bind(&user.id)
+        .bind(&user.name)
+        .bind(user.role.as_str())
+        .bind(now.as_millis())
+        .execute(tx.conn())
+        .await;
+        match unique_insert(inserted, "user", "owner") {
+            Ok(_) => {}
+            // Another process's first owner won the race.
+            Err(StoreError::AlreadyExists { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        sqlx::query(
+            "INSERT INTO api_tokens (id, user_id, label, token_hash, created_at) \
+             VALUES ($1, $2, 'first owner token', $3, $4)",
+        )
+        .bind(ids::new_id())
+        .bind(&user.id)
+        .bind(token_hash)
+        .bind(now.as_millis())
+        .execute(tx.conn())
+        .await?;
+        tx.commit().await?;
+        Ok(Some(user))
+    }
+
     /// Stores a token's hash for a user.
     ///
     /// # Errors
