@@ -195,8 +195,12 @@ impl RegistryClient {
                 "the registry URL `{base}` must start with http:// or https://"
             )));
         }
+        // A stalled registry fails a call instead of holding it (and an
+        // API request waiting on it) forever; a large download that keeps
+        // moving is not cut off.
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60))
             .user_agent(concat!(
                 "steward-registry-client/",
                 env!("CARGO_PKG_VERSION")

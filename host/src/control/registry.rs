@@ -459,21 +459,8 @@ impl Registry {
         let grants = match grants {
             Some(g) => g.to_vec(),
             None => {
-                let granted = capabilities_of(&current.grants)?;
-                let new: Vec<String> = record
-                    .manifest
-                    .capabilities
-                    .iter()
-                    .filter(|c| !granted.contains(*c))
-                    .cloned()
-                    .collect();
-                if !new.is_empty() {
-                    return Err(RegistryError::GrantsRequired {
-                        module: format!("{}/{}", record.namespace, record.name),
-                        version: record.version.to_string(),
-                        missing: new,
-                    });
-                }
+                // Nothing beyond what the current version was granted.
+                require_granted(&resolved, &current.grants)?;
                 if self.settings.upgrades == UpgradePolicy::Approve {
                     return Err(RegistryError::ApprovalRequired {
                         module: format!("{}/{}", record.namespace, record.name),
@@ -626,21 +613,7 @@ impl Registry {
         Self::check_answer(module, resolved)?;
         let record = &resolved.record;
         let name = format!("{}/{}", record.namespace, record.name);
-        let granted = capabilities_of(grants)?;
-        let missing: Vec<String> = record
-            .manifest
-            .capabilities
-            .iter()
-            .filter(|c| !granted.contains(*c))
-            .cloned()
-            .collect();
-        if !missing.is_empty() {
-            return Err(RegistryError::GrantsRequired {
-                module: name,
-                version: record.version.to_string(),
-                missing,
-            });
-        }
+        require_granted(resolved, grants)?;
         let bytes = self
             .client
             .download(&record.digest, MAX_MODULE_BYTES)
@@ -714,6 +687,28 @@ impl Registry {
         }
         Ok((installed, trusted_now))
     }
+}
+
+/// Refuses, listing them, the capabilities `resolved` requests that
+/// `grants` does not grant.
+fn require_granted(resolved: &Resolved, grants: &[String]) -> Result<(), RegistryError> {
+    let granted = capabilities_of(grants)?;
+    let record = &resolved.record;
+    let missing: Vec<String> = record
+        .manifest
+        .capabilities
+        .iter()
+        .filter(|c| !granted.contains(*c))
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(RegistryError::GrantsRequired {
+        module: format!("{}/{}", record.namespace, record.name),
+        version: record.version.to_string(),
+        missing,
+    })
 }
 
 /// The capability names of grant strings (`accounts=jdoe` → `accounts`).
