@@ -18,10 +18,7 @@
 //! Publisher tokens are `stwr_` and 64 hex digits of OS randomness; only
 //! their sha256 is stored.
 
-use std::borrow::Cow;
-use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::pin::Pin;
+use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -29,12 +26,12 @@ use rand::RngCore as _;
 use semver::Version;
 use sha2::{Digest as _, Sha256};
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::error::BoxDynError;
-use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor as _, Row as _};
 
 use crate::Digest;
 use crate::api::{KeyInfo, VersionRecord};
+use crate::database::{self, EmbeddedMigrations};
 use crate::manifest::{Manifest, check_name_part};
 
 /// The prefix of every publisher token.
@@ -244,7 +241,7 @@ impl Index {
         let (url, options, lock) = match backend {
             Backend::Sqlite => {
                 let url = prepare_sqlite_url(url)?;
-                let lock = sqlite_lock_path(&url);
+                let lock = database::sqlite_lock_path(&url);
                 let options = AnyPoolOptions::new()
                     .max_connections(4)
                     .acquire_timeout(Duration::from_secs(30))
@@ -265,9 +262,13 @@ impl Index {
             ),
         };
         let pool = options.connect(&url).await.map_err(open_error)?;
-        let migrator = Migrator::new(Embedded).await?;
+        let migrator = Migrator::new(EmbeddedMigrations(MIGRATIONS)).await?;
         let guard = match lock {
-            Some(path) => Some(lock_file(path).await?),
+            Some(path) => Some(
+                database::lock_file(path)
+                    .await
+                    .map_err(database_url_error)?,
+            ),
             None => None,
         };
         migrator.run(&pool).await?;
@@ -734,95 +735,17 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
-/// The embedded migrations as a sqlx [`MigrationSource`].
-#[derive(Debug)]
-struct Embedded;
-
-impl MigrationSource<'static> for Embedded {
-    fn resolve(
-        self,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 'static>> {
-        Box::pin(async {
-            Ok(MIGRATIONS
-                .iter()
-                .map(|&(version, description, sql)| {
-                    Migration::new(
-                        version,
-                        Cow::Borrowed(description),
-                        MigrationType::Simple,
-                        Cow::Borrowed(sql),
-                        false,
-                    )
-                })
-                .collect())
-        })
-    }
-}
-
-/// `<database file>.migrate-lock` for a prepared `sqlite:` URL.
-fn sqlite_lock_path(url: &str) -> PathBuf {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
-    let path = rest.split_once('?').map_or(rest, |(p, _)| p);
-    PathBuf::from(format!("{path}.migrate-lock"))
-}
-
-/// Opens (creating) `path` and waits for an exclusive lock on it, held
-/// until the file is dropped.
-async fn lock_file(path: PathBuf) -> Result<std::fs::File, IndexError> {
-    let locked = tokio::task::spawn_blocking(move || {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)?;
-        file.lock()?;
-        std::io::Result::Ok(file)
-    })
-    .await
-    .map_err(|e| IndexError::Invalid {
-        field: "database URL",
-        message: format!("lock task failed: {e}"),
-    })?;
-    locked.map_err(|e| IndexError::Invalid {
-        field: "database URL",
-        message: format!("cannot lock the database for migration: {e}"),
-    })
-}
-
 /// Checks a `sqlite:` URL, asks for the file to be created when missing
-/// (`mode=rwc`, unless a mode is given) and creates its directory.
+/// and creates its directory (see [`database::prepare_sqlite_url`]).
 fn prepare_sqlite_url(url: &str) -> Result<String, IndexError> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path.is_empty() || path == ":memory:" || query.contains("mode=memory") {
-        return Err(IndexError::Invalid {
-            field: "database URL",
-            message: "an in-memory SQLite database cannot be shared by the pool's connections; \
-                      give a file path such as `sqlite://registry.db`"
-                .into(),
-        });
+    database::prepare_sqlite_url(url, "registry.db").map_err(database_url_error)
+}
+
+fn database_url_error(message: String) -> IndexError {
+    IndexError::Invalid {
+        field: "database URL",
+        message,
     }
-    if let Some(parent) = Path::new(path).parent()
-        && !parent.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(parent).map_err(|e| IndexError::Invalid {
-            field: "database URL",
-            message: format!("cannot create the database's directory: {e}"),
-        })?;
-    }
-    Ok(if query.split('&').any(|p| p.starts_with("mode=")) {
-        url.to_owned()
-    } else if query.is_empty() {
-        format!("{url}?mode=rwc")
-    } else {
-        format!("{url}&mode=rwc")
-    })
 }
 
 /// `sqlite://<data-dir>/registry.db`: the default database.

@@ -30,6 +30,7 @@
 //! | [`signing`] | keys, key files, the signed payload |
 //! | [`resolve`] | semver requirement resolution |
 //! | [`index`] | the SQL index |
+//! | [`database`] | embedded migrations and SQLite files, shared with the host's store |
 //! | [`blobs`] | the blob store |
 //! | [`api`] | HTTP wire types and problem codes |
 //! | [`server`] | the axum server |
@@ -38,6 +39,7 @@
 pub mod api;
 pub mod blobs;
 pub mod client;
+pub mod database;
 pub mod imports;
 pub mod index;
 pub mod manifest;

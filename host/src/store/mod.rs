@@ -185,6 +185,7 @@ use std::time::Duration;
 
 use sqlx::any::{Any, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Executor, Transaction};
+use steward_registry::database;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use admin::{
@@ -390,7 +391,7 @@ impl Store {
         let (url, pool) = match backend {
             Backend::Sqlite => {
                 let url = prepare_sqlite_url(url)?;
-                migrate_lock = Some(sqlite_lock_path(&url));
+                migrate_lock = Some(database::sqlite_lock_path(&url));
                 let pool = AnyPoolOptions::new()
                     .max_connections(options.max_connections.unwrap_or(4))
                     .acquire_timeout(Duration::from_secs(30))
@@ -477,70 +478,19 @@ impl Store {
     }
 }
 
-/// `<database file>.migrate-lock` for a prepared `sqlite:` URL.
-fn sqlite_lock_path(url: &str) -> std::path::PathBuf {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
-    let path = rest.split_once('?').map_or(rest, |(p, _)| p);
-    std::path::PathBuf::from(format!("{path}.migrate-lock"))
-}
-
 /// Opens (creating) `path` and waits for an exclusive lock on it, held
 /// until the file is dropped.
 async fn lock_file(path: std::path::PathBuf) -> Result<std::fs::File> {
-    let locked = tokio::task::spawn_blocking(move || {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)?;
-        file.lock()?;
-        std::io::Result::Ok(file)
-    })
-    .await
-    .map_err(|e| StoreError::invalid("database-url", format!("lock task failed: {e}")))?;
-    locked.map_err(|e| {
-        StoreError::invalid(
-            "database-url",
-            format!("cannot lock the database for migration: {e}"),
-        )
-    })
+    database::lock_file(path)
+        .await
+        .map_err(|e| StoreError::invalid("database-url", e))
 }
 
 /// Checks a `sqlite:` URL, asks for the file to be created when missing
-/// (`mode=rwc`, unless a mode is given) and creates its directory.
+/// and creates its directory (see [`database::prepare_sqlite_url`]).
 fn prepare_sqlite_url(url: &str) -> Result<String> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path.is_empty() || path == ":memory:" || query.contains("mode=memory") {
-        return Err(StoreError::invalid(
-            "database-url",
-            "an in-memory SQLite database cannot be shared by the pool's connections; \
-             give a file path such as `sqlite://steward.db`",
-        ));
-    }
-    if let Some(parent) = std::path::Path::new(path).parent()
-        && !parent.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(parent).map_err(|e| {
-            StoreError::invalid(
-                "database-url",
-                format!("cannot create the database's directory: {e}"),
-            )
-        })?;
-    }
-    Ok(if query.split('&').any(|p| p.starts_with("mode=")) {
-        url.to_owned()
-    } else if query.is_empty() {
-        format!("{url}?mode=rwc")
-    } else {
-        format!("{url}&mode=rwc")
-    })
+    database::prepare_sqlite_url(url, "steward.db")
+        .map_err(|e| StoreError::invalid("database-url", e))
 }
 
 #[cfg(test)]

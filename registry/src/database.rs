@@ -1,0 +1,110 @@
+//! What the registry's index and the host's store both need to open a
+//! database through sqlx's Any driver: migrations embedded in the binary,
+//! and a SQLite file that is created on first use and migrated once when
+//! several processes open it at the same moment.
+//!
+//! sqlx takes a database-wide lock while migrating on PostgreSQL but not
+//! on SQLite, where two processes opening a new file at once would both
+//! migrate it: [`lock_file`] on [`sqlite_lock_path`] serialises them.
+//! Errors are messages; each caller wraps them in its own error type.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType};
+
+/// Migrations compiled into the binary: `(version, description, sql)`,
+/// oldest first.
+#[derive(Debug, Clone, Copy)]
+pub struct EmbeddedMigrations(pub &'static [(i64, &'static str, &'static str)]);
+
+impl MigrationSource<'static> for EmbeddedMigrations {
+    fn resolve(
+        self,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 'static>> {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .map(|&(version, description, sql)| {
+                    Migration::new(
+                        version,
+                        Cow::Borrowed(description),
+                        MigrationType::Simple,
+                        Cow::Borrowed(sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+/// Checks a `sqlite:` URL, asks for the file to be created when missing
+/// (`mode=rwc`, unless a mode is given) and creates its directory.
+/// `example` names a file for the message refusing an in-memory database.
+///
+/// # Errors
+///
+/// An in-memory database (its pool's connections would not share it), or
+/// a directory that cannot be created.
+pub fn prepare_sqlite_url(url: &str, example: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" || query.contains("mode=memory") {
+        return Err(format!(
+            "an in-memory SQLite database cannot be shared by the pool's connections; \
+             give a file path such as `sqlite://{example}`"
+        ));
+    }
+    if let Some(parent) = Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create the database's directory: {e}"))?;
+    }
+    Ok(if query.split('&').any(|p| p.starts_with("mode=")) {
+        url.to_owned()
+    } else if query.is_empty() {
+        format!("{url}?mode=rwc")
+    } else {
+        format!("{url}&mode=rwc")
+    })
+}
+
+/// `<database file>.migrate-lock` for a prepared `sqlite:` URL.
+pub fn sqlite_lock_path(url: &str) -> PathBuf {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = rest.split_once('?').map_or(rest, |(p, _)| p);
+    PathBuf::from(format!("{path}.migrate-lock"))
+}
+
+/// Opens (creating) `path` and waits for an exclusive lock on it, held
+/// until the file is dropped.
+///
+/// # Errors
+///
+/// The file cannot be opened or locked.
+pub async fn lock_file(path: PathBuf) -> Result<std::fs::File, String> {
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        file.lock()?;
+        std::io::Result::Ok(file)
+    })
+    .await
+    .map_err(|e| format!("lock task failed: {e}"))?
+    .map_err(|e| format!("cannot lock the database for migration: {e}"))
+}
