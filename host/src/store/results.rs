@@ -337,10 +337,24 @@ impl Store {
             for (i, ((subject, plugin), _)) in chunk.iter().enumerate() {
                 row(&mut sql, i == 0, vec![(*subject).into(), (*plugin).into()]);
             }
-            sql.push(
-                ") SELECT f.id, f.subject, f.plugin, f.finding_key FROM c JOIN findings f \
-                 ON f.subject = c.csubject AND f.plugin = c.cplugin WHERE f.resolved_at IS NULL",
-            );
+            sql.push(") SELECT f.id, f.subject, f.plugin, f.finding_key FROM c ");
+            match self.backend {
+                Backend::Sqlite => sql.push(
+                    "JOIN findings f ON f.subject = c.csubject AND f.plugin = c.cplugin \
+                     WHERE f.resolved_at IS NULL",
+                ),
+                // A lateral lookup per pair, kept from being flattened into a
+                // join (`OFFSET 0`): with the statistics of a table that grew
+                // since autovacuum last looked, PostgreSQL joins the pairs
+                // against every open finding instead (pairs × findings
+                // comparisons, 24 ms for 256 pairs over 1,000 findings, as
+                // measured; 0.5 ms this way).
+                Backend::Postgres => sql.push(
+                    "CROSS JOIN LATERAL (SELECT id, subject, plugin, finding_key FROM findings \
+                     WHERE subject = c.csubject AND plugin = c.cplugin \
+                     AND resolved_at IS NULL OFFSET 0) f",
+                ),
+            };
             let reported: HashSet<(&str, &str, &str)> = chunk
                 .iter()
                 .flat_map(|((subject, plugin), c)| {
