@@ -28,11 +28,24 @@ use tokio::sync::watch;
 
 const TARGET: f64 = 10_000.0;
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
         eprintln!("warning: RUST_BACKTRACE is set; it slows every plugin invocation");
     }
+    // The throwaway cluster runs as a server would (`.ci/postgres`: fsync,
+    // synchronous commit and full-page writes on) unless told otherwise.
+    if std::env::var_os("STEWARD_PG_DURABLE").is_none() {
+        // SAFETY: no other thread exists yet (the runtime starts below).
+        unsafe { std::env::set_var("STEWARD_PG_DURABLE", "1") };
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let jobs: usize = args
         .first()
@@ -43,10 +56,20 @@ async fn main() -> anyhow::Result<()> {
     println!("{jobs} jobs of the trivial plugin's check over 1,000 simulated devices, 2 cores");
     if only != "postgres" {
         let db = support::sqlite().await;
+        println!("SQLite: the store's settings, WAL with synchronous = NORMAL");
         measure("SQLite", &db.store, jobs).await?;
     }
     if only != "sqlite" {
         let db = support::postgres().await;
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&db.url).await?;
+        let mut settings = Vec::new();
+        for name in ["fsync", "synchronous_commit"] {
+            let value: String = sqlx::query_scalar(&format!("SHOW {name}"))
+                .fetch_one(&mut conn)
+                .await?;
+            settings.push(format!("{name} = {value}"));
+        }
+        println!("PostgreSQL server: {}", settings.join(", "));
         measure("PostgreSQL", &db.store, jobs).await?;
     }
     Ok(())
