@@ -836,3 +836,95 @@ async fn later_steps_run_the_version_pinned_when_the_run_was_created() {
     assert_eq!(f, "steps[0].version");
     assert_eq!(count().await, before);
 }
+
+/// A worker that took jobs and died: the sweeper ends each job whose lease
+/// ran out with no attempt left as timed out and, where its step says
+/// `continue`, enqueues the next step (pinned like the rest of the run) in
+/// the same transaction; where it says `stop`, the run ends failed.
+async fn a_lease_that_runs_out_is_followed_by_the_next_step_when_the_step_continues(db: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let plane = plane(&db.store, dir.path().into());
+    install(&plane, "guest-trivial", &[]).await;
+    let (acme, devices) = tenant(
+        &db.store,
+        "acme",
+        Tier::Managed,
+        &[("ws-1", &[])],
+        |_, _| json!({}),
+    )
+    .await;
+    let playbook = |name: &'static str, on_failure: &'static str| {
+        plane.create_playbook(
+            Some(acme.clone()),
+            name,
+            json!([
+                { "plugin": "trivial", "max-attempts": 1, "on-failure": on_failure },
+                { "plugin": "trivial", "mode": "check" }
+            ]),
+            json!({}),
+        )
+    };
+    let goes_on = playbook("goes on", "continue").await.unwrap();
+    let stops = playbook("stops", "stop").await.unwrap();
+    let goes_on_run = plane.start_run(&goes_on.id, None).await.unwrap();
+    let stops_run = plane.start_run(&stops.id, None).await.unwrap();
+
+    // The dead worker's leases run out a millisecond after it took them.
+    let claimed = db
+        .store
+        .claim("crashed", 10, Duration::from_millis(1), Timestamp::now())
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    plane.sweep().await.unwrap();
+
+    let jobs = db.store.jobs_of_run(&goes_on_run).await.unwrap();
+    let steps: Vec<_> = jobs.iter().map(|j| (j.step_index, j.status)).collect();
+    assert_eq!(
+        steps,
+        [(0, JobStatus::TimedOut), (1, JobStatus::Queued)],
+        "{jobs:?}"
+    );
+    let pins = db
+        .store
+        .run(&goes_on_run)
+        .await
+        .unwrap()
+        .unwrap()
+        .pins
+        .unwrap();
+    assert_eq!(
+        jobs[1].plugin_digest.as_deref(),
+        Some(pins[1].digest.as_str())
+    );
+    assert_eq!(jobs[1].device_id.as_ref(), Some(&devices[0]));
+    assert_eq!(
+        db.store.run(&goes_on_run).await.unwrap().unwrap().status,
+        RunStatus::Running
+    );
+
+    let jobs = db.store.jobs_of_run(&stops_run).await.unwrap();
+    let steps: Vec<_> = jobs.iter().map(|j| (j.step_index, j.status)).collect();
+    assert_eq!(steps, [(0, JobStatus::TimedOut)], "{jobs:?}");
+    assert_eq!(
+        db.store.run(&stops_run).await.unwrap().unwrap().status,
+        RunStatus::Failed
+    );
+
+    // A second sweep finds nothing more to do.
+    plane.sweep().await.unwrap();
+    assert_eq!(db.store.jobs_of_run(&goes_on_run).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_lease_that_runs_out_is_followed_by_the_next_step_when_the_step_continues_sqlite() {
+    a_lease_that_runs_out_is_followed_by_the_next_step_when_the_step_continues(sqlite().await)
+        .await;
+}
+
+#[tokio::test]
+async fn a_lease_that_runs_out_is_followed_by_the_next_step_when_the_step_continues_postgres() {
+    a_lease_that_runs_out_is_followed_by_the_next_step_when_the_step_continues(postgres().await)
+        .await;
+}

@@ -10,8 +10,8 @@ use serde_json::json;
 use steward_host::store::{
     ChangeOutcome, Completion, DeviceId, FailOutcome, Failure, FailureKind, Firing, Job, JobId,
     JobMode, JobStatus, NewChange, NewDevice, NewFinding, NewJob, NewLog, NewPlaybook, NewSchedule,
-    NewTenant, Outcome, Run, RunId, RunStatus, Severity, Store, StoreError, TenantId, Tier,
-    Timestamp,
+    NewTenant, Outcome, Reclaimed, Run, RunId, RunStatus, Severity, Store, StoreError, TenantId,
+    Tier, Timestamp,
 };
 use support::TestDb;
 
@@ -234,8 +234,14 @@ async fn expired_leases_are_reclaimed_and_stale_completions_refused(db: TestDb) 
     assert_eq!(first.len(), 1);
 
     // Not yet expired: nothing happens.
-    assert_eq!(s.reclaim_expired(at(29)).await.unwrap().requeued, 0);
-    let report = s.reclaim_expired(at(31)).await.unwrap();
+    assert_eq!(
+        s.reclaim_expired(at(29), &nothing_follows)
+            .await
+            .unwrap()
+            .requeued,
+        0
+    );
+    let report = s.reclaim_expired(at(31), &nothing_follows).await.unwrap();
     assert_eq!((report.requeued, report.timed_out), (1, 0));
     let job = s.job(&first[0].id).await.unwrap().unwrap();
     assert_eq!(job.status, JobStatus::Queued);
@@ -272,16 +278,60 @@ async fn leases_out_of_attempts_end_timed_out(db: TestDb) {
     j.max_attempts = 2;
     let run = run_with(s, &[j]).await;
     let a = s.claim("w1", 1, LEASE, at(0)).await.unwrap();
-    assert_eq!(s.reclaim_expired(at(31)).await.unwrap().requeued, 1);
+    assert_eq!(
+        s.reclaim_expired(at(31), &nothing_follows)
+            .await
+            .unwrap()
+            .requeued,
+        1
+    );
     let b = s.claim("w2", 1, LEASE, at(100)).await.unwrap();
     assert_eq!(b[0].attempt, 2);
-    let report = s.reclaim_expired(at(200)).await.unwrap();
-    assert_eq!((report.requeued, report.timed_out), (0, 1));
+    // A sweep that cannot tell yet what follows the job leaves it leased.
+    let undecided = s.reclaim_expired(at(200), &|_| None).await.unwrap();
+    assert_eq!(undecided, Reclaimed::default());
+    assert_eq!(status(s, &a[0].id).await, JobStatus::Leased);
+
+    // Ending it enqueues what follows it (a step that says `continue`)
+    // in the same transaction, so the run goes on.
+    let mut next = job(&f.vip, &f.devices[0], at(200));
+    next.step_index = 1;
+    next.plugin = "patching".into();
+    let follows = |ended: &Job| {
+        assert_eq!(ended.id, a[0].id);
+        Some(vec![next.clone()])
+    };
+    let report = s.reclaim_expired(at(200), &follows).await.unwrap();
+    assert_eq!(
+        (report.requeued, report.timed_out, report.followed),
+        (0, 1, 1)
+    );
     assert_eq!(status(s, &a[0].id).await, JobStatus::TimedOut);
+    let jobs = s.jobs_of_run(&run).await.unwrap();
+    let followed: Vec<_> = jobs
+        .iter()
+        .filter(|j| j.id != a[0].id)
+        .map(|j| (j.step_index, j.plugin.as_str(), j.status))
+        .collect();
+    assert_eq!(followed, [(1, "patching", JobStatus::Queued)]);
+    assert_eq!(
+        s.run(&run).await.unwrap().unwrap().status,
+        RunStatus::Running
+    );
+
+    // The follow-up succeeds; the run still failed, for its timed-out job.
+    let c = s.claim("w3", 1, LEASE, at(201)).await.unwrap();
+    assert_eq!(c[0].step_index, 1);
+    assert_eq!(complete_ok(s, "w3", &c, at(202)).await.len(), 1);
     assert_eq!(
         s.run(&run).await.unwrap().unwrap().status,
         RunStatus::Failed
     );
+}
+
+/// For sweeps where no job has a successor.
+fn nothing_follows(_: &Job) -> Option<Vec<NewJob>> {
+    Some(Vec::new())
 }
 
 async fn transient_failures_retry_with_backoff_permanent_ones_do_not(db: TestDb) {
@@ -388,7 +438,12 @@ async fn reported_remediation_failure_is_not_retried(db: TestDb) {
         Some("quarantine refused: file in use")
     );
     assert!(s.claim("w", 1, LEASE, at(10_000)).await.unwrap().is_empty());
-    assert!(s.reclaim_expired(at(10_000)).await.unwrap() == Default::default());
+    assert!(
+        s.reclaim_expired(at(10_000), &nothing_follows)
+            .await
+            .unwrap()
+            == Default::default()
+    );
 }
 
 async fn unreachable_device_jobs_wait_then_expire(db: TestDb) {
@@ -900,7 +955,13 @@ async fn heartbeats_renew_only_held_leases_up_to_the_timeout(db: TestDb) {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(s.reclaim_expired(at(91)).await.unwrap().requeued, 2);
+    assert_eq!(
+        s.reclaim_expired(at(91), &nothing_follows)
+            .await
+            .unwrap()
+            .requeued,
+        2
+    );
 }
 
 async fn interrupted_apply_is_reported_to_the_next_attempt(db: TestDb) {
@@ -914,7 +975,7 @@ async fn interrupted_apply_is_reported_to_the_next_attempt(db: TestDb) {
     assert!(!s.mark_applying("w2", &first[0].id, 1, at(1)).await.unwrap());
     assert!(s.mark_applying("w1", &first[0].id, 1, at(1)).await.unwrap());
     // The worker is killed mid-apply; its lease runs out.
-    s.reclaim_expired(at(100)).await.unwrap();
+    s.reclaim_expired(at(100), &nothing_follows).await.unwrap();
     let second = s.claim("w2", 1, LEASE, at(200)).await.unwrap();
     assert_eq!(second[0].attempt, 2);
     assert!(second[0].interrupted_apply);

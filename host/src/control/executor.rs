@@ -40,7 +40,7 @@ use super::alerts::{
     Alerter, CheckResult, CriticalFinding, Dispatcher, JobEnd, Observation, RemediationResult,
 };
 use super::plane::compile_spec;
-use super::playbook::{self, OnFailure, Step};
+use super::playbook::{self, Step};
 use super::plugins::PluginLibrary;
 use super::providers::{CollectAudit, DeviceProviders, SnapshotState, StoreJournal, StoreTickets};
 use super::schedule::{Firing as ScheduleFiring, Schedule, StartDecision};
@@ -865,49 +865,19 @@ async fn run(
     Ok(Some(c))
 }
 
-/// The jobs that follow `job` on its device: the approval after a plan
-/// with changes, else the playbook's next step (when `job` succeeded, or
-/// failed and its step says `continue`).
+/// The jobs that follow `job` (see [`playbook::follow_ups`]).
 async fn follow_ups(inner: &Inner, job: &Job, succeeded: bool, planned: bool) -> Vec<NewJob> {
     let Ok(plan) = inner.run_plan(&job.run_id).await else {
         return Vec::new();
     };
-    let index = job.step_index as usize;
-    let Some(step) = plan.steps.get(index) else {
-        return Vec::new();
-    };
-    let now = Timestamp::now();
-    if planned && succeeded {
-        let mut approval = step.job(
-            index,
-            &job.tenant_id,
-            job.device_id.as_ref(),
-            JobMode::Remediate,
-            job.plugin_digest.as_deref(),
-            now,
-            Some(now + Duration::from_secs(step.approval_timeout_seconds)),
-        );
-        approval.awaiting_approval = true;
-        return vec![approval];
-    }
-    if !succeeded && step.on_failure == OnFailure::Stop {
-        return Vec::new();
-    }
-    let next = index + 1;
-    plan.steps
-        .get(next)
-        .map(|s| {
-            vec![s.job(
-                next,
-                &job.tenant_id,
-                job.device_id.as_ref(),
-                s.first_mode(),
-                plan.pins.get(next).map(|p| p.digest.as_str()),
-                now,
-                None,
-            )]
-        })
-        .unwrap_or_default()
+    playbook::follow_ups(
+        &plan.steps,
+        &plan.pins,
+        job,
+        succeeded,
+        planned,
+        Timestamp::now(),
+    )
 }
 
 async fn complete_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Done>) {

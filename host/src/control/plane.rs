@@ -2,6 +2,7 @@
 //! playbooks and schedules, starting runs, the scheduler's tick (firing
 //! due schedules once across processes) and the sweeper's tick.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -12,8 +13,8 @@ use super::plugins::PluginLibrary;
 use super::schedule::{Schedule as CompiledSchedule, ScheduleSpec, StartDecision, WindowMiss};
 use crate::runtime::resolve_json_params;
 use crate::store::{
-    DeviceRef, Firing, NewJob, NewPlaybook, NewSchedule, Pin, Playbook, PlaybookId, RunId,
-    Schedule, Store, StoreError, TenantId, Timestamp,
+    DeviceRef, Firing, Job, NewJob, NewPlaybook, NewSchedule, Pin, Playbook, PlaybookId, Reclaimed,
+    RunId, Schedule, Store, StoreError, TenantId, Timestamp,
 };
 
 /// Why a control-plane operation was refused.
@@ -362,19 +363,45 @@ impl ControlPlane {
         Ok(Some(fired.is_some()))
     }
 
-    /// Puts expired leases back in the queue, expires jobs past their
-    /// expiry, and finishes runs whose jobs have all ended.
+    /// Puts expired leases back in the queue (a job out of attempts ends
+    /// as timed out, and the next step follows it when its step says
+    /// `continue`), expires jobs past their expiry, and finishes runs whose
+    /// jobs have all ended.
     ///
     /// # Errors
     ///
     /// A store failure.
     pub async fn sweep(&self) -> Result<(), ControlError> {
         let now = Timestamp::now();
-        let reclaimed = self.store.reclaim_expired(now).await?;
-        if reclaimed.requeued + reclaimed.timed_out > 0 {
+        // The steps of the runs whose jobs end now, to enqueue what follows
+        // them in the transaction that ends them. A run not loaded here
+        // (its lease ran out in between) is left for the next sweep.
+        let mut plans: HashMap<RunId, (Vec<Step>, Vec<Pin>)> = HashMap::new();
+        for run_id in self.store.runs_with_leases_ending(now).await? {
+            let Some(run) = self.store.run(&run_id).await? else {
+                continue;
+            };
+            let steps = match &run.playbook_id {
+                Some(id) => match self.store.playbook(id).await? {
+                    // Unreadable steps: nothing can follow.
+                    Some(p) => playbook::read_steps(&p.steps).unwrap_or_default(),
+                    None => Vec::new(),
+                },
+                None => Vec::new(),
+            };
+            plans.insert(run_id, (steps, run.pins.unwrap_or_default()));
+        }
+        let then = |job: &Job| {
+            plans
+                .get(&job.run_id)
+                .map(|(steps, pins)| playbook::follow_ups(steps, pins, job, false, false, now))
+        };
+        let reclaimed = self.store.reclaim_expired(now, &then).await?;
+        if reclaimed != Reclaimed::default() {
             tracing::warn!(
                 requeued = reclaimed.requeued,
                 timed_out = reclaimed.timed_out,
+                followed = reclaimed.followed,
                 "reclaimed expired leases"
             );
         }

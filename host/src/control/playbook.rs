@@ -8,7 +8,9 @@ use serde_json::{Map, Value};
 
 use semver::{Version, VersionReq};
 
-use crate::store::{DeviceId, DeviceRef, JobMode, NewJob, Pin, PluginVersion, TenantId, Timestamp};
+use crate::store::{
+    DeviceId, DeviceRef, Job, JobMode, NewJob, Pin, PluginVersion, TenantId, Timestamp,
+};
 
 /// What a step asks of its plugin.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -294,6 +296,57 @@ pub fn pins(steps: &[Step], installed: &[PluginVersion]) -> Result<Vec<Pin>, Pla
                 })
         })
         .collect()
+}
+
+/// The jobs that follow `job` of a run whose playbook has `steps` (pinned
+/// to `pins`) on its device, due at `now`: the approval after a plan with
+/// changes (`planned`), else the next step when `job` succeeded, or failed
+/// and its step says `continue`. The executor adds them to a completion or
+/// a failure; the sweeper to a job whose lease ran out with no attempt
+/// left; either way in the transaction that ends `job`.
+pub fn follow_ups(
+    steps: &[Step],
+    pins: &[Pin],
+    job: &Job,
+    succeeded: bool,
+    planned: bool,
+    now: Timestamp,
+) -> Vec<NewJob> {
+    let index = job.step_index as usize;
+    let Some(step) = steps.get(index) else {
+        return Vec::new();
+    };
+    if planned && succeeded {
+        let mut approval = step.job(
+            index,
+            &job.tenant_id,
+            job.device_id.as_ref(),
+            JobMode::Remediate,
+            job.plugin_digest.as_deref(),
+            now,
+            Some(now + Duration::from_secs(step.approval_timeout_seconds)),
+        );
+        approval.awaiting_approval = true;
+        return vec![approval];
+    }
+    if !succeeded && step.on_failure == OnFailure::Stop {
+        return Vec::new();
+    }
+    let next = index + 1;
+    steps
+        .get(next)
+        .map(|s| {
+            vec![s.job(
+                next,
+                &job.tenant_id,
+                job.device_id.as_ref(),
+                s.first_mode(),
+                pins.get(next).map(|p| p.digest.as_str()),
+                now,
+                None,
+            )]
+        })
+        .unwrap_or_default()
 }
 
 impl Step {

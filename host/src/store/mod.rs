@@ -320,6 +320,14 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Rolls back now, releasing row locks before the next statement on
+    /// another connection (a dropped transaction rolls back only when its
+    /// connection is next used).
+    pub(crate) async fn rollback(self) -> Result<()> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
+
     /// Says this transaction creates, changes or finishes runs or adds jobs
     /// to them: its commit bumps [`Store::runs_generation`].
     pub(crate) fn mark_runs_changed(&mut self) {

@@ -725,6 +725,9 @@ pub struct Reclaimed {
     pub requeued: u64,
     /// Jobs out of attempts, ended as timed out.
     pub timed_out: u64,
+    /// Jobs enqueued to follow the ones that ended (a step that says
+    /// `continue`).
+    pub followed: u64,
 }
 
 /// A stored finding.

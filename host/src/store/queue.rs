@@ -812,21 +812,29 @@ impl Store {
 
     /// Takes back leases that ran out before `now`: the job is queued again
     /// after the backoff (the attempt counts) or, out of attempts, ends as
-    /// `timed-out`. Run it periodically (every process may; on PostgreSQL
+    /// `timed-out`. A job that ends is given to `then`, which returns the
+    /// jobs that follow it in its run (inserted in the same transaction),
+    /// or `None` when it cannot tell yet: that job is left for a later
+    /// sweep. Run it periodically (every process may; on PostgreSQL
     /// concurrent sweeps skip each other's rows).
     ///
     /// # Errors
     ///
     /// A database failure; what was reclaimed before it stays reclaimed.
-    #[tracing::instrument(skip(self))]
-    pub async fn reclaim_expired(&self, now: Timestamp) -> Result<Reclaimed> {
+    #[tracing::instrument(skip(self, then))]
+    pub async fn reclaim_expired(
+        &self,
+        now: Timestamp,
+        then: &(dyn Fn(&Job) -> Option<Vec<NewJob>> + Sync),
+    ) -> Result<Reclaimed> {
         let mut report = Reclaimed::default();
         loop {
             let mut tx = self.write().await?;
             let mut sql = Sql::new(
                 self.backend,
-                "SELECT id, attempts, max_attempts FROM jobs \
-                 WHERE status = 'leased' AND lease_until < ",
+                &format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'leased' AND lease_until < "
+                ),
             );
             sql.bind(now)
                 .push(" ORDER BY lease_until LIMIT ")
@@ -834,34 +842,49 @@ impl Store {
             if self.backend == Backend::Postgres {
                 sql.push(" FOR UPDATE SKIP LOCKED");
             }
-            let expired = sql.fetch_all(tx.conn()).await?;
+            let rows = sql.fetch_all(tx.conn()).await?;
+            if rows.is_empty() {
+                break;
+            }
+            let selected = rows.len();
+            let mut successors: HashMap<String, Vec<NewJob>> = HashMap::new();
+            let mut expired = Vec::with_capacity(selected);
+            for row in &rows {
+                let job = job_from_row(row)?;
+                let retry = job.attempt < job.max_attempts;
+                if !retry {
+                    match then(&job) {
+                        Some(next) => {
+                            successors.insert(job.id.to_string(), next);
+                        }
+                        None => continue,
+                    }
+                }
+                expired.push((job, retry));
+            }
+            let skipped = selected - expired.len();
             if expired.is_empty() {
+                tx.rollback().await?;
                 break;
             }
             let mut update = Sql::new(
                 self.backend,
                 "WITH v (vid, vattempt, vstatus, vdue, vfinished) AS (VALUES ",
             );
-            for (i, row) in expired.iter().enumerate() {
-                let id: String = row.try_get("id")?;
-                let attempts: i64 = row.try_get("attempts")?;
-                let max: i64 = row.try_get("max_attempts")?;
-                let retry = attempts < max;
-                let delay = self
-                    .backoff
-                    .delay(u32::try_from(attempts).unwrap_or(u32::MAX));
+            for (i, (job, retry)) in expired.iter().enumerate() {
+                let delay = self.backoff.delay(job.attempt);
                 if i > 0 {
                     update.push(", ");
                 }
                 update
                     .push("(")
-                    .bind(id)
+                    .bind(job.id.as_str())
                     .push(", ")
-                    .bind(attempts)
+                    .bind(i64::from(job.attempt))
                     .push(", ")
-                    .bind(if retry { "queued" } else { "timed-out" })
+                    .bind(if *retry { "queued" } else { "timed-out" })
                     .push(", ")
-                    .bind(now + if retry { delay } else { Duration::ZERO })
+                    .bind(now + if *retry { delay } else { Duration::ZERO })
                     .push(", ")
                     .bind((!retry).then_some(now))
                     .push(")");
@@ -877,20 +900,31 @@ impl Store {
                      AND jobs.lease_until < ",
                 )
                 .bind(now)
-                .push(" RETURNING run_id, status");
+                .push(" RETURNING id, run_id, status");
             let changed = update.fetch_all(tx.conn()).await?;
-            tx.commit().await?;
             let mut ended = Vec::new();
             for row in &changed {
                 if row.try_get::<String, _>("status")? == "queued" {
                     report.requeued += 1;
-                } else {
-                    report.timed_out += 1;
-                    ended.push(RunId::from(row.try_get::<String, _>("run_id")?));
+                    continue;
                 }
+                report.timed_out += 1;
+                let run = RunId::from(row.try_get::<String, _>("run_id")?);
+                let id: String = row.try_get("id")?;
+                if let Some(next) = successors.get(&id) {
+                    // A run already ended (cancelled) takes no more jobs.
+                    match self.insert_jobs(&mut tx, &run, next, now).await {
+                        Ok(ids) => report.followed += ids.len() as u64,
+                        Err(StoreError::RunFinished(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                ended.push(run);
             }
+            tx.commit().await?;
             self.finish_runs(&ended, now).await?;
-            if expired.len() < SWEEP_BATCH {
+            // Jobs left for a later sweep would be selected again.
+            if selected < SWEEP_BATCH || skipped > 0 {
                 break;
             }
         }
@@ -898,10 +932,31 @@ impl Store {
             tracing::info!(
                 requeued = report.requeued,
                 timed_out = report.timed_out,
+                followed = report.followed,
                 "reclaimed expired leases"
             );
         }
         Ok(report)
+    }
+
+    /// The runs of the jobs [`reclaim_expired`](Self::reclaim_expired)
+    /// will end at `now` (leased, lease run out, no attempt left), for the
+    /// first batch of them in the order it takes them.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn runs_with_leases_ending(&self, now: Timestamp) -> Result<Vec<RunId>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT run_id FROM (SELECT run_id FROM jobs \
+             WHERE status = 'leased' AND lease_until < $1 AND attempts >= max_attempts \
+             ORDER BY lease_until LIMIT $2) AS ending",
+        )
+        .bind(now.as_millis())
+        .bind(SWEEP_BATCH as i64)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(ids.into_iter().map(RunId::from).collect())
     }
 
     /// Ends as `expired` every job that has not started by its expiry
