@@ -8,9 +8,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::Utc;
 use serde_json::{Value, json};
 use steward_host::control::alerts::{
-    Alerter, Dispatcher, DispatcherConfig, SIGNATURE_HEADER, Webhook, verify_signature,
+    Alerter, CheckResult, CriticalFinding, Dispatcher, DispatcherConfig, Observation,
+    SIGNATURE_HEADER, Webhook, verify_signature,
 };
 use steward_host::control::executor::Alerts;
 use steward_host::control::plane::ControlError;
@@ -264,7 +266,7 @@ fn alerts_to(
     tenants: Option<Vec<String>>,
 ) -> Arc<Alerts> {
     Arc::new(Alerts {
-        alerter: Alerter::new(Arc::new(StoreAlertState(store.clone()))),
+        alerter: Alerter::new(Arc::new(StoreAlertState::new(store.clone()))),
         dispatcher: Dispatcher::start(
             vec![Webhook {
                 id: "ops".into(),
@@ -397,6 +399,79 @@ async fn a_failing_check_alerts_once_and_resolves_once_through_a_signed_webhook(
     );
     let resolved = got.lock().unwrap()[1].clone();
     assert_eq!(resolved["id"], first["id"]);
+    // Both events were delivered, so neither is kept for redelivery.
+    outbox_drains(&db.store).await;
+}
+
+/// Waits until the alert outbox is empty (an event leaves it once its
+/// delivery's report is in).
+async fn outbox_drains(store: &steward_host::store::Store) {
+    for _ in 0..200 {
+        if store.alert_outbox().await.unwrap().is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the outbox kept {:?}", store.alert_outbox().await.unwrap());
+}
+
+/// The process that opened an alert died before delivering it: the alert
+/// event was written with the state change, so the next process's
+/// redelivery loop sends it, signed, and then drops it from the outbox.
+async fn an_alert_recorded_before_a_crash_is_delivered_by_the_next_process(db: TestDb) {
+    const SECRET: &str = "a-third-test-secret-of-enough-bytes";
+    let crashed = Alerter::new(Arc::new(StoreAlertState::holding(
+        db.store.clone(),
+        Duration::ZERO,
+    )));
+    let mut failing = Observation::new("acme", "ws-1", "fixer", "run-1", "job-1", Utc::now());
+    failing.check = CheckResult::Completed {
+        critical_findings: vec![CriticalFinding {
+            id: "f-1".into(),
+            summary: "an infected file".into(),
+        }],
+    };
+    let fired = crashed.observe(&failing).await;
+    assert_eq!(fired.len(), 1);
+    let kept = db.store.alert_outbox().await.unwrap();
+    assert_eq!(
+        kept.iter()
+            .map(|e| (e.alert_id.as_str(), e.event.as_str()))
+            .collect::<Vec<_>>(),
+        [(fired[0].id.as_str(), "alert.firing")]
+    );
+    // Still failing: the alert stays open and nothing more is kept.
+    assert!(crashed.observe(&failing).await.is_empty());
+    assert_eq!(db.store.alert_outbox().await.unwrap().len(), 1);
+
+    // The next process starts with nothing in memory.
+    let dir = tempfile::tempdir().unwrap();
+    let plane = plane(&db.store, dir.path().into());
+    let (url, got) = receiver(SECRET).await;
+    let running = start(
+        &plane,
+        "w2",
+        Arc::new(TestDevices::default()),
+        Some(alerts_to(&db.store, url, SECRET, None)),
+    );
+    outbox_drains(&db.store).await;
+    running.stop().await;
+    let received = got.lock().unwrap().clone();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0]["id"], fired[0].id.as_str());
+    assert_eq!(received[0]["event"], "alert.firing");
+    assert_eq!(received[0]["condition"], "critical-findings");
+    assert_eq!(received[0]["details"]["findings"][0]["id"], "f-1");
+}
+
+#[tokio::test]
+async fn an_alert_recorded_before_a_crash_is_delivered_by_the_next_process_sqlite() {
+    an_alert_recorded_before_a_crash_is_delivered_by_the_next_process(sqlite().await).await;
+}
+
+#[tokio::test]
+async fn an_alert_recorded_before_a_crash_is_delivered_by_the_next_process_postgres() {
+    an_alert_recorded_before_a_crash_is_delivered_by_the_next_process(postgres().await).await;
 }
 
 fn field<T>(r: Result<T, ControlError>) -> (String, String) {

@@ -10,8 +10,8 @@ use serde_json::json;
 use steward_host::store::{
     ChangeOutcome, Completion, DeviceId, FailOutcome, Failure, FailureKind, Firing, Job, JobId,
     JobMode, JobStatus, NewChange, NewDevice, NewFinding, NewJob, NewLog, NewPlaybook, NewSchedule,
-    NewTenant, Outcome, Reclaimed, Run, RunId, RunStatus, Severity, Store, StoreError, TenantId,
-    Tier, Timestamp,
+    NewTenant, OutboxEvent, Outcome, Reclaimed, Run, RunId, RunStatus, Severity, Store, StoreError,
+    TenantId, Tier, Timestamp,
 };
 use support::TestDb;
 
@@ -58,6 +58,7 @@ on_both_backends!(
     sla_report_times_remediation_per_tier,
     run_listings_page_by_scope_and_filter,
     registry_provenance_trust_and_pins_round_trip,
+    alert_outbox_keeps_events_until_delivered,
     the_first_owner_is_created_once_across_processes,
 );
 
@@ -147,7 +148,7 @@ async fn migrations_are_idempotent(db: TestDb) {
         .fetch_one(&sqlx::AnyPool::connect(&db.url).await.unwrap())
         .await
         .unwrap();
-    assert_eq!(applied, 4, "every embedded migration, once");
+    assert_eq!(applied, 5, "every embedded migration, once");
 }
 
 async fn claims_by_tier_then_due_time(db: TestDb) {
@@ -1579,4 +1580,101 @@ async fn the_first_owner_is_created_once_across_processes(db: TestDb) {
             .is_none(),
         "not again once there are users"
     );
+}
+
+async fn alert_outbox_keeps_events_until_delivered(db: TestDb) {
+    let s = &db.store;
+    let event = |id: &str, event: &str, retry: u64| OutboxEvent {
+        alert_id: id.into(),
+        event: event.into(),
+        body: format!("{{\"id\":\"{id}\"}}"),
+        retry_at: at(retry),
+    };
+    let kept = || async {
+        s.alert_outbox()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.alert_id, e.event))
+            .collect::<Vec<_>>()
+    };
+    let pair = |id: &str, event: &str| (id.to_string(), event.to_string());
+    let hold = Duration::from_secs(60);
+
+    // Opening keeps the firing event; an alert already open keeps nothing.
+    let firing = event("a1", "alert.firing", 10);
+    assert!(
+        s.alert_open("k1", "{}", Some(&firing), at(0))
+            .await
+            .unwrap()
+    );
+    let again = event("a2", "alert.firing", 10);
+    assert!(!s.alert_open("k1", "{}", Some(&again), at(1)).await.unwrap());
+    assert_eq!(kept().await, [pair("a1", "alert.firing")]);
+
+    // Held until its retry time, then taken and held for the taker.
+    assert!(
+        s.alert_outbox_due(at(9), hold, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let due = s.alert_outbox_due(at(10), hold, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(
+        (due[0].body.as_str(), due[0].retry_at),
+        ("{\"id\":\"a1\"}", at(70))
+    );
+    assert!(
+        s.alert_outbox_due(at(69), hold, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.alert_outbox_due(at(70), hold, 10).await.unwrap().len(), 1);
+
+    // Closing keeps the resolved event in the same transaction.
+    let closed = s
+        .alert_close(
+            "k1",
+            |open| {
+                assert_eq!(open, "{}");
+                Ok(Some(event("a1", "alert.resolved", 80)))
+            },
+            at(75),
+        )
+        .await
+        .unwrap();
+    assert_eq!(closed.as_deref(), Some("{}"));
+    assert_eq!(
+        kept().await,
+        [pair("a1", "alert.firing"), pair("a1", "alert.resolved")]
+    );
+
+    // An event that cannot be made leaves the alert open, nothing kept.
+    assert!(s.alert_open("k2", "{}", None, at(76)).await.unwrap());
+    let failed = s
+        .alert_close(
+            "k2",
+            |_| {
+                Err(StoreError::Corrupt {
+                    column: "alert_state.alert",
+                    message: "unreadable".into(),
+                })
+            },
+            at(77),
+        )
+        .await;
+    assert!(
+        matches!(failed, Err(StoreError::Corrupt { .. })),
+        "{failed:?}"
+    );
+    assert!(s.alert_get("k2").await.unwrap().is_some());
+    assert_eq!(kept().await.len(), 2);
+
+    // Delivered events leave.
+    s.alert_outbox_done("a1", "alert.firing").await.unwrap();
+    assert_eq!(kept().await, [pair("a1", "alert.resolved")]);
+    s.alert_outbox_done("a1", "alert.resolved").await.unwrap();
+    assert!(kept().await.is_empty());
 }

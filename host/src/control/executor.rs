@@ -37,7 +37,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::AbortHandle;
 
 use super::alerts::{
-    Alerter, CheckResult, CriticalFinding, Dispatcher, JobEnd, Observation, RemediationResult,
+    Alert, Alerter, CheckResult, CriticalFinding, DeliveryStatus, Dispatcher, JobEnd, Observation,
+    RemediationResult,
 };
 use super::plane::compile_spec;
 use super::playbook::{self, Step};
@@ -71,11 +72,14 @@ pub struct ExecutorConfig {
     pub lease: Duration,
     /// How long to wait before claiming again when the queue was empty.
     pub idle_poll: Duration,
+    /// How often undelivered alerts are looked for (and at start).
+    pub redeliver_every: Duration,
 }
 
 impl ExecutorConfig {
     /// Defaults for worker `worker_id`: 256 in flight, claims of 256,
-    /// completions of 512, 30-second leases, 100 ms idle polls.
+    /// completions of 512, 30-second leases, 100 ms idle polls, undelivered
+    /// alerts looked for every 30 s.
     pub fn new(worker_id: impl Into<String>) -> Self {
         Self {
             worker_id: worker_id.into(),
@@ -84,6 +88,7 @@ impl ExecutorConfig {
             complete_batch: 512,
             lease: Duration::from_secs(30),
             idle_poll: Duration::from_millis(100),
+            redeliver_every: Duration::from_secs(30),
         }
     }
 }
@@ -94,6 +99,72 @@ pub struct Alerts {
     pub alerter: Alerter,
     /// Delivers to webhooks.
     pub dispatcher: Dispatcher,
+}
+
+impl Alerts {
+    /// Queues `alert` for delivery; once every matching webhook took it or
+    /// refused it for good, marks it delivered. Otherwise (a full queue, a
+    /// webhook down through every retry, a stop first) it stays
+    /// undelivered for [`redeliver`](Self::redeliver).
+    pub fn send(self: &Arc<Self>, alert: Alert) {
+        let pending = match self.dispatcher.dispatch(alert.clone()) {
+            Ok(pending) => pending,
+            Err(e) => {
+                tracing::warn!(error = %e, "an alert could not be queued; it stays undelivered");
+                return;
+            }
+        };
+        let alerts = self.clone();
+        tokio::spawn(async move {
+            let Some(reports) = pending.outcome().await else {
+                return;
+            };
+            if reports.iter().any(|r| r.status == DeliveryStatus::Failed) {
+                tracing::warn!(alert = %alert.id, event = %alert.event,
+                    "an alert was not delivered to every webhook; it will be sent again");
+                return;
+            }
+            if let Err(e) = alerts.alerter.delivered(&alert).await {
+                tracing::warn!(error = %e, alert = %alert.id,
+                    "marking an alert delivered failed; it may be sent again");
+            }
+        });
+    }
+
+    /// Sends again up to `limit` alert events left undelivered (by a crash
+    /// of this or another process, a full queue or a webhook that stayed
+    /// down) whose hold has passed; returns how many.
+    pub async fn redeliver(self: &Arc<Self>, limit: usize) -> usize {
+        match self.alerter.undelivered(limit).await {
+            Ok(alerts) => {
+                let n = alerts.len();
+                for alert in alerts {
+                    tracing::info!(alert = %alert.id, event = %alert.event, "redelivering an alert");
+                    self.send(alert);
+                }
+                n
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading undelivered alerts failed");
+                0
+            }
+        }
+    }
+}
+
+/// Undelivered alerts taken per pass of the redelivery loop.
+const REDELIVER_BATCH: usize = 100;
+
+/// Sends undelivered alerts again, at start and every `every`, until
+/// `stop`.
+async fn redeliver_loop(alerts: Arc<Alerts>, every: Duration, mut stop: watch::Receiver<bool>) {
+    loop {
+        while alerts.redeliver(REDELIVER_BATCH).await == REDELIVER_BATCH {}
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// Runs jobs from the store. Cheap to clone.
@@ -188,7 +259,14 @@ impl Executor {
         let (tx, rx) = mpsc::channel::<Done>(inner.config.max_in_flight.max(1) * 2);
         let completer = tokio::spawn(complete_loop(inner.clone(), rx));
         let (hb_stop_tx, hb_stop) = watch::channel(false);
-        let heartbeat = tokio::spawn(heartbeat_loop(inner.clone(), hb_stop));
+        let heartbeat = tokio::spawn(heartbeat_loop(inner.clone(), hb_stop.clone()));
+        let redeliver = inner.alerts.clone().map(|alerts| {
+            tokio::spawn(redeliver_loop(
+                alerts,
+                inner.config.redeliver_every,
+                hb_stop.clone(),
+            ))
+        });
         let permits = Arc::new(Semaphore::new(inner.config.max_in_flight.max(1)));
         loop {
             if *shutdown.borrow() {
@@ -267,6 +345,9 @@ impl Executor {
         let _ = completer.await;
         let _ = hb_stop_tx.send(true);
         let _ = heartbeat.await;
+        if let Some(redeliver) = redeliver {
+            let _ = redeliver.await;
+        }
     }
 }
 
@@ -987,9 +1068,7 @@ async fn record(inner: &Inner, batch: &mut [Done]) {
             }
             if let Some(o) = &d.observation {
                 for alert in alerts.alerter.observe(o).await {
-                    if let Err(e) = alerts.dispatcher.dispatch(alert) {
-                        tracing::warn!(error = %e, "an alert could not be queued");
-                    }
+                    alerts.send(alert);
                 }
             }
         }

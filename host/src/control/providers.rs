@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -14,12 +15,12 @@ use crate::bindings::tickets::{Filed, Ticket};
 use crate::bindings::types::{HostError, Outcome, RunMode};
 use crate::capability::state::{MAX_KEYS, StateStore};
 use crate::capability::tickets::{TicketOrigin, TicketsProvider};
-use crate::control::alerts::{AlertKey, AlertState, AlertStateError, OpenAlert};
+use crate::control::alerts::{Alert, AlertKey, AlertState, AlertStateError, OpenAlert};
 use crate::device::Device;
 use crate::device::local::{self, LocalConfig};
 use crate::device::simulated::{Fixture, Simulated};
 use crate::runtime::{Journal, JournalKey};
-use crate::store::{self, JobId, NewTicket, Store, TenantId, Timestamp};
+use crate::store::{self, JobId, NewTicket, OutboxEvent, Store, TenantId, Timestamp};
 
 /// The mutation journal in the store, keyed by job id (the run id the
 /// executor gives the runtime), so it survives the worker.
@@ -198,8 +199,41 @@ impl AuditSink for CollectAudit {
     }
 }
 
-/// Open alerts in the store, shared by every `steward` process on it.
-pub struct StoreAlertState(pub Store);
+/// Open alerts in the store, shared by every `steward` process on it, and
+/// the outbox of their events: a firing or resolved event is written in
+/// the transaction that opens or closes its alert and deleted once
+/// delivered, so a crash between the two does not lose it.
+pub struct StoreAlertState {
+    store: Store,
+    hold: Duration,
+}
+
+/// How long the process that records an alert event has to deliver it
+/// (every retry of [`DeliveryPolicy::default`](super::alerts::DeliveryPolicy)
+/// fits) before another delivery may start.
+pub const REDELIVER_AFTER: Duration = Duration::from_secs(300);
+
+impl StoreAlertState {
+    /// Alert state and outbox in `store`, held [`REDELIVER_AFTER`].
+    pub fn new(store: Store) -> Self {
+        Self::holding(store, REDELIVER_AFTER)
+    }
+
+    /// Alert state and outbox in `store`; a delivery holds an event for
+    /// `hold` before another may start.
+    pub fn holding(store: Store, hold: Duration) -> Self {
+        Self { store, hold }
+    }
+
+    fn outbox(&self, alert: &Alert) -> Result<OutboxEvent, AlertStateError> {
+        Ok(OutboxEvent {
+            alert_id: alert.id.clone(),
+            event: alert.event.as_str().to_owned(),
+            body: serde_json::to_string(alert).map_err(backend)?,
+            retry_at: Timestamp::now() + self.hold,
+        })
+    }
+}
 
 fn backend(e: impl std::error::Error + Send + Sync + 'static) -> AlertStateError {
     AlertStateError::Backend(Box::new(e))
@@ -216,13 +250,17 @@ fn encode(alert: &OpenAlert) -> Result<String, AlertStateError> {
 #[async_trait]
 impl AlertState for StoreAlertState {
     async fn get(&self, key: &AlertKey) -> Result<Option<OpenAlert>, AlertStateError> {
-        let text = self.0.alert_get(&key.to_string()).await.map_err(backend)?;
+        let text = self
+            .store
+            .alert_get(&key.to_string())
+            .await
+            .map_err(backend)?;
         text.as_deref().map(decode).transpose()
     }
 
     async fn open(&self, key: &AlertKey, alert: &OpenAlert) -> Result<bool, AlertStateError> {
-        self.0
-            .alert_open(&key.to_string(), &encode(alert)?, Timestamp::now())
+        self.store
+            .alert_open(&key.to_string(), &encode(alert)?, None, Timestamp::now())
             .await
             .map_err(backend)
     }
@@ -234,14 +272,14 @@ impl AlertState for StoreAlertState {
     ) -> Result<Option<OpenAlert>, AlertStateError> {
         let key = key.to_string();
         loop {
-            let Some(old) = self.0.alert_get(&key).await.map_err(backend)? else {
+            let Some(old) = self.store.alert_get(&key).await.map_err(backend)? else {
                 return Ok(None);
             };
             let mut alert = decode(&old)?;
             alert.occurrences += 1;
             alert.last_seen = alert.last_seen.max(at);
             if self
-                .0
+                .store
                 .alert_replace(&key, &old, &encode(&alert)?, Timestamp::now())
                 .await
                 .map_err(backend)?
@@ -253,11 +291,93 @@ impl AlertState for StoreAlertState {
 
     async fn close(&self, key: &AlertKey) -> Result<Option<OpenAlert>, AlertStateError> {
         let text = self
-            .0
-            .alert_close(&key.to_string())
+            .store
+            .alert_close(&key.to_string(), |_| Ok(None), Timestamp::now())
             .await
             .map_err(backend)?;
         text.as_deref().map(decode).transpose()
+    }
+
+    async fn open_firing(
+        &self,
+        key: &AlertKey,
+        alert: &OpenAlert,
+        firing: &Alert,
+    ) -> Result<bool, AlertStateError> {
+        let event = self.outbox(firing)?;
+        self.store
+            .alert_open(
+                &key.to_string(),
+                &encode(alert)?,
+                Some(&event),
+                Timestamp::now(),
+            )
+            .await
+            .map_err(backend)
+    }
+
+    async fn close_resolved(
+        &self,
+        key: &AlertKey,
+        resolved: &(dyn Fn(OpenAlert) -> Alert + Send + Sync),
+    ) -> Result<Option<Alert>, AlertStateError> {
+        let mut made = None;
+        self.store
+            .alert_close(
+                &key.to_string(),
+                |text| {
+                    let open =
+                        serde_json::from_str(text).map_err(|e| store::StoreError::Corrupt {
+                            column: "alert_state.alert",
+                            message: format!("the open alert of `{key}`: {e}"),
+                        })?;
+                    let alert = resolved(open);
+                    let event = self
+                        .outbox(&alert)
+                        .map_err(|e| store::StoreError::Corrupt {
+                            column: "alert_outbox.body",
+                            message: format!("the resolved alert of `{key}`: {e}"),
+                        })?;
+                    made = Some(alert);
+                    Ok(Some(event))
+                },
+                Timestamp::now(),
+            )
+            .await
+            .map_err(backend)?;
+        Ok(made)
+    }
+
+    async fn undelivered(&self, limit: usize) -> Result<Vec<Alert>, AlertStateError> {
+        let due = self
+            .store
+            .alert_outbox_due(Timestamp::now(), self.hold, limit)
+            .await
+            .map_err(backend)?;
+        let mut alerts = Vec::with_capacity(due.len());
+        for event in due {
+            match serde_json::from_str::<Alert>(&event.body) {
+                Ok(alert) => alerts.push(alert),
+                Err(e) => {
+                    // Not deliverable as it is; dropping it beats resending
+                    // a broken body forever.
+                    tracing::error!(alert = %event.alert_id, event = %event.event, error = %e,
+                        "an undeliverable alert event was dropped from the outbox");
+                    self.store
+                        .alert_outbox_done(&event.alert_id, &event.event)
+                        .await
+                        .map_err(backend)?;
+                }
+            }
+        }
+        Ok(alerts)
+    }
+
+    async fn delivered(&self, alert: &Alert) -> Result<(), AlertStateError> {
+        self.store
+            .alert_outbox_done(&alert.id, alert.event.as_str())
+            .await
+            .map_err(backend)
     }
 }
 

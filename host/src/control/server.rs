@@ -254,7 +254,7 @@ impl Server {
             None
         } else {
             Some(Arc::new(Alerts {
-                alerter: Alerter::new(Arc::new(StoreAlertState(store.clone()))),
+                alerter: Alerter::new(Arc::new(StoreAlertState::new(store.clone()))),
                 dispatcher: Dispatcher::start(
                     config.webhooks.clone(),
                     DispatcherConfig::default(),

@@ -3,6 +3,7 @@
 //! SLA report over findings.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -11,7 +12,7 @@ use super::error::Result;
 use super::ids::{DeviceId, JobId, PlaybookId, RunId, TenantId, Timestamp};
 use super::model::{NewChange, Playbook, Tier};
 use super::sql::{Sql, enum_column, json_column, time_column};
-use super::{Store, ids};
+use super::{Backend, Store, WriteTx, ids};
 
 /// An installed plugin version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -449,12 +450,19 @@ impl Store {
     }
 
     /// Stores `alert` under `key` unless one is there; true if this call
-    /// stored it.
+    /// stored it. When it did, `event` (if any) is written to the alert
+    /// outbox in the same transaction, held until its `retry_at`.
     ///
     /// # Errors
     ///
     /// A database failure.
-    pub async fn alert_open(&self, key: &str, alert: &str, now: Timestamp) -> Result<bool> {
+    pub async fn alert_open(
+        &self,
+        key: &str,
+        alert: &str,
+        event: Option<&OutboxEvent>,
+        now: Timestamp,
+    ) -> Result<bool> {
         let mut tx = self.write().await?;
         let n = sqlx::query(
             "INSERT INTO alert_state (alert_key, alert, updated_at) VALUES ($1, $2, $3) \
@@ -466,6 +474,11 @@ impl Store {
         .execute(tx.conn())
         .await?
         .rows_affected();
+        if n == 1
+            && let Some(event) = event
+        {
+            outbox_insert(&mut tx, event, now).await?;
+        }
         tx.commit().await?;
         Ok(n == 1)
     }
@@ -498,20 +511,118 @@ impl Store {
     }
 
     /// Removes the alert under `key` and returns it; of concurrent callers
-    /// one gets it.
+    /// one gets it. What `event` makes of it (the resolved event), if
+    /// anything, is written to the alert outbox in the same transaction; an
+    /// error from `event` leaves the alert open.
     ///
     /// # Errors
     ///
-    /// A database failure.
-    pub async fn alert_close(&self, key: &str) -> Result<Option<String>> {
+    /// A database failure, or `event`'s.
+    pub async fn alert_close(
+        &self,
+        key: &str,
+        event: impl FnOnce(&str) -> Result<Option<OutboxEvent>>,
+        now: Timestamp,
+    ) -> Result<Option<String>> {
         let mut tx = self.write().await?;
         let alert: Option<String> =
             sqlx::query_scalar("DELETE FROM alert_state WHERE alert_key = $1 RETURNING alert")
                 .bind(key)
                 .fetch_optional(tx.conn())
                 .await?;
+        if let Some(alert) = &alert
+            && let Some(event) = event(alert)?
+        {
+            outbox_insert(&mut tx, &event, now).await?;
+        }
         tx.commit().await?;
         Ok(alert)
+    }
+
+    /// Takes up to `limit` outbox events whose `retry_at` has passed, oldest
+    /// first, holding each until `now + hold` (so no other process takes
+    /// it meanwhile) and counting the attempt.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn alert_outbox_due(
+        &self,
+        now: Timestamp,
+        hold: Duration,
+        limit: usize,
+    ) -> Result<Vec<OutboxEvent>> {
+        let mut tx = self.write().await?;
+        let mut sql = Sql::new(
+            self.backend,
+            "SELECT alert_id, event, body FROM alert_outbox WHERE retry_at <= ",
+        );
+        sql.bind(now)
+            .push(" ORDER BY retry_at, created_at LIMIT ")
+            .bind(limit as i64);
+        if self.backend == Backend::Postgres {
+            sql.push(" FOR UPDATE SKIP LOCKED");
+        }
+        let mut due = Vec::new();
+        for row in sql.fetch_all(tx.conn()).await? {
+            due.push(OutboxEvent {
+                alert_id: row.try_get("alert_id")?,
+                event: row.try_get("event")?,
+                body: row.try_get("body")?,
+                retry_at: now + hold,
+            });
+        }
+        for e in &due {
+            sqlx::query(
+                "UPDATE alert_outbox SET retry_at = $1, attempts = attempts + 1 \
+                 WHERE alert_id = $2 AND event = $3",
+            )
+            .bind(e.retry_at.as_millis())
+            .bind(e.alert_id.as_str())
+            .bind(e.event.as_str())
+            .execute(tx.conn())
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(due)
+    }
+
+    /// Removes a delivered event from the outbox.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn alert_outbox_done(&self, alert_id: &str, event: &str) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query("DELETE FROM alert_outbox WHERE alert_id = $1 AND event = $2")
+            .bind(alert_id)
+            .bind(event)
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await
+    }
+
+    /// The events in the alert outbox, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn alert_outbox(&self) -> Result<Vec<OutboxEvent>> {
+        let rows = sqlx::query(
+            "SELECT alert_id, event, body, retry_at FROM alert_outbox ORDER BY created_at, event",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(OutboxEvent {
+                    alert_id: row.try_get("alert_id")?,
+                    event: row.try_get("event")?,
+                    body: row.try_get("body")?,
+                    retry_at: Timestamp::from_millis(row.try_get("retry_at")?),
+                })
+            })
+            .collect()
     }
 
     /// Time to remediate per tenant tier: findings of severity warning or
@@ -592,4 +703,34 @@ fn plugin_source(r: &sqlx::any::AnyRow) -> Result<Option<PluginSource>> {
         signed_by: r.try_get("signed_by")?,
         capabilities,
     }))
+}
+
+/// An alert event in the outbox: written with the state change that makes
+/// it, deleted once delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEvent {
+    /// The alert's id.
+    pub alert_id: String,
+    /// `alert.firing` or `alert.resolved`.
+    pub event: String,
+    /// The webhook body (the alert's JSON).
+    pub body: String,
+    /// When another delivery may start.
+    pub retry_at: Timestamp,
+}
+
+async fn outbox_insert(tx: &mut WriteTx, event: &OutboxEvent, now: Timestamp) -> Result<()> {
+    // A redelivered resolution of the same alert replaces nothing.
+    sqlx::query(
+        "INSERT INTO alert_outbox (alert_id, event, body, created_at, retry_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (alert_id, event) DO NOTHING",
+    )
+    .bind(event.alert_id.as_str())
+    .bind(event.event.as_str())
+    .bind(event.body.as_str())
+    .bind(now.as_millis())
+    .bind(event.retry_at.as_millis())
+    .execute(tx.conn())
+    .await?;
+    Ok(())
 }

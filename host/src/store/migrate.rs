@@ -25,6 +25,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "registry",
         include_str!("../../migrations/0004_registry.sql"),
     ),
+    (
+        5,
+        "alert outbox",
+        include_str!("../../migrations/0005_alert_outbox.sql"),
+    ),
 ];
 
 /// The migrator for the embedded migrations. It takes a database-wide

@@ -192,7 +192,7 @@ pub use admin::{
     ApiToken, NewUser, RunFilter, RunLog, RunPageJson, Scope, StoreMetrics, StoredAudit,
     StoredWebhook, User,
 };
-pub use durable::{NewTicket, PluginSource, PluginVersion, StoredTicket, TierSla};
+pub use durable::{NewTicket, OutboxEvent, PluginSource, PluginVersion, StoredTicket, TierSla};
 pub use error::{Result, StoreError};
 pub use ids::{DeviceId, JobId, PlaybookId, RunId, ScheduleId, SiteId, TenantId, Timestamp};
 pub use model::{

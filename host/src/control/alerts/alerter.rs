@@ -96,28 +96,41 @@ impl Alerter {
             last_seen: observation.at,
             occurrences: 1,
         };
-        if !self.state.open(key, &open).await? {
-            // Another observer opened it between our `repeat` and `open`; it
-            // sends the firing alert, we count the occurrence.
-            self.state.repeat(key, observation.at).await?;
-            return Ok(None);
-        }
-        Ok(Some(Alert {
-            id: open.id,
+        let firing = Alert {
+            id: open.id.clone(),
             event: AlertEvent::Firing,
             condition: key.condition,
             severity: open.severity,
             tenant_id: key.tenant_id.clone(),
             device_id: key.device_id.clone(),
             plugin: key.plugin.clone(),
-            run_id: open.run_id,
-            job_id: open.job_id,
+            run_id: open.run_id.clone(),
+            job_id: open.job_id.clone(),
             summary,
             details,
             first_seen: open.first_seen,
             occurrences: 1,
             at: observation.at,
-        }))
+        };
+        if !self.state.open_firing(key, &open, &firing).await? {
+            // Another observer opened it between our `repeat` and `open`; it
+            // sends the firing alert, we count the occurrence.
+            self.state.repeat(key, observation.at).await?;
+            return Ok(None);
+        }
+        Ok(Some(firing))
+    }
+
+    /// Events kept undelivered (a crash or a webhook down through every
+    /// retry) whose hold has passed, at most `limit`: deliver them again
+    /// and mark each [`delivered`](Self::delivered).
+    pub async fn undelivered(&self, limit: usize) -> Result<Vec<Alert>, AlertStateError> {
+        self.state.undelivered(limit).await
+    }
+
+    /// Marks `alert`'s event delivered to every webhook it was for.
+    pub async fn delivered(&self, alert: &Alert) -> Result<(), AlertStateError> {
+        self.state.delivered(alert).await
     }
 
     /// `key`'s condition does not hold: resolve if this call closes the key.
@@ -131,26 +144,26 @@ impl Alerter {
         if self.state.get(key).await?.is_none() {
             return Ok(None);
         }
-        let Some(open) = self.state.close(key).await? else {
-            return Ok(None);
+        let resolved = |open: OpenAlert| {
+            let (summary, details) = observation.describe_resolved(key.condition, &open);
+            Alert {
+                id: open.id,
+                event: AlertEvent::Resolved,
+                condition: key.condition,
+                severity: open.severity,
+                tenant_id: key.tenant_id.clone(),
+                device_id: key.device_id.clone(),
+                plugin: key.plugin.clone(),
+                run_id: observation.run_id.clone(),
+                job_id: observation.job_id.clone(),
+                summary,
+                details,
+                first_seen: open.first_seen,
+                occurrences: open.occurrences,
+                at: observation.at,
+            }
         };
-        let (summary, details) = observation.describe_resolved(key.condition, &open);
-        Ok(Some(Alert {
-            id: open.id,
-            event: AlertEvent::Resolved,
-            condition: key.condition,
-            severity: open.severity,
-            tenant_id: key.tenant_id.clone(),
-            device_id: key.device_id.clone(),
-            plugin: key.plugin.clone(),
-            run_id: observation.run_id.clone(),
-            job_id: observation.job_id.clone(),
-            summary,
-            details,
-            first_seen: open.first_seen,
-            occurrences: open.occurrences,
-            at: observation.at,
-        }))
+        self.state.close_resolved(key, &resolved).await
     }
 }
 

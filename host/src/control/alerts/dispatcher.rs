@@ -12,7 +12,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tracing::{error, instrument};
 
 use super::delivery::{DeliveryPolicy, DeliveryReport, Target, deliver};
-use super::id::new_id;
+use super::id::delivery_id;
 use super::model::Alert;
 use super::webhook::{Webhook, WebhookError};
 
@@ -88,7 +88,13 @@ impl PendingDelivery {
     /// returns their reports, in the order the webhooks were configured;
     /// empty when no webhook matched or the dispatcher stopped first.
     pub async fn reports(self) -> Vec<DeliveryReport> {
-        self.reports.await.unwrap_or_default()
+        self.outcome().await.unwrap_or_default()
+    }
+
+    /// As [`reports`](Self::reports), but `None` when the dispatcher
+    /// stopped before the deliveries ended.
+    pub async fn outcome(self) -> Option<Vec<DeliveryReport>> {
+        self.reports.await.ok()
     }
 }
 
@@ -301,7 +307,7 @@ async fn deliver_to_all(
         );
         let (alert_id, event) = (alert.id.clone(), alert.event);
         deliveries.spawn(async move {
-            let delivery_id = new_id();
+            let delivery_id = delivery_id(&alert_id, event.as_str(), &target.webhook.id);
             let report = deliver(
                 &client,
                 &policy,

@@ -6,7 +6,7 @@
 //!                              │ per-key state          │ queue + task,   (signed,
 //!                              ▼ machine                ▼ concurrent      retried)
 //!                           AlertState               DeliveryReport
-//!                  (memory; the store later)
+//!                  (memory or store + outbox)
 //! ```
 //!
 //! - [`Observation`]: what one job showed — the check's critical findings
@@ -38,7 +38,7 @@
 //! | `Content-Type` | `application/json` |
 //! | `User-Agent` | `steward/<version>` |
 //! | `X-Steward-Event` | `alert.firing` or `alert.resolved` (as in the body) |
-//! | `X-Steward-Delivery` | an id unique to this alert event and webhook, the same on every retry, so a receiver can drop duplicates |
+//! | `X-Steward-Delivery` | an id unique to this alert event and webhook, the same on every retry and on a redelivery after a restart, so a receiver can drop duplicates |
 //! | `X-Steward-Signature` | `sha256=` and the lowercase hex HMAC-SHA256 of the exact body bytes, keyed with the webhook's secret |
 //!
 //! A `2xx` answer is delivered. Transport errors (connect, timeout, reset),
@@ -87,11 +87,16 @@
 //!
 //! # Delivery guarantees
 //!
-//! A state transition and the delivery of its alert are not one
-//! transaction: an alert lost between them (a full queue, a crash, a
-//! webhook that stays down through every retry) is not sent again while
-//! the condition keeps holding. Alerts are at most once per event; every
-//! loss is logged at `error`.
+//! With a state that keeps events ([`AlertState::open_firing`] and
+//! [`AlertState::close_resolved`]; the store's does, in the transaction
+//! that opens or closes the alert), delivery is at least once per event
+//! and webhook: an event stays undelivered until every matching webhook
+//! took it or refused it for good, and one whose delivery did not end so
+//! (a crash, a full queue, a webhook down through every retry) is
+//! delivered again once the hold of the delivery that started it has
+//! passed ([`AlertState::undelivered`]; the executor's redelivery loop).
+//! A receiver drops the duplicates by `X-Steward-Delivery`. With
+//! [`MemoryAlertState`] nothing outlives the process: at most once.
 
 mod alerter;
 mod delivery;

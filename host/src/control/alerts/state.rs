@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::model::{AlertKey, Severity};
+use super::model::{Alert, AlertKey, Severity};
 
 /// What is kept about an open alert, from its firing to its resolution.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +74,46 @@ pub trait AlertState: Send + Sync {
     /// Closes `key` and returns what was open. Of concurrent callers, one
     /// gets the alert and the others `None`.
     async fn close(&self, key: &AlertKey) -> Result<Option<OpenAlert>, AlertStateError>;
+
+    /// [`open`](Self::open), and when this call opens the key, `firing` is
+    /// kept as undelivered in the same step, so a crash before its
+    /// delivery does not lose it (see [`undelivered`](Self::undelivered)).
+    /// The default keeps nothing: for a state that a restart loses anyway.
+    async fn open_firing(
+        &self,
+        key: &AlertKey,
+        alert: &OpenAlert,
+        firing: &Alert,
+    ) -> Result<bool, AlertStateError> {
+        let _ = firing;
+        self.open(key, alert).await
+    }
+
+    /// [`close`](Self::close), returning the event `resolved` makes of what
+    /// was open, kept as undelivered in the same step.
+    async fn close_resolved(
+        &self,
+        key: &AlertKey,
+        resolved: &(dyn Fn(OpenAlert) -> Alert + Send + Sync),
+    ) -> Result<Option<Alert>, AlertStateError> {
+        Ok(self.close(key).await?.map(resolved))
+    }
+
+    /// Events kept by `open_firing` and `close_resolved` that are not
+    /// marked [`delivered`](Self::delivered) and whose delivery is no
+    /// longer held by whoever started it, oldest first, at most `limit`:
+    /// each is held for this caller before it is returned.
+    async fn undelivered(&self, limit: usize) -> Result<Vec<Alert>, AlertStateError> {
+        let _ = limit;
+        Ok(Vec::new())
+    }
+
+    /// Marks `alert`'s event delivered: it is not returned by
+    /// `undelivered` again.
+    async fn delivered(&self, alert: &Alert) -> Result<(), AlertStateError> {
+        let _ = alert;
+        Ok(())
+    }
 }
 
 /// Open alerts in this process's memory: for the local runner, a single
