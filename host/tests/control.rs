@@ -210,18 +210,21 @@ async fn approval_holds_the_plan_and_apply_refuses_a_device_that_changed() {
             .approve_job(&waiting["same"], "admin", "ok", now)
             .await
             .unwrap()
+            .is_some()
     );
     assert!(
         db.store
             .approve_job(&waiting["drifted"], "admin", "ok", now)
             .await
             .unwrap()
+            .is_some()
     );
     assert!(
         db.store
             .reject_job(&waiting["rejected"], "admin", "not now", now)
             .await
             .unwrap()
+            .is_some()
     );
     let done = finished(&db.store, &run).await;
     running.stop().await;

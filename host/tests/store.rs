@@ -1011,16 +1011,21 @@ async fn approvals_gate_jobs(db: TestDb) {
     assert!(ids.len() == 3);
     assert!(s.claim("w", 10, LEASE, at(5)).await.unwrap().is_empty());
 
-    assert!(s.approve_job(&ids[0], "alice", "ok", at(6)).await.unwrap());
+    let approved = s.approve_job(&ids[0], "alice", "ok", at(6)).await.unwrap();
+    assert_eq!(approved.map(|j| j.status), Some(JobStatus::Queued));
     assert!(
         !s.approve_job(&ids[0], "alice", "twice", at(6))
             .await
             .unwrap()
+            .is_some()
     );
-    assert!(
-        s.reject_job(&ids[1], "bob", "not now", at(6))
-            .await
-            .unwrap()
+    let rejected = s
+        .reject_job(&ids[1], "bob", "not now", at(6))
+        .await
+        .unwrap();
+    assert_eq!(
+        rejected.map(|j| (j.status, j.last_error)),
+        Some((JobStatus::Cancelled, Some("plan rejected".to_string())))
     );
     assert!(matches!(
         s.approve_job(&ids[2], " ", "", at(6)).await,

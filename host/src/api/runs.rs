@@ -457,7 +457,7 @@ async fn decide(
     let job = state.job(&caller, &job_id).await?;
     let store = state.store();
     let now = Timestamp::now();
-    let done = if approved {
+    let decided = if approved {
         store
             .approve_job(&job.id, &caller.actor(), &body.comment, now)
             .await?
@@ -466,13 +466,13 @@ async fn decide(
             .reject_job(&job.id, &caller.actor(), &body.comment, now)
             .await?
     };
-    if !done {
+    let Some(decided) = decided else {
         return Err(ApiError::new(
             axum::http::StatusCode::CONFLICT,
             "not-awaiting-approval",
             format!("job `{}` is {}, not awaiting approval", job.id, job.status),
         ));
-    }
+    };
     let action = if approved {
         "approval.approve"
     } else {
@@ -486,7 +486,8 @@ async fn decide(
             json!({ "job": job.id, "run": job.run_id, "comment": body.comment }),
         )
         .await?;
-    Ok(axum::Json(state.job(&caller, &job.id).await?))
+    // As the decision left it: a worker may take an approved job at once.
+    Ok(axum::Json(decided))
 }
 
 /// Whose tickets.

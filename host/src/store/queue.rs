@@ -1070,8 +1070,9 @@ impl Store {
     }
 
     /// Approves a job awaiting approval: it is queued and the decision is
-    /// recorded. Returns `false` (and records nothing) if the job was not
-    /// awaiting approval.
+    /// recorded. Returns the job as the approval left it (a worker may
+    /// take it right after), or `None` (and records nothing) if the job
+    /// was not awaiting approval.
     ///
     /// # Errors
     ///
@@ -1082,13 +1083,13 @@ impl Store {
         by: &str,
         note: &str,
         now: Timestamp,
-    ) -> Result<bool> {
+    ) -> Result<Option<Job>> {
         self.decide(job_id, by, note, true, now).await
     }
 
     /// Rejects a job awaiting approval: it is cancelled and the decision is
-    /// recorded. Returns `false` (and records nothing) if the job was not
-    /// awaiting approval.
+    /// recorded. Returns the job as the rejection left it, or `None` (and
+    /// records nothing) if the job was not awaiting approval.
     ///
     /// # Errors
     ///
@@ -1099,7 +1100,7 @@ impl Store {
         by: &str,
         note: &str,
         now: Timestamp,
-    ) -> Result<bool> {
+    ) -> Result<Option<Job>> {
         self.decide(job_id, by, note, false, now).await
     }
 
@@ -1110,25 +1111,26 @@ impl Store {
         note: &str,
         approved: bool,
         now: Timestamp,
-    ) -> Result<bool> {
+    ) -> Result<Option<Job>> {
         if by.trim().is_empty() {
             return Err(StoreError::invalid("decided-by", "must not be empty"));
         }
         let mut tx = self.write().await?;
-        let run: Option<String> = sqlx::query_scalar(
+        let row = sqlx::query(&format!(
             "UPDATE jobs SET status = $1, \
              finished_at = CASE WHEN $1 = 'cancelled' THEN $2 ELSE NULL END, \
              last_error = CASE WHEN $1 = 'cancelled' THEN 'plan rejected' ELSE last_error END \
-             WHERE id = $3 AND status = 'awaiting-approval' RETURNING run_id",
-        )
+             WHERE id = $3 AND status = 'awaiting-approval' RETURNING {JOB_COLUMNS}"
+        ))
         .bind(if approved { "queued" } else { "cancelled" })
         .bind(now.as_millis())
         .bind(job_id.as_str())
         .fetch_optional(tx.conn())
         .await?;
-        let Some(run) = run else {
-            return Ok(false);
+        let Some(row) = row else {
+            return Ok(None);
         };
+        let job = job_from_row(&row)?;
         sqlx::query(
             "INSERT INTO approvals (id, job_id, decision, decided_by, note, decided_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -1143,9 +1145,10 @@ impl Store {
         .await?;
         tx.commit().await?;
         if !approved {
-            self.finish_runs(&[RunId::from(run)], now).await?;
+            self.finish_runs(std::slice::from_ref(&job.run_id), now)
+                .await?;
         }
-        Ok(true)
+        Ok(Some(job))
     }
 
     /// The job with this id, if any.
