@@ -1014,10 +1014,10 @@ async fn approvals_gate_jobs(db: TestDb) {
     let approved = s.approve_job(&ids[0], "alice", "ok", at(6)).await.unwrap();
     assert_eq!(approved.map(|j| j.status), Some(JobStatus::Queued));
     assert!(
-        !s.approve_job(&ids[0], "alice", "twice", at(6))
+        s.approve_job(&ids[0], "alice", "twice", at(6))
             .await
             .unwrap()
-            .is_some()
+            .is_none()
     );
     let rejected = s
         .reject_job(&ids[1], "bob", "not now", at(6))
