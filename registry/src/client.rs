@@ -77,6 +77,15 @@ pub enum ClientError {
         /// The bound.
         max: u64,
     },
+    /// A download was slower than the client's floor (see
+    /// [`RegistryClient::with_download_floor`]).
+    #[error("the download from {url} did not finish within {seconds:.1} s")]
+    TooSlow {
+        /// The URL requested.
+        url: String,
+        /// The time it had.
+        seconds: f64,
+    },
     /// Downloaded bytes do not have the digest asked for.
     #[error("the downloaded bytes have digest {actual}, not the {expected} asked for")]
     DigestMismatch {
@@ -176,6 +185,22 @@ pub struct RegistryClient {
     base: String,
     token: Option<String>,
     http: reqwest::Client,
+    download_floor: DownloadFloor,
+}
+
+/// How slow a download may be: after `grace`, it must have averaged
+/// `bytes_per_second` over its size (or, without a `Content-Length`, over
+/// the most the caller accepts).
+#[derive(Debug, Clone, Copy)]
+struct DownloadFloor {
+    grace: Duration,
+    bytes_per_second: u64,
+}
+
+impl DownloadFloor {
+    fn limit(self, size: u64) -> Duration {
+        self.grace + Duration::from_secs_f64(size as f64 / self.bytes_per_second.max(1) as f64)
+    }
 }
 
 impl RegistryClient {
@@ -210,7 +235,27 @@ impl RegistryClient {
                 url: base.clone(),
                 source,
             })?;
-        Ok(Self { base, token, http })
+        Ok(Self {
+            base,
+            token,
+            http,
+            download_floor: DownloadFloor {
+                grace: Duration::from_secs(60),
+                bytes_per_second: 256 * 1024,
+            },
+        })
+    }
+
+    /// Sets how slow a download may be before it fails with
+    /// [`ClientError::TooSlow`]: it gets `grace` plus its size at
+    /// `bytes_per_second` (by default one minute plus 256 KiB/s), so a
+    /// registry that keeps trickling bytes cannot hold a caller forever.
+    pub fn with_download_floor(mut self, grace: Duration, bytes_per_second: u64) -> Self {
+        self.download_floor = DownloadFloor {
+            grace,
+            bytes_per_second,
+        };
+        self
     }
 
     /// The registry's base URL.
@@ -327,18 +372,34 @@ impl RegistryClient {
     /// # Errors
     ///
     /// [`ClientError::TooLarge`], [`ClientError::DigestMismatch`],
-    /// `not-found`.
+    /// [`ClientError::TooSlow`], `not-found`.
     pub async fn download(&self, digest: &Digest, max_bytes: u64) -> Result<Vec<u8>, ClientError> {
         let url = self.url(&["v1", "blobs", &digest.to_string()]);
-        let response = self.send(self.http.get(&url), &url).await?;
+        let started = tokio::time::Instant::now();
+        let too_slow = |limit: Duration| ClientError::TooSlow {
+            url: url.clone(),
+            seconds: limit.as_secs_f64(),
+        };
+        // Until the size is known, the most the caller accepts sets it.
+        let mut limit = self.download_floor.limit(max_bytes);
+        let response =
+            tokio::time::timeout_at(started + limit, self.send(self.http.get(&url), &url))
+                .await
+                .map_err(|_| too_slow(limit))??;
         if response.content_length().is_some_and(|len| len > max_bytes) {
             return Err(ClientError::TooLarge { max: max_bytes });
+        }
+        if let Some(len) = response.content_length() {
+            limit = self.download_floor.limit(len);
         }
         let capacity = response.content_length().unwrap_or(0).min(max_bytes);
         let mut out = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
         let mut hasher = Sha256::new();
         let mut stream = response.bytes_stream();
-        while let Some(chunk) = stream.next().await {
+        while let Some(chunk) = tokio::time::timeout_at(started + limit, stream.next())
+            .await
+            .map_err(|_| too_slow(limit))?
+        {
             let chunk = chunk.map_err(|source| ClientError::Http {
                 url: url.clone(),
                 source,
@@ -704,6 +765,49 @@ pub fn verify_resolved(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A registry that sends a blob a few bytes at a time.
+    async fn trickling(chunks: usize, every: Duration) -> String {
+        let app = axum::Router::new().route(
+            "/v1/blobs/{digest}",
+            axum::routing::get(move || async move {
+                let stream = futures_util::stream::unfold(0, move |sent| async move {
+                    if sent == chunks {
+                        return None;
+                    }
+                    tokio::time::sleep(every).await;
+                    Some((
+                        Ok::<_, std::io::Error>(Bytes::from_static(b"0123456789")),
+                        sent + 1,
+                    ))
+                });
+                axum::body::Body::from_stream(stream)
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_download_slower_than_the_floor_fails_and_one_above_it_does_not() {
+        let bytes = b"0123456789".repeat(20);
+        let digest = Digest::of(&bytes);
+        // 200 bytes, 10 every 50 ms: a second. Sent without a length, so
+        // the 400 bytes accepted set the limit: 0.2 s + 400 B at 1 kB/s.
+        let url = trickling(20, Duration::from_millis(50)).await;
+        let slow = RegistryClient::new(url.clone(), None)
+            .unwrap()
+            .with_download_floor(Duration::from_millis(200), 1_000);
+        let err = slow.download(&digest, 400).await.unwrap_err();
+        assert!(matches!(err, ClientError::TooSlow { .. }), "{err}");
+        assert!(err.to_string().contains("within 0.6 s"), "{err}");
+        let patient = RegistryClient::new(url, None)
+            .unwrap()
+            .with_download_floor(Duration::from_secs(30), 1_000);
+        assert_eq!(patient.download(&digest, 400).await.unwrap(), bytes);
+    }
 
     fn resolved(key: Option<&SecretKey>, bytes: &[u8]) -> Resolved {
         let manifest = Manifest {
