@@ -14,11 +14,13 @@ use steward_host::control::alerts::{
     Alerter, CheckResult, CriticalFinding, Dispatcher, DispatcherConfig, Observation,
     SIGNATURE_HEADER, Webhook, verify_signature,
 };
-use steward_host::control::executor::Alerts;
+use steward_host::control::executor::{Alerts, Executor, ExecutorConfig};
 use steward_host::control::plane::ControlError;
 use steward_host::control::providers::{StandardProviders, StoreAlertState};
 use steward_host::device::local::LocalConfig;
-use steward_host::store::{ChangeOutcome, JobMode, JobStatus, RunStatus, Tier, Timestamp};
+use steward_host::store::{
+    ChangeOutcome, JobMode, JobStatus, Reclaimed, RunStatus, Tier, Timestamp,
+};
 use support::control::{
     FIXER_GRANTS, TestDevices, finished, fixture, install, plane, simulated_facts, start, tenant,
     wait,
@@ -955,7 +957,12 @@ async fn a_lease_that_runs_out_is_followed_by_the_next_step_when_the_step_contin
         .unwrap();
     assert_eq!(claimed.len(), 2);
     tokio::time::sleep(Duration::from_millis(20)).await;
-    plane.sweep().await.unwrap();
+    let reclaimed = plane.sweep().await.unwrap();
+    let mut ended: Vec<_> = reclaimed.ended.iter().map(|j| j.id.clone()).collect();
+    ended.sort();
+    let mut expected: Vec<_> = claimed.iter().map(|j| j.id.clone()).collect();
+    expected.sort();
+    assert_eq!(ended, expected);
 
     let jobs = db.store.jobs_of_run(&goes_on_run).await.unwrap();
     let steps: Vec<_> = jobs.iter().map(|j| (j.step_index, j.status)).collect();
@@ -991,8 +998,29 @@ async fn a_lease_that_runs_out_is_followed_by_the_next_step_when_the_step_contin
     );
 
     // A second sweep finds nothing more to do.
-    plane.sweep().await.unwrap();
+    assert_eq!(plane.sweep().await.unwrap(), Reclaimed::default());
     assert_eq!(db.store.jobs_of_run(&goes_on_run).await.unwrap().len(), 2);
+
+    // The ended jobs alert as timed out: once for the device and plugin.
+    const SECRET: &str = "a-fourth-test-secret-of-enough-bytes";
+    let (url, got) = receiver(SECRET).await;
+    let executor = Executor::new(
+        ExecutorConfig::new("sweeper"),
+        db.store.clone(),
+        plane.library().clone(),
+        Arc::new(TestDevices::default()),
+        Some(alerts_to(&db.store, url, SECRET, None)),
+    );
+    executor.alert_timed_out(&reclaimed.ended).await;
+    outbox_drains(&db.store).await;
+    let received = got.lock().unwrap().clone();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(
+        (&received[0]["event"], &received[0]["condition"]),
+        (&json!("alert.firing"), &json!("job-timed-out"))
+    );
+    assert_eq!(received[0]["device_id"], devices[0].as_str());
+    assert_eq!(received[0]["details"]["limit_ms"], 300_000);
 }
 
 #[tokio::test]

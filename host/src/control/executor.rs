@@ -351,6 +351,35 @@ impl Executor {
     }
 }
 
+impl Executor {
+    /// Alerts on jobs the sweeper ended because their lease ran out with
+    /// no attempt left (their worker died or hung): each is a
+    /// `job-timed-out` observation of its device and plugin, at its
+    /// timeout. Without alerting configured, nothing happens.
+    pub async fn alert_timed_out(&self, jobs: &[Job]) {
+        let Some(alerts) = &self.inner.alerts else {
+            return;
+        };
+        for job in jobs {
+            let Some(device) = &job.device_id else {
+                continue;
+            };
+            let mut o = Observation::new(
+                job.tenant_id.as_str(),
+                device.as_str(),
+                job.plugin.as_str(),
+                job.run_id.as_str(),
+                job.id.as_str(),
+                Utc::now(),
+            );
+            o.job = JobEnd::TimedOut { limit: job.timeout };
+            for alert in alerts.alerter.observe(&o).await {
+                alerts.send(alert);
+            }
+        }
+    }
+}
+
 fn subject(job: &Job) -> &str {
     job.device_id
         .as_ref()

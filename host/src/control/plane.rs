@@ -366,12 +366,13 @@ impl ControlPlane {
     /// Puts expired leases back in the queue (a job out of attempts ends
     /// as timed out, and the next step follows it when its step says
     /// `continue`), expires jobs past their expiry, and finishes runs whose
-    /// jobs have all ended.
+    /// jobs have all ended. Returns what reclaiming leases did (the jobs
+    /// it ended, to alert on).
     ///
     /// # Errors
     ///
     /// A store failure.
-    pub async fn sweep(&self) -> Result<(), ControlError> {
+    pub async fn sweep(&self) -> Result<Reclaimed, ControlError> {
         let now = Timestamp::now();
         // The steps of the runs whose jobs end now, to enqueue what follows
         // them in the transaction that ends them. A run not loaded here
@@ -407,6 +408,6 @@ impl ControlPlane {
         }
         self.store.expire_due(now).await?;
         self.store.finish_settled_runs(now).await?;
-        Ok(())
+        Ok(reclaimed)
     }
 }

@@ -341,8 +341,9 @@ impl Server {
         let mut shutdown = shutdown;
         let plane = self.plane;
         // Repair what a crash left before taking new work.
-        if let Err(e) = plane.sweep().await {
-            tracing::warn!(error = %e, "startup sweep failed");
+        match plane.sweep().await {
+            Ok(r) => self.executor.alert_timed_out(&r.ended).await,
+            Err(e) => tracing::warn!(error = %e, "startup sweep failed"),
         }
         loop {
             tokio::select! {
@@ -359,8 +360,9 @@ impl Server {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "scheduler tick failed"),
             }
-            if let Err(e) = plane.sweep().await {
-                tracing::warn!(error = %e, "sweep failed");
+            match plane.sweep().await {
+                Ok(r) => self.executor.alert_timed_out(&r.ended).await,
+                Err(e) => tracing::warn!(error = %e, "sweep failed"),
             }
         }
         worker.await.context("the executor panicked")?;

@@ -719,12 +719,14 @@ pub enum FailOutcome {
 }
 
 /// What [`Store::reclaim_expired`](super::Store::reclaim_expired) did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Reclaimed {
     /// Jobs queued again.
     pub requeued: u64,
     /// Jobs out of attempts, ended as timed out.
     pub timed_out: u64,
+    /// Those jobs, as they were leased when their lease ran out.
+    pub ended: Vec<Job>,
     /// Jobs enqueued to follow the ones that ended (a step that says
     /// `continue`).
     pub followed: u64,

@@ -911,6 +911,9 @@ impl Store {
                 report.timed_out += 1;
                 let run = RunId::from(row.try_get::<String, _>("run_id")?);
                 let id: String = row.try_get("id")?;
+                if let Some((job, _)) = expired.iter().find(|(j, _)| j.id.as_str() == id) {
+                    report.ended.push(job.clone());
+                }
                 if let Some(next) = successors.get(&id) {
                     // A run already ended (cancelled) takes no more jobs.
                     match self.insert_jobs(&mut tx, &run, next, now).await {
