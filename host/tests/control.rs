@@ -2,6 +2,7 @@
 //! executor on the real runtime and a real store, approvals, webhook
 //! alerts against a real receiver, and refused input.
 
+#[macro_use]
 mod support;
 
 use std::collections::BTreeMap;
@@ -25,7 +26,7 @@ use support::control::{
     FIXER_GRANTS, TestDevices, finished, fixture, install, plane, simulated_facts, start, tenant,
     wait,
 };
-use support::{TestDb, postgres, sqlite};
+use support::{TestDb, sqlite};
 
 async fn playbook_runs_check_then_remediation(db: TestDb) {
     let dir = tempfile::tempdir().unwrap();
@@ -114,16 +115,6 @@ async fn playbook_runs_check_then_remediation(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(state[devices[0].as_str()]["checks"], "2");
-}
-
-#[tokio::test]
-async fn a_playbook_runs_check_then_remediation_on_targeted_devices_sqlite() {
-    playbook_runs_check_then_remediation(sqlite().await).await;
-}
-
-#[tokio::test]
-async fn a_playbook_runs_check_then_remediation_on_targeted_devices_postgres() {
-    playbook_runs_check_then_remediation(postgres().await).await;
 }
 
 #[tokio::test]
@@ -469,16 +460,6 @@ async fn an_alert_recorded_before_a_crash_is_delivered_by_the_next_process(db: T
     assert_eq!(received[0]["details"]["findings"][0]["id"], "f-1");
 }
 
-#[tokio::test]
-async fn an_alert_recorded_before_a_crash_is_delivered_by_the_next_process_sqlite() {
-    an_alert_recorded_before_a_crash_is_delivered_by_the_next_process(sqlite().await).await;
-}
-
-#[tokio::test]
-async fn an_alert_recorded_before_a_crash_is_delivered_by_the_next_process_postgres() {
-    an_alert_recorded_before_a_crash_is_delivered_by_the_next_process(postgres().await).await;
-}
-
 fn field<T>(r: Result<T, ControlError>) -> (String, String) {
     match r {
         Err(ControlError::Invalid { field, message }) => (field, message),
@@ -564,16 +545,6 @@ async fn bad_input_names_the_field_and_stores_nothing(db: TestDb) {
     assert_eq!(f, "target");
 
     assert_eq!(db.store.row_counts().await.unwrap(), before);
-}
-
-#[tokio::test]
-async fn bad_input_names_the_field_and_stores_nothing_sqlite() {
-    bad_input_names_the_field_and_stores_nothing(sqlite().await).await;
-}
-
-#[tokio::test]
-async fn bad_input_names_the_field_and_stores_nothing_postgres() {
-    bad_input_names_the_field_and_stores_nothing(postgres().await).await;
 }
 
 #[tokio::test]
@@ -1023,14 +994,9 @@ async fn a_lease_that_runs_out_is_followed_by_the_next_step_when_the_step_contin
     assert_eq!(received[0]["details"]["limit_ms"], 300_000);
 }
 
-#[tokio::test]
-async fn a_lease_that_runs_out_is_followed_by_the_next_step_when_the_step_continues_sqlite() {
-    a_lease_that_runs_out_is_followed_by_the_next_step_when_the_step_continues(sqlite().await)
-        .await;
-}
-
-#[tokio::test]
-async fn a_lease_that_runs_out_is_followed_by_the_next_step_when_the_step_continues_postgres() {
-    a_lease_that_runs_out_is_followed_by_the_next_step_when_the_step_continues(postgres().await)
-        .await;
-}
+on_both_backends!(
+    playbook_runs_check_then_remediation,
+    an_alert_recorded_before_a_crash_is_delivered_by_the_next_process,
+    bad_input_names_the_field_and_stores_nothing,
+    a_lease_that_runs_out_is_followed_by_the_next_step_when_the_step_continues,
+);

@@ -1,5 +1,6 @@
 //! The store's behaviour, each test run against SQLite and PostgreSQL.
 
+#[macro_use]
 mod support;
 
 use std::collections::HashSet;
@@ -14,28 +15,6 @@ use steward_host::store::{
     TenantId, Tier, Timestamp,
 };
 use support::TestDb;
-
-/// Every test, once per backend: `sqlite::name` and `postgres::name`.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::support::sqlite().await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::support::postgres().await).await;
-                }
-            )*
-        }
-    };
-}
 
 on_both_backends!(
     migrations_are_idempotent,

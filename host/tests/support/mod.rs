@@ -26,6 +26,29 @@ use steward_host::store::Store;
 /// The cluster script (`.ci/postgres` once in the project).
 pub const PG_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../.ci/postgres");
 
+/// Every test, once per backend: `sqlite::name` and `postgres::name`.
+#[allow(unused_macros)] // Not every test crate that includes this module uses it.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::support::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::support::postgres().await).await;
+                }
+            )*
+        }
+    };
+}
+
 /// A store on a database of its own, and the URL to open it again (as a
 /// second process would).
 pub struct TestDb {
