@@ -9,7 +9,7 @@ use sqlx::Row;
 use super::error::{Result, StoreError};
 use super::ids::{DeviceId, JobId, RunId, TenantId, Timestamp};
 use super::model::{
-    Change, Completion, Finding, JobMode, JobStatus, NewChange, NewJob, NewLog, Outcome,
+    Change, Completion, Finding, JobMode, JobStatus, NewChange, NewFinding, NewJob, NewLog, Outcome,
 };
 use super::sql::{
     Arg, Sql, enum_column, json_column, opt_time_column, rows_per_statement, time_column, to_json,
@@ -258,11 +258,67 @@ impl Store {
     ) -> Result<()> {
         // One row per (subject, plugin, key): PostgreSQL refuses to update
         // a row twice in one statement. The latest completion wins.
-        let mut rows: Vec<Vec<Arg>> = Vec::new();
+        let mut latest_findings: Vec<(&Completion, &Accepted, &NewFinding)> = Vec::new();
         let mut index: HashMap<(&str, &str, &str), usize> = HashMap::new();
         for (c, a) in accepted {
             for f in &c.findings {
-                let values = vec![
+                match index.get(&(a.subject(), a.plugin.as_str(), f.key.as_str())) {
+                    Some(&i) => latest_findings[i] = (c, a, f),
+                    None => {
+                        index.insert(
+                            (a.subject(), a.plugin.as_str(), f.key.as_str()),
+                            latest_findings.len(),
+                        );
+                        latest_findings.push((c, a, f));
+                    }
+                }
+            }
+        }
+        // A finding reported again unchanged, and seen within the refresh
+        // interval, is not written at all: an upsert whose update does not
+        // apply still locks the row on PostgreSQL (a WAL record per
+        // finding per check).
+        let pairs: Vec<(&str, &str)> = {
+            let mut seen = HashSet::new();
+            latest_findings
+                .iter()
+                .map(|(_, a, _)| (a.subject(), a.plugin.as_str()))
+                .filter(|p| seen.insert(*p))
+                .collect()
+        };
+        let mut unchanged: HashSet<(String, String, String)> = HashSet::new();
+        let current = self.open_findings(tx, &pairs, true).await?;
+        let reported: HashMap<(&str, &str, &str), &NewFinding> = latest_findings
+            .iter()
+            .map(|(_, a, f)| ((a.subject(), a.plugin.as_str(), f.key.as_str()), *f))
+            .collect();
+        for open in current {
+            let Some(f) = reported.get(&(
+                open.subject.as_str(),
+                open.plugin.as_str(),
+                open.key.as_str(),
+            )) else {
+                continue;
+            };
+            let same = open.severity.as_deref() == Some(f.severity.as_str())
+                && open.summary.as_deref() == Some(f.summary.as_str())
+                && open.detail.as_deref() == Some(f.detail.as_str())
+                && open.resource.as_deref() == Some(f.resource.as_str())
+                && open.fields.as_deref() == Some(to_json(&f.fields).as_str())
+                && open
+                    .last_seen_at
+                    .is_some_and(|seen| seen >= now.as_millis() - LAST_SEEN_REFRESH_MS);
+            if same {
+                unchanged.insert((open.subject, open.plugin, open.key));
+            }
+        }
+        let rows: Vec<Vec<Arg>> = latest_findings
+            .iter()
+            .filter(|(_, a, f)| {
+                !unchanged.contains(&(a.subject().to_owned(), a.plugin.clone(), f.key.clone()))
+            })
+            .map(|(c, a, f)| {
+                vec![
                     ids::new_id().into(),
                     a.tenant_id.as_str().into(),
                     a.device_id.as_deref().into(),
@@ -277,16 +333,9 @@ impl Store {
                     now.into(),
                     now.into(),
                     c.job_id.as_str().into(),
-                ];
-                match index.get(&(a.subject(), a.plugin.as_str(), f.key.as_str())) {
-                    Some(&i) => rows[i] = values,
-                    None => {
-                        index.insert((a.subject(), a.plugin.as_str(), f.key.as_str()), rows.len());
-                        rows.push(values);
-                    }
-                }
-            }
-        }
+                ]
+            })
+            .collect();
         const COLUMNS: usize = 14;
         for chunk in rows.chunks(rows_per_statement(COLUMNS, 500)) {
             let mut sql = Sql::new(
@@ -326,18 +375,58 @@ impl Store {
                 latest.insert((a.subject(), a.plugin.as_str()), c);
             }
         }
-        let latest: Vec<_> = latest.into_iter().collect();
+        let checked: Vec<(&str, &str)> = latest.keys().copied().collect();
+        let still_reported: HashSet<(&str, &str, &str)> = latest
+            .iter()
+            .flat_map(|((subject, plugin), c)| {
+                c.findings
+                    .iter()
+                    .map(move |f| (*subject, *plugin, f.key.as_str()))
+            })
+            .collect();
         let mut resolve: Vec<String> = Vec::new();
-        for chunk in latest.chunks(rows_per_statement(2, 500)) {
-            // Read the open findings of the checked (subject, plugin) pairs
-            // (a nested loop over the unique index's prefix), decide here,
-            // and write only what is resolved: steady-state checks that
-            // report the same findings write nothing.
+        for open in self.open_findings(tx, &checked, false).await? {
+            let key = (
+                open.subject.as_str(),
+                open.plugin.as_str(),
+                open.key.as_str(),
+            );
+            if !still_reported.contains(&key) {
+                resolve.push(open.id);
+            }
+        }
+        for chunk in resolve.chunks(500) {
+            let mut sql = Sql::new(self.backend, "UPDATE findings SET resolved_at = ");
+            sql.bind(now)
+                .push(" WHERE id IN ")
+                .in_list(chunk.iter().map(String::as_str));
+            sql.execute(tx.conn()).await?;
+        }
+        Ok(())
+    }
+
+    /// The open findings of the (subject, plugin) `pairs`: keys and ids,
+    /// and with `content` what they say and when they were last seen. A
+    /// lookup per pair on the unique index's prefix.
+    async fn open_findings(
+        &self,
+        tx: &mut WriteTx,
+        pairs: &[(&str, &str)],
+        content: bool,
+    ) -> Result<Vec<OpenFinding>> {
+        let columns = if content {
+            "id, subject, plugin, finding_key, severity, summary, detail, resource, fields, \
+             last_seen_at"
+        } else {
+            "id, subject, plugin, finding_key"
+        };
+        let mut out = Vec::new();
+        for chunk in pairs.chunks(rows_per_statement(2, 500)) {
             let mut sql = Sql::new(self.backend, "WITH c (csubject, cplugin) AS (VALUES ");
-            for (i, ((subject, plugin), _)) in chunk.iter().enumerate() {
+            for (i, (subject, plugin)) in chunk.iter().enumerate() {
                 row(&mut sql, i == 0, vec![(*subject).into(), (*plugin).into()]);
             }
-            sql.push(") SELECT f.id, f.subject, f.plugin, f.finding_key FROM c ");
+            sql.push(") SELECT ").push(columns).push(" FROM c ");
             match self.backend {
                 Backend::Sqlite => sql.push(
                     "JOIN findings f ON f.subject = c.csubject AND f.plugin = c.cplugin \
@@ -349,37 +438,39 @@ impl Store {
                 // against every open finding instead (pairs × findings
                 // comparisons, 24 ms for 256 pairs over 1,000 findings, as
                 // measured; 0.5 ms this way).
-                Backend::Postgres => sql.push(
-                    "CROSS JOIN LATERAL (SELECT id, subject, plugin, finding_key FROM findings \
-                     WHERE subject = c.csubject AND plugin = c.cplugin \
-                     AND resolved_at IS NULL OFFSET 0) f",
+                Backend::Postgres => sql.push("CROSS JOIN LATERAL (SELECT ").push(columns).push(
+                    " FROM findings WHERE subject = c.csubject AND plugin = c.cplugin \
+                         AND resolved_at IS NULL OFFSET 0) f",
                 ),
             };
-            let reported: HashSet<(&str, &str, &str)> = chunk
-                .iter()
-                .flat_map(|((subject, plugin), c)| {
-                    c.findings
-                        .iter()
-                        .map(move |f| (*subject, *plugin, f.key.as_str()))
-                })
-                .collect();
             for r in sql.fetch_all(tx.conn()).await? {
-                let subject: String = r.try_get("subject")?;
-                let plugin: String = r.try_get("plugin")?;
-                let key: String = r.try_get("finding_key")?;
-                if !reported.contains(&(subject.as_str(), plugin.as_str(), key.as_str())) {
-                    resolve.push(r.try_get("id")?);
-                }
+                out.push(OpenFinding {
+                    id: r.try_get("id")?,
+                    subject: r.try_get("subject")?,
+                    plugin: r.try_get("plugin")?,
+                    key: r.try_get("finding_key")?,
+                    severity: if content {
+                        r.try_get("severity")?
+                    } else {
+                        None
+                    },
+                    summary: if content { r.try_get("summary")? } else { None },
+                    detail: if content { r.try_get("detail")? } else { None },
+                    resource: if content {
+                        r.try_get("resource")?
+                    } else {
+                        None
+                    },
+                    fields: if content { r.try_get("fields")? } else { None },
+                    last_seen_at: if content {
+                        r.try_get("last_seen_at")?
+                    } else {
+                        None
+                    },
+                });
             }
         }
-        for chunk in resolve.chunks(500) {
-            let mut sql = Sql::new(self.backend, "UPDATE findings SET resolved_at = ");
-            sql.bind(now)
-                .push(" WHERE id IN ")
-                .in_list(chunk.iter().map(String::as_str));
-            sql.execute(tx.conn()).await?;
-        }
-        Ok(())
+        Ok(out)
     }
 
     async fn write_plugin_state(
@@ -543,4 +634,18 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// An open finding as [`Store::open_findings`] reads it.
+struct OpenFinding {
+    id: String,
+    subject: String,
+    plugin: String,
+    key: String,
+    severity: Option<String>,
+    summary: Option<String>,
+    detail: Option<String>,
+    resource: Option<String>,
+    fields: Option<String>,
+    last_seen_at: Option<i64>,
 }
