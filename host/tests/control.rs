@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::{Value, json};
 use steward_host::control::alerts::{
-    Alerter, CheckResult, CriticalFinding, Dispatcher, DispatcherConfig, Observation,
+    Alerter, CheckResult, CriticalFinding, Dispatcher, DispatcherConfig, JobEnd, Observation,
     SIGNATURE_HEADER, Webhook, verify_signature,
 };
 use steward_host::control::executor::{Alerts, Executor, ExecutorConfig};
@@ -409,6 +409,33 @@ async fn outbox_drains(store: &steward_host::store::Store) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("the outbox kept {:?}", store.alert_outbox().await.unwrap());
+}
+
+/// An event that keeps failing to reach every webhook is sent again up to
+/// the state's limit, then dropped.
+#[tokio::test]
+async fn an_alert_redelivered_too_often_is_dropped() {
+    let db = sqlite().await;
+    let state = StoreAlertState::holding(db.store.clone(), Duration::ZERO).redelivering(2);
+    let alerter = Alerter::new(Arc::new(state));
+    let mut failing = Observation::new("acme", "ws-1", "fixer", "run-1", "job-1", Utc::now());
+    failing.job = JobEnd::TimedOut {
+        limit: Duration::from_secs(60),
+    };
+    let fired = alerter.observe(&failing).await;
+    assert_eq!(fired.len(), 1);
+    let ids = |alerts: &[steward_host::control::alerts::Alert]| {
+        alerts
+            .iter()
+            .map(|a| (a.id.clone(), a.event))
+            .collect::<Vec<_>>()
+    };
+    for attempt in 0..2 {
+        let again = alerter.undelivered(10).await.unwrap();
+        assert_eq!(ids(&again), ids(&fired), "redelivery {attempt}");
+    }
+    assert!(alerter.undelivered(10).await.unwrap().is_empty());
+    assert!(db.store.alert_outbox().await.unwrap().is_empty());
 }
 
 /// The process that opened an alert died before delivering it: the alert

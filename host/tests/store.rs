@@ -1573,6 +1573,7 @@ async fn alert_outbox_keeps_events_until_delivered(db: TestDb) {
         event: event.into(),
         body: format!("{{\"id\":\"{id}\"}}"),
         retry_at: at(retry),
+        attempts: 0,
     };
     let kept = || async {
         s.alert_outbox()
@@ -1606,8 +1607,8 @@ async fn alert_outbox_keeps_events_until_delivered(db: TestDb) {
     let due = s.alert_outbox_due(at(10), hold, 10).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(
-        (due[0].body.as_str(), due[0].retry_at),
-        ("{\"id\":\"a1\"}", at(70))
+        (due[0].body.as_str(), due[0].retry_at, due[0].attempts),
+        ("{\"id\":\"a1\"}", at(70), 0)
     );
     assert!(
         s.alert_outbox_due(at(69), hold, 10)
@@ -1615,7 +1616,12 @@ async fn alert_outbox_keeps_events_until_delivered(db: TestDb) {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(s.alert_outbox_due(at(70), hold, 10).await.unwrap().len(), 1);
+    let again = s.alert_outbox_due(at(70), hold, 10).await.unwrap();
+    assert_eq!(
+        (again.len(), again[0].attempts),
+        (1, 1),
+        "the attempts count"
+    );
 
     // Closing keeps the resolved event in the same transaction.
     let closed = s

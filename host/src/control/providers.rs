@@ -206,12 +206,17 @@ impl AuditSink for CollectAudit {
 pub struct StoreAlertState {
     store: Store,
     hold: Duration,
+    redeliveries: u32,
 }
 
 /// How long the process that records an alert event has to deliver it
 /// (every retry of [`DeliveryPolicy::default`](super::alerts::DeliveryPolicy)
 /// fits) before another delivery may start.
 pub const REDELIVER_AFTER: Duration = Duration::from_secs(300);
+
+/// Redeliveries of an event before it is dropped (and logged at `error`):
+/// a day of them at [`REDELIVER_AFTER`].
+pub const MAX_REDELIVERIES: u32 = 288;
 
 impl StoreAlertState {
     /// Alert state and outbox in `store`, held [`REDELIVER_AFTER`].
@@ -222,7 +227,18 @@ impl StoreAlertState {
     /// Alert state and outbox in `store`; a delivery holds an event for
     /// `hold` before another may start.
     pub fn holding(store: Store, hold: Duration) -> Self {
-        Self { store, hold }
+        Self {
+            store,
+            hold,
+            redeliveries: MAX_REDELIVERIES,
+        }
+    }
+
+    /// Drops an event once it has been redelivered `n` times
+    /// ([`MAX_REDELIVERIES`] by default).
+    pub fn redelivering(mut self, n: u32) -> Self {
+        self.redeliveries = n;
+        self
     }
 
     fn outbox(&self, alert: &Alert) -> Result<OutboxEvent, AlertStateError> {
@@ -231,6 +247,7 @@ impl StoreAlertState {
             event: alert.event.as_str().to_owned(),
             body: serde_json::to_string(alert).map_err(backend)?,
             retry_at: Timestamp::now() + self.hold,
+            attempts: 0,
         })
     }
 }
@@ -356,6 +373,17 @@ impl AlertState for StoreAlertState {
             .map_err(backend)?;
         let mut alerts = Vec::with_capacity(due.len());
         for event in due {
+            if event.attempts >= self.redeliveries {
+                tracing::error!(alert = %event.alert_id, event = %event.event,
+                    attempts = event.attempts,
+                    "an alert event was redelivered too often without reaching every webhook; \
+                     it is dropped");
+                self.store
+                    .alert_outbox_done(&event.alert_id, &event.event)
+                    .await
+                    .map_err(backend)?;
+                continue;
+            }
             match serde_json::from_str::<Alert>(&event.body) {
                 Ok(alert) => alerts.push(alert),
                 Err(e) => {

@@ -541,7 +541,8 @@ impl Store {
 
     /// Takes up to `limit` outbox events whose `retry_at` has passed, oldest
     /// first, holding each until `now + hold` (so no other process takes
-    /// it meanwhile) and counting the attempt.
+    /// it meanwhile) and counting the attempt; each comes with the
+    /// attempts taken before this one.
     ///
     /// # Errors
     ///
@@ -555,7 +556,7 @@ impl Store {
         let mut tx = self.write().await?;
         let mut sql = Sql::new(
             self.backend,
-            "SELECT alert_id, event, body FROM alert_outbox WHERE retry_at <= ",
+            "SELECT alert_id, event, body, attempts FROM alert_outbox WHERE retry_at <= ",
         );
         sql.bind(now)
             .push(" ORDER BY retry_at, created_at LIMIT ")
@@ -570,6 +571,7 @@ impl Store {
                 event: row.try_get("event")?,
                 body: row.try_get("body")?,
                 retry_at: now + hold,
+                attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
             });
         }
         for e in &due {
@@ -609,7 +611,8 @@ impl Store {
     /// A database failure.
     pub async fn alert_outbox(&self) -> Result<Vec<OutboxEvent>> {
         let rows = sqlx::query(
-            "SELECT alert_id, event, body, retry_at FROM alert_outbox ORDER BY created_at, event",
+            "SELECT alert_id, event, body, retry_at, attempts FROM alert_outbox \
+             ORDER BY created_at, event",
         )
         .fetch_all(self.pool())
         .await?;
@@ -620,6 +623,7 @@ impl Store {
                     event: row.try_get("event")?,
                     body: row.try_get("body")?,
                     retry_at: Timestamp::from_millis(row.try_get("retry_at")?),
+                    attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
                 })
             })
             .collect()
@@ -717,6 +721,8 @@ pub struct OutboxEvent {
     pub body: String,
     /// When another delivery may start.
     pub retry_at: Timestamp,
+    /// Redeliveries taken so far (ignored when the event is written).
+    pub attempts: u32,
 }
 
 async fn outbox_insert(tx: &mut WriteTx, event: &OutboxEvent, now: Timestamp) -> Result<()> {
