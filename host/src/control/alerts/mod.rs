@@ -94,7 +94,9 @@
 //! took it or refused it for good, and one whose delivery did not end so
 //! (a crash, a full queue, a webhook down through every retry) is
 //! delivered again once the hold of the delivery that started it has
-//! passed ([`AlertState::undelivered`]; the executor's redelivery loop).
+//! passed ([`AlertState::undelivered`]; the executor's redelivery loop),
+//! up to the state's limit on redeliveries (the store's drops an event,
+//! logged at `error`, after a day of them).
 //! A receiver drops the duplicates by `X-Steward-Delivery`. With
 //! [`MemoryAlertState`] nothing outlives the process: at most once.
 
