@@ -361,23 +361,30 @@ impl Executor {
             return;
         };
         for job in jobs {
-            let Some(device) = &job.device_id else {
+            let Some(mut o) = observation(job) else {
                 continue;
             };
-            let mut o = Observation::new(
-                job.tenant_id.as_str(),
-                device.as_str(),
-                job.plugin.as_str(),
-                job.run_id.as_str(),
-                job.id.as_str(),
-                Utc::now(),
-            );
             o.job = JobEnd::TimedOut { limit: job.timeout };
             for alert in alerts.alerter.observe(&o).await {
                 alerts.send(alert);
             }
         }
     }
+}
+
+/// A fresh observation of `job` ending now, for alerting; `None` for a job
+/// without a device.
+fn observation(job: &Job) -> Option<Observation> {
+    job.device_id.as_ref().map(|d| {
+        Observation::new(
+            job.tenant_id.as_str(),
+            d.as_str(),
+            job.plugin.as_str(),
+            job.run_id.as_str(),
+            job.id.as_str(),
+            Utc::now(),
+        )
+    })
 }
 
 fn subject(job: &Job) -> &str {
@@ -462,14 +469,12 @@ impl Inner {
             .run(run_id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("run `{run_id}` does not exist"))?;
-        let steps = match &run.playbook_id {
-            Some(id) => match self.store.playbook(id).await? {
-                Some(p) => playbook::read_steps(&p.steps)
-                    .map_err(|e| anyhow::anyhow!("playbook `{id}` has unreadable steps: {e}"))?,
-                None => Vec::new(),
-            },
-            None => Vec::new(),
-        };
+        let steps = playbook::run_steps(&self.store, &run).await?.map_err(|e| {
+            anyhow::anyhow!(
+                "playbook `{}` has unreadable steps: {e}",
+                run.playbook_id.as_ref().map_or("", |id| id.as_str())
+            )
+        })?;
         let mut window = None;
         if let (Some(schedule_id), Some(fire_at)) = (&run.schedule_id, run.fire_at)
             && let Some(schedule) = self.store.schedule(schedule_id).await?
@@ -692,16 +697,7 @@ async fn execute(
     permit: OwnedSemaphorePermit,
 ) -> Done {
     let mut done = Done {
-        observation: job.device_id.as_ref().map(|d| {
-            Observation::new(
-                job.tenant_id.as_str(),
-                d.as_str(),
-                job.plugin.as_str(),
-                job.run_id.as_str(),
-                job.id.as_str(),
-                Utc::now(),
-            )
-        }),
+        observation: observation(&job),
         record: Record::Lost,
         audit: Vec::new(),
         digest: None,

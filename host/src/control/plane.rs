@@ -382,14 +382,10 @@ impl ControlPlane {
             let Some(run) = self.store.run(&run_id).await? else {
                 continue;
             };
-            let steps = match &run.playbook_id {
-                Some(id) => match self.store.playbook(id).await? {
-                    // Unreadable steps: nothing can follow.
-                    Some(p) => playbook::read_steps(&p.steps).unwrap_or_default(),
-                    None => Vec::new(),
-                },
-                None => Vec::new(),
-            };
+            // Unreadable steps: nothing can follow.
+            let steps = playbook::run_steps(&self.store, &run)
+                .await?
+                .unwrap_or_default();
             plans.insert(run_id, (steps, run.pins.unwrap_or_default()));
         }
         let then = |job: &Job| {

@@ -9,7 +9,8 @@ use serde_json::{Map, Value};
 use semver::{Version, VersionReq};
 
 use crate::store::{
-    DeviceId, DeviceRef, Job, JobMode, NewJob, Pin, PluginVersion, TenantId, Timestamp,
+    DeviceId, DeviceRef, Job, JobMode, NewJob, Pin, PluginVersion, Run, Store, StoreError,
+    TenantId, Timestamp,
 };
 
 /// What a step asks of its plugin.
@@ -296,6 +297,26 @@ pub fn pins(steps: &[Step], installed: &[PluginVersion]) -> Result<Vec<Pin>, Pla
                 })
         })
         .collect()
+}
+
+/// The steps of `run`'s playbook: none for a run started without one or
+/// whose playbook is gone; the inner error when the stored steps do not
+/// read.
+///
+/// # Errors
+///
+/// A store failure.
+pub async fn run_steps(
+    store: &Store,
+    run: &Run,
+) -> Result<Result<Vec<Step>, PlaybookError>, StoreError> {
+    let Some(id) = &run.playbook_id else {
+        return Ok(Ok(Vec::new()));
+    };
+    Ok(match store.playbook(id).await? {
+        Some(p) => read_steps(&p.steps),
+        None => Ok(Vec::new()),
+    })
 }
 
 /// The jobs that follow `job` of a run whose playbook has `steps` (pinned

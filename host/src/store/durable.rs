@@ -554,39 +554,37 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<OutboxEvent>> {
         let mut tx = self.write().await?;
-        let mut sql = Sql::new(
-            self.backend,
-            "SELECT alert_id, event, body, attempts FROM alert_outbox WHERE retry_at <= ",
-        );
-        sql.bind(now)
+        let mut sql = Sql::new(self.backend, "UPDATE alert_outbox SET retry_at = ");
+        sql.bind(now + hold)
+            .push(
+                ", attempts = attempts + 1 WHERE (alert_id, event) IN \
+                 (SELECT alert_id, event FROM alert_outbox WHERE retry_at <= ",
+            )
+            .bind(now)
             .push(" ORDER BY retry_at, created_at LIMIT ")
             .bind(limit as i64);
         if self.backend == Backend::Postgres {
             sql.push(" FOR UPDATE SKIP LOCKED");
         }
+        sql.push(") RETURNING alert_id, event, body, attempts, created_at");
         let mut due = Vec::new();
         for row in sql.fetch_all(tx.conn()).await? {
-            due.push(OutboxEvent {
-                alert_id: row.try_get("alert_id")?,
-                event: row.try_get("event")?,
-                body: row.try_get("body")?,
-                retry_at: now + hold,
-                attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
-            });
-        }
-        for e in &due {
-            sqlx::query(
-                "UPDATE alert_outbox SET retry_at = $1, attempts = attempts + 1 \
-                 WHERE alert_id = $2 AND event = $3",
-            )
-            .bind(e.retry_at.as_millis())
-            .bind(e.alert_id.as_str())
-            .bind(e.event.as_str())
-            .execute(tx.conn())
-            .await?;
+            let created_at: i64 = row.try_get("created_at")?;
+            due.push((
+                created_at,
+                OutboxEvent {
+                    alert_id: row.try_get("alert_id")?,
+                    event: row.try_get("event")?,
+                    body: row.try_get("body")?,
+                    retry_at: now + hold,
+                    attempts: u32::try_from(row.try_get::<i64, _>("attempts")? - 1)
+                        .unwrap_or(u32::MAX),
+                },
+            ));
         }
         tx.commit().await?;
-        Ok(due)
+        due.sort_by_key(|(created_at, _)| *created_at);
+        Ok(due.into_iter().map(|(_, e)| e).collect())
     }
 
     /// Removes a delivered event from the outbox.

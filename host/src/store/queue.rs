@@ -847,20 +847,21 @@ impl Store {
                 break;
             }
             let selected = rows.len();
-            let mut successors: HashMap<String, Vec<NewJob>> = HashMap::new();
+            // Out of attempts: the job with what follows it, by id.
+            let mut ending: HashMap<String, (Job, Vec<NewJob>)> = HashMap::new();
             let mut expired = Vec::with_capacity(selected);
             for row in &rows {
                 let job = job_from_row(row)?;
                 let retry = job.attempt < job.max_attempts;
                 if !retry {
-                    match then(&job) {
-                        Some(next) => {
-                            successors.insert(job.id.to_string(), next);
-                        }
-                        None => continue,
-                    }
+                    let Some(next) = then(&job) else {
+                        continue;
+                    };
+                    expired.push((job.id.clone(), job.attempt, false));
+                    ending.insert(job.id.to_string(), (job, next));
+                    continue;
                 }
-                expired.push((job, retry));
+                expired.push((job.id.clone(), job.attempt, true));
             }
             let skipped = selected - expired.len();
             if expired.is_empty() {
@@ -871,16 +872,16 @@ impl Store {
                 self.backend,
                 "WITH v (vid, vattempt, vstatus, vdue, vfinished) AS (VALUES ",
             );
-            for (i, (job, retry)) in expired.iter().enumerate() {
-                let delay = self.backoff.delay(job.attempt);
+            for (i, (id, attempt, retry)) in expired.iter().enumerate() {
+                let delay = self.backoff.delay(*attempt);
                 if i > 0 {
                     update.push(", ");
                 }
                 update
                     .push("(")
-                    .bind(job.id.as_str())
+                    .bind(id.as_str())
                     .push(", ")
-                    .bind(i64::from(job.attempt))
+                    .bind(i64::from(*attempt))
                     .push(", ")
                     .bind(if *retry { "queued" } else { "timed-out" })
                     .push(", ")
@@ -911,16 +912,14 @@ impl Store {
                 report.timed_out += 1;
                 let run = RunId::from(row.try_get::<String, _>("run_id")?);
                 let id: String = row.try_get("id")?;
-                if let Some((job, _)) = expired.iter().find(|(j, _)| j.id.as_str() == id) {
-                    report.ended.push(job.clone());
-                }
-                if let Some(next) = successors.get(&id) {
+                if let Some((job, next)) = ending.remove(&id) {
                     // A run already ended (cancelled) takes no more jobs.
-                    match self.insert_jobs(&mut tx, &run, next, now).await {
+                    match self.insert_jobs(&mut tx, &run, &next, now).await {
                         Ok(ids) => report.followed += ids.len() as u64,
                         Err(StoreError::RunFinished(_)) => {}
                         Err(e) => return Err(e),
                     }
+                    report.ended.push(job);
                 }
                 ended.push(run);
             }

@@ -286,38 +286,28 @@ impl Store {
                 .filter(|p| seen.insert(*p))
                 .collect()
         };
-        let mut unchanged: HashSet<(String, String, String)> = HashSet::new();
-        let current = self.open_findings(tx, &pairs, true).await?;
-        let reported: HashMap<(&str, &str, &str), &NewFinding> = latest_findings
-            .iter()
-            .map(|(_, a, f)| ((a.subject(), a.plugin.as_str(), f.key.as_str()), *f))
-            .collect();
-        for open in current {
-            let Some(f) = reported.get(&(
+        let mut unchanged = vec![false; latest_findings.len()];
+        for open in self.open_findings(tx, &pairs).await? {
+            let Some(&i) = index.get(&(
                 open.subject.as_str(),
                 open.plugin.as_str(),
                 open.key.as_str(),
             )) else {
                 continue;
             };
-            let same = open.severity.as_deref() == Some(f.severity.as_str())
-                && open.summary.as_deref() == Some(f.summary.as_str())
-                && open.detail.as_deref() == Some(f.detail.as_str())
-                && open.resource.as_deref() == Some(f.resource.as_str())
-                && open.fields.as_deref() == Some(to_json(&f.fields).as_str())
-                && open
-                    .last_seen_at
-                    .is_some_and(|seen| seen >= now.as_millis() - LAST_SEEN_REFRESH_MS);
-            if same {
-                unchanged.insert((open.subject, open.plugin, open.key));
-            }
+            let f = latest_findings[i].2;
+            unchanged[i] = open.severity == f.severity.as_str()
+                && open.summary == f.summary
+                && open.detail == f.detail
+                && open.resource == f.resource
+                && open.last_seen_at >= now.as_millis() - LAST_SEEN_REFRESH_MS
+                && open.fields == to_json(&f.fields);
         }
         let rows: Vec<Vec<Arg>> = latest_findings
             .iter()
-            .filter(|(_, a, f)| {
-                !unchanged.contains(&(a.subject().to_owned(), a.plugin.clone(), f.key.clone()))
-            })
-            .map(|(c, a, f)| {
+            .zip(&unchanged)
+            .filter(|(_, unchanged)| !**unchanged)
+            .map(|((c, a, f), _)| {
                 vec![
                     ids::new_id().into(),
                     a.tenant_id.as_str().into(),
@@ -385,7 +375,7 @@ impl Store {
             })
             .collect();
         let mut resolve: Vec<String> = Vec::new();
-        for open in self.open_findings(tx, &checked, false).await? {
+        for open in self.open_findings(tx, &checked).await? {
             let key = (
                 open.subject.as_str(),
                 open.plugin.as_str(),
@@ -405,28 +395,22 @@ impl Store {
         Ok(())
     }
 
-    /// The open findings of the (subject, plugin) `pairs`: keys and ids,
-    /// and with `content` what they say and when they were last seen. A
-    /// lookup per pair on the unique index's prefix.
+    /// The open findings of the (subject, plugin) `pairs`: a lookup per
+    /// pair on the unique index's prefix.
     async fn open_findings(
         &self,
         tx: &mut WriteTx,
         pairs: &[(&str, &str)],
-        content: bool,
     ) -> Result<Vec<OpenFinding>> {
-        let columns = if content {
-            "id, subject, plugin, finding_key, severity, summary, detail, resource, fields, \
-             last_seen_at"
-        } else {
-            "id, subject, plugin, finding_key"
-        };
+        const COLUMNS: &str = "id, subject, plugin, finding_key, severity, summary, detail, \
+                               resource, fields, last_seen_at";
         let mut out = Vec::new();
         for chunk in pairs.chunks(rows_per_statement(2, 500)) {
             let mut sql = Sql::new(self.backend, "WITH c (csubject, cplugin) AS (VALUES ");
             for (i, (subject, plugin)) in chunk.iter().enumerate() {
                 row(&mut sql, i == 0, vec![(*subject).into(), (*plugin).into()]);
             }
-            sql.push(") SELECT ").push(columns).push(" FROM c ");
+            sql.push(") SELECT ").push(COLUMNS).push(" FROM c ");
             match self.backend {
                 Backend::Sqlite => sql.push(
                     "JOIN findings f ON f.subject = c.csubject AND f.plugin = c.cplugin \
@@ -438,9 +422,9 @@ impl Store {
                 // against every open finding instead (pairs × findings
                 // comparisons, 24 ms for 256 pairs over 1,000 findings, as
                 // measured; 0.5 ms this way).
-                Backend::Postgres => sql.push("CROSS JOIN LATERAL (SELECT ").push(columns).push(
+                Backend::Postgres => sql.push("CROSS JOIN LATERAL (SELECT ").push(COLUMNS).push(
                     " FROM findings WHERE subject = c.csubject AND plugin = c.cplugin \
-                         AND resolved_at IS NULL OFFSET 0) f",
+                     AND resolved_at IS NULL OFFSET 0) f",
                 ),
             };
             for r in sql.fetch_all(tx.conn()).await? {
@@ -449,24 +433,12 @@ impl Store {
                     subject: r.try_get("subject")?,
                     plugin: r.try_get("plugin")?,
                     key: r.try_get("finding_key")?,
-                    severity: if content {
-                        r.try_get("severity")?
-                    } else {
-                        None
-                    },
-                    summary: if content { r.try_get("summary")? } else { None },
-                    detail: if content { r.try_get("detail")? } else { None },
-                    resource: if content {
-                        r.try_get("resource")?
-                    } else {
-                        None
-                    },
-                    fields: if content { r.try_get("fields")? } else { None },
-                    last_seen_at: if content {
-                        r.try_get("last_seen_at")?
-                    } else {
-                        None
-                    },
+                    severity: r.try_get("severity")?,
+                    summary: r.try_get("summary")?,
+                    detail: r.try_get("detail")?,
+                    resource: r.try_get("resource")?,
+                    fields: r.try_get("fields")?,
+                    last_seen_at: r.try_get("last_seen_at")?,
                 });
             }
         }
@@ -642,10 +614,10 @@ struct OpenFinding {
     subject: String,
     plugin: String,
     key: String,
-    severity: Option<String>,
-    summary: Option<String>,
-    detail: Option<String>,
-    resource: Option<String>,
-    fields: Option<String>,
-    last_seen_at: Option<i64>,
+    severity: String,
+    summary: String,
+    detail: String,
+    resource: String,
+    fields: String,
+    last_seen_at: i64,
 }
