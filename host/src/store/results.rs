@@ -278,16 +278,27 @@ impl Store {
         // interval, is not written at all: an upsert whose update does not
         // apply still locks the row on PostgreSQL (a WAL record per
         // finding per check).
+        // The latest successful check of a (subject, plugin) in the batch
+        // decides which of its open findings are resolved (below).
+        let mut latest: HashMap<(&str, &str), &Completion> = HashMap::new();
+        for (c, a) in accepted {
+            if a.mode == JobMode::Check && c.outcome == Outcome::Succeeded {
+                latest.insert((a.subject(), a.plugin.as_str()), c);
+            }
+        }
+        // One read of the open findings of every pair reported or checked.
         let pairs: Vec<(&str, &str)> = {
             let mut seen = HashSet::new();
             latest_findings
                 .iter()
                 .map(|(_, a, _)| (a.subject(), a.plugin.as_str()))
+                .chain(latest.keys().copied())
                 .filter(|p| seen.insert(*p))
                 .collect()
         };
+        let open_before = self.open_findings(tx, &pairs).await?;
         let mut unchanged = vec![false; latest_findings.len()];
-        for open in self.open_findings(tx, &pairs).await? {
+        for open in &open_before {
             let Some(&i) = index.get(&(
                 open.subject.as_str(),
                 open.plugin.as_str(),
@@ -327,6 +338,8 @@ impl Store {
             })
             .collect();
         const COLUMNS: usize = 14;
+        // (id, subject, plugin, key) of the rows the upsert wrote.
+        let mut written: Vec<(String, String, String, String)> = Vec::new();
         for chunk in rows.chunks(rows_per_statement(COLUMNS, 500)) {
             let mut sql = Sql::new(
                 self.backend,
@@ -353,19 +366,21 @@ impl Store {
                  OR findings.fields <> excluded.fields \
                  OR findings.last_seen_at < excluded.last_seen_at - ",
             )
-            .bind(LAST_SEEN_REFRESH_MS);
-            sql.execute(tx.conn()).await?;
-        }
-
-        // Resolve what a successful check of the same subject and plugin
-        // no longer reports: the latest such check in the batch decides.
-        let mut latest: HashMap<(&str, &str), &Completion> = HashMap::new();
-        for (c, a) in accepted {
-            if a.mode == JobMode::Check && c.outcome == Outcome::Succeeded {
-                latest.insert((a.subject(), a.plugin.as_str()), c);
+            .bind(LAST_SEEN_REFRESH_MS)
+            .push(" RETURNING id, subject, plugin, finding_key");
+            for r in sql.fetch_all(tx.conn()).await? {
+                written.push((
+                    r.try_get("id")?,
+                    r.try_get("subject")?,
+                    r.try_get("plugin")?,
+                    r.try_get("finding_key")?,
+                ));
             }
         }
-        let checked: Vec<(&str, &str)> = latest.keys().copied().collect();
+
+        // Resolve what the latest check of a pair no longer reports. Its
+        // open findings now are those open before plus those the upsert
+        // inserted or reopened (it returns those it wrote).
         let still_reported: HashSet<(&str, &str, &str)> = latest
             .iter()
             .flat_map(|((subject, plugin), c)| {
@@ -374,22 +389,25 @@ impl Store {
                     .map(move |f| (*subject, *plugin, f.key.as_str()))
             })
             .collect();
-        let mut resolve: Vec<String> = Vec::new();
-        for open in self.open_findings(tx, &checked).await? {
-            let key = (
-                open.subject.as_str(),
-                open.plugin.as_str(),
-                open.key.as_str(),
-            );
-            if !still_reported.contains(&key) {
-                resolve.push(open.id);
+        let mut resolve: Vec<&str> = Vec::new();
+        let mut seen = HashSet::new();
+        let open_now = open_before
+            .iter()
+            .map(|o| (&o.id, &o.subject, &o.plugin, &o.key))
+            .chain(written.iter().map(|(id, s, p, k)| (id, s, p, k)));
+        for (id, subject, plugin, key) in open_now {
+            if latest.contains_key(&(subject.as_str(), plugin.as_str()))
+                && !still_reported.contains(&(subject.as_str(), plugin.as_str(), key.as_str()))
+                && seen.insert(id.as_str())
+            {
+                resolve.push(id);
             }
         }
         for chunk in resolve.chunks(500) {
             let mut sql = Sql::new(self.backend, "UPDATE findings SET resolved_at = ");
             sql.bind(now)
                 .push(" WHERE id IN ")
-                .in_list(chunk.iter().map(String::as_str));
+                .in_list(chunk.iter().copied());
             sql.execute(tx.conn()).await?;
         }
         Ok(())
