@@ -556,16 +556,29 @@ impl Registry {
                 Trust::Unsigned
             });
         };
-        let trusted = store.trusted_keys(Some(&record.namespace)).await?;
+        let (trusted, first_use) = self.trust_state(store, &record.namespace).await?;
         Ok(if trusted.iter().any(|k| &k.key_id == key_id) {
             Trust::Trusted
-        } else if self.settings.trust_on_first_use
-            && !store.namespace_ever_trusted(&record.namespace).await?
-        {
+        } else if first_use {
             Trust::FirstUse
         } else {
             Trust::Untrusted
         })
+    }
+
+    /// The keys trusted for `namespace`, and whether trust on first use
+    /// applies to it: enabled, and the namespace never had a key (a revoked
+    /// one included; with a trusted key it has had one).
+    async fn trust_state(
+        &self,
+        store: &Store,
+        namespace: &str,
+    ) -> Result<(Vec<TrustedKey>, bool), RegistryError> {
+        let trusted = store.trusted_keys(Some(namespace)).await?;
+        let first_use = self.settings.trust_on_first_use
+            && trusted.is_empty()
+            && !store.namespace_ever_trusted(namespace).await?;
+        Ok((trusted, first_use))
     }
 
     fn unsigned_allowed(&self, namespace: &str) -> bool {
@@ -619,10 +632,8 @@ impl Registry {
             .download(&record.digest, MAX_MODULE_BYTES)
             .await?;
 
-        let trusted = store.trusted_keys(Some(&record.namespace)).await?;
-        let first_use = allow_first_use
-            && self.settings.trust_on_first_use
-            && !store.namespace_ever_trusted(&record.namespace).await?;
+        let (trusted, first_use) = self.trust_state(store, &record.namespace).await?;
+        let first_use = allow_first_use && first_use;
         let mut keys: Vec<String> = trusted.iter().map(|k| k.public_key.clone()).collect();
         if first_use && let Some(claimed) = &resolved.public_key {
             keys.push(claimed.clone());
@@ -650,19 +661,16 @@ impl Registry {
             capabilities: record.manifest.capabilities.iter().cloned().collect(),
         };
         // The key the registry reported is trusted only if it is the one
-        // whose signature just verified, and only with this install.
+        // whose signature just verified (on first use no other key is
+        // trusted), and only with this install.
         let first_use_key = match (&signed_by, &resolved.public_key) {
-            (Some(key_id), Some(public_key))
-                if first_use && !trusted.iter().any(|k| &k.key_id == key_id) =>
-            {
-                Some(TrustedKey {
-                    namespace: record.namespace.clone(),
-                    key_id: key_id.clone(),
-                    public_key: public_key.clone(),
-                    how: TrustHow::FirstUse,
-                    trusted_at: Timestamp::now(),
-                })
-            }
+            (Some(key_id), Some(public_key)) if first_use => Some(TrustedKey {
+                namespace: record.namespace.clone(),
+                key_id: key_id.clone(),
+                public_key: public_key.clone(),
+                how: TrustHow::FirstUse,
+                trusted_at: Timestamp::now(),
+            }),
             _ => None,
         };
         let trusted_now = first_use_key.clone();
@@ -717,7 +725,7 @@ fn capabilities_of(grants: &[String]) -> Result<BTreeSet<String>, RegistryError>
         .iter()
         .map(|g| {
             g.parse::<Grant>()
-                .map(|_| g.split('=').next().unwrap_or(g).trim().to_owned())
+                .map(|grant| grant.capability.name().to_owned())
                 .map_err(|e| RegistryError::Invalid {
                     field: "grants",
                     message: format!("grant `{g}`: {e}"),
