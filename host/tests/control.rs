@@ -765,29 +765,13 @@ async fn hostile_jobs_end_as_timed_out_or_failed_and_the_timeout_alerts() {
     );
 }
 
-/// Installs the test component `package` with `grants`, returning what the
-/// store recorded.
-async fn install_version(
-    plane: &steward_host::control::plane::ControlPlane,
-    package: &str,
-    grants: &[&str],
-) -> steward_host::store::PluginVersion {
-    let bytes = std::fs::read(steward_tests::component(package)).expect("component bytes");
-    let grants: Vec<String> = grants.iter().map(|g| g.to_string()).collect();
-    plane
-        .library()
-        .install(plane.store(), &bytes, &grants)
-        .await
-        .expect("install")
-}
-
 #[tokio::test]
 async fn later_steps_run_the_version_pinned_when_the_run_was_created() {
     use steward_host::store::{Pin, PluginVersion, Scope};
     let db = sqlite().await;
     let dir = tempfile::tempdir().unwrap();
     let plane = plane(&db.store, dir.path().into());
-    let v1 = install_version(&plane, "guest-vendor-demo-1-0-0", &[]).await;
+    let v1 = install(&plane, "guest-vendor-demo-1-0-0", &[]).await;
     assert_eq!(
         (v1.plugin.as_str(), v1.version.as_str()),
         ("vendor-demo", "1.0.0")
@@ -817,7 +801,7 @@ async fn later_steps_run_the_version_pinned_when_the_run_was_created() {
     // is installed before any of its jobs runs, so its second step's job is
     // made after the upgrade.
     let run = plane.start_run(&latest.id, None).await.unwrap();
-    let v11 = install_version(&plane, "guest-vendor-demo-1-1-0", &[]).await;
+    let v11 = install(&plane, "guest-vendor-demo-1-1-0", &[]).await;
     assert_eq!(
         (v11.plugin.as_str(), v11.version.as_str()),
         ("vendor-demo", "1.1.0")
@@ -853,7 +837,7 @@ async fn later_steps_run_the_version_pinned_when_the_run_was_created() {
 
     // With 2.0.0 installed last, a requirement picks the highest version
     // that matches it, not the latest installed.
-    let v2 = install_version(&plane, "guest-vendor-demo-2-0-0", &["tickets=vendor"]).await;
+    let v2 = install(&plane, "guest-vendor-demo-2-0-0", &["tickets=vendor"]).await;
     assert_eq!(v2.version, "2.0.0");
     let required = playbook(
         "required",

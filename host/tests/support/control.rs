@@ -15,8 +15,8 @@ use steward_host::device::Device;
 use steward_host::device::simulated::{Fixture, Simulated};
 use steward_host::runtime::{EngineSettings, Limits, Runtime, RuntimeConfig};
 use steward_host::store::{
-    self, DeviceId, JobStatus, NewDevice, NewTenant, Run, RunId, RunStatus, Store, TenantId, Tier,
-    Timestamp,
+    self, DeviceId, JobStatus, NewDevice, NewTenant, PluginVersion, Run, RunId, RunStatus, Store,
+    TenantId, Tier, Timestamp,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -80,15 +80,16 @@ pub fn plane_with(store: &Store, dir: PathBuf, runtime: Arc<Runtime>) -> Control
     ControlPlane::new(store.clone(), library)
 }
 
-/// Installs a test component (`guest-fixer`, ...) with `grants`.
-pub async fn install(plane: &ControlPlane, package: &str, grants: &[&str]) {
+/// Installs a test component (`guest-fixer`, ...) with `grants`, returning
+/// what the store recorded.
+pub async fn install(plane: &ControlPlane, package: &str, grants: &[&str]) -> PluginVersion {
     let bytes = std::fs::read(steward_tests::component(package)).expect("component bytes");
     let grants: Vec<String> = grants.iter().map(|g| g.to_string()).collect();
     plane
         .library()
         .install(plane.store(), &bytes, &grants)
         .await
-        .expect("install");
+        .expect("install")
 }
 
 /// A tenant named `name` with one device per id, each with `tags` and
