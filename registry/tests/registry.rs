@@ -389,8 +389,13 @@ async fn refusals_store_nothing(db: Db) {
     ));
 
     // Requests the client would never send.
-    let signed = |m: &steward_registry::Manifest, b: &[u8]| {
-        Some((key.sign_module(&Digest::of(b), m), key.key_id()))
+    // The valid request; each refusal below changes one part of it.
+    let valid = || RawPublish {
+        path: "acme/patching/1.1.0",
+        token: &acme,
+        manifest_json: next.canonical_json(),
+        signature: Some((key.sign_module(&Digest::of(&bytes), &next), key.key_id())),
+        body: bytes.clone(),
     };
     // Tampered bytes: signed over the real bytes, other bytes sent.
     let mut tampered = bytes.clone();
@@ -399,11 +404,8 @@ async fn refusals_store_nothing(db: Db) {
     let (status, problem) = raw_publish(
         &registry,
         RawPublish {
-            path: "acme/patching/1.1.0",
-            token: &acme,
-            manifest_json: next.canonical_json(),
-            signature: signed(&next, &bytes),
             body: tampered,
+            ..valid()
         },
     )
     .await;
@@ -414,28 +416,15 @@ async fn refusals_store_nothing(db: Db) {
     let (_, problem) = raw_publish(
         &registry,
         RawPublish {
-            path: "acme/patching/1.1.0",
-            token: &acme,
             manifest_json: widened.canonical_json(),
-            signature: signed(&next, &bytes),
-            body: bytes.clone(),
+            ..valid()
         },
     )
     .await;
     assert_eq!(problem.code, "bad-signature");
     // The manifest names another module or version than the path.
     for path in ["acme/other/1.1.0", "acme/patching/1.2.0"] {
-        let (status, problem) = raw_publish(
-            &registry,
-            RawPublish {
-                path,
-                token: &acme,
-                manifest_json: next.canonical_json(),
-                signature: signed(&next, &bytes),
-                body: bytes.clone(),
-            },
-        )
-        .await;
+        let (status, problem) = raw_publish(&registry, RawPublish { path, ..valid() }).await;
         assert_eq!(
             (status, problem.code.as_str()),
             (422, "manifest-mismatch"),
@@ -449,11 +438,8 @@ async fn refusals_store_nothing(db: Db) {
         let (status, problem) = raw_publish(
             &registry,
             RawPublish {
-                path: "acme/patching/1.1.0",
-                token: &acme,
                 manifest_json,
-                signature: signed(&next, &bytes),
-                body: bytes.clone(),
+                ..valid()
             },
         )
         .await;
@@ -463,11 +449,8 @@ async fn refusals_store_nothing(db: Db) {
     let (_, problem) = raw_publish(
         &registry,
         RawPublish {
-            path: "acme/patching/1.1.0",
-            token: &acme,
-            manifest_json: next.canonical_json(),
             signature: Some((BASE64.encode(b"short"), key.key_id())),
-            body: bytes.clone(),
+            ..valid()
         },
     )
     .await;
@@ -476,11 +459,8 @@ async fn refusals_store_nothing(db: Db) {
     let (status, problem) = raw_publish(
         &registry,
         RawPublish {
-            path: "acme/patching/1.1.0",
             token: "stwr_not-a-token",
-            manifest_json: next.canonical_json(),
-            signature: signed(&next, &bytes),
-            body: bytes.clone(),
+            ..valid()
         },
     )
     .await;
@@ -490,10 +470,7 @@ async fn refusals_store_nothing(db: Db) {
         &registry,
         RawPublish {
             path: "Acme/patching/1.1.0",
-            token: &acme,
-            manifest_json: next.canonical_json(),
-            signature: signed(&next, &bytes),
-            body: bytes.clone(),
+            ..valid()
         },
     )
     .await;
