@@ -736,6 +736,22 @@ pub fn verify_resolved(
             actual,
         });
     }
+    verify_record(resolved, trusted_public_keys)
+}
+
+/// [`verify_resolved`] without the digest check, for bytes already known
+/// to have the record's digest ([`RegistryClient::download`] checks it as
+/// they arrive): the manifest names the record's module and version, and
+/// the signature verifies with one of `trusted_public_keys`.
+///
+/// # Errors
+///
+/// As [`verify_resolved`], but never [`VerifyError::DigestMismatch`].
+pub fn verify_record(
+    resolved: &Resolved,
+    trusted_public_keys: &[String],
+) -> Result<Verified, VerifyError> {
+    let record = &resolved.record;
     let expected_name = format!("{}/{}", record.namespace, record.name);
     if record.manifest.name != expected_name || record.manifest.version != record.version {
         return Err(VerifyError::ManifestMismatch {

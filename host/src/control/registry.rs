@@ -27,7 +27,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 use steward_registry::api::Resolved;
-use steward_registry::client::{ClientError, RegistryClient, VerifyError, verify_resolved};
+use steward_registry::client::{ClientError, RegistryClient, VerifyError, verify_record};
 use steward_registry::imports;
 
 use super::plugins::{PluginLibrary, Provenance};
@@ -638,7 +638,8 @@ impl Registry {
         if first_use && let Some(claimed) = &resolved.public_key {
             keys.push(claimed.clone());
         }
-        let signed_by = match verify_resolved(resolved, &bytes, &keys) {
+        // `download` checked the bytes against the record's digest.
+        let signed_by = match verify_record(resolved, &keys) {
             Ok(verified) => Some(verified.key_id),
             Err(VerifyError::Unsigned) if self.unsigned_allowed(&record.namespace) => None,
             Err(e) => return Err(RegistryError::Verify(e)),
