@@ -378,15 +378,12 @@ impl ControlPlane {
         // them in the transaction that ends them. A run not loaded here
         // (its lease ran out in between) is left for the next sweep.
         let mut plans: HashMap<RunId, (Vec<Step>, Vec<Pin>)> = HashMap::new();
-        for run_id in self.store.runs_with_leases_ending(now).await? {
-            let Some(run) = self.store.run(&run_id).await? else {
-                continue;
-            };
+        for run in self.store.runs_with_leases_ending(now).await? {
             // Unreadable steps: nothing can follow.
             let steps = playbook::run_steps(&self.store, &run)
                 .await?
                 .unwrap_or_default();
-            plans.insert(run_id, (steps, run.pins.unwrap_or_default()));
+            plans.insert(run.id, (steps, run.pins.unwrap_or_default()));
         }
         let then = |job: &Job| {
             plans

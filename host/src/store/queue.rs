@@ -10,7 +10,10 @@ use sqlx::any::AnyRow;
 
 use super::error::{Result, StoreError};
 use super::ids::{DeviceId, JobId, RunId, TenantId, Timestamp, duration_millis};
-use super::model::{FailOutcome, Failure, FailureKind, Job, JobStatus, NewJob, Reclaimed, Tier};
+use super::model::{
+    FailOutcome, Failure, FailureKind, Job, JobStatus, NewJob, Reclaimed, Run, Tier,
+};
+use super::runs::{RUN_COLUMNS, run_from_row};
 use super::sql::{
     Sql, enum_column, json_column, opt_json_column, opt_time_column, rows_per_statement,
     time_column, to_json, u32_column,
@@ -948,17 +951,17 @@ impl Store {
     /// # Errors
     ///
     /// A database failure.
-    pub async fn runs_with_leases_ending(&self, now: Timestamp) -> Result<Vec<RunId>> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT run_id FROM (SELECT run_id FROM jobs \
+    pub async fn runs_with_leases_ending(&self, now: Timestamp) -> Result<Vec<Run>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE id IN (SELECT run_id FROM jobs \
              WHERE status = 'leased' AND lease_until < $1 AND attempts >= max_attempts \
-             ORDER BY lease_until LIMIT $2) AS ending",
-        )
+             ORDER BY lease_until LIMIT $2)"
+        ))
         .bind(now.as_millis())
         .bind(SWEEP_BATCH as i64)
         .fetch_all(self.pool())
         .await?;
-        Ok(ids.into_iter().map(RunId::from).collect())
+        rows.iter().map(run_from_row).collect()
     }
 
     /// Ends as `expired` every job that has not started by its expiry
