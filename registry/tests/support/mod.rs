@@ -1,13 +1,7 @@
 //! A real `steward-registry` process per test, on port 0 with a temp data
 //! dir, on SQLite or on a fresh database of a throwaway PostgreSQL server.
 //!
-//! The PostgreSQL server is `STEWARD_TEST_POSTGRES_URL` when set. Otherwise
-//! the first test that needs it starts a cluster for this test process with
-//! `.ci/postgres start` on a free loopback port, once. As in the host's
-//! tests, `.ci/postgres guard DIR` is spawned first with a pipe as its
-//! standard input whose write end this process keeps open in a static:
-//! when the process ends, however it ends, the guard reads end of file and
-//! removes the cluster.
+//! The PostgreSQL server is `steward_tests::postgres::server()`.
 
 #![allow(dead_code)]
 
@@ -17,16 +11,12 @@ use std::io::BufRead as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, OnceLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use steward_registry::Manifest;
 use steward_registry::api::Problem;
 use steward_registry::client::RegistryClient;
-
-/// The cluster script.
-pub const PG_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../.ci/postgres");
 
 /// Which database a test registry uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,7 +294,7 @@ pub async fn raw_publish(registry: &Registry, req: RawPublish<'_>) -> (u16, Prob
 /// A new, empty database on the test PostgreSQL server.
 pub async fn postgres_database() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let server = postgres_server();
+    let server = steward_tests::postgres::server();
     let name = format!(
         "registry_{}_{}",
         std::process::id(),
@@ -317,70 +307,5 @@ pub async fn postgres_database() -> String {
     sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str())
         .await
         .expect("create a test database");
-    with_database(server, &name)
-}
-
-/// `url` with its database name replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let slash = base.rfind('/').expect("a database URL has a path");
-    let mut out = format!("{}/{name}", &base[..slash]);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
-}
-
-/// The URL of the test server: from the environment, or a cluster started
-/// for this process.
-pub fn postgres_server() -> &'static str {
-    static SERVER: OnceLock<String> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        if let Ok(url) = std::env::var("STEWARD_TEST_POSTGRES_URL") {
-            return url;
-        }
-        start_cluster()
-    })
-}
-
-/// The guard, with the write end of its standard input: kept until the
-/// process exits.
-static GUARD: OnceLock<Mutex<Child>> = OnceLock::new();
-
-fn start_cluster() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("find a free loopback port")
-        .port();
-    let dir: PathBuf = std::env::temp_dir().join(format!(
-        "steward-registry-pg-{}-{}",
-        std::process::id(),
-        port
-    ));
-    let guard = Command::new(PG_SCRIPT)
-        .arg("guard")
-        .arg(&dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn the PostgreSQL guard");
-    let _ = GUARD.set(Mutex::new(guard));
-    let out = Command::new(PG_SCRIPT)
-        .arg("start")
-        .arg(&dir)
-        .arg(port.to_string())
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run .ci/postgres start");
-    assert!(
-        out.status.success(),
-        ".ci/postgres start failed; is Debian's postgresql package installed?"
-    );
-    String::from_utf8(out.stdout)
-        .expect("UTF-8 URL")
-        .trim()
-        .to_owned()
+    steward_tests::postgres::with_database(server, &name)
 }
