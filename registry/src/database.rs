@@ -13,8 +13,13 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
+use std::time::Duration;
+
+use sqlx::AnyPool;
+use sqlx::Executor as _;
+use sqlx::any::AnyPoolOptions;
 use sqlx::error::BoxDynError;
-use sqlx::migrate::{Migration, MigrationSource, MigrationType};
+use sqlx::migrate::{MigrateError, Migration, MigrationSource, MigrationType, Migrator};
 
 /// Migrations compiled into the binary: `(version, description, sql)`,
 /// oldest first.
@@ -107,4 +112,62 @@ pub async fn lock_file(path: PathBuf) -> Result<std::fs::File, String> {
     .await
     .map_err(|e| format!("lock task failed: {e}"))?
     .map_err(|e| format!("cannot lock the database for migration: {e}"))
+}
+
+/// How [`open_pool`] failed; each caller wraps it in its own error type.
+#[derive(Debug)]
+pub enum OpenError {
+    /// The URL cannot be used (an in-memory SQLite database, a directory
+    /// that cannot be created), or the SQLite migration lock failed.
+    Invalid(String),
+    /// The database could not be connected to.
+    Connect(sqlx::Error),
+    /// A migration failed.
+    Migrate(MigrateError),
+}
+
+/// A pool on `url` (`sqlite` says which kind: a SQLite file is prepared
+/// with [`prepare_sqlite_url`], named like `example` in its error, and each
+/// connection runs `sqlite_pragmas`), at most `max_connections` of them,
+/// with `migrations` applied: on SQLite under [`lock_file`] on
+/// [`sqlite_lock_path`], since sqlx locks migrations on PostgreSQL only.
+///
+/// # Errors
+///
+/// See [`OpenError`].
+pub async fn open_pool(
+    url: &str,
+    sqlite: bool,
+    example: &str,
+    sqlite_pragmas: &'static str,
+    max_connections: u32,
+    migrations: EmbeddedMigrations,
+) -> Result<AnyPool, OpenError> {
+    sqlx::any::install_default_drivers();
+    let options = AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(30));
+    let (url, options, lock) = if sqlite {
+        let url = prepare_sqlite_url(url, example).map_err(OpenError::Invalid)?;
+        let lock = sqlite_lock_path(&url);
+        let options = options.after_connect(move |conn, _| {
+            Box::pin(async move {
+                conn.execute(sqlite_pragmas).await?;
+                Ok(())
+            })
+        });
+        (url, options, Some(lock))
+    } else {
+        (url.to_owned(), options, None)
+    };
+    let pool = options.connect(&url).await.map_err(OpenError::Connect)?;
+    let migrator = Migrator::new(migrations)
+        .await
+        .map_err(OpenError::Migrate)?;
+    let _guard = match lock {
+        Some(path) => Some(lock_file(path).await.map_err(OpenError::Invalid)?),
+        None => None,
+    };
+    migrator.run(&pool).await.map_err(OpenError::Migrate)?;
+    Ok(pool)
 }

@@ -19,15 +19,13 @@
 //! their sha256 is stored.
 
 use std::path::Path;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rand::RngCore as _;
 use semver::Version;
 use sha2::{Digest as _, Sha256};
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, Executor as _, Row as _};
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row as _};
 
 use crate::Digest;
 use crate::api::{KeyInfo, VersionRecord};
@@ -232,47 +230,27 @@ impl Index {
     /// An unsupported URL, a database that cannot be opened, or a failed
     /// migration.
     pub async fn open(url: &str) -> Result<Self, IndexError> {
-        sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
-        let open_error = |source| IndexError::Open {
-            backend: backend.name(),
-            source,
-        };
-        let (url, options, lock) = match backend {
-            Backend::Sqlite => {
-                let url = prepare_sqlite_url(url)?;
-                let lock = database::sqlite_lock_path(&url);
-                let options = AnyPoolOptions::new()
-                    .max_connections(4)
-                    .acquire_timeout(Duration::from_secs(30))
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            conn.execute(SQLITE_PRAGMAS).await?;
-                            Ok(())
-                        })
-                    });
-                (url, options, Some(lock))
-            }
-            Backend::Postgres => (
-                url.to_owned(),
-                AnyPoolOptions::new()
-                    .max_connections(10)
-                    .acquire_timeout(Duration::from_secs(30)),
-                None,
-            ),
-        };
-        let pool = options.connect(&url).await.map_err(open_error)?;
-        let migrator = Migrator::new(EmbeddedMigrations(MIGRATIONS)).await?;
-        let guard = match lock {
-            Some(path) => Some(
-                database::lock_file(path)
-                    .await
-                    .map_err(database_url_error)?,
-            ),
-            None => None,
-        };
-        migrator.run(&pool).await?;
-        drop(guard);
+        let pool = database::open_pool(
+            url,
+            backend == Backend::Sqlite,
+            "registry.db",
+            SQLITE_PRAGMAS,
+            match backend {
+                Backend::Sqlite => 4,
+                Backend::Postgres => 10,
+            },
+            EmbeddedMigrations(MIGRATIONS),
+        )
+        .await
+        .map_err(|e| match e {
+            database::OpenError::Invalid(message) => database_url_error(message),
+            database::OpenError::Connect(source) => IndexError::Open {
+                backend: backend.name(),
+                source,
+            },
+            database::OpenError::Migrate(e) => IndexError::Migrate(e),
+        })?;
         Ok(Self { pool, backend })
     }
 
@@ -737,6 +715,7 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 
 /// Checks a `sqlite:` URL, asks for the file to be created when missing
 /// and creates its directory (see [`database::prepare_sqlite_url`]).
+#[cfg(test)]
 fn prepare_sqlite_url(url: &str) -> Result<String, IndexError> {
     database::prepare_sqlite_url(url, "registry.db").map_err(database_url_error)
 }

@@ -2,7 +2,6 @@
 //! shipped `steward` needs no migrations folder. One portable set serves
 //! both backends (see `migrations/`).
 
-use sqlx::migrate::Migrator;
 use steward_registry::database::EmbeddedMigrations;
 
 /// `(version, description, sql)` of every migration, oldest first. A
@@ -32,9 +31,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
-/// The migrator for the embedded migrations. It takes a database-wide
-/// lock while migrating (an advisory lock on PostgreSQL), so replicas
-/// starting together migrate once.
-pub(crate) async fn migrator() -> Result<Migrator, sqlx::migrate::MigrateError> {
-    Migrator::new(EmbeddedMigrations(MIGRATIONS)).await
-}
+/// The embedded migrations, for `steward_registry::database::open_pool`
+/// (which migrates under a database-wide lock: an advisory lock on
+/// PostgreSQL, a lock file beside a SQLite database).
+pub(crate) const MIGRATIONS_SOURCE: EmbeddedMigrations = EmbeddedMigrations(MIGRATIONS);

@@ -183,8 +183,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use sqlx::any::{Any, AnyPoolOptions};
-use sqlx::{AnyConnection, AnyPool, Executor, Transaction};
+use sqlx::any::Any;
+use sqlx::{AnyConnection, AnyPool, Transaction};
 use steward_registry::database;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
@@ -391,44 +391,26 @@ impl Store {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
         tracing::Span::current().record("backend", backend.name());
-        let open_error = |source| StoreError::Open {
-            backend: backend.name(),
-            source,
-        };
-        let mut migrate_lock = None;
-        let (url, pool) = match backend {
-            Backend::Sqlite => {
-                let url = prepare_sqlite_url(url)?;
-                migrate_lock = Some(database::sqlite_lock_path(&url));
-                let pool = AnyPoolOptions::new()
-                    .max_connections(options.max_connections.unwrap_or(4))
-                    .acquire_timeout(Duration::from_secs(30))
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            conn.execute(SQLITE_PRAGMAS).await?;
-                            Ok(())
-                        })
-                    });
-                (url, pool)
-            }
-            Backend::Postgres => {
-                let pool = AnyPoolOptions::new()
-                    .max_connections(options.max_connections.unwrap_or(10))
-                    .acquire_timeout(Duration::from_secs(30));
-                (url.to_owned(), pool)
-            }
-        };
-        let pool = pool.connect(&url).await.map_err(open_error)?;
-        let migrator = migrate::migrator().await.map_err(StoreError::Migrate)?;
-        // sqlx takes a database-wide lock while migrating on PostgreSQL but
-        // not on SQLite, where two processes opening a new file at once
-        // would both migrate it; a lock file beside it serialises them.
-        let _guard = match migrate_lock {
-            Some(path) => Some(lock_file(path).await?),
-            None => None,
-        };
-        migrator.run(&pool).await.map_err(StoreError::Migrate)?;
-        drop(_guard);
+        let pool = database::open_pool(
+            url,
+            backend == Backend::Sqlite,
+            "steward.db",
+            SQLITE_PRAGMAS,
+            options.max_connections.unwrap_or(match backend {
+                Backend::Sqlite => 4,
+                Backend::Postgres => 10,
+            }),
+            migrate::MIGRATIONS_SOURCE,
+        )
+        .await
+        .map_err(|e| match e {
+            database::OpenError::Invalid(message) => StoreError::invalid("database-url", message),
+            database::OpenError::Connect(source) => StoreError::Open {
+                backend: backend.name(),
+                source,
+            },
+            database::OpenError::Migrate(e) => StoreError::Migrate(e),
+        })?;
         tracing::debug!("store open");
         Ok(Self {
             pool,
@@ -486,16 +468,9 @@ impl Store {
     }
 }
 
-/// Opens (creating) `path` and waits for an exclusive lock on it, held
-/// until the file is dropped.
-async fn lock_file(path: std::path::PathBuf) -> Result<std::fs::File> {
-    database::lock_file(path)
-        .await
-        .map_err(|e| StoreError::invalid("database-url", e))
-}
-
 /// Checks a `sqlite:` URL, asks for the file to be created when missing
 /// and creates its directory (see [`database::prepare_sqlite_url`]).
+#[cfg(test)]
 fn prepare_sqlite_url(url: &str) -> Result<String> {
     database::prepare_sqlite_url(url, "steward.db")
         .map_err(|e| StoreError::invalid("database-url", e))
