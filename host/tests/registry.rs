@@ -20,6 +20,8 @@ use registry_support::{Registry, manifest};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use steward_host::control::server::{ServeConfig, Server};
+use steward_registry::api::VersionRecord;
+use steward_registry::client::RegistryClient;
 use steward_registry::signing::SecretKey;
 use support::control::{fixture, simulated_facts};
 use tokio::sync::watch;
@@ -133,6 +135,37 @@ fn bytes(package: &str) -> Vec<u8> {
     std::fs::read(steward_tests::component(package)).unwrap()
 }
 
+/// A publisher owning `namespace` (signed uploads only) with a registered
+/// key: its client and the key.
+async fn signing_vendor(registry: &Registry, namespace: &str) -> (RegistryClient, SecretKey) {
+    let token = registry.add_publisher(namespace, &[namespace], false);
+    let vendor = registry.client(Some(&token));
+    let key = SecretKey::generate();
+    vendor.register_key(&key.public_key()).await.unwrap();
+    (vendor, key)
+}
+
+/// Publishes test component `package` as `module` at `version`, asking
+/// for `capabilities`, signed by `key`.
+async fn publish(
+    vendor: &RegistryClient,
+    key: &SecretKey,
+    package: &str,
+    module: &str,
+    version: &str,
+    capabilities: &[&str],
+) -> VersionRecord {
+    vendor
+        .publish(
+            bytes(package),
+            &manifest(module, version, capabilities),
+            Some(key),
+            |_, _| {},
+        )
+        .await
+        .unwrap()
+}
+
 /// A tenant with one simulated device; its id.
 async fn tenant(api: &Steward) -> String {
     let (status, t) = api
@@ -157,19 +190,16 @@ async fn tenant(api: &Steward) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_resolve_install_grant_run_and_upgrade() {
     let registry = Registry::start();
-    let token = registry.add_publisher("acme", &["acme"], false);
-    let vendor = registry.client(Some(&token));
-    let key = SecretKey::generate();
-    vendor.register_key(&key.public_key()).await.unwrap();
-    let v1 = vendor
-        .publish(
-            bytes("guest-vendor-demo-1-0-0"),
-            &manifest("acme/vendor-demo", "1.0.0", &[]),
-            Some(&key),
-            |_, _| {},
-        )
-        .await
-        .unwrap();
+    let (vendor, key) = signing_vendor(&registry, "acme").await;
+    let v1 = publish(
+        &vendor,
+        &key,
+        "guest-vendor-demo-1-0-0",
+        "acme/vendor-demo",
+        "1.0.0",
+        &[],
+    )
+    .await;
 
     let api = steward(&registry.url, "").await;
 
@@ -242,15 +272,15 @@ async fn publish_resolve_install_grant_run_and_upgrade() {
 
     // 1.1.0 asks for nothing new: the upgrade keeps the grants, no new
     // approval (the default policy is automatic).
-    let v11 = vendor
-        .publish(
-            bytes("guest-vendor-demo-1-1-0"),
-            &manifest("acme/vendor-demo", "1.1.0", &[]),
-            Some(&key),
-            |_, _| {},
-        )
-        .await
-        .unwrap();
+    let v11 = publish(
+        &vendor,
+        &key,
+        "guest-vendor-demo-1-1-0",
+        "acme/vendor-demo",
+        "1.1.0",
+        &[],
+    )
+    .await;
     let (status, up) = api
         .post("/api/v1/plugins/vendor-demo/upgrade", json!({}))
         .await;
@@ -267,15 +297,15 @@ async fn publish_resolve_install_grant_run_and_upgrade() {
     assert_eq!(run["pins"][0]["version"], "1.1.0", "{run}");
 
     // 2.0.0 asks for `tickets`: refused until granted, then installed.
-    let v2 = vendor
-        .publish(
-            bytes("guest-vendor-demo-2-0-0"),
-            &manifest("acme/vendor-demo", "2.0.0", &["tickets"]),
-            Some(&key),
-            |_, _| {},
-        )
-        .await
-        .unwrap();
+    let v2 = publish(
+        &vendor,
+        &key,
+        "guest-vendor-demo-2-0-0",
+        "acme/vendor-demo",
+        "2.0.0",
+        &["tickets"],
+    )
+    .await;
     let problem = api
         .refused(
             "/api/v1/plugins/vendor-demo/upgrade",
@@ -374,26 +404,23 @@ async fn publish_resolve_install_grant_run_and_upgrade() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_store_nothing() {
     let registry = Registry::start();
-    let acme = registry.add_publisher("acme", &["acme"], false);
+    let (vendor, key) = signing_vendor(&registry, "acme").await;
     let dev = registry.add_publisher("dev", &["dev"], true);
-    let vendor = registry.client(Some(&acme));
-    let key = SecretKey::generate();
-    vendor.register_key(&key.public_key()).await.unwrap();
     let v1 = bytes("guest-vendor-demo-1-0-0");
     let v11 = bytes("guest-vendor-demo-1-1-0");
 
     // The registry refuses, and keeps nothing: publishing into another
     // publisher's namespace, publishing an existing version again, a
     // manifest whose capabilities are not the component's imports.
-    let published = vendor
-        .publish(
-            v1.clone(),
-            &manifest("acme/vendor-demo", "1.0.0", &[]),
-            Some(&key),
-            |_, _| {},
-        )
-        .await
-        .unwrap();
+    let published = publish(
+        &vendor,
+        &key,
+        "guest-vendor-demo-1-0-0",
+        "acme/vendor-demo",
+        "1.0.0",
+        &[],
+    )
+    .await;
     let refusals = [
         (manifest("dev/vendor-demo", "1.0.0", &[]), v1.clone()),
         (manifest("acme/vendor-demo", "1.0.0", &[]), v11.clone()),
@@ -498,16 +525,15 @@ async fn refusals_store_nothing() {
     .await;
 
     // Capabilities requested but not granted; bad grants; bad requests.
-    let v2 = bytes("guest-vendor-demo-2-0-0");
-    vendor
-        .publish(
-            v2,
-            &manifest("acme/vendor-demo", "2.0.0", &["tickets"]),
-            Some(&key),
-            |_, _| {},
-        )
-        .await
-        .unwrap();
+    publish(
+        &vendor,
+        &key,
+        "guest-vendor-demo-2-0-0",
+        "acme/vendor-demo",
+        "2.0.0",
+        &["tickets"],
+    )
+    .await;
     let problem = api
         .refused(
             "/api/v1/plugins/from-registry",
@@ -622,26 +648,16 @@ async fn refusals_store_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn automatic_upgrades_stay_within_the_grants() {
     let registry = Registry::start();
-    let token = registry.add_publisher("acme", &["acme"], false);
-    let vendor = registry.client(Some(&token));
-    let key = SecretKey::generate();
-    vendor.register_key(&key.public_key()).await.unwrap();
-    let publish = |package: &'static str, version: &'static str, caps: &'static [&'static str]| {
-        let vendor = vendor.clone();
-        let key = &key;
-        async move {
-            vendor
-                .publish(
-                    bytes(package),
-                    &manifest("acme/vendor-demo", version, caps),
-                    Some(key),
-                    |_, _| {},
-                )
-                .await
-                .unwrap()
-        }
-    };
-    publish("guest-vendor-demo-1-0-0", "1.0.0", &[]).await;
+    let (vendor, key) = signing_vendor(&registry, "acme").await;
+    publish(
+        &vendor,
+        &key,
+        "guest-vendor-demo-1-0-0",
+        "acme/vendor-demo",
+        "1.0.0",
+        &[],
+    )
+    .await;
     let api = steward(&registry.url, "check-every-seconds = 1\n").await;
     let (status, installed) = api
         .post(
@@ -653,7 +669,15 @@ async fn automatic_upgrades_stay_within_the_grants() {
     assert_eq!(installed["source"]["requirement"], "*");
 
     // 1.1.0 asks for nothing new: the server installs it by itself.
-    let v11 = publish("guest-vendor-demo-1-1-0", "1.1.0", &[]).await;
+    let v11 = publish(
+        &vendor,
+        &key,
+        "guest-vendor-demo-1-1-0",
+        "acme/vendor-demo",
+        "1.1.0",
+        &[],
+    )
+    .await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let plugins = api.get("/api/v1/plugins").await;
@@ -680,7 +704,15 @@ async fn automatic_upgrades_stay_within_the_grants() {
 
     // 2.0.0 asks for `tickets`: several checks later it is still not
     // installed; it waits for an admin to grant it.
-    publish("guest-vendor-demo-2-0-0", "2.0.0", &["tickets"]).await;
+    publish(
+        &vendor,
+        &key,
+        "guest-vendor-demo-2-0-0",
+        "acme/vendor-demo",
+        "2.0.0",
+        &["tickets"],
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(3500)).await;
     let plugins = api.get("/api/v1/plugins").await;
     let versions: Vec<&str> = plugins
@@ -721,19 +753,16 @@ async fn forging_proxy(upstream: String) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_cannot_substitute_another_module() {
     let registry = Registry::start();
-    let evil = registry.add_publisher("evil", &["evil"], false);
-    let vendor = registry.client(Some(&evil));
-    let key = SecretKey::generate();
-    vendor.register_key(&key.public_key()).await.unwrap();
-    vendor
-        .publish(
-            bytes("guest-vendor-demo-1-0-0"),
-            &manifest("evil/vendor-demo", "1.0.0", &[]),
-            Some(&key),
-            |_, _| {},
-        )
-        .await
-        .unwrap();
+    let (vendor, key) = signing_vendor(&registry, "evil").await;
+    publish(
+        &vendor,
+        &key,
+        "guest-vendor-demo-1-0-0",
+        "evil/vendor-demo",
+        "1.0.0",
+        &[],
+    )
+    .await;
 
     let proxy = forging_proxy(registry.url.clone()).await;
     let api = steward(&proxy, "").await;
