@@ -12,8 +12,8 @@ use steward_registry::Digest;
 use steward_registry::client::{ClientError, VerifyError, verify_resolved};
 use steward_registry::signing::SecretKey;
 use support::{
-    Db, RawPublish, Registry, component, component_path, manifest, padded_component, peak_rss,
-    raw_publish,
+    Db, RawPublish, Registry, assert_streamed_within, code, component, component_path, manifest,
+    padded_component_file, raw_publish,
 };
 
 /// Runs a scenario on SQLite and on PostgreSQL.
@@ -45,12 +45,6 @@ on_both_databases!(
 );
 
 const MAX: u64 = 16 * 1024 * 1024;
-
-/// The problem code of a refusal.
-fn code(err: &ClientError) -> &str {
-    err.code()
-        .unwrap_or_else(|| panic!("expected a refusal with a code, got {err}"))
-}
 
 /// A registry with publisher `acme` (namespace `acme`, one registered
 /// key) and publisher `rival` (namespace `rival`).
@@ -826,12 +820,8 @@ async fn large_modules_stream_through_bounded_memory() {
         ..
     } = setup(Db::Sqlite, &["--max-module-bytes", "104857600"]).await;
 
-    let bytes = padded_component(PAD);
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("large.wasm");
-    std::fs::write(&file, &bytes).unwrap();
-    let digest = Digest::of(&bytes);
-    drop(bytes);
+    let (file, digest) = padded_component_file(PAD, dir.path());
 
     let sent = Arc::new(Mutex::new(Vec::new()));
     let progress = sent.clone();
@@ -854,22 +844,7 @@ async fn large_modules_stream_through_bounded_memory() {
     );
     assert_eq!(sent.last().unwrap().0, sent.last().unwrap().1);
 
-    let downloaded = registry
-        .client(None)
-        .download(&digest, 104_857_600)
-        .await
-        .unwrap();
-    assert_eq!(Digest::of(&downloaded), digest);
-    drop(downloaded);
-
-    let peak = peak_rss(registry.pid());
-    eprintln!("registry peak RSS: {} MiB", peak >> 20);
-    assert!(
-        peak < PAD,
-        "the registry's resident memory peaked at {} MiB for a {} MiB module",
-        peak >> 20,
-        PAD >> 20
-    );
+    assert_streamed_within(&registry, &digest, PAD, "registry peak RSS").await;
 
     // Over the limit: refused with the limit in the message.
     let err = registry

@@ -15,21 +15,15 @@ use futures_util::TryStreamExt as _;
 use steward_registry::Digest;
 use steward_registry::blobs::s3::PART_SIZE;
 use steward_registry::blobs::{BlobStore, S3BlobStore, S3Location};
-use steward_registry::client::{ClientError, verify_resolved};
+use steward_registry::client::verify_resolved;
 use steward_registry::signing::SecretKey;
 use support::s3::S3Server;
 use support::{
-    Db, RawPublish, Registry, component, component_path, manifest, padded_component, peak_rss,
-    raw_publish,
+    Db, RawPublish, Registry, assert_streamed_within, code, component, component_path, manifest,
+    padded_component, padded_component_file, raw_publish,
 };
 
 const BUCKET: &str = "steward-modules";
-
-/// The problem code of a refusal.
-fn code(err: &ClientError) -> &str {
-    err.code()
-        .unwrap_or_else(|| panic!("expected a refusal with a code, got {err}"))
-}
 
 /// How a test registry is told about its bucket.
 enum Config {
@@ -340,12 +334,8 @@ async fn large_modules_stream_through_bounded_memory() {
         key,
     } = setup("blobs", Config::Flags, &["--max-module-bytes", "104857600"]).await;
 
-    let bytes = padded_component(PAD);
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("large.wasm");
-    std::fs::write(&file, &bytes).unwrap();
-    let digest = Digest::of(&bytes);
-    drop(bytes);
+    let (file, digest) = padded_component_file(PAD, dir.path());
 
     let sent = Arc::new(Mutex::new(Vec::new()));
     let progress = sent.clone();
@@ -364,22 +354,7 @@ async fn large_modules_stream_through_bounded_memory() {
     assert_eq!(s3.objects(BUCKET).await, std::slice::from_ref(&blob_key));
     assert!(s3.multipart_uploads(BUCKET).await.is_empty());
 
-    let downloaded = registry
-        .client(None)
-        .download(&digest, 104_857_600)
-        .await
-        .unwrap();
-    assert_eq!(Digest::of(&downloaded), digest);
-    drop(downloaded);
-
-    let peak = peak_rss(registry.pid());
-    eprintln!("registry peak RSS with S3 blobs: {} MiB", peak >> 20);
-    assert!(
-        peak < PAD,
-        "the registry's resident memory peaked at {} MiB for a {} MiB module",
-        peak >> 20,
-        PAD >> 20
-    );
+    assert_streamed_within(&registry, &digest, PAD, "registry peak RSS with S3 blobs").await;
 
     // Again under another version: the upload is dropped, not copied.
     client

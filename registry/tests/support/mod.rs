@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use steward_registry::Digest;
 use steward_registry::Manifest;
 use steward_registry::api::Problem;
-use steward_registry::client::RegistryClient;
+use steward_registry::client::{ClientError, RegistryClient};
 
 /// Which database a test registry uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,4 +309,41 @@ pub async fn postgres_database() -> String {
         .await
         .expect("create a test database");
     steward_tests::postgres::with_database(server, &name)
+}
+
+/// The problem code of a refusal.
+pub fn code(err: &ClientError) -> &str {
+    err.code()
+        .unwrap_or_else(|| panic!("expected a refusal with a code, got {err}"))
+}
+
+/// [`padded_component`] with `pad` bytes, written to `large.wasm` in `dir`:
+/// the file and its digest (the bytes are not kept in memory).
+pub fn padded_component_file(pad: u64, dir: &std::path::Path) -> (PathBuf, Digest) {
+    let bytes = padded_component(pad);
+    let file = dir.join("large.wasm");
+    std::fs::write(&file, &bytes).unwrap();
+    (file, Digest::of(&bytes))
+}
+
+/// Downloads `digest` from `registry` and checks what arrives, then that
+/// the registry process's resident memory stayed below `pad` (the
+/// module's padding) all along; `what` names the figure printed.
+pub async fn assert_streamed_within(registry: &Registry, digest: &Digest, pad: u64, what: &str) {
+    let downloaded = registry
+        .client(None)
+        .download(digest, 104_857_600)
+        .await
+        .unwrap();
+    assert_eq!(Digest::of(&downloaded), *digest);
+    drop(downloaded);
+
+    let peak = peak_rss(registry.pid());
+    eprintln!("{what}: {} MiB", peak >> 20);
+    assert!(
+        peak < pad,
+        "the registry's resident memory peaked at {} MiB for a {} MiB module",
+        peak >> 20,
+        pad >> 20
+    );
 }
