@@ -7,6 +7,7 @@
 //! moto checks no signatures, so any key pair is accepted; buckets are
 //! created with a plain `PUT /BUCKET`.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -94,12 +95,24 @@ impl S3Server {
     /// The requests the server has answered so far, as `METHOD /PATH?QUERY`,
     /// read off its log.
     pub fn requests(&self) -> Vec<String> {
+        self.answered()
+            .into_iter()
+            .map(|(request, _)| request)
+            .collect()
+    }
+
+    /// [`requests`](Self::requests) with the status each was answered with.
+    pub fn answered(&self) -> Vec<(String, u16)> {
         self.log_text()
             .lines()
             .filter_map(|line| {
-                let (_, request) = line.split_once('"')?;
-                let (request, _) = request.split_once(" HTTP/")?;
-                Some(without_colours(request))
+                // `127.0.0.1 - - [date] "METHOD /PATH HTTP/1.1" STATUS -`
+                let line = without_colours(line);
+                let (_, rest) = line.split_once('"')?;
+                let (request, rest) = rest.split_once(" HTTP/")?;
+                let (_, rest) = rest.split_once("\" ")?;
+                let status = rest.split_whitespace().next()?.parse().ok()?;
+                Some((request.to_owned(), status))
             })
             .collect()
     }
@@ -111,6 +124,39 @@ impl S3Server {
             .iter()
             .filter(|r| r.starts_with(prefix) && r.contains(part))
             .count()
+    }
+
+    /// The keys under `prefix` (a path such as `/BUCKET/uploads/`) that a
+    /// multipart upload was started for.
+    pub fn multipart_uploads_started(&self, prefix: &str) -> BTreeSet<String> {
+        self.upload_keys("POST", prefix, "?uploads", |_| true)
+    }
+
+    /// The keys under `prefix` whose multipart upload an abort
+    /// (`DELETE …?uploadId=`) was answered with success for. A client may
+    /// retry an abort, so this counts uploads, not requests.
+    pub fn multipart_uploads_aborted(&self, prefix: &str) -> BTreeSet<String> {
+        self.upload_keys("DELETE", prefix, "?uploadId=", |status| {
+            (200..300).contains(&status)
+        })
+    }
+
+    fn upload_keys(
+        &self,
+        method: &str,
+        prefix: &str,
+        query: &str,
+        status: impl Fn(u16) -> bool,
+    ) -> BTreeSet<String> {
+        let start = format!("{method} {prefix}");
+        self.answered()
+            .into_iter()
+            .filter(|(_, answered)| status(*answered))
+            .filter_map(|(request, _)| {
+                let (key, _) = request.strip_prefix(&start)?.split_once(query)?;
+                Some(key.to_owned())
+            })
+            .collect()
     }
 
     /// Creates a bucket.
