@@ -10,7 +10,6 @@
 //! registry would refuse for that reason is refused before any byte is
 //! sent.
 
-use std::collections::BTreeSet;
 use std::io::{IsTerminal as _, Read as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -287,27 +286,13 @@ fn manifest_for(args: &PublishArgs, imports: &Imports) -> anyhow::Result<Manifes
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let manifest = Manifest::from_json(&bytes)
             .with_context(|| format!("invalid manifest {}", path.display()))?;
-        if manifest.capabilities != imports.capabilities {
-            anyhow::bail!(
-                "the manifest {} lists capabilities {} but {} imports {}; the registry refuses \
-                 a manifest whose capabilities differ from the component's imports (nothing was \
-                 uploaded)",
+        manifest.describes(imports).with_context(|| {
+            format!(
+                "the manifest {} does not describe {} (nothing was uploaded)",
                 path.display(),
-                show_set(&manifest.capabilities),
-                args.file.display(),
-                show_set(&imports.capabilities)
-            );
-        }
-        if manifest.wit != imports.wit {
-            anyhow::bail!(
-                "the manifest {} says `wit` is `{}` but {} is built against `{}` (nothing was \
-                 uploaded)",
-                path.display(),
-                manifest.wit,
-                args.file.display(),
-                imports.wit
-            );
-        }
+                args.file.display()
+            )
+        })?;
         return Ok(manifest);
     }
 
@@ -349,10 +334,4 @@ fn manifest_for(args: &PublishArgs, imports: &Imports) -> anyhow::Result<Manifes
     };
     manifest.validate()?;
     Ok(manifest)
-}
-
-/// `{a, b}`, or `{}` (nothing beyond the always-granted interfaces).
-fn show_set(set: &BTreeSet<String>) -> String {
-    let items: Vec<&str> = set.iter().map(String::as_str).collect();
-    format!("{{{}}}", items.join(", "))
 }

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::imports::{ALWAYS_GRANTED, REQUESTABLE, WIT_PACKAGE};
+use crate::imports::{ALWAYS_GRANTED, Imports, REQUESTABLE, WIT_PACKAGE};
 
 /// Longest namespace or module name, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
@@ -50,6 +50,53 @@ pub struct Manifest {
     /// `tickets`, …). Always-granted interfaces (`log`, `config`, `clock`,
     /// `state`) are not listed.
     pub capabilities: BTreeSet<String>,
+}
+
+/// How a manifest fails to describe its component.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImportsMismatch {
+    /// The manifest's capabilities are not the component's requestable
+    /// imports.
+    #[error(
+        "the manifest declares capabilities [{}] but the component imports [{}]",
+        list(manifest),
+        list(component)
+    )]
+    Capabilities {
+        /// From the manifest.
+        manifest: BTreeSet<String>,
+        /// From the component.
+        component: BTreeSet<String>,
+    },
+    /// The manifest's `wit` is not the package the component was built
+    /// against.
+    #[error(
+        "the manifest says `wit` is `{manifest}` but the component was built against `{component}`"
+    )]
+    Wit {
+        /// From the manifest.
+        manifest: String,
+        /// From the component.
+        component: String,
+    },
+}
+
+impl ImportsMismatch {
+    /// The registry's problem code for it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Capabilities { .. } => crate::api::codes::CAPABILITIES_MISMATCH,
+            Self::Wit { .. } => crate::api::codes::WIT_MISMATCH,
+        }
+    }
+}
+
+fn list(set: &BTreeSet<String>) -> String {
+    if set.is_empty() {
+        "none".to_owned()
+    } else {
+        set.iter().cloned().collect::<Vec<_>>().join(", ")
+    }
 }
 
 /// A manifest field that is wrong, and why.
@@ -102,6 +149,26 @@ impl Manifest {
     /// The module part of [`name`](Manifest::name) (after the `/`).
     pub fn module(&self) -> &str {
         self.name.split_once('/').map_or("", |(_, m)| m)
+    }
+
+    /// Whether this manifest describes the component whose imports are
+    /// `imports`: the same capabilities, built against the same WIT
+    /// package. The registry refuses a publish, `steward plugin publish`
+    /// an upload and the host an install, when it does not.
+    pub fn describes(&self, imports: &Imports) -> Result<(), ImportsMismatch> {
+        if self.capabilities != imports.capabilities {
+            return Err(ImportsMismatch::Capabilities {
+                manifest: self.capabilities.clone(),
+                component: imports.capabilities.clone(),
+            });
+        }
+        if self.wit != imports.wit {
+            return Err(ImportsMismatch::Wit {
+                manifest: self.wit.clone(),
+                component: imports.wit.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// Checks every field.

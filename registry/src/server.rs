@@ -700,33 +700,9 @@ fn imports_error(e: ImportsError) -> ApiError {
 }
 
 fn check_imports(manifest: &Manifest, imports: &Imports) -> ApiResult<()> {
-    if manifest.capabilities != imports.capabilities {
-        let list = |set: &std::collections::BTreeSet<String>| {
-            if set.is_empty() {
-                "none".to_owned()
-            } else {
-                set.iter().cloned().collect::<Vec<_>>().join(", ")
-            }
-        };
-        return Err(ApiError::unprocessable(
-            codes::CAPABILITIES_MISMATCH,
-            format!(
-                "the manifest declares capabilities [{}] but the component imports [{}]",
-                list(&manifest.capabilities),
-                list(&imports.capabilities)
-            ),
-        ));
-    }
-    if manifest.wit != imports.wit {
-        return Err(ApiError::unprocessable(
-            codes::WIT_MISMATCH,
-            format!(
-                "the manifest says `{}` but the component was built against `{}`",
-                manifest.wit, imports.wit
-            ),
-        ));
-    }
-    Ok(())
+    manifest
+        .describes(imports)
+        .map_err(|e| ApiError::unprocessable(e.code(), e.to_string()))
 }
 
 async fn versions(

@@ -66,7 +66,7 @@ impl From<RegistryError> for ApiError {
                 | VerifyError::BadSignature { .. },
             ) => status(StatusCode::BAD_GATEWAY),
             RegistryError::Verify(VerifyError::Unsigned | VerifyError::UntrustedKey { .. })
-            | RegistryError::CapabilityMismatch { .. } => unprocessable("module"),
+            | RegistryError::Imports(_) => unprocessable("module"),
             RegistryError::Install(inner) if inner.chain().any(|c| c.is::<std::io::Error>()) => {
                 ApiError::internal(&**inner)
             }

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use steward_registry::api::Resolved;
 use steward_registry::client::{ClientError, RegistryClient, VerifyError, verify_record};
 use steward_registry::imports;
+use steward_registry::manifest::ImportsMismatch;
 
 use super::plugins::{PluginLibrary, Provenance};
 use crate::capability::Grant;
@@ -205,16 +206,10 @@ pub enum RegistryError {
     /// The bytes or the signature do not check.
     #[error("{0}")]
     Verify(VerifyError),
-    /// The manifest's capabilities are not what the component imports.
-    #[error(
-        "the manifest requests {manifest:?} but the component imports {imports:?}; refusing to install"
-    )]
-    CapabilityMismatch {
-        /// From the manifest.
-        manifest: BTreeSet<String>,
-        /// From the component.
-        imports: BTreeSet<String>,
-    },
+    /// The manifest does not describe the component: other capabilities
+    /// or another WIT package.
+    #[error("{0}; refusing to install")]
+    Imports(ImportsMismatch),
     /// Capabilities requested but not granted.
     #[error(
         "{module} {version} requests capabilities that are not granted: {}; grant them to install",
@@ -291,7 +286,7 @@ impl RegistryError {
             RegistryError::Verify(VerifyError::Unsigned) => "unsigned-module",
             RegistryError::Verify(VerifyError::UntrustedKey { .. }) => "untrusted-key",
             RegistryError::Verify(VerifyError::BadSignature { .. }) => "bad-signature",
-            RegistryError::CapabilityMismatch { .. } => "capability-mismatch",
+            RegistryError::Imports(e) => e.code(),
             RegistryError::GrantsRequired { .. } => "grants-required",
             RegistryError::NotFromRegistry(_) => "not-from-registry",
             RegistryError::NotInstalled(_) => "not-found",
@@ -645,15 +640,12 @@ impl Registry {
             Err(e) => return Err(RegistryError::Verify(e)),
         };
 
-        let imported = imports::inspect(&bytes)
-            .map_err(|e| RegistryError::Install(anyhow::anyhow!("{e}")))?
-            .capabilities;
-        if imported != record.manifest.capabilities {
-            return Err(RegistryError::CapabilityMismatch {
-                manifest: record.manifest.capabilities.clone(),
-                imports: imported,
-            });
-        }
+        let imported =
+            imports::inspect(&bytes).map_err(|e| RegistryError::Install(anyhow::anyhow!("{e}")))?;
+        record
+            .manifest
+            .describes(&imported)
+            .map_err(RegistryError::Imports)?;
 
         let source = PluginSource {
             module: name,
