@@ -285,7 +285,24 @@ schedule = {{ cron = "* * * * * *", timezone = "UTC" }}
         // the new file at once.
         let store = Store::open(&url).await.unwrap();
         let start = Instant::now();
-        while store.tenants().await.unwrap().is_empty() {
+        // Bootstrapped: the tenant, the device, then the playbook and its
+        // schedule, each written on its own.
+        let bootstrapped = || async {
+            let Some(tenant) = store.tenants().await.unwrap().into_iter().next() else {
+                return false;
+            };
+            store
+                .playbook_named(&tenant.id, "every second")
+                .await
+                .unwrap()
+                .is_some()
+                && !store
+                    .due_schedules(steward_host::store::Timestamp::from_millis(i64::MAX), 1)
+                    .await
+                    .unwrap()
+                    .is_empty()
+        };
+        while !bootstrapped().await {
             assert!(
                 child.try_wait().unwrap().is_none(),
                 "steward serve exited during start"

@@ -352,6 +352,13 @@ async fn large_modules_stream_through_bounded_memory() {
     assert_streamed_within(&registry, &digest, PAD, "registry peak RSS with S3 blobs").await;
 
     // Again under another version: the upload is dropped, not copied.
+    let put_blob = format!("PUT /{BUCKET}/blobs/sha256/");
+    assert!(
+        s3.count_requests(&put_blob, "") >= 1,
+        "{:#?}",
+        s3.requests()
+    );
+    let before = s3.requests().len();
     client
         .publish(
             file,
@@ -363,9 +370,13 @@ async fn large_modules_stream_through_bounded_memory() {
         .unwrap();
     s3.await_no_multipart_uploads(BUCKET).await;
     assert_eq!(s3.objects(BUCKET).await, [blob_key]);
-    // One copy under the digest (the first time), one abort (the second).
-    let put_blob = format!("PUT /{BUCKET}/blobs/sha256/");
-    assert_eq!(s3.count_requests(&put_blob, ""), 1, "{:#?}", s3.requests());
+    // A copy under the digest the first time (a client may retry it), and
+    // none the second time, whose upload was aborted.
+    let second = s3.requests().split_off(before);
+    assert!(
+        !second.iter().any(|r| r.starts_with(&put_blob)),
+        "{second:#?}"
+    );
     let uploads = format!("/{BUCKET}/blobs/uploads/");
     let started = s3.multipart_uploads_started(&uploads);
     assert_eq!(started.len(), 2, "{:#?}", s3.answered());

@@ -153,7 +153,7 @@ async fn lists_installed_packages_and_classifies_updates_and_holds() {
 #[tokio::test]
 async fn a_plugin_plans_then_applies_real_upgrades_through_apt() {
     let (_work, root) = sandbox();
-    let mut run = run_with(
+    let mut run = run_real(
         fixture_without_findings(),
         "guest-fixer",
         grants(&[
@@ -243,7 +243,7 @@ async fn patching_ages_security_updates_and_installs_by_policy() {
     day4.now.as_mut().unwrap().seconds += 4 * 86_400;
 
     let mut state = None;
-    let first = run_with(
+    let first = run_real(
         day0,
         "steward-plugin-patching",
         grants.clone(),
@@ -271,7 +271,7 @@ async fn patching_ages_security_updates_and_installs_by_policy() {
     assert_eq!(severity(&findings, "update:tool"), Some(Severity::Warning));
 
     // Four days later the same security update is overdue.
-    let mut later = run_with(
+    let mut later = run_real(
         day4,
         "steward-plugin-patching",
         grants.clone(),
@@ -386,7 +386,7 @@ async fn patching_refuses_bad_parameters_before_changing_anything() {
             "invalid parameter `reboot`: `sometimes` is not `never` or `if-required`",
         ),
     ] {
-        let run = run_with(
+        let run = run_real(
             fixture_without_findings(),
             "steward-plugin-patching",
             grants(&["packages"]),

@@ -172,7 +172,7 @@ async fn the_antivirus_plugin_plans_then_quarantines_a_real_detection() {
     fixture.now = None;
     let scan = lab.scan_dir().display().to_string();
     let grant = format!("antivirus={}/**", lab.dir.path().display());
-    let mut run = run_with(
+    let mut run = run_real(
         fixture,
         "steward-plugin-antivirus",
         grants(&[&grant]),
@@ -263,7 +263,7 @@ async fn the_host_denies_a_scan_path_outside_the_grant() {
     let scan = lab.scan_dir().display().to_string();
     // Granted only a sibling directory: the plugin asks for more.
     let grant = format!("antivirus={}/elsewhere/**", lab.dir.path().display());
-    let mut run = run_with(
+    let mut run = run_real(
         fixture,
         "steward-plugin-antivirus",
         grants(&[&grant]),

@@ -94,6 +94,24 @@ pub async fn run_with(
     run_with_limits(fixture, package, grants, params, mode, test_limits()).await
 }
 
+/// [`run_with`] under limits for runs whose host calls drive real tools
+/// (`apt-get`, `dpkg`, `clamscan`): their time is the tools', which a
+/// loaded machine stretches, so only a hang should hit them.
+pub async fn run_real(
+    fixture: Fixture,
+    package: &str,
+    grants: Grants,
+    params: &[(&str, &str)],
+    mode: RunMode,
+) -> Run {
+    let limits = Limits {
+        cpu_time: Duration::from_secs(10),
+        wall_time: Duration::from_secs(120),
+        ..test_limits()
+    };
+    run_with_limits(fixture, package, grants, params, mode, limits).await
+}
+
 /// [`run_with`] under other limits, for runs over large fixtures.
 pub async fn run_with_limits(
     fixture: Fixture,

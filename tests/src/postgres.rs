@@ -46,11 +46,25 @@ pub fn with_database(url: &str, name: &str) -> String {
     out
 }
 
-/// The guard, with the write end of its standard input: kept (never
-/// waited for, never dropped) until the process exits.
-static GUARD: OnceLock<Mutex<Child>> = OnceLock::new();
+/// The guards, with the write ends of their standard input: kept (never
+/// waited for, never dropped) until the process exits. One per attempted
+/// start, so a failed one is cleaned up too.
+static GUARDS: Mutex<Vec<Child>> = Mutex::new(Vec::new());
 
 fn start_cluster() -> String {
+    // The free port found is only free until someone takes it: try again
+    // on another.
+    for attempt in 1.. {
+        match try_start_cluster() {
+            Some(url) => return url,
+            None if attempt < 3 => continue,
+            None => break,
+        }
+    }
+    panic!(".ci/postgres start failed three times; is Debian's postgresql package installed?");
+}
+
+fn try_start_cluster() -> Option<String> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("find a free loopback port")
@@ -65,7 +79,10 @@ fn start_cluster() -> String {
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn the PostgreSQL guard");
-    let _ = GUARD.set(Mutex::new(guard));
+    GUARDS
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .push(guard);
     let out = Command::new(PG_SCRIPT)
         .arg("start")
         .arg(&dir)
@@ -73,10 +90,9 @@ fn start_cluster() -> String {
         .stderr(Stdio::inherit())
         .output()
         .expect("run .ci/postgres start");
-    assert!(
-        out.status.success(),
-        ".ci/postgres start failed; is Debian's postgresql package installed?"
-    );
+    if !out.status.success() {
+        return None;
+    }
     let url = String::from_utf8(out.stdout).expect("UTF-8 URL");
-    url.trim().to_owned()
+    Some(url.trim().to_owned())
 }
