@@ -6,14 +6,15 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::{Value, json};
 use steward_host::control::alerts::{
-    Alerter, CheckResult, CriticalFinding, Dispatcher, DispatcherConfig, JobEnd, Observation,
-    SIGNATURE_HEADER, Webhook, verify_signature,
+    Alerter, CheckResult, CriticalFinding, DeliveryPolicy, Dispatcher, DispatcherConfig, JobEnd,
+    Observation, SIGNATURE_HEADER, Webhook, verify_signature,
 };
 use steward_host::control::executor::{Alerts, Executor, ExecutorConfig};
 use steward_host::control::plane::ControlError;
@@ -279,15 +280,27 @@ fn alerts_to(
 
 /// A webhook receiver that checks every signature.
 async fn receiver(secret: &'static str) -> (String, Arc<Mutex<Vec<Value>>>) {
+    let (url, got, _) = switchable_receiver(secret).await;
+    (url, got)
+}
+
+/// [`receiver`], answering `503` while the switch is on.
+async fn switchable_receiver(
+    secret: &'static str,
+) -> (String, Arc<Mutex<Vec<Value>>>, Arc<AtomicBool>) {
     use axum::body::Bytes;
     use axum::http::{HeaderMap, StatusCode};
     let got: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let sink = got.clone();
+    let down = Arc::new(AtomicBool::new(false));
+    let (sink, switch) = (got.clone(), down.clone());
     let app = axum::Router::new().route(
         "/hook",
         axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-            let sink = sink.clone();
+            let (sink, switch) = (sink.clone(), switch.clone());
             async move {
+                if switch.load(Ordering::SeqCst) {
+                    return StatusCode::SERVICE_UNAVAILABLE;
+                }
                 let sig = headers
                     .get(SIGNATURE_HEADER)
                     .and_then(|v| v.to_str().ok())
@@ -305,7 +318,7 @@ async fn receiver(secret: &'static str) -> (String, Arc<Mutex<Vec<Value>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, got)
+    (url, got, down)
 }
 
 #[tokio::test]
@@ -352,7 +365,7 @@ async fn a_failing_check_alerts_once_and_resolves_once_through_a_signed_webhook(
         let run = plane.start_run(&playbook.id, None).await.unwrap();
         finished(&db.store, &run).await;
     }
-    for _ in 0..200 {
+    for _ in 0..1200 {
         if got_len() >= 1 {
             break;
         }
@@ -375,7 +388,7 @@ async fn a_failing_check_alerts_once_and_resolves_once_through_a_signed_webhook(
         let run = plane.start_run(&playbook.id, None).await.unwrap();
         finished(&db.store, &run).await;
     }
-    for _ in 0..200 {
+    for _ in 0..1200 {
         if got_len() >= 2 {
             break;
         }
@@ -402,13 +415,91 @@ async fn a_failing_check_alerts_once_and_resolves_once_through_a_signed_webhook(
 /// Waits until the alert outbox is empty (an event leaves it once its
 /// delivery's report is in).
 async fn outbox_drains(store: &steward_host::store::Store) {
-    for _ in 0..200 {
+    for _ in 0..1200 {
         if store.alert_outbox().await.unwrap().is_empty() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("the outbox kept {:?}", store.alert_outbox().await.unwrap());
+}
+
+/// One webhook takes an event and another is down through every retry:
+/// the event stays in the outbox with the first recorded as reached, and
+/// its redelivery goes to the second only.
+async fn a_redelivery_leaves_out_the_webhooks_that_took_the_event(db: TestDb) {
+    const SECRET: &str = "a-fourth-test-secret-of-enough-bytes";
+    let (ops_url, ops, _) = switchable_receiver(SECRET).await;
+    let (pager_url, pager, pager_down) = switchable_receiver(SECRET).await;
+    pager_down.store(true, Ordering::SeqCst);
+    let webhook = |id: &str, url: String| Webhook {
+        id: id.into(),
+        url,
+        secret: SECRET.into(),
+        tenants: None,
+        enabled: true,
+    };
+    let alerts = Arc::new(Alerts {
+        alerter: Alerter::new(Arc::new(StoreAlertState::holding(
+            db.store.clone(),
+            Duration::ZERO,
+        ))),
+        dispatcher: Dispatcher::start(
+            vec![webhook("ops", ops_url), webhook("pager", pager_url)],
+            DispatcherConfig {
+                policy: DeliveryPolicy {
+                    max_attempts: 2,
+                    base_backoff: Duration::from_millis(10),
+                    max_backoff: Duration::from_millis(10),
+                    ..DeliveryPolicy::default()
+                },
+                ..DispatcherConfig::default()
+            },
+        )
+        .unwrap(),
+    });
+    let mut failing = Observation::new("acme", "ws-1", "fixer", "run-1", "job-1", Utc::now());
+    failing.job = JobEnd::TimedOut {
+        limit: Duration::from_secs(60),
+    };
+    let fired = alerts.alerter.observe(&failing).await;
+    assert_eq!(fired.len(), 1);
+    alerts.send(fired[0].clone());
+
+    let reached = || async {
+        db.store
+            .alert_outbox()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.alert_id, e.reached))
+            .collect::<Vec<_>>()
+    };
+    for _ in 0..1200 {
+        if reached().await.first().is_some_and(|(_, r)| !r.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        reached().await,
+        [(fired[0].id.clone(), vec!["ops".to_string()])]
+    );
+    assert_eq!(ops.lock().unwrap().len(), 1);
+    assert!(pager.lock().unwrap().is_empty());
+
+    pager_down.store(false, Ordering::SeqCst);
+    assert_eq!(alerts.redeliver(10).await, 1);
+    outbox_drains(&db.store).await;
+    let ids = |got: &Mutex<Vec<Value>>| {
+        got.lock()
+            .unwrap()
+            .iter()
+            .map(|v| (v["id"].to_string(), v["event"].to_string()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&pager), ids(&ops), "the pager got the same event");
+    assert_eq!(ops.lock().unwrap().len(), 1, "the ops webhook got it once");
 }
 
 /// An event that keeps failing to reach every webhook is sent again up to
@@ -431,7 +522,13 @@ async fn an_alert_redelivered_too_often_is_dropped() {
             .collect::<Vec<_>>()
     };
     for attempt in 0..2 {
-        let again = alerter.undelivered(10).await.unwrap();
+        let again: Vec<_> = alerter
+            .undelivered(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.alert)
+            .collect();
         assert_eq!(ids(&again), ids(&fired), "redelivery {attempt}");
     }
     assert!(alerter.undelivered(10).await.unwrap().is_empty());
@@ -576,7 +673,7 @@ async fn bad_input_names_the_field_and_stores_nothing(db: TestDb) {
 
 #[tokio::test]
 async fn a_job_reached_after_its_window_closed_waits_for_the_next_one_or_expires() {
-    use chrono::{Duration as Days, TimeZone, Utc};
+    use chrono::{Duration as Days, TimeZone, Timelike, Utc};
     use steward_host::store::{Firing, Timestamp};
     let db = sqlite().await;
     let dir = tempfile::tempdir().unwrap();
@@ -601,8 +698,11 @@ async fn a_job_reached_after_its_window_closed_waits_for_the_next_one_or_expires
         )
         .await
         .unwrap();
+    // The window opens at `hour`, half a day from now, so whenever the
+    // test runs the window is closed.
+    let hour = (Utc::now().hour() + 12) % 24;
     let yesterday = (Utc::now() - Days::days(1)).date_naive();
-    let fired = Utc.from_utc_datetime(&yesterday.and_hms_opt(9, 0, 0).unwrap());
+    let fired = Utc.from_utc_datetime(&yesterday.and_hms_opt(hour, 0, 0).unwrap());
     let ms = |t: chrono::DateTime<Utc>| Timestamp::from_millis(t.timestamp_millis());
     let mut runs = Vec::new();
     for miss in ["wait-next", "expire"] {
@@ -611,8 +711,8 @@ async fn a_job_reached_after_its_window_closed_waits_for_the_next_one_or_expires
                 &playbook.id,
                 None,
                 json!({
-                    "cron": "0 9 * * *", "timezone": "UTC", "window-miss": miss,
-                    "window": { "start": "09:00", "end": "09:30" }
+                    "cron": format!("0 {hour} * * *"), "timezone": "UTC", "window-miss": miss,
+                    "window": { "start": format!("{hour:02}:00"), "end": format!("{hour:02}:30") }
                 }),
             )
             .await
@@ -652,7 +752,7 @@ async fn a_job_reached_after_its_window_closed_waits_for_the_next_one_or_expires
     running.stop().await;
     plane.sweep().await.unwrap();
     let now = Utc::now();
-    let today = Utc.from_utc_datetime(&now.date_naive().and_hms_opt(9, 0, 0).unwrap());
+    let today = Utc.from_utc_datetime(&now.date_naive().and_hms_opt(hour, 0, 0).unwrap());
     let next_open = if now < today {
         today
     } else {
@@ -705,7 +805,7 @@ async fn hostile_jobs_end_as_timed_out_or_failed_and_the_timeout_alerts() {
     let panic_run = plane.start_run(&panic.id, None).await.unwrap();
     finished(&db.store, &slow_run).await;
     finished(&db.store, &panic_run).await;
-    for _ in 0..200 {
+    for _ in 0..1200 {
         if !got.lock().unwrap().is_empty() {
             break;
         }
@@ -1010,4 +1110,5 @@ on_both_backends!(
     an_alert_recorded_before_a_crash_is_delivered_by_the_next_process,
     bad_input_names_the_field_and_stores_nothing,
     a_lease_that_runs_out_is_followed_by_the_next_step_when_the_step_continues,
+    a_redelivery_leaves_out_the_webhooks_that_took_the_event,
 );

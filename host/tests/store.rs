@@ -127,7 +127,17 @@ async fn migrations_are_idempotent(db: TestDb) {
         .fetch_one(&sqlx::AnyPool::connect(&db.url).await.unwrap())
         .await
         .unwrap();
-    assert_eq!(applied, 5, "every embedded migration, once");
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "sql")
+        })
+        .count();
+    assert_eq!(applied, files as i64, "every migration file, once");
 }
 
 async fn claims_by_tier_then_due_time(db: TestDb) {
@@ -1574,6 +1584,7 @@ async fn alert_outbox_keeps_events_until_delivered(db: TestDb) {
         body: format!("{{\"id\":\"{id}\"}}"),
         retry_at: at(retry),
         attempts: 0,
+        reached: Vec::new(),
     };
     let kept = || async {
         s.alert_outbox()
@@ -1623,6 +1634,25 @@ async fn alert_outbox_keeps_events_until_delivered(db: TestDb) {
         "the attempts count"
     );
 
+    // The webhooks an event reached come with it, each once, sorted.
+    let webhooks = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    s.alert_outbox_reached("a1", "alert.firing", &webhooks(&["ops", "billing"]))
+        .await
+        .unwrap();
+    s.alert_outbox_reached("a1", "alert.firing", &webhooks(&["ops"]))
+        .await
+        .unwrap();
+    // Not for an event that is not kept.
+    s.alert_outbox_reached("a9", "alert.firing", &webhooks(&["ops"]))
+        .await
+        .unwrap();
+    let again = s.alert_outbox_due(at(130), hold, 10).await.unwrap();
+    assert_eq!(again[0].reached, webhooks(&["billing", "ops"]));
+    assert_eq!(
+        s.alert_outbox().await.unwrap()[0].reached,
+        webhooks(&["billing", "ops"])
+    );
+
     // Closing keeps the resolved event in the same transaction.
     let closed = s
         .alert_close(
@@ -1631,7 +1661,7 @@ async fn alert_outbox_keeps_events_until_delivered(db: TestDb) {
                 assert_eq!(open, "{}");
                 Ok(Some(event("a1", "alert.resolved", 80)))
             },
-            at(75),
+            at(135),
         )
         .await
         .unwrap();
@@ -1642,7 +1672,7 @@ async fn alert_outbox_keeps_events_until_delivered(db: TestDb) {
     );
 
     // An event that cannot be made leaves the alert open, nothing kept.
-    assert!(s.alert_open("k2", "{}", None, at(76)).await.unwrap());
+    assert!(s.alert_open("k2", "{}", None, at(136)).await.unwrap());
     let failed = s
         .alert_close(
             "k2",
@@ -1652,7 +1682,7 @@ async fn alert_outbox_keeps_events_until_delivered(db: TestDb) {
                     message: "unreadable".into(),
                 })
             },
-            at(77),
+            at(137),
         )
         .await;
     assert!(
@@ -1662,9 +1692,20 @@ async fn alert_outbox_keeps_events_until_delivered(db: TestDb) {
     assert!(s.alert_get("k2").await.unwrap().is_some());
     assert_eq!(kept().await.len(), 2);
 
-    // Delivered events leave.
+    // Delivered events leave, and what they reached with them.
     s.alert_outbox_done("a1", "alert.firing").await.unwrap();
     assert_eq!(kept().await, [pair("a1", "alert.resolved")]);
     s.alert_outbox_done("a1", "alert.resolved").await.unwrap();
     assert!(kept().await.is_empty());
+    assert!(
+        s.alert_open("k3", "{}", Some(&firing), at(140))
+            .await
+            .unwrap()
+    );
+    let reopened = s.alert_outbox().await.unwrap();
+    assert_eq!(
+        (reopened.len(), reopened[0].reached.len()),
+        (1, 0),
+        "{reopened:?}"
+    );
 }

@@ -38,7 +38,7 @@ use tokio::task::AbortHandle;
 
 use super::alerts::{
     Alert, Alerter, CheckResult, CriticalFinding, DeliveryStatus, Dispatcher, JobEnd, Observation,
-    RemediationResult,
+    RemediationResult, Undelivered,
 };
 use super::plane::compile_spec;
 use super::playbook::{self, Step};
@@ -105,9 +105,15 @@ impl Alerts {
     /// Queues `alert` for delivery; once every matching webhook took it or
     /// refused it for good, marks it delivered. Otherwise (a full queue, a
     /// webhook down through every retry, a stop first) it stays
-    /// undelivered for [`redeliver`](Self::redeliver).
+    /// undelivered for [`redeliver`](Self::redeliver), which leaves out
+    /// the webhooks it reached.
     pub fn send(self: &Arc<Self>, alert: Alert) {
-        let pending = match self.dispatcher.dispatch(alert.clone()) {
+        self.send_skipping(alert, Vec::new());
+    }
+
+    /// [`send`](Self::send) to the matching webhooks not in `reached`.
+    fn send_skipping(self: &Arc<Self>, alert: Alert, reached: Vec<String>) {
+        let pending = match self.dispatcher.dispatch_skipping(alert.clone(), reached) {
             Ok(pending) => pending,
             Err(e) => {
                 tracing::warn!(error = %e, "an alert could not be queued; it stays undelivered");
@@ -119,28 +125,40 @@ impl Alerts {
             let Some(reports) = pending.outcome().await else {
                 return;
             };
-            if reports.iter().any(|r| r.status == DeliveryStatus::Failed) {
+            let (failed, ended): (Vec<_>, Vec<_>) = reports
+                .into_iter()
+                .partition(|r| r.status == DeliveryStatus::Failed);
+            let marked = if failed.is_empty() {
+                alerts.alerter.delivered(&alert).await
+            } else {
                 tracing::warn!(alert = %alert.id, event = %alert.event,
-                    "an alert was not delivered to every webhook; it will be sent again");
-                return;
-            }
-            if let Err(e) = alerts.alerter.delivered(&alert).await {
+                    webhooks = ?failed.iter().map(|r| &r.webhook_id).collect::<Vec<_>>(),
+                    "an alert was not delivered to every webhook; it will be sent to those again");
+                let ended: Vec<String> = ended.into_iter().map(|r| r.webhook_id).collect();
+                if ended.is_empty() {
+                    return;
+                }
+                alerts.alerter.reached(&alert, &ended).await
+            };
+            if let Err(e) = marked {
                 tracing::warn!(error = %e, alert = %alert.id,
-                    "marking an alert delivered failed; it may be sent again");
+                    "recording an alert's delivery failed; it may be sent again");
             }
         });
     }
 
     /// Sends again up to `limit` alert events left undelivered (by a crash
     /// of this or another process, a full queue or a webhook that stayed
-    /// down) whose hold has passed; returns how many.
+    /// down) whose hold has passed, to the webhooks they have not reached;
+    /// returns how many.
     pub async fn redeliver(self: &Arc<Self>, limit: usize) -> usize {
         match self.alerter.undelivered(limit).await {
-            Ok(alerts) => {
-                let n = alerts.len();
-                for alert in alerts {
-                    tracing::info!(alert = %alert.id, event = %alert.event, "redelivering an alert");
-                    self.send(alert);
+            Ok(events) => {
+                let n = events.len();
+                for Undelivered { alert, reached } in events {
+                    tracing::info!(alert = %alert.id, event = %alert.event,
+                        reached = reached.len(), "redelivering an alert");
+                    self.send_skipping(alert, reached);
                 }
                 n
             }

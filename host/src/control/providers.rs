@@ -15,7 +15,9 @@ use crate::bindings::tickets::{Filed, Ticket};
 use crate::bindings::types::{HostError, Outcome, RunMode};
 use crate::capability::state::{MAX_KEYS, StateStore};
 use crate::capability::tickets::{TicketOrigin, TicketsProvider};
-use crate::control::alerts::{Alert, AlertKey, AlertState, AlertStateError, OpenAlert};
+use crate::control::alerts::{
+    Alert, AlertKey, AlertState, AlertStateError, OpenAlert, Undelivered,
+};
 use crate::device::Device;
 use crate::device::local::{self, LocalConfig};
 use crate::device::simulated::{Fixture, Simulated};
@@ -248,6 +250,7 @@ impl StoreAlertState {
             body: serde_json::to_string(alert).map_err(backend)?,
             retry_at: Timestamp::now() + self.hold,
             attempts: 0,
+            reached: Vec::new(),
         })
     }
 }
@@ -365,7 +368,7 @@ impl AlertState for StoreAlertState {
         Ok(made)
     }
 
-    async fn undelivered(&self, limit: usize) -> Result<Vec<Alert>, AlertStateError> {
+    async fn undelivered(&self, limit: usize) -> Result<Vec<Undelivered>, AlertStateError> {
         let due = self
             .store
             .alert_outbox_due(Timestamp::now(), self.hold, limit)
@@ -385,7 +388,10 @@ impl AlertState for StoreAlertState {
                 continue;
             }
             match serde_json::from_str::<Alert>(&event.body) {
-                Ok(alert) => alerts.push(alert),
+                Ok(alert) => alerts.push(Undelivered {
+                    alert,
+                    reached: event.reached,
+                }),
                 Err(e) => {
                     // Not deliverable as it is; dropping it beats resending
                     // a broken body forever.
@@ -399,6 +405,13 @@ impl AlertState for StoreAlertState {
             }
         }
         Ok(alerts)
+    }
+
+    async fn reached(&self, alert: &Alert, webhooks: &[String]) -> Result<(), AlertStateError> {
+        self.store
+            .alert_outbox_reached(&alert.id, alert.event.as_str(), webhooks)
+            .await
+            .map_err(backend)
     }
 
     async fn delivered(&self, alert: &Alert) -> Result<(), AlertStateError> {

@@ -579,12 +579,44 @@ impl Store {
                     retry_at: now + hold,
                     attempts: u32::try_from(row.try_get::<i64, _>("attempts")? - 1)
                         .unwrap_or(u32::MAX),
+                    reached: Vec::new(),
                 },
             ));
         }
-        tx.commit().await?;
         due.sort_by_key(|(created_at, _)| *created_at);
-        Ok(due.into_iter().map(|(_, e)| e).collect())
+        let mut due: Vec<OutboxEvent> = due.into_iter().map(|(_, e)| e).collect();
+        fill_reached(self.backend, tx.conn(), &mut due).await?;
+        tx.commit().await?;
+        Ok(due)
+    }
+
+    /// Records that `webhooks` have taken the outbox event (or refused it
+    /// for good): a redelivery leaves them out. Nothing when the event has
+    /// left the outbox.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn alert_outbox_reached(
+        &self,
+        alert_id: &str,
+        event: &str,
+        webhooks: &[String],
+    ) -> Result<()> {
+        let mut tx = self.write().await?;
+        for webhook in webhooks {
+            sqlx::query(
+                "INSERT INTO alert_outbox_reached (alert_id, event, webhook_id) \
+                 SELECT alert_id, event, $3 FROM alert_outbox WHERE alert_id = $1 AND event = $2 \
+                 ON CONFLICT (alert_id, event, webhook_id) DO NOTHING",
+            )
+            .bind(alert_id)
+            .bind(event)
+            .bind(webhook.as_str())
+            .execute(tx.conn())
+            .await?;
+        }
+        tx.commit().await
     }
 
     /// Removes a delivered event from the outbox.
@@ -594,11 +626,15 @@ impl Store {
     /// A database failure.
     pub async fn alert_outbox_done(&self, alert_id: &str, event: &str) -> Result<()> {
         let mut tx = self.write().await?;
-        sqlx::query("DELETE FROM alert_outbox WHERE alert_id = $1 AND event = $2")
+        for table in ["alert_outbox", "alert_outbox_reached"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE alert_id = $1 AND event = $2"
+            ))
             .bind(alert_id)
             .bind(event)
             .execute(tx.conn())
             .await?;
+        }
         tx.commit().await
     }
 
@@ -608,13 +644,15 @@ impl Store {
     ///
     /// A database failure.
     pub async fn alert_outbox(&self) -> Result<Vec<OutboxEvent>> {
+        let mut conn = self.pool().acquire().await?;
         let rows = sqlx::query(
             "SELECT alert_id, event, body, retry_at, attempts FROM alert_outbox \
              ORDER BY created_at, event",
         )
-        .fetch_all(self.pool())
+        .fetch_all(&mut *conn)
         .await?;
-        rows.iter()
+        let mut events = rows
+            .iter()
             .map(|row| {
                 Ok(OutboxEvent {
                     alert_id: row.try_get("alert_id")?,
@@ -622,9 +660,12 @@ impl Store {
                     body: row.try_get("body")?,
                     retry_at: Timestamp::from_millis(row.try_get("retry_at")?),
                     attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+                    reached: Vec::new(),
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        fill_reached(self.backend, &mut conn, &mut events).await?;
+        Ok(events)
     }
 
     /// Time to remediate per tenant tier: findings of severity warning or
@@ -721,6 +762,41 @@ pub struct OutboxEvent {
     pub retry_at: Timestamp,
     /// Redeliveries taken so far (ignored when the event is written).
     pub attempts: u32,
+    /// The webhooks that took it or refused it for good, sorted (ignored
+    /// when the event is written).
+    pub reached: Vec<String>,
+}
+
+/// Fills in the [`reached`](OutboxEvent::reached) webhooks of `events`.
+async fn fill_reached(
+    backend: Backend,
+    conn: &mut sqlx::AnyConnection,
+    events: &mut [OutboxEvent],
+) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut sql = Sql::new(
+        backend,
+        "SELECT alert_id, event, webhook_id FROM alert_outbox_reached WHERE alert_id IN ",
+    );
+    sql.in_list(events.iter().map(|e| e.alert_id.as_str()))
+        .push(" ORDER BY webhook_id");
+    let mut index: HashMap<(&str, &str), usize> = HashMap::with_capacity(events.len());
+    for (i, e) in events.iter().enumerate() {
+        index.insert((e.alert_id.as_str(), e.event.as_str()), i);
+    }
+    let mut reached = Vec::new();
+    for row in sql.fetch_all(conn).await? {
+        let (alert_id, event): (String, String) = (row.try_get("alert_id")?, row.try_get("event")?);
+        if let Some(&i) = index.get(&(alert_id.as_str(), event.as_str())) {
+            reached.push((i, row.try_get::<String, _>("webhook_id")?));
+        }
+    }
+    for (i, webhook) in reached {
+        events[i].reached.push(webhook);
+    }
+    Ok(())
 }
 
 async fn outbox_insert(tx: &mut WriteTx, event: &OutboxEvent, now: Timestamp) -> Result<()> {

@@ -29,6 +29,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "alert outbox",
         include_str!("../../migrations/0005_alert_outbox.sql"),
     ),
+    (
+        6,
+        "alert outbox reached",
+        include_str!("../../migrations/0006_alert_outbox_reached.sql"),
+    ),
 ];
 
 /// The embedded migrations, for `steward_registry::database::open_pool`

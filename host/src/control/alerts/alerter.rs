@@ -18,7 +18,7 @@ use tracing::{error, instrument};
 
 use super::id::new_id;
 use super::model::{Alert, AlertEvent, AlertKey, Condition, Observation};
-use super::state::{AlertState, AlertStateError, OpenAlert};
+use super::state::{AlertState, AlertStateError, OpenAlert, Undelivered};
 
 /// Decides which observations alert. Cheap to clone; clones share the state.
 #[derive(Clone)]
@@ -123,9 +123,16 @@ impl Alerter {
 
     /// Events kept undelivered (a crash or a webhook down through every
     /// retry) whose hold has passed, at most `limit`: deliver them again
-    /// and mark each [`delivered`](Self::delivered).
-    pub async fn undelivered(&self, limit: usize) -> Result<Vec<Alert>, AlertStateError> {
+    /// to the webhooks they have not [`reached`](Self::reached), and mark
+    /// each [`delivered`](Self::delivered).
+    pub async fn undelivered(&self, limit: usize) -> Result<Vec<Undelivered>, AlertStateError> {
         self.state.undelivered(limit).await
+    }
+
+    /// Records that `webhooks` took `alert`'s event or refused it for good
+    /// while another did not.
+    pub async fn reached(&self, alert: &Alert, webhooks: &[String]) -> Result<(), AlertStateError> {
+        self.state.reached(alert, webhooks).await
     }
 
     /// Marks `alert`'s event delivered to every webhook it was for.

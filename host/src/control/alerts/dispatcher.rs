@@ -101,6 +101,8 @@ impl PendingDelivery {
 /// An alert waiting in the queue.
 struct Queued {
     alert: Alert,
+    /// Webhooks to leave out: they have it already.
+    skip: Vec<String>,
     reports: oneshot::Sender<Vec<DeliveryReport>>,
 }
 
@@ -177,8 +179,22 @@ impl Dispatcher {
     /// full or the dispatcher has stopped, the alert is dropped, logged at
     /// `error`, and the error says so.
     pub fn dispatch(&self, alert: Alert) -> Result<PendingDelivery, DispatchError> {
+        self.dispatch_skipping(alert, Vec::new())
+    }
+
+    /// [`dispatch`](Self::dispatch), leaving out the webhooks in `skip`
+    /// (those a previous delivery of the event reached).
+    pub fn dispatch_skipping(
+        &self,
+        alert: Alert,
+        skip: Vec<String>,
+    ) -> Result<PendingDelivery, DispatchError> {
         let (reports, receiver) = oneshot::channel();
-        match self.queue.try_send(Queued { alert, reports }) {
+        match self.queue.try_send(Queued {
+            alert,
+            skip,
+            reports,
+        }) {
             Ok(()) => Ok(PendingDelivery { reports: receiver }),
             Err(err) => {
                 let (full, queued) = match err {
@@ -259,7 +275,9 @@ async fn run(
             .read()
             .unwrap_or_else(|poison| poison.into_inner())
             .iter()
-            .filter(|t| t.webhook.receives(&queued.alert.tenant_id))
+            .filter(|t| {
+                t.webhook.receives(&queued.alert.tenant_id) && !queued.skip.contains(&t.webhook.id)
+            })
             .cloned()
             .collect();
         let client = client.clone();

@@ -96,7 +96,9 @@
 //! delivered again once the hold of the delivery that started it has
 //! passed ([`AlertState::undelivered`]; the executor's redelivery loop),
 //! up to the state's limit on redeliveries (the store's drops an event,
-//! logged at `error`, after a day of them).
+//! logged at `error`, after a day of them). A redelivery leaves out the
+//! webhooks whose delivery ended ([`AlertState::reached`]); a crash
+//! before that is recorded repeats one.
 //! A receiver drops the duplicates by `X-Steward-Delivery`. With
 //! [`MemoryAlertState`] nothing outlives the process: at most once.
 
@@ -120,5 +122,5 @@ pub use model::{
     MAX_FINDINGS_IN_ALERT, Observation, RemediationResult, Severity,
 };
 pub use signature::{DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign, verify_signature};
-pub use state::{AlertState, AlertStateError, MemoryAlertState, OpenAlert};
+pub use state::{AlertState, AlertStateError, MemoryAlertState, OpenAlert, Undelivered};
 pub use webhook::{MIN_SECRET_BYTES, Webhook, WebhookError};

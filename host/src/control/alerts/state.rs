@@ -103,9 +103,17 @@ pub trait AlertState: Send + Sync {
     /// marked [`delivered`](Self::delivered) and whose delivery is no
     /// longer held by whoever started it, oldest first, at most `limit`:
     /// each is held for this caller before it is returned.
-    async fn undelivered(&self, limit: usize) -> Result<Vec<Alert>, AlertStateError> {
+    async fn undelivered(&self, limit: usize) -> Result<Vec<Undelivered>, AlertStateError> {
         let _ = limit;
         Ok(Vec::new())
+    }
+
+    /// Records that `webhooks` took `alert`'s event or refused it for
+    /// good while another did not: they are listed in its
+    /// [`Undelivered::reached`], so a redelivery leaves them out.
+    async fn reached(&self, alert: &Alert, webhooks: &[String]) -> Result<(), AlertStateError> {
+        let _ = (alert, webhooks);
+        Ok(())
     }
 
     /// Marks `alert`'s event delivered: it is not returned by
@@ -114,6 +122,16 @@ pub trait AlertState: Send + Sync {
         let _ = alert;
         Ok(())
     }
+}
+
+/// An event to deliver again, from [`AlertState::undelivered`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Undelivered {
+    /// The event.
+    pub alert: Alert,
+    /// The webhooks that took it or refused it for good already; a
+    /// redelivery sends it to the other matching ones.
+    pub reached: Vec<String>,
 }
 
 /// Open alerts in this process's memory: for the local runner, a single
