@@ -309,7 +309,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin(PluginCommand::RegisterKey(args)) => {
             crate::publish::register_key(&args).await
         }
-        Command::Plugin(PluginCommand::Publish(args)) => crate::publish::publish(&args).await,
+        Command::Plugin(PluginCommand::Publish(args)) => {
+            let runtime = open_runtime(cache_dir, Limits::default())?;
+            crate::publish::publish(&args, &runtime).await
+        }
         Command::Serve {
             config,
             listen,

@@ -16,6 +16,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{ArgGroup, Args};
+use steward_host::runtime::Runtime;
 use steward_registry::Manifest;
 use steward_registry::api::codes;
 use steward_registry::client::{ClientError, RegistryClient};
@@ -180,9 +181,10 @@ pub async fn register_key(args: &RegisterKeyArgs) -> anyhow::Result<ExitCode> {
 
 /// `steward plugin publish`: uploads a component with its manifest,
 /// showing the bytes sent on standard error.
-pub async fn publish(args: &PublishArgs) -> anyhow::Result<ExitCode> {
+pub async fn publish(args: &PublishArgs, runtime: &Runtime) -> anyhow::Result<ExitCode> {
     let imports = read_imports(&args.file)?;
     let manifest = manifest_for(args, &imports)?;
+    check_describes(runtime, &args.file, &manifest).await?;
     let key = args.key.as_deref().map(load_key).transpose()?;
     let client = args.registry.client()?;
 
@@ -276,6 +278,39 @@ fn read_imports(path: &Path) -> anyhow::Result<Imports> {
         inspector.feed(&buf[..n]).with_context(not_a_plugin)?;
     }
     inspector.finish().with_context(not_a_plugin)
+}
+
+/// A host installs a registry module only if the component describes
+/// itself under the module's name and version (`acme/patching` 1.2.0 →
+/// `patching` 1.2.0); so is refused here what no host would install.
+async fn check_describes(
+    runtime: &Runtime,
+    file: &Path,
+    manifest: &Manifest,
+) -> anyhow::Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let module = runtime
+        .load(&bytes)
+        .with_context(|| format!("cannot load {}", file.display()))?;
+    let descriptor = runtime.describe(&module).await.result.with_context(|| {
+        format!(
+            "`describe` of {} failed (nothing was uploaded)",
+            file.display()
+        )
+    })?;
+    let version = manifest.version.to_string();
+    anyhow::ensure!(
+        descriptor.name == manifest.module() && descriptor.version == version,
+        "{} describes itself as `{}` {}, but the manifest publishes it as `{}` {}; hosts refuse \
+         to install a module that does not describe itself under its name and version \
+         (nothing was uploaded)",
+        file.display(),
+        descriptor.name,
+        descriptor.version,
+        manifest.name,
+        version
+    );
+    Ok(())
 }
 
 /// The manifest from `--manifest` (checked against `imports`) or built

@@ -154,7 +154,7 @@ fn publish_with_flags(
 #[tokio::test]
 async fn keygen_register_key_and_publish_with_flags() {
     let registry = Registry::start();
-    let token = registry.add_publisher("acme", &["acme"], false);
+    let token = registry.add_publisher("acme", &["acme", "beta"], false);
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("acme.key");
     let (key_id, public_key) = keygen(&key_file);
@@ -168,25 +168,45 @@ async fn keygen_register_key_and_publish_with_flags() {
         "the template plugin's imports changed; update this test"
     );
 
+    // Under another name or version than the component's own: refused
+    // before anything is sent, as no host would install it.
+    for (name, version) in [("acme/other", "0.1.0"), ("acme/template", "1.0.0")] {
+        let out = publish_with_flags(
+            &registry,
+            &token,
+            name,
+            version,
+            &["--key".as_ref(), key_file.as_os_str()],
+        );
+        assert_fails(&out);
+        let err = stderr(&out);
+        assert!(
+            err.contains("describes itself as `template` 0.1.0")
+                && err.contains(&format!("publishes it as `{name}` {version}"))
+                && err.contains("nothing was uploaded"),
+            "{err}"
+        );
+    }
+
     let out = publish_with_flags(
         &registry,
         &token,
         "acme/template",
-        "1.0.0",
+        "0.1.0",
         &["--key".as_ref(), key_file.as_os_str()],
     );
     assert_ok(&out);
     let digest = Digest::of(&bytes);
     assert_eq!(
         stdout(&out),
-        format!("published acme/template 1.0.0 {digest}\n")
+        format!("published acme/template 0.1.0 {digest}\n")
     );
 
     let client = registry.client(None);
     let versions = client.versions("acme", "template").await.unwrap();
     assert_eq!(versions.len(), 1, "{versions:?}");
     let record = &versions[0];
-    assert_eq!(record.version.to_string(), "1.0.0");
+    assert_eq!(record.version.to_string(), "0.1.0");
     assert_eq!(record.digest, digest);
     assert_eq!(record.key_id.as_deref(), Some(key_id.as_str()));
     assert_eq!(record.manifest.name, "acme/template");
@@ -200,7 +220,7 @@ async fn keygen_register_key_and_publish_with_flags() {
 
     // What a host installing it would check: digest and signature under
     // the key generated above.
-    let resolved = client.resolve("acme", "template", "^1").await.unwrap();
+    let resolved = client.resolve("acme", "template", "^0.1").await.unwrap();
     assert_eq!(resolved.public_key.as_deref(), Some(public_key.as_str()));
     let downloaded = client.download(&digest, 64 << 20).await.unwrap();
     let verified = verify_resolved(&resolved, &downloaded, &[public_key]).unwrap();
@@ -211,7 +231,7 @@ async fn keygen_register_key_and_publish_with_flags() {
         &registry,
         &token,
         "acme/template",
-        "1.0.0",
+        "0.1.0",
         &["--key".as_ref(), key_file.as_os_str()],
     );
     assert_fails(&again);
@@ -221,7 +241,7 @@ async fn keygen_register_key_and_publish_with_flags() {
         err.contains(steward_registry::api::codes::VERSION_EXISTS),
         "{err}"
     );
-    assert!(err.contains("acme/template 1.0.0"), "{err}");
+    assert!(err.contains("acme/template 0.1.0"), "{err}");
     assert!(stdout(&again).is_empty(), "{}", stdout(&again));
     assert_eq!(client.versions("acme", "template").await.unwrap().len(), 1);
 
@@ -231,8 +251,8 @@ async fn keygen_register_key_and_publish_with_flags() {
     let out = publish_with_flags(
         &registry,
         &token,
-        "acme/template",
-        "1.0.1",
+        "beta/template",
+        "0.1.0",
         &["--key".as_ref(), stray.as_os_str()],
     );
     assert_fails(&out);
@@ -246,6 +266,8 @@ async fn keygen_register_key_and_publish_with_flags() {
         "{err}"
     );
     assert_eq!(client.versions("acme", "template").await.unwrap().len(), 1);
+    let err = client.versions("beta", "template").await.unwrap_err();
+    assert_eq!(err.code(), Some("not-found"), "{err}");
 }
 
 #[tokio::test]
@@ -287,10 +309,10 @@ async fn a_manifest_file_must_match_the_components_imports() {
     };
 
     // A manifest that matches is published as written.
-    let out = publish_manifest(manifest("1.0.0", &["tickets", "inventory"]));
+    let out = publish_manifest(manifest("0.1.0", &["tickets", "inventory"]));
     assert_ok(&out);
     assert!(
-        stdout(&out).starts_with("published acme/template 1.0.0 sha256:"),
+        stdout(&out).starts_with("published acme/template 0.1.0 sha256:"),
         "{}",
         stdout(&out)
     );
