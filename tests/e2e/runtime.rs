@@ -23,15 +23,39 @@ async fn hostile(
     usize,
     Vec<String>,
 ) {
+    hostile_under(behaviour, test_limits()).await
+}
+
+/// Limits for the behaviours that are not about time (a log flood, a huge
+/// output): they take a good part of [`test_limits`]' CPU on a loaded
+/// machine, which would make the test about the machine.
+fn roomy_limits() -> Limits {
+    Limits {
+        cpu_time: std::time::Duration::from_secs(10),
+        wall_time: std::time::Duration::from_secs(30),
+        ..test_limits()
+    }
+}
+
+async fn hostile_under(
+    behaviour: &str,
+    limits: Limits,
+) -> (
+    Result<Vec<steward_host::bindings::types::Finding>, RunError>,
+    Run,
+    usize,
+    Vec<String>,
+) {
     let module = module("guest-hostile");
     let mut fixture = fixture();
     fixture.delays = BTreeMap::from([("packages.updates".to_string(), 60_000)]);
-    let run = run_with(
+    let run = run_with_limits(
         fixture,
         "guest-hostile",
         grants(HOSTILE_GRANTS),
         &[("behaviour", behaviour)],
         RunMode::Apply,
+        limits,
     )
     .await;
     let report = runtime().check(&module, run.spec.clone()).await;
@@ -131,7 +155,7 @@ async fn an_out_of_scope_call_is_denied_and_audited() {
 
 #[tokio::test]
 async fn log_floods_are_capped_and_counted() {
-    let (result, _, dropped, log) = hostile("log-flood").await;
+    let (result, _, dropped, log) = hostile_under("log-flood", roomy_limits()).await;
     result.expect("a noisy plugin still succeeds");
     assert_eq!(log.len(), Limits::default().log_lines);
     assert_eq!(dropped, 100_000 - Limits::default().log_lines);
@@ -140,7 +164,7 @@ async fn log_floods_are_capped_and_counted() {
 
 #[tokio::test]
 async fn oversized_output_is_refused() {
-    let (result, ..) = hostile("huge-output").await;
+    let (result, ..) = hostile_under("huge-output", roomy_limits()).await;
     let err = result.unwrap_err();
     assert!(
         matches!(
