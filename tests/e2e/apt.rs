@@ -153,7 +153,7 @@ async fn lists_installed_packages_and_classifies_updates_and_holds() {
 #[tokio::test]
 async fn a_plugin_plans_then_applies_real_upgrades_through_apt() {
     let (_work, root) = sandbox();
-    let mut run = run_real(
+    let mut run = run_with_limits(
         fixture_without_findings(),
         "guest-fixer",
         grants(&[
@@ -164,6 +164,7 @@ async fn a_plugin_plans_then_applies_real_upgrades_through_apt() {
         ]),
         &[],
         RunMode::Plan,
+        roomy_limits(),
     )
     .await
     .with_device(|d| d.packages = Arc::new(Apt::new(&root, true)));
@@ -243,12 +244,13 @@ async fn patching_ages_security_updates_and_installs_by_policy() {
     day4.now.as_mut().unwrap().seconds += 4 * 86_400;
 
     let mut state = None;
-    let first = run_real(
+    let first = run_with_limits(
         day0,
         "steward-plugin-patching",
         grants.clone(),
         &[],
         RunMode::Apply,
+        roomy_limits(),
     )
     .await
     .with_device(|d| {
@@ -271,12 +273,13 @@ async fn patching_ages_security_updates_and_installs_by_policy() {
     assert_eq!(severity(&findings, "update:tool"), Some(Severity::Warning));
 
     // Four days later the same security update is overdue.
-    let mut later = run_real(
+    let mut later = run_with_limits(
         day4,
         "steward-plugin-patching",
         grants.clone(),
         &[],
         RunMode::Plan,
+        roomy_limits(),
     )
     .await
     .with_device(|d| {
@@ -386,12 +389,13 @@ async fn patching_refuses_bad_parameters_before_changing_anything() {
             "invalid parameter `reboot`: `sometimes` is not `never` or `if-required`",
         ),
     ] {
-        let run = run_real(
+        let run = run_with_limits(
             fixture_without_findings(),
             "steward-plugin-patching",
             grants(&["packages"]),
             &[(param, value)],
             RunMode::Apply,
+            roomy_limits(),
         )
         .await
         .with_device(|d| d.packages = Arc::new(Apt::new(&root, true)));

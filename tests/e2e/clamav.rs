@@ -172,12 +172,13 @@ async fn the_antivirus_plugin_plans_then_quarantines_a_real_detection() {
     fixture.now = None;
     let scan = lab.scan_dir().display().to_string();
     let grant = format!("antivirus={}/**", lab.dir.path().display());
-    let mut run = run_real(
+    let mut run = run_with_limits(
         fixture,
         "steward-plugin-antivirus",
         grants(&[&grant]),
         &[("scan-paths", &scan), ("require-service", "false")],
         RunMode::Plan,
+        roomy_limits(),
     )
     .await
     .with_device(|d| d.antivirus = Arc::new(lab.av.clone()));
@@ -263,12 +264,13 @@ async fn the_host_denies_a_scan_path_outside_the_grant() {
     let scan = lab.scan_dir().display().to_string();
     // Granted only a sibling directory: the plugin asks for more.
     let grant = format!("antivirus={}/elsewhere/**", lab.dir.path().display());
-    let mut run = run_real(
+    let mut run = run_with_limits(
         fixture,
         "steward-plugin-antivirus",
         grants(&[&grant]),
         &[("scan-paths", &scan), ("scan-max-days", "-2")],
         RunMode::Apply,
+        roomy_limits(),
     )
     .await
     .with_device(|d| d.antivirus = Arc::new(lab.av.clone()));

@@ -26,17 +26,6 @@ async fn hostile(
     hostile_under(behaviour, test_limits()).await
 }
 
-/// Limits for the behaviours that are not about time (a log flood, a huge
-/// output): they take a good part of [`test_limits`]' CPU on a loaded
-/// machine, which would make the test about the machine.
-fn roomy_limits() -> Limits {
-    Limits {
-        cpu_time: std::time::Duration::from_secs(10),
-        wall_time: std::time::Duration::from_secs(30),
-        ..test_limits()
-    }
-}
-
 async fn hostile_under(
     behaviour: &str,
     limits: Limits,

@@ -83,6 +83,18 @@ pub fn test_limits() -> Limits {
     }
 }
 
+/// Limits for runs whose time is not what the test is about: host calls
+/// that drive real tools (`apt-get`, `dpkg`, `clamscan`), log floods, huge
+/// outputs. A loaded machine stretches those, so only a hang should hit
+/// these.
+pub fn roomy_limits() -> Limits {
+    Limits {
+        cpu_time: Duration::from_secs(10),
+        wall_time: Duration::from_secs(120),
+        ..test_limits()
+    }
+}
+
 /// Parameters go through the plugin's own description, as in production.
 pub async fn run_with(
     fixture: Fixture,
@@ -92,24 +104,6 @@ pub async fn run_with(
     mode: RunMode,
 ) -> Run {
     run_with_limits(fixture, package, grants, params, mode, test_limits()).await
-}
-
-/// [`run_with`] under limits for runs whose host calls drive real tools
-/// (`apt-get`, `dpkg`, `clamscan`): their time is the tools', which a
-/// loaded machine stretches, so only a hang should hit them.
-pub async fn run_real(
-    fixture: Fixture,
-    package: &str,
-    grants: Grants,
-    params: &[(&str, &str)],
-    mode: RunMode,
-) -> Run {
-    let limits = Limits {
-        cpu_time: Duration::from_secs(10),
-        wall_time: Duration::from_secs(120),
-        ..test_limits()
-    };
-    run_with_limits(fixture, package, grants, params, mode, limits).await
 }
 
 /// [`run_with`] under other limits, for runs over large fixtures.
