@@ -853,6 +853,27 @@ async fn bad_bodies_get_problems_naming_the_field_and_store_nothing() {
     let p: Value = resp.json().await.unwrap();
     assert_eq!(p["field"], "row 3", "{p}");
     assert_eq!(snapshot(&api).await, before, "nothing changed");
+    // A device named twice, likewise.
+    let resp = api
+        .http
+        .post(format!(
+            "{}/api/v1/devices/import?tenant={tenant}",
+            api.base
+        ))
+        .bearer_auth(OWNER)
+        .header("content-type", "text/csv")
+        .body("name,class\nnew-1,laptop\nnew-1,desktop\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let p: Value = resp.json().await.unwrap();
+    assert_eq!(p["field"], "row 3.name", "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("on row 2 already"),
+        "{p}"
+    );
+    assert_eq!(snapshot(&api).await, before, "nothing changed");
 
     // The same import, fixed, creates and updates.
     let resp = api

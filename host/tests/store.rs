@@ -3,7 +3,7 @@
 #[macro_use]
 mod support;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +39,7 @@ on_both_backends!(
     registry_provenance_trust_and_pins_round_trip,
     alert_outbox_keeps_events_until_delivered,
     the_first_owner_is_created_once_across_processes,
+    an_admin_import_stores_every_row_or_none,
 );
 
 const T0: Timestamp = Timestamp::from_millis(1_700_000_000_000);
@@ -1708,4 +1709,64 @@ async fn alert_outbox_keeps_events_until_delivered(db: TestDb) {
         (1, 0),
         "{reopened:?}"
     );
+}
+
+async fn an_admin_import_stores_every_row_or_none(db: TestDb) {
+    let s = &db.store;
+    let f = fleet(s).await;
+    let admin = |class: &str| json!({ "class": class });
+    let devices = || async {
+        s.devices(&f.vip)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.name, d.admin))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let before = devices().await;
+
+    // The second row is refused: the first, a new device, is not stored.
+    let refused = s
+        .import_device_admin(
+            &f.vip,
+            &[
+                ("vip-new".into(), admin("laptop")),
+                ("vip-pc".into(), json!("desktop")),
+            ],
+            at(1),
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::Invalid { field, .. }) if *field == "admin"),
+        "{refused:?}"
+    );
+    assert_eq!(devices().await, before);
+    let unknown = s
+        .import_device_admin(&TenantId::from("nobody"), &[], at(1))
+        .await;
+    assert!(unknown.is_err(), "{unknown:?}");
+
+    // Fixed: one update, one device created, the other tenants untouched.
+    let (created, updated) = s
+        .import_device_admin(
+            &f.vip,
+            &[
+                ("vip-new".into(), admin("laptop")),
+                ("vip-pc".into(), admin("desktop")),
+            ],
+            at(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!((created, updated), (1, 1));
+    assert_eq!(
+        devices().await,
+        BTreeMap::from([
+            ("vip-new".to_string(), admin("laptop")),
+            ("vip-pc".to_string(), admin("desktop")),
+        ])
+    );
+    let managed = s.devices(&f.managed).await.unwrap();
+    assert_eq!(managed.len(), 1);
+    assert_eq!(managed[0].admin, json!({}));
 }

@@ -1,5 +1,7 @@
 //! Tenants, sites and devices (with the CSV import of admin fields).
 
+use std::collections::HashMap;
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -283,8 +285,9 @@ pub struct ImportReport {
 /// columns: `name` (required), `purchase-date`, `warranty-end` (YYYY-MM-DD),
 /// `cost` (a decimal amount), `class` (`laptop`, `desktop`, `server`,
 /// `other`), `assigned-user`. A row naming a device the tenant does not
-/// have creates it. Every row is checked before anything is stored; an
-/// error names the row and column.
+/// have creates it; a device may be named once. Every row is checked
+/// before anything is stored, and the rows are stored in one transaction;
+/// an error names the row and column and stores nothing.
 #[utoipa::path(post, path = "/api/v1/devices/import", tag = "devices", params(ImportTarget),
     request_body(content = String, content_type = "text/csv"),
     responses((status = 200, body = ImportReport), (status = 422, body = Problem)))]
@@ -297,29 +300,11 @@ async fn import_devices(
     caller.require(Role::Technician)?;
     state.tenant(&caller, &target.tenant).await?;
     let rows = parse_csv(&text)?;
-    let existing = state
+    let (created, updated) = state
         .store()
-        .list_devices(&caller.scope, Some(&target.tenant))
+        .import_device_admin(&target.tenant, &rows, Timestamp::now())
         .await?;
-    let now = Timestamp::now();
-    let mut report = ImportReport {
-        created: 0,
-        updated: 0,
-    };
-    for (name, admin) in rows {
-        match existing.iter().find(|d| d.name == name) {
-            Some(d) => {
-                state.store().set_device_admin(&d.id, &admin).await?;
-                report.updated += 1;
-            }
-            None => {
-                let mut new = NewDevice::new(target.tenant.clone(), name);
-                new.admin = admin;
-                state.store().create_device(&new, now).await?;
-                report.created += 1;
-            }
-        }
-    }
+    let report = ImportReport { created, updated };
     state
         .audit(
             &caller,
@@ -360,6 +345,7 @@ fn parse_csv(text: &str) -> ApiResult<Vec<(String, Value)>> {
         return Err(ApiError::invalid("name", "the CSV needs a `name` column"));
     }
     let mut rows = Vec::new();
+    let mut lines: HashMap<String, usize> = HashMap::new();
     for (i, record) in reader.records().enumerate() {
         let line = i + 2;
         let record = record
@@ -391,6 +377,12 @@ fn parse_csv(text: &str) -> ApiResult<Vec<(String, Value)>> {
             return Err(ApiError::invalid(
                 format!("row {line}.name"),
                 format!("row {line}: `name` is empty"),
+            ));
+        }
+        if let Some(first) = lines.insert(name.clone(), line) {
+            return Err(ApiError::invalid(
+                format!("row {line}.name"),
+                format!("row {line}: device `{name}` is on row {first} already"),
             ));
         }
         let admin = Value::Object(admin);

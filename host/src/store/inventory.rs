@@ -252,6 +252,56 @@ impl Store {
         Ok(device)
     }
 
+    /// Replaces the admin fields of `tenant`'s devices by name, creating
+    /// each device the tenant does not have, all in one transaction: every
+    /// row is stored or, on an error, none. A name given twice ends with
+    /// the later row's fields. Returns (created, updated).
+    ///
+    /// # Errors
+    ///
+    /// An unknown tenant, an empty name or admin fields that are not an
+    /// object (naming the field), or a database failure.
+    pub async fn import_device_admin(
+        &self,
+        tenant: &TenantId,
+        rows: &[(String, Value)],
+        now: Timestamp,
+    ) -> Result<(u32, u32)> {
+        let mut tx = self.write().await?;
+        self.require_tenant(&mut tx, tenant).await?;
+        let (mut created, mut updated) = (0, 0);
+        for (name, admin) in rows {
+            name_field("name", name)?;
+            object_field("admin", admin)?;
+            let n = sqlx::query("UPDATE devices SET admin = $1 WHERE tenant_id = $2 AND name = $3")
+                .bind(to_json(admin))
+                .bind(tenant.as_str())
+                .bind(name.as_str())
+                .execute(tx.conn())
+                .await?
+                .rows_affected();
+            if n > 0 {
+                updated += 1;
+                continue;
+            }
+            let inserted = sqlx::query(
+                "INSERT INTO devices (id, tenant_id, site_id, name, tags, facts, admin, reachable, \
+                 created_at) VALUES ($1, $2, NULL, $3, '[]', '{}', $4, 1, $5)",
+            )
+            .bind(DeviceId::generate().as_str())
+            .bind(tenant.as_str())
+            .bind(name.as_str())
+            .bind(to_json(admin))
+            .bind(now.as_millis())
+            .execute(tx.conn())
+            .await;
+            unique_insert(inserted, "device", name)?;
+            created += 1;
+        }
+        tx.commit().await?;
+        Ok((created, updated))
+    }
+
     /// The device with this id, if any.
     ///
     /// # Errors
