@@ -1100,7 +1100,7 @@ async fn unsupported_urls_are_refused_without_echoing_secrets() {
         .await
         .unwrap_err();
     assert!(!err.to_string().contains("hunter2"), "{err}");
-    assert!(matches!(err, StoreError::UnsupportedUrl { .. }));
+    assert!(matches!(err, StoreError::UnsupportedUrl(_)));
 }
 
 /// Checks `device` of `tenant` at `at(secs)`, reporting `keys` (warnings).

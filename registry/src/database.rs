@@ -48,6 +48,54 @@ impl MigrationSource<'static> for EmbeddedMigrations {
     }
 }
 
+/// Which database a pool talks to: the host's store and the registry's
+/// index both run on either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// One SQLite file in WAL mode.
+    Sqlite,
+    /// A PostgreSQL database, possibly shared by several processes.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a database URL names: `sqlite:` or `postgres:`/
+    /// `postgresql:`.
+    ///
+    /// # Errors
+    ///
+    /// [`UnsupportedUrl`] for any other scheme.
+    pub fn from_url(url: &str) -> Result<Self, UnsupportedUrl> {
+        let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
+        match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => Ok(Backend::Sqlite),
+            "postgres" | "postgresql" => Ok(Backend::Postgres),
+            _ => Err(UnsupportedUrl {
+                scheme: scheme.chars().take(32).collect(),
+            }),
+        }
+    }
+
+    /// The database's name for humans.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+/// A database URL that names no supported backend.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unsupported database URL scheme `{scheme}`: expected `sqlite://PATH` or `postgres://HOST/DB`"
+)]
+pub struct UnsupportedUrl {
+    /// The scheme that was given (at most 32 characters; the URL itself
+    /// may hold a password).
+    pub scheme: String,
+}
+
 /// Checks a `sqlite:` URL, asks for the file to be created when missing
 /// (`mode=rwc`, unless a mode is given) and creates its directory.
 /// `example` names a file for the message refusing an in-memory database.
@@ -126,7 +174,7 @@ pub enum OpenError {
     Migrate(MigrateError),
 }
 
-/// A pool on `url` (`sqlite` says which kind: a SQLite file is prepared
+/// A pool on `url`, a `backend` database (a SQLite file is prepared
 /// with [`prepare_sqlite_url`], named like `example` in its error, and each
 /// connection runs `sqlite_pragmas`), at most `max_connections` of them,
 /// with `migrations` applied: on SQLite under [`lock_file`] on
@@ -137,7 +185,7 @@ pub enum OpenError {
 /// See [`OpenError`].
 pub async fn open_pool(
     url: &str,
-    sqlite: bool,
+    backend: Backend,
     example: &str,
     sqlite_pragmas: &'static str,
     max_connections: u32,
@@ -147,7 +195,7 @@ pub async fn open_pool(
     let options = AnyPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(30));
-    let (url, options, lock) = if sqlite {
+    let (url, options, lock) = if backend == Backend::Sqlite {
         let url = prepare_sqlite_url(url, example).map_err(OpenError::Invalid)?;
         let lock = sqlite_lock_path(&url);
         let options = options.after_connect(move |conn, _| {

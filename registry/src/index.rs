@@ -49,48 +49,14 @@ const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; \
     PRAGMA synchronous = NORMAL; \
     PRAGMA foreign_keys = ON;";
 
-/// Which database an [`Index`] talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// One SQLite file in WAL mode.
-    Sqlite,
-    /// A PostgreSQL database.
-    Postgres,
-}
-
-impl Backend {
-    /// The backend a database URL names.
-    ///
-    /// # Errors
-    ///
-    /// [`IndexError::UnsupportedUrl`] for a scheme other than `sqlite:`,
-    /// `postgres:` or `postgresql:`.
-    pub fn from_url(url: &str) -> Result<Self, IndexError> {
-        let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
-        match scheme.to_ascii_lowercase().as_str() {
-            "sqlite" => Ok(Backend::Sqlite),
-            "postgres" | "postgresql" => Ok(Backend::Postgres),
-            _ => Err(IndexError::UnsupportedUrl(
-                scheme.chars().take(32).collect(),
-            )),
-        }
-    }
-
-    /// The database's name for humans.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "SQLite",
-            Backend::Postgres => "PostgreSQL",
-        }
-    }
-}
+pub use crate::database::Backend;
 
 /// What went wrong in the index.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
     /// The database URL's scheme is not supported.
-    #[error("unsupported database URL scheme `{0}`; use sqlite://PATH or postgres://…")]
-    UnsupportedUrl(String),
+    #[error(transparent)]
+    UnsupportedUrl(#[from] database::UnsupportedUrl),
     /// An argument is invalid.
     #[error("invalid {field}: {message}")]
     Invalid {
@@ -233,7 +199,7 @@ impl Index {
         let backend = Backend::from_url(url)?;
         let pool = database::open_pool(
             url,
-            backend == Backend::Sqlite,
+            backend,
             "registry.db",
             SQLITE_PRAGMAS,
             match backend {

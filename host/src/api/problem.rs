@@ -144,7 +144,7 @@ impl From<StoreError> for ApiError {
             StoreError::RunFinished(_) => {
                 ApiError::new(StatusCode::CONFLICT, "run-finished", e.to_string())
             }
-            StoreError::UnsupportedUrl { .. }
+            StoreError::UnsupportedUrl(_)
             | StoreError::Open { .. }
             | StoreError::Migrate(_)
             | StoreError::Corrupt { .. }

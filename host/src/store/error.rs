@@ -7,13 +7,8 @@ use super::ids::{DeviceId, PlaybookId, RunId, ScheduleId, SiteId, TenantId};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database URL names no backend the store supports.
-    #[error(
-        "unsupported database URL scheme `{scheme}`: expected `sqlite://PATH` or `postgres://HOST/DB`"
-    )]
-    UnsupportedUrl {
-        /// The scheme that was given (the URL itself may hold a password).
-        scheme: String,
-    },
+    #[error(transparent)]
+    UnsupportedUrl(#[from] steward_registry::database::UnsupportedUrl),
     /// The database could not be opened or created.
     #[error("failed to open the {backend} database")]
     Open {

@@ -204,41 +204,7 @@ pub use model::{
 pub use queue::MAX_CLAIM;
 pub use trust::{TrustHow, TrustedKey};
 
-/// Which database a [`Store`] talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Backend {
-    /// One SQLite file in WAL mode.
-    Sqlite,
-    /// A PostgreSQL database, possibly shared by several processes.
-    Postgres,
-}
-
-impl Backend {
-    /// The backend a database URL names: `sqlite:` or `postgres:`/
-    /// `postgresql:`.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::UnsupportedUrl`] for any other scheme.
-    pub fn from_url(url: &str) -> Result<Self> {
-        let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
-        match scheme.to_ascii_lowercase().as_str() {
-            "sqlite" => Ok(Backend::Sqlite),
-            "postgres" | "postgresql" => Ok(Backend::Postgres),
-            _ => Err(StoreError::UnsupportedUrl {
-                scheme: scheme.chars().take(32).collect(),
-            }),
-        }
-    }
-
-    /// The database's name for humans.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "SQLite",
-            Backend::Postgres => "PostgreSQL",
-        }
-    }
-}
+pub use steward_registry::database::{Backend, UnsupportedUrl};
 
 /// How long a job waits before its next attempt after a transient failure
 /// or a reclaimed lease: `base · 2^(attempt−1)`, at most `cap`.
@@ -393,7 +359,7 @@ impl Store {
         tracing::Span::current().record("backend", backend.name());
         let pool = database::open_pool(
             url,
-            backend == Backend::Sqlite,
+            backend,
             "steward.db",
             SQLITE_PRAGMAS,
             options.max_connections.unwrap_or(match backend {
