@@ -598,34 +598,52 @@ impl Store {
         })
     }
 
+    /// The rows of `select` (ending in a `WHERE` clause) that `scope`
+    /// sees, only those whose `column` is `value` when a filter is given,
+    /// ordered by `order`, each read by `read`.
+    async fn scoped_list<T>(
+        &self,
+        scope: &Scope,
+        select: &str,
+        filter: Option<(&str, &str)>,
+        order: &str,
+        read: impl Fn(&AnyRow) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut sql = Sql::new(self.backend, select);
+        scope.restrict(&mut sql, "tenant_id");
+        if let Some((column, value)) = filter {
+            sql.push(" AND ").push(column).push(" = ").bind(value);
+        }
+        sql.push(" ORDER BY ").push(order);
+        sql.query()
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(read)
+            .collect()
+    }
+
     /// A tenant's sites, by name.
     ///
     /// # Errors
     ///
     /// A database failure or a corrupt row.
     pub async fn sites(&self, scope: &Scope, tenant: Option<&TenantId>) -> Result<Vec<Site>> {
-        let mut sql = Sql::new(
-            self.backend,
+        self.scoped_list(
+            scope,
             "SELECT id, tenant_id, name, created_at FROM sites WHERE 1 = 1",
-        );
-        scope.restrict(&mut sql, "tenant_id");
-        if let Some(t) = tenant {
-            sql.push(" AND tenant_id = ").bind(t.as_str());
-        }
-        sql.push(" ORDER BY name, id");
-        sql.query()
-            .fetch_all(self.pool())
-            .await?
-            .iter()
-            .map(|r| {
+            tenant.map(|t| ("tenant_id", t.as_str())),
+            "name, id",
+            |r| {
                 Ok(Site {
                     id: SiteId::from(r.try_get::<String, _>("id")?),
                     tenant_id: TenantId::from(r.try_get::<String, _>("tenant_id")?),
                     name: r.try_get("name")?,
                     created_at: time_column(r, "created_at")?,
                 })
-            })
-            .collect()
+            },
+        )
+        .await
     }
 
     /// Devices the scope sees, by name; only `tenant`'s when given.
@@ -638,43 +656,14 @@ impl Store {
         scope: &Scope,
         tenant: Option<&TenantId>,
     ) -> Result<Vec<Device>> {
-        let mut sql = Sql::new(
-            self.backend,
+        self.scoped_list(
+            scope,
             &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE 1 = 1"),
-        );
-        scope.restrict(&mut sql, "tenant_id");
-        if let Some(t) = tenant {
-            sql.push(" AND tenant_id = ").bind(t.as_str());
-        }
-        sql.push(" ORDER BY name, id");
-        sql.query()
-            .fetch_all(self.pool())
-            .await?
-            .iter()
-            .map(device_from_row)
-            .collect()
-    }
-
-    /// Replaces a device's admin fields (a JSON object).
-    ///
-    /// # Errors
-    ///
-    /// An unknown device, or `admin` not an object.
-    pub async fn set_device_admin(&self, id: &DeviceId, admin: &Value) -> Result<()> {
-        if !admin.is_object() {
-            return Err(StoreError::invalid("admin", "must be a JSON object"));
-        }
-        let mut tx = self.write().await?;
-        let n = sqlx::query("UPDATE devices SET admin = $1 WHERE id = $2")
-            .bind(admin.to_string())
-            .bind(id.as_str())
-            .execute(tx.conn())
-            .await?
-            .rows_affected();
-        if n == 0 {
-            return Err(StoreError::UnknownDevice(id.clone()));
-        }
-        tx.commit().await
+            tenant.map(|t| ("tenant_id", t.as_str())),
+            "name, id",
+            device_from_row,
+        )
+        .await
     }
 
     /// Playbooks the scope sees, by name; only `tenant`'s when given.
@@ -687,21 +676,14 @@ impl Store {
         scope: &Scope,
         tenant: Option<&TenantId>,
     ) -> Result<Vec<Playbook>> {
-        let mut sql = Sql::new(
-            self.backend,
+        self.scoped_list(
+            scope,
             "SELECT id, tenant_id, name, steps, target, created_at FROM playbooks WHERE 1 = 1",
-        );
-        scope.restrict(&mut sql, "tenant_id");
-        if let Some(t) = tenant {
-            sql.push(" AND tenant_id = ").bind(t.as_str());
-        }
-        sql.push(" ORDER BY name, id");
-        sql.query()
-            .fetch_all(self.pool())
-            .await?
-            .iter()
-            .map(playbook_from_row)
-            .collect()
+            tenant.map(|t| ("tenant_id", t.as_str())),
+            "name, id",
+            playbook_from_row,
+        )
+        .await
     }
 
     /// Schedules the scope sees, oldest first; only `playbook`'s when given.
@@ -714,21 +696,14 @@ impl Store {
         scope: &Scope,
         playbook: Option<&PlaybookId>,
     ) -> Result<Vec<Schedule>> {
-        let mut sql = Sql::new(
-            self.backend,
+        self.scoped_list(
+            scope,
             &format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE 1 = 1"),
-        );
-        scope.restrict(&mut sql, "tenant_id");
-        if let Some(p) = playbook {
-            sql.push(" AND playbook_id = ").bind(p.as_str());
-        }
-        sql.push(" ORDER BY id");
-        sql.query()
-            .fetch_all(self.pool())
-            .await?
-            .iter()
-            .map(schedule_from_row)
-            .collect()
+            playbook.map(|p| ("playbook_id", p.as_str())),
+            "id",
+            schedule_from_row,
+        )
+        .await
     }
 
     /// Turns a schedule on or off; `false` if there is no such schedule.
@@ -754,18 +729,14 @@ impl Store {
     ///
     /// A database failure or a corrupt row.
     pub async fn awaiting_approval(&self, scope: &Scope) -> Result<Vec<Job>> {
-        let mut sql = Sql::new(
-            self.backend,
+        self.scoped_list(
+            scope,
             &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'awaiting-approval'"),
-        );
-        scope.restrict(&mut sql, "tenant_id");
-        sql.push(" ORDER BY id");
-        sql.query()
-            .fetch_all(self.pool())
-            .await?
-            .iter()
-            .map(super::queue::job_from_row)
-            .collect()
+            None,
+            "id",
+            super::queue::job_from_row,
+        )
+        .await
     }
 
     /// The findings a run's jobs saw: those open on a job's subject, from
@@ -862,17 +833,12 @@ impl Store {
     ///
     /// A database failure or a corrupt row.
     pub async fn webhooks(&self, scope: &Scope) -> Result<Vec<(StoredWebhook, String)>> {
-        let mut sql = Sql::new(
-            self.backend,
+        self.scoped_list(
+            scope,
             "SELECT id, tenant_id, url, secret, enabled, created_at FROM webhooks WHERE 1 = 1",
-        );
-        scope.restrict(&mut sql, "tenant_id");
-        sql.push(" ORDER BY id");
-        sql.query()
-            .fetch_all(self.pool())
-            .await?
-            .iter()
-            .map(|r| {
+            None,
+            "id",
+            |r| {
                 Ok((
                     StoredWebhook {
                         id: r.try_get("id")?,
@@ -885,8 +851,9 @@ impl Store {
                     },
                     r.try_get("secret")?,
                 ))
-            })
-            .collect()
+            },
+        )
+        .await
     }
 
     /// Deletes a webhook; `false` if there was none.
