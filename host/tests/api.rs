@@ -840,13 +840,18 @@ async fn bad_bodies_get_problems_naming_the_field_and_store_nothing() {
         "body-too-large"
     );
     // A CSV import with one bad row stores none of them.
-    let resp = api
-        .http
-        .post(format!("{}/api/v1/devices/import?tenant={tenant}", api.base))
-        .bearer_auth(OWNER)
-        .header("content-type", "text/csv")
-        .body("name,purchase-date,cost,class\nnew-1,2022-01-10,999.00,laptop\nnew-2,2022-02-30,10,desktop\n")
-        .send()
+    let import = |csv: &'static str| {
+        api.http
+            .post(format!(
+                "{}/api/v1/devices/import?tenant={tenant}",
+                api.base
+            ))
+            .bearer_auth(OWNER)
+            .header("content-type", "text/csv")
+            .body(csv)
+            .send()
+    };
+    let resp = import("name,purchase-date,cost,class\nnew-1,2022-01-10,999.00,laptop\nnew-2,2022-02-30,10,desktop\n")
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
@@ -854,16 +859,7 @@ async fn bad_bodies_get_problems_naming_the_field_and_store_nothing() {
     assert_eq!(p["field"], "row 3", "{p}");
     assert_eq!(snapshot(&api).await, before, "nothing changed");
     // A device named twice, likewise.
-    let resp = api
-        .http
-        .post(format!(
-            "{}/api/v1/devices/import?tenant={tenant}",
-            api.base
-        ))
-        .bearer_auth(OWNER)
-        .header("content-type", "text/csv")
-        .body("name,class\nnew-1,laptop\nnew-1,desktop\n")
-        .send()
+    let resp = import("name,class\nnew-1,laptop\nnew-1,desktop\n")
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
@@ -876,13 +872,7 @@ async fn bad_bodies_get_problems_naming_the_field_and_store_nothing() {
     assert_eq!(snapshot(&api).await, before, "nothing changed");
 
     // The same import, fixed, creates and updates.
-    let resp = api
-        .http
-        .post(format!("{}/api/v1/devices/import?tenant={tenant}", api.base))
-        .bearer_auth(OWNER)
-        .header("content-type", "text/csv")
-        .body("name,purchase-date,warranty-end,cost,class,assigned-user\nnew-1,2022-01-10,2025-01-10,999.00,laptop,jdoe\nacme-ws-01,2021-06-01,,1200,desktop,\n")
-        .send()
+    let resp = import("name,purchase-date,warranty-end,cost,class,assigned-user\nnew-1,2022-01-10,2025-01-10,999.00,laptop,jdoe\nacme-ws-01,2021-06-01,,1200,desktop,\n")
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
