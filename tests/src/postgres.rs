@@ -55,7 +55,7 @@ fn start_cluster() -> String {
     // The free port found is only free until someone takes it: try again
     // on another.
     for attempt in 1.. {
-        match try_start_cluster() {
+        match try_start_cluster(attempt) {
             Some(url) => return url,
             None if attempt < 3 => continue,
             None => break,
@@ -64,13 +64,15 @@ fn start_cluster() -> String {
     panic!(".ci/postgres start failed three times; is Debian's postgresql package installed?");
 }
 
-fn try_start_cluster() -> Option<String> {
+fn try_start_cluster(attempt: u32) -> Option<String> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("find a free loopback port")
         .port();
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("steward-pg-{}-{}", std::process::id(), port));
+    let dir: PathBuf = std::env::temp_dir().join(format!(
+        "steward-pg-{}-{port}-{attempt}",
+        std::process::id()
+    ));
     // The guard first, so even a failed start is cleaned up.
     let guard = Command::new(PG_SCRIPT)
         .arg("guard")

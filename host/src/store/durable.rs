@@ -603,18 +603,29 @@ impl Store {
         event: &str,
         webhooks: &[String],
     ) -> Result<()> {
+        // On PostgreSQL the outbox row is key-share locked, so a concurrent
+        // `alert_outbox_done` either deletes it first (nothing is inserted)
+        // or waits for this insert and deletes it too. Sorted, so two
+        // overlapping calls lock in the same order.
+        let lock = match self.backend {
+            Backend::Postgres => " FOR KEY SHARE",
+            Backend::Sqlite => "",
+        };
+        let statement = format!(
+            "INSERT INTO alert_outbox_reached (alert_id, event, webhook_id) \
+             SELECT alert_id, event, $3 FROM alert_outbox WHERE alert_id = $1 AND event = $2{lock} \
+             ON CONFLICT (alert_id, event, webhook_id) DO NOTHING"
+        );
+        let mut webhooks: Vec<&String> = webhooks.iter().collect();
+        webhooks.sort();
         let mut tx = self.write().await?;
         for webhook in webhooks {
-            sqlx::query(
-                "INSERT INTO alert_outbox_reached (alert_id, event, webhook_id) \
-                 SELECT alert_id, event, $3 FROM alert_outbox WHERE alert_id = $1 AND event = $2 \
-                 ON CONFLICT (alert_id, event, webhook_id) DO NOTHING",
-            )
-            .bind(alert_id)
-            .bind(event)
-            .bind(webhook.as_str())
-            .execute(tx.conn())
-            .await?;
+            sqlx::query(&statement)
+                .bind(alert_id)
+                .bind(event)
+                .bind(webhook.as_str())
+                .execute(tx.conn())
+                .await?;
         }
         tx.commit().await
     }
