@@ -145,20 +145,23 @@ async fn signing_vendor(registry: &Registry, namespace: &str) -> (RegistryClient
     (vendor, key)
 }
 
-/// Publishes test component `package` as `module` at `version`, asking
-/// for `capabilities`, signed by `key`.
+/// Publishes the `vendor-demo` test component built as `version` under
+/// `module`, asking for the capabilities it imports, signed by `key`.
 async fn publish(
     vendor: &RegistryClient,
     key: &SecretKey,
-    package: &str,
     module: &str,
     version: &str,
-    capabilities: &[&str],
 ) -> VersionRecord {
+    let bytes = bytes(&format!("guest-vendor-demo-{}", version.replace('.', "-")));
+    let capabilities = steward_registry::imports::inspect(&bytes)
+        .unwrap()
+        .capabilities;
+    let capabilities: Vec<&str> = capabilities.iter().map(String::as_str).collect();
     vendor
         .publish(
-            bytes(package),
-            &manifest(module, version, capabilities),
+            bytes,
+            &manifest(module, version, &capabilities),
             Some(key),
             |_, _| {},
         )
@@ -191,15 +194,7 @@ async fn tenant(api: &Steward) -> String {
 async fn publish_resolve_install_grant_run_and_upgrade() {
     let registry = Registry::start();
     let (vendor, key) = signing_vendor(&registry, "acme").await;
-    let v1 = publish(
-        &vendor,
-        &key,
-        "guest-vendor-demo-1-0-0",
-        "acme/vendor-demo",
-        "1.0.0",
-        &[],
-    )
-    .await;
+    let v1 = publish(&vendor, &key, "acme/vendor-demo", "1.0.0").await;
 
     let api = steward(&registry.url, "").await;
 
@@ -272,15 +267,7 @@ async fn publish_resolve_install_grant_run_and_upgrade() {
 
     // 1.1.0 asks for nothing new: the upgrade keeps the grants, no new
     // approval (the default policy is automatic).
-    let v11 = publish(
-        &vendor,
-        &key,
-        "guest-vendor-demo-1-1-0",
-        "acme/vendor-demo",
-        "1.1.0",
-        &[],
-    )
-    .await;
+    let v11 = publish(&vendor, &key, "acme/vendor-demo", "1.1.0").await;
     let (status, up) = api
         .post("/api/v1/plugins/vendor-demo/upgrade", json!({}))
         .await;
@@ -297,15 +284,7 @@ async fn publish_resolve_install_grant_run_and_upgrade() {
     assert_eq!(run["pins"][0]["version"], "1.1.0", "{run}");
 
     // 2.0.0 asks for `tickets`: refused until granted, then installed.
-    let v2 = publish(
-        &vendor,
-        &key,
-        "guest-vendor-demo-2-0-0",
-        "acme/vendor-demo",
-        "2.0.0",
-        &["tickets"],
-    )
-    .await;
+    let v2 = publish(&vendor, &key, "acme/vendor-demo", "2.0.0").await;
     let problem = api
         .refused(
             "/api/v1/plugins/vendor-demo/upgrade",
@@ -412,15 +391,7 @@ async fn refusals_store_nothing() {
     // The registry refuses, and keeps nothing: publishing into another
     // publisher's namespace, publishing an existing version again, a
     // manifest whose capabilities are not the component's imports.
-    let published = publish(
-        &vendor,
-        &key,
-        "guest-vendor-demo-1-0-0",
-        "acme/vendor-demo",
-        "1.0.0",
-        &[],
-    )
-    .await;
+    let published = publish(&vendor, &key, "acme/vendor-demo", "1.0.0").await;
     let refusals = [
         (manifest("dev/vendor-demo", "1.0.0", &[]), v1.clone()),
         (manifest("acme/vendor-demo", "1.0.0", &[]), v11.clone()),
@@ -525,15 +496,7 @@ async fn refusals_store_nothing() {
     .await;
 
     // Capabilities requested but not granted; bad grants; bad requests.
-    publish(
-        &vendor,
-        &key,
-        "guest-vendor-demo-2-0-0",
-        "acme/vendor-demo",
-        "2.0.0",
-        &["tickets"],
-    )
-    .await;
+    publish(&vendor, &key, "acme/vendor-demo", "2.0.0").await;
     let problem = api
         .refused(
             "/api/v1/plugins/from-registry",
@@ -649,15 +612,7 @@ async fn refusals_store_nothing() {
 async fn automatic_upgrades_stay_within_the_grants() {
     let registry = Registry::start();
     let (vendor, key) = signing_vendor(&registry, "acme").await;
-    publish(
-        &vendor,
-        &key,
-        "guest-vendor-demo-1-0-0",
-        "acme/vendor-demo",
-        "1.0.0",
-        &[],
-    )
-    .await;
+    publish(&vendor, &key, "acme/vendor-demo", "1.0.0").await;
     let api = steward(&registry.url, "check-every-seconds = 1\n").await;
     let (status, installed) = api
         .post(
@@ -669,15 +624,7 @@ async fn automatic_upgrades_stay_within_the_grants() {
     assert_eq!(installed["source"]["requirement"], "*");
 
     // 1.1.0 asks for nothing new: the server installs it by itself.
-    let v11 = publish(
-        &vendor,
-        &key,
-        "guest-vendor-demo-1-1-0",
-        "acme/vendor-demo",
-        "1.1.0",
-        &[],
-    )
-    .await;
+    let v11 = publish(&vendor, &key, "acme/vendor-demo", "1.1.0").await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let plugins = api.get("/api/v1/plugins").await;
@@ -704,15 +651,7 @@ async fn automatic_upgrades_stay_within_the_grants() {
 
     // 2.0.0 asks for `tickets`: several checks later it is still not
     // installed; it waits for an admin to grant it.
-    publish(
-        &vendor,
-        &key,
-        "guest-vendor-demo-2-0-0",
-        "acme/vendor-demo",
-        "2.0.0",
-        &["tickets"],
-    )
-    .await;
+    publish(&vendor, &key, "acme/vendor-demo", "2.0.0").await;
     tokio::time::sleep(Duration::from_millis(3500)).await;
     let plugins = api.get("/api/v1/plugins").await;
     let versions: Vec<&str> = plugins
@@ -754,15 +693,7 @@ async fn forging_proxy(upstream: String) -> String {
 async fn a_registry_cannot_substitute_another_module() {
     let registry = Registry::start();
     let (vendor, key) = signing_vendor(&registry, "evil").await;
-    publish(
-        &vendor,
-        &key,
-        "guest-vendor-demo-1-0-0",
-        "evil/vendor-demo",
-        "1.0.0",
-        &[],
-    )
-    .await;
+    publish(&vendor, &key, "evil/vendor-demo", "1.0.0").await;
 
     let proxy = forging_proxy(registry.url.clone()).await;
     let api = steward(&proxy, "").await;
