@@ -10,7 +10,7 @@
 //! registry would refuse for that reason is refused before any byte is
 //! sent.
 
-use std::io::{IsTerminal as _, Read as _};
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -20,11 +20,8 @@ use steward_host::runtime::Runtime;
 use steward_registry::Manifest;
 use steward_registry::api::codes;
 use steward_registry::client::{ClientError, RegistryClient};
-use steward_registry::imports::{Imports, Inspector};
+use steward_registry::imports::{self, Imports};
 use steward_registry::signing::SecretKey;
-
-/// How many bytes of a component are read at a time for inspection.
-const READ_CHUNK: usize = 64 * 1024;
 
 /// `steward plugin keygen`.
 #[derive(Debug, Args)]
@@ -182,9 +179,13 @@ pub async fn register_key(args: &RegisterKeyArgs) -> anyhow::Result<ExitCode> {
 /// `steward plugin publish`: uploads a component with its manifest,
 /// showing the bytes sent on standard error.
 pub async fn publish(args: &PublishArgs, runtime: &Runtime) -> anyhow::Result<ExitCode> {
-    let imports = read_imports(&args.file)?;
+    // Read once for both checks; the upload streams the file again.
+    let file = &args.file;
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let imports = imports::inspect(&bytes)
+        .with_context(|| format!("{} is not a Steward plugin component", file.display()))?;
     let manifest = manifest_for(args, &imports)?;
-    check_describes(runtime, &args.file, &manifest).await?;
+    check_describes(runtime, file, &bytes, &manifest).await?;
     let key = args.key.as_deref().map(load_key).transpose()?;
     let client = args.registry.client()?;
 
@@ -261,36 +262,17 @@ fn load_key(path: &Path) -> anyhow::Result<SecretKey> {
     SecretKey::load(path).context("cannot load the signing key")
 }
 
-/// What the component at `path` imports, read a chunk at a time.
-fn read_imports(path: &Path) -> anyhow::Result<Imports> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut inspector = Inspector::new();
-    let mut buf = vec![0u8; READ_CHUNK];
-    let not_a_plugin = || format!("{} is not a Steward plugin component", path.display());
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        inspector.feed(&buf[..n]).with_context(not_a_plugin)?;
-    }
-    inspector.finish().with_context(not_a_plugin)
-}
-
 /// A host installs a registry module only if the component describes
 /// itself under the module's name and version (`acme/patching` 1.2.0 →
 /// `patching` 1.2.0); so is refused here what no host would install.
 async fn check_describes(
     runtime: &Runtime,
     file: &Path,
+    bytes: &[u8],
     manifest: &Manifest,
 ) -> anyhow::Result<()> {
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let module = runtime
-        .load(&bytes)
+        .load(bytes)
         .with_context(|| format!("cannot load {}", file.display()))?;
     let descriptor = runtime.describe(&module).await.result.with_context(|| {
         format!(
