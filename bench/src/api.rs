@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::Connection as _;
-use steward_host::api::{self, ApiState, auth};
-use steward_host::control::plane::ControlPlane;
-use steward_host::control::plugins::PluginLibrary;
-use steward_host::store::{NewTenant, NewUser, Role, Tier, Timestamp};
+use steward_api::{self as api, ApiState, auth};
+use steward_control::plane::ControlPlane;
+use steward_control::plugins::PluginLibrary;
+use steward_store::{NewTenant, NewUser, Role, Tier, Timestamp};
 use support::control::runtime_with;
 
 const TARGET_RPS: f64 = 20_000.0;
@@ -185,7 +185,7 @@ async fn main() -> anyhow::Result<()> {
 /// runs, and making 100,000 runs one by one would take minutes).
 async fn insert_runs(
     url: &str,
-    tenants: &[steward_host::store::TenantId],
+    tenants: &[steward_store::TenantId],
     count: u64,
     start: i64,
 ) -> anyhow::Result<()> {

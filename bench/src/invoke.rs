@@ -7,12 +7,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use steward_host::audit::MemoryAudit;
-use steward_host::bindings::PluginComponentPre;
-use steward_host::bindings::types::RunMode;
-use steward_host::capability::Grants;
-use steward_host::device::simulated::{Fixture, Simulated};
-use steward_host::runtime::{EngineSettings, Limits, Params, RunSpec, Runtime, RuntimeConfig};
+use steward_runtime::audit::MemoryAudit;
+use steward_runtime::bindings::PluginComponentPre;
+use steward_runtime::bindings::types::RunMode;
+use steward_runtime::capability::Grants;
+use steward_runtime::device::simulated::{Fixture, Simulated};
+use steward_runtime::{EngineSettings, Limits, Params, RunSpec, Runtime, RuntimeConfig};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
@@ -76,7 +76,7 @@ async fn steward(bytes: &[u8]) -> anyhow::Result<Vec<Duration>> {
         engine: EngineSettings::default(),
         limits: Limits::default(),
     })?;
-    let module = runtime.load(bytes)?;
+    let module = runtime.load(bytes).await?;
     let device = Arc::new(Simulated::new(fixture()).device());
     let spec = RunSpec {
         run_id: "bench".into(),

@@ -18,11 +18,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use steward_host::control::executor::{Executor, ExecutorConfig};
-use steward_host::control::plane::ControlPlane;
-use steward_host::control::providers::StandardProviders;
-use steward_host::device::local::LocalConfig;
-use steward_host::store::{
+use steward_control::executor::{Executor, ExecutorConfig};
+use steward_control::plane::ControlPlane;
+use steward_control::providers::StandardProviders;
+use steward_runtime::device::local::LocalConfig;
+use steward_store::{
     Completion, JobStatus, NewFinding, RunId, Severity, Store, Tier, Timestamp,
 };
 use support::control::{fixture, install, plane_with, runtime_with, simulated_facts, tenant};
@@ -196,7 +196,7 @@ async fn measure(name: &str, store: &Store, jobs: usize) -> anyhow::Result<()> {
 /// run).
 async fn enqueue(
     plane: ControlPlane,
-    playbook: steward_host::store::PlaybookId,
+    playbook: steward_store::PlaybookId,
     jobs: usize,
 ) -> anyhow::Result<(Vec<RunId>, usize)> {
     let mut runs = Vec::new();
@@ -230,7 +230,7 @@ async fn wait(store: &Store, runs: &[RunId]) -> anyhow::Result<()> {
     for run in runs {
         loop {
             let r = store.run(run).await?.expect("run exists");
-            if r.status != steward_host::store::RunStatus::Running {
+            if r.status != steward_store::RunStatus::Running {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;

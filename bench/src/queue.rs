@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use steward_host::store::{
+use steward_store::{
     Completion, DeviceId, JobMode, NewDevice, NewJob, NewTenant, Store, TenantId, Tier, Timestamp,
 };
 

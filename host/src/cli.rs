@@ -9,21 +9,21 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
-use steward_host::audit::{AuditEvent, AuditOutcome, MemoryAudit};
-use steward_host::bindings::types::{
+use steward_runtime::audit::{AuditEvent, AuditOutcome, MemoryAudit};
+use steward_runtime::bindings::types::{
     Change, Descriptor, Finding, Outcome, ParamType, ParamValue, PluginScope, RunMode, Severity,
 };
-use steward_host::capability::{Grant, Grants};
-use steward_host::control::registry::RegistrySettings;
-use steward_host::control::server::{ServeConfig, Server};
-use steward_host::device::fleet;
-use steward_host::device::local::{self, LocalConfig};
-use steward_host::device::simulated::{Fixture, Simulated};
-use steward_host::runtime::{
+use steward_runtime::capability::{Grant, Grants};
+use steward_control::registry::RegistrySettings;
+use steward_host::serve::{ServeConfig, Server};
+use steward_runtime::device::fleet;
+use steward_runtime::device::local::{self, LocalConfig};
+use steward_runtime::device::simulated::{Fixture, Simulated};
+use steward_runtime::{
     ArtifactSource, EngineSettings, Limits, LogLine, Module, RunError, RunReport, RunSpec, Runtime,
     RuntimeConfig, resolve_text_params,
 };
-use steward_host::store::{Tier, Timestamp};
+use steward_store::{Tier, Timestamp};
 
 /// Steward: automated checks and remediation for managed devices.
 #[derive(Debug, Parser)]
@@ -350,7 +350,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let config = serve_config(config)?;
-            let store = steward_host::store::Store::open(&config.database_url()).await?;
+            let store = steward_store::Store::open(&config.database_url()).await?;
             let targets = [
                 (Tier::Vip, vip_hours),
                 (Tier::Managed, managed_hours),
@@ -400,7 +400,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 tenant_id: tenant,
                 devices,
                 seed,
-                today: steward_host::capability::inventory::eol::date(today),
+                today: steward_runtime::capability::inventory::eol::date(today),
                 failing_percent,
             },
             &output,
@@ -436,7 +436,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<ExitCode> {
     });
     eprintln!(
         "steward: serving with {} (worker {})",
-        steward_host::store::Backend::from_url(&config.database_url())?.name(),
+        steward_store::Backend::from_url(&config.database_url())?.name(),
         config.worker()
     );
     server.run(rx).await?;
@@ -463,11 +463,12 @@ fn open_runtime(cache_dir: PathBuf, limits: Limits) -> anyhow::Result<Runtime> {
     })
 }
 
-fn load(runtime: &Runtime, file: &Path) -> anyhow::Result<Arc<Module>> {
+async fn load(runtime: &Runtime, file: &Path) -> anyhow::Result<Arc<Module>> {
     let bytes =
         std::fs::read(file).with_context(|| format!("failed to read {}", file.display()))?;
     runtime
         .load(&bytes)
+        .await
         .with_context(|| format!("cannot load {}", file.display()))
 }
 
@@ -484,7 +485,7 @@ fn artifact_word(source: ArtifactSource) -> &'static str {
 }
 
 async fn inspect(runtime: &Runtime, file: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
-    let module = load(runtime, file)?;
+    let module = load(runtime, file).await?;
     let descriptor = describe(runtime, &module).await?;
     let requested: Vec<&str> = module.requested.iter().map(|c| c.name()).collect();
     if as_json {
@@ -560,7 +561,7 @@ fn show_value(v: &ParamValue) -> String {
 }
 
 async fn run(runtime: &Runtime, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let module = load(runtime, &args.file)?;
+    let module = load(runtime, &args.file).await?;
     let grants: Grants = args.grants.iter().cloned().collect();
     module.authorize(&grants)?;
     let descriptor = describe(runtime, &module).await?;

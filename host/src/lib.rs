@@ -1,17 +1,8 @@
-//! Steward's host runtime: runs sandboxed WebAssembly plugins that check and
-//! remediate managed devices, with every privileged call granted, scoped,
-//! planned or applied, and audited.
+//! The `steward` binary's library half: what the CLI and the integration
+//! tests share. The binary is the composition root, the only crate that
+//! sees every layer (runtime, store, control, api) at once.
 //!
-//! - [`runtime`]: engine, compile cache, limits, invocation.
-//! - [`capability`]: one module per host interface, with its provider trait.
-//! - [`device`]: a device and the providers behind its capabilities.
-//! - [`audit`]: the trail of mutating and scoped calls.
+//! - [`serve`]: `steward serve`, wiring the scheduler, sweeper, executor
+//!   and web API over one store.
 
-pub mod api;
-pub mod audit;
-pub mod bindings;
-pub mod capability;
-pub mod control;
-pub mod device;
-pub mod runtime;
-pub mod store;
+pub mod serve;

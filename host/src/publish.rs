@@ -16,12 +16,12 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{ArgGroup, Args};
-use steward_host::runtime::Runtime;
-use steward_registry::Manifest;
+use steward_runtime::Runtime;
+use steward_contract::Manifest;
 use steward_registry::api::codes;
 use steward_registry::client::{ClientError, RegistryClient};
-use steward_registry::imports::{self, Imports};
-use steward_registry::signing::SecretKey;
+use steward_contract::imports::{self, Imports};
+use steward_contract::signing::SecretKey;
 
 /// `steward plugin keygen`.
 #[derive(Debug, Args)]
@@ -273,6 +273,7 @@ async fn check_describes(
 ) -> anyhow::Result<()> {
     let module = runtime
         .load(bytes)
+        .await
         .with_context(|| format!("cannot load {}", file.display()))?;
     let descriptor = runtime.describe(&module).await.result.with_context(|| {
         format!(

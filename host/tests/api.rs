@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use steward_host::control::server::{ServeConfig, Server};
+use steward_host::serve::{ServeConfig, Server};
 use support::control::{fixture, simulated_facts};
 use tokio::sync::watch;
 
@@ -948,7 +948,7 @@ async fn every_route_is_in_the_openapi_document_and_every_documented_operation_i
     // The other direction: every route is declared with `#[utoipa::path]`
     // and registered through `routes!`, which puts it in the document; a
     // route added any other way would be missing from it.
-    let api_dir = steward_tests::workspace_root().join("host/src/api");
+    let api_dir = steward_tests::workspace_root().join("host/api/src");
     let mut declared = 0;
     for entry in std::fs::read_dir(&api_dir).unwrap() {
         let path = entry.unwrap().path();
@@ -1031,4 +1031,99 @@ impl View {
             .unwrap();
         (resp.status(), resp.json().await.unwrap())
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_an_owner_may_point_a_device_at_the_server_itself() {
+    let api = start().await;
+    let (a, _) = tenant_with_device(&api, "alpha").await;
+    api.create(
+        "/api/v1/users",
+        json!({ "name": "tech-a", "role": "technician", "tenants": [a] }),
+    )
+    .await;
+    let t = api
+        .create("/api/v1/tokens", json!({ "user": "tech-a", "label": "test" }))
+        .await;
+    let tech = t["token"].as_str().unwrap().to_owned();
+    let (_, before) = api.get(OWNER, "/api/v1/devices").await;
+
+    for provider in ["local", "Local", " local "] {
+        let (status, body) = api
+            .post(
+                &tech,
+                "/api/v1/devices",
+                json!({ "tenant_id": a, "name": "the-server", "facts": { "provider": provider } }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{provider:?}: {body}");
+        assert_eq!(body["code"], "forbidden");
+        assert_eq!(body["field"], "facts.provider");
+    }
+    let (_, after) = api.get(OWNER, "/api/v1/devices").await;
+    assert_eq!(before, after, "nothing was stored");
+
+    // A simulated device is the technician's to add; the local one is the
+    // owner's.
+    let (status, body) = api
+        .post(
+            &tech,
+            "/api/v1/devices",
+            json!({ "tenant_id": a, "name": "sim", "facts": simulated_facts(&fixture("sim", a.as_str())) }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    api.create(
+        "/api/v1/devices",
+        json!({ "tenant_id": a, "name": "the-server", "facts": { "provider": "local" } }),
+    )
+    .await;
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_install_the_database_fails_is_a_500_naming_only_an_error_id() {
+    let api = start().await;
+    // The database refuses every new plugin version, as a failing disk
+    // would: a trigger, added behind the server's back.
+    let url = format!(
+        "sqlite://{}",
+        api._dir.path().join("steward.db").display()
+    );
+    sqlx::any::install_default_drivers();
+    let mut db = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::Executor::execute(
+        &mut db,
+        "CREATE TRIGGER broken_disk BEFORE INSERT ON plugin_versions \
+         BEGIN SELECT RAISE(ABORT, 'simulated I/O failure in plugin_versions'); END",
+    )
+    .await
+    .unwrap();
+
+    let (status, body) = api
+        .post(
+            OWNER,
+            "/api/v1/plugins",
+            json!({ "wasm": patching_wasm(), "grants": ["packages"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(body["code"], "internal");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.contains("error id "), "{detail}");
+    for internal in ["plugin_versions", "simulated I/O", "INSERT", "sqlite"] {
+        assert!(!detail.contains(internal), "{detail}");
+    }
+    let (_, plugins) = api.get(OWNER, "/api/v1/plugins").await;
+    assert_eq!(plugins, json!([]), "nothing was installed");
+
+    // Bad input is still the caller's: 422 naming the field.
+    let (status, body) = api
+        .post(OWNER, "/api/v1/plugins", json!({ "wasm": patching_wasm(), "grants": ["nope"] }))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "grants");
+    api.stop().await;
 }

@@ -12,15 +12,15 @@ use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::{Value, json};
-use steward_host::control::alerts::{
+use steward_control::alerts::{
     Alerter, CheckResult, CriticalFinding, DeliveryPolicy, Dispatcher, DispatcherConfig, JobEnd,
     Observation, SIGNATURE_HEADER, Webhook, verify_signature,
 };
-use steward_host::control::executor::{Alerts, Executor, ExecutorConfig};
-use steward_host::control::plane::ControlError;
-use steward_host::control::providers::{StandardProviders, StoreAlertState};
-use steward_host::device::local::LocalConfig;
-use steward_host::store::{
+use steward_control::executor::{Alerts, Executor, ExecutorConfig};
+use steward_control::plane::ControlError;
+use steward_control::providers::{StandardProviders, StoreAlertState};
+use steward_runtime::device::local::LocalConfig;
+use steward_store::{
     ChangeOutcome, JobMode, JobStatus, Reclaimed, RunStatus, Tier, Timestamp,
 };
 use support::control::{
@@ -257,7 +257,7 @@ async fn approval_holds_the_plan_and_apply_refuses_a_device_that_changed() {
 
 /// Alerts kept in `store`, delivered to one webhook at `url`.
 fn alerts_to(
-    store: &steward_host::store::Store,
+    store: &steward_store::Store,
     url: String,
     secret: &str,
     tenants: Option<Vec<String>>,
@@ -414,7 +414,7 @@ async fn a_failing_check_alerts_once_and_resolves_once_through_a_signed_webhook(
 
 /// Waits until the alert outbox is empty (an event leaves it once its
 /// delivery's report is in).
-async fn outbox_drains(store: &steward_host::store::Store) {
+async fn outbox_drains(store: &steward_store::Store) {
     for _ in 0..1200 {
         if store.alert_outbox().await.unwrap().is_empty() {
             return;
@@ -515,7 +515,7 @@ async fn an_alert_redelivered_too_often_is_dropped() {
     };
     let fired = alerter.observe(&failing).await;
     assert_eq!(fired.len(), 1);
-    let ids = |alerts: &[steward_host::control::alerts::Alert]| {
+    let ids = |alerts: &[steward_control::alerts::Alert]| {
         alerts
             .iter()
             .map(|a| (a.id.clone(), a.event))
@@ -674,7 +674,7 @@ async fn bad_input_names_the_field_and_stores_nothing(db: TestDb) {
 #[tokio::test]
 async fn a_job_reached_after_its_window_closed_waits_for_the_next_one_or_expires() {
     use chrono::{Duration as Days, TimeZone, Timelike, Utc};
-    use steward_host::store::{Firing, Timestamp};
+    use steward_store::{Firing, Timestamp};
     let db = sqlite().await;
     let dir = tempfile::tempdir().unwrap();
     let plane = plane(&db.store, dir.path().into());
@@ -867,7 +867,7 @@ async fn hostile_jobs_end_as_timed_out_or_failed_and_the_timeout_alerts() {
 
 #[tokio::test]
 async fn later_steps_run_the_version_pinned_when_the_run_was_created() {
-    use steward_host::store::{Pin, PluginVersion, Scope};
+    use steward_store::{Pin, PluginVersion, Scope};
     let db = sqlite().await;
     let dir = tempfile::tempdir().unwrap();
     let plane = plane(&db.store, dir.path().into());

@@ -13,8 +13,8 @@ use std::process::{Command, Output, Stdio};
 
 use registry_support::Registry;
 use steward_registry::client::verify_resolved;
-use steward_registry::signing::SecretKey;
-use steward_registry::{Digest, imports};
+use steward_contract::signing::SecretKey;
+use steward_contract::{Digest, imports};
 
 /// Runs `steward ARGS` without the registry variables of the caller's
 /// environment.

@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 use registry_support::{Registry, manifest};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use steward_host::control::server::{ServeConfig, Server};
+use steward_host::serve::{ServeConfig, Server};
 use steward_registry::api::VersionRecord;
 use steward_registry::client::RegistryClient;
-use steward_registry::signing::SecretKey;
+use steward_contract::signing::SecretKey;
 use support::control::{fixture, simulated_facts};
 use tokio::sync::watch;
 
@@ -154,7 +154,7 @@ async fn publish(
     version: &str,
 ) -> VersionRecord {
     let bytes = bytes(&format!("guest-vendor-demo-{}", version.replace('.', "-")));
-    let capabilities = steward_registry::imports::inspect(&bytes)
+    let capabilities = steward_contract::imports::inspect(&bytes)
         .unwrap()
         .capabilities;
     let capabilities: Vec<&str> = capabilities.iter().map(String::as_str).collect();

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use steward_host::store::{JobStatus, RunStatus, Store, Tier};
+use steward_store::{JobStatus, RunStatus, Store, Tier};
 use support::control::{FIXER_GRANTS, fixture, install, plane, simulated_facts, tenant};
 
 fn config(
@@ -45,7 +45,7 @@ fn serve(config: &Path) -> Child {
         .expect("start steward serve")
 }
 
-async fn counts(store: &Store, runs: &[steward_host::store::RunId]) -> HashMap<JobStatus, usize> {
+async fn counts(store: &Store, runs: &[steward_store::RunId]) -> HashMap<JobStatus, usize> {
     let mut out = HashMap::new();
     for run in runs {
         for job in store.jobs_of_run(run).await.unwrap() {
@@ -297,7 +297,7 @@ schedule = {{ cron = "* * * * * *", timezone = "UTC" }}
                 .unwrap()
                 .is_some()
                 && !store
-                    .due_schedules(steward_host::store::Timestamp::from_millis(i64::MAX), 1)
+                    .due_schedules(steward_store::Timestamp::from_millis(i64::MAX), 1)
                     .await
                     .unwrap()
                     .is_empty()
@@ -328,7 +328,7 @@ schedule = {{ cron = "* * * * * *", timezone = "UTC" }}
             let schedule_runs = {
                 let mut n = 0;
                 for run in store
-                    .due_schedules(steward_host::store::Timestamp::from_millis(i64::MAX), 10)
+                    .due_schedules(steward_store::Timestamp::from_millis(i64::MAX), 10)
                     .await
                     .unwrap()
                 {

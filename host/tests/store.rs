@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use steward_host::store::{
+use steward_store::{
     ChangeOutcome, Completion, DeviceId, FailOutcome, Failure, FailureKind, Firing, Job, JobId,
     JobMode, JobStatus, NewChange, NewDevice, NewFinding, NewJob, NewLog, NewPlaybook, NewSchedule,
     NewTenant, OutboxEvent, Outcome, Reclaimed, Run, RunId, RunStatus, Severity, Store, StoreError,
@@ -40,6 +40,8 @@ on_both_backends!(
     alert_outbox_keeps_events_until_delivered,
     the_first_owner_is_created_once_across_processes,
     an_admin_import_stores_every_row_or_none,
+    a_bad_completion_fails_its_own_job_and_the_batch_is_stored,
+    audit_rows_commit_exactly_with_their_record,
 );
 
 const T0: Timestamp = Timestamp::from_millis(1_700_000_000_000);
@@ -350,6 +352,7 @@ async fn transient_failures_retry_with_backoff_permanent_ones_do_not(db: TestDb)
             fields: json!({}),
         }],
         then: Vec::new(),
+        audit: Vec::new(),
     };
 
     assert_eq!(
@@ -1185,7 +1188,7 @@ async fn processes_opening_a_new_sqlite_file_at_once_migrate_it_once() {
 }
 
 async fn run_listings_page_by_scope_and_filter(db: TestDb) {
-    use steward_host::store::{RunFilter, Scope};
+    use steward_store::{RunFilter, Scope};
     let s = &db.store;
     let f = fleet(s).await;
     // Five runs: vip, managed, vip (a patching job), managed, vip.
@@ -1274,7 +1277,7 @@ async fn run_listings_page_by_scope_and_filter(db: TestDb) {
 }
 
 async fn registry_provenance_trust_and_pins_round_trip(db: TestDb) {
-    use steward_host::store::{
+    use steward_store::{
         NewPluginVersion, Pin, PluginSource, RunFilter, Scope, TrustHow, TrustedKey,
     };
     let s = &db.store;
@@ -1307,7 +1310,7 @@ async fn registry_provenance_trust_and_pins_round_trip(db: TestDb) {
         .await
         .unwrap();
     let got = s.plugin_versions().await.unwrap();
-    let summary = |v: &[steward_host::store::PluginVersion]| {
+    let summary = |v: &[steward_store::PluginVersion]| {
         v.iter()
             .map(|v| {
                 (
@@ -1769,4 +1772,135 @@ async fn an_admin_import_stores_every_row_or_none(db: TestDb) {
     let managed = s.devices(&f.managed).await.unwrap();
     assert_eq!(managed.len(), 1);
     assert_eq!(managed[0].admin, json!({}));
+}
+
+fn finding(key: &str) -> NewFinding {
+    NewFinding {
+        key: key.into(),
+        severity: Severity::Warning,
+        summary: format!("finding {key}"),
+        detail: String::new(),
+        resource: String::new(),
+        fields: json!({}),
+    }
+}
+
+async fn a_bad_completion_fails_its_own_job_and_the_batch_is_stored(db: TestDb) {
+    let s = &db.store;
+    let f = fleet(s).await;
+    // Jobs of three tenants, completed in one batch: the middle ones
+    // return findings that break the rules.
+    run_with(
+        s,
+        &[
+            job(&f.vip, &f.devices[0], at(0)),
+            job(&f.managed, &f.devices[1], at(0)),
+            job(&f.on_demand, &f.devices[2], at(0)),
+        ],
+    )
+    .await;
+    let claimed = s.claim("w", 3, LEASE, at(0)).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    let by_device = |d: &DeviceId| claimed.iter().find(|j| j.device_id.as_ref() == Some(d)).unwrap();
+    let (good, empty, repeated) = (
+        by_device(&f.devices[0]),
+        by_device(&f.devices[1]),
+        by_device(&f.devices[2]),
+    );
+    let mut ok = Completion::succeeded(good, json!({}));
+    ok.findings = vec![finding("pending:openssl")];
+    let mut bad_empty = Completion::succeeded(empty, json!({}));
+    bad_empty.findings = vec![finding("fine"), finding("")];
+    let mut bad_repeated = Completion::succeeded(repeated, json!({}));
+    bad_repeated.findings = vec![finding("twice"), finding("twice")];
+    let accepted = s
+        .complete("w", &[ok, bad_empty, bad_repeated], at(1))
+        .await
+        .unwrap();
+    assert_eq!(accepted.len(), 3, "every job of the batch is recorded");
+
+    assert_eq!(status(s, &good.id).await, JobStatus::Succeeded);
+    let open = s.findings(&f.vip, true).await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0].key, "pending:openssl");
+    for (job, says) in [(empty, "its id is empty"), (repeated, "is repeated")] {
+        let stored = s.job(&job.id).await.unwrap().unwrap();
+        assert_eq!(stored.status, JobStatus::Failed, "{stored:?}");
+        let error = stored.last_error.unwrap();
+        assert!(error.contains("invalid output") && error.contains(says), "{error}");
+    }
+    assert!(s.findings(&f.managed, false).await.unwrap().is_empty());
+    assert!(s.findings(&f.on_demand, false).await.unwrap().is_empty());
+}
+
+fn audit_of(job: &Job, action: &str) -> steward_store::AuditEvent {
+    steward_store::AuditEvent {
+        at: at(1),
+        actor: format!("job:{}", job.id),
+        tenant_id: Some(job.tenant_id.clone()),
+        run_id: Some(job.run_id.clone()),
+        job_id: Some(job.id.clone()),
+        attempt: Some(job.attempt),
+        device_id: job.device_id.clone(),
+        plugin: Some(job.plugin.clone()),
+        plugin_digest: None,
+        action: action.into(),
+        detail: json!({ "arguments": "jdoe" }),
+        outcome: "applied".into(),
+    }
+}
+
+async fn audit_rows_commit_exactly_with_their_record(db: TestDb) {
+    let s = &db.store;
+    let f = fleet(s).await;
+    run_with(
+        s,
+        &[
+            job(&f.vip, &f.devices[0], at(0)),
+            job(&f.managed, &f.devices[1], at(0)),
+        ],
+    )
+    .await;
+    let claimed = s.claim("w", 2, LEASE, at(0)).await.unwrap();
+    let (first, second) = (&claimed[0], &claimed[1]);
+
+    // A completion the store refuses (another worker's lease) writes no
+    // audit row; the one it accepts writes its rows with it.
+    let mut stale = Completion::succeeded(first, json!({}));
+    stale.audit = vec![audit_of(first, "accounts.unlock")];
+    assert!(s.complete("intruder", &[stale], at(1)).await.unwrap().is_empty());
+    assert_eq!(s.audit_count(&first.id).await.unwrap(), 0);
+    assert_eq!(status(s, &first.id).await, JobStatus::Leased);
+
+    let mut done = Completion::succeeded(first, json!({}));
+    done.audit = vec![
+        audit_of(first, "accounts.unlock"),
+        audit_of(first, "packages.install-updates"),
+    ];
+    assert_eq!(s.complete("w", &[done.clone()], at(1)).await.unwrap().len(), 1);
+    assert_eq!(s.audit_count(&first.id).await.unwrap(), 2);
+    // Sent again (a retried batch), it is not accepted and adds nothing.
+    assert!(s.complete("w", &[done], at(2)).await.unwrap().is_empty());
+    assert_eq!(s.audit_count(&first.id).await.unwrap(), 2);
+
+    // The same holds for a failure.
+    let failure = |worker_attempt: u32| Failure {
+        job_id: second.id.clone(),
+        attempt: worker_attempt,
+        error: "directory unavailable".into(),
+        kind: FailureKind::Permanent,
+        logs: Vec::new(),
+        then: Vec::new(),
+        audit: vec![audit_of(second, "accounts.unlock")],
+    };
+    assert_eq!(
+        s.fail("w", &failure(second.attempt + 1), at(1)).await.unwrap(),
+        FailOutcome::NotLeased
+    );
+    assert_eq!(s.audit_count(&second.id).await.unwrap(), 0);
+    assert_eq!(
+        s.fail("w", &failure(second.attempt), at(1)).await.unwrap(),
+        FailOutcome::Ended(JobStatus::Failed)
+    );
+    assert_eq!(s.audit_count(&second.id).await.unwrap(), 1);
 }

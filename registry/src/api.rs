@@ -8,13 +8,13 @@ use chrono::{DateTime, Utc};
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
-use crate::Digest;
-use crate::manifest::Manifest;
+use steward_contract::Digest;
+use steward_contract::manifest::Manifest;
 
 /// Upload header: the manifest, base64 (standard) of its JSON.
 pub const MANIFEST_HEADER: &str = "steward-manifest";
 /// Upload header: the signature, base64, over
-/// [`signing_payload`](crate::signing::signing_payload).
+/// [`signing_payload`](steward_contract::signing::signing_payload).
 pub const SIGNATURE_HEADER: &str = "steward-signature";
 /// Upload header: the id of the key that made the signature.
 pub const KEY_ID_HEADER: &str = "steward-key-id";
@@ -140,52 +140,5 @@ pub struct Problem {
     pub code: String,
 }
 
-/// The stable problem codes.
-pub mod codes {
-    /// 400: the request is malformed (bad JSON, bad digest syntax, …).
-    pub const BAD_REQUEST: &str = "bad-request";
-    /// 401: no token, or a token the registry does not know.
-    pub const UNAUTHORIZED: &str = "unauthorized";
-    /// 403: the namespace belongs to another publisher (or to nobody).
-    pub const NOT_YOUR_NAMESPACE: &str = "not-your-namespace";
-    /// 404: no such module, version, namespace or blob.
-    pub const NOT_FOUND: &str = "not-found";
-    /// 404: the module exists but no version satisfies the requirement.
-    pub const NO_MATCH: &str = "no-match";
-    /// 409: that version was published before; versions are immutable.
-    pub const VERSION_EXISTS: &str = "version-exists";
-    /// 409: the public key is registered to another publisher.
-    pub const KEY_TAKEN: &str = "key-taken";
-    /// 413: the module (or body) is larger than the registry accepts.
-    pub const TOO_LARGE: &str = "too-large";
-    /// 422: a path segment (namespace, name, version) is invalid.
-    pub const INVALID: &str = "invalid";
-    /// 422: the manifest header is missing, undecodable or invalid.
-    pub const BAD_MANIFEST: &str = "bad-manifest";
-    /// 422: the manifest's name or version differs from the upload path.
-    pub const MANIFEST_MISMATCH: &str = "manifest-mismatch";
-    /// 422: the namespace only accepts signed modules.
-    pub const SIGNATURE_REQUIRED: &str = "signature-required";
-    /// 422: the key id is not registered to the publishing publisher.
-    pub const UNKNOWN_KEY: &str = "unknown-key";
-    /// 422: the signature does not verify over the digest and manifest.
-    pub const BAD_SIGNATURE: &str = "bad-signature";
-    /// 422: the public key is not a usable ed25519 key.
-    pub const BAD_KEY: &str = "bad-key";
-    /// 422: the manifest's capabilities differ from the component's imports.
-    pub const CAPABILITIES_MISMATCH: &str = "capabilities-mismatch";
-    /// 422: the manifest's WIT package version differs from the component's
-    /// (or the component mixes versions).
-    pub const WIT_MISMATCH: &str = "wit-mismatch";
-    /// 422: the bytes are not a WebAssembly component.
-    pub const NOT_A_COMPONENT: &str = "not-a-component";
-    /// 422: a component, but not a Steward plugin (no `plugin` export, or
-    /// an import of an unknown `steward:plugin` interface).
-    pub const NOT_A_PLUGIN: &str = "not-a-plugin";
-    /// 422: the version requirement does not parse.
-    pub const BAD_REQUIREMENT: &str = "bad-requirement";
-    /// 500: the registry failed; its log has the details.
-    pub const INTERNAL: &str = "internal";
-    /// 503: the registry cannot reach its database.
-    pub const UNAVAILABLE: &str = "unavailable";
-}
+/// The problem codes, from the one table every Steward API shares.
+pub use steward_contract::codes;

@@ -30,13 +30,13 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncReadExt as _;
 
-use crate::Digest;
+use steward_contract::Digest;
 use crate::api::{
     KEY_ID_HEADER, MANIFEST_HEADER, ModuleVersions, NamespaceKeys, Problem, RegisterKey,
     RegisteredKey, Resolved, SIGNATURE_HEADER, SearchResults, VersionRecord, WASM_MEDIA_TYPE,
 };
-use crate::manifest::{Manifest, ManifestError, check_name_part};
-use crate::signing::{self, SecretKey, SigningError};
+use steward_contract::manifest::{Manifest, ManifestError, check_name_part};
+use steward_contract::signing::{self, SecretKey, SigningError};
 
 /// How many bytes an upload sends at a time (and reports progress for).
 const UPLOAD_CHUNK: usize = 64 * 1024;

@@ -2,10 +2,10 @@
 //! server whose accounts are locked for different reasons
 //! (`account-unlock.toml`).
 
-use steward_host::audit::AuditOutcome;
-use steward_host::bindings::types::{Change, Finding, Outcome, PluginError, RunMode, Severity};
-use steward_host::device::simulated::{Fixture, Simulated};
-use steward_host::runtime::RunError;
+use steward_runtime::audit::AuditOutcome;
+use steward_runtime::bindings::types::{Change, Finding, Outcome, PluginError, RunMode, Severity};
+use steward_runtime::device::simulated::{Fixture, Simulated};
+use steward_runtime::RunError;
 
 use crate::support::*;
 
@@ -22,14 +22,14 @@ async fn run(params: &[(&str, &str)], mode: RunMode) -> Run {
 
 async fn check(run: &Run) -> Result<Vec<Finding>, RunError> {
     runtime()
-        .check(&module(PLUGIN), run.spec.clone())
+        .check(&*module(PLUGIN).await, run.spec.clone())
         .await
         .result
 }
 
 async fn remediate(run: &Run) -> Result<Vec<Change>, RunError> {
     runtime()
-        .remediate(&module(PLUGIN), run.spec.clone(), Vec::new())
+        .remediate(&*module(PLUGIN).await, run.spec.clone(), Vec::new())
         .await
         .result
 }

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use steward_host::bindings::types::{Outcome, RunMode};
-use steward_host::capability::packages::{Apt, PackagesProvider};
-use steward_registry::Digest;
+use steward_runtime::bindings::types::{Outcome, RunMode};
+use steward_runtime::capability::packages::{Apt, PackagesProvider};
+use steward_contract::Digest;
 
 use crate::support::*;
 
@@ -168,7 +168,7 @@ async fn a_plugin_plans_then_applies_real_upgrades_through_apt() {
     )
     .await
     .with_device(|d| d.packages = Arc::new(Apt::new(&root, true)));
-    let module = module("guest-fixer");
+    let module = module("guest-fixer").await;
 
     let findings = runtime()
         .check(&module, run.spec.clone())
@@ -199,7 +199,7 @@ async fn a_plugin_plans_then_applies_real_upgrades_through_apt() {
     assert_eq!(version_on_disk(&root, "libfoo"), "1.1");
     assert_eq!(version_on_disk(&root, "tool"), "1.1");
 
-    let upgrades = |cs: &[steward_host::bindings::types::Change], outcome| {
+    let upgrades = |cs: &[steward_runtime::bindings::types::Change], outcome| {
         cs.iter()
             .filter(|c| c.kind == "package-upgrade")
             .map(|c| {
@@ -226,7 +226,7 @@ async fn apt_updates_empty(root: &Path) -> bool {
 
 /// The shared fixture minus its simulated updates, locks and detections,
 /// so the only findings are the real ones from apt.
-fn fixture_without_findings() -> steward_host::device::simulated::Fixture {
+fn fixture_without_findings() -> steward_runtime::device::simulated::Fixture {
     let mut f = fixture();
     f.updates.clear();
     f.accounts.iter_mut().for_each(|a| a.locked = false);
@@ -237,7 +237,7 @@ fn fixture_without_findings() -> steward_host::device::simulated::Fixture {
 #[tokio::test]
 async fn patching_ages_security_updates_and_installs_by_policy() {
     let (_work, root) = sandbox();
-    let module = module("steward-plugin-patching");
+    let module = module("steward-plugin-patching").await;
     let grants = grants(&["packages"]);
     let day0 = fixture_without_findings();
     let mut day4 = day0.clone();
@@ -262,10 +262,10 @@ async fn patching_ages_security_updates_and_installs_by_policy() {
         .await
         .result
         .expect("check");
-    let severity = |fs: &[steward_host::bindings::types::Finding], id: &str| {
+    let severity = |fs: &[steward_runtime::bindings::types::Finding], id: &str| {
         fs.iter().find(|f| f.id == id).map(|f| f.severity)
     };
-    use steward_host::bindings::types::Severity;
+    use steward_runtime::bindings::types::Severity;
     assert_eq!(
         severity(&findings, "security-update:libfoo"),
         Some(Severity::Warning)
@@ -332,7 +332,7 @@ async fn patching_ages_security_updates_and_installs_by_policy() {
     // Excluded packages are never touched.
     let descriptor = runtime().describe(&module).await.result.unwrap();
     let mut excluded = later.spec.clone();
-    excluded.params = steward_host::runtime::resolve_text_params(
+    excluded.params = steward_runtime::resolve_text_params(
         &descriptor,
         &[("exclude".into(), "lib*".into())],
     )
@@ -371,7 +371,7 @@ async fn patching_ages_security_updates_and_installs_by_policy() {
 #[tokio::test]
 async fn patching_refuses_bad_parameters_before_changing_anything() {
     let (_work, root) = sandbox();
-    let module = module("steward-plugin-patching");
+    let module = module("steward-plugin-patching").await;
     for (param, value, message) in [
         (
             "security-days",

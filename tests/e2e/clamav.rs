@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use steward_host::bindings::types::{HostError, Outcome, RunMode};
-use steward_host::capability::antivirus::{AntivirusProvider, ClamAv};
+use steward_runtime::bindings::types::{HostError, Outcome, RunMode};
+use steward_runtime::capability::antivirus::{AntivirusProvider, ClamAv};
 
 use crate::support::*;
 
@@ -167,7 +167,7 @@ async fn bad_scan_paths_and_unreachable_mirrors_get_clear_errors() {
 #[tokio::test]
 async fn the_antivirus_plugin_plans_then_quarantines_a_real_detection() {
     let lab = Lab::new();
-    let module = module("steward-plugin-antivirus");
+    let module = module("steward-plugin-antivirus").await;
     let mut fixture = fixture();
     fixture.now = None;
     let scan = lab.scan_dir().display().to_string();
@@ -182,7 +182,7 @@ async fn the_antivirus_plugin_plans_then_quarantines_a_real_detection() {
     )
     .await
     .with_device(|d| d.antivirus = Arc::new(lab.av.clone()));
-    let ids = |fs: &[steward_host::bindings::types::Finding]| {
+    let ids = |fs: &[steward_runtime::bindings::types::Finding]| {
         fs.iter().map(|f| f.id.clone()).collect::<Vec<_>>()
     };
 
@@ -244,7 +244,7 @@ async fn the_antivirus_plugin_plans_then_quarantines_a_real_detection() {
     let audit = run.audit.events();
     assert!(
         audit.iter().any(|e| e.function == "quarantine"
-            && e.outcome == steward_host::audit::AuditOutcome::Applied)
+            && e.outcome == steward_runtime::audit::AuditOutcome::Applied)
     );
 
     let findings = runtime()
@@ -258,7 +258,7 @@ async fn the_antivirus_plugin_plans_then_quarantines_a_real_detection() {
 #[tokio::test]
 async fn the_host_denies_a_scan_path_outside_the_grant() {
     let lab = Lab::new();
-    let module = module("steward-plugin-antivirus");
+    let module = module("steward-plugin-antivirus").await;
     let mut fixture = fixture();
     fixture.now = None;
     let scan = lab.scan_dir().display().to_string();
@@ -287,14 +287,14 @@ async fn the_host_denies_a_scan_path_outside_the_grant() {
     );
 
     let descriptor = runtime().describe(&module).await.result.unwrap();
-    run.spec.params = steward_host::runtime::resolve_text_params(
+    run.spec.params = steward_runtime::resolve_text_params(
         &descriptor,
         &[("scan-paths".into(), scan.clone())],
     )
     .unwrap();
-    let findings = vec![steward_host::bindings::types::Finding {
+    let findings = vec![steward_runtime::bindings::types::Finding {
         id: "scan-overdue".into(),
-        severity: steward_host::bindings::types::Severity::Warning,
+        severity: steward_runtime::bindings::types::Severity::Warning,
         summary: String::new(),
         detail: String::new(),
         resource: String::new(),
@@ -318,7 +318,7 @@ async fn the_host_denies_a_scan_path_outside_the_grant() {
         .unwrap();
     assert!(matches!(
         denied.outcome,
-        steward_host::audit::AuditOutcome::Denied(_)
+        steward_runtime::audit::AuditOutcome::Denied(_)
     ));
     assert!(lab.eicar().exists());
 }

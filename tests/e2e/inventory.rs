@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use steward_host::bindings::inventory::{DeviceClass, Health};
-use steward_host::capability::inventory::{DeviceRecord, InventoryProvider, LocalInventory};
+use steward_runtime::bindings::inventory::{DeviceClass, Health};
+use steward_runtime::capability::inventory::{DeviceRecord, InventoryProvider, LocalInventory};
 
 fn inventory() -> LocalInventory {
     let record: DeviceRecord = toml::from_str(

@@ -97,12 +97,12 @@ fn slapd_harness_locks_and_unlocks_with_ppolicy() {
 mod provider {
     use std::sync::Arc;
 
-    use steward_host::bindings::accounts::AccountSource;
-    use steward_host::bindings::types::{Change, Finding, HostError, Outcome, RunMode};
-    use steward_host::capability::accounts::{
+    use steward_runtime::bindings::accounts::AccountSource;
+    use steward_runtime::bindings::types::{Change, Finding, HostError, Outcome, RunMode};
+    use steward_runtime::capability::accounts::{
         AccountsProvider, Directory, DirectoryConfig, Flavour,
     };
-    use steward_host::runtime::RunError;
+    use steward_runtime::RunError;
 
     use crate::slapd::{AD_ADMIN_DN, AD_SUFFIX, ADMIN_DN, ADMIN_PASSWORD, SUFFIX, Slapd};
     use crate::support::*;
@@ -150,7 +150,7 @@ mod provider {
         params: &[(&str, &str)],
         mode: RunMode,
     ) -> (Vec<Finding>, Result<Vec<Change>, RunError>) {
-        let module = module("steward-plugin-account-unlock");
+        let module = module("steward-plugin-account-unlock").await;
         let run = run_with(
             fixture(),
             "steward-plugin-account-unlock",
@@ -388,7 +388,7 @@ mod provider {
 
         // Through the plugin: the check fails with the provider's reason.
         for config in [unreachable, wrong] {
-            let module = module("steward-plugin-account-unlock");
+            let module = module("steward-plugin-account-unlock").await;
             let run = run_with(
                 fixture(),
                 "steward-plugin-account-unlock",

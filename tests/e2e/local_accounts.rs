@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use steward_host::bindings::accounts::AccountSource;
-use steward_host::bindings::types::{HostError, Outcome, RunMode};
-use steward_host::capability::accounts::{AccountsProvider, LocalAccounts};
+use steward_runtime::bindings::accounts::AccountSource;
+use steward_runtime::bindings::types::{HostError, Outcome, RunMode};
+use steward_runtime::capability::accounts::{AccountsProvider, LocalAccounts};
 
 use crate::support::*;
 
@@ -233,7 +233,7 @@ async fn the_plugin_unlocks_on_demand_and_keeps_sudoers_locked() {
     let root = Root::new();
     root.usermod_lock("alice");
     root.usermod_lock("bob");
-    let module = module("steward-plugin-account-unlock");
+    let module = module("steward-plugin-account-unlock").await;
     let run = |params: &'static [(&'static str, &'static str)], mode| {
         let accounts = root.accounts();
         async move {

@@ -5,14 +5,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use steward_host::bindings::inventory::{DeviceClass, DeviceFacts, Health};
-use steward_host::bindings::tickets::TicketKind;
-use steward_host::bindings::types::{
+use steward_runtime::bindings::inventory::{DeviceClass, DeviceFacts, Health};
+use steward_runtime::bindings::tickets::TicketKind;
+use steward_runtime::bindings::types::{
     Change, Date, Finding, Outcome, PluginError, RunMode, Severity,
 };
-use steward_host::device::fleet::{self, FleetSpec};
-use steward_host::device::simulated::Fixture;
-use steward_host::runtime::{Limits, RunError};
+use steward_runtime::device::fleet::{self, FleetSpec};
+use steward_runtime::device::simulated::Fixture;
+use steward_runtime::{Limits, RunError};
 
 use crate::support::*;
 
@@ -90,7 +90,7 @@ async fn planner(fixture: Fixture, budget: u64, mode: RunMode) -> Run {
 
 async fn check(run: &Run) -> Vec<Finding> {
     runtime()
-        .check(&module(PLUGIN), run.spec.clone())
+        .check(&*module(PLUGIN).await, run.spec.clone())
         .await
         .result
         .expect("check")
@@ -98,7 +98,7 @@ async fn check(run: &Run) -> Vec<Finding> {
 
 async fn remediate(run: &Run) -> Vec<Change> {
     runtime()
-        .remediate(&module(PLUGIN), run.spec.clone(), Vec::new())
+        .remediate(&*module(PLUGIN).await, run.spec.clone(), Vec::new())
         .await
         .result
         .expect("remediate")
@@ -486,12 +486,12 @@ async fn bad_parameters_are_refused_before_anything_is_filed() {
         .await;
         for result in [
             runtime()
-                .check(&module(PLUGIN), run.spec.clone())
+                .check(&*module(PLUGIN).await, run.spec.clone())
                 .await
                 .result
                 .map(|_| ()),
             runtime()
-                .remediate(&module(PLUGIN), run.spec.clone(), Vec::new())
+                .remediate(&*module(PLUGIN).await, run.spec.clone(), Vec::new())
                 .await
                 .result
                 .map(|_| ()),

@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use steward_host::audit::AuditOutcome;
-use steward_host::bindings::types::{Outcome, RunMode};
-use steward_host::capability::{Capability, Grants};
-use steward_host::runtime::{
+use steward_runtime::audit::AuditOutcome;
+use steward_runtime::bindings::types::{Outcome, RunMode};
+use steward_runtime::capability::{Capability, Grants};
+use steward_runtime::{
     Allocator, ArtifactSource, EngineSettings, Limits, LoadError, MemoryJournal, RunError, Runtime,
     RuntimeConfig,
 };
@@ -18,7 +18,7 @@ const HOSTILE_GRANTS: &[&str] = &["packages", "accounts=jdoe"];
 async fn hostile(
     behaviour: &str,
 ) -> (
-    Result<Vec<steward_host::bindings::types::Finding>, RunError>,
+    Result<Vec<steward_runtime::bindings::types::Finding>, RunError>,
     Run,
     usize,
     Vec<String>,
@@ -30,12 +30,12 @@ async fn hostile_under(
     behaviour: &str,
     limits: Limits,
 ) -> (
-    Result<Vec<steward_host::bindings::types::Finding>, RunError>,
+    Result<Vec<steward_runtime::bindings::types::Finding>, RunError>,
     Run,
     usize,
     Vec<String>,
 ) {
-    let module = module("guest-hostile");
+    let module = module("guest-hostile").await;
     let mut fixture = fixture();
     fixture.delays = BTreeMap::from([("packages.updates".to_string(), 60_000)]);
     let run = run_with_limits(
@@ -171,7 +171,7 @@ async fn oversized_output_is_refused() {
 
 #[tokio::test]
 async fn an_ungranted_capability_is_refused_before_instantiation() {
-    let module = module("guest-hostile");
+    let module = module("guest-hostile").await;
     assert_eq!(
         module.requested,
         vec![
@@ -213,7 +213,7 @@ async fn an_ungranted_capability_is_refused_before_instantiation() {
 
 #[tokio::test]
 async fn plan_mode_changes_nothing_and_plans_exactly_what_apply_then_does() {
-    let module = module("guest-fixer");
+    let module = module("guest-fixer").await;
     let fixer_grants = &[
         "packages",
         "accounts=jdoe",
@@ -260,7 +260,7 @@ async fn plan_mode_changes_nothing_and_plans_exactly_what_apply_then_does() {
         .result
         .expect("apply");
     assert!(applied.iter().all(|c| c.outcome == Outcome::Applied));
-    let strip = |cs: &[steward_host::bindings::types::Change]| {
+    let strip = |cs: &[steward_runtime::bindings::types::Change]| {
         cs.iter()
             .map(|c| {
                 (
@@ -316,11 +316,11 @@ async fn a_second_load_uses_the_precompiled_artifact_on_disk() {
     };
     let bytes = bytes("guest-trivial");
     let first = Runtime::new(config.clone()).unwrap();
-    assert_eq!(first.load(&bytes).unwrap().source, ArtifactSource::Compiled);
+    assert_eq!(first.load(&bytes).await.unwrap().source, ArtifactSource::Compiled);
     drop(first);
 
     let second = Runtime::new(config.clone()).unwrap();
-    let module = second.load(&bytes).unwrap();
+    let module = second.load(&bytes).await.unwrap();
     assert_eq!(module.source, ArtifactSource::Cache);
     assert_eq!(
         second.describe(&module).await.result.unwrap().name,
@@ -335,7 +335,7 @@ async fn a_second_load_uses_the_precompiled_artifact_on_disk() {
         .unwrap();
     std::fs::write(&artifact, b"not an artifact").unwrap();
     let third = Runtime::new(config).unwrap();
-    assert_eq!(third.load(&bytes).unwrap().source, ArtifactSource::Compiled);
+    assert_eq!(third.load(&bytes).await.unwrap().source, ArtifactSource::Compiled);
 }
 
 #[tokio::test]
@@ -352,27 +352,27 @@ async fn falls_back_to_on_demand_allocation_when_the_pool_does_not_fit() {
     })
     .unwrap();
     assert_eq!(runtime.allocator(), Allocator::OnDemand);
-    let module = runtime.load(&bytes("guest-trivial")).unwrap();
+    let module = runtime.load(&bytes("guest-trivial")).await.unwrap();
     assert_eq!(
         runtime.describe(&module).await.result.unwrap().name,
         "trivial"
     );
 }
 
-#[test]
-fn bad_module_bytes_get_clear_errors() {
+#[tokio::test]
+async fn bad_module_bytes_get_clear_errors() {
     let rt = runtime();
-    let err = rt.load(b"MZ\x90\x00 definitely not wasm").unwrap_err();
+    let err = rt.load(b"MZ\x90\x00 definitely not wasm").await.unwrap_err();
     assert!(matches!(err, LoadError::NotWasm), "{err}");
 
     let core = wat::parse_str("(module (func (export \"check\")))").unwrap();
-    let err = rt.load(&core).unwrap_err();
+    let err = rt.load(&core).await.unwrap_err();
     assert!(matches!(err, LoadError::CoreModule), "{err}");
     assert!(err.to_string().contains("wasm32-wasip2"), "{err}");
 
     let unknown =
         wat::parse_str(r#"(component (import "acme:evil/exfiltrate@1.0.0" (instance)))"#).unwrap();
-    let err = rt.load(&unknown).unwrap_err();
+    let err = rt.load(&unknown).await.unwrap_err();
     assert!(
         err.to_string().contains("`acme:evil/exfiltrate@1.0.0`"),
         "{err}"
@@ -380,7 +380,7 @@ fn bad_module_bytes_get_clear_errors() {
 
     let future =
         wat::parse_str(r#"(component (import "steward:plugin/log@0.2.0" (instance)))"#).unwrap();
-    let err = rt.load(&future).unwrap_err();
+    let err = rt.load(&future).await.unwrap_err();
     assert!(
         err.to_string()
             .contains("this host implements `steward:plugin@0.1.0`"),
@@ -388,18 +388,18 @@ fn bad_module_bytes_get_clear_errors() {
     );
 
     let not_plugin = wat::parse_str("(component)").unwrap();
-    let err = rt.load(&not_plugin).unwrap_err();
+    let err = rt.load(&not_plugin).await.unwrap_err();
     assert!(matches!(err, LoadError::NotAPlugin { .. }), "{err}");
 
     let mut truncated = bytes("guest-trivial");
     truncated.truncate(truncated.len() / 2);
-    let err = rt.load(&truncated).unwrap_err();
+    let err = rt.load(&truncated).await.unwrap_err();
     assert!(matches!(err, LoadError::Invalid(_)), "{err}");
 }
 
 #[tokio::test]
 async fn a_rerun_after_a_crash_replays_applied_calls_from_the_journal() {
-    let module = module("guest-fixer");
+    let module = module("guest-fixer").await;
     let fixer_grants = grants(&[
         "packages",
         "accounts=jdoe",
@@ -454,4 +454,97 @@ async fn a_rerun_after_a_crash_replays_applied_calls_from_the_journal() {
         .await
         .result;
     assert!(unjournaled.is_err() || run.sim.tickets.all().len() == 2);
+}
+
+#[tokio::test]
+async fn findings_that_break_the_id_rules_fail_the_run_as_invalid_output() {
+    for (behaviour, says) in [
+        ("empty-finding-id", "finding 1: its id is empty"),
+        ("duplicate-finding-ids", "its id `twice` was returned already"),
+        ("oversized-finding-id", "its id is 100000 bytes long"),
+    ] {
+        let (result, ..) = hostile(behaviour).await;
+        let err = result.unwrap_err();
+        assert!(
+            matches!(&err, RunError::InvalidOutput(m) if m.contains(says)),
+            "{behaviour}: {err}"
+        );
+        assert_eq!(err.code(), "invalid-output");
+    }
+    assert_host_still_healthy().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_loads_of_one_module_compile_it_once_off_the_async_workers() {
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = Arc::new(
+        Runtime::new(RuntimeConfig {
+            cache_dir: cache.path().to_path_buf(),
+            engine: EngineSettings {
+                max_instances: 4,
+                ..EngineSettings::default()
+            },
+            limits: Limits::default(),
+        })
+        .unwrap(),
+    );
+    let bytes = Arc::new(bytes("guest-trivial"));
+    // While the loads compile, the async workers stay free: a timer task
+    // keeps ticking.
+    let ticks = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let ticker = tokio::spawn({
+        let ticks = ticks.clone();
+        async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    let loads: Vec<_> = (0..8)
+        .map(|_| {
+            let runtime = runtime.clone();
+            let bytes = bytes.clone();
+            tokio::spawn(async move { runtime.load(&bytes).await.map(|m| m.digest) })
+        })
+        .collect();
+    let mut digests = Vec::new();
+    for load in loads {
+        digests.push(load.await.unwrap().unwrap());
+    }
+    ticker.abort();
+    assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
+    assert_eq!(runtime.compilations(), 1, "eight concurrent loads, one compile");
+    assert!(
+        ticks.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "the timer never ran while the module compiled"
+    );
+    // A later load is answered from memory, compiling nothing.
+    runtime.load(&bytes).await.unwrap();
+    assert_eq!(runtime.compilations(), 1);
+}
+
+#[tokio::test]
+async fn a_check_can_never_change_the_device_even_in_apply_mode() {
+    // `jdoe` is locked and inside the grant: from `remediate` the unlock
+    // would be applied. From `check` it is refused and audited as denied.
+    let (result, run, ..) = hostile("mutate-in-check").await;
+    let err = result.unwrap_err();
+    assert!(err.to_string().contains("a check may not"), "{err}");
+    let events = run.audit.events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        (events[0].capability, events[0].function),
+        (Capability::Accounts, "unlock")
+    );
+    assert!(matches!(events[0].outcome, AuditOutcome::Denied(_)));
+    let jdoe = run
+        .sim
+        .snapshot()
+        .accounts
+        .into_iter()
+        .find(|a| a.name == "jdoe")
+        .unwrap();
+    assert!(jdoe.locked, "the provider was never called");
+    assert_host_still_healthy().await;
 }

@@ -4,11 +4,11 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use steward_host::audit::MemoryAudit;
-use steward_host::bindings::types::RunMode;
-use steward_host::capability::{Grant, Grants};
-use steward_host::device::simulated::{Fixture, Simulated};
-use steward_host::runtime::{
+use steward_runtime::audit::MemoryAudit;
+use steward_runtime::bindings::types::RunMode;
+use steward_runtime::capability::{Grant, Grants};
+use steward_runtime::device::simulated::{Fixture, Simulated};
+use steward_runtime::{
     EngineSettings, Limits, Module, RunSpec, Runtime, RuntimeConfig, resolve_text_params,
 };
 
@@ -41,8 +41,8 @@ pub fn bytes(package: &str) -> Vec<u8> {
     std::fs::read(steward_tests::component(package)).expect("guest component readable")
 }
 
-pub fn module(package: &str) -> Arc<Module> {
-    runtime().load(&bytes(package)).expect("guest loads")
+pub async fn module(package: &str) -> Arc<Module> {
+    runtime().load(&bytes(package)).await.expect("guest loads")
 }
 
 pub fn fixture() -> Fixture {
@@ -65,7 +65,7 @@ pub struct Run {
 /// A run against a fresh simulated device built from `fixture`.
 impl Run {
     /// Replaces some of the simulated device's providers with real ones.
-    pub fn with_device(mut self, change: impl FnOnce(&mut steward_host::device::Device)) -> Self {
+    pub fn with_device(mut self, change: impl FnOnce(&mut steward_runtime::device::Device)) -> Self {
         let mut device = self.sim.device();
         change(&mut device);
         self.spec.device = Arc::new(device);
@@ -118,7 +118,7 @@ pub async fn run_with_limits(
     let sim = Simulated::new(fixture);
     let audit = Arc::new(MemoryAudit::default());
     let descriptor = runtime()
-        .describe(&module(package))
+        .describe(&*module(package).await)
         .await
         .result
         .expect("describe");
@@ -144,7 +144,7 @@ pub async fn run_with_limits(
 
 /// The good plugin still runs in the same host.
 pub async fn assert_host_still_healthy() {
-    let module = module("guest-trivial");
+    let module = module("guest-trivial").await;
     let run = run_with(
         fixture(),
         "guest-trivial",

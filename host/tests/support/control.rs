@@ -7,15 +7,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use steward_host::control::executor::{Alerts, Executor, ExecutorConfig};
-use steward_host::control::plane::ControlPlane;
-use steward_host::control::plugins::PluginLibrary;
-use steward_host::control::providers::DeviceProviders;
-use steward_host::device::Device;
-use steward_host::device::simulated::{Fixture, Simulated};
-use steward_host::runtime::{EngineSettings, Limits, Runtime, RuntimeConfig};
-use steward_host::store::{
-    self, DeviceId, JobStatus, NewDevice, NewTenant, PluginVersion, Run, RunId, RunStatus, Store,
+use steward_control::executor::{Alerts, Executor, ExecutorConfig};
+use steward_control::plane::ControlPlane;
+use steward_control::plugins::PluginLibrary;
+use steward_control::providers::DeviceProviders;
+use steward_runtime::device::Device;
+use steward_runtime::device::simulated::{Fixture, Simulated};
+use steward_runtime::{EngineSettings, Limits, Runtime, RuntimeConfig};
+use steward_store::{
+    self as store, DeviceId, JobStatus, NewDevice, NewTenant, PluginVersion, Run, RunId, RunStatus, Store,
     TenantId, Tier, Timestamp,
 };
 use tokio::sync::watch;

@@ -5,7 +5,7 @@
 
 pub mod control;
 
-use steward_host::store::Store;
+use steward_store::Store;
 
 /// Every test, once per backend: `sqlite::name` and `postgres::name`.
 #[allow(unused_macros)] // Not every test crate that includes this module uses it.

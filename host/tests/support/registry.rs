@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::OnceLock;
 
-use steward_registry::Manifest;
+use steward_contract::Manifest;
 use steward_registry::client::RegistryClient;
 
 /// The `steward-registry` binary next to `steward`, built (or brought up
@@ -28,7 +28,7 @@ pub fn binary() -> &'static Path {
                 "build",
                 "--quiet",
                 "-p",
-                "steward-registry",
+                "steward-registry-server",
                 "--bin",
                 "steward-registry",
             ])
@@ -122,7 +122,7 @@ impl Registry {
     }
 
     /// Where the registry keeps the blob with this digest.
-    pub fn blob_path(&self, digest: &steward_registry::Digest) -> PathBuf {
+    pub fn blob_path(&self, digest: &steward_contract::Digest) -> PathBuf {
         self.data_dir
             .join("blobs")
             .join("sha256")

@@ -25,7 +25,7 @@ impl Plugin for Hostile {
         Descriptor::new("hostile", "0.1.0", "Misbehaves on purpose").param(
             ParamSpec::text(
                 "behaviour",
-                "spin, grow, recurse, slow-host, panic, out-of-scope, log-flood, huge-output",
+                "spin, grow, recurse, slow-host, panic, out-of-scope, log-flood, huge-output, mutate-in-check, empty-finding-id, duplicate-finding-ids, oversized-finding-id",
             )
             .required(),
         )
@@ -63,6 +63,10 @@ impl Plugin for Hostile {
                 accounts::unlock("administrator")?;
                 Ok(Vec::new())
             }
+            "mutate-in-check" => {
+                accounts::unlock("jdoe")?;
+                Ok(Vec::new())
+            }
             "log-flood" => {
                 for i in 0..100_000 {
                     log::info(&format!("flood line {i}"));
@@ -72,6 +76,19 @@ impl Plugin for Hostile {
             "huge-output" => Ok((0..100_000)
                 .map(|i| Finding::new(format!("f{i}"), Severity::Info, "x"))
                 .collect()),
+            "empty-finding-id" => Ok(vec![
+                Finding::new("fine", Severity::Info, "a good finding"),
+                Finding::new("", Severity::Critical, "a finding with no id"),
+            ]),
+            "duplicate-finding-ids" => Ok(vec![
+                Finding::new("twice", Severity::Info, "first"),
+                Finding::new("twice", Severity::Warning, "second"),
+            ]),
+            "oversized-finding-id" => Ok(vec![Finding::new(
+                "x".repeat(100_000),
+                Severity::Info,
+                "an id far past the limit",
+            )]),
             other => Err(PluginError::Failed(format!("unknown behaviour `{other}`"))),
         }
     }

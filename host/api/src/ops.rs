@@ -1,0 +1,126 @@
+//! Health, readiness, Prometheus metrics and the API's own documentation.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::ApiState;
+use super::problem::{ApiError, ApiResult};
+use steward_store::Timestamp;
+
+/// The OpenAPI document, serialised once.
+#[derive(Clone)]
+pub(super) struct Document(pub(super) Arc<String>);
+
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_json))
+        .routes(routes!(docs))
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, description = "Up", body = String)))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// The process can reach its store.
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+    responses((status = 200, description = "Ready", body = String),
+        (status = 503, description = "The store cannot be reached", body = super::problem::Problem)))]
+async fn readyz(State(state): State<ApiState>) -> ApiResult<&'static str> {
+    match state.store().tenants().await {
+        Ok(_) => Ok("ready"),
+        Err(e) => {
+            tracing::warn!(error = %super::chain(&e), "not ready");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-ready",
+                "the store cannot be reached",
+            ))
+        }
+    }
+}
+
+/// Prometheus metrics: jobs by state, queue depth, run latency, plugin
+/// traps.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+    responses((status = 200, description = "Prometheus text format", body = String)))]
+async fn metrics(State(state): State<ApiState>) -> ApiResult<Response> {
+    let m = state.store().metrics(Timestamp::now()).await?;
+    let mut out = String::new();
+    out.push_str("# HELP steward_jobs Jobs in the store by state.\n# TYPE steward_jobs gauge\n");
+    for status in steward_store::JobStatus::ALL {
+        let n = m
+            .jobs
+            .iter()
+            .find(|(s, _)| s == status.as_str())
+            .map_or(0, |(_, n)| *n);
+        let _ = writeln!(out, "steward_jobs{{state=\"{status}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP steward_queue_depth Queued jobs that are due.\n# TYPE steward_queue_depth gauge\nsteward_queue_depth {}",
+        m.due
+    );
+    let _ = writeln!(
+        out,
+        "# HELP steward_run_duration_seconds From a run's creation to its last job's end.\n\
+         # TYPE steward_run_duration_seconds summary\n\
+         steward_run_duration_seconds_sum {:.3}\nsteward_run_duration_seconds_count {}",
+        m.run_millis as f64 / 1000.0,
+        m.runs_finished
+    );
+    out.push_str(
+        "# HELP steward_plugin_traps_total Jobs whose plugin trapped.\n# TYPE steward_plugin_traps_total counter\n",
+    );
+    for (plugin, n) in &m.traps {
+        let plugin = plugin.replace('\\', "\\\\").replace('"', "\\\"");
+        let _ = writeln!(out, "steward_plugin_traps_total{{plugin=\"{plugin}\"}} {n}");
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations", security(()),
+    responses((status = 200, description = "The OpenAPI 3 document", content_type = "application/json", body = Object)))]
+async fn openapi_json(Extension(doc): Extension<Document>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        doc.0.as_str().to_owned(),
+    )
+        .into_response()
+}
+
+/// Interactive documentation of this API (loads the document above).
+#[utoipa::path(get, path = "/api/v1/docs", tag = "operations", security(()),
+    responses((status = 200, description = "An HTML page", content_type = "text/html", body = String)))]
+async fn docs() -> Html<&'static str> {
+    Html(DOCS_PAGE)
+}
+
+/// Redoc renders the document; the page itself is served from here.
+const DOCS_PAGE: &str = r#"<!doctype html>
+<html>
+  <head>
+    <meta charset="utf-8">
+    <title>Steward API</title>
+    <meta name="viewport" content="width=device-width, initial-scale=1">
+  </head>
+  <body>
+    <redoc spec-url="/api/v1/openapi.json"></redoc>
+    <noscript>The document is at <a href="/api/v1/openapi.json">/api/v1/openapi.json</a>.</noscript>
+    <script src="https://cdn.redoc.ly/redoc/latest/bundles/redoc.standalone.js"></script>
+  </body>
+</html>
+"#;

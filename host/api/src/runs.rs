@@ -1,0 +1,511 @@
+//! Runs and what their jobs reported, a live event stream per run,
+//! approvals, findings and tickets.
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::response::IntoResponse as _;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::auth::Caller;
+use super::body::{Json, Query};
+use super::problem::{ApiError, ApiResult, Problem};
+use super::{ApiState, Page};
+use steward_store::{
+    Change, Finding, Job, JobId, JobStatus, NewChange, Role, Run, RunFilter, RunId, RunLog,
+    RunStatus, StoredTicket, TenantId, Timestamp,
+};
+
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_runs))
+        .routes(routes!(get_run))
+        .routes(routes!(run_jobs))
+        .routes(routes!(run_findings))
+        .routes(routes!(run_changes))
+        .routes(routes!(run_logs))
+        .routes(routes!(run_events))
+        .routes(routes!(cancel_run))
+        .routes(routes!(list_findings))
+        .routes(routes!(list_approvals))
+        .routes(routes!(approve))
+        .routes(routes!(reject))
+        .routes(routes!(list_tickets))
+}
+
+/// The default and largest page of runs.
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 500;
+
+/// Which runs to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RunQuery {
+    /// Only this tenant's.
+    pub tenant: Option<TenantId>,
+    /// Only runs in this state.
+    pub status: Option<RunStatus>,
+    /// Only runs with a job of this plugin.
+    pub plugin: Option<String>,
+    /// Only runs created at or after this time (RFC 3339).
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only runs created before this time (RFC 3339).
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, at most 500 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// How long a page of runs is served from memory at most. A change made
+/// through this process (a run created, finished, cancelled, given more
+/// jobs) empties the cache at once; one made by another process sharing the
+/// database shows within this time.
+pub const PAGE_TTL: Duration = Duration::from_secs(1);
+
+/// Recently served pages of runs, by caller scope and query string, with
+/// the store's runs generation they were read at.
+#[derive(Debug, Default)]
+pub struct PageCache {
+    entries: std::sync::Mutex<HashMap<String, (std::time::Instant, u64, axum::body::Bytes)>>,
+}
+
+impl PageCache {
+    fn get(&self, key: &str, generation: u64) -> Option<axum::body::Bytes> {
+        let entries = self.entries.lock().expect("page cache lock");
+        let (at, at_generation, body) = entries.get(key)?;
+        (*at_generation == generation && at.elapsed() < PAGE_TTL).then(|| body.clone())
+    }
+
+    fn put(&self, key: String, generation: u64, body: axum::body::Bytes) {
+        let mut entries = self.entries.lock().expect("page cache lock");
+        if entries.len() >= 4096 {
+            entries.retain(|_, (at, g, _)| *g == generation && at.elapsed() < PAGE_TTL);
+            if entries.len() >= 4096 {
+                entries.clear();
+            }
+        }
+        entries.insert(key, (std::time::Instant::now(), generation, body));
+    }
+}
+
+/// Runs the caller sees, newest first, a page at a time. Pages are served
+/// from memory for up to a second (see [`PAGE_TTL`]).
+#[utoipa::path(get, path = "/api/v1/runs", tag = "runs", params(RunQuery),
+    responses((status = 200, body = Page<Run>), (status = 400, body = Problem)))]
+async fn list_runs(
+    State(state): State<ApiState>,
+    caller: Caller,
+    uri: axum::http::Uri,
+    Query(q): Query<RunQuery>,
+) -> ApiResult<axum::response::Response> {
+    let json = |body: axum::body::Bytes| {
+        (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
+    };
+    // Read the generation first: a change committed while the page is read
+    // moves it, so the page is not served again.
+    let generation = state.store().runs_generation();
+    let key = format!("{:?}?{}", caller.scope, uri.query().unwrap_or(""));
+    if let Some(body) = state.inner.run_pages.get(&key, generation) {
+        return Ok(json(body));
+    }
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid-query",
+            format!("`limit` must be 1 to {MAX_LIMIT}"),
+        )
+        .with_field("limit"));
+    }
+    let page = state
+        .store()
+        .list_runs_json(&RunFilter {
+            scope: caller.scope.clone(),
+            tenant: q.tenant,
+            status: q.status,
+            plugin: q.plugin,
+            since: q.since.map(Timestamp::from),
+            until: q.until.map(Timestamp::from),
+            before: q.cursor.map(RunId::from),
+            limit,
+        })
+        .await?;
+    // The database wrote the items; the page around them is written here
+    // rather than parsed and serialised again.
+    let mut body = String::with_capacity(page.items.len() + 64);
+    body.push_str("{\"items\":");
+    body.push_str(&page.items);
+    if let Some(last) = page.last_id.filter(|_| page.count == u64::from(limit)) {
+        body.push_str(",\"next_cursor\":");
+        body.push_str(&serde_json::to_string(&last).expect("a string serialises"));
+    }
+    body.push('}');
+    let body = axum::body::Bytes::from(body);
+    state.inner.run_pages.put(key, generation, body.clone());
+    Ok(json(body))
+}
+
+/// A run with its jobs' progress.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RunDetail {
+    /// The run.
+    #[serde(flatten)]
+    pub run: Run,
+    /// Its jobs per state.
+    pub jobs: HashMap<JobStatus, u32>,
+}
+
+/// One run, with how many of its jobs are in each state.
+#[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses((status = 200, body = RunDetail), (status = 404, body = Problem)))]
+async fn get_run(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<RunDetail>> {
+    let run = state.run(&caller, &RunId::from(id)).await?;
+    let jobs = state.store().jobs_of_run(&run.id).await?;
+    Ok(axum::Json(RunDetail {
+        jobs: counts(&jobs),
+        run,
+    }))
+}
+
+fn counts(jobs: &[Job]) -> HashMap<JobStatus, u32> {
+    let mut counts = HashMap::new();
+    for j in jobs {
+        *counts.entry(j.status).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// A run's jobs.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/jobs", tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses((status = 200, body = Vec<Job>), (status = 404, body = Problem)))]
+async fn run_jobs(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Vec<Job>>> {
+    let run = state.run(&caller, &RunId::from(id)).await?;
+    Ok(axum::Json(state.store().jobs_of_run(&run.id).await?))
+}
+
+/// What a run's jobs last reported, worst first.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/findings", tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses((status = 200, body = Vec<Finding>), (status = 404, body = Problem)))]
+async fn run_findings(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Vec<Finding>>> {
+    let run = state.run(&caller, &RunId::from(id)).await?;
+    Ok(axum::Json(state.store().findings_of_run(&run.id).await?))
+}
+
+/// Changes a run's jobs applied or planned.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/changes", tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses((status = 200, body = Vec<Change>), (status = 404, body = Problem)))]
+async fn run_changes(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Vec<Change>>> {
+    let run = state.run(&caller, &RunId::from(id)).await?;
+    let mut out = Vec::new();
+    for job in state.store().jobs_of_run(&run.id).await? {
+        out.extend(state.store().changes_of_job(&job.id).await?);
+    }
+    Ok(axum::Json(out))
+}
+
+/// Log lines of a run's jobs, oldest first.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/logs", tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses((status = 200, body = Vec<RunLog>), (status = 404, body = Problem)))]
+async fn run_logs(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Vec<RunLog>>> {
+    let run = state.run(&caller, &RunId::from(id)).await?;
+    Ok(axum::Json(state.store().logs_of_run(&run.id).await?))
+}
+
+/// How often the event stream looks at the store.
+const POLL: Duration = Duration::from_millis(250);
+
+/// Follows a run live as server-sent events: `progress` (the run and its
+/// jobs per state) whenever a job changes state, `log` for each new log
+/// line, and a last `end` once the run has finished.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/events", tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses((status = 200, description = "`text/event-stream` of `progress`, `log` and `end` events", content_type = "text/event-stream", body = String),
+        (status = 404, body = Problem)))]
+async fn run_events(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let run = state.run(&caller, &RunId::from(id)).await?;
+    let stream = async_stream(state, run.id);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// The event stream: polls the store and sends what changed.
+fn async_stream(state: ApiState, run_id: RunId) -> impl Stream<Item = Result<Event, Infallible>> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
+    tokio::spawn(async move {
+        let mut last_counts = None;
+        let mut seen_logs: HashSet<(JobId, u32, u32)> = HashSet::new();
+        loop {
+            let (run, jobs, logs) = match (
+                state.store().run(&run_id).await,
+                state.store().jobs_of_run(&run_id).await,
+                state.store().logs_of_run(&run_id).await,
+            ) {
+                (Ok(Some(run)), Ok(jobs), Ok(logs)) => (run, jobs, logs),
+                (Ok(None), ..) => break,
+                (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
+                    tracing::warn!(error = %super::chain(&e), "run events: store failed");
+                    let _ = tx
+                        .send(Event::default().event("error").data("the store failed"))
+                        .await;
+                    break;
+                }
+            };
+            for log in logs {
+                if seen_logs.insert((log.job_id.clone(), log.attempt, log.seq)) {
+                    let event = Event::default().event("log").json_data(&log);
+                    if tx
+                        .send(event.expect("a log line serialises"))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            let counts = counts(&jobs);
+            let finished = run.status != RunStatus::Running;
+            if last_counts.as_ref() != Some(&counts) {
+                let event = Event::default()
+                    .event("progress")
+                    .json_data(json!({ "run": run, "jobs": counts, "total": jobs.len() }))
+                    .expect("progress serialises");
+                if tx.send(event).await.is_err() {
+                    return;
+                }
+                last_counts = Some(counts);
+            }
+            if finished {
+                let event = Event::default()
+                    .event("end")
+                    .json_data(&run)
+                    .expect("a run serialises");
+                let _ = tx.send(event).await;
+                break;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    });
+    futures_util::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
+    )
+}
+
+/// Cancels a run's jobs that have not started (technician).
+#[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses((status = 200, body = Run), (status = 404, body = Problem)))]
+async fn cancel_run(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Run>> {
+    caller.require(Role::Technician)?;
+    let run = state.run(&caller, &RunId::from(id)).await?;
+    let cancelled = state.store().cancel_run(&run.id, Timestamp::now()).await?;
+    state
+        .audit(
+            &caller,
+            run.tenant_id.as_ref(),
+            "run.cancel",
+            json!({ "run": run.id, "cancelled": cancelled }),
+        )
+        .await?;
+    Ok(axum::Json(state.run(&caller, &run.id).await?))
+}
+
+/// Which findings to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct FindingQuery {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Only open ones (default true).
+    pub open: Option<bool>,
+}
+
+/// A tenant's findings, worst first.
+#[utoipa::path(get, path = "/api/v1/findings", tag = "findings", params(FindingQuery),
+    responses((status = 200, body = Vec<Finding>), (status = 404, body = Problem)))]
+async fn list_findings(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Query(q): Query<FindingQuery>,
+) -> ApiResult<axum::Json<Vec<Finding>>> {
+    let tenant = state.tenant(&caller, &q.tenant).await?;
+    Ok(axum::Json(
+        state
+            .store()
+            .findings(&tenant.id, q.open.unwrap_or(true))
+            .await?,
+    ))
+}
+
+/// A job waiting for approval and what it will change.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Approval {
+    /// The job to approve or reject (its id is the approval's).
+    pub job: Job,
+    /// The changes its plan recorded.
+    pub planned: Vec<NewChange>,
+}
+
+/// Jobs awaiting approval that the caller sees, oldest first.
+#[utoipa::path(get, path = "/api/v1/approvals", tag = "approvals",
+    responses((status = 200, body = Vec<Approval>)))]
+async fn list_approvals(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> ApiResult<axum::Json<Vec<Approval>>> {
+    let mut out = Vec::new();
+    for job in state.store().awaiting_approval(&caller.scope).await? {
+        let planned = state
+            .store()
+            .planned_changes(&job.run_id, job.device_id.as_ref(), job.step_index)
+            .await?
+            .unwrap_or_default();
+        out.push(Approval { job, planned });
+    }
+    Ok(axum::Json(out))
+}
+
+/// A decision's comment.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    /// Why; recorded with the decision.
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// Approves a job's plan (technician): it is queued and applies the plan,
+/// refusing if the device no longer matches it.
+#[utoipa::path(post, path = "/api/v1/approvals/{job}/approve", tag = "approvals",
+    params(("job" = String, Path, description = "Job id")), request_body = Decision,
+    responses((status = 200, body = Job), (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn approve(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(job): Path<String>,
+    Json(body): Json<Decision>,
+) -> ApiResult<axum::Json<Job>> {
+    decide(state, caller, JobId::from(job), body, true).await
+}
+
+/// Rejects a job's plan (technician): it is cancelled.
+#[utoipa::path(post, path = "/api/v1/approvals/{job}/reject", tag = "approvals",
+    params(("job" = String, Path, description = "Job id")), request_body = Decision,
+    responses((status = 200, body = Job), (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn reject(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(job): Path<String>,
+    Json(body): Json<Decision>,
+) -> ApiResult<axum::Json<Job>> {
+    decide(state, caller, JobId::from(job), body, false).await
+}
+
+async fn decide(
+    state: ApiState,
+    caller: Caller,
+    job_id: JobId,
+    body: Decision,
+    approved: bool,
+) -> ApiResult<axum::Json<Job>> {
+    caller.require(Role::Technician)?;
+    let job = state.job(&caller, &job_id).await?;
+    let store = state.store();
+    let now = Timestamp::now();
+    let decided = if approved {
+        store
+            .approve_job(&job.id, &caller.actor(), &body.comment, now)
+            .await?
+    } else {
+        store
+            .reject_job(&job.id, &caller.actor(), &body.comment, now)
+            .await?
+    };
+    let Some(decided) = decided else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "not-awaiting-approval",
+            format!("job `{}` is {}, not awaiting approval", job.id, job.status),
+        ));
+    };
+    let action = if approved {
+        "approval.approve"
+    } else {
+        "approval.reject"
+    };
+    state
+        .audit(
+            &caller,
+            Some(&job.tenant_id),
+            action,
+            json!({ "job": job.id, "run": job.run_id, "comment": body.comment }),
+        )
+        .await?;
+    // As the decision left it: a worker may take an approved job at once.
+    Ok(axum::Json(decided))
+}
+
+/// Whose tickets.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TicketQuery {
+    /// The tenant.
+    pub tenant: TenantId,
+}
+
+/// Tickets plugins filed for a tenant.
+#[utoipa::path(get, path = "/api/v1/tickets", tag = "tickets", params(TicketQuery),
+    responses((status = 200, body = Vec<StoredTicket>), (status = 404, body = Problem)))]
+async fn list_tickets(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Query(q): Query<TicketQuery>,
+) -> ApiResult<axum::Json<Vec<StoredTicket>>> {
+    let tenant = state.tenant(&caller, &q.tenant).await?;
+    Ok(axum::Json(state.store().tickets(&tenant.id).await?))
+}

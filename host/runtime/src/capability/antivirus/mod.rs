@@ -1,0 +1,90 @@
+//! `antivirus`: the device's antivirus engine.
+
+mod clamav;
+
+use async_trait::async_trait;
+
+pub use clamav::ClamAv;
+
+use crate::bindings::antivirus::{EngineStatus, Host, QuarantineRecord, ScanReport};
+use crate::bindings::types::{HostError, Outcome, RunMode};
+use crate::capability::{CallSummary, Capability};
+use crate::HostState;
+
+/// An antivirus engine.
+#[async_trait]
+pub trait AntivirusProvider: Send + Sync {
+    /// Engine presence, version, service and signature databases.
+    async fn status(&self) -> Result<EngineStatus, HostError>;
+    /// Scans `paths` (already checked against the grant).
+    async fn scan(&self, paths: &[String]) -> Result<ScanReport, HostError>;
+    /// Fetches new signatures.
+    async fn update_signatures(&self, mode: RunMode) -> Result<Outcome, HostError>;
+    /// Moves a detected file into quarantine.
+    async fn quarantine(
+        &self,
+        path: &str,
+        signature: &str,
+        mode: RunMode,
+    ) -> Result<QuarantineRecord, HostError>;
+}
+
+impl Host for HostState {
+    async fn status(&mut self) -> wasmtime::Result<Result<EngineStatus, HostError>> {
+        Ok(self
+            .run_device(Capability::Antivirus)?
+            .antivirus
+            .status()
+            .await)
+    }
+
+    async fn scan(
+        &mut self,
+        paths: Vec<String>,
+    ) -> wasmtime::Result<Result<ScanReport, HostError>> {
+        let call = CallSummary {
+            capability: Capability::Antivirus,
+            function: "scan",
+            arguments: paths.join(" "),
+        };
+        if let Err(e) = self.authorize(&call, paths.iter().map(String::as_str))? {
+            return Ok(Err(e));
+        }
+        Ok(self
+            .run_device(Capability::Antivirus)?
+            .antivirus
+            .scan(&paths)
+            .await)
+    }
+
+    async fn update_signatures(&mut self) -> wasmtime::Result<Result<Outcome, HostError>> {
+        let call = CallSummary {
+            capability: Capability::Antivirus,
+            function: "update-signatures",
+            arguments: String::new(),
+        };
+        let mode = self.run_mode(Capability::Antivirus)?;
+        let device = self.run_device(Capability::Antivirus)?;
+        self.mutate(&call, device.antivirus.update_signatures(mode))
+            .await
+    }
+
+    async fn quarantine(
+        &mut self,
+        path: String,
+        signature: String,
+    ) -> wasmtime::Result<Result<QuarantineRecord, HostError>> {
+        let call = CallSummary {
+            capability: Capability::Antivirus,
+            function: "quarantine",
+            arguments: format!("{path} ({signature})"),
+        };
+        if let Err(e) = self.authorize(&call, [path.as_str()])? {
+            return Ok(Err(e));
+        }
+        let mode = self.run_mode(Capability::Antivirus)?;
+        let device = self.run_device(Capability::Antivirus)?;
+        self.mutate(&call, device.antivirus.quarantine(&path, &signature, mode))
+            .await
+    }
+}

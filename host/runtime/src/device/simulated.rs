@@ -1,0 +1,378 @@
+//! A simulated device: every capability served from memory, loaded from a
+//! TOML or JSON fixture. For demos, load tests and the runtime's own tests;
+//! never a stand-in for testing a real provider.
+//!
+//! A fixture may add latency to any call (`[delays] "packages.updates" =
+//! 5000`) to rehearse slow providers.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::Device;
+use crate::bindings::accounts::Account;
+use crate::bindings::antivirus::Detection;
+use crate::bindings::antivirus::{EngineStatus, QuarantineRecord, ScanReport};
+use crate::bindings::inventory::DeviceFacts;
+use crate::bindings::packages::{AvailableUpdate, InstalledPackage, PackageChange, RebootStatus};
+use crate::bindings::types::{HostError, Instant, Outcome, RunMode};
+use crate::capability::accounts::AccountsProvider;
+use crate::capability::antivirus::AntivirusProvider;
+use crate::capability::clock::{ClockProvider, SystemClock};
+use crate::capability::inventory::InventoryProvider;
+use crate::capability::packages::PackagesProvider;
+use crate::capability::state::MemoryState;
+use crate::capability::tickets::MemoryTickets;
+use crate::store::outcome_for;
+
+/// A simulated file on the device, infected when `signature` is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimFile {
+    /// Absolute path.
+    pub path: String,
+    /// Signature name of the malware it carries, if any.
+    #[serde(default)]
+    pub signature: Option<String>,
+}
+
+/// The mutable state of a simulated device; also its fixture format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fixture {
+    /// Device facts; `id`, `name` and `tenant-id` identify the device.
+    pub facts: DeviceFacts,
+    /// Other devices of the same tenant, for tenant-scoped plugins.
+    #[serde(default)]
+    pub fleet: Vec<DeviceFacts>,
+    /// A fixed clock, for reproducible runs; the host's clock when absent.
+    #[serde(default)]
+    pub now: Option<Instant>,
+    /// Installed packages.
+    #[serde(default)]
+    pub installed: Vec<InstalledPackage>,
+    /// Pending updates.
+    #[serde(default)]
+    pub updates: Vec<AvailableUpdate>,
+    /// Reboot state.
+    #[serde(default = "no_reboot")]
+    pub reboot: RebootStatus,
+    /// Reboots requested so far (reasons).
+    #[serde(default)]
+    pub reboots_scheduled: Vec<String>,
+    /// Antivirus engine status; no engine when absent.
+    #[serde(default)]
+    pub antivirus: Option<EngineStatus>,
+    /// Files on the device, some infected.
+    #[serde(default)]
+    pub files: Vec<SimFile>,
+    /// Quarantined files.
+    #[serde(default)]
+    pub quarantine: Vec<QuarantineRecord>,
+    /// Accounts.
+    #[serde(default)]
+    pub accounts: Vec<Account>,
+    /// Milliseconds to wait inside a call, by `interface.function`.
+    #[serde(default)]
+    pub delays: BTreeMap<String, u64>,
+}
+
+fn no_reboot() -> RebootStatus {
+    RebootStatus {
+        required: false,
+        packages: Vec::new(),
+    }
+}
+
+impl Fixture {
+    /// Reads a fixture from a `.toml` or `.json` file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read device fixture {}", path.display()))?;
+        let parsed = if path.extension().is_some_and(|e| e == "json") {
+            serde_json::from_str(&text).map_err(anyhow::Error::from)
+        } else {
+            toml::from_str(&text).map_err(anyhow::Error::from)
+        };
+        parsed.with_context(|| format!("invalid device fixture {}", path.display()))
+    }
+}
+
+/// The simulated device's providers, sharing one state.
+#[derive(Debug)]
+pub struct Simulated {
+    state: Mutex<Fixture>,
+    /// Tickets filed against this device.
+    pub tickets: Arc<MemoryTickets>,
+}
+
+impl Simulated {
+    /// A simulated device in the fixture's state.
+    pub fn new(fixture: Fixture) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(fixture),
+            tickets: Arc::new(MemoryTickets::default()),
+        })
+    }
+
+    /// Puts the device in `fixture`'s state, as if it had changed on its
+    /// own (an update published, a file cleaned) between runs.
+    pub fn set_state(&self, fixture: Fixture) {
+        *self.lock() = fixture;
+    }
+
+    /// The device's current state, to compare before and after a run.
+    pub fn snapshot(&self) -> Fixture {
+        self.lock().clone()
+    }
+
+    /// A [`Device`] served entirely by this simulation.
+    pub fn device(self: &Arc<Self>) -> Device {
+        let facts = self.lock().facts.clone();
+        Device {
+            id: facts.id,
+            name: facts.name,
+            tenant_id: facts.tenant_id,
+            inventory: self.clone(),
+            packages: self.clone(),
+            antivirus: self.clone(),
+            accounts: self.clone(),
+            tickets: self.tickets.clone(),
+            clock: self.clone(),
+            state: Arc::new(MemoryState::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Fixture> {
+        self.state.lock().expect("simulated device lock poisoned")
+    }
+
+    async fn delay(&self, call: &str) {
+        let ms = self.lock().delays.get(call).copied();
+        if let Some(ms) = ms {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+    }
+
+    fn engine(&self) -> Result<EngineStatus, HostError> {
+        self.lock()
+            .antivirus
+            .clone()
+            .ok_or_else(|| HostError::Unavailable("no antivirus engine on this device".into()))
+    }
+}
+
+#[async_trait]
+impl InventoryProvider for Simulated {
+    async fn device(&self) -> Result<DeviceFacts, HostError> {
+        self.delay("inventory.device").await;
+        Ok(self.lock().facts.clone())
+    }
+
+    async fn tenant_devices(&self) -> Result<Vec<DeviceFacts>, HostError> {
+        self.delay("inventory.tenant-devices").await;
+        let s = self.lock();
+        Ok(std::iter::once(s.facts.clone())
+            .chain(s.fleet.iter().cloned())
+            .collect())
+    }
+}
+
+#[async_trait]
+impl PackagesProvider for Simulated {
+    async fn installed(&self) -> Result<Vec<InstalledPackage>, HostError> {
+        self.delay("packages.installed").await;
+        Ok(self.lock().installed.clone())
+    }
+
+    async fn updates(&self) -> Result<Vec<AvailableUpdate>, HostError> {
+        self.delay("packages.updates").await;
+        Ok(self.lock().updates.clone())
+    }
+
+    async fn reboot_required(&self) -> Result<RebootStatus, HostError> {
+        self.delay("packages.reboot-required").await;
+        Ok(self.lock().reboot.clone())
+    }
+
+    async fn install_updates(
+        &self,
+        names: &[String],
+        mode: RunMode,
+    ) -> Result<Vec<PackageChange>, HostError> {
+        self.delay("packages.install-updates").await;
+        let mut s = self.lock();
+        // Resolve everything before changing anything, so a bad name leaves
+        // the device as it was.
+        let mut picked = Vec::new();
+        for name in names {
+            let update =
+                s.updates.iter().find(|u| &u.name == name).ok_or_else(|| {
+                    HostError::NotFound(format!("no pending update for `{name}`"))
+                })?;
+            if update.held {
+                return Err(HostError::InvalidArgument(format!("`{name}` is held back")));
+            }
+            picked.push(update.clone());
+        }
+        let changes = picked
+            .iter()
+            .map(|u| PackageChange {
+                name: u.name.clone(),
+                from_version: Some(u.installed_version.clone()),
+                to_version: u.candidate_version.clone(),
+                outcome: outcome_for(mode),
+            })
+            .collect();
+        if mode == RunMode::Apply {
+            for u in &picked {
+                s.updates.retain(|x| x.name != u.name);
+                match s.installed.iter_mut().find(|p| p.name == u.name) {
+                    Some(p) => p.version = u.candidate_version.clone(),
+                    None => s.installed.push(InstalledPackage {
+                        name: u.name.clone(),
+                        version: u.candidate_version.clone(),
+                        architecture: "all".into(),
+                    }),
+                }
+            }
+        }
+        Ok(changes)
+    }
+
+    async fn schedule_reboot(&self, reason: &str, mode: RunMode) -> Result<Outcome, HostError> {
+        self.delay("packages.schedule-reboot").await;
+        if mode == RunMode::Apply {
+            self.lock().reboots_scheduled.push(reason.to_string());
+        }
+        Ok(outcome_for(mode))
+    }
+}
+
+#[async_trait]
+impl AntivirusProvider for Simulated {
+    async fn status(&self) -> Result<EngineStatus, HostError> {
+        self.delay("antivirus.status").await;
+        self.engine()
+    }
+
+    async fn scan(&self, paths: &[String]) -> Result<ScanReport, HostError> {
+        self.delay("antivirus.scan").await;
+        self.engine()?;
+        let started = ClockProvider::now(self);
+        let s = self.lock();
+        let under = |file: &str| {
+            paths
+                .iter()
+                .any(|p| file == p || file.starts_with(&format!("{}/", p.trim_end_matches('/'))))
+        };
+        let scanned: Vec<&SimFile> = s.files.iter().filter(|f| under(&f.path)).collect();
+        Ok(ScanReport {
+            paths: paths.to_vec(),
+            scanned_files: scanned.len() as u64,
+            detections: scanned
+                .iter()
+                .filter_map(|f| {
+                    f.signature.as_ref().map(|sig| Detection {
+                        path: f.path.clone(),
+                        signature: sig.clone(),
+                    })
+                })
+                .collect(),
+            started,
+            finished: started,
+        })
+    }
+
+    async fn update_signatures(&self, mode: RunMode) -> Result<Outcome, HostError> {
+        self.delay("antivirus.update-signatures").await;
+        self.engine()?;
+        if mode == RunMode::Apply {
+            let now = ClockProvider::now(self);
+            if let Some(engine) = self.lock().antivirus.as_mut() {
+                for db in &mut engine.databases {
+                    db.updated = Some(now);
+                }
+            }
+        }
+        Ok(outcome_for(mode))
+    }
+
+    async fn quarantine(
+        &self,
+        path: &str,
+        signature: &str,
+        mode: RunMode,
+    ) -> Result<QuarantineRecord, HostError> {
+        self.delay("antivirus.quarantine").await;
+        self.engine()?;
+        let mut s = self.lock();
+        let index = s
+            .files
+            .iter()
+            .position(|f| f.path == path)
+            .ok_or_else(|| HostError::NotFound(format!("no file at `{path}`")))?;
+        let record = QuarantineRecord {
+            id: format!("q-{}", s.quarantine.len() + 1),
+            original_path: path.to_string(),
+            signature: signature.to_string(),
+            outcome: outcome_for(mode),
+        };
+        if mode == RunMode::Apply {
+            s.files.remove(index);
+            s.quarantine.push(record.clone());
+        }
+        Ok(record)
+    }
+}
+
+#[async_trait]
+impl AccountsProvider for Simulated {
+    async fn locked(&self) -> Result<Vec<Account>, HostError> {
+        self.delay("accounts.locked").await;
+        Ok(self
+            .lock()
+            .accounts
+            .iter()
+            .filter(|a| a.locked)
+            .cloned()
+            .collect())
+    }
+
+    async fn lookup(&self, name: &str) -> Result<Account, HostError> {
+        self.delay("accounts.lookup").await;
+        self.lock()
+            .accounts
+            .iter()
+            .find(|a| a.name == name)
+            .cloned()
+            .ok_or_else(|| HostError::NotFound(format!("no account `{name}`")))
+    }
+
+    async fn unlock(&self, name: &str, mode: RunMode) -> Result<Outcome, HostError> {
+        self.delay("accounts.unlock").await;
+        let mut s = self.lock();
+        let account = s
+            .accounts
+            .iter_mut()
+            .find(|a| a.name == name)
+            .ok_or_else(|| HostError::NotFound(format!("no account `{name}`")))?;
+        if mode == RunMode::Apply {
+            account.locked = false;
+            account.locked_since = None;
+            account.failed_attempts = 0;
+        }
+        Ok(outcome_for(mode))
+    }
+}
+
+impl ClockProvider for Simulated {
+    fn now(&self) -> Instant {
+        self.lock().now.unwrap_or_else(|| SystemClock.now())
+    }
+}

@@ -1,0 +1,741 @@
+//! The plugin runtime: loads components (compile once, cache on disk, keep
+//! an `InstancePre` per digest), checks their imports against grants, and
+//! runs `describe`, `check` and `remediate` under per-run limits.
+//!
+//! The layer above the contract and below the store: it knows wasmtime,
+//! the capabilities and their providers, and nothing of SQL or HTTP (its
+//! `Cargo.toml` has neither).
+//!
+//! - the crate root: [`Runtime`], [`Module`], invocation;
+//! - [`capability`]: one module per host interface, with its provider trait;
+//! - [`device`]: a device and the providers behind its capabilities;
+//! - [`audit`]: the trail of mutating and scoped calls;
+//! - [`bindings`]: the only `bindgen!`.
+
+pub mod audit;
+pub mod bindings;
+pub mod capability;
+pub mod device;
+
+mod cache;
+mod engine;
+mod error;
+mod journal;
+mod limits;
+mod params;
+pub(crate) mod store;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use steward_contract::Digest;
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+
+pub use cache::{ArtifactCache, ArtifactSource};
+pub use engine::{Allocator, EngineSettings};
+pub use error::{LoadError, RunError, describe_host_error, describe_plugin_error};
+pub use journal::{Journal, JournalKey, MemoryJournal};
+pub use limits::{EPOCH_TICK, Limits};
+pub use params::{ParamError, Params, resolve_json_params, resolve_text_params};
+pub use store::{HostState, LogLine, LogSource};
+
+use crate::audit::AuditSink;
+use crate::bindings::types::{Change, Descriptor, Finding, RunMode};
+use crate::bindings::{
+    PACKAGE, PACKAGE_VERSION, PluginComponent as Plugin, PluginComponentPre as PluginPre,
+};
+use crate::capability::{Capability, Grants};
+use crate::device::Device;
+use store::RunScope;
+
+/// How the runtime is set up.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where precompiled artifacts live.
+    pub cache_dir: PathBuf,
+    /// Engine-wide settings.
+    pub engine: EngineSettings,
+    /// Default per-run limits.
+    pub limits: Limits,
+}
+
+/// A loaded, compiled plugin, ready to instantiate.
+pub struct Module {
+    /// sha256 of the component bytes.
+    pub digest: Digest,
+    /// Whether the first load compiled it or read the cache.
+    pub source: ArtifactSource,
+    /// The capabilities the component imports (its request), sorted.
+    pub requested: Vec<Capability>,
+    pre: PluginPre<HostState>,
+}
+
+impl std::fmt::Debug for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Module")
+            .field("digest", &self.digest)
+            .field("source", &self.source)
+            .field("requested", &self.requested)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Module {
+    /// Refuses the module unless every capability it imports is granted.
+    pub fn authorize(&self, grants: &Grants) -> Result<(), LoadError> {
+        let missing: Vec<Capability> = self
+            .requested
+            .iter()
+            .copied()
+            .filter(|c| !grants.allows_capability(*c))
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(LoadError::NotGranted(missing))
+        }
+    }
+}
+
+/// Everything a `check` or `remediate` run needs besides the module.
+#[derive(Clone)]
+pub struct RunSpec {
+    /// Run id, carried into logs, spans and audit events.
+    pub run_id: String,
+    /// Plugin name, for logs and audit.
+    pub plugin: String,
+    /// Apply or plan.
+    pub mode: RunMode,
+    /// Parameters, checked against the descriptor.
+    pub params: Params,
+    /// What the plugin was granted.
+    pub grants: Grants,
+    /// The target device and its providers.
+    pub device: Arc<Device>,
+    /// Where capability calls are audited.
+    pub audit: Arc<dyn AuditSink>,
+    /// Limits for this run; the runtime's defaults when `None`.
+    pub limits: Option<Limits>,
+    /// Applied mutating calls of earlier attempts of this run, replayed
+    /// instead of applied again; nothing is journaled when `None`.
+    pub journal: Option<Arc<dyn Journal>>,
+}
+
+/// What a run produced: its result, and its log either way.
+#[derive(Debug)]
+pub struct RunReport<T> {
+    /// The plugin's output, or why there is none.
+    pub result: Result<T, RunError>,
+    /// Log lines from the `log` capability, stdout and stderr.
+    pub log: Vec<LogLine>,
+    /// Lines dropped past the log limits.
+    pub log_dropped: usize,
+    /// From instantiation to the end of the call.
+    pub elapsed: Duration,
+}
+
+enum Call {
+    Describe,
+    Check,
+    Remediate(Vec<Finding>),
+}
+
+enum Output {
+    Descriptor(Descriptor),
+    Findings(Vec<Finding>),
+    Changes(Vec<Change>),
+}
+
+/// The plugin runtime. One per process; cheap to share behind an `Arc`.
+pub struct Runtime {
+    engine: Engine,
+    allocator: Allocator,
+    linker: Linker<HostState>,
+    cache: ArtifactCache,
+    modules: Mutex<HashMap<Digest, Arc<Module>>>,
+    /// One lock per digest being loaded, so concurrent loads of one module
+    /// compile it once: the first compiles, the others wait and take its
+    /// result from `modules`.
+    loading: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+    /// How many times a component was compiled (not read from the cache).
+    compilations: AtomicU64,
+    permits: Semaphore,
+    limits: Limits,
+    /// The engine-wide memory cap; no run's limit may exceed it.
+    max_memory_bytes: usize,
+    _ticker: engine::EpochTicker,
+}
+
+impl Runtime {
+    /// Builds the engine, the linker with every capability, and opens the
+    /// artifact cache.
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let (engine, allocator) = engine::build(&config.engine)
+            .map_err(|e| anyhow::anyhow!("failed to create the wasmtime engine: {e}"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| anyhow::anyhow!("failed to link WASI: {e}"))?;
+        Plugin::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("failed to link the capabilities: {e}"))?;
+        let cache = ArtifactCache::open(&config.cache_dir, &engine).map_err(|e| {
+            anyhow::anyhow!(
+                "failed to open the artifact cache at {}: {e}",
+                config.cache_dir.display()
+            )
+        })?;
+        let mut limits = config.limits;
+        limits.memory_bytes = limits.memory_bytes.min(config.engine.max_memory_bytes);
+        tracing::info!(
+            ?allocator,
+            max_instances = config.engine.max_instances,
+            "plugin runtime ready"
+        );
+        Ok(Self {
+            _ticker: engine::EpochTicker::start(engine.clone()),
+            engine,
+            allocator,
+            linker,
+            cache,
+            modules: Mutex::new(HashMap::new()),
+            loading: Mutex::new(HashMap::new()),
+            compilations: AtomicU64::new(0),
+            permits: Semaphore::new(config.engine.max_instances as usize),
+            limits,
+            max_memory_bytes: config.engine.max_memory_bytes,
+        })
+    }
+
+    /// Which allocator the engine ended up with.
+    pub fn allocator(&self) -> Allocator {
+        self.allocator
+    }
+
+    /// The default per-run limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// How many components this runtime has compiled (rather than read
+    /// from the artifact cache or its loaded modules).
+    pub fn compilations(&self) -> u64 {
+        self.compilations.load(Ordering::Relaxed)
+    }
+
+    fn loaded(&self, digest: &Digest) -> Option<Arc<Module>> {
+        self.modules
+            .lock()
+            .expect("module map poisoned")
+            .get(digest)
+            .cloned()
+    }
+
+    /// Validates, compiles (or loads from the cache) and links a component.
+    /// Nothing is instantiated.
+    ///
+    /// Compiling takes tens of milliseconds of CPU (far more unoptimised),
+    /// so it runs on the blocking pool, never on an async worker; and
+    /// concurrent loads of one digest compile it once.
+    pub async fn load(&self, bytes: &[u8]) -> Result<Arc<Module>, LoadError> {
+        if !bytes.starts_with(b"\0asm") {
+            return Err(LoadError::NotWasm);
+        }
+        if bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
+            return Err(LoadError::CoreModule);
+        }
+        let digest = Digest::of(bytes);
+        if let Some(m) = self.loaded(&digest) {
+            return Ok(m);
+        }
+        let gate = self
+            .loading
+            .lock()
+            .expect("loading map poisoned")
+            .entry(digest)
+            .or_default()
+            .clone();
+        let result = {
+            let _turn = gate.lock().await;
+            match self.loaded(&digest) {
+                Some(m) => Ok(m),
+                None => self.load_new(digest, bytes).await,
+            }
+        };
+        let mut loading = self.loading.lock().expect("loading map poisoned");
+        // The last waiter out removes the gate (the map holds one count).
+        if Arc::strong_count(&gate) <= 2 {
+            loading.remove(&digest);
+        }
+        result
+    }
+
+    async fn load_new(&self, digest: Digest, bytes: &[u8]) -> Result<Arc<Module>, LoadError> {
+        let engine = self.engine.clone();
+        let cache = self.cache.clone();
+        let owned = bytes.to_vec();
+        let (component, source) = tokio::task::spawn_blocking(move || {
+            cache.load_or_compile(&engine, &digest, &owned)
+        })
+        .await
+        .map_err(|e| LoadError::Host(format!("the compile task failed: {e}")))?
+        .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        if source == ArtifactSource::Compiled {
+            self.compilations.fetch_add(1, Ordering::Relaxed);
+        }
+        let ty = component.component_type();
+        let mut requested = BTreeSet::new();
+        for (name, _) in ty.imports(&self.engine) {
+            if let Some(cap) = classify_import(name)? {
+                requested.insert(cap);
+            }
+        }
+        let export = format!("{PACKAGE}/plugin@{PACKAGE_VERSION}");
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        if !exports.contains(&export) {
+            return Err(LoadError::NotAPlugin {
+                exports: if exports.is_empty() {
+                    "nothing".into()
+                } else {
+                    exports.join(", ")
+                },
+            });
+        }
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(PluginPre::new)
+            .map_err(|e| LoadError::Mismatch(format!("{e:#}")))?;
+        let module = Arc::new(Module {
+            digest,
+            source,
+            requested: requested.into_iter().collect(),
+            pre,
+        });
+        tracing::info!(%digest, ?source, requested = ?module.requested, "module loaded");
+        self.modules
+            .lock()
+            .expect("module map poisoned")
+            .insert(digest, module.clone());
+        Ok(module)
+    }
+
+    /// Calls `describe`. No capability is reachable: a call traps.
+    pub async fn describe(&self, module: &Module) -> RunReport<Descriptor> {
+        let report = self
+            .invoke(module, "describe".into(), self.limits, None, Call::Describe)
+            .await;
+        map_report(report, |o| match o {
+            Output::Descriptor(d) => Some(d),
+            _ => None,
+        })
+    }
+
+    /// Runs `check`.
+    pub async fn check(&self, module: &Module, spec: RunSpec) -> RunReport<Vec<Finding>> {
+        let report = self.run(module, spec, Call::Check).await;
+        map_report(report, |o| match o {
+            Output::Findings(f) => Some(f),
+            _ => None,
+        })
+    }
+
+    /// Runs `remediate` on `findings`.
+    pub async fn remediate(
+        &self,
+        module: &Module,
+        spec: RunSpec,
+        findings: Vec<Finding>,
+    ) -> RunReport<Vec<Change>> {
+        let report = self.run(module, spec, Call::Remediate(findings)).await;
+        map_report(report, |o| match o {
+            Output::Changes(c) => Some(c),
+            _ => None,
+        })
+    }
+
+    async fn run(&self, module: &Module, spec: RunSpec, call: Call) -> RunReport<Output> {
+        if let Err(e) = module.authorize(&spec.grants) {
+            return RunReport {
+                result: Err(e.into()),
+                log: Vec::new(),
+                log_dropped: 0,
+                elapsed: Duration::ZERO,
+            };
+        }
+        let mut limits = spec.limits.unwrap_or(self.limits);
+        limits.memory_bytes = limits.memory_bytes.min(self.max_memory_bytes);
+        let scope = RunScope {
+            run_id: spec.run_id,
+            // Only `remediate` may change the device; `check` never does, in
+            // any mode (`HostState::mutate` refuses its mutating calls).
+            may_mutate: matches!(call, Call::Remediate(_)),
+            mode: spec.mode,
+            params: spec.params,
+            grants: spec.grants,
+            device: spec.device,
+            audit: spec.audit,
+            journal: spec.journal,
+        };
+        self.invoke(module, spec.plugin, limits, Some(scope), call)
+            .await
+    }
+
+    async fn invoke(
+        &self,
+        module: &Module,
+        plugin: String,
+        limits: Limits,
+        scope: Option<RunScope>,
+        call: Call,
+    ) -> RunReport<Output> {
+        let run_id = scope.as_ref().map(|s| s.run_id.clone()).unwrap_or_default();
+        let span = tracing::info_span!("run", %run_id, %plugin, digest = %module.digest);
+        let _permit = match self.permits.acquire().await {
+            Ok(p) => p,
+            Err(_) => {
+                return RunReport {
+                    result: Err(RunError::Host("the runtime is shutting down".into())),
+                    log: Vec::new(),
+                    log_dropped: 0,
+                    elapsed: Duration::ZERO,
+                };
+            }
+        };
+        async move {
+            let started = Instant::now();
+            let mut store = Store::new(
+                &self.engine,
+                HostState::new(limits, plugin, module.digest, scope),
+            );
+            store.limiter(|s| &mut s.store_limits);
+            let budget = limits.cpu_ticks();
+            store.set_epoch_deadline(1);
+            // Each epoch tick spent in guest code counts against the CPU
+            // budget; under budget the guest yields so other runs (and the
+            // wall-clock timeout) get the thread.
+            store.epoch_deadline_callback(move |mut ctx| {
+                let state = ctx.data_mut();
+                state.cpu_ticks += 1;
+                if state.cpu_ticks >= budget {
+                    state.cpu_exhausted = true;
+                    Ok(UpdateDeadline::Interrupt)
+                } else {
+                    Ok(UpdateDeadline::Yield(1))
+                }
+            });
+
+            let outcome =
+                tokio::time::timeout(limits.wall_time, call_plugin(&module.pre, &mut store, call))
+                    .await;
+            let elapsed = started.elapsed();
+            let state = store.data_mut();
+            let stderr = state.stderr.contents();
+            let result = match outcome {
+                Err(_) => Err(RunError::WallDeadline(limits.wall_time)),
+                Ok(Err(trap)) => Err(classify_trap(trap, state, &stderr)),
+                Ok(Ok(Err(plugin_error))) => Err(RunError::Plugin(plugin_error)),
+                Ok(Ok(Ok(output))) => check_output(&limits, output),
+            };
+            drain_pipe(state, &state.stdout.contents(), LogSource::Stdout);
+            drain_pipe(state, &stderr, LogSource::Stderr);
+            if let Err(err) = &result {
+                tracing::info!(%err, code = err.code(), "plugin run failed");
+            }
+            let log = std::mem::take(&mut state.log);
+            RunReport {
+                result,
+                log: log.lines,
+                log_dropped: log.dropped,
+                elapsed,
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+async fn call_plugin(
+    pre: &PluginPre<HostState>,
+    store: &mut Store<HostState>,
+    call: Call,
+) -> wasmtime::Result<Result<Output, crate::bindings::types::PluginError>> {
+    let plugin = pre.instantiate_async(&mut *store).await?;
+    let api = plugin.steward_plugin_plugin();
+    Ok(match call {
+        Call::Describe => Ok(Output::Descriptor(api.call_describe(&mut *store).await?)),
+        Call::Check => api.call_check(&mut *store).await?.map(Output::Findings),
+        Call::Remediate(findings) => api
+            .call_remediate(&mut *store, &findings)
+            .await?
+            .map(Output::Changes),
+    })
+}
+
+fn map_report<T>(
+    report: RunReport<Output>,
+    pick: impl FnOnce(Output) -> Option<T>,
+) -> RunReport<T> {
+    RunReport {
+        result: report.result.and_then(|o| {
+            pick(o).ok_or_else(|| {
+                RunError::Host("the plugin call returned the wrong kind of output".into())
+            })
+        }),
+        log: report.log,
+        log_dropped: report.log_dropped,
+        elapsed: report.elapsed,
+    }
+}
+
+/// Decides whether an import is allowed and which capability it requests.
+fn classify_import(name: &str) -> Result<Option<Capability>, LoadError> {
+    use steward_contract::imports::{ImportClass, classify};
+    let (capability, version) = match classify(name) {
+        Ok(ImportClass::Wasi) => return Ok(None),
+        Ok(ImportClass::Types(version)) => (None, version),
+        Ok(ImportClass::Capability(capability, version)) => (Some(capability), version),
+        Err(refused) => {
+            return Err(LoadError::UnknownImport {
+                import: refused.import,
+                reason: refused.reason,
+            });
+        }
+    };
+    if version != PACKAGE_VERSION {
+        return Err(LoadError::UnknownImport {
+            import: name.to_string(),
+            reason: format!(
+                "but this host implements `{PACKAGE}@{PACKAGE_VERSION}`; rebuild the plugin against a steward-sdk for that version"
+            ),
+        });
+    }
+    Ok(capability)
+}
+
+/// Turns a trap into the error a human reads.
+fn classify_trap(err: wasmtime::Error, state: &HostState, stderr: &[u8]) -> RunError {
+    if state.cpu_exhausted {
+        return RunError::CpuDeadline(state.limits.cpu_time);
+    }
+    let message = format!("{err:#}");
+    if message.contains("forcing trap when growing memory") {
+        return RunError::MemoryLimit(state.limits.memory_bytes);
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::StackOverflow) => RunError::StackOverflow,
+        Some(Trap::Interrupt) => RunError::CpuDeadline(state.limits.cpu_time),
+        Some(Trap::UnreachableCodeReached) => match panic_message(stderr) {
+            Some(m) => RunError::Panicked(m),
+            None => RunError::Trap("unreachable code reached".into()),
+        },
+        Some(Trap::MemoryOutOfBounds) => RunError::Trap(
+            "out of bounds memory access (a bug in the plugin, or its shadow stack in linear memory overflowed)".into(),
+        ),
+        Some(trap) => RunError::Trap(trap.to_string()),
+        None => RunError::Trap(message),
+    }
+}
+
+/// Extracts the message of a Rust panic from the guest's stderr.
+fn panic_message(stderr: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(stderr);
+    let at = text.find("panicked at ")?;
+    let after = &text[at..];
+    // Since Rust 1.73: "panicked at src/lib.rs:1:2:\n<message>\nnote: ...".
+    let (location, rest) = after.split_once('\n')?;
+    let message = rest.split("\nnote:").next().unwrap_or(rest).trim();
+    let location = location
+        .trim_start_matches("panicked at ")
+        .trim_end_matches(':');
+    Some(format!("{message} (at {location})"))
+}
+
+fn drain_pipe(state: &mut HostState, bytes: &[u8], source: LogSource) {
+    let text = String::from_utf8_lossy(bytes);
+    let level = if source == LogSource::Stderr {
+        "warn"
+    } else {
+        "info"
+    };
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let limits = state.limits;
+        state.log.push(
+            &limits,
+            LogLine {
+                level,
+                message: line.to_string(),
+                fields: Vec::new(),
+                source,
+            },
+        );
+    }
+}
+
+fn text_size_of_findings(findings: &[Finding]) -> usize {
+    findings
+        .iter()
+        .map(|f| {
+            f.id.len()
+                + f.summary.len()
+                + f.detail.len()
+                + f.resource.len()
+                + f.fields
+                    .iter()
+                    .map(|x| x.key.len() + x.value.len())
+                    .sum::<usize>()
+        })
+        .sum()
+}
+
+fn text_size_of_changes(changes: &[Change]) -> usize {
+    changes
+        .iter()
+        .map(|c| {
+            c.kind.len()
+                + c.target.len()
+                + c.description.len()
+                + c.before.as_ref().map_or(0, String::len)
+                + c.after.as_ref().map_or(0, String::len)
+        })
+        .sum()
+}
+
+fn check_output(limits: &Limits, output: Output) -> Result<Output, RunError> {
+    let (what, count, limit, bytes) = match &output {
+        Output::Descriptor(_) => return Ok(output),
+        Output::Findings(f) => (
+            "findings",
+            f.len(),
+            limits.max_findings,
+            text_size_of_findings(f),
+        ),
+        Output::Changes(c) => (
+            "changes",
+            c.len(),
+            limits.max_changes,
+            text_size_of_changes(c),
+        ),
+    };
+    if count > limit {
+        return Err(RunError::OutputLimit {
+            what,
+            actual: count,
+            limit,
+        });
+    }
+    if bytes > limits.max_output_bytes {
+        return Err(RunError::OutputLimit {
+            what: "bytes of text",
+            actual: bytes,
+            limit: limits.max_output_bytes,
+        });
+    }
+    match &output {
+        Output::Descriptor(_) => {}
+        Output::Findings(findings) => check_findings(findings)?,
+        Output::Changes(changes) => check_changes(changes)?,
+    }
+    Ok(output)
+}
+
+/// The longest finding id a plugin may return, in bytes.
+pub const MAX_FINDING_ID_BYTES: usize = 256;
+
+/// The longest change kind a plugin may return, in bytes.
+pub const MAX_CHANGE_KIND_BYTES: usize = 64;
+
+/// The output rules the WIT states for `finding.id`: non-empty, at most
+/// [`MAX_FINDING_ID_BYTES`], no control characters, unique within one
+/// check's findings. One plugin's bad output fails its own job, before
+/// anything is stored beside other jobs.
+fn check_findings(findings: &[Finding]) -> Result<(), RunError> {
+    let mut seen = std::collections::HashSet::with_capacity(findings.len());
+    for (i, f) in findings.iter().enumerate() {
+        let bad = |why: &str| Err(RunError::InvalidOutput(format!("finding {i}: {why}")));
+        if f.id.trim().is_empty() {
+            return bad("its id is empty");
+        }
+        if f.id.len() > MAX_FINDING_ID_BYTES {
+            return bad(&format!(
+                "its id is {} bytes long, more than {MAX_FINDING_ID_BYTES}",
+                f.id.len()
+            ));
+        }
+        if f.id.chars().any(char::is_control) {
+            return bad("its id contains control characters");
+        }
+        if !seen.insert(f.id.as_str()) {
+            return bad(&format!(
+                "its id `{}` was returned already; ids are unique within a check",
+                f.id
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The output rules for `change.kind`: non-empty, at most
+/// [`MAX_CHANGE_KIND_BYTES`], no control characters.
+fn check_changes(changes: &[Change]) -> Result<(), RunError> {
+    for (i, c) in changes.iter().enumerate() {
+        let bad = |why: &str| Err(RunError::InvalidOutput(format!("change {i}: {why}")));
+        if c.kind.trim().is_empty() {
+            return bad("its kind is empty");
+        }
+        if c.kind.len() > MAX_CHANGE_KIND_BYTES {
+            return bad(&format!(
+                "its kind is {} bytes long, more than {MAX_CHANGE_KIND_BYTES}",
+                c.kind.len()
+            ));
+        }
+        if c.kind.chars().any(char::is_control) {
+            return bad("its kind contains control characters");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_message_is_extracted_from_stderr() {
+        let stderr = b"\nthread '<unnamed>' panicked at src/lib.rs:52:24:\nhostile plugin gave up\nnote: run with `RUST_BACKTRACE=1`\n";
+        assert_eq!(
+            panic_message(stderr).unwrap(),
+            "hostile plugin gave up (at src/lib.rs:52:24)"
+        );
+        assert_eq!(panic_message(b"nothing here"), None);
+    }
+
+    #[test]
+    fn imports_are_classified_and_refused_with_reasons() {
+        assert_eq!(
+            classify_import("steward:plugin/packages@0.1.0").unwrap(),
+            Some(Capability::Packages)
+        );
+        assert_eq!(classify_import("steward:plugin/types@0.1.0").unwrap(), None);
+        assert_eq!(classify_import("wasi:io/streams@0.2.6").unwrap(), None);
+        let e = classify_import("steward:plugin/packages@0.2.0").unwrap_err();
+        assert!(
+            e.to_string().contains("implements `steward:plugin@0.1.0`"),
+            "{e}"
+        );
+        let e = classify_import("wasi:sockets/tcp@0.2.0").unwrap_err();
+        assert!(e.to_string().contains("no network access"), "{e}");
+        let e = classify_import("acme:evil/exfiltrate@1.0.0").unwrap_err();
+        assert!(
+            e.to_string().contains("`acme:evil/exfiltrate@1.0.0`"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,316 @@
+//! The data each plugin invocation's `Store` holds, and the helpers every
+//! capability's host implementation shares: grant checks, plan mode and the
+//! audit trail.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use steward_contract::Digest;
+use wasmtime::StoreLimits;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::audit::{AuditEvent, AuditOutcome, AuditSink};
+use crate::bindings::types::{HostError, Outcome, RunMode};
+use crate::capability::{CallSummary, Capability, Grants};
+use crate::device::Device;
+
+use super::limits::Limits;
+
+/// Where a run-log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogSource {
+    /// The `log` capability.
+    Plugin,
+    /// The guest's stdout.
+    Stdout,
+    /// The guest's stderr (panic messages land here).
+    Stderr,
+    /// The host, about the run (for example "log truncated").
+    Host,
+}
+
+/// One line of a run's log.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogLine {
+    /// `trace`, `debug`, `info`, `warn` or `error`.
+    pub level: &'static str,
+    /// The text.
+    pub message: String,
+    /// Structured fields.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<(String, String)>,
+    /// Who wrote it.
+    pub source: LogSource,
+}
+
+/// A run's log with its caps.
+#[derive(Debug, Default)]
+pub(crate) struct RunLog {
+    pub lines: Vec<LogLine>,
+    pub bytes: usize,
+    pub dropped: usize,
+}
+
+impl RunLog {
+    /// Appends a line unless the run's caps are reached; counts it as
+    /// dropped otherwise.
+    pub fn push(&mut self, limits: &Limits, line: LogLine) {
+        let size = line.message.len()
+            + line
+                .fields
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        if self.lines.len() >= limits.log_lines || self.bytes + size > limits.log_bytes {
+            self.dropped += 1;
+            return;
+        }
+        self.bytes += size;
+        self.lines.push(line);
+    }
+}
+
+/// Who is running and against what; absent while the host calls `describe`.
+pub(crate) struct RunScope {
+    pub run_id: String,
+    /// Whether the call is `remediate`. A `check` (and `describe`, which
+    /// has no scope at all) can never change the device.
+    pub may_mutate: bool,
+    pub mode: RunMode,
+    pub params: super::Params,
+    pub grants: Grants,
+    pub device: Arc<Device>,
+    pub audit: Arc<dyn AuditSink>,
+    pub journal: Option<Arc<dyn super::Journal>>,
+}
+
+/// The `T` of every plugin `Store<T>`.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) store_limits: StoreLimits,
+    pub(crate) limits: Limits,
+    pub(crate) plugin: String,
+    pub(crate) digest: Digest,
+    pub(crate) scope: Option<RunScope>,
+    pub(crate) log: RunLog,
+    pub(crate) stdout: MemoryOutputPipe,
+    pub(crate) stderr: MemoryOutputPipe,
+    /// Epoch ticks spent in guest code; compared with the CPU budget by the
+    /// epoch callback.
+    pub(crate) cpu_ticks: u64,
+    /// Set when the epoch callback ended the run, so the resulting
+    /// interrupt trap is reported as the CPU deadline.
+    pub(crate) cpu_exhausted: bool,
+    /// Mutating calls made so far in this run, by fingerprint, for the
+    /// journal's occurrence numbers.
+    occurrences: std::collections::HashMap<String, u32>,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl HostState {
+    pub(crate) fn new(
+        limits: Limits,
+        plugin: String,
+        digest: Digest,
+        scope: Option<RunScope>,
+    ) -> Self {
+        // Guest stdout and stderr are captured for the run log; the pipes'
+        // capacity is the log byte cap, past which writes fail in the guest.
+        let stdout = MemoryOutputPipe::new(limits.log_bytes);
+        let stderr = MemoryOutputPipe::new(limits.log_bytes);
+        // No preopened directories, no environment, no arguments, no
+        // sockets: WASI is only there because Rust's std links it.
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let store_limits = wasmtime::StoreLimitsBuilder::new()
+            .memory_size(limits.memory_bytes)
+            .instances(limits.instances)
+            .trap_on_grow_failure(true)
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            store_limits,
+            limits,
+            plugin,
+            digest,
+            scope,
+            log: RunLog::default(),
+            stdout,
+            stderr,
+            cpu_ticks: 0,
+            cpu_exhausted: false,
+            occurrences: Default::default(),
+        }
+    }
+
+    /// The run's scope, or a trap: `describe` must not call capabilities.
+    pub(crate) fn scope(&self, capability: Capability) -> wasmtime::Result<&RunScope> {
+        self.scope.as_ref().ok_or_else(|| {
+            wasmtime::format_err!(
+                "plugin called the `{capability}` capability from `describe`, which must not call capabilities"
+            )
+        })
+    }
+
+    /// The device the run targets.
+    pub(crate) fn run_device(&self, capability: Capability) -> wasmtime::Result<Arc<Device>> {
+        Ok(self.scope(capability)?.device.clone())
+    }
+
+    /// Apply or plan.
+    pub(crate) fn run_mode(&self, capability: Capability) -> wasmtime::Result<RunMode> {
+        Ok(self.scope(capability)?.mode)
+    }
+
+    /// Checks every resource the call touches against the capability's
+    /// scope. The first denial is audited here and returned for the guest.
+    pub(crate) fn authorize<'a>(
+        &self,
+        call: &CallSummary,
+        resources: impl IntoIterator<Item = &'a str>,
+    ) -> wasmtime::Result<Result<(), HostError>> {
+        let scope = self.scope(call.capability)?;
+        let Some(resource) = resources
+            .into_iter()
+            .find(|r| !scope.grants.allows(call.capability, r))
+        else {
+            return Ok(Ok(()));
+        };
+        let reason = format!(
+            "`{resource}` is outside the `{}` grant of plugin `{}`",
+            call.capability, self.plugin
+        );
+        self.record(call, AuditOutcome::Denied(reason.clone()))?;
+        Ok(Err(HostError::Denied(reason)))
+    }
+
+    /// Writes one audit event for `call`.
+    pub(crate) fn record(&self, call: &CallSummary, outcome: AuditOutcome) -> wasmtime::Result<()> {
+        let scope = self.scope(call.capability)?;
+        scope.audit.record(AuditEvent {
+            run_id: scope.run_id.clone(),
+            plugin: self.plugin.clone(),
+            digest: self.digest,
+            device_id: scope.device.id.clone(),
+            capability: call.capability,
+            function: call.function,
+            arguments: call.arguments.clone(),
+            outcome,
+            at: std::time::SystemTime::now(),
+        });
+        Ok(())
+    }
+
+    /// Audits the result of a mutating call (applied or planned by the
+    /// run's mode, failed with the provider's error) and hands it on to the
+    /// guest.
+    fn audited<T>(
+        &self,
+        call: &CallSummary,
+        result: Result<T, HostError>,
+    ) -> wasmtime::Result<Result<T, HostError>> {
+        let outcome = match &result {
+            Ok(_) => match self.run_mode(call.capability)? {
+                RunMode::Apply => AuditOutcome::Applied,
+                RunMode::Plan => AuditOutcome::Planned,
+            },
+            Err(e) => AuditOutcome::Failed(format!("{e:?}")),
+        };
+        self.record(call, outcome)?;
+        Ok(result)
+    }
+
+    /// Runs a mutating provider call (`op`, not started yet) and audits it.
+    /// In apply mode with a journal, a call this run already applied (same
+    /// fingerprint and occurrence) is replayed from the journal instead, and
+    /// a newly applied one is recorded; a journal that cannot be read fails
+    /// the call rather than risk applying it twice.
+    pub(crate) async fn mutate<T, F>(
+        &mut self,
+        call: &CallSummary,
+        op: F,
+    ) -> wasmtime::Result<Result<T, HostError>>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+        F: std::future::Future<Output = Result<T, HostError>>,
+    {
+        let scope = self.scope(call.capability)?;
+        if !scope.may_mutate {
+            let reason = format!(
+                "`{}.{}` changes the device, and a check may not; make changes from `remediate`",
+                call.capability, call.function
+            );
+            self.record(call, AuditOutcome::Denied(reason.clone()))?;
+            return Ok(Err(HostError::Denied(reason)));
+        }
+        let run_id = scope.run_id.clone();
+        let journal = match (scope.mode, &scope.journal) {
+            (RunMode::Apply, Some(journal)) => journal.clone(),
+            _ => {
+                let result = op.await;
+                return self.audited(call, result);
+            }
+        };
+        let fingerprint = format!("{}.{} {}", call.capability, call.function, call.arguments);
+        let seen = self.occurrences.entry(fingerprint.clone()).or_insert(0);
+        let key = super::JournalKey {
+            run_id,
+            call: fingerprint,
+            occurrence: *seen,
+        };
+        *seen += 1;
+        match journal.replay(&key).await {
+            Ok(Some(json)) => {
+                if let Ok(value) = serde_json::from_str::<T>(&json) {
+                    self.record(call, AuditOutcome::Replayed)?;
+                    return Ok(Ok(value));
+                }
+                tracing::warn!(%key, "journal entry does not parse; applying the call again");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let error = HostError::Unavailable(format!(
+                    "the mutation journal cannot be read, so the call was not made: {e:#}"
+                ));
+                return self.audited(call, Err(error));
+            }
+        }
+        let result = op.await;
+        if let Ok(value) = &result {
+            let recorded = match serde_json::to_string(value) {
+                Ok(json) => journal.record(&key, json).await,
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = recorded {
+                tracing::error!(%key, error = %format!("{e:#}"), "applied call not journaled; a re-run may apply it again");
+            }
+        }
+        self.audited(call, result)
+    }
+}
+
+/// The outcome a mutating call reports in `mode`.
+pub(crate) fn outcome_for(mode: RunMode) -> Outcome {
+    match mode {
+        RunMode::Apply => Outcome::Applied,
+        RunMode::Plan => Outcome::Planned,
+    }
+}

@@ -1,0 +1,470 @@
+//! `steward serve`: one process running the scheduler, the sweeper and an
+//! executor over one store. Several processes may share a PostgreSQL
+//! database (or an SQLite file on one machine): schedules fire once and
+//! jobs are claimed once between them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use steward_control::alerts::{Alerter, Dispatcher, DispatcherConfig, Webhook};
+use steward_control::executor::{Alerts, Executor, ExecutorConfig};
+use steward_control::plane::ControlPlane;
+use steward_control::plugins::PluginLibrary;
+use steward_control::providers::{DeviceProviders, StandardProviders, StoreAlertState};
+use steward_control::registry::{Registry, RegistrySettings};
+use steward_runtime::device::local::LocalConfig;
+use steward_runtime::{EngineSettings, Limits, Runtime, RuntimeConfig};
+use tokio::net::TcpListener;
+
+use steward_api::ApiState;
+use steward_store::{
+    Backoff, NewDevice, NewTenant, Scope, Store, StoreOptions, TenantId, Tier, Timestamp,
+};
+
+/// The server's configuration file (TOML, kebab-case keys). Every key has
+/// a default, so an empty file is a working embedded setup.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Where the server keeps its files: the SQLite database (unless
+    /// `database` says otherwise), installed plugin components, the
+    /// compile cache.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` (created if absent) or `postgres://…`; default
+    /// `sqlite://<data-dir>/steward.db`.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// This process's worker id; default `<host name>-<pid>`.
+    #[serde(default)]
+    pub worker_id: Option<String>,
+    /// Jobs running at once.
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: usize,
+    /// Jobs taken per claim.
+    #[serde(default = "default_in_flight")]
+    pub claim_batch: usize,
+    /// Lease length in seconds (renewed every third).
+    #[serde(default = "default_lease")]
+    pub lease_seconds: u64,
+    /// How often the scheduler and the sweeper look, in milliseconds.
+    #[serde(default = "default_tick")]
+    pub tick_ms: u64,
+    /// Plugin instances running at once (the pooling allocator's size).
+    #[serde(default = "default_instances")]
+    pub max_instances: u32,
+    /// The wait before retrying a job after a transient failure or a
+    /// reclaimed lease, in milliseconds; it doubles per attempt (at most
+    /// an hour).
+    #[serde(default = "default_retry")]
+    pub retry_base_ms: u64,
+    /// Where the web API listens (`host:port`; port 0 picks a free one).
+    /// Absent: no API.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// The first owner's API token, used when the store has no users yet
+    /// (else one is made and printed once). Best given through the
+    /// environment (`STEWARD_OWNER_TOKEN`) rather than written in the file.
+    #[serde(default)]
+    pub owner_token: Option<String>,
+    /// Webhooks alerts go to (beside those added through the API).
+    #[serde(default)]
+    pub webhooks: Vec<Webhook>,
+    /// Plugin components installed (or kept) at start, with their grants.
+    #[serde(default)]
+    pub plugins: Vec<PluginFile>,
+    /// Registers this machine, with its real providers, as a device of a
+    /// tenant (both created if absent).
+    #[serde(default)]
+    pub this_machine: Option<ThisMachine>,
+    /// Playbooks created at start if their tenant has none of that name,
+    /// each with an optional schedule.
+    #[serde(default)]
+    pub playbooks: Vec<ConfiguredPlaybook>,
+    /// The module registry plugins are installed from (`url`,
+    /// `trust-on-first-use`, `unsigned-namespaces`, `upgrades`).
+    #[serde(default)]
+    pub registry: Option<RegistrySettings>,
+}
+
+/// A plugin component to install at start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PluginFile {
+    /// The `.wasm` component.
+    pub file: PathBuf,
+    /// Grants, as for `steward plugin run --grant`.
+    #[serde(default)]
+    pub grants: Vec<String>,
+}
+
+/// This machine as a managed device.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ThisMachine {
+    /// The tenant's name (created as `managed` if absent).
+    pub tenant: String,
+    /// Tags for playbook targets.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// A playbook to create at start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ConfiguredPlaybook {
+    /// Its name, unique per tenant here.
+    pub name: String,
+    /// The tenant's name.
+    pub tenant: String,
+    /// Steps, as the playbook JSON has them.
+    pub steps: serde_json::Value,
+    /// Target selector; every device of the tenant when absent.
+    #[serde(default)]
+    pub target: Option<serde_json::Value>,
+    /// A schedule spec (`cron`, `timezone`, `window`, …), if it runs on one.
+    #[serde(default)]
+    pub schedule: Option<serde_json::Value>,
+}
+
+fn default_data_dir() -> PathBuf {
+    "steward-data".into()
+}
+fn default_in_flight() -> usize {
+    256
+}
+fn default_lease() -> u64 {
+    30
+}
+fn default_tick() -> u64 {
+    1000
+}
+fn default_retry() -> u64 {
+    10_000
+}
+fn default_instances() -> u32 {
+    64
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("every key has a default")
+    }
+}
+
+impl ServeConfig {
+    /// Reads a configuration file.
+    pub fn load(path: &std::path::Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid configuration {}", path.display()))
+    }
+
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        self.database
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("steward.db").display()))
+    }
+
+    /// The worker id in effect.
+    pub fn worker(&self) -> String {
+        self.worker_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "steward".into());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+}
+
+/// Everything a server runs with, built from a [`ServeConfig`].
+pub struct Server {
+    /// The control plane (store and plugins).
+    pub plane: ControlPlane,
+    executor: Executor,
+    tick: Duration,
+    api: Option<(TcpListener, ApiState)>,
+    /// The first owner token, when this start created the first owner
+    /// with a token it made (to be shown once).
+    pub new_owner_token: Option<String>,
+    registry: Option<Arc<Registry>>,
+}
+
+impl Server {
+    /// Opens the store (creating and migrating it), the runtime and the
+    /// plugin library, and sets up alerting.
+    pub async fn open(config: &ServeConfig) -> anyhow::Result<Self> {
+        Self::open_with(
+            config,
+            Arc::new(StandardProviders::new(LocalConfig::default())),
+        )
+        .await
+    }
+
+    /// [`open`](Self::open) with devices' providers from `devices`.
+    pub async fn open_with(
+        config: &ServeConfig,
+        devices: Arc<dyn DeviceProviders>,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                config.data_dir.display()
+            )
+        })?;
+        let store = Store::open_with(
+            &config.database_url(),
+            StoreOptions {
+                backoff: Backoff {
+                    base: Duration::from_millis(config.retry_base_ms.max(1)),
+                    cap: Duration::from_secs(3600),
+                },
+                ..StoreOptions::default()
+            },
+        )
+        .await
+        .context("cannot open the store")?;
+        let limits = Limits::default();
+        let runtime = Arc::new(Runtime::new(RuntimeConfig {
+            cache_dir: config.data_dir.join("cache"),
+            engine: EngineSettings {
+                max_instances: config.max_instances,
+                max_memory_bytes: limits.memory_bytes,
+                pooling: true,
+            },
+            limits,
+        })?);
+        let library = Arc::new(PluginLibrary::open(
+            runtime,
+            config.data_dir.join("modules"),
+        )?);
+        let plane = ControlPlane::new(store.clone(), library.clone());
+        bootstrap(&plane, config).await?;
+        let new_owner_token = first_owner(&store, config.owner_token.as_deref()).await?;
+        // Alerts go to configured webhooks and to those added through the
+        // API; without any, nothing is observed.
+        let stored = store.webhooks(&Scope::All).await?;
+        let alerts = if config.webhooks.is_empty() && stored.is_empty() && config.listen.is_none() {
+            None
+        } else {
+            Some(Arc::new(Alerts {
+                alerter: Alerter::new(Arc::new(StoreAlertState::new(store.clone()))),
+                dispatcher: Dispatcher::start(
+                    config.webhooks.clone(),
+                    DispatcherConfig::default(),
+                )?,
+            }))
+        };
+        let registry = config
+            .registry
+            .as_ref()
+            .map(|settings| Registry::new(settings.clone()).map(Arc::new))
+            .transpose()?;
+        let api = match &config.listen {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?;
+                let mut state =
+                    ApiState::new(plane.clone(), alerts.clone(), config.webhooks.clone());
+                if let Some(registry) = &registry {
+                    state = state.with_registry(registry.clone());
+                }
+                state.reload_webhooks_now().await?;
+                Some((listener, state))
+            }
+            None => None,
+        };
+        let mut exec = ExecutorConfig::new(config.worker());
+        exec.max_in_flight = config.max_in_flight.max(1);
+        exec.claim_batch = config.claim_batch.max(1);
+        exec.lease = Duration::from_secs(config.lease_seconds.max(1));
+        let executor = Executor::new(exec, store.clone(), library.clone(), devices, alerts);
+        Ok(Self {
+            plane,
+            executor,
+            tick: Duration::from_millis(config.tick_ms.max(10)),
+            api,
+            new_owner_token,
+            registry,
+        })
+    }
+
+    /// Where the API listens, if it does.
+    pub fn api_addr(&self) -> Option<std::net::SocketAddr> {
+        self.api.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
+    /// Runs the scheduler, the sweeper and the executor until `shutdown`
+    /// turns true; jobs in flight are finished and recorded first.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let executor = self.executor.clone();
+        let exec_shutdown = shutdown.clone();
+        let worker = tokio::spawn(async move { executor.run(exec_shutdown).await });
+        let api = self.api.map(|(listener, state)| {
+            let mut stop = shutdown.clone();
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                steward_api::serve(listener, state, stopped).await
+            })
+        });
+        let upgrades = self.registry.and_then(|registry| {
+            let every = registry.settings().check_every_seconds?;
+            let plane = self.plane.clone();
+            let mut stop = shutdown.clone();
+            Some(tokio::spawn(async move {
+                let every = Duration::from_secs(every.max(1));
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => {}
+                        changed = stop.changed() => if changed.is_err() { return },
+                    }
+                    if *stop.borrow() {
+                        return;
+                    }
+                    // A slow registry must not hold up shutdown.
+                    tokio::select! {
+                        _ = registry.auto_upgrade(plane.store(), plane.library()) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                }
+            }))
+        });
+        let mut shutdown = shutdown;
+        let plane = self.plane;
+        // Repair what a crash left before taking new work.
+        match plane.sweep().await {
+            Ok(r) => self.executor.alert_timed_out(&r.ended).await,
+            Err(e) => tracing::warn!(error = %e, "startup sweep failed"),
+        }
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.tick) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+            match plane.scheduler_tick(chrono::Utc::now()).await {
+                Ok(r) if r.fired + r.skipped > 0 => {
+                    tracing::debug!(fired = r.fired, skipped = r.skipped, "scheduler tick");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "scheduler tick failed"),
+            }
+            match plane.sweep().await {
+                Ok(r) => self.executor.alert_timed_out(&r.ended).await,
+                Err(e) => tracing::warn!(error = %e, "sweep failed"),
+            }
+        }
+        worker.await.context("the executor panicked")?;
+        if let Some(upgrades) = upgrades {
+            upgrades.await.context("the upgrade checker panicked")?;
+        }
+        if let Some(api) = api {
+            api.await
+                .context("the API panicked")?
+                .context("the API failed")?;
+        }
+        plane.store().close().await;
+        Ok(())
+    }
+}
+
+/// Installs the configured plugins, registers this machine and creates the
+/// configured playbooks; every step is skipped when already done, so a
+/// restart changes nothing.
+async fn bootstrap(plane: &ControlPlane, config: &ServeConfig) -> anyhow::Result<()> {
+    let store = plane.store();
+    for p in &config.plugins {
+        let bytes = std::fs::read(&p.file)
+            .with_context(|| format!("cannot read plugin {}", p.file.display()))?;
+        let v = plane
+            .library()
+            .install(store, &bytes, &p.grants)
+            .await
+            .with_context(|| format!("cannot install plugin {}", p.file.display()))?;
+        tracing::info!(plugin = %v.plugin, version = %v.version, "plugin ready");
+    }
+    let now = Timestamp::now();
+    if let Some(machine) = &config.this_machine {
+        let tenant = ensure_tenant(store, &machine.tenant, now).await?;
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "localhost".into());
+        if !store.devices(&tenant).await?.iter().any(|d| d.name == host) {
+            let mut new = NewDevice::new(tenant.clone(), host.clone());
+            new.tags = machine.tags.clone();
+            new.facts = serde_json::json!({ "provider": "local" });
+            store.create_device(&new, now).await?;
+            tracing::info!(device = %host, tenant = %machine.tenant, "this machine registered");
+        }
+    }
+    for p in &config.playbooks {
+        let tenant = ensure_tenant(store, &p.tenant, now).await?;
+        if store.playbook_named(&tenant, &p.name).await?.is_some() {
+            continue;
+        }
+        let playbook = plane
+            .create_playbook(
+                Some(tenant),
+                &p.name,
+                p.steps.clone(),
+                p.target.clone().unwrap_or_else(|| serde_json::json!({})),
+            )
+            .await
+            .with_context(|| format!("playbook `{}` in the configuration", p.name))?;
+        if let Some(spec) = &p.schedule {
+            plane
+                .create_schedule(&playbook.id, None, spec.clone())
+                .await
+                .with_context(|| format!("the schedule of playbook `{}`", p.name))?;
+        }
+        tracing::info!(playbook = %p.name, "playbook created");
+    }
+    Ok(())
+}
+
+/// Creates the first owner when the store has no users: with `token` if
+/// given, else with a new token, which is returned to be shown once.
+async fn first_owner(store: &Store, token: Option<&str>) -> anyhow::Result<Option<String>> {
+    let (token, made) = match token {
+        Some(t) if t.len() >= 32 => (t.to_owned(), false),
+        Some(_) => anyhow::bail!("the owner token must be at least 32 characters"),
+        None => (steward_api::auth::new_token(), true),
+    };
+    let created = store
+        .create_first_owner(&steward_api::auth::hash_token(&token), Timestamp::now())
+        .await?;
+    if created.is_none() {
+        return Ok(None);
+    }
+    tracing::info!("first owner created");
+    Ok(made.then_some(token))
+}
+
+/// The tenant named `name`, created as `managed` if absent.
+async fn ensure_tenant(store: &Store, name: &str, now: Timestamp) -> anyhow::Result<TenantId> {
+    if let Some(t) = store.tenants().await?.into_iter().find(|t| t.name == name) {
+        return Ok(t.id);
+    }
+    let t = store
+        .create_tenant(
+            &NewTenant {
+                name: name.to_owned(),
+                tier: Tier::Managed,
+                max_concurrent_jobs: None,
+            },
+            now,
+        )
+        .await?;
+    Ok(t.id)
+}

@@ -1,0 +1,139 @@
+//! The store's error type: bad input names the field or the unknown id,
+//! database failures never show SQL or connection strings.
+
+use super::ids::{DeviceId, PlaybookId, RunId, ScheduleId, SiteId, TenantId};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL names no backend the store supports.
+    #[error(transparent)]
+    UnsupportedUrl(#[from] steward_sqlkit::UnsupportedUrl),
+    /// The database could not be opened or created.
+    #[error("failed to open the {backend} database")]
+    Open {
+        /// `SQLite` or `PostgreSQL`.
+        backend: &'static str,
+        /// What went wrong.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Applying the schema migrations failed.
+    #[error("failed to migrate the database schema")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    /// A value is out of range or malformed.
+    #[error("invalid `{field}`: {message}")]
+    Invalid {
+        /// The field, as the API names it.
+        field: &'static str,
+        /// What is wrong and what is valid.
+        message: String,
+    },
+    /// No tenant has this id.
+    #[error("unknown tenant `{0}`")]
+    UnknownTenant(TenantId),
+    /// No site has this id.
+    #[error("unknown site `{0}`")]
+    UnknownSite(SiteId),
+    /// No device has this id.
+    #[error("unknown device `{0}`")]
+    UnknownDevice(DeviceId),
+    /// A device or site was named under a tenant it does not belong to.
+    #[error("`{what}` belongs to tenant `{actual}`, not to tenant `{expected}`")]
+    WrongTenant {
+        /// The device or site id.
+        what: String,
+        /// The tenant named in the request.
+        expected: TenantId,
+        /// The tenant that owns it.
+        actual: TenantId,
+    },
+    /// No playbook has this id.
+    #[error("unknown playbook `{0}`")]
+    UnknownPlaybook(PlaybookId),
+    /// No schedule has this id.
+    #[error("unknown schedule `{0}`")]
+    UnknownSchedule(ScheduleId),
+    /// No run has this id.
+    #[error("unknown run `{0}`")]
+    UnknownRun(RunId),
+    /// A run that has finished takes no more jobs.
+    #[error("run `{0}` has finished and takes no more jobs")]
+    RunFinished(RunId),
+    /// A unique name is already taken.
+    #[error("{what} `{name}` already exists")]
+    AlreadyExists {
+        /// What kind of thing (`tenant`, `site`, `device`).
+        what: &'static str,
+        /// The name that is taken.
+        name: String,
+    },
+    /// A stored value could not be read back (a JSON column that does not
+    /// parse, an unknown status): the database was changed behind the
+    /// store's back.
+    #[error("corrupt value in column `{column}`: {message}")]
+    Corrupt {
+        /// The column.
+        column: &'static str,
+        /// What was wrong.
+        message: String,
+    },
+    /// The database failed; the source has the details, which are for logs,
+    /// not for API clients.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    /// Whether the store itself failed (the database, its schema, a value
+    /// changed behind its back), as opposed to refusing the request.
+    pub fn is_internal(&self) -> bool {
+        matches!(
+            self,
+            StoreError::UnsupportedUrl(_)
+                | StoreError::Open { .. }
+                | StoreError::Migrate(_)
+                | StoreError::Corrupt { .. }
+                | StoreError::Database(_)
+        )
+    }
+
+    pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn corrupt(column: &'static str, message: impl std::fmt::Display) -> Self {
+        Self::Corrupt {
+            column,
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Whether `err` is a unique-constraint violation (same check on both
+/// backends).
+pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// An insert's result, with a unique-constraint violation reported as
+/// [`StoreError::AlreadyExists`] naming `what` and `name`.
+pub(crate) fn unique_insert<T>(
+    inserted: std::result::Result<T, sqlx::Error>,
+    what: &'static str,
+    name: &str,
+) -> Result<T> {
+    match inserted {
+        Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists {
+            what,
+            name: name.to_owned(),
+        }),
+        other => Ok(other?),
+    }
+}
+
+/// The store's result type.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

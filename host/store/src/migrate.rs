@@ -1,0 +1,42 @@
+//! The schema migrations, embedded in the binary at compile time so a
+//! shipped `steward` needs no migrations folder. One portable set serves
+//! both backends (see `migrations/`).
+
+use steward_sqlkit::EmbeddedMigrations;
+
+/// `(version, description, sql)` of every migration, oldest first. A
+/// released migration is never edited (sqlx refuses a changed checksum);
+/// a change is a new file.
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "control plane",
+        include_str!("../migrations/0001_control_plane.sql"),
+    ),
+    (
+        2,
+        "executor",
+        include_str!("../migrations/0002_executor.sql"),
+    ),
+    (3, "api", include_str!("../migrations/0003_api.sql")),
+    (
+        4,
+        "registry",
+        include_str!("../migrations/0004_registry.sql"),
+    ),
+    (
+        5,
+        "alert outbox",
+        include_str!("../migrations/0005_alert_outbox.sql"),
+    ),
+    (
+        6,
+        "alert outbox reached",
+        include_str!("../migrations/0006_alert_outbox_reached.sql"),
+    ),
+];
+
+/// The embedded migrations, for `steward_sqlkit::open_pool`
+/// (which migrates under a database-wide lock: an advisory lock on
+/// PostgreSQL, a lock file beside a SQLite database).
+pub(crate) const MIGRATIONS_SOURCE: EmbeddedMigrations = EmbeddedMigrations(MIGRATIONS);
