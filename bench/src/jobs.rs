@@ -22,9 +22,7 @@ use steward_control::executor::{Executor, ExecutorConfig};
 use steward_control::plane::ControlPlane;
 use steward_control::providers::StandardProviders;
 use steward_runtime::device::local::LocalConfig;
-use steward_store::{
-    Completion, JobStatus, NewFinding, RunId, Severity, Store, Tier, Timestamp,
-};
+use steward_store::{Completion, JobStatus, NewFinding, RunId, Severity, Store, Tier, Timestamp};
 use support::control::{fixture, install, plane_with, runtime_with, simulated_facts, tenant};
 use tokio::sync::watch;
 

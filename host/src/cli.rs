@@ -9,13 +9,13 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
+use steward_control::registry::RegistrySettings;
+use steward_host::serve::{ServeConfig, Server};
 use steward_runtime::audit::{AuditEvent, AuditOutcome, MemoryAudit};
 use steward_runtime::bindings::types::{
     Change, Descriptor, Finding, Outcome, ParamType, ParamValue, PluginScope, RunMode, Severity,
 };
 use steward_runtime::capability::{Grant, Grants};
-use steward_control::registry::RegistrySettings;
-use steward_host::serve::{ServeConfig, Server};
 use steward_runtime::device::fleet;
 use steward_runtime::device::local::{self, LocalConfig};
 use steward_runtime::device::simulated::{Fixture, Simulated};
@@ -85,6 +85,11 @@ enum Command {
         #[arg(long, env = "STEWARD_REGISTRY", value_name = "URL")]
         registry: Option<String>,
     },
+    /// The endpoint's agent: enroll this machine with a server, then run
+    /// (connects out to the server and serves its provider calls within
+    /// this endpoint's policy).
+    #[command(subcommand)]
+    Agent(AgentCommand),
     #[command(flatten)]
     Remote(crate::remote::Remote),
     /// Time to remediate findings per tenant tier against per-tier
@@ -109,6 +114,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentCommand {
+    /// Enrolls this machine: makes its key pair, joins the token's tenant.
+    Enroll(crate::agent::EnrollArgs),
+    /// Connects to the server and serves it until stopped (SIGINT or
+    /// SIGTERM); reconnects with backoff. Exits 3 when revoked.
+    Run(crate::agent::RunArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -262,10 +276,15 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // An agent is a service: it logs what it does by default.
+    let default_log = match cli.command {
+        Command::Agent(AgentCommand::Run(_)) => "info",
+        _ => "error",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STEWARD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -341,6 +360,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             serve(config).await
         }
         Command::Remote(remote) => crate::remote::run(remote).await,
+        Command::Agent(AgentCommand::Enroll(args)) => {
+            crate::agent::enroll(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agent(AgentCommand::Run(args)) => {
+            Ok(ExitCode::from(crate::agent::run(args).await?))
+        }
         Command::Sla {
             config,
             days,

@@ -1,5 +1,6 @@
 //! The `steward` binary.
 
+mod agent;
 mod cli;
 mod publish;
 mod remote;

@@ -16,12 +16,12 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{ArgGroup, Args};
-use steward_runtime::Runtime;
 use steward_contract::Manifest;
-use steward_registry::api::codes;
-use steward_registry::client::{ClientError, RegistryClient};
 use steward_contract::imports::{self, Imports};
 use steward_contract::signing::SecretKey;
+use steward_registry::api::codes;
+use steward_registry::client::{ClientError, RegistryClient};
+use steward_runtime::Runtime;
 
 /// `steward plugin keygen`.
 #[derive(Debug, Args)]

@@ -43,6 +43,8 @@ pub enum Remote {
     Sites(Area<SiteCmd>),
     /// Managed devices.
     Devices(Area<DeviceCmd>),
+    /// Enrollment tokens remote agents join with.
+    Enrollment(Area<EnrollmentCmd>),
     /// Plugins installed on the server.
     Plugins(Area<PluginsCmd>),
     /// Playbooks.
@@ -166,6 +168,50 @@ pub enum DeviceCmd {
         tenant: String,
         file: PathBuf,
     },
+    /// Revokes a device's agent: refused from now on, disconnected at once.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnrollmentCmd {
+    /// Makes an enrollment token (shown once).
+    Create {
+        /// The tenant devices join.
+        #[arg(long)]
+        tenant: String,
+        /// Their site.
+        #[arg(long)]
+        site: Option<String>,
+        /// Tags enrolled devices get, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        tags: Vec<String>,
+        /// How long the token works: `90s`, `30m`, `24h` or `7d`.
+        #[arg(long, default_value = "7d")]
+        expires: String,
+        /// How many devices may enroll with it.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+    },
+}
+
+/// Seconds in `90s`, `30m`, `24h`, `7d` (or a bare number of seconds).
+fn duration_arg(text: &str, flag: &str) -> anyhow::Result<u64> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .with_context(|| format!("{flag}: `{text}` is not a duration like 90s, 30m, 24h or 7d"))?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => anyhow::bail!("{flag}: `{text}` is not a duration like 90s, 30m, 24h or 7d"),
+    };
+    Ok(n.saturating_mul(unit))
 }
 
 #[derive(Debug, Subcommand)]
@@ -665,7 +711,15 @@ pub async fn run(remote: Remote) -> anyhow::Result<ExitCode> {
         }
         Remote::Devices(Area { conn, cmd }) => {
             let c = Client::new(conn);
-            let cols = &["id", "tenant_id", "name", "tags", "reachable"];
+            let cols = &[
+                "id",
+                "tenant_id",
+                "name",
+                "tags",
+                "reachable",
+                "facts.agent_version",
+                "last_seen_at",
+            ];
             match cmd {
                 DeviceCmd::List { tenant } => c.print(
                     &c.get(&format!("/api/v1/devices{}", query(&[("tenant", tenant)])))
@@ -706,6 +760,40 @@ pub async fn run(remote: Remote) -> anyhow::Result<ExitCode> {
                         .header("content-type", "text/csv")
                         .body(text);
                     c.print(&c.send(req).await?, &["created", "updated"]);
+                }
+                DeviceCmd::Revoke { id } => c.print(
+                    &c.post(&format!("/api/v1/devices/{id}/revoke"), json!({}))
+                        .await?,
+                    &["device_id", "disconnected"],
+                ),
+            }
+        }
+        Remote::Enrollment(Area { conn, cmd }) => {
+            let c = Client::new(conn);
+            match cmd {
+                EnrollmentCmd::Create {
+                    tenant,
+                    site,
+                    tags,
+                    expires,
+                    uses,
+                } => {
+                    let expires = duration_arg(&expires, "--expires")?;
+                    let created = c
+                        .post(
+                            "/api/v1/enrollments",
+                            json!({ "tenant_id": tenant, "site_id": site, "tags": tags,
+                                    "expires_in_seconds": expires, "uses": uses }),
+                        )
+                        .await?;
+                    if c.conn.quiet {
+                        println!("{}", cell(&created["token"]));
+                    } else {
+                        c.print(
+                            &created,
+                            &["id", "tenant_id", "uses_left", "expires_at", "token"],
+                        );
+                    }
                 }
             }
         }

@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use serde::Deserialize;
 use tokio::sync::watch;
 
+use steward_control::agents::AgentHub;
 use steward_control::alerts::{Alerter, Dispatcher, DispatcherConfig, Webhook};
 use steward_control::executor::{Alerts, Executor, ExecutorConfig};
 use steward_control::plane::ControlPlane;
@@ -200,9 +201,11 @@ impl Server {
     /// Opens the store (creating and migrating it), the runtime and the
     /// plugin library, and sets up alerting.
     pub async fn open(config: &ServeConfig) -> anyhow::Result<Self> {
-        Self::open_with(
+        let agents = AgentHub::new();
+        Self::open_with_agents(
             config,
-            Arc::new(StandardProviders::new(LocalConfig::default())),
+            Arc::new(StandardProviders::new(LocalConfig::default()).with_agents(agents.clone())),
+            agents,
         )
         .await
     }
@@ -211,6 +214,16 @@ impl Server {
     pub async fn open_with(
         config: &ServeConfig,
         devices: Arc<dyn DeviceProviders>,
+    ) -> anyhow::Result<Self> {
+        Self::open_with_agents(config, devices, AgentHub::new()).await
+    }
+
+    /// [`open_with`](Self::open_with), the API registering connected agents
+    /// in `agents` (the hub `devices` reaches agent devices through).
+    pub async fn open_with_agents(
+        config: &ServeConfig,
+        devices: Arc<dyn DeviceProviders>,
+        agents: Arc<AgentHub>,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!(
@@ -272,7 +285,8 @@ impl Server {
                     .await
                     .with_context(|| format!("cannot listen on {addr}"))?;
                 let mut state =
-                    ApiState::new(plane.clone(), alerts.clone(), config.webhooks.clone());
+                    ApiState::new(plane.clone(), alerts.clone(), config.webhooks.clone())
+                        .with_agents(agents.clone(), config.worker());
                 if let Some(registry) = &registry {
                     state = state.with_registry(registry.clone());
                 }

@@ -1043,7 +1043,10 @@ async fn only_an_owner_may_point_a_device_at_the_server_itself() {
     )
     .await;
     let t = api
-        .create("/api/v1/tokens", json!({ "user": "tech-a", "label": "test" }))
+        .create(
+            "/api/v1/tokens",
+            json!({ "user": "tech-a", "label": "test" }),
+        )
         .await;
     let tech = t["token"].as_str().unwrap().to_owned();
     let (_, before) = api.get(OWNER, "/api/v1/devices").await;
@@ -1086,10 +1089,7 @@ async fn an_install_the_database_fails_is_a_500_naming_only_an_error_id() {
     let api = start().await;
     // The database refuses every new plugin version, as a failing disk
     // would: a trigger, added behind the server's back.
-    let url = format!(
-        "sqlite://{}",
-        api._dir.path().join("steward.db").display()
-    );
+    let url = format!("sqlite://{}", api._dir.path().join("steward.db").display());
     sqlx::any::install_default_drivers();
     let mut db = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
         .await
@@ -1121,7 +1121,11 @@ async fn an_install_the_database_fails_is_a_500_naming_only_an_error_id() {
 
     // Bad input is still the caller's: 422 naming the field.
     let (status, body) = api
-        .post(OWNER, "/api/v1/plugins", json!({ "wasm": patching_wasm(), "grants": ["nope"] }))
+        .post(
+            OWNER,
+            "/api/v1/plugins",
+            json!({ "wasm": patching_wasm(), "grants": ["nope"] }),
+        )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["field"], "grants");

@@ -20,9 +20,7 @@ use steward_control::executor::{Alerts, Executor, ExecutorConfig};
 use steward_control::plane::ControlError;
 use steward_control::providers::{StandardProviders, StoreAlertState};
 use steward_runtime::device::local::LocalConfig;
-use steward_store::{
-    ChangeOutcome, JobMode, JobStatus, Reclaimed, RunStatus, Tier, Timestamp,
-};
+use steward_store::{ChangeOutcome, JobMode, JobStatus, Reclaimed, RunStatus, Tier, Timestamp};
 use support::control::{
     FIXER_GRANTS, TestDevices, finished, fixture, install, plane, simulated_facts, start, tenant,
     wait,

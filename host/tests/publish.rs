@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use registry_support::Registry;
-use steward_registry::client::verify_resolved;
 use steward_contract::signing::SecretKey;
 use steward_contract::{Digest, imports};
+use steward_registry::client::verify_resolved;
 
 /// Runs `steward ARGS` without the registry variables of the caller's
 /// environment.

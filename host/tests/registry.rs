@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 use registry_support::{Registry, manifest};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use steward_contract::signing::SecretKey;
 use steward_host::serve::{ServeConfig, Server};
 use steward_registry::api::VersionRecord;
 use steward_registry::client::RegistryClient;
-use steward_contract::signing::SecretKey;
 use support::control::{fixture, simulated_facts};
 use tokio::sync::watch;
 

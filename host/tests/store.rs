@@ -130,7 +130,7 @@ async fn migrations_are_idempotent(db: TestDb) {
         .fetch_one(&sqlx::AnyPool::connect(&db.url).await.unwrap())
         .await
         .unwrap();
-    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/store/migrations"))
         .unwrap()
         .filter(|e| {
             e.as_ref()
@@ -1801,7 +1801,12 @@ async fn a_bad_completion_fails_its_own_job_and_the_batch_is_stored(db: TestDb) 
     .await;
     let claimed = s.claim("w", 3, LEASE, at(0)).await.unwrap();
     assert_eq!(claimed.len(), 3);
-    let by_device = |d: &DeviceId| claimed.iter().find(|j| j.device_id.as_ref() == Some(d)).unwrap();
+    let by_device = |d: &DeviceId| {
+        claimed
+            .iter()
+            .find(|j| j.device_id.as_ref() == Some(d))
+            .unwrap()
+    };
     let (good, empty, repeated) = (
         by_device(&f.devices[0]),
         by_device(&f.devices[1]),
@@ -1827,7 +1832,10 @@ async fn a_bad_completion_fails_its_own_job_and_the_batch_is_stored(db: TestDb) 
         let stored = s.job(&job.id).await.unwrap().unwrap();
         assert_eq!(stored.status, JobStatus::Failed, "{stored:?}");
         let error = stored.last_error.unwrap();
-        assert!(error.contains("invalid output") && error.contains(says), "{error}");
+        assert!(
+            error.contains("invalid output") && error.contains(says),
+            "{error}"
+        );
     }
     assert!(s.findings(&f.managed, false).await.unwrap().is_empty());
     assert!(s.findings(&f.on_demand, false).await.unwrap().is_empty());
@@ -1868,7 +1876,12 @@ async fn audit_rows_commit_exactly_with_their_record(db: TestDb) {
     // audit row; the one it accepts writes its rows with it.
     let mut stale = Completion::succeeded(first, json!({}));
     stale.audit = vec![audit_of(first, "accounts.unlock")];
-    assert!(s.complete("intruder", &[stale], at(1)).await.unwrap().is_empty());
+    assert!(
+        s.complete("intruder", &[stale], at(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(s.audit_count(&first.id).await.unwrap(), 0);
     assert_eq!(status(s, &first.id).await, JobStatus::Leased);
 
@@ -1877,7 +1890,10 @@ async fn audit_rows_commit_exactly_with_their_record(db: TestDb) {
         audit_of(first, "accounts.unlock"),
         audit_of(first, "packages.install-updates"),
     ];
-    assert_eq!(s.complete("w", &[done.clone()], at(1)).await.unwrap().len(), 1);
+    assert_eq!(
+        s.complete("w", &[done.clone()], at(1)).await.unwrap().len(),
+        1
+    );
     assert_eq!(s.audit_count(&first.id).await.unwrap(), 2);
     // Sent again (a retried batch), it is not accepted and adds nothing.
     assert!(s.complete("w", &[done], at(2)).await.unwrap().is_empty());
@@ -1894,7 +1910,9 @@ async fn audit_rows_commit_exactly_with_their_record(db: TestDb) {
         audit: vec![audit_of(second, "accounts.unlock")],
     };
     assert_eq!(
-        s.fail("w", &failure(second.attempt + 1), at(1)).await.unwrap(),
+        s.fail("w", &failure(second.attempt + 1), at(1))
+            .await
+            .unwrap(),
         FailOutcome::NotLeased
     );
     assert_eq!(s.audit_count(&second.id).await.unwrap(), 0);

@@ -30,11 +30,11 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncReadExt as _;
 
-use steward_contract::Digest;
 use crate::api::{
     KEY_ID_HEADER, MANIFEST_HEADER, ModuleVersions, NamespaceKeys, Problem, RegisterKey,
     RegisteredKey, Resolved, SIGNATURE_HEADER, SearchResults, VersionRecord, WASM_MEDIA_TYPE,
 };
+use steward_contract::Digest;
 use steward_contract::manifest::{Manifest, ManifestError, check_name_part};
 use steward_contract::signing::{self, SecretKey, SigningError};
 

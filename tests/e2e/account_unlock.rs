@@ -2,10 +2,10 @@
 //! server whose accounts are locked for different reasons
 //! (`account-unlock.toml`).
 
+use steward_runtime::RunError;
 use steward_runtime::audit::AuditOutcome;
 use steward_runtime::bindings::types::{Change, Finding, Outcome, PluginError, RunMode, Severity};
 use steward_runtime::device::simulated::{Fixture, Simulated};
-use steward_runtime::RunError;
 
 use crate::support::*;
 

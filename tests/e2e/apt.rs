@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+use steward_contract::Digest;
 use steward_runtime::bindings::types::{Outcome, RunMode};
 use steward_runtime::capability::packages::{Apt, PackagesProvider};
-use steward_contract::Digest;
 
 use crate::support::*;
 
@@ -332,11 +332,9 @@ async fn patching_ages_security_updates_and_installs_by_policy() {
     // Excluded packages are never touched.
     let descriptor = runtime().describe(&module).await.result.unwrap();
     let mut excluded = later.spec.clone();
-    excluded.params = steward_runtime::resolve_text_params(
-        &descriptor,
-        &[("exclude".into(), "lib*".into())],
-    )
-    .unwrap();
+    excluded.params =
+        steward_runtime::resolve_text_params(&descriptor, &[("exclude".into(), "lib*".into())])
+            .unwrap();
     let none = runtime()
         .remediate(&module, excluded, findings.clone())
         .await

@@ -242,10 +242,8 @@ async fn the_antivirus_plugin_plans_then_quarantines_a_real_detection() {
     assert!(!lab.eicar().exists());
     assert_eq!(lab.av.quarantined().len(), 1);
     let audit = run.audit.events();
-    assert!(
-        audit.iter().any(|e| e.function == "quarantine"
-            && e.outcome == steward_runtime::audit::AuditOutcome::Applied)
-    );
+    assert!(audit.iter().any(|e| e.function == "quarantine"
+        && e.outcome == steward_runtime::audit::AuditOutcome::Applied));
 
     let findings = runtime()
         .check(&module, run.spec.clone())
@@ -287,11 +285,9 @@ async fn the_host_denies_a_scan_path_outside_the_grant() {
     );
 
     let descriptor = runtime().describe(&module).await.result.unwrap();
-    run.spec.params = steward_runtime::resolve_text_params(
-        &descriptor,
-        &[("scan-paths".into(), scan.clone())],
-    )
-    .unwrap();
+    run.spec.params =
+        steward_runtime::resolve_text_params(&descriptor, &[("scan-paths".into(), scan.clone())])
+            .unwrap();
     let findings = vec![steward_runtime::bindings::types::Finding {
         id: "scan-overdue".into(),
         severity: steward_runtime::bindings::types::Severity::Warning,

@@ -97,12 +97,12 @@ fn slapd_harness_locks_and_unlocks_with_ppolicy() {
 mod provider {
     use std::sync::Arc;
 
+    use steward_runtime::RunError;
     use steward_runtime::bindings::accounts::AccountSource;
     use steward_runtime::bindings::types::{Change, Finding, HostError, Outcome, RunMode};
     use steward_runtime::capability::accounts::{
         AccountsProvider, Directory, DirectoryConfig, Flavour,
     };
-    use steward_runtime::RunError;
 
     use crate::slapd::{AD_ADMIN_DN, AD_SUFFIX, ADMIN_DN, ADMIN_PASSWORD, SUFFIX, Slapd};
     use crate::support::*;

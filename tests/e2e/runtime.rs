@@ -316,7 +316,10 @@ async fn a_second_load_uses_the_precompiled_artifact_on_disk() {
     };
     let bytes = bytes("guest-trivial");
     let first = Runtime::new(config.clone()).unwrap();
-    assert_eq!(first.load(&bytes).await.unwrap().source, ArtifactSource::Compiled);
+    assert_eq!(
+        first.load(&bytes).await.unwrap().source,
+        ArtifactSource::Compiled
+    );
     drop(first);
 
     let second = Runtime::new(config.clone()).unwrap();
@@ -335,7 +338,10 @@ async fn a_second_load_uses_the_precompiled_artifact_on_disk() {
         .unwrap();
     std::fs::write(&artifact, b"not an artifact").unwrap();
     let third = Runtime::new(config).unwrap();
-    assert_eq!(third.load(&bytes).await.unwrap().source, ArtifactSource::Compiled);
+    assert_eq!(
+        third.load(&bytes).await.unwrap().source,
+        ArtifactSource::Compiled
+    );
 }
 
 #[tokio::test]
@@ -362,7 +368,10 @@ async fn falls_back_to_on_demand_allocation_when_the_pool_does_not_fit() {
 #[tokio::test]
 async fn bad_module_bytes_get_clear_errors() {
     let rt = runtime();
-    let err = rt.load(b"MZ\x90\x00 definitely not wasm").await.unwrap_err();
+    let err = rt
+        .load(b"MZ\x90\x00 definitely not wasm")
+        .await
+        .unwrap_err();
     assert!(matches!(err, LoadError::NotWasm), "{err}");
 
     let core = wat::parse_str("(module (func (export \"check\")))").unwrap();
@@ -460,7 +469,10 @@ async fn a_rerun_after_a_crash_replays_applied_calls_from_the_journal() {
 async fn findings_that_break_the_id_rules_fail_the_run_as_invalid_output() {
     for (behaviour, says) in [
         ("empty-finding-id", "finding 1: its id is empty"),
-        ("duplicate-finding-ids", "its id `twice` was returned already"),
+        (
+            "duplicate-finding-ids",
+            "its id `twice` was returned already",
+        ),
         ("oversized-finding-id", "its id is 100000 bytes long"),
     ] {
         let (result, ..) = hostile(behaviour).await;
@@ -514,7 +526,11 @@ async fn concurrent_loads_of_one_module_compile_it_once_off_the_async_workers() 
     }
     ticker.abort();
     assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
-    assert_eq!(runtime.compilations(), 1, "eight concurrent loads, one compile");
+    assert_eq!(
+        runtime.compilations(),
+        1,
+        "eight concurrent loads, one compile"
+    );
     assert!(
         ticks.load(std::sync::atomic::Ordering::Relaxed) > 0,
         "the timer never ran while the module compiled"

@@ -65,7 +65,10 @@ pub struct Run {
 /// A run against a fresh simulated device built from `fixture`.
 impl Run {
     /// Replaces some of the simulated device's providers with real ones.
-    pub fn with_device(mut self, change: impl FnOnce(&mut steward_runtime::device::Device)) -> Self {
+    pub fn with_device(
+        mut self,
+        change: impl FnOnce(&mut steward_runtime::device::Device),
+    ) -> Self {
         let mut device = self.sim.device();
         change(&mut device);
         self.spec.device = Arc::new(device);

@@ -403,11 +403,12 @@ fn parse_csv(text: &str) -> ApiResult<Vec<(String, Value)>> {
         }
         let admin = Value::Object(admin);
         check_admin_fields(&admin).map_err(|_| {
-            let detail =
-                serde_json::from_value::<steward_runtime::capability::inventory::AdminRecord>(admin.clone())
-                    .err()
-                    .map(|e| e.to_string())
-                    .unwrap_or_default();
+            let detail = serde_json::from_value::<
+                steward_runtime::capability::inventory::AdminRecord,
+            >(admin.clone())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
             ApiError::invalid(format!("row {line}"), format!("row {line}: {detail}"))
         })?;
         rows.push((name, admin));

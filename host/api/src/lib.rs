@@ -9,6 +9,7 @@
 //! tenants before touching the store; an object of a tenant the caller does
 //! not see is a 404, exactly like an object that does not exist.
 
+mod agents;
 pub mod auth;
 pub mod body;
 mod inventory;
@@ -28,6 +29,7 @@ use utoipa::openapi::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 
+use steward_control::agents::AgentHub;
 use steward_control::alerts::Webhook;
 use steward_control::executor::Alerts;
 use steward_control::plane::ControlPlane;
@@ -56,6 +58,11 @@ struct Inner {
     configured_webhooks: Vec<Webhook>,
     /// The module registry plugins are installed from, if configured.
     registry: Option<Arc<Registry>>,
+    /// The agents connected to this process.
+    agents: Arc<AgentHub>,
+    /// This process's worker id: the devices whose agents connect here are
+    /// its executor's to run.
+    holder: String,
 }
 
 impl ApiState {
@@ -74,6 +81,8 @@ impl ApiState {
                 alerts,
                 configured_webhooks,
                 registry: None,
+                agents: AgentHub::new(),
+                holder: "api".into(),
             }),
         }
     }
@@ -89,6 +98,31 @@ impl ApiState {
             .expect("with_registry before the state is shared")
             .registry = Some(registry);
         self
+    }
+
+    /// The same state, serving agents through `hub` (the hub the
+    /// executor's providers call through) on behalf of the executor whose
+    /// worker id is `worker_id`. Call before the state is shared.
+    ///
+    /// # Panics
+    ///
+    /// When the state was cloned already.
+    pub fn with_agents(mut self, hub: Arc<AgentHub>, worker_id: String) -> Self {
+        let inner = Arc::get_mut(&mut self.inner).expect("with_agents before the state is shared");
+        inner.agents = hub;
+        inner.holder = worker_id;
+        self
+    }
+
+    /// This process's worker id, recorded as the holder of the agents
+    /// connected here.
+    pub(crate) fn holder(&self) -> &str {
+        &self.inner.holder
+    }
+
+    /// The agents connected to this process.
+    pub fn agents(&self) -> &Arc<AgentHub> {
+        &self.inner.agents
     }
 
     /// The module registry, or the error saying none is configured.
@@ -238,6 +272,7 @@ pub struct Page<T> {
 pub fn router(state: ApiState) -> (Router, OpenApi) {
     let (router, mut doc) = OpenApiRouter::new()
         .merge(ops::routes())
+        .merge(agents::routes())
         .merge(inventory::routes())
         .merge(playbooks::routes())
         .merge(runs::routes())

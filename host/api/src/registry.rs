@@ -14,8 +14,8 @@ use super::auth::Caller;
 use super::body::{Json, Query};
 use super::problem::{ApiError, ApiResult, Problem};
 use steward_control::registry::{ModuleRef, Offer, RegistryError, Upgrade};
-use steward_store::{PluginVersion, Role, Timestamp, TrustHow, TrustedKey};
 use steward_registry::client::VerifyError;
+use steward_store::{PluginVersion, Role, Timestamp, TrustHow, TrustedKey};
 
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()

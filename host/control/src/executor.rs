@@ -52,9 +52,9 @@ use steward_runtime::bindings::types::{
 };
 use steward_runtime::{Journal, LogLine, RunError, RunSpec, resolve_json_params};
 use steward_store::{
-    self as store, AuditEvent, ChangeOutcome, Completion, DeviceId, Failure, FailureKind, Job, JobId,
-    JobMode, NewChange, NewFinding, NewJob, NewLog, Outcome, Pin, PluginVersion, RunId, Severity,
-    Store, Timestamp,
+    self as store, AuditEvent, ChangeOutcome, Completion, DeviceId, Failure, FailureKind, Job,
+    JobId, JobMode, NewChange, NewFinding, NewJob, NewLog, Outcome, Pin, PluginVersion, RunId,
+    Severity, Store, Timestamp,
 };
 
 /// How an executor runs.
@@ -555,7 +555,10 @@ impl Inner {
         match self.store.devices_by_id(&stale).await {
             Ok(found) => {
                 let now = Instant::now();
-                let mut resolved: HashMap<DeviceId, Result<steward_runtime::device::Device, String>> = stale
+                let mut resolved: HashMap<
+                    DeviceId,
+                    Result<steward_runtime::device::Device, String>,
+                > = stale
                     .iter()
                     .map(|id| {
                         (

@@ -6,6 +6,7 @@
 //! runs them all in one process beside the API, is the binary's
 //! (`steward_host::serve`).
 
+pub mod agents;
 pub mod alerts;
 pub mod executor;
 pub mod plane;

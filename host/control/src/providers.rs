@@ -10,16 +10,17 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sha2::{Digest as _, Sha256};
 
+use crate::alerts::{Alert, AlertKey, AlertState, AlertStateError, OpenAlert, Undelivered};
 use steward_runtime::audit::{AuditEvent, AuditSink};
 use steward_runtime::bindings::tickets::{Filed, Ticket};
 use steward_runtime::bindings::types::{HostError, Outcome, RunMode};
 use steward_runtime::capability::state::{MAX_KEYS, StateStore};
 use steward_runtime::capability::tickets::{TicketOrigin, TicketsProvider};
-use crate::alerts::{
-    Alert, AlertKey, AlertState, AlertStateError, OpenAlert, Undelivered,
-};
 use steward_runtime::device::Device;
 use steward_runtime::device::local::{self, LocalConfig};
+use steward_runtime::device::remote::remote_device;
+
+use crate::agents::AgentHub;
 use steward_runtime::device::simulated::{Fixture, Simulated};
 use steward_runtime::{Journal, JournalKey};
 use steward_store::{self as store, JobId, NewTicket, OutboxEvent, Store, TenantId, Timestamp};
@@ -430,10 +431,13 @@ pub trait DeviceProviders: Send + Sync {
 }
 
 /// The standard choice, by the device's `facts.provider`: `local` is this
-/// machine with its real providers; `simulated` serves `facts.fixture` from
-/// memory (kept for the life of the process, for demos and load tests).
+/// machine with its real providers; `agent` is an enrolled endpoint whose
+/// providers its agent serves over its connection; `simulated` serves
+/// `facts.fixture` from memory (kept for the life of the process, for
+/// demos and load tests).
 pub struct StandardProviders {
     local: LocalConfig,
+    agents: Option<Arc<AgentHub>>,
     simulated: Mutex<HashMap<String, Arc<Simulated>>>,
 }
 
@@ -442,8 +446,15 @@ impl StandardProviders {
     pub fn new(local: LocalConfig) -> Self {
         Self {
             local,
+            agents: None,
             simulated: Mutex::default(),
         }
+    }
+
+    /// Serves `agent` devices through the agents connected to `hub`.
+    pub fn with_agents(mut self, hub: Arc<AgentHub>) -> Self {
+        self.agents = Some(hub);
+        self
     }
 }
 
@@ -456,6 +467,20 @@ impl DeviceProviders for StandardProviders {
             .unwrap_or("");
         let mut device = match provider {
             "local" => local::device(&self.local),
+            "agent" => {
+                let hub = self.agents.as_ref().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "device `{}` is an agent's, and this server serves no agents",
+                        stored.id
+                    )
+                })?;
+                remote_device(
+                    stored.id.as_str(),
+                    &stored.name,
+                    stored.tenant_id.as_str(),
+                    hub.link(stored.id.as_str()),
+                )
+            }
             "simulated" => {
                 let mut simulated = self.simulated.lock().expect("device map poisoned");
                 let sim = match simulated.get(stored.id.as_str()) {
@@ -482,7 +507,7 @@ impl DeviceProviders for StandardProviders {
                 sim.device()
             }
             other => anyhow::bail!(
-                "device `{}` has no provider (`facts.provider` is `{other}`; expected `local` or `simulated`)",
+                "device `{}` has no provider (`facts.provider` is `{other}`; expected `local`, `agent` or `simulated`)",
                 stored.id
             ),
         };

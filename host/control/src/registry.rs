@@ -26,11 +26,11 @@
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
-use steward_registry::api::Resolved;
-use steward_registry::client::{ClientError, RegistryClient, VerifyError, verify_record};
 use steward_contract::codes;
 use steward_contract::imports::{self, ImportsError};
 use steward_contract::manifest::ImportsMismatch;
+use steward_registry::api::Resolved;
+use steward_registry::client::{ClientError, RegistryClient, VerifyError, verify_record};
 
 use super::plugins::{InstallError, PluginLibrary, Provenance};
 use steward_runtime::capability::Grant;
@@ -291,7 +291,9 @@ impl RegistryError {
             RegistryError::Verify(VerifyError::Unsigned) => codes::UNSIGNED_MODULE,
             RegistryError::Verify(VerifyError::UntrustedKey { .. }) => codes::UNTRUSTED_KEY,
             RegistryError::Verify(VerifyError::BadSignature { .. }) => codes::BAD_SIGNATURE,
-            RegistryError::Imports(ImportsMismatch::Capabilities { .. }) => codes::CAPABILITIES_MISMATCH,
+            RegistryError::Imports(ImportsMismatch::Capabilities { .. }) => {
+                codes::CAPABILITIES_MISMATCH
+            }
             RegistryError::Imports(ImportsMismatch::Wit { .. }) => codes::WIT_MISMATCH,
             RegistryError::GrantsRequired { .. } => codes::GRANTS_REQUIRED,
             RegistryError::NotFromRegistry(_) => codes::NOT_FROM_REGISTRY,
@@ -649,8 +651,7 @@ impl Registry {
             Err(e) => return Err(RegistryError::Verify(e)),
         };
 
-        let imported =
-            imports::inspect(&bytes).map_err(RegistryError::Component)?;
+        let imported = imports::inspect(&bytes).map_err(RegistryError::Component)?;
         record
             .manifest
             .describes(&imported)

@@ -278,12 +278,11 @@ impl Runtime {
         let engine = self.engine.clone();
         let cache = self.cache.clone();
         let owned = bytes.to_vec();
-        let (component, source) = tokio::task::spawn_blocking(move || {
-            cache.load_or_compile(&engine, &digest, &owned)
-        })
-        .await
-        .map_err(|e| LoadError::Host(format!("the compile task failed: {e}")))?
-        .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let (component, source) =
+            tokio::task::spawn_blocking(move || cache.load_or_compile(&engine, &digest, &owned))
+                .await
+                .map_err(|e| LoadError::Host(format!("the compile task failed: {e}")))?
+                .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
         if source == ArtifactSource::Compiled {
             self.compilations.fetch_add(1, Ordering::Relaxed);
         }

@@ -232,6 +232,8 @@ impl HostState {
                 RunMode::Apply => AuditOutcome::Applied,
                 RunMode::Plan => AuditOutcome::Planned,
             },
+            // A provider that refuses (an endpoint's ceiling) denied it.
+            Err(HostError::Denied(reason)) => AuditOutcome::Denied(reason.clone()),
             Err(e) => AuditOutcome::Failed(format!("{e:?}")),
         };
         self.record(call, outcome)?;

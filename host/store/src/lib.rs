@@ -167,6 +167,7 @@
 //! accepted attempt once.
 
 mod admin;
+mod agents;
 mod durable;
 mod error;
 mod ids;
@@ -191,6 +192,7 @@ pub use admin::{
     ApiToken, NewUser, RunFilter, RunLog, RunPageJson, Scope, StoreMetrics, StoredAudit,
     StoredWebhook, User,
 };
+pub use agents::{AgentRecord, BAD_ENROLLMENT_TOKEN, Enrollment, NewAgent, NewEnrollment};
 pub use durable::{NewTicket, OutboxEvent, PluginSource, PluginVersion, StoredTicket, TierSla};
 pub use error::{Result, StoreError};
 pub use ids::{DeviceId, JobId, PlaybookId, RunId, ScheduleId, SiteId, TenantId, Timestamp};
@@ -369,7 +371,9 @@ impl Store {
         )
         .await
         .map_err(|e| match e {
-            steward_sqlkit::OpenError::Invalid(message) => StoreError::invalid("database-url", message),
+            steward_sqlkit::OpenError::Invalid(message) => {
+                StoreError::invalid("database-url", message)
+            }
             steward_sqlkit::OpenError::Connect(source) => StoreError::Open {
                 backend: backend.name(),
                 source,

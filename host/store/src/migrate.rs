@@ -34,6 +34,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "alert outbox reached",
         include_str!("../migrations/0006_alert_outbox_reached.sql"),
     ),
+    (7, "agents", include_str!("../migrations/0007_agents.sql")),
 ];
 
 /// The embedded migrations, for `steward_sqlkit::open_pool`

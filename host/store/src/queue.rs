@@ -362,7 +362,7 @@ impl Store {
         if limits == 0 {
             let mut sql = self.lease_update(worker, lease, now);
             sql.push("(SELECT j.id FROM jobs j LEFT JOIN devices d ON d.id = j.device_id WHERE ");
-            self.claimable(&mut sql, now);
+            self.claimable(&mut sql, now, worker);
             sql.push(" ORDER BY j.tier_rank, j.due_at, j.id LIMIT ")
                 .bind(n as i64);
             if self.backend == Backend::Postgres {
@@ -411,7 +411,14 @@ impl Store {
         for round in 0..CLAIM_ROUNDS {
             let want = n - jobs.len();
             let candidates = self
-                .claim_candidates(&mut tx, want, now, &excluded_tenants, &excluded_plugins)
+                .claim_candidates(
+                    &mut tx,
+                    want,
+                    now,
+                    worker,
+                    &excluded_tenants,
+                    &excluded_plugins,
+                )
                 .await?;
             if candidates.is_empty() {
                 break;
@@ -489,14 +496,19 @@ impl Store {
 
     /// The conditions for a claimable job `j` (its device `d` left joined)
     /// at `now`.
-    fn claimable(&self, sql: &mut Sql, now: Timestamp) {
+    fn claimable(&self, sql: &mut Sql, now: Timestamp, worker: &str) {
         sql.push("j.status = 'queued' AND j.due_at <= ")
             .bind(now)
             .push(" AND (j.expires_at IS NULL OR j.expires_at > ")
             .bind(now)
             // No device, or a device row that is gone (see the schema):
             // claimable.
-            .push(") AND COALESCE(d.reachable, 1) = 1");
+            .push(") AND COALESCE(d.reachable, 1) = 1")
+            // A device whose agent is connected to one server process is
+            // that process's to run.
+            .push(" AND (d.held_by IS NULL OR d.held_by = ")
+            .bind(worker)
+            .push(")");
     }
 
     /// Up to `want` claimable jobs in claim order, leaving out excluded
@@ -507,6 +519,7 @@ impl Store {
         tx: &mut WriteTx,
         want: usize,
         now: Timestamp,
+        worker: &str,
         excluded_tenants: &BTreeSet<String>,
         excluded_plugins: &BTreeSet<String>,
     ) -> Result<Vec<Candidate>> {
@@ -518,7 +531,7 @@ impl Store {
              LEFT JOIN devices d ON d.id = j.device_id \
              LEFT JOIN plugins p ON p.name = j.plugin WHERE ",
         );
-        self.claimable(&mut sql, now);
+        self.claimable(&mut sql, now, worker);
         if !excluded_tenants.is_empty() {
             sql.push(" AND j.tenant_id NOT IN ")
                 .in_list(excluded_tenants.iter().map(String::as_str));

@@ -11,8 +11,8 @@ use sqlx::Row;
 use super::error::{Result, StoreError};
 use super::ids::{DeviceId, JobId, RunId, TenantId, Timestamp};
 use super::model::{
-    AuditEvent,
-    Change, Completion, Finding, JobMode, JobStatus, NewChange, NewFinding, NewJob, NewLog, Outcome,
+    AuditEvent, Change, Completion, Finding, JobMode, JobStatus, NewChange, NewFinding, NewJob,
+    NewLog, Outcome,
 };
 use super::sql::{
     Arg, Sql, enum_column, json_column, opt_time_column, rows_per_statement, time_column, to_json,

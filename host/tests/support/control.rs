@@ -15,8 +15,8 @@ use steward_runtime::device::Device;
 use steward_runtime::device::simulated::{Fixture, Simulated};
 use steward_runtime::{EngineSettings, Limits, Runtime, RuntimeConfig};
 use steward_store::{
-    self as store, DeviceId, JobStatus, NewDevice, NewTenant, PluginVersion, Run, RunId, RunStatus, Store,
-    TenantId, Tier, Timestamp,
+    self as store, DeviceId, JobStatus, NewDevice, NewTenant, PluginVersion, Run, RunId, RunStatus,
+    Store, TenantId, Tier, Timestamp,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

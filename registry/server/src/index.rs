@@ -28,9 +28,9 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row as _};
 
 use steward_contract::Digest;
+use steward_contract::manifest::{Manifest, check_name_part};
 use steward_registry::api::{KeyInfo, VersionRecord};
 use steward_sqlkit::{self, EmbeddedMigrations};
-use steward_contract::manifest::{Manifest, check_name_part};
 
 /// The prefix of every publisher token.
 pub const TOKEN_PREFIX: &str = "stwr_";

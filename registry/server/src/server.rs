@@ -77,18 +77,18 @@ use futures_util::StreamExt as _;
 use semver::Version;
 use serde::Deserialize;
 
+use crate::blobs::BlobStore;
+use crate::index::{Index, IndexError, NewVersion, Publisher};
 use steward_contract::Digest;
+use steward_contract::imports::{Imports, ImportsError, Inspector};
+use steward_contract::manifest::{Manifest, check_name_part};
+use steward_contract::signing::{self, SigningError};
 use steward_registry::api::{
     KEY_ID_HEADER, MANIFEST_HEADER, ModuleVersions, NamespaceKeys, PROBLEM_MEDIA_TYPE, Problem,
     RegisterKey, RegisteredKey, Resolved, SIGNATURE_HEADER, SearchResults, VersionRecord,
     WASM_MEDIA_TYPE, codes,
 };
-use crate::blobs::BlobStore;
-use steward_contract::imports::{Imports, ImportsError, Inspector};
-use crate::index::{Index, IndexError, NewVersion, Publisher};
-use steward_contract::manifest::{Manifest, check_name_part};
 use steward_registry::resolve::{parse_requirement, resolve};
-use steward_contract::signing::{self, SigningError};
 
 /// The default largest module accepted: 64 MiB.
 pub const DEFAULT_MAX_MODULE_BYTES: u64 = 64 * 1024 * 1024;

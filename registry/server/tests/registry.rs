@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use steward_contract::Digest;
-use steward_registry::client::{ClientError, VerifyError, verify_resolved};
 use steward_contract::signing::SecretKey;
+use steward_registry::client::{ClientError, VerifyError, verify_resolved};
 use support::{
     Db, RawPublish, Registry, assert_streamed_within, code, component, component_path, manifest,
     padded_component_file, raw_publish,

@@ -13,10 +13,10 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use futures_util::TryStreamExt as _;
 use steward_contract::Digest;
+use steward_contract::signing::SecretKey;
+use steward_registry::client::verify_resolved;
 use steward_registry_server::blobs::s3::PART_SIZE;
 use steward_registry_server::blobs::{BlobStore, S3BlobStore, S3Location};
-use steward_registry::client::verify_resolved;
-use steward_contract::signing::SecretKey;
 use support::s3::S3Server;
 use support::{
     Db, RawPublish, Registry, assert_streamed_within, code, component, component_path, manifest,

@@ -182,9 +182,7 @@ mod tests {
     use chrono::{DateTime, TimeZone, Utc};
 
     use super::*;
-    use crate::alerts::model::{
-        CheckResult, CriticalFinding, JobEnd, RemediationResult, Severity,
-    };
+    use crate::alerts::model::{CheckResult, CriticalFinding, JobEnd, RemediationResult, Severity};
     use crate::alerts::state::MemoryAlertState;
 
     fn at(minute: u32) -> DateTime<Utc> {

@@ -1,9 +1,9 @@
 //! `clock`: the device's wall clock.
 
+use crate::HostState;
 use crate::bindings::clock::Host;
 use crate::bindings::types::Instant;
 use crate::capability::Capability;
-use crate::HostState;
 
 /// Tells the time on a device.
 pub trait ClockProvider: Send + Sync {

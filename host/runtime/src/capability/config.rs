@@ -1,9 +1,9 @@
 //! `config`: the run's parameters, mode and context.
 
+use crate::HostState;
 use crate::bindings::config::{Host, RunContext};
 use crate::bindings::types::{ParamValue, RunMode};
 use crate::capability::Capability;
-use crate::HostState;
 
 impl Host for HostState {
     async fn get(&mut self, name: String) -> wasmtime::Result<Option<ParamValue>> {

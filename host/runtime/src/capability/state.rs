@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use crate::HostState;
 use crate::bindings::state::Host;
 use crate::bindings::types::HostError;
 use crate::capability::Capability;
-use crate::HostState;
 
 /// Longest key accepted.
 pub const MAX_KEY_BYTES: usize = 256;

@@ -5,10 +5,10 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use serde::Serialize;
 
+use crate::HostState;
 use crate::bindings::tickets::{Filed, Host, Ticket};
 use crate::bindings::types::{HostError, RunMode};
 use crate::capability::{CallSummary, Capability};
-use crate::HostState;
 use crate::store::outcome_for;
 
 /// Where a ticket is filed from.

@@ -129,8 +129,8 @@ const DISK_SIZES: &[u64] = &[
 /// # Example
 ///
 /// ```
-/// use steward_host::bindings::types::Date;
-/// use steward_host::device::fleet::{FleetSpec, generate};
+/// use steward_runtime::bindings::types::Date;
+/// use steward_runtime::device::fleet::{FleetSpec, generate};
 ///
 /// let spec = FleetSpec {
 ///     tenant_id: "acme".into(),
@@ -297,8 +297,8 @@ pub fn generate(spec: &FleetSpec) -> Vec<DeviceFacts> {
 /// # Example
 ///
 /// ```
-/// use steward_host::bindings::types::Date;
-/// use steward_host::device::fleet::{FleetSpec, fixture};
+/// use steward_runtime::bindings::types::Date;
+/// use steward_runtime::device::fleet::{FleetSpec, fixture};
 ///
 /// let f = fixture(&FleetSpec {
 ///     tenant_id: "acme".into(),

@@ -4,6 +4,7 @@
 
 pub mod fleet;
 pub mod local;
+pub mod remote;
 pub mod simulated;
 
 use std::sync::Arc;

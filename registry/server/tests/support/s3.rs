@@ -30,7 +30,7 @@ pub fn moto_server_path() -> PathBuf {
         .unwrap_or_else(|| {
             PathBuf::from(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/../target/moto/bin/moto_server"
+                "/../../target/moto/bin/moto_server"
             ))
         })
 }

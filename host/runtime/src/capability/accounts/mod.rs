@@ -10,10 +10,10 @@ use async_trait::async_trait;
 pub use ldap::{Directory, DirectoryConfig, Flavour};
 pub use local::LocalAccounts;
 
+use crate::HostState;
 use crate::bindings::accounts::{Account, Host};
 use crate::bindings::types::{HostError, Outcome, RunMode};
 use crate::capability::{CallSummary, Capability};
-use crate::HostState;
 
 /// An account source: a directory or the device's local accounts.
 #[async_trait]

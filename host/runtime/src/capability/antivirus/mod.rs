@@ -6,10 +6,10 @@ use async_trait::async_trait;
 
 pub use clamav::ClamAv;
 
+use crate::HostState;
 use crate::bindings::antivirus::{EngineStatus, Host, QuarantineRecord, ScanReport};
 use crate::bindings::types::{HostError, Outcome, RunMode};
 use crate::capability::{CallSummary, Capability};
-use crate::HostState;
 
 /// An antivirus engine.
 #[async_trait]

@@ -7,10 +7,10 @@ pub use local::{AdminRecord, ClassName, DeviceRecord, LocalInventory};
 
 use async_trait::async_trait;
 
+use crate::HostState;
 use crate::bindings::inventory::{DeviceFacts, Host};
 use crate::bindings::types::HostError;
 use crate::capability::{CallSummary, Capability};
-use crate::HostState;
 
 /// Reads device facts.
 #[async_trait]

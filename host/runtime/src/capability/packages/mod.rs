@@ -10,12 +10,12 @@ use async_trait::async_trait;
 
 pub use apt::Apt;
 
+use crate::HostState;
 use crate::bindings::packages::{
     AvailableUpdate, Host, InstalledPackage, PackageChange, RebootStatus,
 };
 use crate::bindings::types::{HostError, Outcome, RunMode};
 use crate::capability::{CallSummary, Capability};
-use crate::HostState;
 
 /// A package manager.
 #[async_trait]

@@ -1,0 +1,698 @@
+//! Remote agents with real processes on loopback: a real `steward serve`,
+//! real `steward agent` processes, each with its own sandbox root for the
+//! real local-accounts provider, and the real `account-unlock` plugin.
+
+use std::io::BufRead as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+mod support;
+
+const OWNER: &str = "stw_owner_token_for_agent_tests_0123456789";
+
+fn steward() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_steward"));
+    cmd.env_remove("STEWARD_LOG")
+        .env_remove("STEWARD_TOKEN")
+        .env_remove("STEWARD_URL");
+    cmd
+}
+
+/// A running `steward serve`; killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+    http: reqwest::Client,
+    _data: Option<tempfile::TempDir>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start() -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let mut server = Self::spawn(data.path(), &[]);
+        server._data = Some(data);
+        server
+    }
+
+    /// A server over `data` (shared by replicas: the plugin files) with
+    /// `extra` arguments.
+    fn spawn(data: &std::path::Path, extra: &[&str]) -> Self {
+        let mut child = steward()
+            .args(["serve", "--listen", "127.0.0.1:0", "--owner-token", OWNER])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(data)
+            .env("STEWARD_CACHE_DIR", data.join("cache"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("steward serve starts");
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let url = loop {
+            let line = lines.next().expect("serve prints its address").unwrap();
+            if let Some(u) = line.strip_prefix("steward: API listening on ") {
+                break u.to_owned();
+            }
+        };
+        // Keep reading, so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            url,
+            http: reqwest::Client::new(),
+            _data: None,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(OWNER);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let (status, v) = self.call(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {v}");
+        v
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let (status, v) = self.call(reqwest::Method::POST, path, Some(body)).await;
+        assert!(status.is_success(), "POST {path}: {status} {v}");
+        v
+    }
+
+    /// Polls `path` until `done` holds (at most 60 s).
+    async fn wait_for(&self, path: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let v = self.get(path).await;
+            if done(&v) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn device(&self, id: &str) -> Value {
+        self.get(&format!("/api/v1/devices/{id}")).await
+    }
+}
+
+/// An endpoint: a sandbox root with local accounts (`jdoe` and `svc-backup`
+/// locked by `!` in `etc/shadow`), a state directory and a policy file.
+struct Endpoint {
+    dir: tempfile::TempDir,
+    agent: Option<Child>,
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        if let Some(mut a) = self.agent.take() {
+            let _ = a.kill();
+            let _ = a.wait();
+        }
+    }
+}
+
+impl Endpoint {
+    fn new(allow: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(root.join("var/run/faillock")).unwrap();
+        std::fs::write(
+            root.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/bash\n\
+             jdoe:x:1001:1001::/home/jdoe:/bin/bash\n\
+             svc-backup:x:1002:1002::/home/svc:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("etc/shadow"),
+            "root:*:19000:0:99999:7:::\n\
+             jdoe:!$6$salt$hashhashhash:19000:0:99999:7:::\n\
+             svc-backup:!$6$salt$otherhash:19000:0:99999:7:::\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            root.join("etc/shadow"),
+            std::fs::Permissions::from_mode(0o640),
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("etc/group"),
+            "root:x:0:\njdoe:x:1001:\nsvc-backup:x:1002:\n",
+        )
+        .unwrap();
+        let allow: Vec<String> = allow.iter().map(|a| format!("{a:?}")).collect();
+        std::fs::write(
+            dir.path().join("agent.toml"),
+            format!(
+                "allow = [{}]\n\n[providers]\naccounts-root = {:?}\napt-root = {:?}\n",
+                allow.join(", "),
+                root.display().to_string(),
+                root.display().to_string(),
+            ),
+        )
+        .unwrap();
+        Self { dir, agent: None }
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn shadow(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("root/etc/shadow")).unwrap()
+    }
+
+    fn enroll(&self, server: &str, token: &str, hostname: &str) -> std::process::Output {
+        steward()
+            .args([
+                "agent",
+                "enroll",
+                "--server",
+                server,
+                "--token",
+                token,
+                "--hostname",
+                hostname,
+            ])
+            .arg("--state-dir")
+            .arg(self.state())
+            .output()
+            .unwrap()
+    }
+
+    fn device_id(&self) -> String {
+        let identity: Value =
+            serde_json::from_slice(&std::fs::read(self.state().join("agent.json")).unwrap())
+                .unwrap();
+        identity["device-id"].as_str().unwrap().to_owned()
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("agent.log")).unwrap();
+        self.agent = Some(
+            steward()
+                .args(["agent", "run"])
+                .arg("--state-dir")
+                .arg(self.state())
+                .arg("--config")
+                .arg(self.dir.path().join("agent.toml"))
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    /// Kills the agent as a crash would.
+    fn kill(&mut self) {
+        if let Some(mut a) = self.agent.take() {
+            a.kill().unwrap();
+            a.wait().unwrap();
+        }
+    }
+
+    /// Waits for the agent to exit on its own; its exit code.
+    fn exit_code(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        let agent = self.agent.as_mut()?;
+        loop {
+            if let Some(status) = agent.try_wait().unwrap() {
+                self.agent = None;
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn account_unlock_wasm() -> String {
+    let bytes = std::fs::read(steward_tests::component("steward-plugin-account-unlock")).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn ended(run: &Value) -> bool {
+    matches!(
+        run["status"].as_str(),
+        Some("succeeded" | "failed" | "cancelled")
+    )
+}
+
+fn locked(shadow: &str, user: &str) -> bool {
+    shadow
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{user}:")))
+        .is_some_and(|rest| rest.starts_with('!'))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_enroll_connect_and_remediate_their_own_machines_within_their_ceiling() {
+    let server = Server::start();
+    let tenant = server
+        .post(
+            "/api/v1/tenants",
+            json!({ "name": "acme", "tier": "managed" }),
+        )
+        .await;
+    let tenant = tenant["id"].as_str().unwrap().to_owned();
+    server
+        .post(
+            "/api/v1/plugins",
+            json!({ "wasm": account_unlock_wasm(), "grants": ["accounts"] }),
+        )
+        .await;
+
+    // Refused enrollments store nothing.
+    let mut a = Endpoint::new(&["inventory", "accounts"]);
+    let mut b = Endpoint::new(&["inventory", "accounts=svc-*"]);
+    let out = a.enroll(&server.url, "ste_not_a_real_token", "ws-a");
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("unknown, expired, used up or revoked"),
+        "{}",
+        text(&out)
+    );
+    assert!(!a.state().join("agent.json").exists());
+    let out = a.enroll("http://203.0.113.9:8080", "whatever", "ws-a");
+    assert!(!out.status.success());
+    assert!(text(&out).contains("--insecure"), "{}", text(&out));
+    assert_eq!(server.get("/api/v1/devices").await, json!([]));
+
+    // One token, two uses.
+    let enrollment = server
+        .post(
+            "/api/v1/enrollments",
+            json!({ "tenant_id": tenant, "tags": ["office"], "uses": 2, "expires_in_seconds": 600 }),
+        )
+        .await;
+    let token = enrollment["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("ste_"));
+    for (endpoint, name) in [(&a, "ws-a"), (&b, "ws-b")] {
+        let out = endpoint.enroll(&server.url, &token, name);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let third = Endpoint::new(&["inventory"]);
+    let out = third.enroll(&server.url, &token, "ws-c");
+    assert!(!out.status.success(), "the token is used up");
+    let (a_id, b_id) = (a.device_id(), b.device_id());
+    let device = server.device(&a_id).await;
+    assert_eq!(device["name"], "ws-a");
+    assert_eq!(device["tags"], json!(["office"]));
+    assert_eq!(device["facts"]["provider"], "agent");
+    assert_eq!(device["reachable"], false, "not connected yet");
+
+    // Connected, both are reachable.
+    a.start();
+    b.start();
+    for id in [&a_id, &b_id] {
+        server
+            .wait_for(
+                &format!("/api/v1/devices/{id}"),
+                "the agent to connect",
+                |d| d["reachable"] == true,
+            )
+            .await;
+    }
+
+    // On-demand unlock of jdoe on both: A's ceiling allows it, B's caps
+    // accounts to `svc-*`, whatever the server grants.
+    let playbook = server
+        .post(
+            "/api/v1/playbooks",
+            json!({
+                "tenant_id": tenant, "name": "unlock jdoe",
+                "steps": [{ "plugin": "account-unlock", "mode": "remediate",
+                            "params": { "user": "jdoe", "ticket": "T-1001" } }],
+                "target": { "devices": [a_id, b_id] }
+            }),
+        )
+        .await;
+    let pid = playbook["id"].as_str().unwrap();
+    let run = server
+        .post(&format!("/api/v1/playbooks/{pid}/runs"), json!({}))
+        .await;
+    let run_id = run["id"].as_str().unwrap().to_owned();
+    server
+        .wait_for(&format!("/api/v1/runs/{run_id}"), "the run to end", ended)
+        .await;
+    let jobs = server.get(&format!("/api/v1/runs/{run_id}/jobs")).await;
+    let job_of = |device: &str| {
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["device_id"] == device)
+            .cloned()
+            .unwrap()
+    };
+    let (job_a, job_b) = (job_of(&a_id), job_of(&b_id));
+    assert_eq!(job_a["status"], "succeeded", "{job_a}\n{}", a.log());
+    assert!(
+        !locked(&a.shadow(), "jdoe"),
+        "unlocked on A:\n{}",
+        a.shadow()
+    );
+    assert!(locked(&a.shadow(), "svc-backup"), "nothing else changed");
+    assert_eq!(job_b["status"], "failed", "{job_b}");
+    assert!(
+        job_b["last_error"].as_str().unwrap().contains("ceiling"),
+        "{job_b}"
+    );
+    assert!(
+        locked(&b.shadow(), "jdoe"),
+        "B is untouched:\n{}",
+        b.shadow()
+    );
+    let audit = server.get("/api/v1/audit?limit=200").await;
+    let unlocks: Vec<(String, String)> = audit
+        .as_array()
+        .or_else(|| audit["items"].as_array())
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "accounts.unlock")
+        .map(|e| {
+            (
+                e["job_id"].as_str().unwrap_or_default().to_owned(),
+                e["outcome"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let (job_a_id, job_b_id) = (
+        job_a["id"].as_str().unwrap().to_owned(),
+        job_b["id"].as_str().unwrap().to_owned(),
+    );
+    assert!(
+        unlocks.contains(&(job_a_id, "applied".into())),
+        "{unlocks:?}"
+    );
+    assert!(
+        unlocks.contains(&(job_b_id, "denied".into())),
+        "{unlocks:?}"
+    );
+
+    // Offline: a run for a stopped agent waits, and runs when it is back.
+    b.kill();
+    server
+        .wait_for(
+            &format!("/api/v1/devices/{b_id}"),
+            "B to be unreachable",
+            |d| d["reachable"] == false,
+        )
+        .await;
+    let check = server
+        .post(
+            "/api/v1/playbooks",
+            json!({
+                "tenant_id": tenant, "name": "check b",
+                "steps": [{ "plugin": "account-unlock" }],
+                "target": { "devices": [b_id] }
+            }),
+        )
+        .await;
+    let cid = check["id"].as_str().unwrap();
+    let run = server
+        .post(&format!("/api/v1/playbooks/{cid}/runs"), json!({}))
+        .await;
+    let offline_run = run["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let jobs = server
+        .get(&format!("/api/v1/runs/{offline_run}/jobs"))
+        .await;
+    assert_eq!(jobs[0]["status"], "queued", "waits for the agent: {jobs}");
+    b.start();
+    let run = server
+        .wait_for(
+            &format!("/api/v1/runs/{offline_run}"),
+            "the offline run",
+            ended,
+        )
+        .await;
+    assert_eq!(run["status"], "succeeded", "{run}\n{}", b.log());
+    let findings = server
+        .get(&format!("/api/v1/runs/{offline_run}/findings"))
+        .await;
+    let keys: Vec<&str> = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["key"].as_str())
+        .collect();
+    assert!(keys.contains(&"locked:jdoe"), "{findings}");
+
+    // Revoked: disconnected at once, refused from then on.
+    let revoked = server
+        .post(&format!("/api/v1/devices/{a_id}/revoke"), json!({}))
+        .await;
+    assert_eq!(revoked["disconnected"], true);
+    assert_eq!(
+        a.exit_code(Duration::from_secs(30)),
+        Some(3),
+        "the agent stops when revoked:\n{}",
+        a.log()
+    );
+    assert_eq!(server.device(&a_id).await["reachable"], false);
+    a.start();
+    assert_eq!(a.exit_code(Duration::from_secs(30)), Some(3), "{}", a.log());
+    assert!(a.log().contains("revoked"), "{}", a.log());
+}
+
+/// A raw client speaking the protocol: an unknown device, a signature of
+/// another nonce (a replayed handshake) and a malformed first frame are
+/// each refused with a goodbye, and nothing connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_handshakes_are_refused() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = Server::start();
+    let tenant = server
+        .post(
+            "/api/v1/tenants",
+            json!({ "name": "acme", "tier": "managed" }),
+        )
+        .await;
+    let enrollment = server
+        .post(
+            "/api/v1/enrollments",
+            json!({ "tenant_id": tenant["id"], "uses": 1 }),
+        )
+        .await;
+    let endpoint = Endpoint::new(&["inventory"]);
+    let out = endpoint.enroll(&server.url, enrollment["token"].as_str().unwrap(), "ws-a");
+    assert!(out.status.success(), "{}", text(&out));
+    let device = endpoint.device_id();
+    let key =
+        steward_contract::signing::SecretKey::load(&endpoint.state().join("agent.key")).unwrap();
+    let ws = format!(
+        "{}/api/v1/agent/connect",
+        server.url.replacen("http", "ws", 1)
+    );
+
+    let mut old_nonce = String::new();
+    for (case, hello) in [
+        (
+            "unknown device",
+            json!({ "type": "hello", "device_id": "no-such-device", "signature": "AAAA", "agent_version": "x" }),
+        ),
+        ("malformed", json!({ "type": "hello" })),
+        ("not a hello", json!({ "type": "heartbeat" })),
+    ] {
+        let (mut socket, _) = tokio_tungstenite::connect_async(&ws).await.unwrap();
+        let Some(Ok(Message::Text(challenge))) = socket.next().await else {
+            panic!("{case}: no challenge")
+        };
+        let challenge: Value = serde_json::from_str(challenge.as_str()).unwrap();
+        old_nonce = challenge["nonce"].as_str().unwrap().to_owned();
+        socket
+            .send(Message::Text(hello.to_string().into()))
+            .await
+            .unwrap();
+        // A goodbye, or the connection just closes: never a welcome.
+        if let Some(Ok(Message::Text(t))) = socket.next().await {
+            let v: Value = serde_json::from_str(t.as_str()).unwrap_or_default();
+            assert_ne!(v["type"], "welcome", "{case}: {v}");
+        }
+    }
+
+    // A signature of an earlier connection's nonce does not open another.
+    let replayed = key.sign(&steward_runtime::device::remote::challenge_payload(
+        &old_nonce, &device,
+    ));
+    let (mut socket, _) = tokio_tungstenite::connect_async(&ws).await.unwrap();
+    let _challenge = socket.next().await;
+    socket
+        .send(Message::Text(
+            json!({ "type": "hello", "device_id": device, "signature": replayed, "agent_version": "x" })
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    let Some(Ok(Message::Text(t))) = socket.next().await else {
+        panic!("no answer to a replayed handshake")
+    };
+    let v: Value = serde_json::from_str(t.as_str()).unwrap();
+    assert_eq!(v["type"], "goodbye", "{v}");
+    assert!(
+        v["reason"].as_str().unwrap().contains("bad signature"),
+        "{v}"
+    );
+    assert_eq!(server.device(&device).await["reachable"], false);
+
+    // The same key enrolls once, even with a good token, which a refused
+    // enrollment does not spend.
+    let second = server
+        .post(
+            "/api/v1/enrollments",
+            json!({ "tenant_id": tenant["id"], "uses": 1 }),
+        )
+        .await;
+    let again =
+        json!({ "token": second["token"], "public_key": key.public_key(), "hostname": "again" });
+    let (status, body) = server
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/agent/enroll",
+            Some(again.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["field"], "public_key");
+    let (status, body) = server
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/agent/enroll",
+            Some(json!({ "token": "ste_x", "public_key": "not a key", "hostname": "x" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "public_key");
+    let devices = server.get("/api/v1/devices").await;
+    assert_eq!(devices.as_array().unwrap().len(), 1, "{devices}");
+    // The token the refused enrollment tried is still good for a new key.
+    let fresh = steward_contract::signing::SecretKey::generate();
+    let (status, body) = server
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/agent/enroll",
+            Some(json!({ "token": second["token"], "public_key": fresh.public_key(), "hostname": "again" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+/// Two `steward serve` replicas on one PostgreSQL database: the agent is
+/// connected to A, the run is started through B's API, and the job runs on
+/// A (with one attempt allowed, a job B claimed would fail: B has no
+/// connection to the agent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_runs_on_the_replica_holding_the_agents_connection() {
+    let db = support::postgres().await;
+    let data = tempfile::tempdir().unwrap();
+    let a = Server::spawn(data.path(), &["--database", &db.url]);
+    let b = Server::spawn(data.path(), &["--database", &db.url]);
+    let tenant = b
+        .post(
+            "/api/v1/tenants",
+            json!({ "name": "acme", "tier": "managed" }),
+        )
+        .await;
+    let tenant = tenant["id"].as_str().unwrap().to_owned();
+    b.post(
+        "/api/v1/plugins",
+        json!({ "wasm": account_unlock_wasm(), "grants": ["accounts"] }),
+    )
+    .await;
+    let enrollment = b
+        .post(
+            "/api/v1/enrollments",
+            json!({ "tenant_id": tenant, "uses": 1 }),
+        )
+        .await;
+    let mut endpoint = Endpoint::new(&["inventory", "accounts"]);
+    let out = endpoint.enroll(&a.url, enrollment["token"].as_str().unwrap(), "ws-a");
+    assert!(out.status.success(), "{}", text(&out));
+    let device = endpoint.device_id();
+    endpoint.start();
+    b.wait_for(
+        &format!("/api/v1/devices/{device}"),
+        "the agent on A",
+        |d| d["reachable"] == true,
+    )
+    .await;
+    let playbook = b
+        .post(
+            "/api/v1/playbooks",
+            json!({
+                "tenant_id": tenant, "name": "unlock",
+                "steps": [{ "plugin": "account-unlock", "mode": "remediate", "max-attempts": 1,
+                            "params": { "user": "jdoe", "ticket": "T-7" } }],
+                "target": { "devices": [device] }
+            }),
+        )
+        .await;
+    let pid = playbook["id"].as_str().unwrap();
+    for _ in 0..5 {
+        let run = b
+            .post(&format!("/api/v1/playbooks/{pid}/runs"), json!({}))
+            .await;
+        let run_id = run["id"].as_str().unwrap().to_owned();
+        let run = b
+            .wait_for(&format!("/api/v1/runs/{run_id}"), "the run", ended)
+            .await;
+        let jobs = b.get(&format!("/api/v1/runs/{run_id}/jobs")).await;
+        assert_eq!(run["status"], "succeeded", "{jobs}\n{}", endpoint.log());
+    }
+    assert!(!locked(&endpoint.shadow(), "jdoe"));
+}
