@@ -84,6 +84,13 @@ enum Command {
         /// (`http://host:port`); overrides `[registry] url`.
         #[arg(long, env = "STEWARD_REGISTRY", value_name = "URL")]
         registry: Option<String>,
+        /// A PEM certificate chain to serve the API over TLS (with
+        /// `--tls-key`); overrides `tls-cert`.
+        #[arg(long, env = "STEWARD_TLS_CERT", value_name = "PEM")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's PEM private key; overrides `tls-key`.
+        #[arg(long, env = "STEWARD_TLS_KEY", value_name = "PEM")]
+        tls_key: Option<PathBuf>,
     },
     /// The endpoint's agent: enroll this machine with a server, then run
     /// (connects out to the server and serves its provider calls within
@@ -339,6 +346,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             database,
             owner_token,
             registry,
+            tls_cert,
+            tls_key,
         } => {
             let mut config = match config {
                 Some(p) => ServeConfig::load(&p)?,
@@ -351,6 +360,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             config.data_dir = data_dir.unwrap_or(config.data_dir);
             config.database = database.or(config.database);
             config.owner_token = owner_token.or(config.owner_token);
+            config.tls_cert = tls_cert.or(config.tls_cert);
+            config.tls_key = tls_key.or(config.tls_key);
             if let Some(url) = registry {
                 match &mut config.registry {
                     Some(settings) => settings.url = url,
@@ -447,7 +458,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<ExitCode> {
         println!("steward: first owner token (shown once, keep it): {token}");
     }
     if let Some(addr) = server.api_addr() {
-        println!("steward: API listening on http://{addr}");
+        let scheme = if server.tls() { "https" } else { "http" };
+        println!("steward: API listening on {scheme}://{addr}");
     }
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

@@ -68,6 +68,18 @@ pub struct ServeConfig {
     /// Absent: no API.
     #[serde(default)]
     pub listen: Option<String>,
+    /// A PEM certificate chain: with `tls-key`, the API (and the agents'
+    /// connections) are served over TLS.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// The API listener's limits (`header-timeout-seconds`,
+    /// `body-timeout-seconds`, `max-connections`,
+    /// `max-connections-per-source`).
+    #[serde(default)]
+    pub api_limits: ApiLimits,
     /// The first owner's API token, used when the store has no users yet
     /// (else one is made and printed once). Best given through the
     /// environment (`STEWARD_OWNER_TOKEN`) rather than written in the file.
@@ -152,6 +164,56 @@ fn default_instances() -> u32 {
     64
 }
 
+/// `[api-limits]`: what one client may hold of the API listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ApiLimits {
+    /// Seconds a client has to send a request's headers (default 10).
+    #[serde(default = "ten")]
+    pub header_timeout_seconds: u64,
+    /// Seconds a request body may pause between two frames (default 30).
+    #[serde(default = "thirty")]
+    pub body_timeout_seconds: u64,
+    /// Open connections at once (default 60,000; always below the
+    /// process's file limit).
+    #[serde(default = "sixty_thousand")]
+    pub max_connections: usize,
+    /// Open connections at once from one address (default 2,000).
+    #[serde(default = "two_thousand")]
+    pub max_connections_per_source: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        toml::from_str("").expect("every key has a default")
+    }
+}
+
+impl ApiLimits {
+    fn limits(&self) -> steward_api::listen::Limits {
+        steward_api::listen::Limits {
+            header_timeout: Duration::from_secs(self.header_timeout_seconds.max(1)),
+            body_timeout: Duration::from_secs(self.body_timeout_seconds.max(1)),
+            max_connections: self.max_connections.max(1),
+            max_per_source: self.max_connections_per_source.max(1),
+            ..steward_api::listen::Limits::default()
+        }
+    }
+}
+
+fn ten() -> u64 {
+    10
+}
+fn thirty() -> u64 {
+    30
+}
+fn sixty_thousand() -> usize {
+    60_000
+}
+fn two_thousand() -> usize {
+    2_000
+}
+
 impl Default for ServeConfig {
     fn default() -> Self {
         toml::from_str("").expect("every key has a default")
@@ -191,6 +253,8 @@ pub struct Server {
     executor: Executor,
     tick: Duration,
     api: Option<(TcpListener, ApiState)>,
+    tls: Option<Arc<steward_api::listen::TlsConfig>>,
+    api_limits: steward_api::listen::Limits,
     /// The first owner token, when this start created the first owner
     /// with a token it made (to be shown once).
     pub new_owner_token: Option<String>,
@@ -279,6 +343,11 @@ impl Server {
             .as_ref()
             .map(|settings| Registry::new(settings.clone()).map(Arc::new))
             .transpose()?;
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(steward_api::listen::tls_config(cert, key)?),
+            (None, None) => None,
+            _ => anyhow::bail!("`tls-cert` and `tls-key` go together: give both, or neither"),
+        };
         let api = match &config.listen {
             Some(addr) => {
                 let listener = TcpListener::bind(addr)
@@ -305,9 +374,16 @@ impl Server {
             executor,
             tick: Duration::from_millis(config.tick_ms.max(10)),
             api,
+            tls,
+            api_limits: config.api_limits.limits(),
             new_owner_token,
             registry,
         })
+    }
+
+    /// Whether the API is served over TLS.
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Where the API listens, if it does.
@@ -321,13 +397,15 @@ impl Server {
         let executor = self.executor.clone();
         let exec_shutdown = shutdown.clone();
         let worker = tokio::spawn(async move { executor.run(exec_shutdown).await });
+        let tls = self.tls.clone();
+        let limits = self.api_limits.clone();
         let api = self.api.map(|(listener, state)| {
             let mut stop = shutdown.clone();
             tokio::spawn(async move {
                 let stopped = async move {
                     let _ = stop.wait_for(|s| *s).await;
                 };
-                steward_api::serve(listener, state, stopped).await
+                steward_api::listen::serve_with(listener, state, tls, limits, stopped).await
             })
         });
         let upgrades = self.registry.and_then(|registry| {

@@ -201,6 +201,16 @@ impl Endpoint {
     }
 
     fn enroll(&self, server: &str, token: &str, hostname: &str) -> std::process::Output {
+        self.enroll_with(server, token, hostname, &[])
+    }
+
+    fn enroll_with(
+        &self,
+        server: &str,
+        token: &str,
+        hostname: &str,
+        extra: &[&str],
+    ) -> std::process::Output {
         steward()
             .args([
                 "agent",
@@ -212,6 +222,7 @@ impl Endpoint {
                 "--hostname",
                 hostname,
             ])
+            .args(extra)
             .arg("--state-dir")
             .arg(self.state())
             .output()
@@ -695,4 +706,84 @@ async fn a_job_runs_on_the_replica_holding_the_agents_connection() {
         assert_eq!(run["status"], "succeeded", "{jobs}\n{}", endpoint.log());
     }
     assert!(!locked(&endpoint.shadow(), "jdoe"));
+}
+
+/// `steward serve --tls-cert --tls-key` with a private CA: an agent that
+/// enrolled trusting the CA (`--ca-cert`) connects over `wss://`; one that
+/// does not trust it cannot enroll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_connect_over_tls_trusting_the_ca_they_enrolled_with() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made));
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::spawn(
+        data.path(),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+    let pem = std::fs::read(&cert).unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    server.http = http;
+    let tenant = server
+        .post(
+            "/api/v1/tenants",
+            json!({ "name": "acme", "tier": "managed" }),
+        )
+        .await;
+    let enrollment = server
+        .post(
+            "/api/v1/enrollments",
+            json!({ "tenant_id": tenant["id"], "uses": 2 }),
+        )
+        .await;
+    let token = enrollment["token"].as_str().unwrap();
+
+    let untrusting = Endpoint::new(&["inventory"]);
+    let out = untrusting.enroll(&server.url, token, "ws-x");
+    assert!(!out.status.success(), "an unknown CA is not trusted");
+    assert!(!untrusting.state().join("agent.json").exists());
+
+    let mut endpoint = Endpoint::new(&["inventory"]);
+    let out = endpoint.enroll_with(
+        &server.url,
+        token,
+        "ws-a",
+        &["--ca-cert", cert.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let device = endpoint.device_id();
+    endpoint.start();
+    server
+        .wait_for(
+            &format!("/api/v1/devices/{device}"),
+            "the agent over TLS",
+            |d| d["reachable"] == true,
+        )
+        .await;
+    assert!(endpoint.log().contains("connected"), "{}", endpoint.log());
 }

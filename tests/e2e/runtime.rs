@@ -564,3 +564,29 @@ async fn a_check_can_never_change_the_device_even_in_apply_mode() {
     assert!(jdoe.locked, "the provider was never called");
     assert_host_still_healthy().await;
 }
+
+#[tokio::test]
+async fn in_plan_mode_every_returned_change_is_planned_whatever_the_plugin_says() {
+    let module = module("guest-hostile").await;
+    for (mode, expected) in [
+        (RunMode::Plan, Outcome::Planned),
+        (RunMode::Apply, Outcome::Applied),
+    ] {
+        let run = run_with(
+            fixture(),
+            "guest-hostile",
+            grants(HOSTILE_GRANTS),
+            &[("behaviour", "lie-in-plan")],
+            mode,
+        )
+        .await;
+        let changes = runtime()
+            .remediate(&module, run.spec.clone(), Vec::new())
+            .await
+            .result
+            .unwrap();
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].kind, "disk-wipe");
+        assert_eq!(changes[0].outcome, expected, "{mode:?}");
+    }
+}

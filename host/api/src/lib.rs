@@ -13,6 +13,7 @@ mod agents;
 pub mod auth;
 pub mod body;
 mod inventory;
+pub mod listen;
 mod ops;
 mod people;
 mod playbooks;
@@ -63,6 +64,8 @@ struct Inner {
     /// This process's worker id: the devices whose agents connect here are
     /// its executor's to run.
     holder: String,
+    /// The listener's connection counts, for `/metrics`.
+    connections: Arc<listen::ConnectionStats>,
 }
 
 impl ApiState {
@@ -83,6 +86,7 @@ impl ApiState {
                 registry: None,
                 agents: AgentHub::new(),
                 holder: "api".into(),
+                connections: Arc::default(),
             }),
         }
     }
@@ -112,6 +116,11 @@ impl ApiState {
         inner.agents = hub;
         inner.holder = worker_id;
         self
+    }
+
+    /// The listener's connection counts.
+    pub fn connections(&self) -> &Arc<listen::ConnectionStats> {
+        &self.inner.connections
     }
 
     /// This process's worker id, recorded as the holder of the agents
@@ -309,16 +318,14 @@ pub fn router(state: ApiState) -> (Router, OpenApi) {
     (router, doc)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves.
+/// Serves the API on `listener` until `shutdown` resolves, in plain HTTP
+/// with the default [`listen::Limits`]; see [`listen::serve_with`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (router, _) = router(state);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    listen::serve_with(listener, state, None, listen::Limits::default(), shutdown).await
 }
 
 /// An error and its causes on one line.

@@ -88,6 +88,24 @@ async fn metrics(State(state): State<ApiState>) -> ApiResult<Response> {
         let plugin = plugin.replace('\\', "\\\\").replace('"', "\\\"");
         let _ = writeln!(out, "steward_plugin_traps_total{{plugin=\"{plugin}\"}} {n}");
     }
+    let connections = state.connections();
+    let _ = writeln!(
+        out,
+        "# HELP steward_api_connections Open API connections.\n# TYPE steward_api_connections gauge\n\
+         steward_api_connections {}\n\
+         # HELP steward_api_connection_limit The cap on open API connections.\n# TYPE steward_api_connection_limit gauge\n\
+         steward_api_connection_limit {}\n\
+         # HELP steward_api_connections_refused_total Connections closed at once for a limit.\n# TYPE steward_api_connections_refused_total counter\n\
+         steward_api_connections_refused_total {}\n\
+         # HELP steward_agents_connected Agents connected to this process.\n# TYPE steward_agents_connected gauge\n\
+         steward_agents_connected {}",
+        connections.open.load(std::sync::atomic::Ordering::Relaxed),
+        connections.limit.load(std::sync::atomic::Ordering::Relaxed),
+        connections
+            .refused
+            .load(std::sync::atomic::Ordering::Relaxed),
+        state.agents().len(),
+    );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 

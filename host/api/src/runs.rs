@@ -249,8 +249,10 @@ async fn run_logs(
     Ok(axum::Json(state.store().logs_of_run(&run.id).await?))
 }
 
-/// How often the event stream looks at the store.
-const POLL: Duration = Duration::from_millis(250);
+/// How often the event stream looks at the store without being woken: for
+/// changes made by other processes sharing the database, and for jobs
+/// starting (which do not wake it).
+const POLL: Duration = Duration::from_secs(1);
 
 /// Follows a run live as server-sent events: `progress` (the run and its
 /// jobs per state) whenever a job changes state, `log` for each new log
@@ -323,7 +325,14 @@ fn async_stream(state: ApiState, run_id: RunId) -> impl Stream<Item = Result<Eve
                 let _ = tx.send(event).await;
                 break;
             }
-            tokio::time::sleep(POLL).await;
+            // Woken by this process's commits that change runs; stopped as
+            // soon as the client is gone (its stream dropped), not at the
+            // next event.
+            tokio::select! {
+                () = state.store().runs_changed() => {}
+                () = tokio::time::sleep(POLL) => {}
+                () = tx.closed() => return,
+            }
         }
     });
     futures_util::stream::unfold(

@@ -353,9 +353,19 @@ impl Runtime {
         spec: RunSpec,
         findings: Vec<Finding>,
     ) -> RunReport<Vec<Change>> {
+        // In plan mode nothing was changed, whatever the plugin says: every
+        // change it returns is reported as planned.
+        let plan = spec.mode == RunMode::Plan;
         let report = self.run(module, spec, Call::Remediate(findings)).await;
         map_report(report, |o| match o {
-            Output::Changes(c) => Some(c),
+            Output::Changes(mut changes) => {
+                if plan {
+                    for change in &mut changes {
+                        change.outcome = crate::bindings::types::Outcome::Planned;
+                    }
+                }
+                Some(changes)
+            }
             _ => None,
         })
     }

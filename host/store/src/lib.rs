@@ -259,6 +259,8 @@ pub struct Store {
     /// Bumped after each commit that created, changed or finished runs or
     /// added jobs to them (see [`Store::runs_generation`]).
     runs_generation: Arc<AtomicU64>,
+    /// Woken with every bump of `runs_generation`.
+    runs_notify: Arc<tokio::sync::Notify>,
 }
 
 /// A write transaction: `BEGIN IMMEDIATE` behind the process's write mutex
@@ -271,6 +273,7 @@ pub(crate) struct WriteTx {
     tx: Transaction<'static, Any>,
     _guard: Option<OwnedMutexGuard<()>>,
     runs_generation: Arc<AtomicU64>,
+    runs_notify: Arc<tokio::sync::Notify>,
     runs_changed: bool,
 }
 
@@ -283,6 +286,7 @@ impl WriteTx {
         self.tx.commit().await?;
         if self.runs_changed {
             self.runs_generation.fetch_add(1, Ordering::Release);
+            self.runs_notify.notify_waiters();
         }
         Ok(())
     }
@@ -387,6 +391,7 @@ impl Store {
             write_lock: Arc::new(Mutex::new(())),
             backoff: options.backoff,
             runs_generation: Arc::new(AtomicU64::new(0)),
+            runs_notify: Arc::default(),
         })
     }
 
@@ -410,6 +415,7 @@ impl Store {
                     tx,
                     _guard: Some(guard),
                     runs_generation: self.runs_generation.clone(),
+                    runs_notify: self.runs_notify.clone(),
                     runs_changed: false,
                 })
             }
@@ -417,6 +423,7 @@ impl Store {
                 tx: self.pool.begin_with(POSTGRES_BEGIN).await?,
                 _guard: None,
                 runs_generation: self.runs_generation.clone(),
+                runs_notify: self.runs_notify.clone(),
                 runs_changed: false,
             }),
         }
@@ -429,6 +436,13 @@ impl Store {
     /// move it.
     pub fn runs_generation(&self) -> u64 {
         self.runs_generation.load(Ordering::Acquire)
+    }
+
+    /// Resolves at the next bump of [`runs_generation`](Self::runs_generation)
+    /// (a commit of this process that changed runs), so a follower of a
+    /// run wakes on a change instead of polling.
+    pub async fn runs_changed(&self) {
+        self.runs_notify.notified().await;
     }
 
     /// The pool, for reads outside a transaction.

@@ -5,8 +5,8 @@ use std::hint::black_box;
 
 use steward_sdk::host::{accounts, packages};
 use steward_sdk::{
-    Change, Descriptor, Finding, ParamSpec, Plugin, PluginError, Severity, export_plugin, log,
-    params,
+    Change, Descriptor, Finding, Outcome, ParamSpec, Plugin, PluginError, Severity, export_plugin,
+    log, params,
 };
 
 struct Hostile;
@@ -25,7 +25,7 @@ impl Plugin for Hostile {
         Descriptor::new("hostile", "0.1.0", "Misbehaves on purpose").param(
             ParamSpec::text(
                 "behaviour",
-                "spin, grow, recurse, slow-host, panic, out-of-scope, log-flood, huge-output, mutate-in-check, empty-finding-id, duplicate-finding-ids, oversized-finding-id",
+                "spin, grow, recurse, slow-host, panic, out-of-scope, log-flood, huge-output, mutate-in-check, empty-finding-id, duplicate-finding-ids, oversized-finding-id, lie-in-plan",
             )
             .required(),
         )
@@ -94,7 +94,11 @@ impl Plugin for Hostile {
     }
 
     fn remediate(_findings: Vec<Finding>) -> Result<Vec<Change>, PluginError> {
-        Ok(Vec::new())
+        match params::text("behaviour")?.unwrap_or_default().as_str() {
+            // Claims a change it never made through the host.
+            "lie-in-plan" => Ok(vec![Change::new("disk-wipe", "/dev/sda", Outcome::Applied)]),
+            _ => Ok(Vec::new()),
+        }
     }
 }
 
