@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+
+use crate::text::safe;
 use serde_json::json;
 use steward_control::registry::RegistrySettings;
 use steward_host::serve::{ServeConfig, Server};
@@ -308,7 +310,7 @@ pub fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", safe(&format!("{err:#}")));
             ExitCode::from(2)
         }
     }
@@ -536,8 +538,8 @@ async fn inspect(runtime: &Runtime, file: &Path, as_json: bool) -> anyhow::Resul
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{} {}", descriptor.name, descriptor.version);
-    println!("  {}", descriptor.summary);
+    println!("{} {}", safe(&descriptor.name), safe(&descriptor.version));
+    println!("  {}", safe(&descriptor.summary));
     println!(
         "digest:    {} ({})",
         module.digest,
@@ -564,14 +566,14 @@ async fn inspect(runtime: &Runtime, file: &Path, as_json: bool) -> anyhow::Resul
             let default = p
                 .default
                 .as_ref()
-                .map(|d| format!(" (default {})", show_value(d)))
+                .map(|d| format!(" (default {})", safe(&show_value(d))))
                 .unwrap_or_default();
             let required = if p.required { " (required)" } else { "" };
             println!(
                 "  {:<20} {:<10} {}{default}{required}",
-                p.name,
+                safe(&p.name),
                 type_name(p.type_),
-                p.description
+                safe(&p.description)
             );
         }
     }
@@ -698,7 +700,7 @@ async fn run(runtime: &Runtime, args: RunArgs) -> anyhow::Result<ExitCode> {
             &logs,
         );
         if let Some((phase, e)) = &error {
-            eprintln!("error: {phase} failed: {e}");
+            eprintln!("error: {phase} failed: {}", safe(&e.to_string()));
         }
     }
     Ok(if error.is_some() {
@@ -721,8 +723,8 @@ fn print_human(
 ) {
     println!(
         "{} {} ({}, {}) on {device}, {mode}",
-        descriptor.name,
-        descriptor.version,
+        safe(&descriptor.name),
+        safe(&descriptor.version),
         module.digest.short(),
         artifact_word(module.source),
     );
@@ -733,9 +735,9 @@ fn print_human(
             Severity::Warning => "warning",
             Severity::Critical => "critical",
         };
-        println!("  {severity:<8} {:<32} {}", f.id, f.summary);
+        println!("  {severity:<8} {:<32} {}", safe(&f.id), safe(&f.summary));
         if !f.detail.is_empty() {
-            println!("           {}", f.detail);
+            println!("           {}", safe(&f.detail));
         }
     }
     println!("\nchanges ({}):", changes.len());
@@ -745,13 +747,15 @@ fn print_human(
             Outcome::Planned => "planned",
         };
         let delta = match (&c.before, &c.after) {
-            (Some(b), Some(a)) => format!(" {b} -> {a}"),
-            (None, Some(a)) => format!(" -> {a}"),
+            (Some(b), Some(a)) => format!(" {} -> {}", safe(b), safe(a)),
+            (None, Some(a)) => format!(" -> {}", safe(a)),
             _ => String::new(),
         };
         println!(
             "  {outcome:<8} {:<16} {}{delta}  {}",
-            c.kind, c.target, c.description
+            safe(&c.kind),
+            safe(&c.target),
+            safe(&c.description)
         );
     }
     if !audit.is_empty() {
@@ -760,13 +764,15 @@ fn print_human(
             let outcome = match &e.outcome {
                 AuditOutcome::Applied => "applied".to_string(),
                 AuditOutcome::Planned => "planned".to_string(),
-                AuditOutcome::Denied(r) => format!("denied: {r}"),
-                AuditOutcome::Failed(r) => format!("failed: {r}"),
+                AuditOutcome::Denied(r) => format!("denied: {}", safe(r)),
+                AuditOutcome::Failed(r) => format!("failed: {}", safe(r)),
                 AuditOutcome::Replayed => "replayed".to_string(),
             };
             println!(
                 "  {}.{} {}  => {outcome}",
-                e.capability, e.function, e.arguments
+                e.capability,
+                e.function,
+                safe(&e.arguments)
             );
         }
     }
@@ -776,8 +782,12 @@ fn print_human(
         }
         println!("\nlog ({phase}):");
         for l in lines {
-            let fields: String = l.fields.iter().map(|(k, v)| format!(" {k}={v}")).collect();
-            println!("  {:<5} {}{fields}", l.level, l.message);
+            let fields: String = l
+                .fields
+                .iter()
+                .map(|(k, v)| format!(" {}={}", safe(k), safe(v)))
+                .collect();
+            println!("  {:<5} {}{fields}", safe(&l.level), safe(&l.message));
         }
         if *dropped > 0 {
             println!("  ... {dropped} more lines dropped (log limit)");

@@ -4,6 +4,7 @@ mod agent;
 mod cli;
 mod publish;
 mod remote;
+mod text;
 
 fn main() -> std::process::ExitCode {
     cli::main()

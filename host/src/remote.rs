@@ -593,9 +593,9 @@ fn print_offer(offer: &Value) {
 fn cell(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => crate::text::safe(s).into_owned(),
         Value::Array(a) => a.iter().map(cell).collect::<Vec<_>>().join(","),
-        other => other.to_string(),
+        other => crate::text::safe(&other.to_string()).into_owned(),
     }
 }
 

@@ -367,3 +367,48 @@ fn the_readme_walkthrough_works_as_written() {
     );
     assert!(stopped.success(), "serve stops cleanly on SIGTERM");
 }
+
+/// A plugin's text never reaches the terminal raw: escape sequences,
+/// bells, carriage returns, NULs and newlines in its findings and log
+/// lines are printed escaped, so it can neither drive the terminal nor
+/// forge a host log line.
+#[test]
+fn plugin_text_is_escaped_before_it_reaches_a_terminal() {
+    let cache = tempfile::tempdir().unwrap();
+    let hostile = steward_tests::component("guest-hostile");
+    let out = steward(
+        cache.path(),
+        &[
+            "plugin",
+            "run",
+            hostile.to_str().unwrap(),
+            "--device",
+            "local",
+            "--grant",
+            "packages",
+            "--grant",
+            "accounts=jdoe",
+            "--param",
+            "behaviour=terminal-tricks",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = out.stdout.clone();
+    for raw in [0x1b_u8, 0x07, 0x00, b'\r'] {
+        assert!(
+            !printed.contains(&raw),
+            "byte {raw:#x} reached the terminal: {}",
+            stdout(&out)
+        );
+    }
+    let text = stdout(&out);
+    assert!(text.contains("\\u{1b}[2J"), "{text}");
+    assert!(
+        !text.lines().any(|l| l.starts_with("INFO steward: forged")),
+        "a forged line: {text}"
+    );
+    assert!(
+        text.contains("fine\\nINFO steward: forged host line"),
+        "{text}"
+    );
+}

@@ -590,3 +590,20 @@ async fn in_plan_mode_every_returned_change_is_planned_whatever_the_plugin_says(
         assert_eq!(changes[0].outcome, expected, "{mode:?}");
     }
 }
+
+#[tokio::test]
+async fn a_huge_plugin_error_is_cut_before_anything_stores_or_prints_it() {
+    let (result, ..) = hostile("huge-error").await;
+    let err = result.unwrap_err();
+    let RunError::Plugin(steward_runtime::bindings::types::PluginError::Failed(message)) = &err
+    else {
+        panic!("{err}")
+    };
+    assert!(message.len() < 4200, "{} bytes", message.len());
+    assert!(
+        message.ends_with("more bytes cut)"),
+        "{}",
+        &message[message.len() - 40..]
+    );
+    assert_host_still_healthy().await;
+}

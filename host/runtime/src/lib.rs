@@ -46,7 +46,7 @@ pub use params::{ParamError, Params, resolve_json_params, resolve_text_params};
 pub use store::{HostState, LogLine, LogSource};
 
 use crate::audit::AuditSink;
-use crate::bindings::types::{Change, Descriptor, Finding, RunMode};
+use crate::bindings::types::{Change, Descriptor, Finding, HostError, PluginError, RunMode};
 use crate::bindings::{
     PACKAGE, PACKAGE_VERSION, PluginComponent as Plugin, PluginComponentPre as PluginPre,
 };
@@ -450,7 +450,7 @@ impl Runtime {
             let result = match outcome {
                 Err(_) => Err(RunError::WallDeadline(limits.wall_time)),
                 Ok(Err(trap)) => Err(classify_trap(trap, state, &stderr)),
-                Ok(Ok(Err(plugin_error))) => Err(RunError::Plugin(plugin_error)),
+                Ok(Ok(Err(plugin_error))) => Err(RunError::Plugin(cap_plugin_error(plugin_error))),
                 Ok(Ok(Ok(output))) => check_output(&limits, output),
             };
             drain_pipe(state, &state.stdout.contents(), LogSource::Stdout);
@@ -653,6 +653,45 @@ fn check_output(limits: &Limits, output: Output) -> Result<Output, RunError> {
         Output::Changes(changes) => check_changes(changes)?,
     }
     Ok(output)
+}
+
+/// The longest error text a plugin may report, in bytes; longer is cut
+/// (on a character boundary) and marked, before any log, store or
+/// terminal sees it.
+pub const MAX_PLUGIN_ERROR_BYTES: usize = 4096;
+
+fn cap_text(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let dropped = text.len() - end;
+        text.truncate(end);
+        text.push_str(&format!("… ({dropped} more bytes cut)"));
+    }
+}
+
+fn cap_plugin_error(mut e: PluginError) -> PluginError {
+    match &mut e {
+        PluginError::InvalidParam(p) => {
+            cap_text(&mut p.name, 256);
+            cap_text(&mut p.message, MAX_PLUGIN_ERROR_BYTES);
+        }
+        PluginError::Host(
+            HostError::Denied(m)
+            | HostError::NotFound(m)
+            | HostError::Unavailable(m)
+            | HostError::InvalidArgument(m)
+            | HostError::Failed(m)
+            | HostError::LimitExceeded(m),
+        )
+        | PluginError::Unsupported(m)
+        | PluginError::Failed(m) => {
+            cap_text(m, MAX_PLUGIN_ERROR_BYTES);
+        }
+    }
+    e
 }
 
 /// The longest finding id a plugin may return, in bytes.

@@ -106,22 +106,7 @@ impl Store {
         let mut tx = self.write().await?;
         self.require_tenant(&mut tx, &new.tenant_id).await?;
         if let Some(site) = &new.site_id {
-            let owner: Option<String> =
-                sqlx::query_scalar("SELECT tenant_id FROM sites WHERE id = $1")
-                    .bind(site.as_str())
-                    .fetch_optional(tx.conn())
-                    .await?;
-            match owner {
-                None => return Err(StoreError::UnknownSite(site.clone())),
-                Some(owner) if owner != new.tenant_id.as_str() => {
-                    return Err(StoreError::WrongTenant {
-                        what: site.to_string(),
-                        expected: new.tenant_id.clone(),
-                        actual: TenantId::from(owner),
-                    });
-                }
-                Some(_) => {}
-            }
+            self.require_site(&mut tx, &new.tenant_id, site).await?;
         }
         let id = ids::new_id();
         sqlx::query(

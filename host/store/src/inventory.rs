@@ -175,6 +175,28 @@ impl Store {
         Ok(site)
     }
 
+    /// Refuses a site that does not exist or belongs to another tenant.
+    pub(crate) async fn require_site(
+        &self,
+        tx: &mut super::WriteTx,
+        tenant: &TenantId,
+        site: &SiteId,
+    ) -> Result<()> {
+        let owner: Option<String> = sqlx::query_scalar("SELECT tenant_id FROM sites WHERE id = $1")
+            .bind(site.as_str())
+            .fetch_optional(tx.conn())
+            .await?;
+        match owner {
+            None => Err(StoreError::UnknownSite(site.clone())),
+            Some(owner) if owner != tenant.as_str() => Err(StoreError::WrongTenant {
+                what: site.to_string(),
+                expected: tenant.clone(),
+                actual: TenantId::from(owner),
+            }),
+            Some(_) => Ok(()),
+        }
+    }
+
     pub(crate) async fn require_tenant(
         &self,
         tx: &mut super::WriteTx,
@@ -216,22 +238,7 @@ impl Store {
         let mut tx = self.write().await?;
         self.require_tenant(&mut tx, &new.tenant_id).await?;
         if let Some(site) = &new.site_id {
-            let owner: Option<String> =
-                sqlx::query_scalar("SELECT tenant_id FROM sites WHERE id = $1")
-                    .bind(site.as_str())
-                    .fetch_optional(tx.conn())
-                    .await?;
-            match owner {
-                None => return Err(StoreError::UnknownSite(site.clone())),
-                Some(owner) if owner != new.tenant_id.as_str() => {
-                    return Err(StoreError::WrongTenant {
-                        what: site.to_string(),
-                        expected: new.tenant_id.clone(),
-                        actual: TenantId::from(owner),
-                    });
-                }
-                Some(_) => {}
-            }
+            self.require_site(&mut tx, &new.tenant_id, site).await?;
         }
         let inserted = sqlx::query(
             "INSERT INTO devices (id, tenant_id, site_id, name, tags, facts, admin, reachable, \

@@ -25,7 +25,7 @@ impl Plugin for Hostile {
         Descriptor::new("hostile", "0.1.0", "Misbehaves on purpose").param(
             ParamSpec::text(
                 "behaviour",
-                "spin, grow, recurse, slow-host, panic, out-of-scope, log-flood, huge-output, mutate-in-check, empty-finding-id, duplicate-finding-ids, oversized-finding-id, lie-in-plan",
+                "spin, grow, recurse, slow-host, panic, out-of-scope, log-flood, huge-output, mutate-in-check, empty-finding-id, duplicate-finding-ids, oversized-finding-id, lie-in-plan, terminal-tricks, huge-error",
             )
             .required(),
         )
@@ -76,6 +76,15 @@ impl Plugin for Hostile {
             "huge-output" => Ok((0..100_000)
                 .map(|i| Finding::new(format!("f{i}"), Severity::Info, "x"))
                 .collect()),
+            "terminal-tricks" => {
+                log::info("fine\nINFO steward: forged host line \u{1b}]0;pwned\u{7}");
+                Ok(vec![Finding::new(
+                    "tricks",
+                    Severity::Info,
+                    "\u{1b}[2J\u{1b}]8;;http://evil.example\u{7}click\u{1b}]8;;\u{7}\r\0",
+                )])
+            }
+            "huge-error" => Err(PluginError::Failed("E".repeat(2 << 20))),
             "empty-finding-id" => Ok(vec![
                 Finding::new("fine", Severity::Info, "a good finding"),
                 Finding::new("", Severity::Critical, "a finding with no id"),
