@@ -787,7 +787,7 @@ fn print_human(
                 .iter()
                 .map(|(k, v)| format!(" {}={}", safe(k), safe(v)))
                 .collect();
-            println!("  {:<5} {}{fields}", safe(&l.level), safe(&l.message));
+            println!("  {:<5} {}{fields}", safe(l.level), safe(&l.message));
         }
         if *dropped > 0 {
             println!("  ... {dropped} more lines dropped (log limit)");
