@@ -412,3 +412,17 @@ fn plugin_text_is_escaped_before_it_reaches_a_terminal() {
         "{text}"
     );
 }
+
+#[test]
+fn inspect_refuses_a_descriptor_that_breaks_the_rules() {
+    let cache = tempfile::tempdir().unwrap();
+    let bad = steward_tests::component("guest-bad-descriptor");
+    let out = steward(cache.path(), &["plugin", "inspect", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("invalid output: describe"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!out.stderr.contains(&0x1b) && !out.stdout.contains(&0x1b));
+}

@@ -607,3 +607,21 @@ async fn a_huge_plugin_error_is_cut_before_anything_stores_or_prints_it() {
     );
     assert_host_still_healthy().await;
 }
+
+#[tokio::test]
+async fn a_descriptor_that_breaks_the_rules_is_refused_at_describe() {
+    let module = module("guest-bad-descriptor").await;
+    let err = runtime().describe(&module).await.result.unwrap_err();
+    assert_eq!(err.code(), "invalid-output", "{err}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("the plugin returned invalid output: describe: "),
+        "{text}"
+    );
+    assert!(
+        text.len() < 1024,
+        "the refusal does not echo the descriptor: {text}"
+    );
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+    assert_host_still_healthy().await;
+}

@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 pub const GUESTS: &[&str] = &[
     "guest-trivial",
     "guest-hostile",
+    "guest-bad-descriptor",
     "guest-fixer",
     "steward-plugin-template",
     "steward-plugin-patching",

@@ -619,7 +619,10 @@ fn text_size_of_changes(changes: &[Change]) -> usize {
 
 fn check_output(limits: &Limits, output: Output) -> Result<Output, RunError> {
     let (what, count, limit, bytes) = match &output {
-        Output::Descriptor(_) => return Ok(output),
+        Output::Descriptor(d) => {
+            check_descriptor(d)?;
+            return Ok(output);
+        }
         Output::Findings(f) => (
             "findings",
             f.len(),
@@ -692,6 +695,91 @@ fn cap_plugin_error(mut e: PluginError) -> PluginError {
         }
     }
     e
+}
+
+/// The most parameters a plugin may describe.
+pub const MAX_PARAMS: usize = 64;
+
+/// The longest summary or parameter description, in bytes.
+pub const MAX_DESCRIPTION_BYTES: usize = 1024;
+
+/// The rules for what `describe` returns: a kebab-case name (as a registry
+/// module name), a semver version, bounded printable texts, at most
+/// [`MAX_PARAMS`] parameters with unique kebab-case names and defaults of
+/// their declared type. A descriptor that breaks them is refused at load
+/// (`plugin inspect`, install), so no name like `../../etc/x` or a 2 MiB
+/// summary reaches a store, a log or a terminal.
+fn check_descriptor(d: &Descriptor) -> Result<(), RunError> {
+    use crate::bindings::types::{ParamType, ParamValue};
+    let bad = |why: String| Err(RunError::InvalidOutput(format!("describe: {why}")));
+    // What the plugin wrote, cut and escaped, for the refusal.
+    let shown = |text: &str| -> String {
+        text.chars()
+            .take(64)
+            .collect::<String>()
+            .escape_debug()
+            .to_string()
+    };
+    if steward_contract::manifest::check_name_part("name", &d.name).is_err() {
+        return bad(format!(
+            "the name `{}` must be 1 to 64 lowercase letters, digits and `-`",
+            shown(&d.name)
+        ));
+    }
+    if d.version.len() > 64 || semver::Version::parse(&d.version).is_err() {
+        return bad(format!(
+            "the version `{}` is not a semver version",
+            shown(&d.version)
+        ));
+    }
+    let text_ok = |t: &str| t.len() <= MAX_DESCRIPTION_BYTES && !t.chars().any(char::is_control);
+    if !text_ok(&d.summary) {
+        return bad(format!(
+            "the summary must be at most {MAX_DESCRIPTION_BYTES} bytes with no control characters"
+        ));
+    }
+    if d.params.len() > MAX_PARAMS {
+        return bad(format!(
+            "{} parameters, more than {MAX_PARAMS}",
+            d.params.len()
+        ));
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, p) in d.params.iter().enumerate() {
+        if steward_contract::manifest::check_name_part("parameter name", &p.name).is_err() {
+            return bad(format!(
+                "params[{i}]: the name `{}` must be 1 to 64 lowercase letters, digits and `-`",
+                shown(&p.name)
+            ));
+        }
+        if !names.insert(p.name.as_str()) {
+            return bad(format!(
+                "params[{i}]: `{}` is described twice",
+                shown(&p.name)
+            ));
+        }
+        if !text_ok(&p.description) {
+            return bad(format!(
+                "params[{i}]: the description must be at most {MAX_DESCRIPTION_BYTES} bytes with no control characters"
+            ));
+        }
+        let fits = match (&p.default, p.type_) {
+            (None, _) => true,
+            (Some(ParamValue::Boolean(_)), ParamType::Boolean)
+            | (Some(ParamValue::Integer(_)), ParamType::Integer)
+            | (Some(ParamValue::Float(_)), ParamType::Float)
+            | (Some(ParamValue::Text(_)), ParamType::Text)
+            | (Some(ParamValue::TextList(_)), ParamType::TextList) => true,
+            _ => false,
+        };
+        if !fits {
+            return bad(format!(
+                "params[{i}]: the default of `{}` is not of its declared type",
+                shown(&p.name)
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The longest finding id a plugin may return, in bytes.
