@@ -763,15 +763,15 @@ fn check_descriptor(d: &Descriptor) -> Result<(), RunError> {
                 "params[{i}]: the description must be at most {MAX_DESCRIPTION_BYTES} bytes with no control characters"
             ));
         }
-        let fits = match (&p.default, p.type_) {
-            (None, _) => true,
-            (Some(ParamValue::Boolean(_)), ParamType::Boolean)
-            | (Some(ParamValue::Integer(_)), ParamType::Integer)
-            | (Some(ParamValue::Float(_)), ParamType::Float)
-            | (Some(ParamValue::Text(_)), ParamType::Text)
-            | (Some(ParamValue::TextList(_)), ParamType::TextList) => true,
-            _ => false,
-        };
+        let fits = matches!(
+            (&p.default, p.type_),
+            (None, _)
+                | (Some(ParamValue::Boolean(_)), ParamType::Boolean)
+                | (Some(ParamValue::Integer(_)), ParamType::Integer)
+                | (Some(ParamValue::Float(_)), ParamType::Float)
+                | (Some(ParamValue::Text(_)), ParamType::Text)
+                | (Some(ParamValue::TextList(_)), ParamType::TextList)
+        );
         if !fits {
             return bad(format!(
                 "params[{i}]: the default of `{}` is not of its declared type",
