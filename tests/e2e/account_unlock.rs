@@ -188,8 +188,30 @@ async fn privileged_accounts_stay_locked_and_the_change_names_the_group() {
             .description
             .contains("`Contractors`")
     );
+    // The plugin no longer calls `sudo` privileged, but the host does: it
+    // refuses the unlock (audited as denied) unless the grant names the
+    // account.
+    let deploy = change(&changes, "deploy");
+    assert_eq!(deploy.kind, "kept-locked");
+    assert!(
+        deploy.description.contains("privileged group `sudo`"),
+        "{deploy:?}"
+    );
+    assert_eq!(locked(&custom.sim), ["backup", "bkim", "da-ops", "deploy"]);
+    let named = run_with(
+        accounts(),
+        PLUGIN,
+        grants(&["accounts=*,privileged:deploy"]),
+        &[
+            ("auto-unlock-after-minutes", "0"),
+            ("privileged-groups", "contractors, Domain Admins"),
+        ],
+        RunMode::Apply,
+    )
+    .await;
+    let changes = remediate(&named).await.expect("apply");
     assert_eq!(change(&changes, "deploy").kind, "unlock");
-    assert_eq!(locked(&custom.sim), ["backup", "bkim", "da-ops"]);
+    assert_eq!(locked(&named.sim), ["backup", "bkim", "da-ops"]);
 }
 
 #[tokio::test]

@@ -625,3 +625,69 @@ async fn a_descriptor_that_breaks_the_rules_is_refused_at_describe() {
     assert!(!text.contains('\u{1b}'), "{text:?}");
     assert_host_still_healthy().await;
 }
+
+#[tokio::test]
+async fn the_host_never_unlocks_a_privileged_account_unless_the_grant_names_it() {
+    let module = module("guest-hostile").await;
+    let locked_admin = || {
+        let mut f = fixture();
+        let admin = f
+            .accounts
+            .iter_mut()
+            .find(|a| a.name == "administrator")
+            .unwrap();
+        admin.locked = true;
+        f
+    };
+    // A plain `accounts` grant (as docs/steward.toml gives) is not enough.
+    let run = run_with(
+        locked_admin(),
+        "guest-hostile",
+        grants(&["packages", "accounts"]),
+        &[("behaviour", "unlock-admin")],
+        RunMode::Apply,
+    )
+    .await;
+    let err = runtime()
+        .remediate(&module, run.spec.clone(), Vec::new())
+        .await
+        .result
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("privileged group `Domain Admins`"),
+        "{err}"
+    );
+    let events = run.audit.events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(matches!(events[0].outcome, AuditOutcome::Denied(_)));
+    let admin = |run: &Run| {
+        run.sim
+            .snapshot()
+            .accounts
+            .into_iter()
+            .find(|a| a.name == "administrator")
+            .unwrap()
+    };
+    assert!(admin(&run).locked, "the provider was never called");
+
+    // Named as `privileged:administrator`, the override is applied and audited.
+    let run = run_with(
+        locked_admin(),
+        "guest-hostile",
+        grants(&["packages", "accounts=*,privileged:administrator"]),
+        &[("behaviour", "unlock-admin")],
+        RunMode::Apply,
+    )
+    .await;
+    runtime()
+        .remediate(&module, run.spec.clone(), Vec::new())
+        .await
+        .result
+        .unwrap();
+    assert!(!admin(&run).locked);
+    let events = run.audit.events();
+    assert!(
+        matches!(events[0].outcome, AuditOutcome::Applied),
+        "{events:?}"
+    );
+}

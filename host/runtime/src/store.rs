@@ -202,6 +202,25 @@ impl HostState {
         Ok(Err(HostError::Denied(reason)))
     }
 
+    /// Whether the run's grant of `capability` names `resource` with an
+    /// explicit pattern starting `prefix` (an unrestricted grant does not
+    /// count): the override for what the host refuses by default.
+    pub(crate) fn grant_names(
+        &self,
+        capability: crate::capability::Capability,
+        prefix: &str,
+        resource: &str,
+    ) -> wasmtime::Result<bool> {
+        let grants = &self.scope(capability)?.grants;
+        Ok(grants.iter().any(|g| {
+            g.capability == capability
+                && g.scope
+                    .iter()
+                    .flatten()
+                    .any(|p| p.starts_with(prefix) && glob_match::glob_match(p, resource))
+        }))
+    }
+
     /// Writes one audit event for `call`.
     pub(crate) fn record(&self, call: &CallSummary, outcome: AuditOutcome) -> wasmtime::Result<()> {
         let scope = self.scope(call.capability)?;

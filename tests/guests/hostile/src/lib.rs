@@ -25,7 +25,7 @@ impl Plugin for Hostile {
         Descriptor::new("hostile", "0.1.0", "Misbehaves on purpose").param(
             ParamSpec::text(
                 "behaviour",
-                "spin, grow, recurse, slow-host, panic, out-of-scope, log-flood, huge-output, mutate-in-check, empty-finding-id, duplicate-finding-ids, oversized-finding-id, lie-in-plan, terminal-tricks, huge-error",
+                "spin, grow, recurse, slow-host, panic, out-of-scope, log-flood, huge-output, mutate-in-check, empty-finding-id, duplicate-finding-ids, oversized-finding-id, lie-in-plan, terminal-tricks, huge-error, unlock-admin",
             )
             .required(),
         )
@@ -106,6 +106,12 @@ impl Plugin for Hostile {
         match params::text("behaviour")?.unwrap_or_default().as_str() {
             // Claims a change it never made through the host.
             "lie-in-plan" => Ok(vec![Change::new("disk-wipe", "/dev/sda", Outcome::Applied)]),
+            // The account is in `Domain Admins`: only an explicit grant
+            // lets the host unlock it, whatever this plugin decides.
+            "unlock-admin" => {
+                accounts::unlock("administrator")?;
+                Ok(Vec::new())
+            }
             _ => Ok(Vec::new()),
         }
     }

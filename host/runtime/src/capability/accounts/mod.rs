@@ -93,9 +93,62 @@ impl Host for HostState {
         if let Err(e) = self.authorize(&call, [name.as_str()])? {
             return Ok(Err(e));
         }
-        let mode = self.run_mode(Capability::Accounts)?;
         let device = self.run_device(Capability::Accounts)?;
+        // The host's own rule, whatever the plugin's policy says: a member
+        // of a privileged group is never unlocked unless the grant names
+        // it as `privileged:<account>` (audited as denied otherwise).
+        if let Ok(account) = device.accounts.lookup(&name).await
+            && let Some(group) = privileged_group(&account.groups)
+            && !self.grant_names(
+                Capability::Accounts,
+                PRIVILEGED_PREFIX,
+                &format!("{PRIVILEGED_PREFIX}{name}"),
+            )?
+        {
+            let reason = format!(
+                "`{name}` is a member of the privileged group `{group}`; the host unlocks privileged \
+                 accounts only when the grant names them (`accounts={PRIVILEGED_PREFIX}{name}`)"
+            );
+            self.record(&call, crate::audit::AuditOutcome::Denied(reason.clone()))?;
+            return Ok(Err(HostError::Denied(reason)));
+        }
+        let mode = self.run_mode(Capability::Accounts)?;
         self.mutate(&call, device.accounts.unlock(&name, mode))
             .await
     }
+}
+
+/// The prefix of a grant pattern that allows unlocking a privileged
+/// account: `accounts=privileged:jadmin` (or `privileged:*`).
+pub const PRIVILEGED_PREFIX: &str = "privileged:";
+
+/// Groups that make an account privileged: Active Directory's built-in
+/// admin groups and the usual Unix ones. Matched case-insensitively on the
+/// group's short name (the first RDN's value of a DN).
+pub const PRIVILEGED_GROUPS: &[&str] = &[
+    "Domain Admins",
+    "Enterprise Admins",
+    "Schema Admins",
+    "Administrators",
+    "Account Operators",
+    "Backup Operators",
+    "wheel",
+    "sudo",
+    "admin",
+    "root",
+];
+
+/// The first privileged group among `groups`, if any.
+pub fn privileged_group(groups: &[String]) -> Option<&str> {
+    groups.iter().map(String::as_str).find(|g| {
+        let short = g
+            .split(',')
+            .next()
+            .map(|rdn| rdn.split_once('=').map_or(rdn, |(_, v)| v))
+            .unwrap_or(g)
+            .trim();
+        PRIVILEGED_GROUPS
+            .iter()
+            .any(|p| p.eq_ignore_ascii_case(short))
+    })
 }
