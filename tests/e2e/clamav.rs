@@ -318,3 +318,50 @@ async fn the_host_denies_a_scan_path_outside_the_grant() {
     ));
     assert!(lab.eicar().exists());
 }
+
+/// A path through a symbolic link to a directory outside the grant is
+/// refused (scan and quarantine follow no links), and so is quarantining a
+/// file no scan detects; nothing moves.
+#[tokio::test]
+async fn links_out_of_scope_and_undetected_files_are_never_quarantined() {
+    let lab = Lab::new();
+    let outside = lab.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("victim.com"), EICAR).unwrap();
+    std::os::unix::fs::symlink(&outside, lab.scan_dir().join("share/dirlink")).unwrap();
+    let through_link = lab
+        .scan_dir()
+        .join("share/dirlink/victim.com")
+        .display()
+        .to_string();
+    for mode in [RunMode::Plan, RunMode::Apply] {
+        let err = lab
+            .av
+            .quarantine(&through_link, "Steward.Test.EICAR", mode)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, HostError::Denied(m) if m.contains("symbolic link")),
+            "{err:?}"
+        );
+    }
+    assert!(
+        outside.join("victim.com").exists(),
+        "the outside file stayed"
+    );
+    let err = lab.av.scan(&[through_link]).await.unwrap_err();
+    assert!(matches!(err, HostError::Denied(_)), "{err:?}");
+
+    let clean = lab.scan_dir().join("share/notes.txt").display().to_string();
+    let err = lab
+        .av
+        .quarantine(&clean, "Steward.Test.EICAR", RunMode::Apply)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, HostError::Denied(m) if m.contains("only detected files")),
+        "{err:?}"
+    );
+    assert!(lab.scan_dir().join("share/notes.txt").exists());
+    assert!(lab.av.quarantined().is_empty());
+}

@@ -231,6 +231,9 @@ impl AntivirusProvider for ClamAv {
                 "no file or directory `{missing}`"
             )));
         }
+        for path in paths {
+            without_links(path)?;
+        }
         let started = instant_of(SystemTime::now());
         let out = output(
             Command::new("clamscan")
@@ -313,6 +316,20 @@ impl AntivirusProvider for ClamAv {
         if !source.is_file() {
             return Err(HostError::NotFound(format!("no file at `{path}`")));
         }
+        // The grant was checked on the path as written; a symbolic link on
+        // the way would move a file from outside it.
+        without_links(path)?;
+        // Only a file a scan detects, with that signature, is quarantined.
+        let report = self.scan(&[path.to_owned()]).await?;
+        if !report.detections.iter().any(|d| {
+            d.path == path
+                && (d.signature == signature
+                    || d.signature.strip_suffix(".UNOFFICIAL") == Some(signature))
+        }) {
+            return Err(HostError::Denied(format!(
+                "no scan detects `{signature}` in `{path}`; only detected files are quarantined"
+            )));
+        }
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
@@ -353,6 +370,29 @@ impl AntivirusProvider for ClamAv {
             outcome: outcome_for(mode),
         })
     }
+}
+
+/// Refuses a path that goes through a symbolic link (or `.`/`..`): what
+/// the grant's scope was checked against must be the file that is touched.
+fn without_links(path: &str) -> Result<(), HostError> {
+    let given = Path::new(path);
+    let resolved = std::fs::canonicalize(given)
+        .map_err(|e| HostError::NotFound(format!("cannot resolve `{path}`: {e}")))?;
+    let plain = given.is_absolute()
+        && given.components().all(|c| {
+            !matches!(
+                c,
+                std::path::Component::CurDir | std::path::Component::ParentDir
+            )
+        });
+    let normal: PathBuf = given.components().collect();
+    if !plain || resolved != normal {
+        return Err(HostError::Denied(format!(
+            "`{path}` goes through a symbolic link (it is `{}`); antivirus calls follow no links",
+            resolved.display()
+        )));
+    }
+    Ok(())
 }
 
 fn running_as_root() -> bool {
