@@ -224,6 +224,10 @@ pub enum PluginsCmd {
         /// A capability to grant (repeatable).
         #[arg(long = "grant")]
         grants: Vec<String>,
+        /// The installed version this one replaces (needed when the
+        /// plugin's name is installed under other versions).
+        #[arg(long)]
+        replaces: Option<String>,
     },
     /// Replaces an installed version's grants.
     Grant {
@@ -802,13 +806,20 @@ pub async fn run(remote: Remote) -> anyhow::Result<ExitCode> {
             let cols = &["plugin", "version", "digest", "grants"];
             match cmd {
                 PluginsCmd::List => c.print(&c.get("/api/v1/plugins").await?, cols),
-                PluginsCmd::Install { file, grants } => {
+                PluginsCmd::Install {
+                    file,
+                    grants,
+                    replaces,
+                } => {
                     let bytes = std::fs::read(&file)
                         .with_context(|| format!("cannot read {}", file.display()))?;
                     let wasm = base64::engine::general_purpose::STANDARD.encode(bytes);
                     c.print(
-                        &c.post("/api/v1/plugins", json!({ "wasm": wasm, "grants": grants }))
-                            .await?,
+                        &c.post(
+                            "/api/v1/plugins",
+                            json!({ "wasm": wasm, "grants": grants, "replaces": replaces }),
+                        )
+                        .await?,
                         cols,
                     );
                 }

@@ -1131,3 +1131,42 @@ async fn an_install_the_database_fails_is_a_500_naming_only_an_error_id() {
     assert_eq!(body["field"], "grants");
     api.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_of_another_version_must_name_the_version_it_replaces() {
+    let api = start().await;
+    let wasm = |package: &str| {
+        base64::engine::general_purpose::STANDARD
+            .encode(std::fs::read(steward_tests::component(package)).unwrap())
+    };
+    api.create(
+        "/api/v1/plugins",
+        json!({ "wasm": wasm("guest-vendor-demo-1-0-0"), "grants": [] }),
+    )
+    .await;
+    // The same name at another version, without saying what it replaces:
+    // refused, nothing installed.
+    let newer = json!({ "wasm": wasm("guest-vendor-demo-1-1-0"), "grants": [] });
+    let (status, body) = api.post(OWNER, "/api/v1/plugins", newer.clone()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "replaces-required");
+    assert_eq!(body["field"], "replaces");
+    let (_, plugins) = api.get(OWNER, "/api/v1/plugins").await;
+    assert_eq!(plugins.as_array().unwrap().len(), 1, "{plugins}");
+    // Naming a version that is not installed is refused too.
+    let mut wrong = newer.clone();
+    wrong["replaces"] = json!("9.9.9");
+    let (status, _) = api.post(OWNER, "/api/v1/plugins", wrong).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    // Named, it is installed; the same version again needs nothing.
+    let mut named = newer;
+    named["replaces"] = json!("1.0.0");
+    let v = api.create("/api/v1/plugins", named).await;
+    assert_eq!(v["version"], "1.1.0");
+    api.create(
+        "/api/v1/plugins",
+        json!({ "wasm": wasm("guest-vendor-demo-1-0-0"), "grants": [] }),
+    )
+    .await;
+    api.stop().await;
+}

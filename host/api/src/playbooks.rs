@@ -50,12 +50,16 @@ pub struct InstallPlugin {
     /// capability the component imports must be granted.
     #[serde(default)]
     pub grants: Vec<String>,
+    /// The installed version this upload replaces, required when the
+    /// plugin's name is installed already under other versions.
+    #[serde(default)]
+    pub replaces: Option<String>,
 }
 
 /// Installs a plugin component (admin, every tenant): it must load,
 /// describe itself and have every import granted.
 #[utoipa::path(post, path = "/api/v1/plugins", tag = "plugins", request_body = InstallPlugin,
-    responses((status = 201, body = PluginVersion), (status = 413, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = PluginVersion), (status = 409, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
 async fn install_plugin(
     State(state): State<ApiState>,
     caller: Caller,
@@ -66,7 +70,16 @@ async fn install_plugin(
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(body.wasm.trim())
         .map_err(|e| ApiError::invalid("wasm", format!("`wasm` is not base64: {e}")))?;
-    let installed = install(&state, &bytes, &body.grants).await?;
+    let installed = state
+        .plane()
+        .library()
+        .install_upload(
+            state.store(),
+            &bytes,
+            &body.grants,
+            body.replaces.as_deref(),
+        )
+        .await?;
     state
         .audit(
             &caller,

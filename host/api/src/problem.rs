@@ -163,6 +163,12 @@ impl From<InstallError> for ApiError {
     fn from(e: InstallError) -> Self {
         match e {
             InstallError::Store(store) => store.into(),
+            e @ InstallError::ReplacesRequired { .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                steward_contract::codes::REPLACES_REQUIRED,
+                e.to_string(),
+            )
+            .with_field("replaces"),
             e if e.is_internal() => ApiError::internal(&e),
             e => ApiError::invalid(e.field(), e.to_string()),
         }

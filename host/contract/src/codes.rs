@@ -83,5 +83,8 @@ pub const OFFER_CHANGED: &str = "offer-changed";
 pub const APPROVAL_REQUIRED: &str = "approval-required";
 /// 403: the caller's role or tenants do not allow the call.
 pub const FORBIDDEN: &str = "forbidden";
+/// 409: an upload of another version of an installed plugin does not say
+/// which installed version it replaces.
+pub const REPLACES_REQUIRED: &str = "replaces-required";
 /// 409: an object with that name or id exists.
 pub const ALREADY_EXISTS: &str = "already-exists";

@@ -50,6 +50,20 @@ pub enum InstallError {
         /// The version it was published as.
         published: String,
     },
+    /// An upload of another version of an installed plugin that does not
+    /// say which installed version it replaces.
+    #[error(
+        "plugin `{name}` is installed already ({}); to install {version} beside it, name the version it replaces (`replaces`)",
+        if installed.is_empty() { "no version".to_string() } else { installed.join(", ") }
+    )]
+    ReplacesRequired {
+        /// The plugin.
+        name: String,
+        /// The uploaded version.
+        version: String,
+        /// The installed versions.
+        installed: Vec<String>,
+    },
     /// The store refused (another origin for the name, other bytes for a
     /// version) or failed.
     #[error(transparent)]
@@ -79,6 +93,7 @@ impl InstallError {
     pub fn field(&self) -> &'static str {
         match self {
             InstallError::Grant { .. } | InstallError::Load(LoadError::NotGranted(_)) => "grants",
+            InstallError::ReplacesRequired { .. } => "replaces",
             _ => "wasm",
         }
     }
@@ -164,6 +179,34 @@ impl PluginLibrary {
         grants: &[String],
         provenance: Option<Provenance>,
     ) -> Result<PluginVersion, InstallError> {
+        self.install_checked(store, bytes, grants, provenance, None)
+            .await
+    }
+
+    /// An upload through the API: like [`install`](PluginLibrary::install),
+    /// but a component whose name is installed already under other
+    /// versions is refused unless `replaces` names one of them, so an
+    /// upload that describes itself as `patching 99.0.0` cannot slip in
+    /// beside the real `patching` and take over its playbooks.
+    pub async fn install_upload(
+        &self,
+        store: &Store,
+        bytes: &[u8],
+        grants: &[String],
+        replaces: Option<&str>,
+    ) -> Result<PluginVersion, InstallError> {
+        self.install_checked(store, bytes, grants, None, Some(replaces))
+            .await
+    }
+
+    async fn install_checked(
+        &self,
+        store: &Store,
+        bytes: &[u8],
+        grants: &[String],
+        provenance: Option<Provenance>,
+        upload: Option<Option<&str>>,
+    ) -> Result<PluginVersion, InstallError> {
         let (source, expected_version, first_use_key) = match provenance {
             Some(p) => (Some(p.source), Some(p.version), p.first_use_key),
             None => (None, None, None),
@@ -186,6 +229,24 @@ impl PluginLibrary {
                     version: descriptor.version,
                     module: source.module.clone(),
                     published: expected_version.unwrap_or_default(),
+                });
+            }
+        }
+        if let Some(replaces) = upload {
+            let installed: Vec<String> = store
+                .plugin_versions()
+                .await?
+                .into_iter()
+                .filter(|v| v.plugin == descriptor.name)
+                .map(|v| v.version)
+                .collect();
+            let new_version = !installed.is_empty() && !installed.contains(&descriptor.version);
+            let named = replaces.is_some_and(|r| installed.iter().any(|v| v == r));
+            if !named && (new_version || replaces.is_some()) {
+                return Err(InstallError::ReplacesRequired {
+                    name: descriptor.name,
+                    version: descriptor.version,
+                    installed,
                 });
             }
         }
