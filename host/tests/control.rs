@@ -1110,3 +1110,66 @@ on_both_backends!(
     a_lease_that_runs_out_is_followed_by_the_next_step_when_the_step_continues,
     a_redelivery_leaves_out_the_webhooks_that_took_the_event,
 );
+
+/// A tick reached after a schedule's first firing time (a busy scheduler, a
+/// restart) fires it by its misfire policy instead of moving it silently to
+/// the next day, and one tick works through more due schedules than fit in
+/// one batch.
+#[tokio::test]
+async fn a_first_firing_reached_late_follows_the_misfire_policy_and_no_firing_is_lost() {
+    use chrono::{Duration as Days, Timelike, Utc};
+    let db = sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let plane = plane(&db.store, dir.path().into());
+    install(&plane, "guest-fixer", FIXER_GRANTS).await;
+    let (acme, _) = tenant(
+        &db.store,
+        "acme",
+        Tier::Managed,
+        &[("ws-1", &[])],
+        |_, _| json!({}),
+    )
+    .await;
+    let playbook = plane
+        .create_playbook(
+            Some(acme.clone()),
+            "check",
+            json!([{ "plugin": "fixer" }]),
+            json!({}),
+        )
+        .await
+        .unwrap();
+    // Daily, at an hour half a day away: never fired when created.
+    let hour = (Utc::now().hour() + 12) % 24;
+    let mut schedules = Vec::new();
+    for i in 0..150 {
+        let misfire = if i == 0 { "skip" } else { "run-once" };
+        schedules.push(
+            plane
+                .create_schedule(
+                    &playbook.id,
+                    None,
+                    json!({ "cron": format!("0 {hour} * * *"), "timezone": "UTC", "misfire": misfire }),
+                )
+                .await
+                .unwrap(),
+        );
+    }
+    let due = schedules[0].next_fire_at.unwrap().to_utc();
+    // Reached ten minutes late, long past the on-time grace.
+    let report = plane.scheduler_tick(due + Days::minutes(10)).await.unwrap();
+    assert_eq!(report.fired, 149, "{report:?}");
+    for s in &schedules[1..] {
+        assert_eq!(db.store.runs_of_schedule(&s.id).await.unwrap().len(), 1);
+    }
+    // `skip` drops the late firing, by its policy, and moves on.
+    assert!(
+        db.store
+            .runs_of_schedule(&schedules[0].id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = plane.scheduler_tick(due + Days::minutes(11)).await.unwrap();
+    assert_eq!(again.fired, 0, "{again:?}");
+}

@@ -279,7 +279,33 @@ impl ControlPlane {
     /// A store failure; schedules handled before it stay handled.
     pub async fn scheduler_tick(&self, now: DateTime<Utc>) -> Result<TickReport, ControlError> {
         let mut report = TickReport::default();
-        for schedule in self.store.due_schedules(Timestamp::from(now), 100).await? {
+        // Batches of due schedules until none is left (or a second has
+        // gone, so the sweep and the executor get their turn): a minute in
+        // which thousands fall due is worked through in one tick, not one
+        // batch per tick.
+        const BATCH: u32 = 100;
+        let started = std::time::Instant::now();
+        loop {
+            let due = self
+                .store
+                .due_schedules(Timestamp::from(now), BATCH)
+                .await?;
+            let full = due.len() == BATCH as usize;
+            self.fire_batch(due, now, &mut report).await?;
+            if !full || started.elapsed() > std::time::Duration::from_secs(1) {
+                break;
+            }
+        }
+        Ok(report)
+    }
+
+    async fn fire_batch(
+        &self,
+        due: Vec<Schedule>,
+        now: DateTime<Utc>,
+        report: &mut TickReport,
+    ) -> Result<(), ControlError> {
+        for schedule in due {
             match self.fire(&schedule, now).await {
                 Ok(Some(true)) => report.fired += 1,
                 Ok(Some(false)) => report.already_fired += 1,
@@ -299,7 +325,7 @@ impl ControlPlane {
                 }
             }
         }
-        Ok(report)
+        Ok(())
     }
 
     /// `Some(true)`: fired; `Some(false)`: another process fired it;
@@ -311,7 +337,24 @@ impl ControlPlane {
     ) -> Result<Option<bool>, ControlError> {
         let (spec, compiled) = compile_spec(&schedule.spec)?;
         let next = compiled.next_after(now).map(Timestamp::from);
-        let Some(firing) = compiled.due(schedule.last_fired_at.map(Timestamp::to_utc), now) else {
+        // What is due counts from the last firing or, for a schedule that
+        // never fired, from just before the firing the store holds for it:
+        // one reached late (a busy scheduler, a restart) is a misfire the
+        // policy decides, never silently a skip to the next day.
+        let since = schedule.last_fired_at.or_else(|| {
+            schedule
+                .next_fire_at
+                .filter(|t| t.to_utc() <= now)
+                .map(|t| Timestamp::from_millis(t.as_millis() - 1))
+        });
+        let Some(firing) = compiled.due(since.map(Timestamp::to_utc), now) else {
+            if schedule.next_fire_at.is_some_and(|t| t.to_utc() <= now) {
+                tracing::warn!(
+                    schedule = %schedule.id,
+                    due_at = ?schedule.next_fire_at,
+                    "a missed firing is dropped: the schedule's misfire policy is `skip`"
+                );
+            }
             self.store
                 .skip_firing(&Firing {
                     schedule_id: schedule.id.clone(),
