@@ -706,6 +706,19 @@ async fn a_job_runs_on_the_replica_holding_the_agents_connection() {
         assert_eq!(run["status"], "succeeded", "{jobs}\n{}", endpoint.log());
     }
     assert!(!locked(&endpoint.shadow(), "jdoe"));
+
+    // Revoked through B, which does not hold the connection: A ends it at
+    // the agent's next heartbeat.
+    let revoked = b
+        .post(&format!("/api/v1/devices/{device}/revoke"), json!({}))
+        .await;
+    assert_eq!(revoked["disconnected"], false, "B holds no connection");
+    assert_eq!(
+        endpoint.exit_code(Duration::from_secs(60)),
+        Some(3),
+        "{}",
+        endpoint.log()
+    );
 }
 
 /// `steward serve --tls-cert --tls-key` with a private CA: an agent that

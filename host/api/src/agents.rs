@@ -509,8 +509,16 @@ async fn connected(
                         connection.resolve(id, result);
                     }
                     Ok(Ok(AgentMessage::Heartbeat {})) => {
-                        if let Err(e) = state.store().agent_seen(device, Timestamp::now()).await {
-                            tracing::warn!(error = %e, "recording a heartbeat failed");
+                        // A revocation through another server process is
+                        // seen here, at the next heartbeat.
+                        match state.store().agent_seen(device, Timestamp::now()).await {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                let reason = "this agent was revoked";
+                                goodbye(socket, reason).await;
+                                return reason.into();
+                            }
+                            Err(e) => tracing::warn!(error = %e, "recording a heartbeat failed"),
                         }
                     }
                     Ok(Ok(AgentMessage::Hello { .. })) => {

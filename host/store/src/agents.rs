@@ -360,23 +360,32 @@ impl Store {
         tx.commit().await
     }
 
-    /// Records an agent's heartbeat.
+    /// Records an agent's heartbeat. Returns `false` when the agent was
+    /// revoked meanwhile (through any server process): its connection must
+    /// end.
     ///
     /// # Errors
     ///
     /// A database failure.
-    pub async fn agent_seen(&self, device: &DeviceId, now: Timestamp) -> Result<()> {
+    pub async fn agent_seen(&self, device: &DeviceId, now: Timestamp) -> Result<bool> {
         let mut tx = self.write().await?;
-        sqlx::query("UPDATE agents SET last_seen_at = $1 WHERE device_id = $2")
-            .bind(now.as_millis())
-            .bind(device.as_str())
-            .execute(tx.conn())
-            .await?;
-        sqlx::query("UPDATE devices SET last_seen_at = $1 WHERE id = $2")
-            .bind(now.as_millis())
-            .bind(device.as_str())
-            .execute(tx.conn())
-            .await?;
-        tx.commit().await
+        let live = sqlx::query(
+            "UPDATE agents SET last_seen_at = $1 WHERE device_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now.as_millis())
+        .bind(device.as_str())
+        .execute(tx.conn())
+        .await?
+        .rows_affected()
+            > 0;
+        if live {
+            sqlx::query("UPDATE devices SET last_seen_at = $1 WHERE id = $2")
+                .bind(now.as_millis())
+                .bind(device.as_str())
+                .execute(tx.conn())
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(live)
     }
 }
