@@ -10,11 +10,13 @@
 //! | [`manifest`] | a module's manifest and its validation |
 //! | [`signing`] | keys, key files, the signed payload |
 //! | [`codes`] | the one table of error codes every API answers with |
+//! | [`output`] | the rules for a plugin's finding ids and change kinds |
 
 pub mod capability;
 pub mod codes;
 pub mod imports;
 pub mod manifest;
+pub mod output;
 pub mod signing;
 
 pub use manifest::Manifest;

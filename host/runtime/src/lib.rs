@@ -782,61 +782,19 @@ fn check_descriptor(d: &Descriptor) -> Result<(), RunError> {
     Ok(())
 }
 
-/// The longest finding id a plugin may return, in bytes.
-pub const MAX_FINDING_ID_BYTES: usize = 256;
+pub use steward_contract::output::{MAX_CHANGE_KIND_BYTES, MAX_FINDING_ID_BYTES};
 
-/// The longest change kind a plugin may return, in bytes.
-pub const MAX_CHANGE_KIND_BYTES: usize = 64;
-
-/// The output rules the WIT states for `finding.id`: non-empty, at most
-/// [`MAX_FINDING_ID_BYTES`], no control characters, unique within one
-/// check's findings. One plugin's bad output fails its own job, before
-/// anything is stored beside other jobs.
+/// The output rules (`steward_contract::output`): one plugin's bad output
+/// fails its own job, before anything is stored beside other jobs.
 fn check_findings(findings: &[Finding]) -> Result<(), RunError> {
-    let mut seen = std::collections::HashSet::with_capacity(findings.len());
-    for (i, f) in findings.iter().enumerate() {
-        let bad = |why: &str| Err(RunError::InvalidOutput(format!("finding {i}: {why}")));
-        if f.id.trim().is_empty() {
-            return bad("its id is empty");
-        }
-        if f.id.len() > MAX_FINDING_ID_BYTES {
-            return bad(&format!(
-                "its id is {} bytes long, more than {MAX_FINDING_ID_BYTES}",
-                f.id.len()
-            ));
-        }
-        if f.id.chars().any(char::is_control) {
-            return bad("its id contains control characters");
-        }
-        if !seen.insert(f.id.as_str()) {
-            return bad(&format!(
-                "its id `{}` was returned already; ids are unique within a check",
-                f.id
-            ));
-        }
-    }
-    Ok(())
+    steward_contract::output::check_finding_ids(findings.iter().map(|f| f.id.as_str()))
+        .map_err(RunError::InvalidOutput)
 }
 
-/// The output rules for `change.kind`: non-empty, at most
-/// [`MAX_CHANGE_KIND_BYTES`], no control characters.
+/// The output rules for `change.kind` (`steward_contract::output`).
 fn check_changes(changes: &[Change]) -> Result<(), RunError> {
-    for (i, c) in changes.iter().enumerate() {
-        let bad = |why: &str| Err(RunError::InvalidOutput(format!("change {i}: {why}")));
-        if c.kind.trim().is_empty() {
-            return bad("its kind is empty");
-        }
-        if c.kind.len() > MAX_CHANGE_KIND_BYTES {
-            return bad(&format!(
-                "its kind is {} bytes long, more than {MAX_CHANGE_KIND_BYTES}",
-                c.kind.len()
-            ));
-        }
-        if c.kind.chars().any(char::is_control) {
-            return bad("its kind contains control characters");
-        }
-    }
-    Ok(())
+    steward_contract::output::check_change_kinds(changes.iter().map(|c| c.kind.as_str()))
+        .map_err(RunError::InvalidOutput)
 }
 
 #[cfg(test)]

@@ -675,37 +675,17 @@ impl Completion {
         }
     }
 
-    /// Why this completion breaks the output rules, if it does: a finding
-    /// with an empty, oversized or repeated key, a change with an empty
-    /// kind. The runtime refuses such output already; the store checks
-    /// again so one bad completion can never fail a batch of others.
+    /// Why this completion breaks the output rules
+    /// (`steward_contract::output`), if it does. The runtime refuses such
+    /// output already; the store checks again so one bad completion can
+    /// never fail a batch of others.
     pub fn invalid_output(&self) -> Option<String> {
-        let mut keys = std::collections::HashSet::with_capacity(self.findings.len());
-        for (i, f) in self.findings.iter().enumerate() {
-            if f.key.trim().is_empty() {
-                return Some(format!("finding {i}: its id is empty"));
-            }
-            if f.key.len() > MAX_FINDING_KEY_BYTES {
-                return Some(format!(
-                    "finding {i}: its id is longer than {MAX_FINDING_KEY_BYTES} bytes"
-                ));
-            }
-            if !keys.insert(f.key.as_str()) {
-                return Some(format!("finding {i}: its id `{}` is repeated", f.key));
-            }
-        }
-        for (i, c) in self.changes.iter().enumerate() {
-            if c.kind.trim().is_empty() {
-                return Some(format!("change {i}: its kind is empty"));
-            }
-        }
-        None
+        use steward_contract::output::{check_change_kinds, check_finding_ids};
+        check_finding_ids(self.findings.iter().map(|f| f.key.as_str()))
+            .and_then(|()| check_change_kinds(self.changes.iter().map(|c| c.kind.as_str())))
+            .err()
     }
 }
-
-/// The longest finding key the store takes, in bytes (the runtime's
-/// `MAX_FINDING_ID_BYTES`).
-pub const MAX_FINDING_KEY_BYTES: usize = 256;
 
 /// Why an attempt failed without the plugin reporting an outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

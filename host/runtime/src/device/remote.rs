@@ -139,13 +139,24 @@ impl ProviderCall {
         }
     }
 
-    /// The call as `capability.function`, for logs and refusals.
-    pub fn name(&self) -> String {
-        let json = serde_json::to_value(self).unwrap_or(Value::Null);
-        json.get("function")
-            .and_then(Value::as_str)
-            .unwrap_or("?")
-            .to_owned()
+    /// The function called, as the wire names it, for logs and refusals.
+    pub fn name(&self) -> &'static str {
+        use ProviderCall::*;
+        match self {
+            InventoryDevice => "inventory-device",
+            PackagesInstalled => "packages-installed",
+            PackagesUpdates => "packages-updates",
+            PackagesRebootRequired => "packages-reboot-required",
+            PackagesInstallUpdates { .. } => "packages-install-updates",
+            PackagesScheduleReboot { .. } => "packages-schedule-reboot",
+            AntivirusStatus => "antivirus-status",
+            AntivirusScan { .. } => "antivirus-scan",
+            AntivirusUpdateSignatures { .. } => "antivirus-update-signatures",
+            AntivirusQuarantine { .. } => "antivirus-quarantine",
+            AccountsLocked => "accounts-locked",
+            AccountsLookup { .. } => "accounts-lookup",
+            AccountsUnlock { .. } => "accounts-unlock",
+        }
     }
 }
 
@@ -420,6 +431,22 @@ mod tests {
         assert_eq!(serde_json::from_str::<ServerMessage>(&text).unwrap(), call);
         assert!(serde_json::from_str::<AgentMessage>(r#"{"type":"heartbeat","extra":1}"#).is_err());
         assert!(serde_json::from_str::<AgentMessage>(r#"{"type":"nonsense"}"#).is_err());
+    }
+
+    #[test]
+    fn a_call_is_named_as_the_wire_tags_it() {
+        let call = ProviderCall::AccountsUnlock {
+            name: "jdoe".into(),
+            mode: RunMode::Plan,
+        };
+        assert_eq!(
+            serde_json::to_value(&call).unwrap()["function"],
+            call.name()
+        );
+        assert_eq!(
+            serde_json::to_value(ProviderCall::InventoryDevice).unwrap()["function"],
+            ProviderCall::InventoryDevice.name()
+        );
     }
 
     #[test]
