@@ -767,6 +767,7 @@ fn print_human(
                 AuditOutcome::Denied(r) => format!("denied: {}", safe(r)),
                 AuditOutcome::Failed(r) => format!("failed: {}", safe(r)),
                 AuditOutcome::Replayed => "replayed".to_string(),
+                AuditOutcome::Reconciled => "reconciled".to_string(),
             };
             println!(
                 "  {}.{} {}  => {outcome}",

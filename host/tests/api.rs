@@ -25,12 +25,25 @@ struct Running {
 }
 
 async fn start() -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let config: ServeConfig = toml::from_str(&format!(
+    start_in(tempfile::tempdir().unwrap()).await
+}
+
+/// [`start`] with its data in `dir`.
+async fn start_in(dir: tempfile::TempDir) -> Running {
+    start_on(dir, None).await
+}
+
+/// [`start`] with its data in `dir` and its store at `database` (else
+/// SQLite in `dir`).
+async fn start_on(dir: tempfile::TempDir, database: Option<&str>) -> Running {
+    let mut text = format!(
         "data-dir = {:?}\nlisten = \"127.0.0.1:0\"\ntick-ms = 100\nowner-token = {OWNER:?}\n",
         dir.path().display().to_string()
-    ))
-    .unwrap();
+    );
+    if let Some(url) = database {
+        text.push_str(&format!("database = {url:?}\n"));
+    }
+    let config: ServeConfig = toml::from_str(&text).unwrap();
     let server = Server::open(&config).await.expect("server opens");
     assert!(
         server.new_owner_token.is_none(),
@@ -1168,5 +1181,212 @@ async fn an_upload_of_another_version_must_name_the_version_it_replaces() {
         json!({ "wasm": wasm("guest-vendor-demo-1-0-0"), "grants": [] }),
     )
     .await;
+    api.stop().await;
+}
+
+/// The server's disk fills: writes answer 503 `unavailable` with
+/// `Retry-After` (not 500, and nothing is stored), readiness answers 503,
+/// liveness, reads and metrics go on; once space returns the same server
+/// takes writes and is ready again, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_a_503_and_the_server_recovers_when_space_returns() {
+    let disk = support::SmallDisk::mount(64);
+    let data = tempfile::tempdir_in(disk.path()).unwrap();
+    let api = start_in(data).await;
+    api.create(
+        "/api/v1/tenants",
+        json!({ "name": "before", "tier": "managed" }),
+    )
+    .await;
+    let fill = disk.fill();
+
+    let mut unavailable = 0;
+    for i in 0..10 {
+        let response = api
+            .http
+            .post(format!("{}/api/v1/tenants", api.base))
+            .bearer_auth(OWNER)
+            .header("content-type", "application/json")
+            .body(
+                json!({ "name": format!("during-{i}-{}", "x".repeat(200)), "tier": "managed" })
+                    .to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(response.headers()["retry-after"], "5");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["code"], "unavailable", "{body}");
+            unavailable += 1;
+        } else {
+            panic!("a write on a full disk answered {}", response.status());
+        }
+    }
+    assert_eq!(unavailable, 10);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let ready = api
+        .http
+        .get(format!("{}/readyz", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let live = api
+        .http
+        .get(format!("{}/healthz", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
+    let metrics = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let (status, tenants) = api.get(OWNER, "/api/v1/tenants").await;
+    assert_eq!(status, StatusCode::OK, "reads go on");
+    assert_eq!(
+        tenants.as_array().unwrap().len(),
+        1,
+        "nothing was stored: {tenants}"
+    );
+
+    std::fs::remove_file(fill).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _) = api
+            .post(
+                OWNER,
+                "/api/v1/tenants",
+                json!({ "name": "after", "tier": "managed" }),
+            )
+            .await;
+        if status == StatusCode::CREATED {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no write succeeded after space returned: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let ready = api
+        .http
+        .get(format!("{}/readyz", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let (_, tenants) = api.get(OWNER, "/api/v1/tenants").await;
+    assert_eq!(tenants.as_array().unwrap().len(), 2, "{tenants}");
+    api.stop().await;
+}
+
+/// PostgreSQL stops under a running server: calls answer 503
+/// `unavailable` (within the pool's few-second wait, not half a minute),
+/// liveness and metrics answer without the store, readiness does not; once
+/// PostgreSQL is back the same server takes writes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_postgres_down_calls_answer_503_and_the_server_recovers() {
+    let pg = steward_tests::postgres::Dedicated::start();
+    let api = start_on(tempfile::tempdir().unwrap(), Some(pg.url())).await;
+    api.create(
+        "/api/v1/tenants",
+        json!({ "name": "before", "tier": "managed" }),
+    )
+    .await;
+    pg.halt();
+
+    for path in ["/api/v1/tenants", "/api/v1/runs"] {
+        let response = api
+            .http
+            .get(format!("{}{path}", api.base))
+            .bearer_auth(OWNER)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "GET {path}"
+        );
+        assert_eq!(response.headers()["retry-after"], "5");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["code"], "unavailable", "{body}");
+    }
+    let (status, body) = api
+        .post(
+            OWNER,
+            "/api/v1/tenants",
+            json!({ "name": "during", "tier": "managed" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let live = api
+        .http
+        .get(format!("{}/healthz", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
+    let metrics = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("steward_store_up 0"), "{text}");
+    assert!(text.contains("steward_api_connections "), "{text}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let ready = api
+        .http
+        .get(format!("{}/readyz", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    pg.resume();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, _) = api
+            .post(
+                OWNER,
+                "/api/v1/tenants",
+                json!({ "name": "after", "tier": "managed" }),
+            )
+            .await;
+        if status == StatusCode::CREATED {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no write succeeded after PostgreSQL returned: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, tenants) = api.get(OWNER, "/api/v1/tenants").await;
+    let names: Vec<&str> = tenants
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(!names.contains(&"during"), "{names:?}");
+    let metrics = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap();
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("steward_store_up 1"), "{text}");
     api.stop().await;
 }

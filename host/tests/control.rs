@@ -20,7 +20,9 @@ use steward_control::executor::{Alerts, Executor, ExecutorConfig};
 use steward_control::plane::ControlError;
 use steward_control::providers::{StandardProviders, StoreAlertState};
 use steward_runtime::device::local::LocalConfig;
-use steward_store::{ChangeOutcome, JobMode, JobStatus, Reclaimed, RunStatus, Tier, Timestamp};
+use steward_store::{
+    ChangeOutcome, Completion, JobMode, JobStatus, NewJob, Reclaimed, RunStatus, Tier, Timestamp,
+};
 use support::control::{
     FIXER_GRANTS, TestDevices, finished, fixture, install, plane, simulated_facts, start, tenant,
     wait,
@@ -582,6 +584,99 @@ async fn an_alert_recorded_before_a_crash_is_delivered_by_the_next_process(db: T
     assert_eq!(received[0]["details"]["findings"][0]["id"], "f-1");
 }
 
+/// The process that ended a job died right after the job's commit, before
+/// it gave the job's observation to the alerter: the observation was
+/// committed with the job (the alert inbox), so the next process's alert
+/// loop observes it, fires and delivers the alert, and empties the inbox.
+async fn a_job_recorded_just_before_a_crash_still_alerts(db: TestDb) {
+    const SECRET: &str = "a-fifth-test-secret-of-enough-bytes!";
+    let (acme, devices) = tenant(
+        &db.store,
+        "acme",
+        Tier::Managed,
+        &[("ws-1", &[])],
+        |_, _| json!({}),
+    )
+    .await;
+    let now = Timestamp::now();
+    db.store
+        .create_run(
+            None,
+            &[],
+            &[NewJob::new(
+                acme.clone(),
+                Some(devices[0].clone()),
+                "fixer",
+                JobMode::Check,
+                now,
+            )],
+            now,
+        )
+        .await
+        .unwrap();
+    let job = db
+        .store
+        .claim("crashed", 1, Duration::from_secs(30), now)
+        .await
+        .unwrap()
+        .remove(0);
+    let mut seen = Observation::new(
+        acme.as_str(),
+        devices[0].as_str(),
+        "fixer",
+        job.run_id.as_str(),
+        job.id.as_str(),
+        Utc::now(),
+    );
+    seen.check = CheckResult::Completed {
+        critical_findings: vec![CriticalFinding {
+            id: "f-1".into(),
+            summary: "an infected file".into(),
+        }],
+    };
+    let mut done = Completion::succeeded(&job, json!({}));
+    done.observation = Some(serde_json::to_string(&seen).unwrap());
+    assert_eq!(
+        db.store.complete("crashed", &[done], now).await.unwrap(),
+        std::slice::from_ref(&job.id)
+    );
+    // …and the process died here: no alert state, no outbox row.
+    assert!(db.store.alert_outbox().await.unwrap().is_empty());
+    assert_eq!(db.store.alert_inbox().await.unwrap().len(), 1);
+
+    // Its hold has passed (as after INBOX_HOLD), and the next process
+    // starts with nothing in memory.
+    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    sqlx::query("UPDATE alert_inbox SET retry_at = 0")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let dir = tempfile::tempdir().unwrap();
+    let plane = plane(&db.store, dir.path().into());
+    let (url, got) = receiver(SECRET).await;
+    let running = start(
+        &plane,
+        "w2",
+        Arc::new(TestDevices::default()),
+        Some(alerts_to(&db.store, url, SECRET, None)),
+    );
+    for _ in 0..1200 {
+        if !got.lock().unwrap().is_empty() && db.store.alert_inbox().await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    outbox_drains(&db.store).await;
+    running.stop().await;
+    let received = got.lock().unwrap().clone();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0]["event"], "alert.firing");
+    assert_eq!(received[0]["condition"], "critical-findings");
+    assert_eq!(received[0]["job_id"], job.id.as_str());
+    assert!(db.store.alert_inbox().await.unwrap().is_empty());
+}
+
 fn field<T>(r: Result<T, ControlError>) -> (String, String) {
     match r {
         Err(ControlError::Invalid { field, message }) => (field, message),
@@ -1109,6 +1204,7 @@ on_both_backends!(
     bad_input_names_the_field_and_stores_nothing,
     a_lease_that_runs_out_is_followed_by_the_next_step_when_the_step_continues,
     a_redelivery_leaves_out_the_webhooks_that_took_the_event,
+    a_job_recorded_just_before_a_crash_still_alerts,
 );
 
 /// A tick reached after a schedule's first firing time (a busy scheduler, a

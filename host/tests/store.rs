@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use serde_json::json;
 use steward_store::{
-    ChangeOutcome, Completion, DeviceId, FailOutcome, Failure, FailureKind, Firing, Job, JobId,
-    JobMode, JobStatus, NewChange, NewDevice, NewFinding, NewJob, NewLog, NewPlaybook, NewSchedule,
-    NewTenant, OutboxEvent, Outcome, Reclaimed, Run, RunId, RunStatus, Severity, Store, StoreError,
-    TenantId, Tier, Timestamp,
+    ChangeOutcome, Completion, DeviceId, FailOutcome, Failure, FailureKind, Firing, INBOX_HOLD,
+    Job, JobId, JobMode, JobStatus, NewChange, NewDevice, NewFinding, NewJob, NewLog, NewPlaybook,
+    NewSchedule, NewTenant, OutboxEvent, Outcome, Reclaimed, Run, RunId, RunStatus, Severity,
+    Store, StoreError, TenantId, Tier, Timestamp,
 };
 use support::TestDb;
 
@@ -42,6 +42,7 @@ on_both_backends!(
     an_admin_import_stores_every_row_or_none,
     a_bad_completion_fails_its_own_job_and_the_batch_is_stored,
     audit_rows_commit_exactly_with_their_record,
+    metrics_count_jobs_and_finished_runs,
 );
 
 const T0: Timestamp = Timestamp::from_millis(1_700_000_000_000);
@@ -353,6 +354,7 @@ async fn transient_failures_retry_with_backoff_permanent_ones_do_not(db: TestDb)
         }],
         then: Vec::new(),
         audit: Vec::new(),
+        observation: None,
     };
 
     assert_eq!(
@@ -1637,6 +1639,8 @@ async fn alert_outbox_keeps_events_until_delivered(db: TestDb) {
         (1, 1),
         "the attempts count"
     );
+    // Each redelivery holds it twice as long as the one before.
+    assert_eq!(again[0].retry_at, at(70 + 120));
 
     // The webhooks an event reached come with it, each once, sorted.
     let webhooks = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
@@ -1650,7 +1654,14 @@ async fn alert_outbox_keeps_events_until_delivered(db: TestDb) {
     s.alert_outbox_reached("a9", "alert.firing", &webhooks(&["ops"]))
         .await
         .unwrap();
-    let again = s.alert_outbox_due(at(130), hold, 10).await.unwrap();
+    assert!(
+        s.alert_outbox_due(at(189), hold, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = s.alert_outbox_due(at(190), hold, 10).await.unwrap();
+    assert_eq!(again[0].retry_at, at(190 + 240));
     assert_eq!(again[0].reached, webhooks(&["billing", "ops"]));
     assert_eq!(
         s.alert_outbox().await.unwrap()[0].reached,
@@ -1873,9 +1884,11 @@ async fn audit_rows_commit_exactly_with_their_record(db: TestDb) {
     let (first, second) = (&claimed[0], &claimed[1]);
 
     // A completion the store refuses (another worker's lease) writes no
-    // audit row; the one it accepts writes its rows with it.
+    // audit row and no alert-inbox entry; the one it accepts writes both
+    // with it.
     let mut stale = Completion::succeeded(first, json!({}));
     stale.audit = vec![audit_of(first, "accounts.unlock")];
+    stale.observation = Some(r#"{"stale":true}"#.into());
     assert!(
         s.complete("intruder", &[stale], at(1))
             .await
@@ -1883,6 +1896,7 @@ async fn audit_rows_commit_exactly_with_their_record(db: TestDb) {
             .is_empty()
     );
     assert_eq!(s.audit_count(&first.id).await.unwrap(), 0);
+    assert!(s.alert_inbox().await.unwrap().is_empty());
     assert_eq!(status(s, &first.id).await, JobStatus::Leased);
 
     let mut done = Completion::succeeded(first, json!({}));
@@ -1890,14 +1904,42 @@ async fn audit_rows_commit_exactly_with_their_record(db: TestDb) {
         audit_of(first, "accounts.unlock"),
         audit_of(first, "packages.install-updates"),
     ];
+    done.observation = Some(r#"{"first":true}"#.into());
     assert_eq!(
         s.complete("w", &[done.clone()], at(1)).await.unwrap().len(),
         1
     );
     assert_eq!(s.audit_count(&first.id).await.unwrap(), 2);
+    let inbox = s.alert_inbox().await.unwrap();
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0].job_id, first.id);
+    assert_eq!(inbox[0].attempt, first.attempt);
+    assert_eq!(inbox[0].observation.as_deref(), Some(r#"{"first":true}"#));
     // Sent again (a retried batch), it is not accepted and adds nothing.
     assert!(s.complete("w", &[done], at(2)).await.unwrap().is_empty());
     assert_eq!(s.audit_count(&first.id).await.unwrap(), 2);
+    assert_eq!(s.alert_inbox().await.unwrap().len(), 1);
+
+    // The entry is held from others while its writer observes it (which
+    // it does at once), then due to any process; taken, it is held again,
+    // and once done it is gone.
+    assert!(
+        s.alert_inbox_due(at(2), LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let later = Timestamp::from_millis(at(1).as_millis() + INBOX_HOLD.as_millis() as i64 + 1);
+    let due = s.alert_inbox_due(later, LEASE, 10).await.unwrap();
+    assert_eq!(due, inbox);
+    assert!(
+        s.alert_inbox_due(later, LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    s.alert_inbox_done(&first.id, first.attempt).await.unwrap();
+    assert!(s.alert_inbox().await.unwrap().is_empty());
 
     // The same holds for a failure.
     let failure = |worker_attempt: u32| Failure {
@@ -1908,6 +1950,7 @@ async fn audit_rows_commit_exactly_with_their_record(db: TestDb) {
         logs: Vec::new(),
         then: Vec::new(),
         audit: vec![audit_of(second, "accounts.unlock")],
+        observation: Some(r#"{"second":true}"#.into()),
     };
     assert_eq!(
         s.fail("w", &failure(second.attempt + 1), at(1))
@@ -1916,9 +1959,160 @@ async fn audit_rows_commit_exactly_with_their_record(db: TestDb) {
         FailOutcome::NotLeased
     );
     assert_eq!(s.audit_count(&second.id).await.unwrap(), 0);
+    assert!(s.alert_inbox().await.unwrap().is_empty());
     assert_eq!(
         s.fail("w", &failure(second.attempt), at(1)).await.unwrap(),
         FailOutcome::Ended(JobStatus::Failed)
     );
     assert_eq!(s.audit_count(&second.id).await.unwrap(), 1);
+    let inbox = s.alert_inbox().await.unwrap();
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0].job_id, second.id);
+}
+
+/// The disk under a SQLite store fills: writes fail quickly with an error
+/// that says the store is unavailable (none hangs, none is half-applied),
+/// readiness says it cannot write, reads go on; when space returns the
+/// same store, never reopened, writes again: no connection stayed wedged
+/// inside a failed transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_writes_without_wedging_the_sqlite_store() {
+    let disk = support::SmallDisk::mount(24);
+    let url = format!("sqlite://{}", disk.path().join("steward.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let f = fleet(&store).await;
+    assert!(store.writable().await.is_ok());
+    let fill = disk.fill();
+
+    // Every kind of write fails, many times over (each failed commit
+    // returned its connection to the pool).
+    let mut failures = 0;
+    for i in 0..40 {
+        let tenant = store
+            .create_tenant(
+                &NewTenant {
+                    name: format!("full-{i}-{}", "x".repeat(200)),
+                    tier: Tier::Managed,
+                    max_concurrent_jobs: None,
+                },
+                T0,
+            )
+            .await;
+        if let Err(e) = tenant {
+            assert!(e.is_unavailable(), "a full disk is unavailability: {e:?}");
+            failures += 1;
+        }
+        let run = store
+            .create_run(None, &[], &[job(&f.vip, &f.devices[0], T0)], T0)
+            .await;
+        if let Err(e) = run {
+            assert!(e.is_unavailable(), "{e:?}");
+            failures += 1;
+        }
+    }
+    assert!(
+        failures >= 40,
+        "writes failed while the disk was full ({failures})"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(
+        store.writable().await.is_err(),
+        "readiness sees that the store cannot write"
+    );
+    assert_eq!(store.tenants().await.unwrap().len(), 3, "reads go on");
+
+    // Space returns: the same store writes again, by itself.
+    std::fs::remove_file(fill).unwrap();
+    let mut recovered = false;
+    for _ in 0..50 {
+        if store
+            .create_tenant(
+                &NewTenant {
+                    name: "after".into(),
+                    tier: Tier::Managed,
+                    max_concurrent_jobs: None,
+                },
+                T0,
+            )
+            .await
+            .is_ok()
+        {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "the store writes again once space returns");
+    // Every pooled connection works: more writes than connections.
+    for i in 0..12 {
+        run_with(&store, &[job(&f.managed, &f.devices[1], at(i))]).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(store.writable().await.is_ok());
+    let names: Vec<String> = store
+        .tenants()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(
+        names.len(),
+        4,
+        "no write from the full disk was half-kept: {names:?}"
+    );
+    store.close().await;
+}
+
+/// A file that is not a database fails the open at once, naming the file
+/// and the cause.
+#[tokio::test]
+async fn a_corrupt_sqlite_file_fails_at_once_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steward.db");
+    std::fs::write(&path, vec![0x5a; 64 * 1024]).unwrap();
+    let err = Store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap_err()
+        .to_string();
+    // The first connection's own error, not the pool's timeout after it
+    // retried the file for seconds.
+    assert!(!err.contains("timed out"), "{err}");
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    assert!(err.contains("not a database"), "{err}");
+}
+
+/// The counts behind `/metrics`, on both databases (PostgreSQL sums
+/// BIGINTs as NUMERIC, which the Any driver cannot read unless cast).
+async fn metrics_count_jobs_and_finished_runs(db: TestDb) {
+    let s = &db.store;
+    let f = fleet(s).await;
+    let run = run_with(
+        s,
+        &[
+            job(&f.vip, &f.devices[0], at(0)),
+            job(&f.managed, &f.devices[1], at(0)),
+        ],
+    )
+    .await;
+    let m = s.metrics(at(1)).await.unwrap();
+    assert_eq!(m.due, 2);
+    assert_eq!((m.runs_finished, m.run_millis), (0, 0));
+    let claimed = s.claim("w", 2, LEASE, at(1)).await.unwrap();
+    assert_eq!(complete_ok(s, "w", &claimed, at(5)).await.len(), 2);
+    let m = s.metrics(at(6)).await.unwrap();
+    assert_eq!(m.due, 0);
+    assert_eq!(
+        m.jobs
+            .iter()
+            .find(|(state, _)| state == "succeeded")
+            .map(|(_, n)| *n),
+        Some(2)
+    );
+    assert_eq!(
+        s.run(&run).await.unwrap().unwrap().status,
+        RunStatus::Succeeded
+    );
+    assert_eq!(m.runs_finished, 1);
+    assert_eq!(m.run_millis, 5_000);
 }

@@ -7,8 +7,8 @@ use steward_runtime::audit::AuditOutcome;
 use steward_runtime::bindings::types::{Outcome, RunMode};
 use steward_runtime::capability::{Capability, Grants};
 use steward_runtime::{
-    Allocator, ArtifactSource, EngineSettings, Limits, LoadError, MemoryJournal, RunError, Runtime,
-    RuntimeConfig,
+    Allocator, ArtifactSource, EngineSettings, Journal, JournalKey, Limits, LoadError,
+    MemoryJournal, Prior, RunError, Runtime, RuntimeConfig,
 };
 
 use crate::support::*;
@@ -463,6 +463,175 @@ async fn a_rerun_after_a_crash_replays_applied_calls_from_the_journal() {
         .await
         .result;
     assert!(unjournaled.is_err() || run.sim.tickets.all().len() == 2);
+}
+
+/// A journal over a [`MemoryJournal`] whose next `fail_intents` intents
+/// and `fail_records` results are refused, as a store that lost its disk
+/// or its server would.
+#[derive(Default)]
+struct FailingJournal {
+    inner: MemoryJournal,
+    fail_intents: std::sync::atomic::AtomicU32,
+    fail_records: std::sync::atomic::AtomicU32,
+}
+
+impl FailingJournal {
+    fn take(counter: &std::sync::atomic::AtomicU32) -> bool {
+        counter
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok()
+    }
+}
+
+#[async_trait::async_trait]
+impl Journal for FailingJournal {
+    async fn replay(&self, key: &JournalKey) -> anyhow::Result<Prior> {
+        self.inner.replay(key).await
+    }
+
+    async fn intend(&self, key: &JournalKey) -> anyhow::Result<()> {
+        if Self::take(&self.fail_intents) {
+            anyhow::bail!("database or disk is full");
+        }
+        self.inner.intend(key).await
+    }
+
+    async fn record(&self, key: &JournalKey, result: String) -> anyhow::Result<()> {
+        if Self::take(&self.fail_records) {
+            anyhow::bail!("database or disk is full");
+        }
+        self.inner.record(key, result).await
+    }
+}
+
+fn outcomes(run: &Run) -> Vec<(String, AuditOutcome)> {
+    run.audit
+        .events()
+        .into_iter()
+        .map(|e| (format!("{}.{}", e.capability, e.function), e.outcome))
+        .collect()
+}
+
+const FIXER: &[&str] = &[
+    "packages",
+    "accounts=jdoe",
+    "antivirus=/srv/**",
+    "tickets=changes",
+];
+
+#[tokio::test]
+async fn an_attempt_whose_journal_fails_makes_no_further_change_and_a_retry_reconciles() {
+    let module = module("guest-fixer").await;
+    let journal = Arc::new(FailingJournal::default());
+    let mut first = run_with(fixture(), "guest-fixer", grants(FIXER), &[], RunMode::Apply).await;
+    first.spec.journal = Some(journal.clone());
+    let findings = runtime()
+        .check(&module, first.spec.clone())
+        .await
+        .result
+        .expect("check");
+    let untouched = first.sim.snapshot();
+
+    // The first change is made, but its result cannot be recorded: the
+    // attempt makes no further change (each later call is refused before
+    // the provider sees it) and fails, to be retried.
+    journal
+        .fail_records
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let report = runtime()
+        .remediate(&module, first.spec.clone(), findings.clone())
+        .await;
+    let after_first = first.sim.snapshot();
+    let seen = outcomes(&first);
+    let applied: Vec<_> = seen
+        .iter()
+        .filter(|(_, o)| *o == AuditOutcome::Applied)
+        .collect();
+    assert_eq!(applied.len(), 1, "only the first change was made: {seen:?}");
+    let refused: Vec<_> = seen
+        .iter()
+        .filter(
+            |(_, o)| matches!(o, AuditOutcome::Failed(r) if r.contains("journal failed earlier")),
+        )
+        .collect();
+    assert!(!refused.is_empty(), "later changes were refused: {seen:?}");
+    assert_ne!(after_first, untouched, "the first change was made");
+    assert!(first.sim.tickets.all().is_empty(), "no ticket was filed");
+    assert!(
+        report.result.is_err() || seen.len() > applied.len(),
+        "the attempt did not pass off its refusals: {:?}",
+        report.result
+    );
+    assert_eq!(journal.inner.len(), 0, "nothing was recorded as applied");
+
+    // The retry finds the first call intended without a result: it is in
+    // doubt, its effect is found in place on the device (no update pending
+    // any more), so it is not made again and is audited as reconciled; the
+    // others are made once. One ticket in all.
+    let mut second = run_with(fixture(), "guest-fixer", grants(FIXER), &[], RunMode::Apply).await;
+    second.sim = first.sim.clone();
+    second.spec.device = first.spec.device.clone();
+    second.spec.journal = Some(journal.clone());
+    runtime()
+        .remediate(&module, second.spec.clone(), findings)
+        .await
+        .result
+        .expect("the retry completes");
+    let seen = outcomes(&second);
+    assert_eq!(
+        seen.iter()
+            .filter(|(_, o)| *o == AuditOutcome::Reconciled)
+            .count(),
+        1,
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.iter()
+            .filter(|(_, o)| *o == AuditOutcome::Applied)
+            .count(),
+        3,
+        "{seen:?}"
+    );
+    assert_eq!(first.sim.tickets.all().len(), 1);
+    assert_eq!(journal.inner.len(), 4);
+}
+
+#[tokio::test]
+async fn a_call_whose_intent_cannot_be_recorded_is_not_made() {
+    let module = module("guest-fixer").await;
+    let journal = Arc::new(FailingJournal::default());
+    let mut run = run_with(fixture(), "guest-fixer", grants(FIXER), &[], RunMode::Apply).await;
+    run.spec.journal = Some(journal.clone());
+    let findings = runtime()
+        .check(&module, run.spec.clone())
+        .await
+        .result
+        .expect("check");
+    let untouched = run.sim.snapshot();
+    journal
+        .fail_intents
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let _ = runtime()
+        .remediate(&module, run.spec.clone(), findings)
+        .await;
+    assert_eq!(run.sim.snapshot(), untouched, "the device was not touched");
+    assert!(run.sim.tickets.all().is_empty());
+    let seen = outcomes(&run);
+    assert!(
+        seen.iter()
+            .all(|(_, o)| matches!(o, AuditOutcome::Failed(_))),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(
+            |(_, o)| matches!(o, AuditOutcome::Failed(r) if r.contains("cannot record this call's intent"))
+        ),
+        "{seen:?}"
+    );
 }
 
 #[tokio::test]

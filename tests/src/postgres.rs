@@ -98,3 +98,83 @@ fn try_start_cluster(attempt: u32) -> Option<String> {
     let url = String::from_utf8(out.stdout).expect("UTF-8 URL");
     Some(url.trim().to_owned())
 }
+
+/// A PostgreSQL cluster of one test's own, which the test may stop and
+/// start again (an outage) without touching the shared [`server`]. Its
+/// guard stops it when the process ends; dropping it stops it sooner.
+pub struct Dedicated {
+    dir: PathBuf,
+    url: String,
+}
+
+impl Dedicated {
+    /// Starts a cluster on a free loopback port.
+    pub fn start() -> Self {
+        for attempt in 1..=3 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("find a free loopback port")
+                .port();
+            let dir: PathBuf = std::env::temp_dir().join(format!(
+                "steward-pg-dedicated-{}-{port}-{attempt}",
+                std::process::id()
+            ));
+            let guard = Command::new(PG_SCRIPT)
+                .arg("guard")
+                .arg(&dir)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("spawn the PostgreSQL guard");
+            GUARDS
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner())
+                .push(guard);
+            let out = Command::new(PG_SCRIPT)
+                .arg("start")
+                .arg(&dir)
+                .arg(port.to_string())
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("run .ci/postgres start");
+            if out.status.success() {
+                let url = String::from_utf8(out.stdout).expect("UTF-8 URL");
+                return Self {
+                    dir,
+                    url: url.trim().to_owned(),
+                };
+            }
+        }
+        panic!(".ci/postgres start failed three times");
+    }
+
+    /// The URL of its `steward_test` database.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Stops the server, keeping its data.
+    pub fn halt(&self) {
+        self.script("halt");
+    }
+
+    /// Starts it again.
+    pub fn resume(&self) {
+        self.script("resume");
+    }
+
+    fn script(&self, command: &str) {
+        let status = Command::new(PG_SCRIPT)
+            .arg(command)
+            .arg(&self.dir)
+            .status()
+            .expect("run .ci/postgres");
+        assert!(status.success(), ".ci/postgres {command} failed");
+    }
+}
+
+impl Drop for Dedicated {
+    fn drop(&mut self) {
+        let _ = Command::new(PG_SCRIPT).arg("stop").arg(&self.dir).status();
+    }
+}

@@ -34,19 +34,20 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// The process can reach its store.
+/// The process can reach its store and write to it (a probe write, at
+/// most one a second).
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
     responses((status = 200, description = "Ready", body = String),
-        (status = 503, description = "The store cannot be reached", body = super::problem::Problem)))]
+        (status = 503, description = "The store cannot be reached or cannot write", body = super::problem::Problem)))]
 async fn readyz(State(state): State<ApiState>) -> ApiResult<&'static str> {
-    match state.store().tenants().await {
-        Ok(_) => Ok("ready"),
+    match state.store().writable().await {
+        Ok(()) => Ok("ready"),
         Err(e) => {
-            tracing::warn!(error = %super::chain(&e), "not ready");
+            tracing::warn!(error = %e, "not ready: the store cannot write");
             Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not-ready",
-                "the store cannot be reached",
+                "the store cannot be reached or cannot write",
             ))
         }
     }
@@ -56,9 +57,32 @@ async fn readyz(State(state): State<ApiState>) -> ApiResult<&'static str> {
 /// traps.
 #[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
     responses((status = 200, description = "Prometheus text format", body = String)))]
-async fn metrics(State(state): State<ApiState>) -> ApiResult<Response> {
-    let m = state.store().metrics(Timestamp::now()).await?;
+async fn metrics(State(state): State<ApiState>) -> Response {
     let mut out = String::new();
+    // The process's own figures answer even when the store cannot: an
+    // operator watching a database outage still sees the server.
+    match state.store().metrics(Timestamp::now()).await {
+        Ok(m) => {
+            out.push_str(STORE_UP_HELP);
+            out.push_str("steward_store_up 1\n");
+            store_metrics(&mut out, &m);
+        }
+        Err(e) => {
+            tracing::warn!(error = %super::chain(&e), "metrics without the store's figures");
+            out.push_str(STORE_UP_HELP);
+            out.push_str("steward_store_up 0\n");
+        }
+    }
+    process_metrics(&mut out, &state);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+const STORE_UP_HELP: &str = "# HELP steward_store_up Whether the store answered for these metrics.\n\
+     # TYPE steward_store_up gauge\n";
+
+/// The figures read from the store: jobs by state, queue depth, run
+/// latency, plugin traps.
+fn store_metrics(out: &mut String, m: &steward_store::StoreMetrics) {
     out.push_str("# HELP steward_jobs Jobs in the store by state.\n# TYPE steward_jobs gauge\n");
     for status in steward_store::JobStatus::ALL {
         let n = m
@@ -88,6 +112,10 @@ async fn metrics(State(state): State<ApiState>) -> ApiResult<Response> {
         let plugin = plugin.replace('\\', "\\\\").replace('"', "\\\"");
         let _ = writeln!(out, "steward_plugin_traps_total{{plugin=\"{plugin}\"}} {n}");
     }
+}
+
+/// This process's figures: its API connections and agents.
+fn process_metrics(out: &mut String, state: &ApiState) {
     let connections = state.connections();
     let _ = writeln!(
         out,
@@ -106,7 +134,6 @@ async fn metrics(State(state): State<ApiState>) -> ApiResult<Response> {
             .load(std::sync::atomic::Ordering::Relaxed),
         state.agents().len(),
     );
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 
 /// This document.

@@ -89,6 +89,20 @@ impl ApiError {
         )
     }
 
+    /// The store cannot be reached or cannot write just now: 503
+    /// `unavailable` with `Retry-After`, quickly rather than after a long
+    /// wait, and logged (as a warning: it is the database's state, not a
+    /// bug of ours).
+    pub fn unavailable(err: &dyn std::error::Error) -> Self {
+        tracing::warn!(error = %crate::chain(err), "the store is unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            steward_contract::codes::UNAVAILABLE,
+            "the server's database cannot be reached or cannot write just now; \
+             nothing was changed, try again shortly",
+        )
+    }
+
     /// Adds the offending field.
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
@@ -120,12 +134,20 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
         response
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        if e.is_unavailable() {
+            return ApiError::unavailable(&e);
+        }
         match &e {
             StoreError::Invalid { field, .. } => ApiError::invalid(*field, e.to_string()),
             StoreError::UnknownTenant(_)

@@ -47,7 +47,9 @@ pub const NOT_A_PLUGIN: &str = "not-a-plugin";
 pub const BAD_REQUIREMENT: &str = "bad-requirement";
 /// 500: the registry failed; its log has the details.
 pub const INTERNAL: &str = "internal";
-/// 503: the registry cannot reach its database.
+/// 503: the server (a registry or a host) cannot reach its database or
+/// write to it just now; nothing was changed, and `Retry-After` says when
+/// to try again.
 pub const UNAVAILABLE: &str = "unavailable";
 
 /// 422: the component imports something no host links (the network, a WASI

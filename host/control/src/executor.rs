@@ -173,10 +173,17 @@ impl Alerts {
 /// Undelivered alerts taken per pass of the redelivery loop.
 const REDELIVER_BATCH: usize = 100;
 
-/// Sends undelivered alerts again, at start and every `every`, until
-/// `stop`.
-async fn redeliver_loop(alerts: Arc<Alerts>, every: Duration, mut stop: watch::Receiver<bool>) {
+/// Gives the alerter the observations left in the alert inbox (by a crash
+/// after a job's commit, or a step that failed), then sends undelivered
+/// alerts again: at start and every `every`, until `stop`.
+async fn redeliver_loop(
+    inner: Arc<Inner>,
+    alerts: Arc<Alerts>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
+        while inner.reobserve(&alerts, REDELIVER_BATCH).await == REDELIVER_BATCH {}
         while alerts.redeliver(REDELIVER_BATCH).await == REDELIVER_BATCH {}
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -280,6 +287,7 @@ impl Executor {
         let heartbeat = tokio::spawn(heartbeat_loop(inner.clone(), hb_stop.clone()));
         let redeliver = inner.alerts.clone().map(|alerts| {
             tokio::spawn(redeliver_loop(
+                inner.clone(),
                 alerts,
                 inner.config.redeliver_every,
                 hb_stop.clone(),
@@ -379,14 +387,100 @@ impl Executor {
             return;
         };
         for job in jobs {
-            let Some(mut o) = observation(job) else {
+            let Some(o) = timed_out_observation(job) else {
                 continue;
             };
-            o.job = JobEnd::TimedOut { limit: job.timeout };
-            for alert in alerts.alerter.observe(&o).await {
-                alerts.send(alert);
+            self.inner
+                .observe_recorded(alerts, &job.id, job.attempt, &o)
+                .await;
+        }
+    }
+}
+
+/// The observation of a job the sweeper timed out; `None` for a job
+/// without a device.
+fn timed_out_observation(job: &Job) -> Option<Observation> {
+    let mut o = observation(job)?;
+    o.job = JobEnd::TimedOut { limit: job.timeout };
+    Some(o)
+}
+
+impl Inner {
+    /// Gives `o`, the observation of `job`'s `attempt` written to the
+    /// alert inbox with the job's end, to the alerter, and removes it from
+    /// the inbox once every step of it was recorded. A step that failed
+    /// leaves it there for [`reobserve`](Self::reobserve).
+    async fn observe_recorded(
+        &self,
+        alerts: &Arc<Alerts>,
+        job: &JobId,
+        attempt: u32,
+        o: &Observation,
+    ) {
+        let (fired, complete) = alerts.alerter.observe_all(o).await;
+        for alert in fired {
+            alerts.send(alert);
+        }
+        if !complete {
+            return;
+        }
+        if let Err(e) = self.store.alert_inbox_done(job, attempt).await {
+            tracing::warn!(error = %e, %job,
+                "removing an observation from the alert inbox failed; it will be observed again");
+        }
+    }
+
+    /// Observes up to `limit` entries of the alert inbox whose hold has
+    /// passed: left by a process that crashed after a job's commit, or by
+    /// an alert step that failed. Returns how many were taken.
+    async fn reobserve(&self, alerts: &Arc<Alerts>, limit: usize) -> usize {
+        let due = match self
+            .store
+            .alert_inbox_due(Timestamp::now(), store::INBOX_HOLD, limit)
+            .await
+        {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the alert inbox failed");
+                return 0;
+            }
+        };
+        for entry in &due {
+            let o = match &entry.observation {
+                Some(json) => serde_json::from_str::<Observation>(json)
+                    .map_err(|e| {
+                        tracing::error!(job = %entry.job_id, error = %e,
+                        "an observation in the alert inbox does not parse; it is dropped")
+                    })
+                    .ok(),
+                None => match self.store.job(&entry.job_id).await {
+                    Ok(job) => job.as_ref().and_then(timed_out_observation),
+                    Err(e) => {
+                        tracing::warn!(job = %entry.job_id, error = %e,
+                            "reading a timed-out job for its alert failed");
+                        continue;
+                    }
+                },
+            };
+            match o {
+                Some(o) => {
+                    tracing::info!(job = %entry.job_id, attempt = entry.attempt,
+                        "observing a job whose alerts were left undone");
+                    self.observe_recorded(alerts, &entry.job_id, entry.attempt, &o)
+                        .await;
+                }
+                None => {
+                    if let Err(e) = self
+                        .store
+                        .alert_inbox_done(&entry.job_id, entry.attempt)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "removing an alert-inbox entry failed");
+                    }
+                }
             }
         }
+        due.len()
     }
 }
 
@@ -754,6 +848,7 @@ async fn execute(
                 // Only enqueued if the failure ends the job.
                 then: follow_ups(inner, job, false, false).await,
                 audit: Vec::new(),
+                observation: None,
             })
         }
     };
@@ -1029,9 +1124,23 @@ async fn record(inner: &Inner, batch: &mut [Done]) {
     // in its transaction: present exactly when the record committed.
     for d in batch.iter_mut() {
         let events: Vec<AuditEvent> = d.audit.iter().map(|e| audit_event(d, e)).collect();
+        // With alerting on, the observation goes into the alert inbox in
+        // the same transaction, so a crash after the commit cannot lose
+        // the job's alerts.
+        let observation = inner
+            .alerts
+            .as_ref()
+            .and(d.observation.as_ref())
+            .and_then(|o| serde_json::to_string(o).ok());
         match &mut d.record {
-            Record::Complete(c) => c.audit = events,
-            Record::Fail(f) => f.audit = events,
+            Record::Complete(c) => {
+                c.audit = events;
+                c.observation = observation;
+            }
+            Record::Fail(f) => {
+                f.audit = events;
+                f.observation = observation;
+            }
             Record::Defer(..) | Record::Lost => {}
         }
     }
@@ -1101,9 +1210,9 @@ async fn record(inner: &Inner, batch: &mut [Done]) {
                 continue;
             }
             if let Some(o) = &d.observation {
-                for alert in alerts.alerter.observe(o).await {
-                    alerts.send(alert);
-                }
+                inner
+                    .observe_recorded(alerts, &d.job.id, d.job.attempt, o)
+                    .await;
             }
         }
     }
@@ -1163,6 +1272,7 @@ async fn complete_batch(inner: &Inner, worker: &str, completions: &[Completion])
             logs: Vec::new(),
             then: Vec::new(),
             audit: c.audit.clone(),
+            observation: c.observation.clone(),
         };
         match inner.store.fail(worker, &failure, Timestamp::now()).await {
             Ok(store::FailOutcome::NotLeased) => {}
@@ -1182,6 +1292,7 @@ fn audit_event(d: &Done, e: &RunAuditEvent) -> AuditEvent {
         AuditOutcome::Denied(r) => ("denied", Some(r.clone())),
         AuditOutcome::Failed(r) => ("failed", Some(r.clone())),
         AuditOutcome::Replayed => ("replayed", None),
+        AuditOutcome::Reconciled => ("reconciled", None),
     };
     AuditEvent {
         at: Timestamp::now(),

@@ -22,7 +22,7 @@ use steward_runtime::device::remote::remote_device;
 
 use crate::agents::AgentHub;
 use steward_runtime::device::simulated::{Fixture, Simulated};
-use steward_runtime::{Journal, JournalKey};
+use steward_runtime::{Journal, JournalKey, Prior};
 use steward_store::{self as store, JobId, NewTicket, OutboxEvent, Store, TenantId, Timestamp};
 
 /// The mutation journal in the store, keyed by job id (the run id the
@@ -31,11 +31,32 @@ pub struct StoreJournal(pub Store);
 
 #[async_trait]
 impl Journal for StoreJournal {
-    async fn replay(&self, key: &JournalKey) -> anyhow::Result<Option<String>> {
-        Ok(self
+    async fn replay(&self, key: &JournalKey) -> anyhow::Result<Prior> {
+        if let Some(result) = self
             .0
             .journal_get(&key.run_id, &key.call, key.occurrence)
-            .await?)
+            .await?
+        {
+            return Ok(Prior::Done(result));
+        }
+        Ok(
+            if self
+                .0
+                .journal_intended(&key.run_id, &key.call, key.occurrence)
+                .await?
+            {
+                Prior::InDoubt
+            } else {
+                Prior::None
+            },
+        )
+    }
+
+    async fn intend(&self, key: &JournalKey) -> anyhow::Result<()> {
+        self.0
+            .journal_intend(&key.run_id, &key.call, key.occurrence, Timestamp::now())
+            .await?;
+        Ok(())
     }
 
     async fn record(&self, key: &JournalKey, result: String) -> anyhow::Result<()> {
@@ -213,13 +234,16 @@ pub struct StoreAlertState {
 }
 
 /// How long the process that records an alert event has to deliver it
-/// (every retry of [`DeliveryPolicy::default`](super::alerts::DeliveryPolicy)
-/// fits) before another delivery may start.
-pub const REDELIVER_AFTER: Duration = Duration::from_secs(300);
+/// before another delivery may start: every attempt and wait of
+/// [`DeliveryPolicy::default`](super::alerts::DeliveryPolicy) (65 s at
+/// worst), and a margin. An event whose process crashed goes out again
+/// after this; each further redelivery holds it twice as long, at most
+/// [`store::MAX_OUTBOX_HOLD`] (an hour).
+pub const REDELIVER_AFTER: Duration = Duration::from_secs(75);
 
 /// Redeliveries of an event before it is dropped (and logged at `error`):
-/// a day of them at [`REDELIVER_AFTER`].
-pub const MAX_REDELIVERIES: u32 = 288;
+/// about a day of them, holding 75 s, 150 s, … up to an hour between.
+pub const MAX_REDELIVERIES: u32 = 30;
 
 impl StoreAlertState {
     /// Alert state and outbox in `store`, held [`REDELIVER_AFTER`].

@@ -24,6 +24,10 @@ pub enum AuditOutcome {
     /// An earlier attempt of the run applied this call; its journaled result
     /// was returned and nothing was applied again.
     Replayed,
+    /// An earlier attempt recorded that it was about to make this call but
+    /// not what came of it, and the call's effect was found in place on
+    /// the device: it was not made again.
+    Reconciled,
 }
 
 /// One audited capability call.

@@ -40,7 +40,7 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 pub use cache::{ArtifactCache, ArtifactSource};
 pub use engine::{Allocator, EngineSettings};
 pub use error::{LoadError, RunError, describe_host_error, describe_plugin_error};
-pub use journal::{Journal, JournalKey, MemoryJournal};
+pub use journal::{Journal, JournalKey, MemoryJournal, Prior};
 pub use limits::{EPOCH_TICK, Limits};
 pub use params::{ParamError, Params, resolve_json_params, resolve_text_params};
 pub use store::{HostState, LogLine, LogSource};

@@ -108,6 +108,9 @@ pub struct HostState {
     /// Mutating calls made so far in this run, by fingerprint, for the
     /// journal's occurrence numbers.
     occurrences: std::collections::HashMap<String, u32>,
+    /// Why the journal failed in this attempt, if it did: an intent or a
+    /// result it could not record. No further mutating call is made.
+    journal_failed: Option<String>,
 }
 
 impl WasiView for HostState {
@@ -158,6 +161,7 @@ impl HostState {
             cpu_ticks: 0,
             cpu_exhausted: false,
             occurrences: Default::default(),
+            journal_failed: None,
         }
     }
 
@@ -260,18 +264,25 @@ impl HostState {
     }
 
     /// Runs a mutating provider call (`op`, not started yet) and audits it.
-    /// In apply mode with a journal, a call this run already applied (same
-    /// fingerprint and occurrence) is replayed from the journal instead, and
-    /// a newly applied one is recorded; a journal that cannot be read fails
-    /// the call rather than risk applying it twice.
-    pub(crate) async fn mutate<T, F>(
+    /// In apply mode with a journal, the call's intent is recorded first and
+    /// its result after (see the `journal` module): a call this run already
+    /// applied (same fingerprint and occurrence) is replayed from the
+    /// journal instead; a journal that cannot be read, or cannot record the
+    /// intent, fails the call rather than risk applying it twice. A call in
+    /// doubt (intended by an earlier attempt, no result) is reconciled:
+    /// `reconcile` (not started yet) looks for its effect on the device and
+    /// answers the result it stands for when it is in place (the call is
+    /// not made again), `None` when it is not (the call is made).
+    pub(crate) async fn mutate<T, F, R>(
         &mut self,
         call: &CallSummary,
         op: F,
+        reconcile: R,
     ) -> wasmtime::Result<Result<T, HostError>>
     where
         T: serde::Serialize + serde::de::DeserializeOwned,
         F: std::future::Future<Output = Result<T, HostError>>,
+        R: std::future::Future<Output = Result<Option<T>, HostError>>,
     {
         let scope = self.scope(call.capability)?;
         if !scope.may_mutate {
@@ -298,15 +309,49 @@ impl HostState {
             occurrence: *seen,
         };
         *seen += 1;
+        if let Some(why) = &self.journal_failed {
+            let error = HostError::Unavailable(format!(
+                "the mutation journal failed earlier in this attempt ({why}), \
+                 so no further change is made; the job is retried"
+            ));
+            return self.audited(call, Err(error));
+        }
         match journal.replay(&key).await {
-            Ok(Some(json)) => {
+            Ok(super::Prior::Done(json)) => {
                 if let Ok(value) = serde_json::from_str::<T>(&json) {
                     self.record(call, AuditOutcome::Replayed)?;
                     return Ok(Ok(value));
                 }
                 tracing::warn!(%key, "journal entry does not parse; applying the call again");
             }
-            Ok(None) => {}
+            Ok(super::Prior::InDoubt) => match reconcile.await {
+                Ok(Some(value)) => {
+                    tracing::warn!(%key, "an earlier attempt made this call without recording it; its effect is in place, so it is not made again");
+                    self.record_result(journal.as_ref(), &key, &value).await;
+                    self.record(call, AuditOutcome::Reconciled)?;
+                    return Ok(Ok(value));
+                }
+                Ok(None) => {
+                    tracing::warn!(%key, "an earlier attempt may have made this call; its effect is not in place, so it is made");
+                }
+                Err(e) => {
+                    let error = HostError::Unavailable(format!(
+                        "an earlier attempt may have made this call, and the device cannot tell now \
+                         whether it did ({e:?}), so it was not made"
+                    ));
+                    return self.audited(call, Err(error));
+                }
+            },
+            Ok(super::Prior::None) => {
+                if let Err(e) = journal.intend(&key).await {
+                    let why = format!("{e:#}");
+                    self.journal_failed = Some(why.clone());
+                    let error = HostError::Unavailable(format!(
+                        "the mutation journal cannot record this call's intent, so it was not made: {why}"
+                    ));
+                    return self.audited(call, Err(error));
+                }
+            }
             Err(e) => {
                 let error = HostError::Unavailable(format!(
                     "the mutation journal cannot be read, so the call was not made: {e:#}"
@@ -316,16 +361,39 @@ impl HostState {
         }
         let result = op.await;
         if let Ok(value) = &result {
-            let recorded = match serde_json::to_string(value) {
-                Ok(json) => journal.record(&key, json).await,
-                Err(e) => Err(e.into()),
-            };
-            if let Err(e) = recorded {
-                tracing::error!(%key, error = %format!("{e:#}"), "applied call not journaled; a re-run may apply it again");
-            }
+            self.record_result(journal.as_ref(), &key, value).await;
         }
         self.audited(call, result)
     }
+}
+
+impl HostState {
+    /// Journals `value` as the result of `key`; when that fails the call
+    /// stays in doubt and the attempt makes no further mutating call.
+    async fn record_result<T: serde::Serialize>(
+        &mut self,
+        journal: &dyn super::Journal,
+        key: &super::JournalKey,
+        value: &T,
+    ) {
+        let recorded = match serde_json::to_string(value) {
+            Ok(json) => journal.record(key, json).await,
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = recorded {
+            let why = format!("{e:#}");
+            tracing::error!(%key, error = %why,
+                "applied call not journaled; it stays in doubt and this attempt makes no further change");
+            self.journal_failed = Some(why);
+        }
+    }
+}
+
+/// A reconciliation with nothing to look for: the call is made again, as
+/// it is safe to repeat (an update of signatures, a reboot schedule, a
+/// ticket keyed by the job).
+pub(crate) fn make_again<T>() -> std::future::Ready<Result<Option<T>, HostError>> {
+    std::future::ready(Ok(None))
 }
 
 /// The outcome a mutating call reports in `mode`.

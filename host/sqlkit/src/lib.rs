@@ -16,6 +16,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use sqlx::AnyPool;
+use sqlx::Connection as _;
 use sqlx::Executor as _;
 use sqlx::any::AnyPoolOptions;
 use sqlx::error::BoxDynError;
@@ -162,6 +163,39 @@ pub async fn lock_file(path: PathBuf) -> Result<std::fs::File, String> {
     .map_err(|e| format!("cannot lock the database for migration: {e}"))
 }
 
+/// How long a caller waits for a pooled connection before the store
+/// reports itself unavailable: long enough for a burst of requests to queue
+/// behind a few connections, short enough that an API call to a server
+/// whose database is down answers 503 in seconds, not half a minute.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens one connection to a prepared `sqlite:` URL and reads its schema,
+/// so a file that is not a database (or cannot be opened) fails at once,
+/// naming the file and the cause, instead of the pool retrying it until
+/// its acquire timeout and reporting only that it timed out.
+async fn check_sqlite_file(url: &str, pragmas: &str) -> Result<(), OpenError> {
+    let path = {
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        rest.split_once('?').map_or(rest, |(p, _)| p).to_owned()
+    };
+    let fail = |e: sqlx::Error| {
+        let cause = match &e {
+            sqlx::Error::Database(db) => db.message().to_owned(),
+            other => other.to_string(),
+        };
+        OpenError::Invalid(format!("cannot open the SQLite database `{path}`: {cause}"))
+    };
+    let mut conn = sqlx::AnyConnection::connect(url).await.map_err(fail)?;
+    conn.execute(pragmas).await.map_err(fail)?;
+    conn.execute("SELECT count(*) FROM sqlite_master")
+        .await
+        .map_err(fail)?;
+    conn.close().await.map_err(fail)
+}
+
 /// How [`open_pool`] failed; each caller wraps it in its own error type.
 #[derive(Debug)]
 pub enum OpenError {
@@ -194,16 +228,32 @@ pub async fn open_pool(
     sqlx::any::install_default_drivers();
     let options = AnyPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(30));
+        .acquire_timeout(ACQUIRE_TIMEOUT);
     let (url, options, lock) = if backend == Backend::Sqlite {
         let url = prepare_sqlite_url(url, example).map_err(OpenError::Invalid)?;
+        check_sqlite_file(&url, sqlite_pragmas).await?;
         let lock = sqlite_lock_path(&url);
-        let options = options.after_connect(move |conn, _| {
-            Box::pin(async move {
-                conn.execute(sqlite_pragmas).await?;
-                Ok(())
+        let options = options
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    conn.execute(sqlite_pragmas).await?;
+                    Ok(())
+                })
             })
-        });
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    // A transaction dropped without its commit (the commit
+                    // failed: a full disk, an I/O error) queued a rollback;
+                    // the ping waits for it. If the rollback failed too,
+                    // sqlx still counts the connection as inside a
+                    // transaction and every later `BEGIN` on it would fail
+                    // ("non-zero transaction depth"): close it, so the pool
+                    // opens a fresh one and the store recovers by itself
+                    // once the disk has room again.
+                    conn.ping().await?;
+                    Ok(!conn.is_in_transaction())
+                })
+            });
         (url, options, Some(lock))
     } else {
         (url.to_owned(), options, None)

@@ -971,7 +971,7 @@ impl Store {
         .fetch_one(self.pool())
         .await?;
         let runs = sqlx::query(
-            "SELECT COUNT(*), COALESCE(SUM(finished_at - created_at), 0) FROM runs \
+            "SELECT COUNT(*), CAST(COALESCE(SUM(finished_at - created_at), 0) AS BIGINT) FROM runs \
              WHERE finished_at IS NOT NULL",
         )
         .fetch_one(self.pool())

@@ -271,6 +271,56 @@ impl Store {
         .await?)
     }
 
+    /// Whether an attempt of the job recorded its intent to make this
+    /// call ([`journal_intend`](Self::journal_intend)).
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn journal_intended(
+        &self,
+        job_id: &str,
+        call: &str,
+        occurrence: u32,
+    ) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM journal_intents WHERE job_id = $1 AND call = $2 AND occurrence = $3",
+        )
+        .bind(job_id)
+        .bind(call)
+        .bind(i64::from(occurrence))
+        .fetch_one(self.pool())
+        .await?;
+        Ok(n > 0)
+    }
+
+    /// Records, before the call is made, that a job's attempt is about to
+    /// make a mutating call; committed when this returns.
+    ///
+    /// # Errors
+    ///
+    /// A database failure: the call must not be made.
+    pub async fn journal_intend(
+        &self,
+        job_id: &str,
+        call: &str,
+        occurrence: u32,
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO journal_intents (job_id, call, occurrence, at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (job_id, call, occurrence) DO NOTHING",
+        )
+        .bind(job_id)
+        .bind(call)
+        .bind(i64::from(occurrence))
+        .bind(now.as_millis())
+        .execute(tx.conn())
+        .await?;
+        tx.commit().await
+    }
+
     /// Journals a job's applied mutating call (the first record wins).
     ///
     /// # Errors
@@ -540,9 +590,12 @@ impl Store {
     }
 
     /// Takes up to `limit` outbox events whose `retry_at` has passed, oldest
-    /// first, holding each until `now + hold` (so no other process takes
-    /// it meanwhile) and counting the attempt; each comes with the
-    /// attempts taken before this one.
+    /// first, holding each (so no other process takes it meanwhile) and
+    /// counting the attempt; each comes with the attempts taken before this
+    /// one. The hold grows with the event's failures: `hold` the first
+    /// time, doubling with each redelivery taken before, at most
+    /// [`MAX_OUTBOX_HOLD`]: an event whose process crashed goes out again
+    /// soon, one whose webhook stays down is tried ever more rarely.
     ///
     /// # Errors
     ///
@@ -554,19 +607,33 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<OutboxEvent>> {
         let mut tx = self.write().await?;
-        let mut sql = Sql::new(self.backend, "UPDATE alert_outbox SET retry_at = ");
-        sql.bind(now + hold)
-            .push(
-                ", attempts = attempts + 1 WHERE (alert_id, event) IN \
+        let mut sql = Sql::new(
+            self.backend,
+            "UPDATE alert_outbox SET retry_at = CASE attempts",
+        );
+        let mut doubled = hold;
+        for attempts in 0..16_i64 {
+            let this = doubled.min(MAX_OUTBOX_HOLD);
+            sql.push(" WHEN ")
+                .bind(attempts)
+                .push(" THEN ")
+                .bind(now + this);
+            doubled = doubled.saturating_mul(2);
+        }
+        sql.push(" ELSE ")
+            .bind(now + hold.saturating_mul(1 << 16).min(MAX_OUTBOX_HOLD))
+            .push(" END");
+        sql.push(
+            ", attempts = attempts + 1 WHERE (alert_id, event) IN \
                  (SELECT alert_id, event FROM alert_outbox WHERE retry_at <= ",
-            )
-            .bind(now)
-            .push(" ORDER BY retry_at, created_at LIMIT ")
-            .bind(limit as i64);
+        )
+        .bind(now)
+        .push(" ORDER BY retry_at, created_at LIMIT ")
+        .bind(limit as i64);
         if self.backend == Backend::Postgres {
             sql.push(" FOR UPDATE SKIP LOCKED");
         }
-        sql.push(") RETURNING alert_id, event, body, attempts, created_at");
+        sql.push(") RETURNING alert_id, event, body, attempts, created_at, retry_at");
         let mut due = Vec::new();
         for row in sql.fetch_all(tx.conn()).await? {
             let created_at: i64 = row.try_get("created_at")?;
@@ -576,7 +643,7 @@ impl Store {
                     alert_id: row.try_get("alert_id")?,
                     event: row.try_get("event")?,
                     body: row.try_get("body")?,
-                    retry_at: now + hold,
+                    retry_at: Timestamp::from_millis(row.try_get("retry_at")?),
                     attempts: u32::try_from(row.try_get::<i64, _>("attempts")? - 1)
                         .unwrap_or(u32::MAX),
                     reached: Vec::new(),
@@ -646,6 +713,109 @@ impl Store {
             .execute(tx.conn())
             .await?;
         }
+        tx.commit().await
+    }
+
+    /// Takes up to `limit` alert-inbox entries whose `retry_at` has passed,
+    /// oldest first, holding each until `now + hold` so no other process
+    /// takes it meanwhile. An entry stays until
+    /// [`alert_inbox_done`](Self::alert_inbox_done): the alerter may see an
+    /// observation twice across a crash, never not at all.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn alert_inbox_due(
+        &self,
+        now: Timestamp,
+        hold: Duration,
+        limit: usize,
+    ) -> Result<Vec<InboxEntry>> {
+        let mut tx = self.write().await?;
+        let mut sql = Sql::new(self.backend, "UPDATE alert_inbox SET retry_at = ");
+        sql.bind(now + hold)
+            .push(
+                " WHERE (job_id, attempt) IN \
+                 (SELECT job_id, attempt FROM alert_inbox WHERE retry_at <= ",
+            )
+            .bind(now)
+            .push(" ORDER BY retry_at, created_at LIMIT ")
+            .bind(limit as i64);
+        if self.backend == Backend::Postgres {
+            sql.push(" FOR UPDATE SKIP LOCKED");
+        }
+        sql.push(") RETURNING job_id, attempt, observation, created_at");
+        let mut due = Vec::new();
+        for row in sql.fetch_all(tx.conn()).await? {
+            let created_at: i64 = row.try_get("created_at")?;
+            due.push((
+                created_at,
+                InboxEntry {
+                    job_id: JobId::from(row.try_get::<String, _>("job_id")?),
+                    attempt: u32::try_from(row.try_get::<i64, _>("attempt")?).unwrap_or(u32::MAX),
+                    observation: row.try_get("observation")?,
+                },
+            ));
+        }
+        tx.commit().await?;
+        due.sort_by_key(|(created_at, _)| *created_at);
+        Ok(due.into_iter().map(|(_, e)| e).collect())
+    }
+
+    /// Removes an alert-inbox entry the alerter has taken.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn alert_inbox_done(&self, job_id: &JobId, attempt: u32) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query("DELETE FROM alert_inbox WHERE job_id = $1 AND attempt = $2")
+            .bind(job_id.as_str())
+            .bind(i64::from(attempt))
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await
+    }
+
+    /// The alert-inbox entries not yet taken, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn alert_inbox(&self) -> Result<Vec<InboxEntry>> {
+        let rows = sqlx::query(
+            "SELECT job_id, attempt, observation FROM alert_inbox ORDER BY created_at, job_id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(InboxEntry {
+                    job_id: JobId::from(row.try_get::<String, _>("job_id")?),
+                    attempt: u32::try_from(row.try_get::<i64, _>("attempt")?).unwrap_or(u32::MAX),
+                    observation: row.try_get("observation")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Writes to the store and commits, for readiness: `Ok` when the
+    /// database takes a write now. A full disk, a read-only file or a
+    /// PostgreSQL that refuses writes fail it, which reading would not
+    /// notice.
+    ///
+    /// # Errors
+    ///
+    /// The write's failure.
+    pub async fn probe_write(&self, now: Timestamp) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO store_probe (id, at) VALUES (1, $1) \
+             ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+        )
+        .bind(now.as_millis())
+        .execute(tx.conn())
+        .await?;
         tx.commit().await
     }
 
@@ -776,6 +946,48 @@ pub struct OutboxEvent {
     /// The webhooks that took it or refused it for good, sorted (ignored
     /// when the event is written).
     pub reached: Vec<String>,
+}
+
+/// The longest an outbox event is held between redeliveries.
+pub const MAX_OUTBOX_HOLD: Duration = Duration::from_secs(3600);
+
+/// A job's observation waiting in the alert inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxEntry {
+    /// The job.
+    pub job_id: JobId,
+    /// Its attempt that ended.
+    pub attempt: u32,
+    /// The alerter's observation (its JSON), or `None` for a job the sweep
+    /// timed out.
+    pub observation: Option<String>,
+}
+
+/// How long the process that ends a job has to give its observation to
+/// the alerter before another process may: it does so at once, so this
+/// only delays an observation whose process crashed.
+pub const INBOX_HOLD: Duration = Duration::from_secs(30);
+
+/// Writes alert-inbox entries in the transaction that ends their jobs.
+pub(crate) async fn inbox_insert(
+    tx: &mut WriteTx,
+    entries: &[InboxEntry],
+    now: Timestamp,
+) -> Result<()> {
+    for e in entries {
+        sqlx::query(
+            "INSERT INTO alert_inbox (job_id, attempt, observation, created_at, retry_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (job_id, attempt) DO NOTHING",
+        )
+        .bind(e.job_id.as_str())
+        .bind(i64::from(e.attempt))
+        .bind(e.observation.as_deref())
+        .bind(now.as_millis())
+        .bind((now + INBOX_HOLD).as_millis())
+        .execute(tx.conn())
+        .await?;
+    }
+    Ok(())
 }
 
 /// Fills in the [`reached`](OutboxEvent::reached) webhooks of `events`.

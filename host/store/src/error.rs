@@ -98,6 +98,18 @@ impl StoreError {
         )
     }
 
+    /// Whether the database could not be reached or could not write just
+    /// now (connection refused or lost, the pool's wait ran out, a full
+    /// disk, I/O errors, a server shutting down or starting), as opposed to
+    /// a request it refused or a bug: the caller may try again later, and
+    /// the API answers 503 `store-unavailable`.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Database(e) | StoreError::Open { source: e, .. } => is_unavailable(e),
+            _ => false,
+        }
+    }
+
     pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         Self::Invalid {
             field,
@@ -110,6 +122,35 @@ impl StoreError {
             column,
             message: message.to_string(),
         }
+    }
+}
+
+/// See [`StoreError::is_unavailable`].
+pub(crate) fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code();
+            let code = code.as_deref().unwrap_or("");
+            // SQLite's primary result codes (the low byte of the extended
+            // one): BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN.
+            if let Ok(n) = code.parse::<i32>() {
+                return matches!(n & 0xff, 5 | 6 | 7 | 8 | 10 | 13 | 14);
+            }
+            // PostgreSQL's SQLSTATE classes: connection exceptions (08),
+            // insufficient resources such as a full disk (53), the server
+            // shutting down or starting (57P01..57P05), system errors (58).
+            code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("57P")
+                || code.starts_with("58")
+        }
+        _ => false,
     }
 }
 

@@ -17,9 +17,24 @@ const TENANT_COLUMNS: &str = "id, name, tier, max_concurrent_jobs, created_at";
 pub(crate) const DEVICE_COLUMNS: &str =
     "id, tenant_id, site_id, name, tags, facts, admin, reachable, last_seen_at, created_at";
 
+/// The longest name (of a tenant, site, device, playbook…) in characters.
+pub const MAX_NAME_CHARS: usize = 256;
+
 pub(crate) fn name_field(field: &'static str, name: &str) -> Result<()> {
     if name.trim().is_empty() {
         return Err(StoreError::invalid(field, "must not be empty"));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(StoreError::invalid(
+            field,
+            format!("must be at most {MAX_NAME_CHARS} characters"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(StoreError::invalid(
+            field,
+            "must not contain control characters (newlines, tabs, escapes)",
+        ));
     }
     Ok(())
 }

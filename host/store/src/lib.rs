@@ -193,7 +193,10 @@ pub use admin::{
     StoredWebhook, User,
 };
 pub use agents::{AgentRecord, BAD_ENROLLMENT_TOKEN, Enrollment, NewAgent, NewEnrollment};
-pub use durable::{NewTicket, OutboxEvent, PluginSource, PluginVersion, StoredTicket, TierSla};
+pub use durable::{
+    INBOX_HOLD, InboxEntry, MAX_OUTBOX_HOLD, NewTicket, OutboxEvent, PluginSource, PluginVersion,
+    StoredTicket, TierSla,
+};
 pub use error::{Result, StoreError};
 pub use ids::{DeviceId, JobId, PlaybookId, RunId, ScheduleId, SiteId, TenantId, Timestamp};
 pub use model::{
@@ -261,7 +264,12 @@ pub struct Store {
     runs_generation: Arc<AtomicU64>,
     /// Woken with every bump of `runs_generation`.
     runs_notify: Arc<tokio::sync::Notify>,
+    /// The last [`writable`](Store::writable) probe: when, and its result.
+    probe: Arc<tokio::sync::Mutex<Option<Probe>>>,
 }
+
+/// A readiness probe's time and result.
+type Probe = (std::time::Instant, std::result::Result<(), String>);
 
 /// A write transaction: `BEGIN IMMEDIATE` behind the process's write mutex
 /// on SQLite, [`POSTGRES_BEGIN`] (read committed, plans pinned to indexes)
@@ -392,7 +400,29 @@ impl Store {
             backoff: options.backoff,
             runs_generation: Arc::new(AtomicU64::new(0)),
             runs_notify: Arc::default(),
+            probe: Arc::default(),
         })
+    }
+
+    /// Whether the database takes a write now, for readiness: a probe
+    /// write ([`probe_write`](Store::probe_write)), at most one a second
+    /// however often it is asked (callers within a second of the last
+    /// probe share its answer), so an unauthenticated readiness check
+    /// cannot be turned into a stream of writes. `Err` says why, for logs.
+    pub async fn writable(&self) -> std::result::Result<(), String> {
+        const FRESH: std::time::Duration = std::time::Duration::from_secs(1);
+        let mut last = self.probe.lock().await;
+        if let Some((at, result)) = last.as_ref()
+            && at.elapsed() < FRESH
+        {
+            return result.clone();
+        }
+        let result = self
+            .probe_write(ids::Timestamp::now())
+            .await
+            .map_err(|e| error_chain(&e));
+        *last = Some((std::time::Instant::now(), result.clone()));
+        result
     }
 
     /// Which database this store talks to.
@@ -449,6 +479,18 @@ impl Store {
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }
+}
+
+/// `err` and its sources, joined by `: `.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
 }
 
 /// Checks a `sqlite:` URL, asks for the file to be created when missing

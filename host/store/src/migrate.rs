@@ -35,6 +35,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0006_alert_outbox_reached.sql"),
     ),
     (7, "agents", include_str!("../migrations/0007_agents.sql")),
+    (
+        8,
+        "alert inbox, journal intents, store probe",
+        include_str!("../migrations/0008_alert_inbox.sql"),
+    ),
 ];
 
 /// The embedded migrations, for `steward_sqlkit::open_pool`

@@ -656,6 +656,11 @@ pub struct Completion {
     /// when the completion is accepted.
     #[serde(default)]
     pub audit: Vec<AuditEvent>,
+    /// The alerter's observation of the job (JSON), written to the alert
+    /// inbox in the completion's transaction: present exactly when the
+    /// completion is accepted, so no crash loses the job's alerts.
+    #[serde(default)]
+    pub observation: Option<String>,
 }
 
 impl Completion {
@@ -672,6 +677,7 @@ impl Completion {
             then: Vec::new(),
             state: Vec::new(),
             audit: Vec::new(),
+            observation: None,
         }
     }
 
@@ -722,6 +728,10 @@ pub struct Failure {
     /// (present exactly when the failure is recorded).
     #[serde(default)]
     pub audit: Vec<AuditEvent>,
+    /// The alerter's observation of the attempt (JSON), written to the
+    /// alert inbox in the failure's transaction.
+    #[serde(default)]
+    pub observation: Option<String>,
 }
 
 /// What became of a reported failure.

@@ -817,6 +817,14 @@ impl Store {
                 .await?;
         }
         super::inventory::insert_audit(self.backend, &mut tx, &failure.audit).await?;
+        if let Some(o) = &failure.observation {
+            let entry = super::InboxEntry {
+                job_id: failure.job_id.clone(),
+                attempt: failure.attempt,
+                observation: Some(o.clone()),
+            };
+            super::durable::inbox_insert(&mut tx, &[entry], now).await?;
+        }
         tx.commit().await?;
         if status == JobStatus::Queued {
             return Ok(FailOutcome::Retrying {
@@ -920,6 +928,7 @@ impl Store {
                 .bind(now)
                 .push(" RETURNING id, run_id, status");
             let changed = update.fetch_all(tx.conn()).await?;
+            let ended_before = report.ended.len();
             let mut ended = Vec::new();
             for row in &changed {
                 if row.try_get::<String, _>("status")? == "queued" {
@@ -940,6 +949,18 @@ impl Store {
                 }
                 ended.push(run);
             }
+            // The alerter's share of the jobs that ended, in this
+            // transaction: the alerter makes their observations.
+            let timed_out: Vec<super::InboxEntry> = report.ended[ended_before..]
+                .iter()
+                .filter(|job| job.device_id.is_some())
+                .map(|job| super::InboxEntry {
+                    job_id: job.id.clone(),
+                    attempt: job.attempt,
+                    observation: None,
+                })
+                .collect();
+            super::durable::inbox_insert(&mut tx, &timed_out, now).await?;
             tx.commit().await?;
             self.finish_runs(&ended, now).await?;
             // Jobs left for a later sweep would be selected again.

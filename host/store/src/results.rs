@@ -248,6 +248,17 @@ impl Store {
             .flat_map(|(c, _)| c.audit.iter().cloned())
             .collect();
         super::inventory::insert_audit(self.backend, &mut tx, &audit).await?;
+        let inbox: Vec<super::InboxEntry> = accepted_in_order
+            .iter()
+            .filter_map(|(c, _)| {
+                c.observation.as_ref().map(|o| super::InboxEntry {
+                    job_id: c.job_id.clone(),
+                    attempt: c.attempt,
+                    observation: Some(o.clone()),
+                })
+            })
+            .collect();
+        super::durable::inbox_insert(&mut tx, &inbox, now).await?;
 
         // Follow-up jobs, per run.
         let mut follow_ups: HashMap<&str, Vec<NewJob>> = HashMap::new();

@@ -46,13 +46,21 @@ impl Alerter {
     /// observation; the next observation of the key drives it again (a
     /// failure not recorded now fires next time, a pass not recorded now
     /// resolves next time), so errors delay alerts but never wedge a key.
+    pub async fn observe(&self, observation: &Observation) -> Vec<Alert> {
+        self.observe_all(observation).await.0
+    }
+
+    /// [`observe`](Self::observe), also saying whether every condition's
+    /// step was recorded (`false`: a state error skipped one, and the
+    /// observation is worth giving again).
     #[instrument(skip_all, fields(
         tenant = %observation.tenant_id,
         device = %observation.device_id,
         plugin = %observation.plugin,
         job = %observation.job_id,
     ))]
-    pub async fn observe(&self, observation: &Observation) -> Vec<Alert> {
+    pub async fn observe_all(&self, observation: &Observation) -> (Vec<Alert>, bool) {
+        let mut complete = true;
         let mut alerts = Vec::new();
         for condition in Condition::ALL {
             let Some(holds) = observation.holds(condition) else {
@@ -66,14 +74,17 @@ impl Alerter {
             };
             match step {
                 Ok(alert) => alerts.extend(alert),
-                Err(err) => error!(
-                    err = &err as &dyn std::error::Error,
-                    key = %key,
-                    "alert state failed; this observation is skipped for the key"
-                ),
+                Err(err) => {
+                    complete = false;
+                    error!(
+                        err = &err as &dyn std::error::Error,
+                        key = %key,
+                        "alert state failed; this observation is skipped for the key"
+                    );
+                }
             }
         }
-        alerts
+        (alerts, complete)
     }
 
     /// `key`'s condition holds: fire if this call opens the key, else count.

@@ -269,6 +269,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_store_holds_an_event_for_a_whole_default_delivery() {
+        let policy = DeliveryPolicy::default();
+        let waits: Duration = (1..policy.max_attempts).map(|a| policy.backoff(a)).sum();
+        let longest = policy.request_timeout * policy.max_attempts + waits;
+        assert!(
+            crate::providers::REDELIVER_AFTER > longest,
+            "a delivery still retrying must not be started again elsewhere"
+        );
+    }
+
+    #[test]
     fn backoff_doubles_up_to_the_cap() {
         let policy = DeliveryPolicy {
             base_backoff: Duration::from_secs(1),

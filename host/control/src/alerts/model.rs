@@ -111,7 +111,7 @@ pub struct CriticalFinding {
 }
 
 /// What a job's check showed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CheckResult {
     /// The job ran no check, or the check did not finish (trap, timeout):
     /// nothing is known about findings, so a `critical-findings` alert stays
@@ -127,7 +127,7 @@ pub enum CheckResult {
 }
 
 /// What a job's remediation did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RemediationResult {
     /// The job ran no remediation (a check-only run, or the check did not
     /// finish): a `remediation-failed` alert stays as it is.
@@ -142,7 +142,7 @@ pub enum RemediationResult {
 }
 
 /// How a job ended with respect to its deadline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JobEnd {
     /// It ended (succeeded or failed) before its deadline; resolves
     /// `job-timed-out`.
@@ -155,7 +155,7 @@ pub enum JobEnd {
 }
 
 /// What the executor reports after each job.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Observation {
     /// The tenant the device belongs to.
     pub tenant_id: String,

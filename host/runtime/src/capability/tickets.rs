@@ -117,7 +117,11 @@ impl Host for HostState {
         };
         let mode = scope.mode;
         let device = self.run_device(Capability::Tickets)?;
-        self.mutate(&call, device.tickets.file(ticket, origin, mode))
-            .await
+        self.mutate(
+            &call,
+            device.tickets.file(ticket, origin, mode),
+            crate::store::make_again(),
+        )
+        .await
     }
 }

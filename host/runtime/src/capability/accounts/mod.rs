@@ -113,7 +113,12 @@ impl Host for HostState {
             return Ok(Err(HostError::Denied(reason)));
         }
         let mode = self.run_mode(Capability::Accounts)?;
-        self.mutate(&call, device.accounts.unlock(&name, mode))
+        // In place when the account is not locked.
+        let reconcile = async {
+            let account = device.accounts.lookup(&name).await?;
+            Ok((!account.locked).then_some(Outcome::Applied))
+        };
+        self.mutate(&call, device.accounts.unlock(&name, mode), reconcile)
             .await
     }
 }

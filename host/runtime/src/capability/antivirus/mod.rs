@@ -65,8 +65,12 @@ impl Host for HostState {
         };
         let mode = self.run_mode(Capability::Antivirus)?;
         let device = self.run_device(Capability::Antivirus)?;
-        self.mutate(&call, device.antivirus.update_signatures(mode))
-            .await
+        self.mutate(
+            &call,
+            device.antivirus.update_signatures(mode),
+            crate::store::make_again(),
+        )
+        .await
     }
 
     async fn quarantine(
@@ -84,7 +88,25 @@ impl Host for HostState {
         }
         let mode = self.run_mode(Capability::Antivirus)?;
         let device = self.run_device(Capability::Antivirus)?;
-        self.mutate(&call, device.antivirus.quarantine(&path, &signature, mode))
-            .await
+        // In place when the file is no longer there to detect.
+        let reconcile = async {
+            let gone = match device.antivirus.scan(std::slice::from_ref(&path)).await {
+                Ok(report) => !report.detections.iter().any(|d| d.path == path),
+                Err(HostError::NotFound(_)) => true,
+                Err(e) => return Err(e),
+            };
+            Ok(gone.then(|| QuarantineRecord {
+                id: "reconciled".into(),
+                original_path: path.clone(),
+                signature: signature.clone(),
+                outcome: Outcome::Applied,
+            }))
+        };
+        self.mutate(
+            &call,
+            device.antivirus.quarantine(&path, &signature, mode),
+            reconcile,
+        )
+        .await
     }
 }

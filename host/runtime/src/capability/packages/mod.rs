@@ -76,8 +76,35 @@ impl Host for HostState {
         }
         let mode = self.run_mode(Capability::Packages)?;
         let device = self.run_device(Capability::Packages)?;
-        self.mutate(&call, device.packages.install_updates(&names, mode))
-            .await
+        // In place when none of the packages has an update pending.
+        let reconcile = async {
+            let pending = device.packages.updates().await?;
+            if names.iter().any(|n| pending.iter().any(|u| &u.name == n)) {
+                return Ok(None);
+            }
+            let installed = device.packages.installed().await?;
+            Ok(Some(
+                names
+                    .iter()
+                    .map(|n| PackageChange {
+                        name: n.clone(),
+                        from_version: None,
+                        to_version: installed
+                            .iter()
+                            .find(|p| &p.name == n)
+                            .map(|p| p.version.clone())
+                            .unwrap_or_default(),
+                        outcome: Outcome::Applied,
+                    })
+                    .collect(),
+            ))
+        };
+        self.mutate(
+            &call,
+            device.packages.install_updates(&names, mode),
+            reconcile,
+        )
+        .await
     }
 
     async fn schedule_reboot(
@@ -91,7 +118,11 @@ impl Host for HostState {
         };
         let mode = self.run_mode(Capability::Packages)?;
         let device = self.run_device(Capability::Packages)?;
-        self.mutate(&call, device.packages.schedule_reboot(&reason, mode))
-            .await
+        self.mutate(
+            &call,
+            device.packages.schedule_reboot(&reason, mode),
+            crate::store::make_again(),
+        )
+        .await
     }
 }
