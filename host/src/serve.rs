@@ -103,6 +103,12 @@ pub struct ServeConfig {
     /// `trust-on-first-use`, `unsigned-namespaces`, `upgrades`).
     #[serde(default)]
     pub registry: Option<RegistrySettings>,
+    /// For demos and fault tests: simulated devices keep their state in
+    /// this directory (`<device id>.json`, and a ledger of the calls they
+    /// applied, `<device id>.applied`), so it outlives the process. Absent:
+    /// in memory, for the life of the process.
+    #[serde(default)]
+    pub simulated_state_dir: Option<PathBuf>,
 }
 
 /// A plugin component to install at start.
@@ -266,12 +272,18 @@ impl Server {
     /// plugin library, and sets up alerting.
     pub async fn open(config: &ServeConfig) -> anyhow::Result<Self> {
         let agents = AgentHub::new();
-        Self::open_with_agents(
-            config,
-            Arc::new(StandardProviders::new(LocalConfig::default()).with_agents(agents.clone())),
-            agents,
-        )
-        .await
+        let mut providers =
+            StandardProviders::new(LocalConfig::default()).with_agents(agents.clone());
+        if let Some(dir) = &config.simulated_state_dir {
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!(
+                    "cannot create the simulated state directory {}",
+                    dir.display()
+                )
+            })?;
+            providers = providers.with_simulated_state(dir.clone());
+        }
+        Self::open_with_agents(config, Arc::new(providers), agents).await
     }
 
     /// [`open`](Self::open) with devices' providers from `devices`.

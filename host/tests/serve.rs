@@ -45,6 +45,17 @@ fn serve(config: &Path) -> Child {
         .expect("start steward serve")
 }
 
+/// A `steward serve` child, killed when dropped: a failing test leaves no
+/// process behind.
+struct Serving(Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 async fn counts(store: &Store, runs: &[steward_store::RunId]) -> HashMap<JobStatus, usize> {
     let mut out = HashMap::new();
     for run in runs {
@@ -172,6 +183,275 @@ async fn killed_with_sigkill_mid_way_every_job_ends_once_and_nothing_is_applied_
     assert!(
         replayed > 0,
         "re-run attempts replayed calls their killed attempt had applied"
+    );
+}
+
+/// What the fault runs check once every job has ended: no job lost or
+/// ended twice (all `DEVICES` succeeded, the run too), no ticket filed
+/// twice, and at the provider (the persistent simulated devices' ledgers
+/// under `state`) no call applied twice, every device fixed, every applied
+/// call with an audit event in its job's committed trail (`in-doubt` for a
+/// call whose attempt ended between the provider's return and the
+/// journal's record of it). Returns the retried jobs, the calls applied at
+/// the provider and the audit outcomes counted.
+async fn assert_each_call_once(
+    store: &Store,
+    run: &steward_store::RunId,
+    acme: &steward_store::TenantId,
+    state: &Path,
+    devices: usize,
+) -> (usize, usize, BTreeMap<String, usize>) {
+    // No job lost, none ended twice.
+    assert_eq!(
+        store.run(run).await.unwrap().unwrap().status,
+        RunStatus::Succeeded
+    );
+    let jobs = store.jobs_of_run(run).await.unwrap();
+    assert_eq!(jobs.len(), devices);
+    assert!(
+        jobs.iter().all(|j| j.status == JobStatus::Succeeded),
+        "every job succeeded"
+    );
+    // A retry that finds its device already fixed (an interrupted attempt
+    // fixed it) has nothing to file: at most one ticket per job.
+    let tickets = store.tickets(acme).await.unwrap();
+    let ticket_jobs: HashSet<_> = tickets.iter().filter_map(|t| t.job_id.clone()).collect();
+    assert_eq!(ticket_jobs.len(), tickets.len(), "no ticket filed twice");
+
+    // At the provider: no call applied twice, every device fixed, and every
+    // applied call has its audit event in the job's committed trail.
+    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+    let mut ledger_lines = 0;
+    for job in &jobs {
+        let device = job.device_id.as_ref().unwrap();
+        let file = steward_control::providers::StandardProviders::simulated_state_file(
+            state,
+            device.as_str(),
+        );
+        let ledger = std::fs::read_to_string(
+            steward_runtime::device::simulated::Simulated::ledger_path(&file),
+        )
+        .unwrap();
+        let lines: Vec<&str> = ledger.lines().collect();
+        let unique: HashSet<&str> = lines.iter().copied().collect();
+        assert_eq!(
+            unique.len(),
+            lines.len(),
+            "a call applied twice on {device}: {lines:?}"
+        );
+        ledger_lines += lines.len();
+        let audit = store.audit_outcomes(&job.id).await.unwrap();
+        for (_, _, outcome) in &audit {
+            *outcomes.entry(outcome.clone()).or_default() += 1;
+        }
+        for line in &lines {
+            let action = line.split(' ').next().unwrap();
+            assert!(
+                audit.iter().any(|(_, a, o)| a == action
+                    && ["applied", "replayed", "reconciled", "in-doubt"].contains(&o.as_str())),
+                "{device}: `{line}` applied at the provider has no audit event: {audit:?}"
+            );
+        }
+        let fixed: steward_runtime::device::simulated::Fixture =
+            serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert!(
+            fixed.updates.is_empty(),
+            "{device} still has updates pending"
+        );
+        assert!(
+            fixed.accounts.iter().all(|a| !a.locked),
+            "{device} still has a locked account"
+        );
+        assert!(
+            fixed.files.iter().all(|f| f.signature.is_none()),
+            "{device} still has an infected file"
+        );
+    }
+    let retried = jobs.iter().filter(|j| j.attempt > 1).count();
+    (retried, ledger_lines, outcomes)
+}
+
+/// Devices in each fault run.
+const FAULT_DEVICES: usize = 240;
+
+/// A fault run's fixture: the fixer installed in `modules`, one tenant of
+/// [`FAULT_DEVICES`] simulated devices with slow installs and quarantines
+/// (time inside jobs for faults to land in), and a remediation run over
+/// them with attempts to spare. Returns the tenant and the run.
+async fn fault_run(
+    store: &Store,
+    modules: std::path::PathBuf,
+) -> (steward_store::TenantId, steward_store::RunId) {
+    let plane = plane(store, modules);
+    install(&plane, "guest-fixer", FIXER_GRANTS).await;
+    let names: Vec<String> = (0..FAULT_DEVICES).map(|i| format!("ws-{i:03}")).collect();
+    let devices: Vec<(&str, &[&str])> = names.iter().map(|n| (n.as_str(), &[][..])).collect();
+    let (acme, _) = tenant(store, "acme", Tier::Managed, &devices, |id, t| {
+        let mut f = fixture(id, t.as_str());
+        f.delays.insert("packages.install-updates".into(), 30);
+        f.delays.insert("antivirus.quarantine".into(), 30);
+        simulated_facts(&f)
+    })
+    .await;
+    let playbook = plane
+        .create_playbook(
+            Some(acme.clone()),
+            "fix",
+            json!([{ "plugin": "fixer", "mode": "remediate", "max-attempts": 8 }]),
+            json!({}),
+        )
+        .await
+        .unwrap();
+    let run = plane.start_run(&playbook.id, None).await.unwrap();
+    (acme, run)
+}
+
+/// [`config`] for `worker` with its data in `data_parent/data`, written to
+/// `dir`, keeping simulated devices' state in `state`.
+fn fault_config(
+    dir: &Path,
+    data_parent: &Path,
+    url: &str,
+    worker: &str,
+    state: &Path,
+) -> std::path::PathBuf {
+    let path = config(data_parent, url, worker, 16, 2);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&format!(
+        "simulated-state-dir = {:?}\n",
+        state.display().to_string()
+    ));
+    let moved = dir.join(format!("{worker}.toml"));
+    if moved != path {
+        std::fs::remove_file(&path).unwrap();
+    }
+    std::fs::write(&moved, text).unwrap();
+    moved
+}
+
+fn succeeded(c: &HashMap<JobStatus, usize>) -> usize {
+    c.get(&JobStatus::Succeeded).copied().unwrap_or(0)
+}
+
+/// Waits until at least `at_least` jobs of `run` succeeded; panics with
+/// the jobs' errors if one fails for good or nothing moves for minutes.
+async fn wait_succeeded(
+    store: &Store,
+    run: &steward_store::RunId,
+    at_least: usize,
+) -> HashMap<JobStatus, usize> {
+    let runs = std::slice::from_ref(run);
+    let start = Instant::now();
+    loop {
+        let c = counts(store, runs).await;
+        if succeeded(&c) >= at_least {
+            return c;
+        }
+        if c.contains_key(&JobStatus::Failed) || start.elapsed() > Duration::from_secs(180) {
+            let errors: Vec<_> = store
+                .jobs_of_run(run)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter_map(|j| j.last_error)
+                .take(3)
+                .collect();
+            panic!("no progress: {c:?} {errors:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until every job of `run` has ended.
+async fn wait_ended(store: &Store, run: &steward_store::RunId) {
+    wait_succeeded(store, run, FAULT_DEVICES).await;
+}
+
+/// Stops a `steward serve` with SIGTERM; it must exit cleanly.
+fn terminate(mut serving: Serving) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(serving.0.id().to_string())
+        .status();
+    assert!(serving.0.wait().unwrap().success());
+}
+
+/// The fault suite's SQLite run, against real `steward serve` processes
+/// and simulated devices whose state is kept outside them (a state file
+/// and a ledger of applied calls per device, counted at the provider): the
+/// data disk (a small tmpfs) fills mid-run and is freed, then the process
+/// is killed with SIGKILL and another started. No job is lost or ends
+/// twice, no call is applied twice at the provider, every applied call has
+/// an audit event, and every device ends fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_then_a_kill_lose_no_job_and_apply_no_call_twice() {
+    let disk = support::SmallDisk::mount(96);
+    let dir = tempfile::tempdir().unwrap();
+    let data = disk.path().join("data");
+    let url = format!("sqlite://{}", data.join("steward.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let (acme, run) = fault_run(&store, data.join("modules")).await;
+    let state = dir.path().join("state");
+    // The configuration lives off the small disk.
+    let config = |worker: &str| fault_config(dir.path(), disk.path(), &url, worker, &state);
+
+    let mut first = Serving(serve(&config("first")));
+    wait_succeeded(&store, &run, 40).await;
+    let fill = disk.fill();
+    // Writes fail for a while: jobs in flight cannot record their calls
+    // or their ends.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = counts(&store, std::slice::from_ref(&run)).await;
+    std::fs::remove_file(fill).unwrap();
+    let after_disk = wait_succeeded(&store, &run, succeeded(&during) + 40).await;
+    assert!(
+        succeeded(&after_disk) < FAULT_DEVICES,
+        "the run ended before the kill: {after_disk:?}"
+    );
+    first.0.kill().unwrap(); // SIGKILL
+    first.0.wait().unwrap();
+
+    let second = Serving(serve(&config("second")));
+    wait_ended(&store, &run).await;
+    terminate(second);
+
+    let (retried, ledger_lines, outcomes) =
+        assert_each_call_once(&store, &run, &acme, &state, FAULT_DEVICES).await;
+    eprintln!(
+        "full disk then SIGKILL: {FAULT_DEVICES} jobs, {retried} retried, {ledger_lines} calls \
+         applied at the provider (none twice), audit outcomes {outcomes:?}; at the fill {during:?}"
+    );
+    assert!(retried > 0, "some attempt was interrupted");
+}
+
+/// The fault suite's PostgreSQL run: two `steward serve` processes share
+/// a database that stops for five seconds mid-run and starts again. Both
+/// processes carry on by themselves; no job is lost or ends twice and no
+/// call is applied twice at the provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_mid_run_under_two_processes_loses_no_job_and_applies_no_call_twice() {
+    let pg = steward_tests::postgres::Dedicated::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(pg.url()).await.unwrap();
+    let (acme, run) = fault_run(&store, dir.path().join("data/modules")).await;
+    let state = dir.path().join("state");
+    let config = |worker: &str| fault_config(dir.path(), dir.path(), pg.url(), worker, &state);
+
+    let first = Serving(serve(&config("first")));
+    let second = Serving(serve(&config("second")));
+    wait_succeeded(&store, &run, 40).await;
+    pg.halt();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    pg.resume();
+    wait_ended(&store, &run).await;
+    terminate(first);
+    terminate(second);
+
+    let (retried, ledger_lines, outcomes) =
+        assert_each_call_once(&store, &run, &acme, &state, FAULT_DEVICES).await;
+    eprintln!(
+        "PostgreSQL stopped 5 s under two processes: {FAULT_DEVICES} jobs, {retried} retried, \
+         {ledger_lines} calls applied at the provider (none twice), audit outcomes {outcomes:?}"
     );
 }
 

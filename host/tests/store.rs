@@ -1006,8 +1006,49 @@ async fn approvals_gate_jobs(db: TestDb) {
     assert!(ids.len() == 3);
     assert!(s.claim("w", 10, LEASE, at(5)).await.unwrap().is_empty());
 
-    let approved = s.approve_job(&ids[0], "alice", "ok", at(6)).await.unwrap();
+    // A decision and its audit event commit together: a second decision
+    // of the same job changes nothing and audits nothing.
+    let decision = |action: &str| steward_store::AuditEvent {
+        at: at(6),
+        actor: "user:alice".into(),
+        tenant_id: None,
+        run_id: None,
+        job_id: Some(ids[0].clone()),
+        attempt: None,
+        device_id: None,
+        plugin: None,
+        plugin_digest: None,
+        action: action.into(),
+        detail: json!({}),
+        outcome: "ok".into(),
+    };
+    let approved = s
+        .decide_job(
+            &ids[0],
+            "alice",
+            "ok",
+            true,
+            &[decision("approval.approve")],
+            at(6),
+        )
+        .await
+        .unwrap();
     assert_eq!(approved.map(|j| j.status), Some(JobStatus::Queued));
+    assert_eq!(s.audit_count(&ids[0]).await.unwrap(), 1);
+    assert!(
+        s.decide_job(
+            &ids[0],
+            "alice",
+            "twice",
+            true,
+            &[decision("approval.approve")],
+            at(6)
+        )
+        .await
+        .unwrap()
+        .is_none()
+    );
+    assert_eq!(s.audit_count(&ids[0]).await.unwrap(), 1);
     assert!(
         s.approve_job(&ids[0], "alice", "twice", at(6))
             .await

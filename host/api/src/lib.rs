@@ -172,20 +172,7 @@ impl ApiState {
         outcome: &str,
     ) -> ApiResult<()> {
         self.store()
-            .append_audit(&[AuditEvent {
-                at: Timestamp::now(),
-                actor: caller.actor(),
-                tenant_id: tenant.cloned(),
-                run_id: None,
-                job_id: None,
-                attempt: None,
-                device_id: None,
-                plugin: None,
-                plugin_digest: None,
-                action: action.to_owned(),
-                detail,
-                outcome: outcome.to_owned(),
-            }])
+            .append_audit(&[audit_event(caller, tenant, action, detail, outcome)])
             .await?;
         Ok(())
     }
@@ -338,4 +325,29 @@ pub(crate) fn chain(err: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// The audit event of `caller`'s `action` on `tenant`, for a store method
+/// that writes it in the change's own transaction.
+fn audit_event(
+    caller: &Caller,
+    tenant: Option<&TenantId>,
+    action: &str,
+    detail: serde_json::Value,
+    outcome: &str,
+) -> AuditEvent {
+    AuditEvent {
+        at: Timestamp::now(),
+        actor: caller.actor(),
+        tenant_id: tenant.cloned(),
+        run_id: None,
+        job_id: None,
+        attempt: None,
+        device_id: None,
+        plugin: None,
+        plugin_digest: None,
+        action: action.to_owned(),
+        detail,
+        outcome: outcome.to_owned(),
+    }
 }

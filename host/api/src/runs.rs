@@ -464,17 +464,31 @@ async fn decide(
 ) -> ApiResult<axum::Json<Job>> {
     caller.require(Role::Technician)?;
     let job = state.job(&caller, &job_id).await?;
-    let store = state.store();
     let now = Timestamp::now();
-    let decided = if approved {
-        store
-            .approve_job(&job.id, &caller.actor(), &body.comment, now)
-            .await?
+    let action = if approved {
+        "approval.approve"
     } else {
-        store
-            .reject_job(&job.id, &caller.actor(), &body.comment, now)
-            .await?
+        "approval.reject"
     };
+    // The decision and its audit event commit together.
+    let audit = super::audit_event(
+        &caller,
+        Some(&job.tenant_id),
+        action,
+        json!({ "job": job.id, "run": job.run_id, "comment": body.comment }),
+        "ok",
+    );
+    let decided = state
+        .store()
+        .decide_job(
+            &job.id,
+            &caller.actor(),
+            &body.comment,
+            approved,
+            std::slice::from_ref(&audit),
+            now,
+        )
+        .await?;
     let Some(decided) = decided else {
         return Err(ApiError::new(
             axum::http::StatusCode::CONFLICT,
@@ -482,19 +496,6 @@ async fn decide(
             format!("job `{}` is {}, not awaiting approval", job.id, job.status),
         ));
     };
-    let action = if approved {
-        "approval.approve"
-    } else {
-        "approval.reject"
-    };
-    state
-        .audit(
-            &caller,
-            Some(&job.tenant_id),
-            action,
-            json!({ "job": job.id, "run": job.run_id, "comment": body.comment }),
-        )
-        .await?;
     // As the decision left it: a worker may take an approved job at once.
     Ok(axum::Json(decided))
 }

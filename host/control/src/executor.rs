@@ -1123,7 +1123,10 @@ async fn record(inner: &Inner, batch: &mut [Done]) {
     // Each attempt's audit events travel with its record and are written
     // in its transaction: present exactly when the record committed.
     for d in batch.iter_mut() {
-        let events: Vec<AuditEvent> = d.audit.iter().map(|e| audit_event(d, e)).collect();
+        let mut events: Vec<AuditEvent> = d.audit.iter().map(|e| audit_event(d, e)).collect();
+        if d.job.attempt > 1 && matches!(d.record, Record::Complete(_) | Record::Fail(_)) {
+            events.extend(unaudited_journal_calls(inner, d, &events).await);
+        }
         // With alerting on, the observation goes into the alert inbox in
         // the same transaction, so a crash after the commit cannot lose
         // the job's alerts.
@@ -1308,6 +1311,74 @@ fn audit_event(d: &Done, e: &RunAuditEvent) -> AuditEvent {
         detail: json!({ "arguments": e.arguments, "reason": reason }),
         outcome: outcome.into(),
     }
+}
+
+/// Audit events for mutating calls an earlier attempt of `d`'s job made
+/// and journaled but whose audit events were never committed (it was
+/// killed, or lost its store, before its end was recorded) and that this
+/// attempt did not make or replay (it found the device already changed):
+/// without them, a change really made would be in no audit trail. Each
+/// is `applied` (the journal has its result) or `in-doubt` (only its
+/// intent). Only a retry can have such calls; a store that cannot be read
+/// adds none (logged).
+async fn unaudited_journal_calls(
+    inner: &Inner,
+    d: &Done,
+    events: &[AuditEvent],
+) -> Vec<AuditEvent> {
+    let (journal, committed) = match tokio::try_join!(
+        inner.store.journal_calls(&d.job.id),
+        inner.store.audited_calls(&d.job.id)
+    ) {
+        Ok(both) => both,
+        Err(e) => {
+            tracing::warn!(job = %d.job.id, error = %e,
+                "reading the journal for unaudited calls failed; an earlier attempt's calls may lack audit events");
+            return Vec::new();
+        }
+    };
+    let recorded = |outcome: &str| matches!(outcome, "applied" | "replayed" | "reconciled");
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    for (action, arguments, outcome) in &committed {
+        if recorded(outcome) {
+            *seen.entry(format!("{action} {arguments}")).or_default() += 1;
+        }
+    }
+    for e in events {
+        if recorded(&e.outcome) {
+            let arguments = e.detail["arguments"].as_str().unwrap_or_default();
+            *seen.entry(format!("{} {arguments}", e.action)).or_default() += 1;
+        }
+    }
+    let mut out = Vec::new();
+    for (call, occurrence, applied) in journal {
+        if seen.get(&call).copied().unwrap_or(0) > occurrence {
+            continue;
+        }
+        let (action, arguments) = call.split_once(' ').unwrap_or((call.as_str(), ""));
+        out.push(AuditEvent {
+            at: Timestamp::now(),
+            actor: format!("job:{}", d.job.id),
+            tenant_id: Some(d.job.tenant_id.clone()),
+            run_id: Some(d.job.run_id.clone()),
+            job_id: Some(d.job.id.clone()),
+            attempt: Some(d.job.attempt),
+            device_id: d.job.device_id.clone(),
+            plugin: Some(d.job.plugin.clone()),
+            plugin_digest: d.digest.clone(),
+            action: action.to_owned(),
+            detail: json!({
+                "arguments": arguments,
+                "reason": if applied {
+                    "made by an earlier attempt that ended without recording it; from the journal"
+                } else {
+                    "an earlier attempt was about to make it and ended without recording whether it did; from the journal"
+                },
+            }),
+            outcome: if applied { "applied" } else { "in-doubt" }.into(),
+        });
+    }
+    out
 }
 
 async fn heartbeat_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {

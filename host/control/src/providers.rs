@@ -463,6 +463,7 @@ pub struct StandardProviders {
     local: LocalConfig,
     agents: Option<Arc<AgentHub>>,
     simulated: Mutex<HashMap<String, Arc<Simulated>>>,
+    simulated_state: Option<std::path::PathBuf>,
 }
 
 impl StandardProviders {
@@ -472,7 +473,30 @@ impl StandardProviders {
             local,
             agents: None,
             simulated: Mutex::default(),
+            simulated_state: None,
         }
+    }
+
+    /// Keeps simulated devices' state in `dir`, one file per device (see
+    /// [`Simulated::persistent`]), so it outlives the process.
+    pub fn with_simulated_state(mut self, dir: std::path::PathBuf) -> Self {
+        self.simulated_state = Some(dir);
+        self
+    }
+
+    /// The state file of simulated device `id` under `dir`.
+    pub fn simulated_state_file(dir: &std::path::Path, id: &str) -> std::path::PathBuf {
+        let safe: String = id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        dir.join(format!("{safe}.json"))
     }
 
     /// Serves `agent` devices through the agents connected to `hub`.
@@ -523,7 +547,13 @@ impl DeviceProviders for StandardProviders {
                                     stored.id
                                 )
                             })?;
-                        let sim = Simulated::new(fixture);
+                        let sim = match &self.simulated_state {
+                            Some(dir) => Simulated::persistent(
+                                fixture,
+                                Self::simulated_state_file(dir, stored.id.as_str()),
+                            )?,
+                            None => Simulated::new(fixture),
+                        };
                         simulated.insert(stored.id.as_str().to_owned(), sim.clone());
                         sim
                     }

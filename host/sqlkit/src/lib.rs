@@ -173,7 +173,7 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// so a file that is not a database (or cannot be opened) fails at once,
 /// naming the file and the cause, instead of the pool retrying it until
 /// its acquire timeout and reporting only that it timed out.
-async fn check_sqlite_file(url: &str, pragmas: &str) -> Result<(), OpenError> {
+async fn check_sqlite_file(url: &str) -> Result<(), OpenError> {
     let path = {
         let rest = url
             .strip_prefix("sqlite://")
@@ -189,7 +189,12 @@ async fn check_sqlite_file(url: &str, pragmas: &str) -> Result<(), OpenError> {
         OpenError::Invalid(format!("cannot open the SQLite database `{path}`: {cause}"))
     };
     let mut conn = sqlx::AnyConnection::connect(url).await.map_err(fail)?;
-    conn.execute(pragmas).await.map_err(fail)?;
+    // Only a read, waiting on other processes' locks: another process may
+    // be migrating a new file this moment (switching it to WAL needs it
+    // alone, so the pool's own connections set the pragmas).
+    conn.execute("PRAGMA busy_timeout = 10000")
+        .await
+        .map_err(fail)?;
     conn.execute("SELECT count(*) FROM sqlite_master")
         .await
         .map_err(fail)?;
@@ -231,7 +236,7 @@ pub async fn open_pool(
         .acquire_timeout(ACQUIRE_TIMEOUT);
     let (url, options, lock) = if backend == Backend::Sqlite {
         let url = prepare_sqlite_url(url, example).map_err(OpenError::Invalid)?;
-        check_sqlite_file(&url, sqlite_pragmas).await?;
+        check_sqlite_file(&url).await?;
         let lock = sqlite_lock_path(&url);
         let options = options
             .after_connect(move |conn, _| {

@@ -373,6 +373,62 @@ impl Store {
         .collect()
     }
 
+    /// A job's journaled mutating calls, by any attempt: `(fingerprint,
+    /// occurrence, applied)`, `applied` false for an intent without a
+    /// result (a call in doubt).
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn journal_calls(&self, job_id: &JobId) -> Result<Vec<(String, u32, bool)>> {
+        let rows = sqlx::query(
+            "SELECT call, occurrence, 1 AS applied FROM journal WHERE job_id = $1 \
+             UNION ALL SELECT i.call, i.occurrence, 0 AS applied FROM journal_intents i \
+             WHERE i.job_id = $1 AND NOT EXISTS (SELECT 1 FROM journal j WHERE j.job_id = i.job_id \
+             AND j.call = i.call AND j.occurrence = i.occurrence) ORDER BY call, occurrence",
+        )
+        .bind(job_id.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("call")?,
+                    u32::try_from(r.try_get::<i64, _>("occurrence")?).unwrap_or(u32::MAX),
+                    r.try_get::<i64, _>("applied")? == 1,
+                ))
+            })
+            .collect()
+    }
+
+    /// A job's committed audit events of host calls, by any attempt:
+    /// `(action, arguments, outcome)`.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn audited_calls(&self, job_id: &JobId) -> Result<Vec<(String, String, String)>> {
+        let rows =
+            sqlx::query("SELECT action, detail, outcome FROM audit_events WHERE job_id = $1")
+                .bind(job_id.as_str())
+                .fetch_all(self.pool())
+                .await?;
+        rows.iter()
+            .map(|r| {
+                let detail: String = r.try_get("detail")?;
+                let arguments = serde_json::from_str::<serde_json::Value>(&detail)
+                    .ok()
+                    .and_then(|d| {
+                        d.get("arguments")
+                            .and_then(|a| a.as_str())
+                            .map(str::to_owned)
+                    })
+                    .unwrap_or_default();
+                Ok((r.try_get("action")?, arguments, r.try_get("outcome")?))
+            })
+            .collect()
+    }
+
     /// How many calls a job has journaled.
     ///
     /// # Errors

@@ -1152,6 +1152,27 @@ impl Store {
         approved: bool,
         now: Timestamp,
     ) -> Result<Option<Job>> {
+        self.decide_job(job_id, by, note, approved, &[], now).await
+    }
+
+    /// Approves (`approved`) or rejects a job awaiting approval, as
+    /// [`approve_job`](Self::approve_job) and
+    /// [`reject_job`](Self::reject_job) do, writing `audit` in the same
+    /// transaction: the decision's audit events exist exactly when the
+    /// decision committed.
+    ///
+    /// # Errors
+    ///
+    /// An empty approver, or a database failure (nothing is changed).
+    pub async fn decide_job(
+        &self,
+        job_id: &JobId,
+        by: &str,
+        note: &str,
+        approved: bool,
+        audit: &[super::AuditEvent],
+        now: Timestamp,
+    ) -> Result<Option<Job>> {
         if by.trim().is_empty() {
             return Err(StoreError::invalid("decided-by", "must not be empty"));
         }
@@ -1183,6 +1204,7 @@ impl Store {
         .bind(now.as_millis())
         .execute(tx.conn())
         .await?;
+        super::inventory::insert_audit(self.backend, &mut tx, audit).await?;
         tx.commit().await?;
         if !approved {
             self.finish_runs(std::slice::from_ref(&job.run_id), now)

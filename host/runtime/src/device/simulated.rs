@@ -4,9 +4,15 @@
 //!
 //! A fixture may add latency to any call (`[delays] "packages.updates" =
 //! 5000`) to rehearse slow providers.
+//!
+//! A [persistent](Simulated::persistent) device keeps its state in a file,
+//! rewritten after every change, so a restart of the process does not reset
+//! it, and appends each call it applies to a ledger beside it: the fault
+//! tests count there, at the provider, that no call was applied twice.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -82,6 +88,17 @@ pub struct Fixture {
     pub delays: BTreeMap<String, u64>,
 }
 
+/// Writes `fixture` to `path` through a temporary file and a rename, so a
+/// crash never leaves half a state.
+fn save(path: &Path, fixture: &Fixture) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(&serde_json::to_vec(fixture)?)?;
+    file.sync_data()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
 fn no_reboot() -> RebootStatus {
     RebootStatus {
         required: false,
@@ -109,6 +126,8 @@ pub struct Simulated {
     state: Mutex<Fixture>,
     /// Tickets filed against this device.
     pub tickets: Arc<MemoryTickets>,
+    /// The state file of a persistent device.
+    persist: Option<PathBuf>,
 }
 
 impl Simulated {
@@ -117,6 +136,60 @@ impl Simulated {
         Arc::new(Self {
             state: Mutex::new(fixture),
             tickets: Arc::new(MemoryTickets::default()),
+            persist: None,
+        })
+    }
+
+    /// A simulated device whose state lives in `path` (JSON): read from it
+    /// when it exists (an earlier process left it), else `fixture`, written
+    /// there. Every applied call rewrites it and appends a line to the
+    /// ledger, [`ledger_path`](Self::ledger_path).
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read, parsed or written.
+    pub fn persistent(fixture: Fixture, path: PathBuf) -> anyhow::Result<Arc<Self>> {
+        let fixture = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("invalid simulated device state {}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                save(&path, &fixture)?;
+                fixture
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read {}", path.display()));
+            }
+        };
+        Ok(Arc::new(Self {
+            state: Mutex::new(fixture),
+            tickets: Arc::new(MemoryTickets::default()),
+            persist: Some(path),
+        }))
+    }
+
+    /// The ledger of a persistent device's state file `path`: one line per
+    /// applied call, `interface.function arguments`.
+    pub fn ledger_path(path: &Path) -> PathBuf {
+        path.with_extension("applied")
+    }
+
+    /// A persistent device's bookkeeping after an applied call: the state
+    /// (`s`, still locked) saved, the call appended to the ledger.
+    fn applied(&self, s: &Fixture, call: &str, arguments: &str) -> Result<(), HostError> {
+        let Some(path) = &self.persist else {
+            return Ok(());
+        };
+        let result = save(path, s).and_then(|()| {
+            let mut ledger = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(Self::ledger_path(path))?;
+            ledger.write_all(format!("{call} {arguments}\n").as_bytes())?;
+            ledger.sync_data()?;
+            Ok(())
+        });
+        result.map_err(|e| {
+            HostError::Unavailable(format!("the simulated device cannot keep its state: {e:#}"))
         })
     }
 
@@ -241,6 +314,7 @@ impl PackagesProvider for Simulated {
                     }),
                 }
             }
+            self.applied(&s, "packages.install-updates", &names.join(" "))?;
         }
         Ok(changes)
     }
@@ -248,7 +322,9 @@ impl PackagesProvider for Simulated {
     async fn schedule_reboot(&self, reason: &str, mode: RunMode) -> Result<Outcome, HostError> {
         self.delay("packages.schedule-reboot").await;
         if mode == RunMode::Apply {
-            self.lock().reboots_scheduled.push(reason.to_string());
+            let mut s = self.lock();
+            s.reboots_scheduled.push(reason.to_string());
+            self.applied(&s, "packages.schedule-reboot", reason)?;
         }
         Ok(outcome_for(mode))
     }
@@ -294,11 +370,13 @@ impl AntivirusProvider for Simulated {
         self.engine()?;
         if mode == RunMode::Apply {
             let now = ClockProvider::now(self);
-            if let Some(engine) = self.lock().antivirus.as_mut() {
+            let mut s = self.lock();
+            if let Some(engine) = s.antivirus.as_mut() {
                 for db in &mut engine.databases {
                     db.updated = Some(now);
                 }
             }
+            self.applied(&s, "antivirus.update-signatures", "")?;
         }
         Ok(outcome_for(mode))
     }
@@ -326,6 +404,7 @@ impl AntivirusProvider for Simulated {
         if mode == RunMode::Apply {
             s.files.remove(index);
             s.quarantine.push(record.clone());
+            self.applied(&s, "antivirus.quarantine", path)?;
         }
         Ok(record)
     }
@@ -366,6 +445,7 @@ impl AccountsProvider for Simulated {
             account.locked = false;
             account.locked_since = None;
             account.failed_attempts = 0;
+            self.applied(&s, "accounts.unlock", name)?;
         }
         Ok(outcome_for(mode))
     }
