@@ -677,6 +677,70 @@ async fn a_job_recorded_just_before_a_crash_still_alerts(db: TestDb) {
     assert!(db.store.alert_inbox().await.unwrap().is_empty());
 }
 
+/// A job hung in a host call (a device that takes ten minutes to answer)
+/// is stopped when its run is cancelled: the run ends `cancelled` at once,
+/// the worker drops the job's instance at its next lease renewal (so the
+/// executor can stop without waiting ten minutes), and the playbook's
+/// next step never starts.
+async fn cancelling_a_run_stops_its_hung_job_and_starts_no_later_step(db: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let plane = plane(&db.store, dir.path().into());
+    install(&plane, "guest-fixer", FIXER_GRANTS).await;
+    let (acme, _) = tenant(
+        &db.store,
+        "acme",
+        Tier::Managed,
+        &[("ws-1", &[])],
+        |id, t| {
+            let mut f = fixture(id, t.as_str());
+            f.delays.insert("packages.updates".into(), 600_000);
+            simulated_facts(&f)
+        },
+    )
+    .await;
+    let playbook = plane
+        .create_playbook(
+            Some(acme.clone()),
+            "check then fix",
+            json!([
+                { "plugin": "fixer", "mode": "check" },
+                { "plugin": "fixer", "mode": "remediate" },
+            ]),
+            json!({}),
+        )
+        .await
+        .unwrap();
+    let run = plane.start_run(&playbook.id, None).await.unwrap();
+    let running = start(
+        &plane,
+        "w1",
+        Arc::new(StandardProviders::new(LocalConfig::default())),
+        None,
+    );
+    wait(&db.store, &run, |_, jobs| jobs == [JobStatus::Leased]).await;
+    assert_eq!(
+        db.store.cancel_run(&run, Timestamp::now()).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        db.store.run(&run).await.unwrap().unwrap().status,
+        RunStatus::Cancelled
+    );
+    // Stopping the executor waits for its jobs in flight: it returns only
+    // because the hung one was dropped at a lease renewal (every 10 s),
+    // not after the device's ten minutes.
+    tokio::time::timeout(Duration::from_secs(120), running.stop())
+        .await
+        .expect("the cancelled job was stopped, not waited for");
+    let jobs = db.store.jobs_of_run(&run).await.unwrap();
+    assert_eq!(jobs.len(), 1, "the next step never started");
+    assert_eq!(jobs[0].status, JobStatus::Cancelled);
+    assert_eq!(
+        db.store.run(&run).await.unwrap().unwrap().status,
+        RunStatus::Cancelled
+    );
+}
+
 fn field<T>(r: Result<T, ControlError>) -> (String, String) {
     match r {
         Err(ControlError::Invalid { field, message }) => (field, message),
@@ -1205,6 +1269,7 @@ on_both_backends!(
     a_lease_that_runs_out_is_followed_by_the_next_step_when_the_step_continues,
     a_redelivery_leaves_out_the_webhooks_that_took_the_event,
     a_job_recorded_just_before_a_crash_still_alerts,
+    cancelling_a_run_stops_its_hung_job_and_starts_no_later_step,
 );
 
 /// A tick reached after a schedule's first firing time (a busy scheduler, a

@@ -376,9 +376,11 @@ impl Store {
         rows.iter().map(run_from_row).collect()
     }
 
-    /// Cancels a run's jobs that have not started (queued or awaiting
-    /// approval); leased jobs finish their attempt. Returns how many were
-    /// cancelled.
+    /// Cancels every job of a run that has not ended (queued, awaiting
+    /// approval, or running: the worker running one stops it at its next
+    /// heartbeat, and whatever it would have recorded is refused), so the
+    /// run ends `cancelled` at once and no later step ever starts. Returns
+    /// how many were cancelled.
     ///
     /// # Errors
     ///
@@ -388,12 +390,16 @@ impl Store {
         if self.run_in(&mut tx, id).await?.is_none() {
             return Err(StoreError::UnknownRun(id.clone()));
         }
-        // On PostgreSQL a row a claimer is taking makes this wait for the
-        // claim to commit, then re-checks the status: a job claimed
-        // meanwhile is left to finish its attempt.
+        // Running jobs too: their lease is taken back here, so the worker
+        // running one stops it at its next heartbeat (the executor aborts
+        // a job whose lease it no longer holds) and its completion, fenced
+        // by the lease, is refused with everything it carries (follow-up
+        // steps included). On PostgreSQL a row a claimer is taking makes
+        // this wait for the claim to commit, then re-checks the status.
         let n = sqlx::query(
-            "UPDATE jobs SET status = 'cancelled', finished_at = $1, last_error = 'run cancelled' \
-             WHERE run_id = $2 AND status IN ('queued', 'awaiting-approval')",
+            "UPDATE jobs SET status = 'cancelled', finished_at = $1, last_error = 'run cancelled', \
+             lease_owner = NULL, lease_until = NULL \
+             WHERE run_id = $2 AND status IN ('queued', 'awaiting-approval', 'leased')",
         )
         .bind(now.as_millis())
         .bind(id.as_str())
