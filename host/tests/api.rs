@@ -1184,6 +1184,93 @@ async fn an_upload_of_another_version_must_name_the_version_it_replaces() {
     api.stop().await;
 }
 
+impl Running {
+    /// `method path` (with `body`) as the owner, expecting 503
+    /// `unavailable` with `Retry-After`.
+    async fn assert_unavailable(&self, method: Method, path: &str, body: Option<Value>) {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(OWNER);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{method} {path}"
+        );
+        assert_eq!(response.headers()["retry-after"], "5");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["code"], "unavailable", "{body}");
+    }
+
+    /// The status and text of an unauthenticated `GET path`.
+    async fn plain(&self, path: &str) -> (StatusCode, String) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.text().await.unwrap())
+    }
+
+    /// While the store cannot write: liveness and metrics answer,
+    /// readiness (after its one-second probe cache) does not.
+    async fn assert_live_but_not_ready(&self) {
+        assert_eq!(self.plain("/healthz").await.0, StatusCode::OK);
+        let (status, metrics) = self.plain("/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(metrics.contains("steward_api_connections "), "{metrics}");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(
+            self.plain("/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    /// Creates tenant `name` as soon as the store takes writes again
+    /// (within a minute), then expects readiness back.
+    async fn create_once_writable(&self, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, _) = self
+                .post(
+                    OWNER,
+                    "/api/v1/tenants",
+                    json!({ "name": name, "tier": "managed" }),
+                )
+                .await;
+            if status == StatusCode::CREATED {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no write succeeded after the store came back: {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(self.plain("/readyz").await.0, StatusCode::OK);
+    }
+
+    /// The names of the tenants the owner sees.
+    async fn tenant_names(&self) -> Vec<String> {
+        let (status, tenants) = self.get(OWNER, "/api/v1/tenants").await;
+        assert_eq!(status, StatusCode::OK, "{tenants}");
+        tenants
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
 /// The server's disk fills: writes answer 503 `unavailable` with
 /// `Retry-After` (not 500, and nothing is stored), readiness answers 503,
 /// liveness, reads and metrics go on; once space returns the same server
@@ -1191,98 +1278,32 @@ async fn an_upload_of_another_version_must_name_the_version_it_replaces() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_is_a_503_and_the_server_recovers_when_space_returns() {
     let disk = support::SmallDisk::mount(64);
-    let data = tempfile::tempdir_in(disk.path()).unwrap();
-    let api = start_in(data).await;
+    let api = start_in(tempfile::tempdir_in(disk.path()).unwrap()).await;
     api.create(
         "/api/v1/tenants",
         json!({ "name": "before", "tier": "managed" }),
     )
     .await;
     let fill = disk.fill();
-
-    let mut unavailable = 0;
     for i in 0..10 {
-        let response = api
-            .http
-            .post(format!("{}/api/v1/tenants", api.base))
-            .bearer_auth(OWNER)
-            .header("content-type", "application/json")
-            .body(
-                json!({ "name": format!("during-{i}-{}", "x".repeat(200)), "tier": "managed" })
-                    .to_string(),
-            )
-            .send()
-            .await
-            .unwrap();
-        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
-            assert_eq!(response.headers()["retry-after"], "5");
-            let body: Value = response.json().await.unwrap();
-            assert_eq!(body["code"], "unavailable", "{body}");
-            unavailable += 1;
-        } else {
-            panic!("a write on a full disk answered {}", response.status());
-        }
+        let name = format!("during-{i}-{}", "x".repeat(200));
+        api.assert_unavailable(
+            Method::POST,
+            "/api/v1/tenants",
+            Some(json!({ "name": name, "tier": "managed" })),
+        )
+        .await;
     }
-    assert_eq!(unavailable, 10);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let ready = api
-        .http
-        .get(format!("{}/readyz", api.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let live = api
-        .http
-        .get(format!("{}/healthz", api.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(live.status(), StatusCode::OK);
-    let metrics = api
-        .http
-        .get(format!("{}/metrics", api.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(metrics.status(), StatusCode::OK);
-    let (status, tenants) = api.get(OWNER, "/api/v1/tenants").await;
-    assert_eq!(status, StatusCode::OK, "reads go on");
+    api.assert_live_but_not_ready().await;
     assert_eq!(
-        tenants.as_array().unwrap().len(),
-        1,
-        "nothing was stored: {tenants}"
+        api.tenant_names().await,
+        ["before"],
+        "reads go on, nothing was stored"
     );
 
     std::fs::remove_file(fill).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, _) = api
-            .post(
-                OWNER,
-                "/api/v1/tenants",
-                json!({ "name": "after", "tier": "managed" }),
-            )
-            .await;
-        if status == StatusCode::CREATED {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no write succeeded after space returned: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let ready = api
-        .http
-        .get(format!("{}/readyz", api.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), StatusCode::OK);
-    let (_, tenants) = api.get(OWNER, "/api/v1/tenants").await;
-    assert_eq!(tenants.as_array().unwrap().len(), 2, "{tenants}");
+    api.create_once_writable("after").await;
+    assert_eq!(api.tenant_names().await.len(), 2);
     api.stop().await;
 }
 
@@ -1300,93 +1321,27 @@ async fn with_postgres_down_calls_answer_503_and_the_server_recovers() {
     )
     .await;
     pg.halt();
-
     for path in ["/api/v1/tenants", "/api/v1/runs"] {
-        let response = api
-            .http
-            .get(format!("{}{path}", api.base))
-            .bearer_auth(OWNER)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            response.status(),
-            StatusCode::SERVICE_UNAVAILABLE,
-            "GET {path}"
-        );
-        assert_eq!(response.headers()["retry-after"], "5");
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(body["code"], "unavailable", "{body}");
+        api.assert_unavailable(Method::GET, path, None).await;
     }
-    let (status, body) = api
-        .post(
-            OWNER,
-            "/api/v1/tenants",
-            json!({ "name": "during", "tier": "managed" }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    let live = api
-        .http
-        .get(format!("{}/healthz", api.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(live.status(), StatusCode::OK);
-    let metrics = api
-        .http
-        .get(format!("{}/metrics", api.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(metrics.status(), StatusCode::OK);
-    let text = metrics.text().await.unwrap();
-    assert!(text.contains("steward_store_up 0"), "{text}");
-    assert!(text.contains("steward_api_connections "), "{text}");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let ready = api
-        .http
-        .get(format!("{}/readyz", api.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    api.assert_unavailable(
+        Method::POST,
+        "/api/v1/tenants",
+        Some(json!({ "name": "during", "tier": "managed" })),
+    )
+    .await;
+    api.assert_live_but_not_ready().await;
+    assert!(api.plain("/metrics").await.1.contains("steward_store_up 0"));
 
     pg.resume();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, _) = api
-            .post(
-                OWNER,
-                "/api/v1/tenants",
-                json!({ "name": "after", "tier": "managed" }),
-            )
-            .await;
-        if status == StatusCode::CREATED {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no write succeeded after PostgreSQL returned: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let (_, tenants) = api.get(OWNER, "/api/v1/tenants").await;
-    let names: Vec<&str> = tenants
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names.len(), 2, "{names:?}");
-    assert!(!names.contains(&"during"), "{names:?}");
-    let metrics = api
-        .http
-        .get(format!("{}/metrics", api.base))
-        .send()
-        .await
-        .unwrap();
-    let text = metrics.text().await.unwrap();
-    assert!(text.contains("steward_store_up 1"), "{text}");
+    api.create_once_writable("after").await;
+    let mut names = api.tenant_names().await;
+    names.sort();
+    assert_eq!(
+        names,
+        ["after", "before"],
+        "nothing of the outage was stored"
+    );
+    assert!(api.plain("/metrics").await.1.contains("steward_store_up 1"));
     api.stop().await;
 }

@@ -71,30 +71,10 @@ async fn killed_with_sigkill_mid_way_every_job_ends_once_and_nothing_is_applied_
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("data/steward.db").display());
     let store = Store::open(&url).await.unwrap();
-    let plane = plane(&store, dir.path().join("data/modules"));
-    install(&plane, "guest-fixer", FIXER_GRANTS).await;
     // One job per device: a simulated device keeps its state for the life
     // of the process, so each job has the same five things to fix.
-    let names: Vec<String> = (0..600).map(|i| format!("ws-{i:03}")).collect();
-    let devices: Vec<(&str, &[&str])> = names.iter().map(|n| (n.as_str(), &[][..])).collect();
-    let (acme, _) = tenant(&store, "acme", Tier::Managed, &devices, |id, t| {
-        let mut f = fixture(id, t.as_str());
-        // Time inside the job, between journaled calls, for the kill to land in.
-        f.delays.insert("packages.install-updates".into(), 30);
-        f.delays.insert("antivirus.quarantine".into(), 30);
-        simulated_facts(&f)
-    })
-    .await;
-    let playbook = plane
-        .create_playbook(
-            Some(acme.clone()),
-            "fix",
-            json!([{ "plugin": "fixer", "mode": "remediate", "max-attempts": 5 }]),
-            json!({}),
-        )
-        .await
-        .unwrap();
-    let runs = vec![plane.start_run(&playbook.id, None).await.unwrap()];
+    let (acme, run) = fault_run(&store, dir.path().join("data/modules"), 600, 5).await;
+    let runs = vec![run];
     assert_eq!(counts(&store, &runs).await[&JobStatus::Queued], 600);
 
     let mut first = serve(&config(dir.path(), &url, "first", 16, 2));
@@ -275,16 +255,19 @@ async fn assert_each_call_once(
 const FAULT_DEVICES: usize = 240;
 
 /// A fault run's fixture: the fixer installed in `modules`, one tenant of
-/// [`FAULT_DEVICES`] simulated devices with slow installs and quarantines
-/// (time inside jobs for faults to land in), and a remediation run over
-/// them with attempts to spare. Returns the tenant and the run.
+/// `count` simulated devices with slow installs and quarantines (time
+/// inside jobs, between journaled calls, for faults to land in), and a
+/// remediation run over them of `attempts` attempts per job. Returns the
+/// tenant and the run.
 async fn fault_run(
     store: &Store,
     modules: std::path::PathBuf,
+    count: usize,
+    attempts: u32,
 ) -> (steward_store::TenantId, steward_store::RunId) {
     let plane = plane(store, modules);
     install(&plane, "guest-fixer", FIXER_GRANTS).await;
-    let names: Vec<String> = (0..FAULT_DEVICES).map(|i| format!("ws-{i:03}")).collect();
+    let names: Vec<String> = (0..count).map(|i| format!("ws-{i:03}")).collect();
     let devices: Vec<(&str, &[&str])> = names.iter().map(|n| (n.as_str(), &[][..])).collect();
     let (acme, _) = tenant(store, "acme", Tier::Managed, &devices, |id, t| {
         let mut f = fixture(id, t.as_str());
@@ -297,7 +280,7 @@ async fn fault_run(
         .create_playbook(
             Some(acme.clone()),
             "fix",
-            json!([{ "plugin": "fixer", "mode": "remediate", "max-attempts": 8 }]),
+            json!([{ "plugin": "fixer", "mode": "remediate", "max-attempts": attempts }]),
             json!({}),
         )
         .await
@@ -390,7 +373,7 @@ async fn a_full_disk_then_a_kill_lose_no_job_and_apply_no_call_twice() {
     let data = disk.path().join("data");
     let url = format!("sqlite://{}", data.join("steward.db").display());
     let store = Store::open(&url).await.unwrap();
-    let (acme, run) = fault_run(&store, data.join("modules")).await;
+    let (acme, run) = fault_run(&store, data.join("modules"), FAULT_DEVICES, 8).await;
     let state = dir.path().join("state");
     // The configuration lives off the small disk.
     let config = |worker: &str| fault_config(dir.path(), disk.path(), &url, worker, &state);
@@ -433,7 +416,7 @@ async fn postgres_stopped_mid_run_under_two_processes_loses_no_job_and_applies_n
     let pg = steward_tests::postgres::Dedicated::start();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(pg.url()).await.unwrap();
-    let (acme, run) = fault_run(&store, dir.path().join("data/modules")).await;
+    let (acme, run) = fault_run(&store, dir.path().join("data/modules"), FAULT_DEVICES, 8).await;
     let state = dir.path().join("state");
     let config = |worker: &str| fault_config(dir.path(), dir.path(), pg.url(), worker, &state);
 

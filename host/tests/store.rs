@@ -33,7 +33,7 @@ on_both_backends!(
     heartbeats_renew_only_held_leases_up_to_the_timeout,
     interrupted_apply_is_reported_to_the_next_attempt,
     approvals_gate_jobs,
-    cancelled_runs_keep_leased_jobs,
+    cancelling_a_run_ends_its_running_jobs,
     sla_report_times_remediation_per_tier,
     run_listings_page_by_scope_and_filter,
     registry_provenance_trust_and_pins_round_trip,
@@ -43,6 +43,7 @@ on_both_backends!(
     a_bad_completion_fails_its_own_job_and_the_batch_is_stored,
     audit_rows_commit_exactly_with_their_record,
     metrics_count_jobs_and_finished_runs,
+    tickets_name_only_their_tenants_devices_and_are_capped_per_job,
 );
 
 const T0: Timestamp = Timestamp::from_millis(1_700_000_000_000);
@@ -1092,7 +1093,7 @@ async fn approvals_gate_jobs(db: TestDb) {
     );
 }
 
-async fn cancelled_runs_keep_leased_jobs(db: TestDb) {
+async fn cancelling_a_run_ends_its_running_jobs(db: TestDb) {
     let s = &db.store;
     let f = fleet(s).await;
     let run = run_with(
@@ -1105,19 +1106,29 @@ async fn cancelled_runs_keep_leased_jobs(db: TestDb) {
     )
     .await;
     let running = s.claim("w", 1, LEASE, at(0)).await.unwrap();
-    assert_eq!(s.cancel_run(&run, at(5)).await.unwrap(), 2);
+    assert_eq!(s.cancel_run(&run, at(5)).await.unwrap(), 3);
+    let ended = s.run(&run).await.unwrap().unwrap();
     assert_eq!(
-        s.run(&run).await.unwrap().unwrap().status,
-        RunStatus::Running
+        (ended.status, ended.finished_at),
+        (RunStatus::Cancelled, Some(at(5))),
+        "the run ends at once"
+    );
+    assert_eq!(status(s, &running[0].id).await, JobStatus::Cancelled);
+    // Its worker no longer holds the lease (so it stops the job), and what
+    // the attempt would record is refused, follow-up steps included.
+    let held = [(running[0].id.clone(), running[0].attempt)];
+    assert!(
+        s.heartbeat("w", &held, LEASE, at(6))
+            .await
+            .unwrap()
+            .is_empty()
     );
     assert!(s.claim("w", 10, LEASE, at(6)).await.unwrap().is_empty());
-    complete_ok(s, "w", &running, at(7)).await;
-    let run = s.run(&run).await.unwrap().unwrap();
-    assert_eq!(
-        (run.status, run.finished_at),
-        (RunStatus::Cancelled, Some(at(7)))
-    );
-    // A crash between a job's end and its run's end is repaired.
+    let mut done = Completion::succeeded(&running[0], json!({}));
+    done.then = vec![job(&f.vip, &f.devices[0], at(7))];
+    assert!(s.complete("w", &[done], at(7)).await.unwrap().is_empty());
+    assert_eq!(s.jobs_of_run(&run).await.unwrap().len(), 3, "no later step");
+    assert_eq!(status(s, &running[0].id).await, JobStatus::Cancelled);
     assert_eq!(s.finish_settled_runs(at(8)).await.unwrap(), 0);
 }
 
@@ -2156,4 +2167,73 @@ async fn metrics_count_jobs_and_finished_runs(db: TestDb) {
     );
     assert_eq!(m.runs_finished, 1);
     assert_eq!(m.run_millis, 5_000);
+}
+
+/// A ticket may name only a device of its own tenant, and one job files at
+/// most `MAX_TICKETS_PER_JOB`; the same ticket again (a retried attempt)
+/// is found, not refused. A refusal stores nothing.
+async fn tickets_name_only_their_tenants_devices_and_are_capped_per_job(db: TestDb) {
+    let s = &db.store;
+    let f = fleet(s).await;
+    run_with(s, &[job(&f.vip, &f.devices[0], at(0))]).await;
+    let claimed = s.claim("w", 1, LEASE, at(0)).await.unwrap();
+    let ticket = |n: i64, device: &DeviceId| steward_store::NewTicket {
+        tenant_id: f.vip.clone(),
+        device_id: Some(device.to_string()),
+        job_id: claimed[0].id.clone(),
+        queue: "changes".into(),
+        title: format!("ticket {n}"),
+        body: String::new(),
+        dedupe_key: format!("key-{n}"),
+    };
+    // Another tenant's device.
+    let err = s
+        .file_ticket(&ticket(0, &f.devices[1]), at(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Invalid {
+                field: "device-id",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(s.tickets(&f.vip).await.unwrap().is_empty());
+
+    for n in 0..steward_store::MAX_TICKETS_PER_JOB {
+        assert!(
+            s.file_ticket(&ticket(n, &f.devices[0]), at(1))
+                .await
+                .unwrap()
+                .1
+        );
+    }
+    let err = s
+        .file_ticket(&ticket(1000, &f.devices[0]), at(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Invalid {
+                field: "tickets",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // Filed again by a retry: found, not refused.
+    assert!(
+        !s.file_ticket(&ticket(3, &f.devices[0]), at(2))
+            .await
+            .unwrap()
+            .1
+    );
+    assert_eq!(
+        s.tickets(&f.vip).await.unwrap().len() as i64,
+        steward_store::MAX_TICKETS_PER_JOB
+    );
 }

@@ -152,6 +152,60 @@ async fn log_floods_are_capped_and_counted() {
 }
 
 #[tokio::test]
+async fn plugin_state_is_capped_in_bytes_per_device() {
+    let (result, ..) = hostile_under("state-hoard", roomy_limits()).await;
+    let findings = result.expect("the hoarder still succeeds");
+    // 60 KiB values: the per-device byte quota stops it long before the
+    // 10,000 keys it asks for.
+    let kept = steward_runtime::capability::state::MAX_STATE_BYTES / (60 << 10);
+    assert_eq!(findings[0].id, format!("kept-{kept}"));
+    assert_host_still_healthy().await;
+}
+
+#[tokio::test]
+async fn giant_log_lines_are_capped_where_they_enter_the_host() {
+    let module = module("guest-hostile").await;
+    let run = run_with_limits(
+        fixture(),
+        "guest-hostile",
+        grants(HOSTILE_GRANTS),
+        &[("behaviour", "log-giant")],
+        RunMode::Apply,
+        roomy_limits(),
+    )
+    .await;
+    let report = runtime().check(&module, run.spec.clone()).await;
+    report
+        .result
+        .expect("a plugin with giant log lines still succeeds");
+    let log: Vec<_> = report
+        .log
+        .iter()
+        .filter(|l| l.level == "warn" && l.message.starts_with('G'))
+        .collect();
+    assert!(!log.is_empty());
+    assert_eq!(log.len() + report.log_dropped, 64);
+    for line in &log {
+        assert!(
+            line.message.len() <= steward_runtime::capability::log::MAX_LOG_MESSAGE_BYTES + 64,
+            "{} bytes kept",
+            line.message.len()
+        );
+        assert!(line.message.ends_with("more bytes cut)"));
+        assert_eq!(
+            line.fields.len(),
+            steward_runtime::capability::log::MAX_LOG_FIELDS
+        );
+        assert!(
+            line.fields
+                .iter()
+                .all(|(k, v)| k.len() <= 1100 && v.len() <= 1100)
+        );
+    }
+    assert_host_still_healthy().await;
+}
+
+#[tokio::test]
 async fn oversized_output_is_refused() {
     let (result, ..) = hostile_under("huge-output", roomy_limits()).await;
     let err = result.unwrap_err();
@@ -177,6 +231,7 @@ async fn an_ungranted_capability_is_refused_before_instantiation() {
         vec![
             Capability::Log,
             Capability::Config,
+            Capability::State,
             Capability::Packages,
             Capability::Accounts
         ]
@@ -397,8 +452,10 @@ async fn bad_module_bytes_get_clear_errors() {
     );
 
     let not_plugin = wat::parse_str("(component)").unwrap();
+    let compiled = rt.compilations();
     let err = rt.load(&not_plugin).await.unwrap_err();
     assert!(matches!(err, LoadError::NotAPlugin { .. }), "{err}");
+    assert_eq!(rt.compilations(), compiled, "refused before compiling");
 
     let mut truncated = bytes("guest-trivial");
     truncated.truncate(truncated.len() / 2);
@@ -523,17 +580,29 @@ const FIXER: &[&str] = &[
     "tickets=changes",
 ];
 
-#[tokio::test]
-async fn an_attempt_whose_journal_fails_makes_no_further_change_and_a_retry_reconciles() {
+/// The fixer in apply mode over a [`FailingJournal`] (failing nothing
+/// yet), with its check's findings.
+async fn checked_fixer_run() -> (
+    Arc<steward_runtime::Module>,
+    Arc<FailingJournal>,
+    Run,
+    Vec<steward_runtime::bindings::types::Finding>,
+) {
     let module = module("guest-fixer").await;
     let journal = Arc::new(FailingJournal::default());
-    let mut first = run_with(fixture(), "guest-fixer", grants(FIXER), &[], RunMode::Apply).await;
-    first.spec.journal = Some(journal.clone());
+    let mut run = run_with(fixture(), "guest-fixer", grants(FIXER), &[], RunMode::Apply).await;
+    run.spec.journal = Some(journal.clone());
     let findings = runtime()
-        .check(&module, first.spec.clone())
+        .check(&module, run.spec.clone())
         .await
         .result
         .expect("check");
+    (module, journal, run, findings)
+}
+
+#[tokio::test]
+async fn an_attempt_whose_journal_fails_makes_no_further_change_and_a_retry_reconciles() {
+    let (module, journal, first, findings) = checked_fixer_run().await;
     let untouched = first.sim.snapshot();
 
     // The first change is made, but its result cannot be recorded: the
@@ -602,15 +671,7 @@ async fn an_attempt_whose_journal_fails_makes_no_further_change_and_a_retry_reco
 
 #[tokio::test]
 async fn a_call_whose_intent_cannot_be_recorded_is_not_made() {
-    let module = module("guest-fixer").await;
-    let journal = Arc::new(FailingJournal::default());
-    let mut run = run_with(fixture(), "guest-fixer", grants(FIXER), &[], RunMode::Apply).await;
-    run.spec.journal = Some(journal.clone());
-    let findings = runtime()
-        .check(&module, run.spec.clone())
-        .await
-        .result
-        .expect("check");
+    let (module, journal, run, findings) = checked_fixer_run().await;
     let untouched = run.sim.snapshot();
     journal
         .fail_intents

@@ -52,27 +52,28 @@ pub fn with_database(url: &str, name: &str) -> String {
 static GUARDS: Mutex<Vec<Child>> = Mutex::new(Vec::new());
 
 fn start_cluster() -> String {
-    // The free port found is only free until someone takes it: try again
-    // on another.
-    for attempt in 1.. {
-        match try_start_cluster(attempt) {
-            Some(url) => return url,
-            None if attempt < 3 => continue,
-            None => break,
+    start_cluster_named("steward-pg").1
+}
+
+/// Starts a cluster in a temp dir named from `prefix`, guarded; returns
+/// the dir and the URL. The free port found is only free until someone
+/// takes it: tries again on another, three times.
+fn start_cluster_named(prefix: &str) -> (PathBuf, String) {
+    for attempt in 1..=3 {
+        if let Some(started) = try_start_cluster(prefix, attempt) {
+            return started;
         }
     }
     panic!(".ci/postgres start failed three times; is Debian's postgresql package installed?");
 }
 
-fn try_start_cluster(attempt: u32) -> Option<String> {
+fn try_start_cluster(prefix: &str, attempt: u32) -> Option<(PathBuf, String)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("find a free loopback port")
         .port();
-    let dir: PathBuf = std::env::temp_dir().join(format!(
-        "steward-pg-{}-{port}-{attempt}",
-        std::process::id()
-    ));
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("{prefix}-{}-{port}-{attempt}", std::process::id()));
     // The guard first, so even a failed start is cleaned up.
     let guard = Command::new(PG_SCRIPT)
         .arg("guard")
@@ -96,7 +97,7 @@ fn try_start_cluster(attempt: u32) -> Option<String> {
         return None;
     }
     let url = String::from_utf8(out.stdout).expect("UTF-8 URL");
-    Some(url.trim().to_owned())
+    Some((dir, url.trim().to_owned()))
 }
 
 /// A PostgreSQL cluster of one test's own, which the test may stop and
@@ -110,42 +111,8 @@ pub struct Dedicated {
 impl Dedicated {
     /// Starts a cluster on a free loopback port.
     pub fn start() -> Self {
-        for attempt in 1..=3 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("find a free loopback port")
-                .port();
-            let dir: PathBuf = std::env::temp_dir().join(format!(
-                "steward-pg-dedicated-{}-{port}-{attempt}",
-                std::process::id()
-            ));
-            let guard = Command::new(PG_SCRIPT)
-                .arg("guard")
-                .arg(&dir)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("spawn the PostgreSQL guard");
-            GUARDS
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner())
-                .push(guard);
-            let out = Command::new(PG_SCRIPT)
-                .arg("start")
-                .arg(&dir)
-                .arg(port.to_string())
-                .stderr(Stdio::inherit())
-                .output()
-                .expect("run .ci/postgres start");
-            if out.status.success() {
-                let url = String::from_utf8(out.stdout).expect("UTF-8 URL");
-                return Self {
-                    dir,
-                    url: url.trim().to_owned(),
-                };
-            }
-        }
-        panic!(".ci/postgres start failed three times");
+        let (dir, url) = start_cluster_named("steward-pg-dedicated");
+        Self { dir, url }
     }
 
     /// The URL of its `steward_test` database.

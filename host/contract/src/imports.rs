@@ -158,6 +158,18 @@ pub fn inspect(bytes: &[u8]) -> Result<Imports, ImportsError> {
     inspector.finish()
 }
 
+/// The top-level import and export names of a whole component in memory,
+/// read with `wasmparser` (nested module bodies skipped), unjudged.
+///
+/// # Errors
+///
+/// Bytes that are not a component or do not parse.
+pub fn names(bytes: &[u8]) -> Result<(Vec<String>, Vec<String>), ImportsError> {
+    let mut inspector = Inspector::new();
+    inspector.feed(bytes)?;
+    inspector.finish_names()
+}
+
 /// Reads a component's imports from its bytes as they arrive.
 ///
 /// Call [`feed`](Inspector::feed) with each chunk in order, then
@@ -222,7 +234,17 @@ impl Inspector {
     ///
     /// The component is truncated, malformed, not a component, or not a
     /// Steward plugin; see [`ImportsError`].
-    pub fn finish(mut self) -> Result<Imports, ImportsError> {
+    pub fn finish(self) -> Result<Imports, ImportsError> {
+        let (imports, exports) = self.finish_names()?;
+        analyse(&imports, &exports)
+    }
+
+    /// The component's top-level import and export names, unjudged.
+    ///
+    /// # Errors
+    ///
+    /// Bytes that are not a component or do not parse.
+    pub fn finish_names(mut self) -> Result<(Vec<String>, Vec<String>), ImportsError> {
         if let Some(e) = self.failed {
             return Err(e);
         }
@@ -232,7 +254,7 @@ impl Inspector {
             ));
         }
         self.pump(true)?;
-        analyse(&self.imports, &self.exports)
+        Ok((self.imports, self.exports))
     }
 
     /// Parses as many whole payloads as the buffer holds. With `eof`, the

@@ -1297,6 +1297,16 @@ fn audit_event(d: &Done, e: &RunAuditEvent) -> AuditEvent {
         AuditOutcome::Replayed => ("replayed", None),
         AuditOutcome::Reconciled => ("reconciled", None),
     };
+    job_audit_event(
+        d,
+        format!("{}.{}", e.capability, e.function),
+        json!({ "arguments": e.arguments, "reason": reason }),
+        outcome,
+    )
+}
+
+/// An audit event of `d`'s job: its `action` with `detail` and `outcome`.
+fn job_audit_event(d: &Done, action: String, detail: Value, outcome: &str) -> AuditEvent {
     AuditEvent {
         at: Timestamp::now(),
         actor: format!("job:{}", d.job.id),
@@ -1307,8 +1317,8 @@ fn audit_event(d: &Done, e: &RunAuditEvent) -> AuditEvent {
         device_id: d.job.device_id.clone(),
         plugin: Some(d.job.plugin.clone()),
         plugin_digest: d.digest.clone(),
-        action: format!("{}.{}", e.capability, e.function),
-        detail: json!({ "arguments": e.arguments, "reason": reason }),
+        action,
+        detail,
         outcome: outcome.into(),
     }
 }
@@ -1356,18 +1366,10 @@ async fn unaudited_journal_calls(
             continue;
         }
         let (action, arguments) = call.split_once(' ').unwrap_or((call.as_str(), ""));
-        out.push(AuditEvent {
-            at: Timestamp::now(),
-            actor: format!("job:{}", d.job.id),
-            tenant_id: Some(d.job.tenant_id.clone()),
-            run_id: Some(d.job.run_id.clone()),
-            job_id: Some(d.job.id.clone()),
-            attempt: Some(d.job.attempt),
-            device_id: d.job.device_id.clone(),
-            plugin: Some(d.job.plugin.clone()),
-            plugin_digest: d.digest.clone(),
-            action: action.to_owned(),
-            detail: json!({
+        out.push(job_audit_event(
+            d,
+            action.to_owned(),
+            json!({
                 "arguments": arguments,
                 "reason": if applied {
                     "made by an earlier attempt that ended without recording it; from the journal"
@@ -1375,8 +1377,8 @@ async fn unaudited_journal_calls(
                     "an earlier attempt was about to make it and ended without recording whether it did; from the journal"
                 },
             }),
-            outcome: if applied { "applied" } else { "in-doubt" }.into(),
-        });
+            if applied { "applied" } else { "in-doubt" },
+        ));
     }
     out
 }

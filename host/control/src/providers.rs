@@ -14,7 +14,7 @@ use crate::alerts::{Alert, AlertKey, AlertState, AlertStateError, OpenAlert, Und
 use steward_runtime::audit::{AuditEvent, AuditSink};
 use steward_runtime::bindings::tickets::{Filed, Ticket};
 use steward_runtime::bindings::types::{HostError, Outcome, RunMode};
-use steward_runtime::capability::state::{MAX_KEYS, StateStore};
+use steward_runtime::capability::state::{StateStore, check_quota};
 use steward_runtime::capability::tickets::{TicketOrigin, TicketsProvider};
 use steward_runtime::device::Device;
 use steward_runtime::device::local::{self, LocalConfig};
@@ -129,7 +129,17 @@ impl TicketsProvider for StoreTickets {
             .store
             .file_ticket(&new, Timestamp::now())
             .await
-            .map_err(|e| HostError::Unavailable(format!("the ticket store failed: {e}")))?;
+            .map_err(|e| match e {
+                store::StoreError::Invalid {
+                    field: "device-id",
+                    message,
+                } => HostError::Denied(message),
+                store::StoreError::Invalid {
+                    field: "tickets",
+                    message,
+                } => HostError::LimitExceeded(message),
+                e => HostError::Unavailable(format!("the ticket store failed: {e}")),
+            })?;
         Ok(Filed {
             id,
             outcome: Outcome::Applied,
@@ -174,11 +184,7 @@ impl StateStore for SnapshotState {
 
     fn set(&self, _plugin: &str, _device: &str, key: &str, value: &str) -> Result<(), HostError> {
         let mut values = self.values.lock().expect("state lock poisoned");
-        if values.len() >= MAX_KEYS && !values.contains_key(key) {
-            return Err(HostError::LimitExceeded(format!(
-                "a plugin may keep at most {MAX_KEYS} state keys per device"
-            )));
-        }
+        check_quota(&values, key, value)?;
         values.insert(key.into(), value.into());
         self.writes
             .lock()

@@ -275,6 +275,17 @@ impl Runtime {
     }
 
     async fn load_new(&self, digest: Digest, bytes: &[u8]) -> Result<Arc<Module>, LoadError> {
+        // Imports and exports are judged from the component's sections
+        // (wasmparser, nested module bodies skipped) before anything is
+        // compiled, with the same rules and in the same order as after:
+        // compiling a large component only to refuse it took minutes of
+        // CPU. Bytes that do not parse are left to the compiler's message.
+        if let Ok((imports, exports)) = steward_contract::imports::names(bytes) {
+            for name in &imports {
+                classify_import(name)?;
+            }
+            check_plugin_export(&exports)?;
+        }
         let engine = self.engine.clone();
         let cache = self.cache.clone();
         let owned = bytes.to_vec();
@@ -293,20 +304,11 @@ impl Runtime {
                 requested.insert(cap);
             }
         }
-        let export = format!("{PACKAGE}/plugin@{PACKAGE_VERSION}");
         let exports: Vec<String> = ty
             .exports(&self.engine)
             .map(|(n, _)| n.to_string())
             .collect();
-        if !exports.contains(&export) {
-            return Err(LoadError::NotAPlugin {
-                exports: if exports.is_empty() {
-                    "nothing".into()
-                } else {
-                    exports.join(", ")
-                },
-            });
-        }
+        check_plugin_export(&exports)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -505,6 +507,21 @@ fn map_report<T>(
 }
 
 /// Decides whether an import is allowed and which capability it requests.
+/// `NotAPlugin` unless `exports` holds this host's plugin export.
+fn check_plugin_export(exports: &[String]) -> Result<(), LoadError> {
+    let export = format!("{PACKAGE}/plugin@{PACKAGE_VERSION}");
+    if exports.contains(&export) {
+        return Ok(());
+    }
+    Err(LoadError::NotAPlugin {
+        exports: if exports.is_empty() {
+            "nothing".into()
+        } else {
+            exports.join(", ")
+        },
+    })
+}
+
 fn classify_import(name: &str) -> Result<Option<Capability>, LoadError> {
     use steward_contract::imports::{ImportClass, classify};
     let (capability, version) = match classify(name) {
@@ -663,7 +680,9 @@ fn check_output(limits: &Limits, output: Output) -> Result<Output, RunError> {
 /// terminal sees it.
 pub const MAX_PLUGIN_ERROR_BYTES: usize = 4096;
 
-fn cap_text(text: &mut String, max: usize) {
+/// Cuts `text` to at most `max` bytes (on a character boundary) and
+/// marks how much was cut.
+pub(crate) fn cap_text(text: &mut String, max: usize) {
     if text.len() > max {
         let mut end = max;
         while !text.is_char_boundary(end) {

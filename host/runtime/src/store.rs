@@ -57,7 +57,9 @@ pub(crate) struct RunLog {
 impl RunLog {
     /// Appends a line unless the run's caps are reached; counts it as
     /// dropped otherwise.
-    pub fn push(&mut self, limits: &Limits, line: LogLine) {
+    /// Keeps `line` if the run's line and byte caps allow; returns whether
+    /// it was kept.
+    pub fn push(&mut self, limits: &Limits, line: LogLine) -> bool {
         let size = line.message.len()
             + line
                 .fields
@@ -66,10 +68,11 @@ impl RunLog {
                 .sum::<usize>();
         if self.lines.len() >= limits.log_lines || self.bytes + size > limits.log_bytes {
             self.dropped += 1;
-            return;
+            return false;
         }
         self.bytes += size;
         self.lines.push(line);
+        true
     }
 }
 

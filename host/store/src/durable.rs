@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use super::error::Result;
+use super::error::{Result, StoreError};
 use super::ids::{DeviceId, JobId, PlaybookId, RunId, TenantId, Timestamp};
 use super::model::{NewChange, Playbook, Tier};
 use super::sql::{Sql, enum_column, json_column, time_column};
@@ -444,13 +444,46 @@ impl Store {
 
     /// Files a ticket once per `dedupe_key`: returns its id and whether
     /// this call filed it (false: it was filed before, by an earlier
-    /// attempt of the same job).
+    /// attempt of the same job). Refused (`Invalid`, nothing stored): a
+    /// device that is not the tenant's (`device-id`), or a new ticket of a
+    /// job that has filed [`MAX_TICKETS_PER_JOB`] already (`tickets`).
     ///
     /// # Errors
     ///
-    /// An unknown tenant or a database failure.
+    /// A refusal as above, an unknown tenant or a database failure.
     pub async fn file_ticket(&self, new: &NewTicket, now: Timestamp) -> Result<(String, bool)> {
         let mut tx = self.write().await?;
+        if let Some(device) = new.device_id.as_deref() {
+            let owner: Option<String> =
+                sqlx::query_scalar("SELECT tenant_id FROM devices WHERE id = $1")
+                    .bind(device)
+                    .fetch_optional(tx.conn())
+                    .await?;
+            if owner.as_deref() != Some(new.tenant_id.as_str()) {
+                return Err(StoreError::invalid(
+                    "device-id",
+                    format!("a ticket may name only a device of its own tenant, not `{device}`"),
+                ));
+            }
+        }
+        let (filed, already): (i64, i64) = {
+            let row = sqlx::query(
+                "SELECT (SELECT COUNT(*) FROM tickets WHERE job_id = $1), \
+                 (SELECT COUNT(*) FROM tickets WHERE tenant_id = $2 AND dedupe_key = $3)",
+            )
+            .bind(new.job_id.as_str())
+            .bind(new.tenant_id.as_str())
+            .bind(new.dedupe_key.as_str())
+            .fetch_one(tx.conn())
+            .await?;
+            (row.try_get(0)?, row.try_get(1)?)
+        };
+        if already == 0 && filed >= MAX_TICKETS_PER_JOB {
+            return Err(StoreError::invalid(
+                "tickets",
+                format!("a job may file at most {MAX_TICKETS_PER_JOB} tickets"),
+            ));
+        }
         let inserted = sqlx::query(
             "INSERT INTO tickets (id, tenant_id, device_id, job_id, queue, title, body, \
              dedupe_key, created_at, updated_at) VALUES ($1, $2, \
@@ -1003,6 +1036,9 @@ pub struct OutboxEvent {
     /// when the event is written).
     pub reached: Vec<String>,
 }
+
+/// The most tickets one job files (all its attempts together).
+pub const MAX_TICKETS_PER_JOB: i64 = 100;
 
 /// The longest an outbox event is held between redeliveries.
 pub const MAX_OUTBOX_HOLD: Duration = Duration::from_secs(3600);

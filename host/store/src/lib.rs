@@ -194,8 +194,8 @@ pub use admin::{
 };
 pub use agents::{AgentRecord, BAD_ENROLLMENT_TOKEN, Enrollment, NewAgent, NewEnrollment};
 pub use durable::{
-    INBOX_HOLD, InboxEntry, MAX_OUTBOX_HOLD, NewTicket, OutboxEvent, PluginSource, PluginVersion,
-    StoredTicket, TierSla,
+    INBOX_HOLD, InboxEntry, MAX_OUTBOX_HOLD, MAX_TICKETS_PER_JOB, NewTicket, OutboxEvent,
+    PluginSource, PluginVersion, StoredTicket, TierSla,
 };
 pub use error::{Result, StoreError};
 pub use ids::{DeviceId, JobId, PlaybookId, RunId, ScheduleId, SiteId, TenantId, Timestamp};

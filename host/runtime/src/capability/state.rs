@@ -14,6 +14,38 @@ pub const MAX_KEY_BYTES: usize = 256;
 pub const MAX_VALUE_BYTES: usize = 64 << 10;
 /// Most keys per plugin per device.
 pub const MAX_KEYS: usize = 10_000;
+/// Most bytes (keys and values) per plugin per device.
+pub const MAX_STATE_BYTES: usize = 1 << 20;
+
+/// Whether setting `key` to `value` in `map` (one plugin's state on one
+/// device) keeps within [`MAX_KEYS`] and [`MAX_STATE_BYTES`]; every
+/// [`StateStore`] checks it before a write.
+///
+/// # Errors
+///
+/// `limit-exceeded`, naming the quota.
+pub fn check_quota(
+    map: &BTreeMap<String, String>,
+    key: &str,
+    value: &str,
+) -> Result<(), HostError> {
+    if map.len() >= MAX_KEYS && !map.contains_key(key) {
+        return Err(HostError::LimitExceeded(format!(
+            "a plugin may keep at most {MAX_KEYS} state keys per device"
+        )));
+    }
+    let others: usize = map
+        .iter()
+        .filter(|(k, _)| k.as_str() != key)
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    if others + key.len() + value.len() > MAX_STATE_BYTES {
+        return Err(HostError::LimitExceeded(format!(
+            "a plugin may keep at most {MAX_STATE_BYTES} bytes of state per device"
+        )));
+    }
+    Ok(())
+}
 
 /// Stores plugin state. Keys are namespaced by plugin name and device id by
 /// the caller.
@@ -46,11 +78,7 @@ impl StateStore for MemoryState {
     fn set(&self, plugin: &str, device: &str, key: &str, value: &str) -> Result<(), HostError> {
         let mut entries = self.entries.lock().expect("state lock poisoned");
         let map = entries.entry((plugin.into(), device.into())).or_default();
-        if map.len() >= MAX_KEYS && !map.contains_key(key) {
-            return Err(HostError::LimitExceeded(format!(
-                "a plugin may keep at most {MAX_KEYS} state keys per device"
-            )));
-        }
+        check_quota(map, key, value)?;
         map.insert(key.into(), value.into());
         Ok(())
     }

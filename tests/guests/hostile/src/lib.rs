@@ -3,7 +3,7 @@
 
 use std::hint::black_box;
 
-use steward_sdk::host::{accounts, packages};
+use steward_sdk::host::{accounts, packages, state};
 use steward_sdk::{
     Change, Descriptor, Finding, Outcome, ParamSpec, Plugin, PluginError, Severity, export_plugin,
     log, params,
@@ -70,6 +70,35 @@ impl Plugin for Hostile {
             "log-flood" => {
                 for i in 0..100_000 {
                     log::info(&format!("flood line {i}"));
+                }
+                Ok(Vec::new())
+            }
+            "state-hoard" => {
+                let value = "S".repeat(60 << 10);
+                let mut kept = 0;
+                for i in 0..10_000 {
+                    if state::set(&format!("k{i}"), &value).is_err() {
+                        break;
+                    }
+                    kept += 1;
+                }
+                Ok(vec![Finding::new(
+                    format!("kept-{kept}"),
+                    Severity::Info,
+                    "state keys kept",
+                )])
+            }
+            "log-giant" => {
+                let giant = "G".repeat(9 << 20);
+                let fields: Vec<(String, String)> = (0..100)
+                    .map(|i| (format!("k{i}-{}", "K".repeat(4096)), "V".repeat(4096)))
+                    .collect();
+                let fields: Vec<(&str, &str)> = fields
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                for _ in 0..64 {
+                    log::warn_with(&giant, &fields);
                 }
                 Ok(Vec::new())
             }
