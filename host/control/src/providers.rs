@@ -32,22 +32,15 @@ pub struct StoreJournal(pub Store);
 #[async_trait]
 impl Journal for StoreJournal {
     async fn replay(&self, key: &JournalKey) -> anyhow::Result<Prior> {
-        if let Some(result) = self
-            .0
-            .journal_get(&key.run_id, &key.call, key.occurrence)
-            .await?
-        {
-            return Ok(Prior::Done(result));
-        }
         Ok(
-            if self
+            match self
                 .0
-                .journal_intended(&key.run_id, &key.call, key.occurrence)
+                .journal_prior(&key.run_id, &key.call, key.occurrence)
                 .await?
             {
-                Prior::InDoubt
-            } else {
-                Prior::None
+                None => Prior::None,
+                Some(None) => Prior::InDoubt,
+                Some(Some(result)) => Prior::Done(result),
             },
         )
     }

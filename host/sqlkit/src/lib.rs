@@ -132,14 +132,18 @@ pub fn prepare_sqlite_url(url: &str, example: &str) -> Result<String, String> {
     })
 }
 
-/// `<database file>.migrate-lock` for a prepared `sqlite:` URL.
-pub fn sqlite_lock_path(url: &str) -> PathBuf {
+/// The database file of a `sqlite:` URL (its path, without the query).
+fn sqlite_file(url: &str) -> &str {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
         .unwrap_or(url);
-    let path = rest.split_once('?').map_or(rest, |(p, _)| p);
-    PathBuf::from(format!("{path}.migrate-lock"))
+    rest.split_once('?').map_or(rest, |(p, _)| p)
+}
+
+/// `<database file>.migrate-lock` for a prepared `sqlite:` URL.
+pub fn sqlite_lock_path(url: &str) -> PathBuf {
+    PathBuf::from(format!("{}.migrate-lock", sqlite_file(url)))
 }
 
 /// Opens (creating) `path` and waits for an exclusive lock on it, held
@@ -174,13 +178,7 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// naming the file and the cause, instead of the pool retrying it until
 /// its acquire timeout and reporting only that it timed out.
 async fn check_sqlite_file(url: &str) -> Result<(), OpenError> {
-    let path = {
-        let rest = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            .unwrap_or(url);
-        rest.split_once('?').map_or(rest, |(p, _)| p).to_owned()
-    };
+    let path = sqlite_file(url);
     let fail = |e: sqlx::Error| {
         let cause = match &e {
             sqlx::Error::Database(db) => db.message().to_owned(),

@@ -249,49 +249,35 @@ impl Store {
         Ok(out)
     }
 
-    /// The journaled result of a job's mutating call, if an attempt applied
+    /// What the journal knows of a job's mutating call, in one query:
+    /// `None` if no attempt intended it, `Some(None)` if one intended it and
+    /// recorded no result (in doubt), `Some(Some(result))` if one applied
     /// it.
     ///
     /// # Errors
     ///
     /// A database failure.
-    pub async fn journal_get(
+    pub async fn journal_prior(
         &self,
         job_id: &str,
         call: &str,
         occurrence: u32,
-    ) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT result FROM journal WHERE job_id = $1 AND call = $2 AND occurrence = $3",
+    ) -> Result<Option<Option<String>>> {
+        let row = sqlx::query(
+            "SELECT 1 AS applied, result FROM journal \
+             WHERE job_id = $1 AND call = $2 AND occurrence = $3 \
+             UNION ALL SELECT 0 AS applied, NULL AS result FROM journal_intents \
+             WHERE job_id = $1 AND call = $2 AND occurrence = $3 \
+             ORDER BY applied DESC LIMIT 1",
         )
         .bind(job_id)
         .bind(call)
         .bind(i64::from(occurrence))
         .fetch_optional(self.pool())
-        .await?)
-    }
-
-    /// Whether an attempt of the job recorded its intent to make this
-    /// call ([`journal_intend`](Self::journal_intend)).
-    ///
-    /// # Errors
-    ///
-    /// A database failure.
-    pub async fn journal_intended(
-        &self,
-        job_id: &str,
-        call: &str,
-        occurrence: u32,
-    ) -> Result<bool> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM journal_intents WHERE job_id = $1 AND call = $2 AND occurrence = $3",
-        )
-        .bind(job_id)
-        .bind(call)
-        .bind(i64::from(occurrence))
-        .fetch_one(self.pool())
         .await?;
-        Ok(n > 0)
+        row.map(|r| r.try_get::<Option<String>, _>("result"))
+            .transpose()
+            .map_err(Into::into)
     }
 
     /// Records, before the call is made, that a job's attempt is about to
@@ -837,14 +823,7 @@ impl Store {
         let mut due = Vec::new();
         for row in sql.fetch_all(tx.conn()).await? {
             let created_at: i64 = row.try_get("created_at")?;
-            due.push((
-                created_at,
-                InboxEntry {
-                    job_id: JobId::from(row.try_get::<String, _>("job_id")?),
-                    attempt: u32::try_from(row.try_get::<i64, _>("attempt")?).unwrap_or(u32::MAX),
-                    observation: row.try_get("observation")?,
-                },
-            ));
+            due.push((created_at, inbox_from_row(&row)?));
         }
         tx.commit().await?;
         due.sort_by_key(|(created_at, _)| *created_at);
@@ -877,15 +856,7 @@ impl Store {
         )
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(InboxEntry {
-                    job_id: JobId::from(row.try_get::<String, _>("job_id")?),
-                    attempt: u32::try_from(row.try_get::<i64, _>("attempt")?).unwrap_or(u32::MAX),
-                    observation: row.try_get("observation")?,
-                })
-            })
-            .collect()
+        rows.iter().map(inbox_from_row).collect()
     }
 
     /// Writes to the store and commits, for readiness: `Ok` when the
@@ -1059,6 +1030,14 @@ pub struct InboxEntry {
 /// the alerter before another process may: it does so at once, so this
 /// only delays an observation whose process crashed.
 pub const INBOX_HOLD: Duration = Duration::from_secs(30);
+
+fn inbox_from_row(row: &sqlx::any::AnyRow) -> Result<InboxEntry> {
+    Ok(InboxEntry {
+        job_id: JobId::from(row.try_get::<String, _>("job_id")?),
+        attempt: u32::try_from(row.try_get::<i64, _>("attempt")?).unwrap_or(u32::MAX),
+        observation: row.try_get("observation")?,
+    })
+}
 
 /// Writes alert-inbox entries in the transaction that ends their jobs.
 pub(crate) async fn inbox_insert(
