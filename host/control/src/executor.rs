@@ -386,14 +386,16 @@ impl Executor {
         let Some(alerts) = &self.inner.alerts else {
             return;
         };
+        let mut done = Vec::new();
         for job in jobs {
             let Some(o) = timed_out_observation(job) else {
                 continue;
             };
             self.inner
-                .observe_recorded(alerts, &job.id, job.attempt, &o)
+                .observe_recorded(alerts, &job.id, job.attempt, &o, &mut done)
                 .await;
         }
+        self.inner.inbox_done(&done).await;
     }
 }
 
@@ -407,26 +409,32 @@ fn timed_out_observation(job: &Job) -> Option<Observation> {
 
 impl Inner {
     /// Gives `o`, the observation of `job`'s `attempt` written to the
-    /// alert inbox with the job's end, to the alerter, and removes it from
-    /// the inbox once every step of it was recorded. A step that failed
-    /// leaves it there for [`reobserve`](Self::reobserve).
+    /// alert inbox with the job's end, to the alerter, and adds the entry
+    /// to `done` once every step of it was recorded. A step that failed
+    /// leaves it in the inbox for [`reobserve`](Self::reobserve).
     async fn observe_recorded(
         &self,
         alerts: &Arc<Alerts>,
         job: &JobId,
         attempt: u32,
         o: &Observation,
+        done: &mut Vec<(JobId, u32)>,
     ) {
         let (fired, complete) = alerts.alerter.observe_all(o).await;
         for alert in fired {
             alerts.send(alert);
         }
-        if !complete {
-            return;
+        if complete {
+            done.push((job.clone(), attempt));
         }
-        if let Err(e) = self.store.alert_inbox_done(job, attempt).await {
-            tracing::warn!(error = %e, %job,
-                "removing an observation from the alert inbox failed; it will be observed again");
+    }
+
+    /// Removes the alert-inbox entries the alerter took, in one
+    /// transaction.
+    async fn inbox_done(&self, done: &[(JobId, u32)]) {
+        if let Err(e) = self.store.alert_inbox_done_all(done).await {
+            tracing::warn!(error = %e, entries = done.len(),
+                "removing observations from the alert inbox failed; they will be observed again");
         }
     }
 
@@ -445,6 +453,7 @@ impl Inner {
                 return 0;
             }
         };
+        let mut done = Vec::new();
         for entry in &due {
             let o = match &entry.observation {
                 Some(json) => serde_json::from_str::<Observation>(json)
@@ -466,7 +475,7 @@ impl Inner {
                 Some(o) => {
                     tracing::info!(job = %entry.job_id, attempt = entry.attempt,
                         "observing a job whose alerts were left undone");
-                    self.observe_recorded(alerts, &entry.job_id, entry.attempt, &o)
+                    self.observe_recorded(alerts, &entry.job_id, entry.attempt, &o, &mut done)
                         .await;
                 }
                 None => {
@@ -480,6 +489,7 @@ impl Inner {
                 }
             }
         }
+        self.inbox_done(&done).await;
         due.len()
     }
 }
@@ -1208,16 +1218,18 @@ async fn record(inner: &Inner, batch: &mut [Done]) {
     }
     tracing::info!(worker, ?ended, "recorded jobs");
     if let Some(alerts) = &inner.alerts {
+        let mut done = Vec::new();
         for d in batch.iter() {
             if !accepted.contains(&d.job.id) {
                 continue;
             }
             if let Some(o) = &d.observation {
                 inner
-                    .observe_recorded(alerts, &d.job.id, d.job.attempt, o)
+                    .observe_recorded(alerts, &d.job.id, d.job.attempt, o, &mut done)
                     .await;
             }
         }
+        inner.inbox_done(&done).await;
     }
     let mut in_flight = inner.in_flight.lock().expect("in-flight lock poisoned");
     for d in batch.iter() {

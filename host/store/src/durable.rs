@@ -11,7 +11,7 @@ use sqlx::Row;
 use super::error::{Result, StoreError};
 use super::ids::{DeviceId, JobId, PlaybookId, RunId, TenantId, Timestamp};
 use super::model::{NewChange, Playbook, Tier};
-use super::sql::{Sql, enum_column, json_column, time_column};
+use super::sql::{Arg, Sql, enum_column, json_column, rows_per_statement, time_column};
 use super::{Backend, Store, WriteTx, ids};
 
 /// An installed plugin version.
@@ -836,12 +836,35 @@ impl Store {
     ///
     /// A database failure.
     pub async fn alert_inbox_done(&self, job_id: &JobId, attempt: u32) -> Result<()> {
+        self.alert_inbox_done_all(&[(job_id.clone(), attempt)])
+            .await
+    }
+
+    /// Removes alert-inbox entries the alerter has taken, in one
+    /// transaction (a recorded batch's).
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn alert_inbox_done_all(&self, entries: &[(JobId, u32)]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
         let mut tx = self.write().await?;
-        sqlx::query("DELETE FROM alert_inbox WHERE job_id = $1 AND attempt = $2")
-            .bind(job_id.as_str())
-            .bind(i64::from(attempt))
-            .execute(tx.conn())
-            .await?;
+        for chunk in entries.chunks(rows_per_statement(2, 500)) {
+            let mut sql = Sql::new(
+                self.backend,
+                "DELETE FROM alert_inbox WHERE (job_id, attempt) IN (VALUES ",
+            );
+            for (i, (job, attempt)) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.tuple([Arg::from(job.as_str()), Arg::from(i64::from(*attempt))]);
+            }
+            sql.push(")");
+            sql.execute(tx.conn()).await?;
+        }
         tx.commit().await
     }
 
@@ -1041,22 +1064,30 @@ fn inbox_from_row(row: &sqlx::any::AnyRow) -> Result<InboxEntry> {
 
 /// Writes alert-inbox entries in the transaction that ends their jobs.
 pub(crate) async fn inbox_insert(
+    backend: Backend,
     tx: &mut WriteTx,
     entries: &[InboxEntry],
     now: Timestamp,
 ) -> Result<()> {
-    for e in entries {
-        sqlx::query(
-            "INSERT INTO alert_inbox (job_id, attempt, observation, created_at, retry_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (job_id, attempt) DO NOTHING",
-        )
-        .bind(e.job_id.as_str())
-        .bind(i64::from(e.attempt))
-        .bind(e.observation.as_deref())
-        .bind(now.as_millis())
-        .bind((now + INBOX_HOLD).as_millis())
-        .execute(tx.conn())
-        .await?;
+    for chunk in entries.chunks(rows_per_statement(5, 500)) {
+        let mut sql = Sql::new(
+            backend,
+            "INSERT INTO alert_inbox (job_id, attempt, observation, created_at, retry_at) VALUES ",
+        );
+        for (i, e) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.tuple([
+                Arg::from(e.job_id.as_str()),
+                Arg::from(i64::from(e.attempt)),
+                Arg::from(e.observation.as_deref()),
+                Arg::from(now.as_millis()),
+                Arg::from((now + INBOX_HOLD).as_millis()),
+            ]);
+        }
+        sql.push(" ON CONFLICT (job_id, attempt) DO NOTHING");
+        sql.execute(tx.conn()).await?;
     }
     Ok(())
 }

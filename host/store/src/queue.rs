@@ -823,7 +823,7 @@ impl Store {
                 attempt: failure.attempt,
                 observation: Some(o.clone()),
             };
-            super::durable::inbox_insert(&mut tx, &[entry], now).await?;
+            super::durable::inbox_insert(self.backend, &mut tx, &[entry], now).await?;
         }
         tx.commit().await?;
         if status == JobStatus::Queued {
@@ -960,7 +960,7 @@ impl Store {
                     observation: None,
                 })
                 .collect();
-            super::durable::inbox_insert(&mut tx, &timed_out, now).await?;
+            super::durable::inbox_insert(self.backend, &mut tx, &timed_out, now).await?;
             tx.commit().await?;
             self.finish_runs(&ended, now).await?;
             // Jobs left for a later sweep would be selected again.

@@ -258,7 +258,7 @@ impl Store {
                 })
             })
             .collect();
-        super::durable::inbox_insert(&mut tx, &inbox, now).await?;
+        super::durable::inbox_insert(self.backend, &mut tx, &inbox, now).await?;
 
         // Follow-up jobs, per run.
         let mut follow_ups: HashMap<&str, Vec<NewJob>> = HashMap::new();
