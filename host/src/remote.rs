@@ -458,6 +458,26 @@ pub enum WebhookCmd {
     Delete { id: String },
 }
 
+/// The largest component the server takes: its upload body limit less the
+/// base64 growth (4 bytes per 3) and room for the JSON around it. Checked
+/// before sending, because a server refusing a body mid-stream closes the
+/// connection, and the client would see only a broken pipe, not the 413.
+const MAX_COMPONENT_UPLOAD: usize = (steward_api::body::MAX_UPLOAD - 64 * 1024) / 4 * 3;
+
+fn check_upload_size(file: &std::path::Path, len: usize) -> anyhow::Result<()> {
+    if len > MAX_COMPONENT_UPLOAD {
+        anyhow::bail!(
+            "{} is {:.1} MiB; the server takes components of at most {:.1} MiB \
+             (uploads are sent base64 in JSON, at most {} MiB)",
+            file.display(),
+            len as f64 / (1 << 20) as f64,
+            MAX_COMPONENT_UPLOAD as f64 / (1 << 20) as f64,
+            steward_api::body::MAX_UPLOAD >> 20
+        );
+    }
+    Ok(())
+}
+
 struct Client {
     http: reqwest::Client,
     conn: Conn,
@@ -811,6 +831,10 @@ pub async fn run(remote: Remote) -> anyhow::Result<ExitCode> {
                     grants,
                     replaces,
                 } => {
+                    let len = std::fs::metadata(&file)
+                        .with_context(|| format!("cannot read {}", file.display()))?
+                        .len();
+                    check_upload_size(&file, usize::try_from(len).unwrap_or(usize::MAX))?;
                     let bytes = std::fs::read(&file)
                         .with_context(|| format!("cannot read {}", file.display()))?;
                     let wasm = base64::engine::general_purpose::STANDARD.encode(bytes);

@@ -426,3 +426,29 @@ fn inspect_refuses_a_descriptor_that_breaks_the_rules() {
     );
     assert!(!out.stderr.contains(&0x1b) && !out.stdout.contains(&0x1b));
 }
+
+/// A component larger than the server takes is refused before a byte is
+/// sent, with the limit named; not as "cannot reach the server … broken
+/// pipe", which is all a client sees when the server stops reading.
+#[test]
+fn an_oversized_upload_is_refused_with_the_limit_not_a_broken_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.wasm");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(200 << 20)
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_steward"))
+        .env("STEWARD_URL", "http://127.0.0.1:9")
+        .env("STEWARD_TOKEN", "unused")
+        .args(["plugins", "install", big.to_str().unwrap()])
+        .output()
+        .expect("steward runs");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("200.0 MiB") && err.contains("at most 48.0 MiB"),
+        "{err}"
+    );
+    assert!(!err.contains("cannot reach"), "{err}");
+}

@@ -921,3 +921,45 @@ async fn the_host_never_unlocks_a_privileged_account_unless_the_grant_names_it()
         "{events:?}"
     );
 }
+
+#[tokio::test]
+async fn each_text_of_a_finding_or_change_is_cut_to_its_cap() {
+    use steward_runtime::{MAX_FINDING_FIELDS, MAX_LINE_TEXT_BYTES, MAX_LONG_TEXT_BYTES};
+    // A cut text keeps its cap plus the mark naming what was cut.
+    let capped = |text: &str, cap: usize| {
+        assert!(
+            text.len() <= cap + 40 && text.ends_with("more bytes cut)"),
+            "{} bytes",
+            text.len()
+        );
+    };
+    let (result, ..) = hostile_under("giant-texts", roomy_limits()).await;
+    let findings = result.expect("texts over their caps are cut, not refused");
+    let f = &findings[0];
+    capped(&f.summary, MAX_LINE_TEXT_BYTES);
+    capped(&f.resource, MAX_LINE_TEXT_BYTES);
+    capped(&f.detail, MAX_LONG_TEXT_BYTES);
+    assert_eq!(f.fields.len(), MAX_FINDING_FIELDS);
+
+    let module = module("guest-hostile").await;
+    let run = run_with_limits(
+        fixture(),
+        "guest-hostile",
+        grants(HOSTILE_GRANTS),
+        &[("behaviour", "giant-texts")],
+        RunMode::Apply,
+        roomy_limits(),
+    )
+    .await;
+    let changes = runtime()
+        .remediate(&module, run.spec.clone(), Vec::new())
+        .await
+        .result
+        .expect("texts over their caps are cut, not refused");
+    let c = &changes[0];
+    capped(&c.target, MAX_LINE_TEXT_BYTES);
+    capped(&c.description, MAX_LONG_TEXT_BYTES);
+    capped(c.before.as_deref().unwrap(), MAX_LONG_TEXT_BYTES);
+    capped(c.after.as_deref().unwrap(), MAX_LONG_TEXT_BYTES);
+    assert_host_still_healthy().await;
+}

@@ -566,7 +566,9 @@ fn classify_trap(err: wasmtime::Error, state: &HostState, stderr: &[u8]) -> RunE
             "out of bounds memory access (a bug in the plugin, or its shadow stack in linear memory overflowed)".into(),
         ),
         Some(trap) => RunError::Trap(trap.to_string()),
-        None => RunError::Trap(message),
+        // The cause first: wasmtime puts the wasm backtrace outermost,
+        // which is noise to the reader of a job's error.
+        None => RunError::Trap(err.root_cause().to_string()),
     }
 }
 
@@ -667,12 +669,53 @@ fn check_output(limits: &Limits, output: Output) -> Result<Output, RunError> {
             limit: limits.max_output_bytes,
         });
     }
-    match &output {
+    let mut output = output;
+    match &mut output {
         Output::Descriptor(_) => {}
-        Output::Findings(findings) => check_findings(findings)?,
-        Output::Changes(changes) => check_changes(changes)?,
+        Output::Findings(findings) => {
+            check_findings(findings)?;
+            findings.iter_mut().for_each(cap_finding);
+        }
+        Output::Changes(changes) => {
+            check_changes(changes)?;
+            changes.iter_mut().for_each(cap_change);
+        }
     }
     Ok(output)
+}
+
+/// The longest one-line text of a finding or a change (summary, resource,
+/// target), in bytes; longer is cut and marked.
+pub const MAX_LINE_TEXT_BYTES: usize = 1024;
+
+/// The longest free text of a finding or a change (detail, description,
+/// before, after, a field's value), in bytes; longer is cut and marked.
+pub const MAX_LONG_TEXT_BYTES: usize = 16 * 1024;
+
+/// The most structured fields of one finding; later ones are dropped.
+pub const MAX_FINDING_FIELDS: usize = 64;
+
+/// Each text of a finding cut to its cap at the runtime boundary, so no
+/// store row, API answer, log or terminal holds more of it (the totals
+/// above bound a whole output; these bound each field).
+fn cap_finding(f: &mut Finding) {
+    cap_text(&mut f.summary, MAX_LINE_TEXT_BYTES);
+    cap_text(&mut f.resource, MAX_LINE_TEXT_BYTES);
+    cap_text(&mut f.detail, MAX_LONG_TEXT_BYTES);
+    f.fields.truncate(MAX_FINDING_FIELDS);
+    for field in &mut f.fields {
+        cap_text(&mut field.key, 256);
+        cap_text(&mut field.value, MAX_LONG_TEXT_BYTES);
+    }
+}
+
+/// Each text of a change cut to its cap, as [`cap_finding`].
+fn cap_change(c: &mut Change) {
+    cap_text(&mut c.target, MAX_LINE_TEXT_BYTES);
+    cap_text(&mut c.description, MAX_LONG_TEXT_BYTES);
+    for text in [&mut c.before, &mut c.after].into_iter().flatten() {
+        cap_text(text, MAX_LONG_TEXT_BYTES);
+    }
 }
 
 /// The longest error text a plugin may report, in bytes; longer is cut

@@ -114,6 +114,16 @@ impl Plugin for Hostile {
                 )])
             }
             "huge-error" => Err(PluginError::Failed("E".repeat(2 << 20))),
+            // Each text far past its own cap, the whole within the 4 MiB total.
+            "giant-texts" => {
+                let mut f = Finding::new("giant", Severity::Info, "S".repeat(512 << 10))
+                    .resource("R".repeat(512 << 10))
+                    .detail("D".repeat(1 << 20));
+                for i in 0..200 {
+                    f = f.field(format!("k{i}"), "V".repeat(4 << 10));
+                }
+                Ok(vec![f])
+            }
             "empty-finding-id" => Ok(vec![
                 Finding::new("fine", Severity::Info, "a good finding"),
                 Finding::new("", Severity::Critical, "a finding with no id"),
@@ -135,6 +145,12 @@ impl Plugin for Hostile {
         match params::text("behaviour")?.unwrap_or_default().as_str() {
             // Claims a change it never made through the host.
             "lie-in-plan" => Ok(vec![Change::new("disk-wipe", "/dev/sda", Outcome::Applied)]),
+            "giant-texts" => Ok(vec![
+                Change::new("note", "T".repeat(512 << 10), Outcome::Planned)
+                    .description("D".repeat(1 << 20))
+                    .before("B".repeat(1 << 20))
+                    .after("A".repeat(1 << 20)),
+            ]),
             // The account is in `Domain Admins`: only an explicit grant
             // lets the host unlock it, whatever this plugin decides.
             "unlock-admin" => {
