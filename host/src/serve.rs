@@ -56,6 +56,13 @@ pub struct ServeConfig {
     /// How often the scheduler and the sweeper look, in milliseconds.
     #[serde(default = "default_tick")]
     pub tick_ms: u64,
+    /// How often an idle executor looks for jobs that became due with time
+    /// (retry backoff, windows), in milliseconds. New work does not wait
+    /// for it: a commit that adds or approves jobs, or an agent
+    /// connecting, wakes the executor at once (on PostgreSQL, every
+    /// replica's, through `LISTEN`/`NOTIFY`).
+    #[serde(default = "default_poll")]
+    pub poll_ms: u64,
     /// Plugin instances running at once (the pooling allocator's size).
     #[serde(default = "default_instances")]
     pub max_instances: u32,
@@ -161,6 +168,9 @@ fn default_lease() -> u64 {
     30
 }
 fn default_tick() -> u64 {
+    1000
+}
+fn default_poll() -> u64 {
     1000
 }
 fn default_retry() -> u64 {
@@ -380,6 +390,7 @@ impl Server {
         exec.max_in_flight = config.max_in_flight.max(1);
         exec.claim_batch = config.claim_batch.max(1);
         exec.lease = Duration::from_secs(config.lease_seconds.max(1));
+        exec.idle_poll = Duration::from_millis(config.poll_ms.max(10));
         let executor = Executor::new(exec, store.clone(), library.clone(), devices, alerts);
         Ok(Self {
             plane,

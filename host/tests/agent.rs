@@ -646,13 +646,18 @@ async fn bad_handshakes_are_refused() {
 /// Two `steward serve` replicas on one PostgreSQL database: the agent is
 /// connected to A, the run is started through B's API, and the job runs on
 /// A (with one attempt allowed, a job B claimed would fail: B has no
-/// connection to the agent).
+/// connection to the agent). Both poll the queue only once a minute, so a
+/// job that starts sooner was woken through PostgreSQL (`NOTIFY`), not
+/// found by a poll.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_runs_on_the_replica_holding_the_agents_connection() {
     let db = support::postgres().await;
     let data = tempfile::tempdir().unwrap();
-    let a = Server::spawn(data.path(), &["--database", &db.url]);
-    let b = Server::spawn(data.path(), &["--database", &db.url]);
+    let config = data.path().join("slow-poll.toml");
+    std::fs::write(&config, "poll-ms = 60000\n").unwrap();
+    let config = config.to_str().unwrap();
+    let a = Server::spawn(data.path(), &["--database", &db.url, "--config", config]);
+    let b = Server::spawn(data.path(), &["--database", &db.url, "--config", config]);
     let tenant = b
         .post(
             "/api/v1/tenants",
@@ -694,7 +699,9 @@ async fn a_job_runs_on_the_replica_holding_the_agents_connection() {
         )
         .await;
     let pid = playbook["id"].as_str().unwrap();
+    let mut waits = Vec::new();
     for _ in 0..5 {
+        let started = std::time::Instant::now();
         let run = b
             .post(&format!("/api/v1/playbooks/{pid}/runs"), json!({}))
             .await;
@@ -702,9 +709,15 @@ async fn a_job_runs_on_the_replica_holding_the_agents_connection() {
         let run = b
             .wait_for(&format!("/api/v1/runs/{run_id}"), "the run", ended)
             .await;
+        waits.push(started.elapsed());
         let jobs = b.get(&format!("/api/v1/runs/{run_id}/jobs")).await;
         assert_eq!(run["status"], "succeeded", "{jobs}\n{}", endpoint.log());
     }
+    println!("run started on B to run ended on A: {waits:?}");
+    assert!(
+        waits.iter().all(|w| *w < Duration::from_secs(45)),
+        "a job waited for A's one-minute poll instead of being woken: {waits:?}"
+    );
     assert!(!locked(&endpoint.shadow(), "jdoe"));
 
     // Revoked through B, which does not hold the connection: A ends it at

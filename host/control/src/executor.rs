@@ -78,8 +78,10 @@ pub struct ExecutorConfig {
 
 impl ExecutorConfig {
     /// Defaults for worker `worker_id`: 256 in flight, claims of 256,
-    /// completions of 512, 30-second leases, 100 ms idle polls, undelivered
-    /// alerts looked for every 30 s.
+    /// completions of 512, 30-second leases, 1 s idle polls (new jobs wake
+    /// the executor at once: [`Store::jobs_ready`]; the poll finds jobs
+    /// that become due with time), undelivered alerts looked for every
+    /// 30 s.
     pub fn new(worker_id: impl Into<String>) -> Self {
         Self {
             worker_id: worker_id.into(),
@@ -87,7 +89,7 @@ impl ExecutorConfig {
             claim_batch: 256,
             complete_batch: 512,
             lease: Duration::from_secs(30),
-            idle_poll: Duration::from_millis(100),
+            idle_poll: Duration::from_secs(1),
             redeliver_every: Duration::from_secs(30),
         }
     }
@@ -331,6 +333,9 @@ impl Executor {
                 drop(held);
                 tokio::select! {
                     _ = tokio::time::sleep(inner.config.idle_poll) => {}
+                    // New work (of any replica, on PostgreSQL) starts now,
+                    // not at the next poll.
+                    _ = inner.store.jobs_ready() => {}
                     _ = shutdown.changed() => {}
                 }
                 continue;

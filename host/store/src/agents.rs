@@ -336,6 +336,8 @@ impl Store {
             .bind(device.as_str())
             .execute(tx.conn())
             .await?;
+            // The device's waiting jobs are this process's to run now.
+            tx.mark_jobs_ready();
         } else {
             let released = sqlx::query(
                 "UPDATE devices SET reachable = 0, held_by = NULL, last_seen_at = $1 \

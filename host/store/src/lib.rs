@@ -179,6 +179,7 @@ mod results;
 mod runs;
 mod sql;
 mod trust;
+mod wake;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -266,6 +267,8 @@ pub struct Store {
     runs_notify: Arc<tokio::sync::Notify>,
     /// The last [`writable`](Store::writable) probe: when, and its result.
     probe: Arc<tokio::sync::Mutex<Option<Probe>>>,
+    /// Wakes executors when jobs become claimable (see [`wake`]).
+    jobs_wake: Arc<wake::JobsWake>,
 }
 
 /// A readiness probe's time and result.
@@ -283,6 +286,9 @@ pub(crate) struct WriteTx {
     runs_generation: Arc<AtomicU64>,
     runs_notify: Arc<tokio::sync::Notify>,
     runs_changed: bool,
+    jobs_wake: Arc<wake::JobsWake>,
+    jobs_ready: bool,
+    postgres: bool,
 }
 
 impl WriteTx {
@@ -290,11 +296,21 @@ impl WriteTx {
         &mut self.tx
     }
 
-    pub(crate) async fn commit(self) -> Result<()> {
+    pub(crate) async fn commit(mut self) -> Result<()> {
+        if self.jobs_ready && self.postgres {
+            // Delivered to the listening replicas if, and when, this commits.
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(wake::JOBS_CHANNEL)
+                .execute(&mut *self.tx)
+                .await?;
+        }
         self.tx.commit().await?;
         if self.runs_changed {
             self.runs_generation.fetch_add(1, Ordering::Release);
             self.runs_notify.notify_waiters();
+        }
+        if self.jobs_ready {
+            self.jobs_wake.wake();
         }
         Ok(())
     }
@@ -311,6 +327,13 @@ impl WriteTx {
     /// to them: its commit bumps [`Store::runs_generation`].
     pub(crate) fn mark_runs_changed(&mut self) {
         self.runs_changed = true;
+    }
+
+    /// Says this transaction makes jobs claimable (new or re-queued jobs, a
+    /// device now held by this process): its commit wakes the executors
+    /// (see [`wake`]).
+    pub(crate) fn mark_jobs_ready(&mut self) {
+        self.jobs_ready = true;
     }
 }
 
@@ -401,6 +424,7 @@ impl Store {
             runs_generation: Arc::new(AtomicU64::new(0)),
             runs_notify: Arc::default(),
             probe: Arc::default(),
+            jobs_wake: wake::JobsWake::new((backend == Backend::Postgres).then(|| url.to_string())),
         })
     }
 
@@ -447,6 +471,9 @@ impl Store {
                     runs_generation: self.runs_generation.clone(),
                     runs_notify: self.runs_notify.clone(),
                     runs_changed: false,
+                    jobs_wake: self.jobs_wake.clone(),
+                    jobs_ready: false,
+                    postgres: false,
                 })
             }
             Backend::Postgres => Ok(WriteTx {
@@ -455,6 +482,9 @@ impl Store {
                 runs_generation: self.runs_generation.clone(),
                 runs_notify: self.runs_notify.clone(),
                 runs_changed: false,
+                jobs_wake: self.jobs_wake.clone(),
+                jobs_ready: false,
+                postgres: true,
             }),
         }
     }
@@ -473,6 +503,15 @@ impl Store {
     /// run wakes on a change instead of polling.
     pub async fn runs_changed(&self) {
         self.runs_notify.notified().await;
+    }
+
+    /// Resolves when jobs may have become claimable: a commit of this
+    /// process that added, approved or re-queued jobs or took a device's
+    /// agent connection, or on PostgreSQL such a commit of any process
+    /// (`LISTEN steward_jobs`). An executor waits on this beside its idle
+    /// poll. A wake with no waiter is kept for the next one.
+    pub async fn jobs_ready(&self) {
+        self.jobs_wake.woken().await;
     }
 
     /// The pool, for reads outside a transaction.

@@ -181,6 +181,7 @@ impl Store {
             return Ok(Vec::new());
         }
         tx.mark_runs_changed();
+        tx.mark_jobs_ready();
         for job in jobs {
             check_new_job(job)?;
         }
@@ -1192,6 +1193,9 @@ impl Store {
             return Ok(None);
         };
         let job = job_from_row(&row)?;
+        if approved {
+            tx.mark_jobs_ready();
+        }
         sqlx::query(
             "INSERT INTO approvals (id, job_id, decision, decided_by, note, decided_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
