@@ -323,6 +323,12 @@ pub async fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
         "enrolled as device {} of tenant {}; start it with `steward agent run`",
         identity.device_id, identity.tenant_id
     );
+    if body["approved"] == false {
+        println!(
+            "it connects once an admin approves it: `steward devices approve {}`",
+            identity.device_id
+        );
+    }
     Ok(())
 }
 
@@ -332,7 +338,13 @@ enum Ended {
     Goodbye(String),
     /// The server revoked this agent.
     Revoked,
+    /// The agent waits for an admin's approval (its token asked for it).
+    PendingApproval,
 }
+
+/// The longest wait between connection attempts of an agent waiting for
+/// approval.
+const APPROVAL_POLL: Duration = Duration::from_secs(10);
 
 /// `steward agent run`: returns the exit code.
 ///
@@ -378,6 +390,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let mut backoff = Duration::from_secs(1);
     loop {
         let started = Instant::now();
+        let mut longest = Duration::from_secs(60);
         let ended = tokio::select! {
             ended = session(&ws_url, connector.clone(), &identity.device_id, &key, &device, &ceiling) => ended,
             _ = tokio::signal::ctrl_c() => {
@@ -391,6 +404,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
                 return Ok(EXIT_REVOKED);
             }
             Ok(Ended::Goodbye(reason)) => tracing::warn!(%reason, "disconnected"),
+            Ok(Ended::PendingApproval) => {
+                tracing::info!(
+                    device = %identity.device_id,
+                    "waiting for an admin's approval (`steward devices approve {}`)",
+                    identity.device_id
+                );
+                // Asking again soon, so an approval takes effect quickly.
+                longest = APPROVAL_POLL;
+            }
             Err(e) => tracing::warn!(error = %format!("{e:#}"), "connection failed"),
         }
         if started.elapsed() > Duration::from_secs(60) {
@@ -398,6 +420,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         }
         // Full jitter: a fleet that lost its server does not come back in
         // step.
+        backoff = backoff.min(longest);
         let wait = rand::thread_rng().gen_range(Duration::from_millis(100)..=backoff);
         tracing::info!(wait_ms = wait.as_millis() as u64, "reconnecting");
         tokio::select! {
@@ -517,6 +540,8 @@ async fn session(
 fn goodbye(reason: String) -> Ended {
     if reason.contains("revoked") {
         Ended::Revoked
+    } else if reason.contains("waiting for an admin's approval") {
+        Ended::PendingApproval
     } else {
         Ended::Goodbye(reason)
     }

@@ -170,6 +170,9 @@ pub enum DeviceCmd {
     },
     /// Revokes a device's agent: refused from now on, disconnected at once.
     Revoke { id: String },
+    /// Approves a device's agent enrolled with an `--approve` token: it
+    /// may connect from now on.
+    Approve { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -191,6 +194,10 @@ pub enum EnrollmentCmd {
         /// How many devices may enroll with it.
         #[arg(long, default_value_t = 1)]
         uses: u32,
+        /// Enrolled devices wait for an admin's approval
+        /// (`steward devices approve ID`) before their agents may connect.
+        #[arg(long)]
+        approve: bool,
     },
 }
 
@@ -741,6 +748,7 @@ pub async fn run(remote: Remote) -> anyhow::Result<ExitCode> {
                 "name",
                 "tags",
                 "reachable",
+                "agent",
                 "facts.agent_version",
                 "last_seen_at",
             ];
@@ -790,6 +798,11 @@ pub async fn run(remote: Remote) -> anyhow::Result<ExitCode> {
                         .await?,
                     &["device_id", "disconnected"],
                 ),
+                DeviceCmd::Approve { id } => c.print(
+                    &c.post(&format!("/api/v1/devices/{id}/approve"), json!({}))
+                        .await?,
+                    &["device_id", "agent"],
+                ),
             }
         }
         Remote::Enrollment(Area { conn, cmd }) => {
@@ -801,13 +814,15 @@ pub async fn run(remote: Remote) -> anyhow::Result<ExitCode> {
                     tags,
                     expires,
                     uses,
+                    approve,
                 } => {
                     let expires = duration_arg(&expires, "--expires")?;
                     let created = c
                         .post(
                             "/api/v1/enrollments",
                             json!({ "tenant_id": tenant, "site_id": site, "tags": tags,
-                                    "expires_in_seconds": expires, "uses": uses }),
+                                    "expires_in_seconds": expires, "uses": uses,
+                                    "approve": approve }),
                         )
                         .await?;
                     if c.conn.quiet {
@@ -815,7 +830,14 @@ pub async fn run(remote: Remote) -> anyhow::Result<ExitCode> {
                     } else {
                         c.print(
                             &created,
-                            &["id", "tenant_id", "uses_left", "expires_at", "token"],
+                            &[
+                                "id",
+                                "tenant_id",
+                                "uses_left",
+                                "expires_at",
+                                "approve",
+                                "token",
+                            ],
                         );
                     }
                 }

@@ -813,3 +813,97 @@ async fn agents_connect_over_tls_trusting_the_ca_they_enrolled_with() {
         .await;
     assert!(endpoint.log().contains("connected"), "{}", endpoint.log());
 }
+
+/// An enrollment token made with `approve`: the enrolled device waits
+/// (`pending-approval`, not reachable, its agent refused at the handshake
+/// and retrying) and its jobs wait with it; an admin's approval (audited)
+/// lets the agent in, and the waiting job runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_enrolled_with_an_approval_token_waits_for_the_admin() {
+    let server = Server::start();
+    let tenant = server
+        .post(
+            "/api/v1/tenants",
+            json!({ "name": "acme", "tier": "managed" }),
+        )
+        .await;
+    let tenant = tenant["id"].as_str().unwrap().to_owned();
+    server
+        .post(
+            "/api/v1/plugins",
+            json!({ "wasm": account_unlock_wasm(), "grants": ["accounts"] }),
+        )
+        .await;
+    let enrollment = server
+        .post(
+            "/api/v1/enrollments",
+            json!({ "tenant_id": tenant, "uses": 1, "approve": true }),
+        )
+        .await;
+    assert_eq!(enrollment["approve"], true, "{enrollment}");
+    let mut endpoint = Endpoint::new(&["inventory", "accounts"]);
+    let out = endpoint.enroll(&server.url, enrollment["token"].as_str().unwrap(), "ws-1");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("steward devices approve"),
+        "{}",
+        text(&out)
+    );
+    let device = endpoint.device_id();
+    endpoint.start();
+
+    let playbook = server
+        .post(
+            "/api/v1/playbooks",
+            json!({
+                "tenant_id": tenant, "name": "unlock",
+                "steps": [{ "plugin": "account-unlock", "mode": "remediate",
+                            "params": { "user": "jdoe", "ticket": "T-9" } }],
+                "target": { "devices": [device] }
+            }),
+        )
+        .await;
+    let pid = playbook["id"].as_str().unwrap();
+    let run = server
+        .post(&format!("/api/v1/playbooks/{pid}/runs"), json!({}))
+        .await;
+    let run_id = run["id"].as_str().unwrap().to_owned();
+
+    // The agent was refused at least once, and keeps asking.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !endpoint.log().contains("waiting for an admin's approval") {
+        assert!(Instant::now() < deadline, "{}", endpoint.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let waiting = server.device(&device).await;
+    assert_eq!(waiting["agent"], "pending-approval", "{waiting}");
+    assert_eq!(waiting["reachable"], false, "{waiting}");
+    let jobs = server.get(&format!("/api/v1/runs/{run_id}/jobs")).await;
+    assert_eq!(jobs[0]["status"], "queued", "{jobs}");
+    assert!(locked(&endpoint.shadow(), "jdoe"));
+    assert!(
+        endpoint.exit_code(Duration::ZERO).is_none(),
+        "the agent keeps trying"
+    );
+
+    let approved = server
+        .post(&format!("/api/v1/devices/{device}/approve"), json!({}))
+        .await;
+    assert_eq!(approved["agent"], "active", "{approved}");
+    let run = server
+        .wait_for(&format!("/api/v1/runs/{run_id}"), "the run", ended)
+        .await;
+    assert_eq!(run["status"], "succeeded", "{}", endpoint.log());
+    assert!(!locked(&endpoint.shadow(), "jdoe"));
+    let device_now = server.device(&device).await;
+    assert_eq!(device_now["agent"], "active", "{device_now}");
+    let audit = server.get("/api/v1/audit?limit=200").await;
+    assert!(
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "device.approve" && e["detail"]["device"] == device.as_str()),
+        "{audit}"
+    );
+}

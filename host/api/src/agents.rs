@@ -38,6 +38,9 @@ use super::problem::{ApiError, ApiResult, Problem};
 /// Seconds between an agent's heartbeats; three missed end the connection.
 pub const HEARTBEAT_SECONDS: u64 = 15;
 
+/// The refusal an agent that waits for approval gets (it retries).
+pub const PENDING_APPROVAL: &str = "this agent is waiting for an admin's approval";
+
 /// How long the server waits for the answer to its challenge.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -49,6 +52,7 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(create_enrollment))
         .routes(routes!(enroll))
         .routes(routes!(revoke_device))
+        .routes(routes!(approve_device))
         .routes(routes!(connect))
 }
 
@@ -70,6 +74,10 @@ pub struct CreateEnrollment {
     /// How many devices may enroll with it (default 1).
     #[serde(default = "one")]
     pub uses: u32,
+    /// Whether devices enrolled with it wait for an admin's approval
+    /// (`POST /devices/{id}/approve`) before their agents may connect.
+    #[serde(default)]
+    pub approve: bool,
 }
 
 fn default_expiry() -> u64 {
@@ -97,6 +105,8 @@ pub struct CreatedEnrollment {
     pub uses_left: u32,
     /// When it stops working.
     pub expires_at: Timestamp,
+    /// Whether enrolled devices wait for an admin's approval.
+    pub approve: bool,
 }
 
 /// Makes an enrollment token for a tenant (admin).
@@ -139,6 +149,7 @@ async fn create_enrollment(
                 uses: body.uses,
                 expires_at: now + Duration::from_secs(body.expires_in_seconds),
                 created_by: caller.actor(),
+                needs_approval: body.approve,
             },
             now,
         )
@@ -150,7 +161,7 @@ async fn create_enrollment(
             "enrollment.create",
             json!({ "enrollment": enrollment.id, "uses": enrollment.uses_left,
                     "expires_at": enrollment.expires_at, "site": enrollment.site_id,
-                    "tags": enrollment.tags }),
+                    "tags": enrollment.tags, "approve": enrollment.needs_approval }),
         )
         .await?;
     Ok((
@@ -163,6 +174,7 @@ async fn create_enrollment(
             tags: enrollment.tags,
             uses_left: enrollment.uses_left,
             expires_at: enrollment.expires_at,
+            approve: enrollment.needs_approval,
         }),
     ))
 }
@@ -196,6 +208,9 @@ pub struct Enrolled {
     pub device_id: DeviceId,
     /// Its tenant.
     pub tenant_id: TenantId,
+    /// Whether it may connect now; `false` until an admin approves it
+    /// (the token asked for approval).
+    pub approved: bool,
 }
 
 /// Enrolls an endpoint with an enrollment token (no bearer token: the
@@ -230,7 +245,7 @@ async fn enroll(
             Timestamp::now(),
         )
         .await;
-    let (device_id, tenant_id) = match enrolled {
+    let (device_id, tenant_id, approved) = match enrolled {
         Ok(ids) => ids,
         Err(StoreError::AlreadyExists { .. }) => {
             return Err(ApiError::new(
@@ -255,7 +270,7 @@ async fn enroll(
             plugin: None,
             plugin_digest: None,
             action: "agent.enroll".into(),
-            detail: json!({ "device": device_id }),
+            detail: json!({ "device": device_id, "approved": approved }),
             outcome: "ok".into(),
         }])
         .await?;
@@ -265,6 +280,7 @@ async fn enroll(
         axum::Json(Enrolled {
             device_id,
             tenant_id,
+            approved,
         }),
     ))
 }
@@ -311,6 +327,55 @@ async fn revoke_device(
     Ok(axum::Json(Revoked {
         device_id: device.id,
         disconnected,
+    }))
+}
+
+/// What an approval did.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Approved {
+    /// The device.
+    pub device_id: DeviceId,
+    /// Its agent's state now (`active`).
+    pub agent: String,
+}
+
+/// Approves a device's agent enrolled with a token that needs approval
+/// (admin): from now on it may connect, and the device's jobs run.
+#[utoipa::path(post, path = "/api/v1/devices/{id}/approve", tag = "agents",
+    params(("id" = String, Path, description = "Device id")),
+    responses((status = 200, body = Approved), (status = 404, body = Problem)))]
+async fn approve_device(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Approved>> {
+    caller.require(Role::Admin)?;
+    let device = state.device(&caller, &DeviceId::from(id)).await?;
+    if device.agent.as_deref() == Some("revoked") {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            steward_contract::codes::REVOKED,
+            "this device's agent was revoked; enroll the endpoint again",
+        ));
+    }
+    if !state
+        .store()
+        .approve_agent(&device.id, Timestamp::now())
+        .await?
+    {
+        return Err(ApiError::not_found("agent of device", device.id.as_str()));
+    }
+    state
+        .audit(
+            &caller,
+            Some(&device.tenant_id),
+            "device.approve",
+            json!({ "device": device.id }),
+        )
+        .await?;
+    Ok(axum::Json(Approved {
+        device_id: device.id,
+        agent: "active".into(),
     }))
 }
 
@@ -410,13 +475,18 @@ async fn serve_agent(state: ApiState, mut socket: WebSocket) -> Result<(), Strin
         }
         Ok(None) => Some("unknown device or bad signature"),
         Ok(Some(agent)) if agent.revoked => Some("this agent was revoked"),
-        Ok(Some(agent)) => steward_contract::signing::verify(
-            &agent.public_key,
-            &challenge_payload(&nonce, &device_id),
-            &signature,
-        )
-        .err()
-        .map(|_| "unknown device or bad signature"),
+        Ok(Some(agent)) => {
+            match steward_contract::signing::verify(
+                &agent.public_key,
+                &challenge_payload(&nonce, &device_id),
+                &signature,
+            ) {
+                Err(_) => Some("unknown device or bad signature"),
+                // Said only to the key's holder, after the signature.
+                Ok(()) if !agent.approved => Some(PENDING_APPROVAL),
+                Ok(()) => None,
+            }
+        }
     };
     if let Some(reason) = refused {
         tracing::warn!(device = %truncate(&device_id), %reason, "agent refused");

@@ -90,3 +90,5 @@ pub const FORBIDDEN: &str = "forbidden";
 pub const REPLACES_REQUIRED: &str = "replaces-required";
 /// 409: an object with that name or id exists.
 pub const ALREADY_EXISTS: &str = "already-exists";
+/// 409: the device's agent was revoked; the endpoint must enroll again.
+pub const REVOKED: &str = "revoked";

@@ -33,6 +33,9 @@ pub struct NewEnrollment {
     pub expires_at: Timestamp,
     /// Who made it (`user:<name>`).
     pub created_by: String,
+    /// Whether devices enrolled with it wait for an admin's approval
+    /// before their agents may connect.
+    pub needs_approval: bool,
 }
 
 /// A stored enrollment token (without the token).
@@ -50,6 +53,8 @@ pub struct Enrollment {
     pub uses_left: u32,
     /// When it stops working.
     pub expires_at: Timestamp,
+    /// Whether enrolled devices wait for an admin's approval.
+    pub needs_approval: bool,
     /// When it was made.
     pub created_at: Timestamp,
 }
@@ -78,6 +83,9 @@ pub struct AgentRecord {
     pub public_key: String,
     /// Whether it was revoked.
     pub revoked: bool,
+    /// Whether it may connect: approved by an admin, or enrolled with a
+    /// token that needed no approval.
+    pub approved: bool,
 }
 
 /// The one refusal an enrollment gets for a token that does not work, so
@@ -111,7 +119,8 @@ impl Store {
         let id = ids::new_id();
         sqlx::query(
             "INSERT INTO enrollments (id, tenant_id, site_id, tags, token_hash, uses_left, \
-             expires_at, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             expires_at, created_by, created_at, needs_approval) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(id.as_str())
         .bind(new.tenant_id.as_str())
@@ -122,6 +131,7 @@ impl Store {
         .bind(new.expires_at.as_millis())
         .bind(new.created_by.as_str())
         .bind(now.as_millis())
+        .bind(i64::from(new.needs_approval))
         .execute(tx.conn())
         .await?;
         tx.commit().await?;
@@ -132,6 +142,7 @@ impl Store {
             tags: new.tags.clone(),
             uses_left: new.uses,
             expires_at: new.expires_at,
+            needs_approval: new.needs_approval,
             created_at: now,
         })
     }
@@ -139,8 +150,9 @@ impl Store {
     /// Enrolls an agent with the token whose hash is `token_hash`: spends
     /// one use, creates the device in the token's tenant and site (named
     /// after the host, made unique within the tenant), unreachable until
-    /// the agent connects, and records the public key. Returns the device
-    /// id and its tenant.
+    /// the agent connects, and records the public key, approved unless the
+    /// token needs an admin's approval. Returns the device id, its tenant,
+    /// and whether the agent may connect now (approved).
     ///
     /// # Errors
     ///
@@ -152,7 +164,7 @@ impl Store {
         token_hash: &str,
         agent: &NewAgent,
         now: Timestamp,
-    ) -> Result<(DeviceId, TenantId)> {
+    ) -> Result<(DeviceId, TenantId, bool)> {
         if !agent.facts.is_object() {
             return Err(StoreError::invalid("facts", "must be a JSON object"));
         }
@@ -165,7 +177,7 @@ impl Store {
         }
         let mut tx = self.write().await?;
         let row = sqlx::query(
-            "SELECT id, tenant_id, site_id, tags FROM enrollments \
+            "SELECT id, tenant_id, site_id, tags, needs_approval FROM enrollments \
              WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2 AND uses_left > 0",
         )
         .bind(token_hash)
@@ -179,6 +191,7 @@ impl Store {
         let tenant = TenantId::from(row.try_get::<String, _>("tenant_id")?);
         let site: Option<String> = row.try_get("site_id")?;
         let tags = json_column(&row, "tags")?;
+        let approved = row.try_get::<i64, _>("needs_approval")? == 0;
         // Spend a use; the condition keeps two enrollments racing for the
         // last use from both succeeding.
         let spent = sqlx::query(
@@ -222,14 +235,15 @@ impl Store {
         .execute(tx.conn())
         .await?;
         let inserted = sqlx::query(
-            "INSERT INTO agents (device_id, public_key, enrollment_id, enrolled_at, agent_version) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO agents (device_id, public_key, enrollment_id, enrolled_at, agent_version, \
+             approved_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(device.as_str())
         .bind(agent.public_key.as_str())
         .bind(enrollment.as_str())
         .bind(now.as_millis())
         .bind(agent.agent_version.as_str())
+        .bind(approved.then_some(now.as_millis()))
         .execute(tx.conn())
         .await;
         match inserted {
@@ -244,7 +258,7 @@ impl Store {
             }
         }
         tx.commit().await?;
-        Ok((device, tenant))
+        Ok((device, tenant, approved))
     }
 
     /// The agent enrolled as `device`, if any.
@@ -254,7 +268,8 @@ impl Store {
     /// A database failure.
     pub async fn agent(&self, device: &DeviceId) -> Result<Option<AgentRecord>> {
         let row = sqlx::query(
-            "SELECT a.device_id, d.tenant_id, a.public_key, a.revoked_at FROM agents a \
+            "SELECT a.device_id, d.tenant_id, a.public_key, a.revoked_at, a.approved_at \
+             FROM agents a \
              JOIN devices d ON d.id = a.device_id WHERE a.device_id = $1",
         )
         .bind(device.as_str())
@@ -266,6 +281,7 @@ impl Store {
                 tenant_id: TenantId::from(r.try_get::<String, _>("tenant_id")?),
                 public_key: r.try_get("public_key")?,
                 revoked: r.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
+                approved: r.try_get::<Option<i64>, _>("approved_at")?.is_some(),
             })
         })
         .transpose()
@@ -294,6 +310,26 @@ impl Store {
             .execute(tx.conn())
             .await?;
         tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    /// Approves `device`'s agent, enrolled with a token that needs
+    /// approval: from now on it may connect. Returns whether the device has
+    /// an agent that is not revoked (approving one twice is no change).
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn approve_agent(&self, device: &DeviceId, now: Timestamp) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE agents SET approved_at = COALESCE(approved_at, $1) \
+             WHERE device_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now.as_millis())
+        .bind(device.as_str())
+        .execute(self.pool())
+        .await?
+        .rows_affected();
         Ok(n > 0)
     }
 
@@ -329,7 +365,8 @@ impl Store {
             .await?;
             sqlx::query(
                 "UPDATE devices SET reachable = 1, held_by = $1, last_seen_at = $2 WHERE id = $3 \
-                 AND EXISTS (SELECT 1 FROM agents WHERE device_id = $3 AND revoked_at IS NULL)",
+                 AND EXISTS (SELECT 1 FROM agents WHERE device_id = $3 AND revoked_at IS NULL \
+                 AND approved_at IS NOT NULL)",
             )
             .bind(holder)
             .bind(now.as_millis())

@@ -14,8 +14,10 @@ use super::sql::{Sql, json_column, opt_time_column, rows_per_statement, time_col
 use super::{Backend, Store, WriteTx, ids};
 
 const TENANT_COLUMNS: &str = "id, name, tier, max_concurrent_jobs, created_at";
-pub(crate) const DEVICE_COLUMNS: &str =
-    "id, tenant_id, site_id, name, tags, facts, admin, reachable, last_seen_at, created_at";
+pub(crate) const DEVICE_COLUMNS: &str = "id, tenant_id, site_id, name, tags, facts, admin, reachable, last_seen_at, created_at, \
+     (SELECT CASE WHEN a.revoked_at IS NOT NULL THEN 'revoked' \
+     WHEN a.approved_at IS NULL THEN 'pending-approval' ELSE 'active' END \
+     FROM agents a WHERE a.device_id = devices.id) AS agent_state";
 
 /// The longest name (of a tenant, site, device, playbook…) in characters.
 pub const MAX_NAME_CHARS: usize = 256;
@@ -66,6 +68,7 @@ pub(crate) fn device_from_row(row: &AnyRow) -> Result<Device> {
         reachable: row.try_get::<i64, _>("reachable")? != 0,
         last_seen_at: opt_time_column(row, "last_seen_at")?,
         created_at: time_column(row, "created_at")?,
+        agent: row.try_get("agent_state")?,
     })
 }
 
@@ -249,6 +252,7 @@ impl Store {
             reachable: true,
             last_seen_at: None,
             created_at: now,
+            agent: None,
         };
         let mut tx = self.write().await?;
         self.require_tenant(&mut tx, &new.tenant_id).await?;

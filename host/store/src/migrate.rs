@@ -40,6 +40,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "alert inbox, journal intents, store probe",
         include_str!("../migrations/0008_alert_inbox.sql"),
     ),
+    (
+        9,
+        "agent approval",
+        include_str!("../migrations/0009_agent_approval.sql"),
+    ),
 ];
 
 /// The embedded migrations, for `steward_sqlkit::open_pool`

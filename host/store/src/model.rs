@@ -301,6 +301,11 @@ pub struct Device {
     pub last_seen_at: Option<Timestamp>,
     /// When it was created.
     pub created_at: Timestamp,
+    /// Its agent's state, for a device enrolled by an agent: `active`,
+    /// `pending-approval` (enrolled with a token that needs approval; it
+    /// may not connect until an admin approves it) or `revoked`.
+    #[serde(default)]
+    pub agent: Option<String>,
 }
 
 /// A device as target selection sees it.
