@@ -526,6 +526,9 @@ async fn session(
                         if let Err(e) = &result {
                             tracing::info!(call = %name, error = ?e, "call refused or failed");
                         }
+                        // For the fault tests: die between a call's effect
+                        // and its answer.
+                        steward_store::failpoint::hit(&format!("agent-after-call:{name}"));
                         let _ = replies.send(AgentMessage::Reply { id, result }).await;
                     });
                 }

@@ -275,6 +275,8 @@ pub struct Server {
     /// with a token it made (to be shown once).
     pub new_owner_token: Option<String>,
     registry: Option<Arc<Registry>>,
+    /// The agents connected to this process.
+    agents: Arc<AgentHub>,
 }
 
 impl Server {
@@ -401,6 +403,7 @@ impl Server {
             api_limits: config.api_limits.limits(),
             new_owner_token,
             registry,
+            agents,
         })
     }
 
@@ -420,6 +423,11 @@ impl Server {
         let executor = self.executor.clone();
         let exec_shutdown = shutdown.clone();
         let worker = tokio::spawn(async move { executor.run(exec_shutdown).await });
+        let heartbeats = tokio::spawn(
+            self.agents
+                .clone()
+                .record_heartbeats(self.plane.store().clone(), shutdown.clone()),
+        );
         let tls = self.tls.clone();
         let limits = self.api_limits.clone();
         let api = self.api.map(|(listener, state)| {
@@ -481,6 +489,9 @@ impl Server {
             }
         }
         worker.await.context("the executor panicked")?;
+        heartbeats
+            .await
+            .context("the heartbeat recorder panicked")?;
         if let Some(upgrades) = upgrades {
             upgrades.await.context("the upgrade checker panicked")?;
         }

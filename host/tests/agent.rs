@@ -237,9 +237,19 @@ impl Endpoint {
     }
 
     fn start(&mut self) {
-        let log = std::fs::File::create(self.dir.path().join("agent.log")).unwrap();
+        self.start_env(&[]);
+    }
+
+    /// [`start`](Self::start) with more environment (failpoints).
+    fn start_env(&mut self, env: &[(&str, &str)]) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .unwrap();
         self.agent = Some(
             steward()
+                .envs(env.iter().copied())
                 .args(["agent", "run"])
                 .arg("--state-dir")
                 .arg(self.state())
@@ -266,12 +276,17 @@ impl Endpoint {
 
     /// Waits for the agent to exit on its own; its exit code.
     fn exit_code(&mut self, within: Duration) -> Option<i32> {
+        self.exited(within).and_then(|s| s.code())
+    }
+
+    /// Waits for the agent to end on its own (an exit or a signal).
+    fn exited(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + within;
         let agent = self.agent.as_mut()?;
         loop {
             if let Some(status) = agent.try_wait().unwrap() {
                 self.agent = None;
-                return status.code();
+                return Some(status);
             }
             if Instant::now() > deadline {
                 return None;
@@ -905,5 +920,106 @@ async fn a_device_enrolled_with_an_approval_token_waits_for_the_admin() {
             .iter()
             .any(|e| e["action"] == "device.approve" && e["detail"]["device"] == device.as_str()),
         "{audit}"
+    );
+}
+
+/// The agent dies (as kill -9: an abort, no flush) right after its
+/// endpoint unlocked the account and before the answer reached the
+/// server. The server sees the connection drop mid-call at once (not
+/// after the call timeout), the job fails transiently and waits; when the
+/// agent is back the retry runs, finds nothing left to unlock and makes
+/// no second call, and the lost attempt's journaled intent is in the
+/// audit trail as in doubt: applied once, recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_killed_mid_remediation_is_retried_on_return_and_applies_once() {
+    let server = Server::start();
+    let tenant = server
+        .post(
+            "/api/v1/tenants",
+            json!({ "name": "acme", "tier": "managed" }),
+        )
+        .await;
+    let tenant = tenant["id"].as_str().unwrap().to_owned();
+    server
+        .post(
+            "/api/v1/plugins",
+            json!({ "wasm": account_unlock_wasm(), "grants": ["accounts"] }),
+        )
+        .await;
+    let enrollment = server
+        .post("/api/v1/enrollments", json!({ "tenant_id": tenant }))
+        .await;
+    let mut endpoint = Endpoint::new(&["inventory", "accounts"]);
+    let out = endpoint.enroll(&server.url, enrollment["token"].as_str().unwrap(), "ws-k");
+    assert!(out.status.success(), "{}", text(&out));
+    let device = endpoint.device_id();
+    endpoint.start_env(&[("STEWARD_FAILPOINTS", "agent-after-call:accounts-unlock=1")]);
+    server
+        .wait_for(&format!("/api/v1/devices/{device}"), "the agent", |d| {
+            d["reachable"] == true
+        })
+        .await;
+    let playbook = server
+        .post(
+            "/api/v1/playbooks",
+            json!({
+                "tenant_id": tenant, "name": "unlock",
+                "steps": [{ "plugin": "account-unlock", "mode": "remediate", "max-attempts": 3,
+                            "params": { "user": "jdoe", "ticket": "T-1" } }],
+                "target": { "devices": [device] }
+            }),
+        )
+        .await;
+    let pid = playbook["id"].as_str().unwrap();
+    let run = server
+        .post(&format!("/api/v1/playbooks/{pid}/runs"), json!({}))
+        .await;
+    let run_id = run["id"].as_str().unwrap().to_owned();
+
+    // The endpoint unlocked, then its agent died before answering.
+    assert!(
+        endpoint.exited(Duration::from_secs(60)).is_some(),
+        "the failpoint stopped the agent\n{}",
+        endpoint.log()
+    );
+    assert!(!locked(&endpoint.shadow(), "jdoe"), "the unlock was made");
+    let job = server
+        .wait_for(&format!("/api/v1/runs/{run_id}/jobs"), "the retry", |j| {
+            j[0]["status"] == "queued" && j[0]["attempt"].as_u64() >= Some(1)
+        })
+        .await;
+    assert!(
+        job[0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("agent")),
+        "{job}"
+    );
+
+    endpoint.start();
+    let run = server
+        .wait_for(&format!("/api/v1/runs/{run_id}"), "the run", ended)
+        .await;
+    let jobs = server.get(&format!("/api/v1/runs/{run_id}/jobs")).await;
+    assert_eq!(run["status"], "succeeded", "{jobs}\n{}", endpoint.log());
+    assert!(jobs[0]["attempt"].as_u64().unwrap() >= 2, "{jobs}");
+    let job_id = jobs[0]["id"].as_str().unwrap();
+    let audit = server.get("/api/v1/audit?limit=200").await;
+    let unlocks: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "accounts.unlock" && e["job_id"] == job_id)
+        .map(|e| e["outcome"].as_str().unwrap_or_default())
+        .collect();
+    // The lost attempt's unlock is in the trail as in doubt (its intent
+    // was journaled, its outcome never reached the server); the retry
+    // made no second unlock.
+    assert!(
+        unlocks.contains(&"in-doubt"),
+        "the lost attempt's call is audited from the journal: {unlocks:?}\n{audit}"
+    );
+    assert!(
+        !unlocks.contains(&"applied"),
+        "no second unlock: {unlocks:?}"
     );
 }

@@ -6,7 +6,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use steward_control::alerts::{
     Alerter, CheckResult, CriticalFinding, DeliveryPolicy, Dispatcher, DispatcherConfig, JobEnd,
-    Observation, SIGNATURE_HEADER, Webhook, verify_signature,
+    Observation, Webhook,
 };
 use steward_control::executor::{Alerts, Executor, ExecutorConfig};
 use steward_control::plane::ControlError;
@@ -24,8 +24,8 @@ use steward_store::{
     ChangeOutcome, Completion, JobMode, JobStatus, NewJob, Reclaimed, RunStatus, Tier, Timestamp,
 };
 use support::control::{
-    FIXER_GRANTS, TestDevices, finished, fixture, install, plane, simulated_facts, start, tenant,
-    wait,
+    FIXER_GRANTS, TestDevices, finished, fixture, install, plane, receiver, simulated_facts, start,
+    switchable_receiver, tenant, wait,
 };
 use support::{TestDb, sqlite};
 
@@ -276,49 +276,6 @@ fn alerts_to(
         )
         .unwrap(),
     })
-}
-
-/// A webhook receiver that checks every signature.
-async fn receiver(secret: &'static str) -> (String, Arc<Mutex<Vec<Value>>>) {
-    let (url, got, _) = switchable_receiver(secret).await;
-    (url, got)
-}
-
-/// [`receiver`], answering `503` while the switch is on.
-async fn switchable_receiver(
-    secret: &'static str,
-) -> (String, Arc<Mutex<Vec<Value>>>, Arc<AtomicBool>) {
-    use axum::body::Bytes;
-    use axum::http::{HeaderMap, StatusCode};
-    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let down = Arc::new(AtomicBool::new(false));
-    let (sink, switch) = (got.clone(), down.clone());
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-            let (sink, switch) = (sink.clone(), switch.clone());
-            async move {
-                if switch.load(Ordering::SeqCst) {
-                    return StatusCode::SERVICE_UNAVAILABLE;
-                }
-                let sig = headers
-                    .get(SIGNATURE_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                if !verify_signature(secret, &body, sig) {
-                    return StatusCode::UNAUTHORIZED;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push(serde_json::from_slice(&body).unwrap());
-                StatusCode::NO_CONTENT
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, got, down)
 }
 
 #[tokio::test]

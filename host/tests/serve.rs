@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use steward_store::{JobStatus, RunStatus, Store, Tier};
-use support::control::{FIXER_GRANTS, fixture, install, plane, simulated_facts, tenant};
+use support::control::{
+    FIXER_GRANTS, fixture, install, plane, simulated_facts, switchable_receiver, tenant,
+};
 
 fn config(
     dir: &Path,
@@ -35,9 +37,15 @@ fn config(
 }
 
 fn serve(config: &Path) -> Child {
+    serve_env(config, &[])
+}
+
+/// [`serve`] with more environment variables (failpoints).
+fn serve_env(config: &Path, env: &[(&str, &str)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_steward"))
         .args(["serve", "--config"])
         .arg(config)
+        .envs(env.iter().copied())
         .env("STEWARD_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -265,6 +273,17 @@ async fn fault_run(
     count: usize,
     attempts: u32,
 ) -> (steward_store::TenantId, steward_store::RunId) {
+    fault_run_of(store, modules, count, attempts, "remediate").await
+}
+
+/// [`fault_run`] of the fixer in `mode` (`check` or `remediate`).
+async fn fault_run_of(
+    store: &Store,
+    modules: std::path::PathBuf,
+    count: usize,
+    attempts: u32,
+    mode: &str,
+) -> (steward_store::TenantId, steward_store::RunId) {
     let plane = plane(store, modules);
     install(&plane, "guest-fixer", FIXER_GRANTS).await;
     let names: Vec<String> = (0..count).map(|i| format!("ws-{i:03}")).collect();
@@ -280,7 +299,7 @@ async fn fault_run(
         .create_playbook(
             Some(acme.clone()),
             "fix",
-            json!([{ "plugin": "fixer", "mode": "remediate", "max-attempts": attempts }]),
+            json!([{ "plugin": "fixer", "mode": mode, "max-attempts": attempts }]),
             json!({}),
         )
         .await
@@ -621,4 +640,109 @@ schedule = {{ cron = "* * * * * *", timezone = "UTC" }}
         assert!(child.wait().unwrap().success());
         assert_eq!(store.plugin_versions().await.unwrap().len(), 1);
     }
+}
+
+/// The fault suite's alert run: a check over [`FAULT_DEVICES`] devices,
+/// each with a critical finding (an infected file), so each raises a
+/// firing alert to a webhook. The receiver is down while the first
+/// process runs, and that process aborts right after its third completion
+/// commit (failpoint `after-completion-commit`: no destructor, no flush,
+/// as a SIGKILL 1 ms after the commit). The receiver comes back and a
+/// second process finishes the run: every device's alert reaches the
+/// receiver (at least once), every job ended once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_right_after_a_completion_commit_and_a_webhook_outage_lose_no_alert() {
+    use std::os::unix::process::ExitStatusExt as _;
+    const SECRET: &str = "a-test-secret-of-enough-bytes";
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("data/steward.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let (hook, got, down) = switchable_receiver(SECRET).await;
+    down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (_, run) = fault_run_of(
+        &store,
+        dir.path().join("data/modules"),
+        FAULT_DEVICES,
+        3,
+        "check",
+    )
+    .await;
+    let state = dir.path().join("state");
+    let config = |worker: &str| {
+        let path = fault_config(dir.path(), dir.path(), &url, worker, &state);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(&format!(
+            "\n[[webhooks]]\nid = \"ops\"\nurl = {hook:?}\nsecret = {SECRET:?}\n"
+        ));
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+
+    let mut first = serve_env(
+        &config("first"),
+        &[("STEWARD_FAILPOINTS", "after-completion-commit=3")],
+    );
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = first.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the failpoint was never reached"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.signal(), Some(6), "aborted (SIGABRT): {status:?}");
+    let at_crash = counts(&store, std::slice::from_ref(&run)).await;
+    assert!(
+        succeeded(&at_crash) > 0 && succeeded(&at_crash) < FAULT_DEVICES,
+        "the crash came mid-run: {at_crash:?}"
+    );
+    assert!(
+        got.lock().unwrap().is_empty(),
+        "nothing reached the receiver while it was down"
+    );
+
+    down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let second = Serving(serve(&config("second")));
+    wait_ended(&store, &run).await;
+    // At least once: the alerts observed but undelivered when the first
+    // process died, and those of the jobs it committed but never observed.
+    let jobs = store.jobs_of_run(&run).await.unwrap();
+    let devices: HashSet<String> = jobs
+        .iter()
+        .map(|j| j.device_id.as_ref().unwrap().as_str().to_owned())
+        .collect();
+    let start = Instant::now();
+    let delivered = loop {
+        let events = got.lock().unwrap().clone();
+        let firing: HashSet<String> = events
+            .iter()
+            .filter(|e| e["event"] == "alert.firing")
+            .filter_map(|e| e["device_id"].as_str().map(str::to_owned))
+            .collect();
+        if firing == devices {
+            break events;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "{} of {} devices' alerts delivered",
+            firing.len(),
+            devices.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    terminate(second);
+    assert!(jobs.iter().all(|j| j.status == JobStatus::Succeeded));
+    let retried = jobs.iter().filter(|j| j.attempt > 1).count();
+    eprintln!(
+        "crash 1 ms after a completion commit, webhook down then up: {} jobs ({retried} retried, \
+         {} done at the crash), {} alert deliveries for {} devices (at least once; {} repeated)",
+        jobs.len(),
+        succeeded(&at_crash),
+        delivered.len(),
+        devices.len(),
+        delivered.len() - devices.len()
+    );
 }

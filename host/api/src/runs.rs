@@ -165,7 +165,7 @@ pub struct RunDetail {
     #[serde(flatten)]
     pub run: Run,
     /// Its jobs per state.
-    pub jobs: HashMap<JobStatus, u32>,
+    pub jobs: HashMap<JobStatus, u64>,
 }
 
 /// One run, with how many of its jobs are in each state.
@@ -178,19 +178,8 @@ async fn get_run(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<RunDetail>> {
     let run = state.run(&caller, &RunId::from(id)).await?;
-    let jobs = state.store().jobs_of_run(&run.id).await?;
-    Ok(axum::Json(RunDetail {
-        jobs: counts(&jobs),
-        run,
-    }))
-}
-
-fn counts(jobs: &[Job]) -> HashMap<JobStatus, u32> {
-    let mut counts = HashMap::new();
-    for j in jobs {
-        *counts.entry(j.status).or_insert(0) += 1;
-    }
-    counts
+    let jobs = state.store().job_counts_of_run(&run.id).await?;
+    Ok(axum::Json(RunDetail { jobs, run }))
 }
 
 /// A run's jobs.
@@ -280,7 +269,7 @@ fn async_stream(state: ApiState, run_id: RunId) -> impl Stream<Item = Result<Eve
         loop {
             let (run, jobs, logs) = match (
                 state.store().run(&run_id).await,
-                state.store().jobs_of_run(&run_id).await,
+                state.store().job_counts_of_run(&run_id).await,
                 state.store().logs_of_run(&run_id).await,
             ) {
                 (Ok(Some(run)), Ok(jobs), Ok(logs)) => (run, jobs, logs),
@@ -305,12 +294,13 @@ fn async_stream(state: ApiState, run_id: RunId) -> impl Stream<Item = Result<Eve
                     }
                 }
             }
-            let counts = counts(&jobs);
+            let total: u64 = jobs.values().sum();
+            let counts = jobs;
             let finished = run.status != RunStatus::Running;
             if last_counts.as_ref() != Some(&counts) {
                 let event = Event::default()
                     .event("progress")
-                    .json_data(json!({ "run": run, "jobs": counts, "total": jobs.len() }))
+                    .json_data(json!({ "run": run, "jobs": counts, "total": total }))
                     .expect("progress serialises");
                 if tx.send(event).await.is_err() {
                     return;

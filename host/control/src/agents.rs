@@ -10,7 +10,7 @@
 //! retries when the agent is back, and the mutation journal keeps a call
 //! the endpoint applied from being applied again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,6 +19,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use steward_runtime::bindings::types::HostError;
 use steward_runtime::device::remote::{AgentLink, ProviderCall, ServerMessage};
+use steward_store::{DeviceId, Store, Timestamp};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// How long a provider call waits for the agent's answer. The run's own
@@ -32,6 +33,8 @@ pub struct Connection {
     pending: Mutex<HashMap<u64, oneshot::Sender<Result<Value, HostError>>>>,
     next_id: AtomicU64,
     closed: watch::Sender<Option<String>>,
+    /// Set when the connection ended: no call waits on it any more.
+    ended: std::sync::atomic::AtomicBool,
 }
 
 impl Connection {
@@ -71,6 +74,15 @@ impl Connection {
             .expect("pending lock poisoned")
             .insert(id, tx);
         let gone = || HostError::Unavailable("the device's agent disconnected".into());
+        // Checked after registering the call: either the end is seen here,
+        // or the end's clearing of `pending` wakes this call.
+        if self.ended.load(Ordering::SeqCst) {
+            self.pending
+                .lock()
+                .expect("pending lock poisoned")
+                .remove(&id);
+            return Err(gone());
+        }
         if self
             .outgoing
             .send(ServerMessage::Call { id, call })
@@ -100,11 +112,18 @@ impl Connection {
     }
 }
 
+/// How often the heartbeats received are written to the store (one
+/// transaction for all of them) and revocations through other processes
+/// are looked for.
+pub const HEARTBEAT_FLUSH: Duration = Duration::from_secs(5);
+
 /// The agents connected to this process, by device id.
 #[derive(Default)]
 pub struct AgentHub {
     connections: Mutex<HashMap<String, Arc<Connection>>>,
     serials: AtomicU64,
+    /// Devices whose agents sent a heartbeat since the last flush.
+    seen: Mutex<HashSet<String>>,
 }
 
 impl AgentHub {
@@ -123,6 +142,7 @@ impl AgentHub {
             pending: Mutex::default(),
             next_id: AtomicU64::new(1),
             closed: watch::channel(None).0,
+            ended: std::sync::atomic::AtomicBool::new(false),
         });
         let old = self
             .connections
@@ -136,9 +156,19 @@ impl AgentHub {
         connection
     }
 
-    /// Forgets `connection` of `device` (it ended). Returns whether it was
-    /// still the device's current one.
+    /// Forgets `connection` of `device` (it ended): the calls waiting for
+    /// its answers fail at once as `unavailable` (the agent is gone; its
+    /// jobs retry when it is back), instead of waiting out
+    /// [`CALL_TIMEOUT`]. Returns whether it was still the device's current
+    /// one.
     pub fn disconnect(&self, device: &str, connection: &Connection) -> bool {
+        // Dropping the senders wakes every waiting call with "disconnected".
+        connection.ended.store(true, Ordering::SeqCst);
+        connection
+            .pending
+            .lock()
+            .expect("pending lock poisoned")
+            .clear();
         let mut connections = self.connections.lock().expect("hub lock poisoned");
         match connections.get(device) {
             Some(c) if c.serial == connection.serial => {
@@ -172,6 +202,61 @@ impl AgentHub {
             .lock()
             .expect("hub lock poisoned")
             .contains_key(device)
+    }
+
+    /// Notes a heartbeat of `device`'s agent, for the next
+    /// [`flush_heartbeats`](Self::flush_heartbeats).
+    pub fn heartbeat(&self, device: &str) {
+        self.seen
+            .lock()
+            .expect("seen lock poisoned")
+            .insert(device.to_owned());
+    }
+
+    /// Writes the heartbeats noted since the last flush in one store
+    /// transaction, and closes the connections of agents revoked meanwhile
+    /// (through any process). Returns how many were written. On a store
+    /// failure they are kept for the next flush.
+    pub async fn flush_heartbeats(&self, store: &Store) -> usize {
+        let devices: Vec<DeviceId> =
+            std::mem::take(&mut *self.seen.lock().expect("seen lock poisoned"))
+                .into_iter()
+                .map(DeviceId::from)
+                .collect();
+        if devices.is_empty() {
+            return 0;
+        }
+        match store.agents_seen(&devices, Timestamp::now()).await {
+            Ok(gone) => {
+                for device in gone {
+                    self.close(device.as_str(), "this agent was revoked");
+                }
+                devices.len()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "recording heartbeats failed; retrying at the next flush");
+                self.seen
+                    .lock()
+                    .expect("seen lock poisoned")
+                    .extend(devices.into_iter().map(|d| d.as_str().to_owned()));
+                0
+            }
+        }
+    }
+
+    /// Flushes heartbeats every [`HEARTBEAT_FLUSH`] until `stop` turns
+    /// true.
+    pub async fn record_heartbeats(self: Arc<Self>, store: Store, mut stop: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(HEARTBEAT_FLUSH) => {}
+                changed = stop.changed() => if changed.is_err() { return },
+            }
+            if *stop.borrow() {
+                return;
+            }
+            self.flush_heartbeats(&store).await;
+        }
     }
 
     /// How many agents are connected to this process.

@@ -399,32 +399,39 @@ impl Store {
         tx.commit().await
     }
 
-    /// Records an agent's heartbeat. Returns `false` when the agent was
-    /// revoked meanwhile (through any server process): its connection must
-    /// end.
+    /// Records the heartbeats of `devices`' agents since the last call, in
+    /// one transaction however many there are (a server holding 50,000
+    /// agents gets one write every few seconds, not thousands a second).
+    /// Returns those whose agent was revoked meanwhile (through any server
+    /// process) or is gone: their connections must end.
     ///
     /// # Errors
     ///
     /// A database failure.
-    pub async fn agent_seen(&self, device: &DeviceId, now: Timestamp) -> Result<bool> {
+    pub async fn agents_seen(&self, devices: &[DeviceId], now: Timestamp) -> Result<Vec<DeviceId>> {
+        const CHUNK: usize = 500;
         let mut tx = self.write().await?;
-        let live = sqlx::query(
-            "UPDATE agents SET last_seen_at = $1 WHERE device_id = $2 AND revoked_at IS NULL",
-        )
-        .bind(now.as_millis())
-        .bind(device.as_str())
-        .execute(tx.conn())
-        .await?
-        .rows_affected()
-            > 0;
-        if live {
-            sqlx::query("UPDATE devices SET last_seen_at = $1 WHERE id = $2")
-                .bind(now.as_millis())
-                .bind(device.as_str())
-                .execute(tx.conn())
-                .await?;
+        let mut live = std::collections::HashSet::with_capacity(devices.len());
+        for chunk in devices.chunks(CHUNK) {
+            let mut sql = super::sql::Sql::new(self.backend, "UPDATE agents SET last_seen_at = ");
+            sql.bind(now.as_millis())
+                .push(" WHERE revoked_at IS NULL AND device_id IN ")
+                .in_list(chunk.iter().map(DeviceId::as_str))
+                .push(" RETURNING device_id");
+            for row in sql.fetch_all(tx.conn()).await? {
+                live.insert(row.try_get::<String, _>("device_id")?);
+            }
+            let mut sql = super::sql::Sql::new(self.backend, "UPDATE devices SET last_seen_at = ");
+            sql.bind(now.as_millis())
+                .push(" WHERE id IN ")
+                .in_list(chunk.iter().map(DeviceId::as_str));
+            sql.execute(tx.conn()).await?;
         }
         tx.commit().await?;
-        Ok(live)
+        Ok(devices
+            .iter()
+            .filter(|d| !live.contains(d.as_str()))
+            .cloned()
+            .collect())
     }
 }

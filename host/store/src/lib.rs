@@ -170,6 +170,7 @@ mod admin;
 mod agents;
 mod durable;
 mod error;
+pub mod failpoint;
 mod ids;
 mod inventory;
 mod migrate;

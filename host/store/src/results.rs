@@ -275,6 +275,7 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
+        crate::failpoint::hit("after-completion-commit");
 
         let runs: Vec<RunId> = accepted_in_order
             .iter()

@@ -226,3 +226,52 @@ pub async fn wait(store: &Store, run: &RunId, cond: impl Fn(&Run, &[JobStatus]) 
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// A webhook receiver that checks every signature.
+pub async fn receiver(secret: &'static str) -> (String, Arc<Mutex<Vec<Value>>>) {
+    let (url, got, _) = switchable_receiver(secret).await;
+    (url, got)
+}
+
+/// [`receiver`], answering `503` while the switch is on.
+pub async fn switchable_receiver(
+    secret: &'static str,
+) -> (
+    String,
+    Arc<Mutex<Vec<Value>>>,
+    Arc<std::sync::atomic::AtomicBool>,
+) {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, StatusCode};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use steward_control::alerts::{SIGNATURE_HEADER, verify_signature};
+    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let down = Arc::new(AtomicBool::new(false));
+    let (sink, switch) = (got.clone(), down.clone());
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let (sink, switch) = (sink.clone(), switch.clone());
+            async move {
+                if switch.load(Ordering::SeqCst) {
+                    return StatusCode::SERVICE_UNAVAILABLE;
+                }
+                let sig = headers
+                    .get(SIGNATURE_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if !verify_signature(secret, &body, sig) {
+                    return StatusCode::UNAUTHORIZED;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap());
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, got, down)
+}
