@@ -746,3 +746,320 @@ async fn a_crash_right_after_a_completion_commit_and_a_webhook_outage_lose_no_al
         delivered.len() - devices.len()
     );
 }
+
+const OWNER: &str = "stw_fault_owner_token_0123456789abcdef";
+
+/// [`serve_env`] with the API on a free loopback port: the server and its
+/// address.
+fn serve_api(config: &Path, env: &[(&str, &str)]) -> (Serving, String) {
+    use std::io::BufRead as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--owner-token",
+            OWNER,
+            "--config",
+        ])
+        .arg(config)
+        .envs(env.iter().copied())
+        .env("STEWARD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start steward serve");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("serve prints its address").unwrap();
+        if let Some(u) = line.strip_prefix("steward: API listening on ") {
+            break u.to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (Serving(child), url)
+}
+
+/// Waits for a `steward serve` to end on its own (a failpoint's abort).
+async fn aborted(serving: &mut Serving) {
+    use std::os::unix::process::ExitStatusExt as _;
+    let start = Instant::now();
+    loop {
+        if let Some(status) = serving.0.try_wait().unwrap() {
+            assert_eq!(status.signal(), Some(6), "aborted (SIGABRT): {status:?}");
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the failpoint was never reached"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Approvals under a crash: plans of [`APPROVAL_DEVICES`] devices wait for
+/// approval; they are approved one by one through the API, and the server
+/// aborts right after committing the tenth approval, before answering it
+/// (failpoint `after-approval-commit`). After a restart the approvals go
+/// on. The approval whose answer was lost was kept (approving it again is
+/// refused as decided), every approval has exactly one `approval.approve`
+/// audit event, and every approved job ran once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_right_after_an_approval_commit_keeps_the_approval_and_its_audit_event() {
+    const APPROVAL_DEVICES: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("data/steward.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let plane = plane(&store, dir.path().join("data/modules"));
+    install(&plane, "guest-fixer", FIXER_GRANTS).await;
+    let names: Vec<String> = (0..APPROVAL_DEVICES)
+        .map(|i| format!("ws-{i:03}"))
+        .collect();
+    let devices: Vec<(&str, &[&str])> = names.iter().map(|n| (n.as_str(), &[][..])).collect();
+    let (acme, _) = tenant(&store, "acme", Tier::Managed, &devices, |id, t| {
+        simulated_facts(&fixture(id, t.as_str()))
+    })
+    .await;
+    let playbook = plane
+        .create_playbook(
+            Some(acme.clone()),
+            "fix",
+            json!([{ "plugin": "fixer", "mode": "remediate", "requires-approval": true }]),
+            json!({}),
+        )
+        .await
+        .unwrap();
+    let run = plane.start_run(&playbook.id, None).await.unwrap();
+    let state = dir.path().join("state");
+    let config = |worker: &str| fault_config(dir.path(), dir.path(), &url, worker, &state);
+    let http = reqwest::Client::new();
+    let approve = |base: String, job: String| {
+        let http = http.clone();
+        async move {
+            http.post(format!("{base}/api/v1/approvals/{job}/approve"))
+                .bearer_auth(OWNER)
+                .json(&json!({ "comment": "ok" }))
+                .send()
+                .await
+                .map(|r| r.status())
+        }
+    };
+    let awaiting = || async {
+        store
+            .jobs_of_run(&run)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|j| j.status == JobStatus::AwaitingApproval)
+            .map(|j| j.id.as_str().to_owned())
+            .collect::<Vec<_>>()
+    };
+
+    let (mut first, base) = serve_api(
+        &config("first"),
+        &[("STEWARD_FAILPOINTS", "after-approval-commit=10")],
+    );
+    let start = Instant::now();
+    let mut waiting = awaiting().await;
+    while waiting.len() < APPROVAL_DEVICES {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "plans: {waiting:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waiting = awaiting().await;
+    }
+    let mut answered = Vec::new();
+    let mut lost = None;
+    for job in &waiting {
+        match approve(base.clone(), job.clone()).await {
+            Ok(status) => {
+                assert!(status.is_success(), "{status}");
+                answered.push(job.clone());
+            }
+            Err(_) => {
+                lost = Some(job.clone());
+                break;
+            }
+        }
+    }
+    let lost = lost.expect("the server died mid-approval");
+    assert_eq!(answered.len(), 9);
+    aborted(&mut first).await;
+
+    let (second, base) = serve_api(&config("second"), &[]);
+    // The lost answer's approval was committed: deciding again is refused.
+    let again = approve(base.clone(), lost.clone()).await.unwrap();
+    assert_eq!(again, reqwest::StatusCode::CONFLICT, "approved already");
+    for job in waiting.iter().skip(answered.len() + 1) {
+        assert!(
+            approve(base.clone(), job.clone())
+                .await
+                .unwrap()
+                .is_success()
+        );
+    }
+    let start = Instant::now();
+    while store.run(&run).await.unwrap().unwrap().status == RunStatus::Running {
+        assert!(start.elapsed() < Duration::from_secs(180), "the run ends");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    terminate(second);
+    let failed: Vec<_> = store
+        .jobs_of_run(&run)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|j| j.status != JobStatus::Succeeded)
+        .map(|j| (j.status, j.last_error))
+        .collect();
+    assert_eq!(
+        store.run(&run).await.unwrap().unwrap().status,
+        RunStatus::Succeeded,
+        "{failed:?}"
+    );
+    let audit = store
+        .audit_events(&steward_store::Scope::All, Some(&acme), None, 10_000)
+        .await
+        .unwrap();
+    for job in &waiting {
+        let events = audit
+            .iter()
+            .filter(|e| e.action == "approval.approve" && e.detail["job"] == job.as_str())
+            .count();
+        assert_eq!(events, 1, "job {job}: one approval event");
+    }
+    // Every approved job ran once: one attempt's ledger at the provider.
+    for job in store.jobs_of_run(&run).await.unwrap() {
+        assert_eq!(job.status, JobStatus::Succeeded, "{job:?}");
+    }
+    for device in store.devices(&acme).await.unwrap() {
+        let file = steward_control::providers::StandardProviders::simulated_state_file(
+            &state,
+            device.id.as_str(),
+        );
+        let ledger = std::fs::read_to_string(
+            steward_runtime::device::simulated::Simulated::ledger_path(&file),
+        )
+        .unwrap();
+        let lines: Vec<&str> = ledger.lines().collect();
+        let unique: HashSet<&str> = lines.iter().copied().collect();
+        assert_eq!(unique.len(), lines.len(), "applied twice: {lines:?}");
+    }
+    eprintln!(
+        "crash after an approval commit: {APPROVAL_DEVICES} approvals, 9 answered before the crash, \
+         1 committed without an answer (kept, audited once), the rest after the restart"
+    );
+}
+
+/// Runs started through the API while the server is killed (SIGKILL):
+/// every run that exists has all its jobs (a run and its jobs are one
+/// transaction), every run the API acknowledged exists, and every job
+/// ends once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_during_run_starts_leaves_no_partial_run() {
+    const DEVICES: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("data/steward.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let plane = plane(&store, dir.path().join("data/modules"));
+    install(&plane, "guest-fixer", FIXER_GRANTS).await;
+    let names: Vec<String> = (0..DEVICES).map(|i| format!("ws-{i:03}")).collect();
+    let devices: Vec<(&str, &[&str])> = names.iter().map(|n| (n.as_str(), &[][..])).collect();
+    let (acme, _) = tenant(&store, "acme", Tier::Managed, &devices, |id, t| {
+        simulated_facts(&fixture(id, t.as_str()))
+    })
+    .await;
+    let playbook = plane
+        .create_playbook(
+            Some(acme.clone()),
+            "look",
+            json!([{ "plugin": "fixer", "mode": "check" }]),
+            json!({}),
+        )
+        .await
+        .unwrap();
+    let state = dir.path().join("state");
+    let config = |worker: &str| fault_config(dir.path(), dir.path(), &url, worker, &state);
+    let (mut first, base) = serve_api(&config("first"), &[]);
+    let http = reqwest::Client::new();
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut starters = Vec::new();
+    for _ in 0..4 {
+        let (http, base, acked, pid) = (
+            http.clone(),
+            base.clone(),
+            acked.clone(),
+            playbook.id.as_str().to_owned(),
+        );
+        starters.push(tokio::spawn(async move {
+            loop {
+                let resp = http
+                    .post(format!("{base}/api/v1/playbooks/{pid}/runs"))
+                    .bearer_auth(OWNER)
+                    .json(&json!({}))
+                    .send()
+                    .await;
+                let Ok(resp) = resp else { return };
+                let Ok(body) = resp.json::<serde_json::Value>().await else {
+                    return;
+                };
+                if let Some(id) = body["id"].as_str() {
+                    acked.lock().unwrap().push(id.to_owned());
+                }
+            }
+        }));
+    }
+    let start = Instant::now();
+    while acked.lock().unwrap().len() < 30 {
+        assert!(start.elapsed() < Duration::from_secs(120), "runs start");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    first.0.kill().unwrap(); // SIGKILL, with run starts in flight
+    first.0.wait().unwrap();
+    for s in starters {
+        s.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+
+    let second = Serving(serve(&config("second")));
+    let runs = store
+        .list_runs(&steward_store::RunFilter {
+            scope: steward_store::Scope::All,
+            tenant: None,
+            status: None,
+            plugin: None,
+            since: None,
+            until: None,
+            before: None,
+            limit: 10_000,
+        })
+        .await
+        .unwrap();
+    let ids: HashSet<String> = runs.iter().map(|r| r.id.as_str().to_owned()).collect();
+    for id in &acked {
+        assert!(ids.contains(id), "acknowledged run {id} was lost");
+    }
+    let run_ids: Vec<_> = runs.iter().map(|r| r.id.clone()).collect();
+    let start = Instant::now();
+    loop {
+        let c = counts(&store, &run_ids).await;
+        if c.keys().all(|s| s.is_terminal()) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(180), "{c:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    terminate(second);
+    for run in &run_ids {
+        let jobs = store.jobs_of_run(run).await.unwrap();
+        assert_eq!(jobs.len(), DEVICES, "run {run} has all its jobs or none");
+        assert!(jobs.iter().all(|j| j.status == JobStatus::Succeeded));
+    }
+    eprintln!(
+        "SIGKILL during run starts: {} runs acknowledged, {} stored, each with its {DEVICES} jobs, \
+         all succeeded",
+        acked.len(),
+        runs.len()
+    );
+}

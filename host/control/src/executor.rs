@@ -802,6 +802,13 @@ fn new_change(c: &Change) -> NewChange {
     }
 }
 
+/// Whether every element of sorted `part` is in sorted `whole`, as many
+/// times at least.
+fn is_sub_multiset<T: Ord>(part: &[T], whole: &[T]) -> bool {
+    let mut rest = whole.iter();
+    part.iter().all(|p| rest.by_ref().any(|w| w == p))
+}
+
 /// What a plan says will change: kind, target and the value after.
 fn plan_key(c: &NewChange) -> (String, String, Option<String>) {
     (c.kind.clone(), c.target.clone(), c.after.clone())
@@ -1003,7 +1010,16 @@ async fn run(
                 let mut now: Vec<_> = fresh.iter().map(plan_key).collect();
                 want.sort();
                 now.sort();
-                if want != now {
+                // An earlier attempt interrupted while applying made part
+                // of the approved plan already (the journal replays it):
+                // what is left must be part of what was approved, nothing
+                // else. Otherwise the plan must be the one approved.
+                let matches = if job.interrupted_apply {
+                    is_sub_multiset(&now, &want)
+                } else {
+                    want == now
+                };
+                if !matches {
                     refused = Some(format!(
                         "the device no longer matches the approved plan: approved {}; it would now change {}",
                         describe_plan(&want),
@@ -1458,5 +1474,21 @@ async fn heartbeat_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
                 in_flight.remove(&id);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_sub_multiset;
+
+    #[test]
+    fn what_is_left_of_a_plan_is_a_sub_multiset_of_it() {
+        assert!(is_sub_multiset::<u8>(&[], &[1, 2]));
+        assert!(is_sub_multiset(&[1, 2], &[1, 2]));
+        assert!(is_sub_multiset(&[2], &[1, 2, 3]));
+        assert!(is_sub_multiset(&[1, 1], &[1, 1, 2]));
+        assert!(!is_sub_multiset(&[1, 1], &[1, 2]));
+        assert!(!is_sub_multiset(&[4], &[1, 2, 3]));
+        assert!(!is_sub_multiset(&[1, 2, 3], &[1, 2]));
     }
 }
