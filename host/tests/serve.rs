@@ -426,8 +426,12 @@ async fn a_full_disk_then_a_kill_lose_no_job_and_apply_no_call_twice() {
     assert!(retried > 0, "some attempt was interrupted");
 }
 
+/// How long the fault suite stops PostgreSQL mid-run.
+const PG_OUTAGE_SECONDS: u64 = 20;
+
 /// The fault suite's PostgreSQL run: two `steward serve` processes share
-/// a database that stops for five seconds mid-run and starts again. Both
+/// a database that stops for [`PG_OUTAGE_SECONDS`] mid-run and starts
+/// again; then one of them is killed (SIGKILL) mid-run. Both
 /// processes carry on by themselves; no job is lost or ends twice and no
 /// call is applied twice at the provider.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -439,20 +443,25 @@ async fn postgres_stopped_mid_run_under_two_processes_loses_no_job_and_applies_n
     let state = dir.path().join("state");
     let config = |worker: &str| fault_config(dir.path(), dir.path(), pg.url(), worker, &state);
 
-    let first = Serving(serve(&config("first")));
+    let mut first = Serving(serve(&config("first")));
     let second = Serving(serve(&config("second")));
     wait_succeeded(&store, &run, 40).await;
     pg.halt();
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(PG_OUTAGE_SECONDS)).await;
     pg.resume();
+    // Then one of the two dies mid-run (SIGKILL); the other finishes.
+    let before_kill = succeeded(&counts(&store, std::slice::from_ref(&run)).await);
+    wait_succeeded(&store, &run, (before_kill + 20).min(FAULT_DEVICES)).await;
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
     wait_ended(&store, &run).await;
-    terminate(first);
     terminate(second);
 
     let (retried, ledger_lines, outcomes) =
         assert_each_call_once(&store, &run, &acme, &state, FAULT_DEVICES).await;
     eprintln!(
-        "PostgreSQL stopped 5 s under two processes: {FAULT_DEVICES} jobs, {retried} retried, \
+        "PostgreSQL stopped {PG_OUTAGE_SECONDS} s under two processes, then one killed: {FAULT_DEVICES} jobs, \
+         {retried} retried, \
          {ledger_lines} calls applied at the provider (none twice), audit outcomes {outcomes:?}"
     );
 }
@@ -651,11 +660,22 @@ schedule = {{ cron = "* * * * * *", timezone = "UTC" }}
 /// second process finishes the run: every device's alert reaches the
 /// receiver (at least once), every job ended once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_right_after_a_completion_commit_and_a_webhook_outage_lose_no_alert() {
+async fn a_crash_right_after_a_completion_commit_and_a_webhook_outage_lose_no_alert_on_sqlite() {
+    crash_after_completion_commit(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_right_after_a_completion_commit_and_a_webhook_outage_lose_no_alert_on_postgres() {
+    let db = support::postgres().await;
+    crash_after_completion_commit(Some(db.url.clone())).await;
+}
+
+async fn crash_after_completion_commit(url: Option<String>) {
     use std::os::unix::process::ExitStatusExt as _;
     const SECRET: &str = "a-test-secret-of-enough-bytes";
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("data/steward.db").display());
+    let url =
+        url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("data/steward.db").display()));
     let store = Store::open(&url).await.unwrap();
     let (hook, got, down) = switchable_receiver(SECRET).await;
     down.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -805,10 +825,22 @@ async fn aborted(serving: &mut Serving) {
 /// refused as decided), every approval has exactly one `approval.approve`
 /// audit event, and every approved job ran once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_right_after_an_approval_commit_keeps_the_approval_and_its_audit_event() {
+async fn a_crash_right_after_an_approval_commit_keeps_the_approval_and_its_audit_event_on_sqlite() {
+    crash_after_approval_commit(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_right_after_an_approval_commit_keeps_the_approval_and_its_audit_event_on_postgres()
+{
+    let db = support::postgres().await;
+    crash_after_approval_commit(Some(db.url.clone())).await;
+}
+
+async fn crash_after_approval_commit(url: Option<String>) {
     const APPROVAL_DEVICES: usize = 40;
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("data/steward.db").display());
+    let url =
+        url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("data/steward.db").display()));
     let store = Store::open(&url).await.unwrap();
     let plane = plane(&store, dir.path().join("data/modules"));
     install(&plane, "guest-fixer", FIXER_GRANTS).await;
@@ -957,10 +989,21 @@ async fn a_crash_right_after_an_approval_commit_keeps_the_approval_and_its_audit
 /// transaction), every run the API acknowledged exists, and every job
 /// ends once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_kill_during_run_starts_leaves_no_partial_run() {
+async fn a_kill_during_run_starts_leaves_no_partial_run_on_sqlite() {
+    kill_during_run_starts(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_during_run_starts_leaves_no_partial_run_on_postgres() {
+    let db = support::postgres().await;
+    kill_during_run_starts(Some(db.url.clone())).await;
+}
+
+async fn kill_during_run_starts(url: Option<String>) {
     const DEVICES: usize = 50;
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("data/steward.db").display());
+    let url =
+        url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("data/steward.db").display()));
     let store = Store::open(&url).await.unwrap();
     let plane = plane(&store, dir.path().join("data/modules"));
     install(&plane, "guest-fixer", FIXER_GRANTS).await;
@@ -1061,5 +1104,44 @@ async fn a_kill_during_run_starts_leaves_no_partial_run() {
          all succeeded",
         acked.len(),
         runs.len()
+    );
+}
+
+/// A SQLite file whose header is not SQLite's: `steward serve` stops at
+/// once (not after a pool timeout), naming the file and the cause, and
+/// leaves the file as it was.
+#[test]
+fn a_corrupt_database_header_stops_serve_at_once_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("data/steward.db");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    let mut garbage = b"SQLite format 2\0".to_vec();
+    garbage.resize(8192, 0xA5);
+    std::fs::write(&db, &garbage).unwrap();
+    let url = format!("sqlite://{}", db.display());
+    let config = config(dir.path(), &url, "corrupt", 4, 30);
+    let start = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("STEWARD_LOG", "warn")
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&db.display().to_string()),
+        "names the file: {err}"
+    );
+    assert!(err.contains("not a database"), "names the cause: {err}");
+    assert!(
+        took < Duration::from_secs(20),
+        "stopped at once, not after a 30 s pool timeout: {took:?}"
+    );
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        garbage,
+        "the file is untouched"
     );
 }
