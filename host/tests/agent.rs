@@ -192,6 +192,24 @@ impl Endpoint {
         Self { dir, agent: None }
     }
 
+    /// [`new`](Self::new) whose root is also a dpkg/apt sandbox
+    /// (`steward_tests::apt`: `libfoo` and `tool` 1.0 installed, 1.1 of
+    /// each in a local repository, `libfoo` as a security update), which
+    /// the agent refreshes (`apt-get update`) before reading updates.
+    fn with_apt(allow: &[&str]) -> Self {
+        let endpoint = Self::new(allow);
+        let root = endpoint.root();
+        steward_tests::apt::sandbox_at(endpoint.dir.path(), &root);
+        let policy = endpoint.dir.path().join("agent.toml");
+        let text = std::fs::read_to_string(&policy).unwrap();
+        std::fs::write(&policy, format!("{text}apt-refresh = true\n")).unwrap();
+        endpoint
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
     fn state(&self) -> PathBuf {
         self.dir.path().join("state")
     }
@@ -1021,5 +1039,168 @@ async fn an_agent_killed_mid_remediation_is_retried_on_return_and_applies_once()
     assert!(
         !unlocks.contains(&"applied"),
         "no second unlock: {unlocks:?}"
+    );
+}
+
+fn patching_wasm() -> String {
+    let bytes = std::fs::read(steward_tests::component("steward-plugin-patching")).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The walkthrough with the first-party `patching` plugin on two real
+/// endpoints, each its own dpkg/apt sandbox with a local repository: a
+/// patch playbook that requires approval is planned on both through their
+/// agents, the plans are approved, and each sandbox changes exactly as
+/// planned (the security update `libfoo` 1.0 → 1.1; `tool`, not a security
+/// update, stays at 1.0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_playbook_is_planned_approved_and_applied_across_two_agents() {
+    use steward_tests::apt::version_on_disk;
+    let server = Server::start();
+    let tenant = server
+        .post(
+            "/api/v1/tenants",
+            json!({ "name": "acme", "tier": "managed" }),
+        )
+        .await;
+    let tenant = tenant["id"].as_str().unwrap().to_owned();
+    server
+        .post(
+            "/api/v1/plugins",
+            json!({ "wasm": patching_wasm(), "grants": ["packages"] }),
+        )
+        .await;
+    let enrollment = server
+        .post(
+            "/api/v1/enrollments",
+            json!({ "tenant_id": tenant, "uses": 2, "tags": ["office"] }),
+        )
+        .await;
+    let token = enrollment["token"].as_str().unwrap();
+    let mut endpoints = [
+        Endpoint::with_apt(&["inventory", "packages"]),
+        Endpoint::with_apt(&["inventory", "packages"]),
+    ];
+    for (i, e) in endpoints.iter_mut().enumerate() {
+        let out = e.enroll(&server.url, token, &format!("ws-{i}"));
+        assert!(out.status.success(), "{}", text(&out));
+        e.start();
+    }
+    for e in &endpoints {
+        server
+            .wait_for(
+                &format!("/api/v1/devices/{}", e.device_id()),
+                "the agent",
+                |d| d["reachable"] == true,
+            )
+            .await;
+    }
+    let playbook = server
+        .post(
+            "/api/v1/playbooks",
+            json!({
+                "tenant_id": tenant, "name": "patch",
+                "steps": [{ "plugin": "patching", "mode": "remediate", "requires-approval": true }],
+                "target": { "tags": ["office"] }
+            }),
+        )
+        .await;
+    let pid = playbook["id"].as_str().unwrap();
+    let run = server
+        .post(&format!("/api/v1/playbooks/{pid}/runs"), json!({}))
+        .await;
+    let run_id = run["id"].as_str().unwrap().to_owned();
+
+    // Both plans wait for approval; nothing changed yet.
+    let approvals = server
+        .wait_for("/api/v1/approvals", "both plans", |a| {
+            a.as_array().is_some_and(|a| a.len() == 2)
+        })
+        .await;
+    for e in &endpoints {
+        assert_eq!(
+            version_on_disk(&e.root(), "libfoo"),
+            "1.0",
+            "planning changed nothing"
+        );
+    }
+    for approval in approvals.as_array().unwrap() {
+        let planned: Vec<(String, String)> = approval["planned"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["kind"] == "package-upgrade")
+            .map(|c| {
+                (
+                    c["target"].as_str().unwrap().to_owned(),
+                    c["after"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            planned,
+            [("libfoo".to_owned(), "1.1".to_owned())],
+            "{approval}"
+        );
+        let job = approval["job"]["id"].as_str().unwrap();
+        server
+            .post(
+                &format!("/api/v1/approvals/{job}/approve"),
+                json!({ "comment": "patch Tuesday" }),
+            )
+            .await;
+    }
+    let run = server
+        .wait_for(&format!("/api/v1/runs/{run_id}"), "the run", ended)
+        .await;
+    let jobs = server.get(&format!("/api/v1/runs/{run_id}/jobs")).await;
+    assert_eq!(
+        run["status"],
+        "succeeded",
+        "{jobs}\n{}\n{}",
+        endpoints[0].log(),
+        endpoints[1].log()
+    );
+    for e in &endpoints {
+        assert_eq!(
+            version_on_disk(&e.root(), "libfoo"),
+            "1.1",
+            "the approved upgrade"
+        );
+        assert_eq!(
+            version_on_disk(&e.root(), "tool"),
+            "1.0",
+            "nothing beyond the plan"
+        );
+    }
+    let changes = server.get(&format!("/api/v1/runs/{run_id}/changes")).await;
+    let upgrades = |outcome: &str| -> Vec<(String, String, String)> {
+        let mut v: Vec<_> = changes
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| &c["change"])
+            .filter(|c| c["kind"] == "package-upgrade" && c["outcome"] == outcome)
+            .map(|c| {
+                (
+                    c["target"].as_str().unwrap().to_owned(),
+                    c["before"].as_str().unwrap_or_default().to_owned(),
+                    c["after"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let libfoo = ("libfoo".to_owned(), "1.0".to_owned(), "1.1".to_owned());
+    assert_eq!(
+        upgrades("planned"),
+        [libfoo.clone(), libfoo.clone()],
+        "{changes}"
+    );
+    assert_eq!(
+        upgrades("applied"),
+        upgrades("planned"),
+        "applied as planned"
     );
 }

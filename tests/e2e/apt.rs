@@ -3,108 +3,16 @@
 //! `dpkg-scanpackages` (one archive labelled as a security origin), and apt
 //! pointed at it all. Nothing touches this machine's own packages.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use steward_contract::Digest;
 use steward_runtime::bindings::types::{Outcome, RunMode};
 use steward_runtime::capability::packages::{Apt, PackagesProvider};
 
+use steward_tests::apt::{sandbox, sh, version_on_disk};
+
 use crate::support::*;
-
-fn sh(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn build_deb(work: &Path, name: &str, version: &str, out_dir: &Path) -> PathBuf {
-    let tree = work.join(format!("build/{name}-{version}"));
-    std::fs::create_dir_all(tree.join("DEBIAN")).unwrap();
-    std::fs::create_dir_all(tree.join(format!("usr/share/{name}"))).unwrap();
-    std::fs::write(tree.join(format!("usr/share/{name}/VERSION")), version).unwrap();
-    std::fs::write(
-        tree.join("DEBIAN/control"),
-        format!("Package: {name}\nVersion: {version}\nArchitecture: all\nMaintainer: Steward tests <tests@example.invalid>\nDescription: test package {name}\n"),
-    )
-    .unwrap();
-    std::fs::create_dir_all(out_dir).unwrap();
-    let deb = out_dir.join(format!("{name}_{version}_all.deb"));
-    sh(Command::new("dpkg-deb")
-        .args(["--build", "--root-owner-group"])
-        .arg(&tree)
-        .arg(&deb));
-    deb
-}
-
-fn flat_repo(dir: &Path, origin: &str, suite: &str) {
-    let packages = sh(Command::new("dpkg-scanpackages")
-        .args(["--multiversion", ".", "/dev/null"])
-        .current_dir(dir));
-    std::fs::write(dir.join("Packages"), &packages).unwrap();
-    let hash = Digest::of(packages.as_bytes()).hex();
-    std::fs::write(
-        dir.join("Release"),
-        format!("Origin: {origin}\nLabel: {origin}\nSuite: {suite}\nCodename: {suite}\nSHA256:\n {hash} {} Packages\n", packages.len()),
-    )
-    .unwrap();
-}
-
-/// A sandbox root with `libfoo` and `tool` 1.0 installed, and 1.1 of each
-/// available: `libfoo` from a security archive, `tool` from the main one.
-fn sandbox() -> (tempfile::TempDir, PathBuf) {
-    let work = tempfile::tempdir().unwrap();
-    let root = work.path().join("root");
-    for d in [
-        "var/lib/dpkg/updates",
-        "var/lib/dpkg/info",
-        "var/lib/apt/lists/partial",
-        "var/cache/apt/archives/partial",
-        "etc/apt/sources.list.d",
-        "etc/apt/preferences.d",
-        "etc/apt/apt.conf.d",
-        "var/log",
-    ] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    std::fs::write(root.join("var/lib/dpkg/status"), "").unwrap();
-    let old = work.path().join("old");
-    let debs = [
-        build_deb(work.path(), "libfoo", "1.0", &old),
-        build_deb(work.path(), "tool", "1.0", &old),
-    ];
-    sh(Command::new("dpkg")
-        .arg(format!("--root={}", root.display()))
-        .args(["--force-script-chrootless", "-i"])
-        .args(&debs));
-    let main = work.path().join("repo/main");
-    let security = work.path().join("repo/security");
-    build_deb(work.path(), "tool", "1.1", &main);
-    build_deb(work.path(), "libfoo", "1.1", &security);
-    flat_repo(&main, "Debian", "stable");
-    flat_repo(&security, "Debian-Security", "stable-security");
-    std::fs::write(
-        root.join("etc/apt/sources.list"),
-        format!(
-            "deb [trusted=yes] file:{} ./\ndeb [trusted=yes] file:{} ./\n",
-            main.display(),
-            security.display()
-        ),
-    )
-    .unwrap();
-    (work, root)
-}
-
-fn version_on_disk(root: &Path, name: &str) -> String {
-    std::fs::read_to_string(root.join(format!("usr/share/{name}/VERSION"))).unwrap()
-}
 
 #[tokio::test]
 async fn lists_installed_packages_and_classifies_updates_and_holds() {

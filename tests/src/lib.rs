@@ -5,6 +5,7 @@
 //! nothing with the host build, and a separate directory keeps the nested
 //! cargo from waiting on the lock the outer `cargo test` holds.
 
+pub mod apt;
 pub mod postgres;
 
 use std::path::{Path, PathBuf};
