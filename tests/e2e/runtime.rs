@@ -963,3 +963,21 @@ async fn each_text_of_a_finding_or_change_is_cut_to_its_cap() {
     capped(c.after.as_deref().unwrap(), MAX_LONG_TEXT_BYTES);
     assert_host_still_healthy().await;
 }
+
+#[tokio::test]
+async fn a_compile_that_takes_too_long_is_refused_in_bounded_time() {
+    let cache = tempfile::tempdir().unwrap();
+    let slow = Runtime::new(RuntimeConfig {
+        cache_dir: cache.path().to_path_buf(),
+        engine: EngineSettings::default(),
+        limits: Limits::default(),
+    })
+    .unwrap()
+    .with_compile_timeout(std::time::Duration::from_millis(1));
+    let err = slow.load(&bytes("guest-fixer")).await.unwrap_err();
+    assert!(
+        matches!(&err, LoadError::Invalid(m) if m.contains("took longer than")),
+        "{err}"
+    );
+    assert_host_still_healthy().await;
+}

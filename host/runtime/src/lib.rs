@@ -169,6 +169,8 @@ pub struct Runtime {
     limits: Limits,
     /// The engine-wide memory cap; no run's limit may exceed it.
     max_memory_bytes: usize,
+    /// How long a compile may take ([`MAX_COMPILE_TIME`] unless set).
+    compile_timeout: std::time::Duration,
     _ticker: engine::EpochTicker,
 }
 
@@ -208,7 +210,16 @@ impl Runtime {
             permits: Semaphore::new(config.engine.max_instances as usize),
             limits,
             max_memory_bytes: config.engine.max_memory_bytes,
+            compile_timeout: MAX_COMPILE_TIME,
         })
+    }
+
+    /// The same runtime, refusing components whose compilation takes
+    /// longer than `limit` (default [`MAX_COMPILE_TIME`]).
+    #[must_use]
+    pub fn with_compile_timeout(mut self, limit: std::time::Duration) -> Self {
+        self.compile_timeout = limit;
+        self
     }
 
     /// Which allocator the engine ended up with.
@@ -289,11 +300,21 @@ impl Runtime {
         let engine = self.engine.clone();
         let cache = self.cache.clone();
         let owned = bytes.to_vec();
-        let (component, source) =
-            tokio::task::spawn_blocking(move || cache.load_or_compile(&engine, &digest, &owned))
-                .await
-                .map_err(|e| LoadError::Host(format!("the compile task failed: {e}")))?
-                .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let compile =
+            tokio::task::spawn_blocking(move || cache.load_or_compile(&engine, &digest, &owned));
+        // The caller gets an answer in bounded time; a compile that takes
+        // longer is refused (its thread finishes on its own: Cranelift
+        // cannot be interrupted).
+        let (component, source) = tokio::time::timeout(self.compile_timeout, compile)
+            .await
+            .map_err(|_| {
+                LoadError::Invalid(format!(
+                    "compiling the component took longer than {:?}; it is refused",
+                    self.compile_timeout
+                ))
+            })?
+            .map_err(|e| LoadError::Host(format!("the compile task failed: {e}")))?
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
         if source == ArtifactSource::Compiled {
             self.compilations.fetch_add(1, Ordering::Relaxed);
         }
@@ -717,6 +738,10 @@ fn cap_change(c: &mut Change) {
         cap_text(text, MAX_LONG_TEXT_BYTES);
     }
 }
+
+/// The longest a component's compilation may take before loading it is
+/// refused (the first-party plugins compile in about a second here).
+pub const MAX_COMPILE_TIME: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// The longest error text a plugin may report, in bytes; longer is cut
 /// (on a character boundary) and marked, before any log, store or
