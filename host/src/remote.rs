@@ -708,6 +708,15 @@ const RUN_COLUMNS: &[&str] = &["id", "tenant_id", "status", "created_at", "finis
 
 /// Runs a client command.
 pub async fn run(remote: Remote) -> anyhow::Result<ExitCode> {
+    // A client command whose output goes to a pipe closed early
+    // (`steward runs list | head`) ends quietly, as other CLIs do, instead
+    // of panicking in `println!`. (Rust ignores SIGPIPE; the server and
+    // the agent keep ignoring it.)
+    // SAFETY: restoring a signal's default disposition, before any thread
+    // of ours writes to a pipe.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     match remote {
         Remote::Tenants(Area { conn, cmd }) => {
             let c = Client::new(conn);

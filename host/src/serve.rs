@@ -509,13 +509,29 @@ impl Server {
 /// configured playbooks; every step is skipped when already done, so a
 /// restart changes nothing.
 async fn bootstrap(plane: &ControlPlane, config: &ServeConfig) -> anyhow::Result<()> {
+    use futures_util::StreamExt as _;
     let store = plane.store();
-    for p in &config.plugins {
-        let bytes = std::fs::read(&p.file)
-            .with_context(|| format!("cannot read plugin {}", p.file.display()))?;
+    let files = config
+        .plugins
+        .iter()
+        .map(|p| {
+            std::fs::read(&p.file)
+                .with_context(|| format!("cannot read plugin {}", p.file.display()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // Compiled in parallel, up to the cores (each compile runs on a
+    // blocking thread); the installs below then find them loaded. A
+    // component that does not load is reported by its install.
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    futures_util::stream::iter(&files)
+        .map(|bytes| plane.library().runtime().load(bytes))
+        .buffer_unordered(cores)
+        .for_each(|_| async {})
+        .await;
+    for (p, bytes) in config.plugins.iter().zip(&files) {
         let v = plane
             .library()
-            .install(store, &bytes, &p.grants)
+            .install(store, bytes, &p.grants)
             .await
             .with_context(|| format!("cannot install plugin {}", p.file.display()))?;
         tracing::info!(plugin = %v.plugin, version = %v.version, "plugin ready");

@@ -127,6 +127,26 @@ impl Server {
         }
     }
 
+    /// A server with tenant `acme` and the component `wasm` installed with
+    /// `grant`: the server and the tenant's id.
+    async fn with_plugin(wasm: String, grant: &str) -> (Self, String) {
+        let server = Self::start();
+        let tenant = server
+            .post(
+                "/api/v1/tenants",
+                json!({ "name": "acme", "tier": "managed" }),
+            )
+            .await;
+        server
+            .post(
+                "/api/v1/plugins",
+                json!({ "wasm": wasm, "grants": [grant] }),
+            )
+            .await;
+        let tenant = tenant["id"].as_str().unwrap().to_owned();
+        (server, tenant)
+    }
+
     async fn device(&self, id: &str) -> Value {
         self.get(&format!("/api/v1/devices/{id}")).await
     }
@@ -343,20 +363,7 @@ fn locked(shadow: &str, user: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_enroll_connect_and_remediate_their_own_machines_within_their_ceiling() {
-    let server = Server::start();
-    let tenant = server
-        .post(
-            "/api/v1/tenants",
-            json!({ "name": "acme", "tier": "managed" }),
-        )
-        .await;
-    let tenant = tenant["id"].as_str().unwrap().to_owned();
-    server
-        .post(
-            "/api/v1/plugins",
-            json!({ "wasm": account_unlock_wasm(), "grants": ["accounts"] }),
-        )
-        .await;
+    let (server, tenant) = Server::with_plugin(account_unlock_wasm(), "accounts").await;
 
     // Refused enrollments store nothing.
     let mut a = Endpoint::new(&["inventory", "accounts"]);
@@ -533,6 +540,54 @@ async fn agents_enroll_connect_and_remediate_their_own_machines_within_their_cei
         .filter_map(|f| f["key"].as_str())
         .collect();
     assert!(keys.contains(&"locked:jdoe"), "{findings}");
+
+    // Offline past the target's expiry: the job ends `expired`, with the
+    // reason, and does not run when the agent comes back.
+    b.kill();
+    server
+        .wait_for(
+            &format!("/api/v1/devices/{b_id}"),
+            "B to be unreachable",
+            |d| d["reachable"] == false,
+        )
+        .await;
+    let soon = server
+        .post(
+            "/api/v1/playbooks",
+            json!({
+                "tenant_id": tenant, "name": "check b soon",
+                "steps": [{ "plugin": "account-unlock" }],
+                "target": { "devices": [b_id], "expire-after-seconds": 1 }
+            }),
+        )
+        .await;
+    let sid = soon["id"].as_str().unwrap();
+    let run = server
+        .post(&format!("/api/v1/playbooks/{sid}/runs"), json!({}))
+        .await;
+    let late_run = run["id"].as_str().unwrap().to_owned();
+    let jobs = server
+        .wait_for(
+            &format!("/api/v1/runs/{late_run}/jobs"),
+            "the job to expire",
+            |j| j[0]["status"] == "expired",
+        )
+        .await;
+    assert!(
+        jobs[0]["last_error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "expired with a reason: {jobs}"
+    );
+    b.start();
+    server
+        .wait_for(&format!("/api/v1/devices/{b_id}"), "B to be back", |d| {
+            d["reachable"] == true
+        })
+        .await;
+    let jobs = server.get(&format!("/api/v1/runs/{late_run}/jobs")).await;
+    assert_eq!(jobs[0]["status"], "expired", "never run late: {jobs}");
+    assert_eq!(jobs[0]["attempt"], 0, "{jobs}");
 
     // Revoked: disconnected at once, refused from then on.
     let revoked = server
@@ -853,20 +908,7 @@ async fn agents_connect_over_tls_trusting_the_ca_they_enrolled_with() {
 /// lets the agent in, and the waiting job runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_enrolled_with_an_approval_token_waits_for_the_admin() {
-    let server = Server::start();
-    let tenant = server
-        .post(
-            "/api/v1/tenants",
-            json!({ "name": "acme", "tier": "managed" }),
-        )
-        .await;
-    let tenant = tenant["id"].as_str().unwrap().to_owned();
-    server
-        .post(
-            "/api/v1/plugins",
-            json!({ "wasm": account_unlock_wasm(), "grants": ["accounts"] }),
-        )
-        .await;
+    let (server, tenant) = Server::with_plugin(account_unlock_wasm(), "accounts").await;
     let enrollment = server
         .post(
             "/api/v1/enrollments",
@@ -950,20 +992,7 @@ async fn a_device_enrolled_with_an_approval_token_waits_for_the_admin() {
 /// audit trail as in doubt: applied once, recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_killed_mid_remediation_is_retried_on_return_and_applies_once() {
-    let server = Server::start();
-    let tenant = server
-        .post(
-            "/api/v1/tenants",
-            json!({ "name": "acme", "tier": "managed" }),
-        )
-        .await;
-    let tenant = tenant["id"].as_str().unwrap().to_owned();
-    server
-        .post(
-            "/api/v1/plugins",
-            json!({ "wasm": account_unlock_wasm(), "grants": ["accounts"] }),
-        )
-        .await;
+    let (server, tenant) = Server::with_plugin(account_unlock_wasm(), "accounts").await;
     let enrollment = server
         .post("/api/v1/enrollments", json!({ "tenant_id": tenant }))
         .await;
@@ -1056,20 +1085,7 @@ fn patching_wasm() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_patch_playbook_is_planned_approved_and_applied_across_two_agents() {
     use steward_tests::apt::version_on_disk;
-    let server = Server::start();
-    let tenant = server
-        .post(
-            "/api/v1/tenants",
-            json!({ "name": "acme", "tier": "managed" }),
-        )
-        .await;
-    let tenant = tenant["id"].as_str().unwrap().to_owned();
-    server
-        .post(
-            "/api/v1/plugins",
-            json!({ "wasm": patching_wasm(), "grants": ["packages"] }),
-        )
-        .await;
+    let (server, tenant) = Server::with_plugin(patching_wasm(), "packages").await;
     let enrollment = server
         .post(
             "/api/v1/enrollments",

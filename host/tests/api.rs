@@ -732,6 +732,32 @@ async fn bad_bodies_get_problems_naming_the_field_and_store_nothing() {
             "invalid",
             Some("tier"),
         ),
+        // Exactly one JSON object per body: nothing after it, and no
+        // array standing in for a struct's fields.
+        (
+            b"{\"name\": \"x\", \"tier\": \"vip\"} xyz",
+            "application/json",
+            "/api/v1/tenants",
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+            None,
+        ),
+        (
+            b"{\"name\": \"x\", \"tier\": \"vip\"}{\"name\": \"y\", \"tier\": \"vip\"}",
+            "application/json",
+            "/api/v1/tenants",
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+            None,
+        ),
+        (
+            b"[\"x\", \"vip\"]",
+            "application/json",
+            "/api/v1/tenants",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            Some("body"),
+        ),
         (
             b"name=x",
             "application/x-www-form-urlencoded",
@@ -1079,8 +1105,9 @@ async fn only_an_owner_may_point_a_device_at_the_server_itself() {
     let (_, after) = api.get(OWNER, "/api/v1/devices").await;
     assert_eq!(before, after, "nothing was stored");
 
-    // A simulated device is the technician's to add; the local one is the
-    // owner's.
+    // A simulated device is the technician's to add; the local one is no
+    // API caller's, not even the owner's: only the server's configuration
+    // registers it.
     let (status, body) = api
         .post(
             &tech,
@@ -1089,11 +1116,15 @@ async fn only_an_owner_may_point_a_device_at_the_server_itself() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    api.create(
-        "/api/v1/devices",
-        json!({ "tenant_id": a, "name": "the-server", "facts": { "provider": "local" } }),
-    )
-    .await;
+    let (status, body) = api
+        .post(
+            OWNER,
+            "/api/v1/devices",
+            json!({ "tenant_id": a, "name": "the-server", "facts": { "provider": "local" } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["field"], "facts.provider");
     api.stop().await;
 }
 
@@ -1343,5 +1374,31 @@ async fn with_postgres_down_calls_answer_503_and_the_server_recovers() {
         "nothing of the outage was stored"
     );
     assert!(api.plain("/metrics").await.1.contains("steward_store_up 1"));
+    api.stop().await;
+}
+
+/// `Authorization: bearer …` is the same as `Bearer …` (the scheme is
+/// case-insensitive); another scheme is 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_auth_scheme_is_case_insensitive() {
+    let api = start().await;
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let resp = api
+            .http
+            .get(format!("{}/api/v1/tenants", api.base))
+            .header("authorization", format!("{scheme} {OWNER}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{scheme}");
+    }
+    let resp = api
+        .http
+        .get(format!("{}/api/v1/tenants", api.base))
+        .header("authorization", format!("Basic {OWNER}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     api.stop().await;
 }

@@ -452,3 +452,57 @@ fn an_oversized_upload_is_refused_with_the_limit_not_a_broken_pipe() {
     );
     assert!(!err.contains("cannot reach"), "{err}");
 }
+
+/// `steward tenants list | head -1`: when the reader closes the pipe early
+/// the CLI ends quietly (killed by SIGPIPE, as other CLIs are), not with a
+/// panic from `println!`.
+#[test]
+fn a_closed_output_pipe_ends_the_cli_quietly() {
+    use std::io::{BufRead as _, Read as _, Write as _};
+    use std::os::unix::process::ExitStatusExt as _;
+    let body = serde_json::to_vec(
+        &(0..20_000)
+            .map(|i| serde_json::json!({ "id": format!("t-{i}"), "name": format!("tenant {i}"), "tier": "vip" }))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        if let Ok((mut conn, _)) = listener.accept() {
+            let mut request = [0u8; 4096];
+            let _ = conn.read(&mut request);
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(&body);
+        }
+    });
+    let mut child = Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args(["tenants", "list", "--url", &url, "--token", "stw_unused"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // The reader is gone (its end of the pipe dropped with it).
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(first.contains("ID"), "{first}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        status.success() || status.signal() == Some(13),
+        "{status:?}: {err}"
+    );
+}

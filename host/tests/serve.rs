@@ -276,6 +276,35 @@ async fn fault_run(
     fault_run_of(store, modules, count, attempts, "remediate").await
 }
 
+/// The fixer installed in `modules` and tenant `acme` of `count` simulated
+/// devices (`ws-000`, …); with `slow`, their installs and quarantines take
+/// 30 ms (time inside jobs, between journaled calls, for faults to land
+/// in).
+async fn fixer_fleet(
+    store: &Store,
+    modules: std::path::PathBuf,
+    count: usize,
+    slow: bool,
+) -> (
+    steward_control::plane::ControlPlane,
+    steward_store::TenantId,
+) {
+    let plane = plane(store, modules);
+    install(&plane, "guest-fixer", FIXER_GRANTS).await;
+    let names: Vec<String> = (0..count).map(|i| format!("ws-{i:03}")).collect();
+    let devices: Vec<(&str, &[&str])> = names.iter().map(|n| (n.as_str(), &[][..])).collect();
+    let (acme, _) = tenant(store, "acme", Tier::Managed, &devices, |id, t| {
+        let mut f = fixture(id, t.as_str());
+        if slow {
+            f.delays.insert("packages.install-updates".into(), 30);
+            f.delays.insert("antivirus.quarantine".into(), 30);
+        }
+        simulated_facts(&f)
+    })
+    .await;
+    (plane, acme)
+}
+
 /// [`fault_run`] of the fixer in `mode` (`check` or `remediate`).
 async fn fault_run_of(
     store: &Store,
@@ -284,17 +313,7 @@ async fn fault_run_of(
     attempts: u32,
     mode: &str,
 ) -> (steward_store::TenantId, steward_store::RunId) {
-    let plane = plane(store, modules);
-    install(&plane, "guest-fixer", FIXER_GRANTS).await;
-    let names: Vec<String> = (0..count).map(|i| format!("ws-{i:03}")).collect();
-    let devices: Vec<(&str, &[&str])> = names.iter().map(|n| (n.as_str(), &[][..])).collect();
-    let (acme, _) = tenant(store, "acme", Tier::Managed, &devices, |id, t| {
-        let mut f = fixture(id, t.as_str());
-        f.delays.insert("packages.install-updates".into(), 30);
-        f.delays.insert("antivirus.quarantine".into(), 30);
-        simulated_facts(&f)
-    })
-    .await;
+    let (plane, acme) = fixer_fleet(store, modules, count, true).await;
     let playbook = plane
         .create_playbook(
             Some(acme.clone()),
@@ -842,15 +861,12 @@ async fn crash_after_approval_commit(url: Option<String>) {
     let url =
         url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("data/steward.db").display()));
     let store = Store::open(&url).await.unwrap();
-    let plane = plane(&store, dir.path().join("data/modules"));
-    install(&plane, "guest-fixer", FIXER_GRANTS).await;
-    let names: Vec<String> = (0..APPROVAL_DEVICES)
-        .map(|i| format!("ws-{i:03}"))
-        .collect();
-    let devices: Vec<(&str, &[&str])> = names.iter().map(|n| (n.as_str(), &[][..])).collect();
-    let (acme, _) = tenant(&store, "acme", Tier::Managed, &devices, |id, t| {
-        simulated_facts(&fixture(id, t.as_str()))
-    })
+    let (plane, acme) = fixer_fleet(
+        &store,
+        dir.path().join("data/modules"),
+        APPROVAL_DEVICES,
+        false,
+    )
     .await;
     let playbook = plane
         .create_playbook(
@@ -1005,14 +1021,7 @@ async fn kill_during_run_starts(url: Option<String>) {
     let url =
         url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("data/steward.db").display()));
     let store = Store::open(&url).await.unwrap();
-    let plane = plane(&store, dir.path().join("data/modules"));
-    install(&plane, "guest-fixer", FIXER_GRANTS).await;
-    let names: Vec<String> = (0..DEVICES).map(|i| format!("ws-{i:03}")).collect();
-    let devices: Vec<(&str, &[&str])> = names.iter().map(|n| (n.as_str(), &[][..])).collect();
-    let (acme, _) = tenant(&store, "acme", Tier::Managed, &devices, |id, t| {
-        simulated_facts(&fixture(id, t.as_str()))
-    })
-    .await;
+    let (plane, acme) = fixer_fleet(&store, dir.path().join("data/modules"), DEVICES, false).await;
     let playbook = plane
         .create_playbook(
             Some(acme.clone()),

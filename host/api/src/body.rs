@@ -45,10 +45,31 @@ fn content_type_is(req: &Request, wanted: &str) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case(wanted))
 }
 
-/// Decodes JSON, naming the offending field on a type or value error.
+/// Decodes exactly one JSON object, naming the offending field on a type
+/// or value error. Anything after the object (`{…} xyz`, a second object)
+/// and a body that is not an object (an array standing in for a struct's
+/// fields) are refused.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let malformed = |why: String| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+            format!("the body is not valid JSON: {why}"),
+        )
+    };
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    if first != Some(b'{') {
+        return Err(ApiError::invalid(
+            "body",
+            "the body must be one JSON object (`{…}`)",
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let value: Result<T, _> = serde_path_to_error::deserialize(de);
+    let value: Result<T, _> = serde_path_to_error::deserialize(&mut *de);
+    if value.is_ok() {
+        de.end()
+            .map_err(|e| malformed(format!("{e} (one JSON object per body)")))?;
+    }
     let value = value.map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();

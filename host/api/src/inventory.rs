@@ -217,7 +217,7 @@ async fn create_device(
 ) -> ApiResult<(StatusCode, axum::Json<Device>)> {
     caller.require(Role::Technician)?;
     state.tenant(&caller, &body.tenant_id).await?;
-    check_local_provider(&caller, &body.facts)?;
+    check_local_provider(&body.facts)?;
     check_admin_fields(&body.admin)?;
     let device = state
         .store()
@@ -246,13 +246,14 @@ async fn create_device(
 
 /// A device with `facts.provider = "local"` is the Steward server's own
 /// machine: running remediation on it changes the server. Only the
-/// server's configuration or an owner may create one; a technician (or an
-/// admin scoped to tenants) is refused.
-fn check_local_provider(caller: &Caller, facts: &Value) -> ApiResult<()> {
+/// server's configuration (`[this-machine]`) registers it; no API caller,
+/// an owner included, may create one.
+fn check_local_provider(facts: &Value) -> ApiResult<()> {
     let provider = facts.get("provider").and_then(Value::as_str).unwrap_or("");
-    if provider.trim().eq_ignore_ascii_case("local") && caller.require(Role::Owner).is_err() {
+    if provider.trim().eq_ignore_ascii_case("local") {
         return Err(ApiError::forbidden(
-            "`facts.provider = \"local\"` makes the device the Steward server's own machine; only an owner or the server's configuration may create one",
+            "`facts.provider = \"local\"` makes the device the Steward server's own machine; \
+             only the server's configuration (`[this-machine]`) registers it",
         )
         .with_field("facts.provider"));
     }
