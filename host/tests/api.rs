@@ -1402,3 +1402,47 @@ async fn the_auth_scheme_is_case_insensitive() {
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     api.stop().await;
 }
+
+/// Another tenant's site is as unknown as a missing one: the same status,
+/// code and field, and nothing in the answer names the other tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_tenants_site_is_as_unknown_as_a_missing_one() {
+    let api = start().await;
+    let a = api
+        .create("/api/v1/tenants", json!({ "name": "a", "tier": "vip" }))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = api
+        .create("/api/v1/tenants", json!({ "name": "b", "tier": "vip" }))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let site = api
+        .create("/api/v1/sites", json!({ "tenant_id": b, "name": "hq" }))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (theirs, body) = api
+        .post(
+            OWNER,
+            "/api/v1/devices",
+            json!({ "tenant_id": a, "name": "ws", "site_id": site }),
+        )
+        .await;
+    let (missing, missing_body) = api
+        .post(
+            OWNER,
+            "/api/v1/devices",
+            json!({ "tenant_id": a, "name": "ws", "site_id": "no-such-site" }),
+        )
+        .await;
+    assert_eq!(theirs, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(theirs, missing);
+    assert_eq!(body["code"], missing_body["code"]);
+    assert!(!body.to_string().contains(&b), "names tenant b: {body}");
+    api.stop().await;
+}
