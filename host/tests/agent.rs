@@ -147,6 +147,40 @@ impl Server {
         (server, tenant)
     }
 
+    /// Waits until `device`'s agent is connected.
+    async fn reachable(&self, device: &str) {
+        self.wait_for(
+            &format!("/api/v1/devices/{device}"),
+            "the agent to connect",
+            |d| d["reachable"] == true,
+        )
+        .await;
+    }
+
+    /// A remediation playbook of `tenant` unlocking `jdoe` on `device`
+    /// (ticket `ticket`, `attempts` attempts): its id.
+    async fn unlock_playbook(
+        &self,
+        tenant: &str,
+        device: &str,
+        attempts: u32,
+        ticket: &str,
+    ) -> String {
+        let playbook = self
+            .post(
+                "/api/v1/playbooks",
+                json!({
+                    "tenant_id": tenant, "name": format!("unlock {ticket}"),
+                    "steps": [{ "plugin": "account-unlock", "mode": "remediate",
+                                "max-attempts": attempts,
+                                "params": { "user": "jdoe", "ticket": ticket } }],
+                    "target": { "devices": [device] }
+                }),
+            )
+            .await;
+        playbook["id"].as_str().unwrap().to_owned()
+    }
+
     async fn device(&self, id: &str) -> Value {
         self.get(&format!("/api/v1/devices/{id}")).await
     }
@@ -408,13 +442,7 @@ async fn agents_enroll_connect_and_remediate_their_own_machines_within_their_cei
     a.start();
     b.start();
     for id in [&a_id, &b_id] {
-        server
-            .wait_for(
-                &format!("/api/v1/devices/{id}"),
-                "the agent to connect",
-                |d| d["reachable"] == true,
-            )
-            .await;
+        server.reachable(id).await;
     }
 
     // On-demand unlock of jdoe on both: A's ceiling allows it, B's caps
@@ -580,11 +608,7 @@ async fn agents_enroll_connect_and_remediate_their_own_machines_within_their_cei
         "expired with a reason: {jobs}"
     );
     b.start();
-    server
-        .wait_for(&format!("/api/v1/devices/{b_id}"), "B to be back", |d| {
-            d["reachable"] == true
-        })
-        .await;
+    server.reachable(&b_id).await;
     let jobs = server.get(&format!("/api/v1/runs/{late_run}/jobs")).await;
     assert_eq!(jobs[0]["status"], "expired", "never run late: {jobs}");
     assert_eq!(jobs[0]["attempt"], 0, "{jobs}");
@@ -769,24 +793,8 @@ async fn a_job_runs_on_the_replica_holding_the_agents_connection() {
     assert!(out.status.success(), "{}", text(&out));
     let device = endpoint.device_id();
     endpoint.start();
-    b.wait_for(
-        &format!("/api/v1/devices/{device}"),
-        "the agent on A",
-        |d| d["reachable"] == true,
-    )
-    .await;
-    let playbook = b
-        .post(
-            "/api/v1/playbooks",
-            json!({
-                "tenant_id": tenant, "name": "unlock",
-                "steps": [{ "plugin": "account-unlock", "mode": "remediate", "max-attempts": 1,
-                            "params": { "user": "jdoe", "ticket": "T-7" } }],
-                "target": { "devices": [device] }
-            }),
-        )
-        .await;
-    let pid = playbook["id"].as_str().unwrap();
+    b.reachable(&device).await;
+    let pid = &b.unlock_playbook(&tenant, &device, 1, "T-7").await;
     let mut waits = Vec::new();
     for _ in 0..5 {
         let started = std::time::Instant::now();
@@ -892,13 +900,7 @@ async fn agents_connect_over_tls_trusting_the_ca_they_enrolled_with() {
     assert!(out.status.success(), "{}", text(&out));
     let device = endpoint.device_id();
     endpoint.start();
-    server
-        .wait_for(
-            &format!("/api/v1/devices/{device}"),
-            "the agent over TLS",
-            |d| d["reachable"] == true,
-        )
-        .await;
+    server.reachable(&device).await;
     assert!(endpoint.log().contains("connected"), "{}", endpoint.log());
 }
 
@@ -1001,23 +1003,8 @@ async fn an_agent_killed_mid_remediation_is_retried_on_return_and_applies_once()
     assert!(out.status.success(), "{}", text(&out));
     let device = endpoint.device_id();
     endpoint.start_env(&[("STEWARD_FAILPOINTS", "agent-after-call:accounts-unlock=1")]);
-    server
-        .wait_for(&format!("/api/v1/devices/{device}"), "the agent", |d| {
-            d["reachable"] == true
-        })
-        .await;
-    let playbook = server
-        .post(
-            "/api/v1/playbooks",
-            json!({
-                "tenant_id": tenant, "name": "unlock",
-                "steps": [{ "plugin": "account-unlock", "mode": "remediate", "max-attempts": 3,
-                            "params": { "user": "jdoe", "ticket": "T-1" } }],
-                "target": { "devices": [device] }
-            }),
-        )
-        .await;
-    let pid = playbook["id"].as_str().unwrap();
+    server.reachable(&device).await;
+    let pid = &server.unlock_playbook(&tenant, &device, 3, "T-1").await;
     let run = server
         .post(&format!("/api/v1/playbooks/{pid}/runs"), json!({}))
         .await;
