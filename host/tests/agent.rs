@@ -147,6 +147,19 @@ impl Server {
         (server, tenant)
     }
 
+    /// Runs `steward ARGS` against this server as its owner; its stdout
+    /// (the command must succeed).
+    fn cli(&self, args: &[&str]) -> String {
+        let out = steward()
+            .args(args)
+            .env("STEWARD_URL", &self.url)
+            .env("STEWARD_TOKEN", OWNER)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "steward {args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Waits until `device`'s agent is connected.
     async fn reachable(&self, device: &str) {
         self.wait_for(
@@ -911,15 +924,25 @@ async fn agents_connect_over_tls_trusting_the_ca_they_enrolled_with() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_enrolled_with_an_approval_token_waits_for_the_admin() {
     let (server, tenant) = Server::with_plugin(account_unlock_wasm(), "accounts").await;
-    let enrollment = server
-        .post(
-            "/api/v1/enrollments",
-            json!({ "tenant_id": tenant, "uses": 1, "approve": true }),
-        )
-        .await;
-    assert_eq!(enrollment["approve"], true, "{enrollment}");
+    // The README's commands, through the CLI.
+    let token = server.cli(&[
+        "enrollment",
+        "create",
+        "--tenant",
+        &tenant,
+        "--tags",
+        "office",
+        "--expires",
+        "7d",
+        "--uses",
+        "50",
+        "--approve",
+        "-q",
+    ]);
+    let token = token.trim();
+    assert!(token.starts_with("ste_"), "{token}");
     let mut endpoint = Endpoint::new(&["inventory", "accounts"]);
-    let out = endpoint.enroll(&server.url, enrollment["token"].as_str().unwrap(), "ws-1");
+    let out = endpoint.enroll(&server.url, token, "ws-1");
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains("steward devices approve"),
@@ -963,10 +986,10 @@ async fn a_device_enrolled_with_an_approval_token_waits_for_the_admin() {
         "the agent keeps trying"
     );
 
-    let approved = server
-        .post(&format!("/api/v1/devices/{device}/approve"), json!({}))
-        .await;
-    assert_eq!(approved["agent"], "active", "{approved}");
+    let listed = server.cli(&["devices", "list", "--tenant", &tenant]);
+    assert!(listed.contains("pending-approval"), "{listed}");
+    let approved = server.cli(&["devices", "approve", &device]);
+    assert!(approved.contains("active"), "{approved}");
     let run = server
         .wait_for(&format!("/api/v1/runs/{run_id}"), "the run", ended)
         .await;
