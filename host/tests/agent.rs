@@ -170,6 +170,16 @@ impl Server {
         .await;
     }
 
+    /// Waits until `device`'s agent is gone (the device is unreachable).
+    async fn unreachable(&self, device: &str) {
+        self.wait_for(
+            &format!("/api/v1/devices/{device}"),
+            "the agent to be gone",
+            |d| d["reachable"] == false,
+        )
+        .await;
+    }
+
     /// A remediation playbook of `tenant` unlocking `jdoe` on `device`
     /// (ticket `ticket`, `attempts` attempts): its id.
     async fn unlock_playbook(
@@ -535,13 +545,7 @@ async fn agents_enroll_connect_and_remediate_their_own_machines_within_their_cei
 
     // Offline: a run for a stopped agent waits, and runs when it is back.
     b.kill();
-    server
-        .wait_for(
-            &format!("/api/v1/devices/{b_id}"),
-            "B to be unreachable",
-            |d| d["reachable"] == false,
-        )
-        .await;
+    server.unreachable(&b_id).await;
     let check = server
         .post(
             "/api/v1/playbooks",
@@ -585,13 +589,7 @@ async fn agents_enroll_connect_and_remediate_their_own_machines_within_their_cei
     // Offline past the target's expiry: the job ends `expired`, with the
     // reason, and does not run when the agent comes back.
     b.kill();
-    server
-        .wait_for(
-            &format!("/api/v1/devices/{b_id}"),
-            "B to be unreachable",
-            |d| d["reachable"] == false,
-        )
-        .await;
+    server.unreachable(&b_id).await;
     let soon = server
         .post(
             "/api/v1/playbooks",

@@ -34,10 +34,24 @@ fn points() -> &'static HashMap<String, (u32, AtomicU32)> {
 /// Passes the point `name`: aborts the process if this is the pass its
 /// `STEWARD_FAILPOINTS` entry names.
 pub fn hit(name: &str) {
+    hit_at(name, "");
+}
+
+/// Passes the point `<scope>:<name>` (`agent-after-call:accounts-unlock`),
+/// building that name only when failpoints are set, so a hot path pays
+/// nothing for it.
+pub fn hit_at(scope: &str, name: &str) {
     let points = points();
     if points.is_empty() {
         return;
     }
+    let full;
+    let name = if name.is_empty() {
+        scope
+    } else {
+        full = format!("{scope}:{name}");
+        &full
+    };
     if let Some((at, passes)) = points.get(name)
         && passes.fetch_add(1, Ordering::SeqCst) + 1 == *at
     {
