@@ -384,8 +384,15 @@ pub enum RunCmd {
     },
     /// Shows a run and its jobs per state.
     Show { id: String },
-    /// A run's jobs.
-    Jobs { id: String },
+    /// A run's jobs, a page at a time.
+    Jobs {
+        id: String,
+        #[arg(long)]
+        limit: Option<u32>,
+        /// `next_cursor` of the previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
     /// What a run's jobs found.
     Findings { id: String },
     /// Changes a run's jobs made or planned.
@@ -1135,8 +1142,12 @@ pub async fn run(remote: Remote) -> anyhow::Result<ExitCode> {
                         "finished_at",
                     ],
                 ),
-                RunCmd::Jobs { id } => c.print(
-                    &c.get(&format!("/api/v1/runs/{id}/jobs")).await?,
+                RunCmd::Jobs { id, limit, cursor } => c.print(
+                    &c.get(&format!(
+                        "/api/v1/runs/{id}/jobs{}",
+                        query(&[("limit", limit.map(|l| l.to_string())), ("cursor", cursor),])
+                    ))
+                    .await?,
                     &[
                         "id",
                         "device_id",

@@ -95,6 +95,11 @@ pub struct ServeConfig {
     /// Webhooks alerts go to (beside those added through the API).
     #[serde(default)]
     pub webhooks: Vec<Webhook>,
+    /// Whether webhooks added through the API may point at loopback,
+    /// link-local (cloud metadata) and similar addresses (default false;
+    /// webhooks in this file may always).
+    #[serde(default)]
+    pub allow_local_webhooks: bool,
     /// Plugin components installed (or kept) at start, with their grants.
     #[serde(default)]
     pub plugins: Vec<PluginFile>,
@@ -379,7 +384,8 @@ impl Server {
                     .with_context(|| format!("cannot listen on {addr}"))?;
                 let mut state =
                     ApiState::new(plane.clone(), alerts.clone(), config.webhooks.clone())
-                        .with_agents(agents.clone(), config.worker());
+                        .with_agents(agents.clone(), config.worker())
+                        .with_local_webhooks(config.allow_local_webhooks);
                 if let Some(registry) = &registry {
                     state = state.with_registry(registry.clone());
                 }

@@ -489,7 +489,7 @@ async fn agents_enroll_connect_and_remediate_their_own_machines_within_their_cei
     server
         .wait_for(&format!("/api/v1/runs/{run_id}"), "the run to end", ended)
         .await;
-    let jobs = server.get(&format!("/api/v1/runs/{run_id}/jobs")).await;
+    let jobs = server.get(&format!("/api/v1/runs/{run_id}/jobs")).await["items"].clone();
     let job_of = |device: &str| {
         jobs.as_array()
             .unwrap()
@@ -564,7 +564,8 @@ async fn agents_enroll_connect_and_remediate_their_own_machines_within_their_cei
     tokio::time::sleep(Duration::from_secs(2)).await;
     let jobs = server
         .get(&format!("/api/v1/runs/{offline_run}/jobs"))
-        .await;
+        .await["items"]
+        .clone();
     assert_eq!(jobs[0]["status"], "queued", "waits for the agent: {jobs}");
     b.start();
     let run = server
@@ -609,9 +610,10 @@ async fn agents_enroll_connect_and_remediate_their_own_machines_within_their_cei
         .wait_for(
             &format!("/api/v1/runs/{late_run}/jobs"),
             "the job to expire",
-            |j| j[0]["status"] == "expired",
+            |j| j["items"][0]["status"] == "expired",
         )
-        .await;
+        .await["items"]
+        .clone();
     assert!(
         jobs[0]["last_error"]
             .as_str()
@@ -620,7 +622,7 @@ async fn agents_enroll_connect_and_remediate_their_own_machines_within_their_cei
     );
     b.start();
     server.reachable(&b_id).await;
-    let jobs = server.get(&format!("/api/v1/runs/{late_run}/jobs")).await;
+    let jobs = server.get(&format!("/api/v1/runs/{late_run}/jobs")).await["items"].clone();
     assert_eq!(jobs[0]["status"], "expired", "never run late: {jobs}");
     assert_eq!(jobs[0]["attempt"], 0, "{jobs}");
 
@@ -817,7 +819,7 @@ async fn a_job_runs_on_the_replica_holding_the_agents_connection() {
             .wait_for(&format!("/api/v1/runs/{run_id}"), "the run", ended)
             .await;
         waits.push(started.elapsed());
-        let jobs = b.get(&format!("/api/v1/runs/{run_id}/jobs")).await;
+        let jobs = b.get(&format!("/api/v1/runs/{run_id}/jobs")).await["items"].clone();
         assert_eq!(run["status"], "succeeded", "{jobs}\n{}", endpoint.log());
     }
     println!("run started on B to run ended on A: {waits:?}");
@@ -976,7 +978,7 @@ async fn a_device_enrolled_with_an_approval_token_waits_for_the_admin() {
     let waiting = server.device(&device).await;
     assert_eq!(waiting["agent"], "pending-approval", "{waiting}");
     assert_eq!(waiting["reachable"], false, "{waiting}");
-    let jobs = server.get(&format!("/api/v1/runs/{run_id}/jobs")).await;
+    let jobs = server.get(&format!("/api/v1/runs/{run_id}/jobs")).await["items"].clone();
     assert_eq!(jobs[0]["status"], "queued", "{jobs}");
     assert!(locked(&endpoint.shadow(), "jdoe"));
     assert!(
@@ -1040,9 +1042,10 @@ async fn an_agent_killed_mid_remediation_is_retried_on_return_and_applies_once()
     assert!(!locked(&endpoint.shadow(), "jdoe"), "the unlock was made");
     let job = server
         .wait_for(&format!("/api/v1/runs/{run_id}/jobs"), "the retry", |j| {
-            j[0]["status"] == "queued" && j[0]["attempt"].as_u64() >= Some(1)
+            j["items"][0]["status"] == "queued" && j["items"][0]["attempt"].as_u64() >= Some(1)
         })
-        .await;
+        .await["items"]
+        .clone();
     assert!(
         job[0]["last_error"]
             .as_str()
@@ -1054,7 +1057,7 @@ async fn an_agent_killed_mid_remediation_is_retried_on_return_and_applies_once()
     let run = server
         .wait_for(&format!("/api/v1/runs/{run_id}"), "the run", ended)
         .await;
-    let jobs = server.get(&format!("/api/v1/runs/{run_id}/jobs")).await;
+    let jobs = server.get(&format!("/api/v1/runs/{run_id}/jobs")).await["items"].clone();
     assert_eq!(run["status"], "succeeded", "{jobs}\n{}", endpoint.log());
     assert!(jobs[0]["attempt"].as_u64().unwrap() >= 2, "{jobs}");
     let job_id = jobs[0]["id"].as_str().unwrap();
@@ -1177,7 +1180,7 @@ async fn a_patch_playbook_is_planned_approved_and_applied_across_two_agents() {
     let run = server
         .wait_for(&format!("/api/v1/runs/{run_id}"), "the run", ended)
         .await;
-    let jobs = server.get(&format!("/api/v1/runs/{run_id}/jobs")).await;
+    let jobs = server.get(&format!("/api/v1/runs/{run_id}/jobs")).await["items"].clone();
     assert_eq!(
         run["status"],
         "succeeded",

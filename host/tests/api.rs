@@ -216,6 +216,7 @@ async fn the_admin_flow_from_tenant_to_findings_and_an_approved_fix() {
     let (_, detail) = api.get(OWNER, &format!("/api/v1/runs/{run_id}")).await;
     assert_eq!(detail["jobs"]["succeeded"], 1, "{detail}");
     let (_, jobs) = api.get(OWNER, &format!("/api/v1/runs/{run_id}/jobs")).await;
+    let jobs = &jobs["items"];
     assert_eq!(jobs[0]["device_id"], device.as_str());
     assert_eq!(jobs[0]["mode"], "check");
     let (_, findings) = api
@@ -427,9 +428,9 @@ async fn a_technician_sees_only_its_tenant_and_a_viewer_changes_nothing() {
     let (_, b_jobs) = api
         .get(OWNER, &format!("/api/v1/runs/{b_run_id}/jobs"))
         .await;
-    let b_job = b_jobs[0]["id"].as_str().unwrap();
+    let b_job = b_jobs["items"][0]["id"].as_str().unwrap();
     let b_hook = api
-        .create("/api/v1/webhooks", json!({ "url": "http://127.0.0.1:9/hook", "secret": "0123456789abcdef0123", "tenant_id": b }))
+        .create("/api/v1/webhooks", json!({ "url": "http://192.0.2.1:9/hook", "secret": "0123456789abcdef0123", "tenant_id": b }))
         .await;
 
     // A technician and a viewer of tenant A, each with a token.
@@ -1444,5 +1445,282 @@ async fn another_tenants_site_is_as_unknown_as_a_missing_one() {
     assert_eq!(theirs, missing);
     assert_eq!(body["code"], missing_body["code"]);
     assert!(!body.to_string().contains(&b), "names tenant b: {body}");
+    api.stop().await;
+}
+
+/// A raw request: the status, the content type and the body as JSON
+/// (`Null` when it is not JSON).
+async fn raw(
+    api: &Running,
+    method: Method,
+    path: &str,
+    body: Option<&str>,
+) -> (StatusCode, String, Value) {
+    let mut req = api
+        .http
+        .request(method, format!("{}{path}", api.base))
+        .bearer_auth(OWNER);
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_owned());
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let kind = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        kind,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
+}
+
+/// Strings with control characters, path parameters that are not UTF-8
+/// and missing query parameters are refused as problems naming the field,
+/// on both stores (PostgreSQL answered a NUL with a 500); nothing is
+/// stored.
+async fn control_characters_and_bad_parameters_are_problems_naming_the_field(
+    database: Option<&str>,
+) {
+    let api = start_on(tempfile::tempdir().unwrap(), database).await;
+    let problem =
+        |(status, kind, body): (StatusCode, String, Value), want: StatusCode, field: &str| {
+            assert_eq!(status, want, "{body}");
+            assert_eq!(kind, "application/problem+json", "{body}");
+            assert_eq!(body["field"], field, "{body}");
+            assert!(body["code"].is_string(), "{body}");
+        };
+    // In a body: a name, a nested string, a key.
+    problem(
+        raw(
+            &api,
+            Method::POST,
+            "/api/v1/tenants",
+            Some(r#"{"name":"ac\u0000me","tier":"vip"}"#),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "name",
+    );
+    problem(
+        raw(
+            &api,
+            Method::POST,
+            "/api/v1/tenants",
+            Some("{\"name\":\"acme\u{85}\",\"tier\":\"vip\"}"),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "name",
+    );
+    let tenant = api
+        .create("/api/v1/tenants", json!({ "name": "acme", "tier": "vip" }))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    problem(
+        raw(
+            &api,
+            Method::POST,
+            "/api/v1/playbooks",
+            Some(&format!(
+                r#"{{"tenant_id":"{tenant}","name":"p","steps":[{{"plugin":"x\u001b[31m"}}]}}"#
+            )),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "steps[0].plugin",
+    );
+    // A comment may have lines and tabs.
+    let (status, _, body) = raw(
+        &api,
+        Method::POST,
+        "/api/v1/sites",
+        Some(&format!(r#"{{"tenant_id":"{tenant}","name":"hq\tnorth"}}"#)),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a tab in a name is still a control character: {body}"
+    );
+    // In a path parameter and a query parameter.
+    problem(
+        raw(&api, Method::GET, "/api/v1/tenants/a%00b", None).await,
+        StatusCode::BAD_REQUEST,
+        "id",
+    );
+    problem(
+        raw(&api, Method::GET, "/api/v1/tenants/%FF%FE", None).await,
+        StatusCode::BAD_REQUEST,
+        "id",
+    );
+    problem(
+        raw(&api, Method::GET, "/api/v1/devices?tenant=a%00b", None).await,
+        StatusCode::BAD_REQUEST,
+        "tenant",
+    );
+    // A missing required query parameter is named.
+    problem(
+        raw(&api, Method::GET, "/api/v1/findings", None).await,
+        StatusCode::BAD_REQUEST,
+        "tenant",
+    );
+    // Nothing was stored but the one good tenant.
+    let (_, tenants) = api.get(OWNER, "/api/v1/tenants").await;
+    let names: Vec<&str> = tenants
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["acme"], "{tenants}");
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_and_bad_parameters_are_problems_on_sqlite() {
+    control_characters_and_bad_parameters_are_problems_naming_the_field(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_and_bad_parameters_are_problems_on_postgres() {
+    let db = support::postgres().await;
+    control_characters_and_bad_parameters_are_problems_naming_the_field(Some(&db.url)).await;
+}
+
+/// Viewers only read, tokens included; no user is limited to an empty
+/// tenant list (which any tenant-limited admin would manage); a webhook
+/// added through the API reaches no loopback, link-local or metadata
+/// address and embeds no credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_mint_no_tokens_users_have_tenants_and_webhooks_stay_off_the_host() {
+    let api = start().await;
+    let tenant = api
+        .create("/api/v1/tenants", json!({ "name": "acme", "tier": "vip" }))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api.create(
+        "/api/v1/users",
+        json!({ "name": "v", "role": "viewer", "tenants": [tenant] }),
+    )
+    .await;
+    let viewer = api.create("/api/v1/tokens", json!({ "user": "v" })).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = api.post(&viewer, "/api/v1/tokens", json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = api
+        .post(
+            OWNER,
+            "/api/v1/users",
+            json!({ "name": "nobody", "role": "technician", "tenants": [] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "tenants");
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://localhost/hook",
+        "http://[::1]/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://0.0.0.0/hook",
+        "https://user:pass@alerts.example.com/hook",
+    ] {
+        let (status, body) = api
+            .post(
+                OWNER,
+                "/api/v1/webhooks",
+                json!({ "url": url, "secret": "0123456789abcdef0123" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {body}");
+        assert_eq!(body["field"], "url", "{url}: {body}");
+        assert!(!body.to_string().contains("pass@"), "{body}");
+    }
+    let (_, hooks) = api.get(OWNER, "/api/v1/webhooks").await;
+    assert_eq!(hooks, json!([]));
+    api.create(
+        "/api/v1/webhooks",
+        json!({ "url": "http://192.0.2.7/hook", "secret": "0123456789abcdef0123" }),
+    )
+    .await;
+    api.stop().await;
+}
+
+/// A run's jobs come a page at a time, in creation order, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runs_jobs_are_paged() {
+    let api = start().await;
+    api.create(
+        "/api/v1/plugins",
+        json!({ "wasm": patching_wasm(), "grants": ["packages"] }),
+    )
+    .await;
+    let tenant = api
+        .create("/api/v1/tenants", json!({ "name": "acme", "tier": "vip" }))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for i in 0..7 {
+        api.create(
+            "/api/v1/devices",
+            json!({ "tenant_id": tenant, "name": format!("ws{i}"), "tags": ["x"] }),
+        )
+        .await;
+    }
+    let playbook = api
+        .create(
+            "/api/v1/playbooks",
+            json!({ "tenant_id": tenant, "name": "p", "steps": [{ "plugin": "patching" }],
+                    "target": { "tags": ["x"] } }),
+        )
+        .await;
+    let (status, run) = api
+        .post(
+            OWNER,
+            &format!(
+                "/api/v1/playbooks/{}/runs",
+                playbook["id"].as_str().unwrap()
+            ),
+            json!({}),
+        )
+        .await;
+    assert!(status.is_success(), "{run}");
+    let run_id = run["id"].as_str().unwrap();
+    let mut seen = Vec::new();
+    let mut path = format!("/api/v1/runs/{run_id}/jobs?limit=3");
+    loop {
+        let (status, page) = api.get(OWNER, &path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 3);
+        seen.extend(items.iter().map(|j| j["id"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/v1/runs/{run_id}/jobs?limit=3&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 7, "{seen:?}");
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, seen, "in creation order, each once");
+    let (status, body) = api
+        .get(OWNER, &format!("/api/v1/runs/{run_id}/jobs?limit=0"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["field"], "limit");
     api.stop().await;
 }

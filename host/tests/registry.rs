@@ -257,7 +257,7 @@ async fn publish_resolve_install_grant_run_and_upgrade() {
         json!([{ "plugin": "vendor-demo", "version": "1.0.0", "digest": v1.digest.to_string() }])
     );
     let id = run["id"].as_str().unwrap();
-    let jobs = api.get(&format!("/api/v1/runs/{id}/jobs")).await;
+    let jobs = api.get(&format!("/api/v1/runs/{id}/jobs")).await["items"].clone();
     assert_eq!(jobs[0]["plugin_digest"], v1.digest.to_string(), "{jobs}");
     let findings = api.get(&format!("/api/v1/runs/{id}/findings")).await;
     assert!(

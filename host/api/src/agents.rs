@@ -10,8 +10,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use futures_util::stream::{SplitSink, SplitStream};
@@ -32,7 +32,7 @@ use utoipa_axum::routes;
 
 use super::ApiState;
 use super::auth::{Caller, hash_token, new_token};
-use super::body::Json;
+use super::body::{Json, Path};
 use super::problem::{ApiError, ApiResult, Problem};
 
 /// Seconds between an agent's heartbeats; three missed end the connection.
@@ -493,11 +493,11 @@ async fn serve_agent(state: ApiState, mut socket: WebSocket) -> Result<(), Strin
         }
     };
     if let Some(reason) = refused {
-        tracing::warn!(device = %truncate(&device_id), %reason, "agent refused");
+        tracing::warn!(device = %crate::printable(&device_id, 64), %reason, "agent refused");
         goodbye(&mut socket, reason).await;
         return Err(reason.into());
     }
-    let agent_version = truncate(&agent_version);
+    let agent_version = crate::printable(&agent_version, 64);
     let (tx, mut outgoing) = mpsc::channel::<ServerMessage>(64);
     let hub = state.agents().clone();
     let connection = hub.connect(&device_id, tx);
@@ -596,9 +596,4 @@ async fn connected(
             }
         }
     }
-}
-
-/// At most 64 printable characters of agent-supplied text, for logs.
-fn truncate(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).take(64).collect()
 }

@@ -1,5 +1,13 @@
-//! Request bodies: JSON read under a size limit and decoded with the path
-//! of the offending field, so that a bad body gets a problem naming it.
+//! What a request carries, read into problem+json errors rather than the
+//! framework's plain-text rejections: JSON bodies read under a size limit
+//! and decoded with the path of the offending field, query strings and path
+//! parameters naming the offending parameter.
+//!
+//! Control characters are refused here, at the one boundary every request
+//! crosses, with a problem naming the field: none in a path parameter or a
+//! query parameter, and none in a body's strings other than tab, line feed
+//! and carriage return (free text such as a comment may have lines). No name
+//! needs one, and PostgreSQL refuses a NUL in any text.
 
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
@@ -50,6 +58,7 @@ fn content_type_is(req: &Request, wanted: &str) -> bool {
 /// and a body that is not an object (an array standing in for a struct's
 /// fields) are refused.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    refuse_control_characters(bytes)?;
     let malformed = |why: String| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -105,6 +114,70 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ApiError::invalid(field.clone(), format!("invalid `{field}`: {message}"))
     })?;
     Ok(value)
+}
+
+/// Whether `c` is a control character no text of ours needs.
+fn is_refused_control(c: char, allow_lines: bool) -> bool {
+    c.is_control() && !(allow_lines && matches!(c, '\t' | '\n' | '\r'))
+}
+
+/// The refusal of a control character in `field`.
+fn control_character(field: &str, c: char) -> ApiError {
+    ApiError::invalid(
+        field,
+        format!(
+            "`{field}` contains the control character U+{:04X}; no field takes one",
+            u32::from(c)
+        ),
+    )
+}
+
+/// Refuses a JSON body with a control character (other than tab, line feed
+/// and carriage return) in any string or key, naming where. The bytes are
+/// scanned first, so a body with none (every body but a hostile one) is
+/// not parsed twice: in valid JSON a control character can only be an
+/// escape (`\u0000`, `\b`, `\f`) or a raw C1 character (U+0080–U+009F,
+/// UTF-8 `C2 80`–`C2 9F`).
+fn refuse_control_characters(bytes: &[u8]) -> Result<(), ApiError> {
+    let suspicious = bytes.windows(2).any(|w| {
+        (w[0] == b'\\' && matches!(w[1], b'u' | b'b' | b'f'))
+            || (w[0] == 0xc2 && (0x80..=0x9f).contains(&w[1]))
+    });
+    if !suspicious {
+        return Ok(());
+    }
+    // Not valid JSON: decoding reports that.
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Ok(());
+    };
+    fn walk(value: &serde_json::Value, path: &mut String) -> Option<(String, char)> {
+        let bad = |s: &str| s.chars().find(|&c| is_refused_control(c, true));
+        match value {
+            serde_json::Value::String(s) => bad(s).map(|c| (path.clone(), c)),
+            serde_json::Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                let found = walk(v, path);
+                path.truncate(len);
+                found
+            }),
+            serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                let found = bad(k).map(|c| (path.clone(), c)).or_else(|| walk(v, path));
+                path.truncate(len);
+                found
+            }),
+            _ => None,
+        }
+    }
+    match walk(&value, &mut String::new()) {
+        Some((field, c)) => Err(control_character(&crate::printable(&field, 128), c)),
+        None => Ok(()),
+    }
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
@@ -163,6 +236,14 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
         _: &S,
     ) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or("");
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            let refused = |s: &str| s.chars().find(|&c| is_refused_control(c, false));
+            if let Some(c) = refused(&key).or_else(|| refused(&value)) {
+                let key = crate::printable(&key, 128);
+                return Err(control_character(&key, c)
+                    .with_status(StatusCode::BAD_REQUEST, "invalid-query"));
+            }
+        }
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         let value: Result<T, _> = serde_path_to_error::deserialize(de);
         value.map(Query).map_err(|e| {
@@ -170,6 +251,7 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
             let message = e.into_inner().to_string();
             let field = match message
                 .strip_prefix("unknown field `")
+                .or_else(|| message.strip_prefix("missing field `"))
                 .and_then(|m| m.split('`').next())
             {
                 Some(name) if path == "." => name.to_owned(),
@@ -183,5 +265,59 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
             )
             .with_field(field)
         })
+    }
+}
+
+/// Path parameters, decoded with the offending parameter named on error
+/// (a problem, never the framework's plain-text 400), and refused when one
+/// holds a control character.
+#[derive(Debug)]
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::{PathRejection, RawPathParamsRejection};
+        let invalid = |key: &str, detail: String| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid-path", detail).with_field(key)
+        };
+        match axum::extract::RawPathParams::from_request_parts(parts, state).await {
+            Ok(raw) => {
+                for (key, value) in &raw {
+                    if let Some(c) = value.chars().find(|&c| is_refused_control(c, false)) {
+                        return Err(control_character(key, c)
+                            .with_status(StatusCode::BAD_REQUEST, "invalid-path"));
+                    }
+                }
+            }
+            Err(RawPathParamsRejection::InvalidUtf8InPathParam(e)) => {
+                // axum names the parameter only in its text: "Invalid UTF-8 in `id`".
+                let text = e.body_text();
+                let key = text.split('`').nth(1).unwrap_or("path");
+                return Err(invalid(key, format!("path parameter `{key}` is not UTF-8")));
+            }
+            Err(e) => return Err(invalid("path", e.body_text())),
+        }
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => {
+                let key = match e.kind() {
+                    ErrorKind::InvalidUtf8InPathParam { key }
+                    | ErrorKind::ParseErrorAtKey { key, .. }
+                    | ErrorKind::DeserializeError { key, .. } => key.clone(),
+                    _ => "path".to_owned(),
+                };
+                Err(invalid(
+                    &key,
+                    format!("invalid path parameter `{key}`: {}", e.body_text()),
+                ))
+            }
+            Err(e) => Err(invalid("path", e.body_text())),
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::ApiState;
 use super::auth::Caller;
-use super::body::{Csv, Json, Query};
+use super::body::{Csv, Json, Path, Query};
 use super::problem::{ApiError, ApiResult, Problem};
 use steward_store::{
     Device, DeviceId, NewDevice, NewTenant, Role, Site, SiteId, Tenant, TenantId, Tier, Timestamp,

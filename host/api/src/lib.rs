@@ -66,6 +66,9 @@ struct Inner {
     holder: String,
     /// The listener's connection counts, for `/metrics`.
     connections: Arc<listen::ConnectionStats>,
+    /// Whether webhooks added through the API may reach loopback,
+    /// link-local and metadata addresses.
+    local_webhooks: bool,
 }
 
 impl ApiState {
@@ -87,6 +90,7 @@ impl ApiState {
                 agents: AgentHub::new(),
                 holder: "api".into(),
                 connections: Arc::default(),
+                local_webhooks: false,
             }),
         }
     }
@@ -115,6 +119,20 @@ impl ApiState {
         let inner = Arc::get_mut(&mut self.inner).expect("with_agents before the state is shared");
         inner.agents = hub;
         inner.holder = worker_id;
+        self
+    }
+
+    /// The same state, letting webhooks added through the API reach
+    /// loopback, link-local and metadata addresses (the configuration's
+    /// `allow-local-webhooks`). Call before the state is shared.
+    ///
+    /// # Panics
+    ///
+    /// When the state was cloned already.
+    pub fn with_local_webhooks(mut self, allow: bool) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_local_webhooks before the state is shared")
+            .local_webhooks = allow;
         self
     }
 
@@ -350,4 +368,10 @@ fn audit_event(
         detail,
         outcome: outcome.to_owned(),
     }
+}
+
+/// At most `max` printable characters of caller- or agent-supplied text
+/// (control characters dropped), for logs and error details.
+pub(crate) fn printable(text: &str, max: usize) -> String {
+    text.chars().filter(|c| !c.is_control()).take(max).collect()
 }

@@ -1,6 +1,6 @@
 //! Users and their API tokens, webhooks and the audit trail.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -9,10 +9,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{Caller, hash_token, new_token};
-use super::body::{Json, Query};
+use super::body::{Json, Path, Query};
 use super::problem::{ApiError, ApiResult, Problem};
 use super::{ApiState, Page};
-use steward_control::alerts::{MIN_SECRET_BYTES, Webhook};
+use steward_control::alerts::{MIN_SECRET_BYTES, Webhook, check_api_target};
 use steward_store::{
     ApiToken, NewUser, Role, Scope, StoredAudit, StoredWebhook, TenantId, Timestamp, User,
 };
@@ -38,7 +38,9 @@ fn may_manage(caller: &Caller, role: Role, tenants: Option<&[TenantId]>) -> bool
     }
     match (tenants, &caller.scope) {
         (_, Scope::All) => true,
-        (Some(ts), Scope::Tenants(mine)) => ts.iter().all(|t| mine.contains(t)),
+        // A user limited to no tenant (made before such users were
+        // refused) is managed by those who see every tenant only.
+        (Some(ts), Scope::Tenants(mine)) => !ts.is_empty() && ts.iter().all(|t| mine.contains(t)),
         (None, Scope::Tenants(_)) => false,
     }
 }
@@ -83,6 +85,13 @@ async fn create_user(
     Json(body): Json<CreateUser>,
 ) -> ApiResult<(StatusCode, axum::Json<User>)> {
     caller.require(Role::Admin)?;
+    if body.tenants.as_ref().is_some_and(Vec::is_empty) {
+        return Err(ApiError::invalid(
+            "tenants",
+            "`tenants` is empty, which would let the user see nothing; list tenant ids, \
+             or leave `tenants` out for every tenant",
+        ));
+    }
     if !may_manage(&caller, body.role, body.tenants.as_deref()) {
         return Err(ApiError::forbidden(
             "a user may only create users of a lower role, within its own tenants",
@@ -163,15 +172,17 @@ async fn list_tokens(
     ))
 }
 
-/// Creates a token for the caller or a user it manages; the response is
-/// the only time the token is shown.
+/// Creates a token for the caller or a user it manages (technicians and
+/// up: a viewer only reads, so its tokens are made by an admin); the
+/// response is the only time the token is shown.
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateToken,
-    responses((status = 201, body = NewToken), (status = 403, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 201, body = NewToken), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn create_token(
     State(state): State<ApiState>,
     caller: Caller,
     Json(body): Json<CreateToken>,
 ) -> ApiResult<(StatusCode, axum::Json<NewToken>)> {
+    caller.require(Role::Technician)?;
     let user = match &body.user {
         None => caller.user.clone(),
         Some(name) => state
@@ -287,6 +298,9 @@ async fn create_webhook(
     }
     .validate()
     .map_err(|e| ApiError::invalid("url", e.to_string()))?;
+    check_api_target(&body.url, state.inner.local_webhooks)
+        .await
+        .map_err(|e| ApiError::invalid("url", e.to_string()))?;
     let hook = state
         .store()
         .create_webhook(

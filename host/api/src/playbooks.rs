@@ -1,7 +1,7 @@
 //! Installed plugins and their grants, playbooks, schedules, and starting
 //! a run by hand.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::ApiState;
 use super::auth::Caller;
-use super::body::{Json, Query, Upload};
+use super::body::{Json, Path, Query, Upload};
 use super::problem::{ApiError, ApiResult, Problem};
 use steward_store::{
     Playbook, PlaybookId, PluginVersion, Role, Run, Schedule, ScheduleId, TenantId,

@@ -103,6 +103,13 @@ impl ApiError {
         )
     }
 
+    /// The same error under another status and code.
+    pub fn with_status(mut self, status: StatusCode, code: &'static str) -> Self {
+        self.status = status;
+        self.code = code;
+        self
+    }
+
     /// Adds the offending field.
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());

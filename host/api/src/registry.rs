@@ -1,7 +1,7 @@
 //! Installing plugins from the module registry, upgrading them, and the
 //! keys trusted to sign each namespace's modules.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 
 use super::ApiState;
 use super::auth::Caller;
-use super::body::{Json, Query};
+use super::body::{Json, Path, Query};
 use super::problem::{ApiError, ApiResult, Problem};
 use steward_control::registry::{ModuleRef, Offer, RegistryError, Upgrade};
 use steward_registry::client::VerifyError;

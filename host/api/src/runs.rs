@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::IntoResponse as _;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
@@ -16,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Caller;
-use super::body::{Json, Query};
+use super::body::{Json, Path, Query};
 use super::problem::{ApiError, ApiResult, Problem};
 use super::{ApiState, Page};
 use steward_store::{
@@ -182,17 +182,45 @@ async fn get_run(
     Ok(axum::Json(RunDetail { jobs, run }))
 }
 
-/// A run's jobs.
+/// Which of a run's jobs to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct JobQuery {
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 1000 (default 500).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+}
+
+/// A run's jobs in creation order, a page at a time.
 #[utoipa::path(get, path = "/api/v1/runs/{id}/jobs", tag = "runs",
-    params(("id" = String, Path, description = "Run id")),
-    responses((status = 200, body = Vec<Job>), (status = 404, body = Problem)))]
+    params(("id" = String, Path, description = "Run id"), JobQuery),
+    responses((status = 200, body = Page<Job>), (status = 400, body = Problem), (status = 404, body = Problem)))]
 async fn run_jobs(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> ApiResult<axum::Json<Vec<Job>>> {
+    Query(q): Query<JobQuery>,
+) -> ApiResult<axum::Json<Page<Job>>> {
+    let limit = q.limit.unwrap_or(500);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid-query",
+            "`limit` must be 1 to 1000",
+        )
+        .with_field("limit"));
+    }
     let run = state.run(&caller, &RunId::from(id)).await?;
-    Ok(axum::Json(state.store().jobs_of_run(&run.id).await?))
+    let items = state
+        .store()
+        .jobs_of_run_page(&run.id, q.cursor.map(JobId::from).as_ref(), limit)
+        .await?;
+    let next_cursor = (items.len() == limit as usize)
+        .then(|| items.last().map(|j| j.id.to_string()))
+        .flatten();
+    Ok(axum::Json(Page { items, next_cursor }))
 }
 
 /// What a run's jobs last reported, worst first.

@@ -3,13 +3,16 @@
 //! Ids are made by the application, not the database, so one DDL serves
 //! both backends and a batch of rows can be inserted without reading ids
 //! back. An id is 32 lowercase hex digits: 12 of unix milliseconds (so ids
-//! sort by creation time and index inserts stay at the right edge), 8 of a
+//! sort by creation time and index inserts stay at the right edge), 4 of a
 //! per-process counter (so ids made in the same millisecond still sort in
-//! creation order within a process), 12 of a per-process random value (so
-//! two processes never make the same id).
+//! creation order within a process), and 16 drawn fresh for each id from a
+//! cryptographically secure generator (`rand::thread_rng`, seeded from the
+//! OS). One id therefore says nothing about the next: guessing another
+//! object's id means guessing 64 random bits, whatever ids the guesser has
+//! seen. The API still checks every id against the caller's tenants; the
+//! randomness is defence in depth.
 
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
 use std::ops::Add;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -88,20 +91,13 @@ pub(crate) fn duration_millis(d: Duration) -> i64 {
 }
 
 /// A new id (see the module doc).
-pub(crate) fn new_id() -> String {
-    static SEED: OnceLock<(u64, AtomicU32)> = OnceLock::new();
-    let (random, counter) = SEED.get_or_init(|| {
-        // `RandomState` is seeded from the OS's randomness; hashing the pid
-        // and the time on top only guards against a platform where it is not.
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u32(std::process::id());
-        hasher.write_i64(Timestamp::now().as_millis());
-        let random = hasher.finish();
-        (random, AtomicU32::new((random >> 32) as u32))
-    });
+pub fn new_id() -> String {
+    static COUNTER: OnceLock<AtomicU32> = OnceLock::new();
+    let counter = COUNTER.get_or_init(|| AtomicU32::new(rand::random::<u32>()));
     let millis = Timestamp::now().as_millis() as u64 & 0xffff_ffff_ffff;
-    let seq = counter.fetch_add(1, Ordering::Relaxed);
-    format!("{millis:012x}{seq:08x}{:012x}", random & 0xffff_ffff_ffff)
+    let seq = counter.fetch_add(1, Ordering::Relaxed) & 0xffff;
+    let random: u64 = rand::random();
+    format!("{millis:012x}{seq:04x}{random:016x}")
 }
 
 macro_rules! id_type {
@@ -184,11 +180,31 @@ mod tests {
         sorted.dedup();
         assert_eq!(sorted.len(), ids.len());
         assert!(ids.iter().all(|id| id.len() == 32));
-        // The counter may wrap once per process, never within 10,000 ids
-        // of one millisecond, so creation order is sort order here unless
-        // it wrapped during this test.
+        // The 16-bit counter wraps every 65,536 ids, never within 10,000
+        // ids of one millisecond, so creation order is sort order here
+        // unless it wrapped during this test.
         let in_order = ids.windows(2).filter(|w| w[0] < w[1]).count();
         assert!(in_order >= ids.len() - 2);
+    }
+
+    #[test]
+    fn one_id_says_nothing_about_the_next() {
+        // Consecutive ids of one process share their time and counter
+        // digits at most; their last 16 hex digits are fresh randomness,
+        // so no two agree there and they differ in about half their bits.
+        let ids: Vec<String> = (0..1_000).map(|_| new_id()).collect();
+        let tails: std::collections::HashSet<&str> = ids.iter().map(|id| &id[16..]).collect();
+        assert_eq!(tails.len(), ids.len());
+        let differing: u32 = ids
+            .windows(2)
+            .map(|w| {
+                let a = u64::from_str_radix(&w[0][16..], 16).unwrap();
+                let b = u64::from_str_radix(&w[1][16..], 16).unwrap();
+                (a ^ b).count_ones()
+            })
+            .sum();
+        let mean = f64::from(differing) / 999.0;
+        assert!((24.0..40.0).contains(&mean), "mean differing bits {mean}");
     }
 
     #[test]

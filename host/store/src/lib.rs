@@ -200,6 +200,7 @@ pub use durable::{
     PluginSource, PluginVersion, StoredTicket, TierSla,
 };
 pub use error::{Result, StoreError};
+pub use ids::new_id;
 pub use ids::{DeviceId, JobId, PlaybookId, RunId, ScheduleId, SiteId, TenantId, Timestamp};
 pub use model::{
     AuditEvent, Change, ChangeOutcome, Completion, Device, DeviceRef, FailOutcome, Failure,

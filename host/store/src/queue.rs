@@ -1246,6 +1246,29 @@ impl Store {
         rows.iter().map(job_from_row).collect()
     }
 
+    /// A page of a run's jobs in creation order: at most `limit` after the
+    /// job `after` (the previous page's last).
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn jobs_of_run_page(
+        &self,
+        run_id: &RunId,
+        after: Option<&JobId>,
+        limit: u32,
+    ) -> Result<Vec<Job>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE run_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        ))
+        .bind(run_id.as_str())
+        .bind(after.map_or("", JobId::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
     /// How many jobs have each status (for metrics and tests).
     ///
     /// # Errors

@@ -1,30 +1,9 @@
-//! Ids for alerts and deliveries.
-//!
-//! The same shape as the store's ids: 32 lowercase hex digits, 12 of unix
-//! milliseconds (so ids sort by creation time), 8 of a per-process counter
-//! (so ids made in one millisecond differ and sort), 12 of a per-process
-//! random value (so two processes never make the same id).
+//! Ids for alerts and deliveries: alerts take the store's ids
+//! ([`steward_store::new_id`]: time-ordered, with 64 fresh random bits).
 
-use std::hash::{BuildHasher, Hasher};
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// A new id (see the module doc).
+/// A new alert id.
 pub(super) fn new_id() -> String {
-    static SEED: OnceLock<(u64, AtomicU32)> = OnceLock::new();
-    let (random, counter) = SEED.get_or_init(|| {
-        // `RandomState` is seeded from the OS's randomness; the pid and the
-        // time on top only guard against a platform where it is not.
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u32(std::process::id());
-        hasher.write_u128(unix_millis());
-        let random = hasher.finish();
-        (random, AtomicU32::new((random >> 32) as u32))
-    });
-    let millis = unix_millis() as u64 & 0xffff_ffff_ffff;
-    let seq = counter.fetch_add(1, Ordering::Relaxed);
-    format!("{millis:012x}{seq:08x}{:012x}", random & 0xffff_ffff_ffff)
+    steward_store::new_id()
 }
 
 /// The `X-Steward-Delivery` id of `event` of alert `alert_id` at webhook
@@ -41,12 +20,6 @@ pub(super) fn delivery_id(alert_id: &str, event: &str, webhook_id: &str) -> Stri
     }
     let digest = hasher.finalize();
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unix_millis() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis())
 }
 
 #[cfg(test)]

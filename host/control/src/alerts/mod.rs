@@ -123,4 +123,4 @@ pub use model::{
 };
 pub use signature::{DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign, verify_signature};
 pub use state::{AlertState, AlertStateError, MemoryAlertState, OpenAlert, Undelivered};
-pub use webhook::{MIN_SECRET_BYTES, Webhook, WebhookError};
+pub use webhook::{MIN_SECRET_BYTES, Webhook, WebhookError, check_api_target};

@@ -86,6 +86,77 @@ impl Webhook {
     }
 }
 
+/// Checks that a webhook added through the API may post to `raw`: it
+/// embeds no credentials (they would be shown to every admin who lists
+/// webhooks; the secret authenticates deliveries), and, unless
+/// `allow_local`, it names no loopback, link-local (cloud metadata at
+/// 169.254.169.254 among them), unspecified, broadcast or multicast
+/// address, directly or through any address its host name resolves to now.
+/// Webhooks in the server's configuration file are the operator's and are
+/// not checked. A name re-pointed after this check is not caught here.
+pub async fn check_api_target(raw: &str, allow_local: bool) -> Result<(), WebhookError> {
+    let url = parse_url(raw)?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(WebhookError::Credentials);
+    }
+    if allow_local {
+        return Ok(());
+    }
+    let local = |ip: std::net::IpAddr| WebhookError::LocalTarget {
+        host: url.host_str().unwrap_or_default().to_owned(),
+        address: ip.to_string(),
+    };
+    let addresses: Vec<std::net::IpAddr> = match url.host() {
+        Some(url::Host::Ipv4(ip)) => vec![ip.into()],
+        Some(url::Host::Ipv6(ip)) => vec![ip.into()],
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if name == "localhost" || name.ends_with(".localhost") {
+                return Err(local(std::net::Ipv4Addr::LOCALHOST.into()));
+            }
+            let port = url.port_or_known_default().unwrap_or(443);
+            // A name that does not resolve now is kept: deliveries to it
+            // fail and are retried like any unreachable receiver's.
+            tokio::net::lookup_host((name.as_str(), port))
+                .await
+                .map(|addrs| addrs.map(|a| a.ip()).collect())
+                .unwrap_or_default()
+        }
+        None => Vec::new(),
+    };
+    match addresses.into_iter().find(|ip| is_local(*ip)) {
+        Some(ip) => Err(local(ip)),
+        None => Ok(()),
+    }
+}
+
+/// Addresses a webhook added through the API may not reach by default.
+fn is_local(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                // Alibaba Cloud's metadata service.
+                || v4 == std::net::Ipv4Addr::new(100, 100, 100, 200)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_local(IpAddr::V4(v4));
+            }
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || v6.is_unicast_link_local()
+                // AWS's IPv6 metadata service.
+                || v6 == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+        }
+    }
+}
+
 fn parse_url(raw: &str) -> Result<Url, WebhookError> {
     // The WHATWG parser refuses an `http` or `https` URL without a host
     // (`empty host`), so a parsed one always has one.
@@ -134,6 +205,21 @@ pub enum WebhookError {
         /// Its scheme.
         scheme: String,
     },
+    /// `url` embeds a user name or password.
+    #[error(
+        "`url` embeds credentials, which every admin listing webhooks would see; deliveries are authenticated by the webhook's secret (X-Steward-Signature)"
+    )]
+    Credentials,
+    /// `url` reaches this machine, a link-local or a metadata address.
+    #[error(
+        "`url` host `{host}` is {address}, a loopback, link-local, metadata, broadcast or multicast address; a webhook added through the API may not reach it unless the server's configuration sets `allow-local-webhooks = true`"
+    )]
+    LocalTarget {
+        /// The URL's host.
+        host: String,
+        /// The address it is or resolves to.
+        address: String,
+    },
     /// `secret` is shorter than [`MIN_SECRET_BYTES`].
     #[error(
         "`secret` is {len} bytes long; expected at least {MIN_SECRET_BYTES} bytes (32 random bytes, hex-encoded, is a good secret)"
@@ -160,7 +246,10 @@ impl WebhookError {
     pub fn field(&self) -> &'static str {
         match self {
             WebhookError::EmptyId | WebhookError::DuplicateId { .. } => "id",
-            WebhookError::InvalidUrl { .. } | WebhookError::UrlScheme { .. } => "url",
+            WebhookError::InvalidUrl { .. }
+            | WebhookError::UrlScheme { .. }
+            | WebhookError::Credentials
+            | WebhookError::LocalTarget { .. } => "url",
             WebhookError::SecretTooShort { .. } => "secret",
             WebhookError::EmptyTenants | WebhookError::EmptyTenant { .. } => "tenants",
         }
