@@ -125,6 +125,24 @@ impl Running {
     }
 }
 
+/// `steward_api_event_streams` from `/metrics`.
+async fn event_streams(api: &Running) -> u64 {
+    let text = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("steward_api_event_streams "))
+        .expect("the gauge is exported")
+        .parse()
+        .unwrap()
+}
+
 fn patching_wasm() -> String {
     let bytes = std::fs::read(steward_tests::component("steward-plugin-patching")).unwrap();
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -311,6 +329,32 @@ async fn the_admin_flow_from_tenant_to_findings_and_an_approved_fix() {
             .iter()
             .all(|c| c["change"]["outcome"] == "planned")
     );
+
+    // Streams opened and closed on a run waiting for approval end with
+    // their clients, not when the run next changes (it may wait for days).
+    let mut streams = Vec::new();
+    for _ in 0..50 {
+        let mut resp = api
+            .http
+            .get(format!("{}/api/v1/runs/{fix_run_id}/events", api.base))
+            .bearer_auth(OWNER)
+            .send()
+            .await
+            .unwrap();
+        let first = resp.chunk().await.unwrap().unwrap_or_default();
+        assert!(String::from_utf8_lossy(&first).contains("event: "), "{first:?}");
+        streams.push(resp);
+    }
+    assert_eq!(event_streams(&api).await, 50);
+    drop(streams);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while event_streams(&api).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "closed event streams still followed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let job = approval["job"]["id"].as_str().unwrap();
     let (status, approved) = api

@@ -64,6 +64,25 @@ pub struct ConnectionStats {
     pub refused: AtomicU64,
     /// The effective cap on open connections.
     pub limit: AtomicU64,
+    /// Run event streams being followed (`GET /runs/{id}/events`).
+    pub event_streams: AtomicU64,
+}
+
+/// Counts one open event stream in [`ConnectionStats::event_streams`]
+/// while it lives.
+pub(crate) struct StreamGuard(Arc<ConnectionStats>);
+
+impl StreamGuard {
+    pub(crate) fn enter(stats: &Arc<ConnectionStats>) -> Self {
+        stats.event_streams.fetch_add(1, Ordering::Relaxed);
+        Self(stats.clone())
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.event_streams.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A server's TLS settings.

@@ -126,13 +126,18 @@ fn process_metrics(out: &mut String, state: &ApiState) {
          # HELP steward_api_connections_refused_total Connections closed at once for a limit.\n# TYPE steward_api_connections_refused_total counter\n\
          steward_api_connections_refused_total {}\n\
          # HELP steward_agents_connected Agents connected to this process.\n# TYPE steward_agents_connected gauge\n\
-         steward_agents_connected {}",
+         steward_agents_connected {}\n\
+         # HELP steward_api_event_streams Run event streams being followed.\n# TYPE steward_api_event_streams gauge\n\
+         steward_api_event_streams {}",
         connections.open.load(std::sync::atomic::Ordering::Relaxed),
         connections.limit.load(std::sync::atomic::Ordering::Relaxed),
         connections
             .refused
             .load(std::sync::atomic::Ordering::Relaxed),
         state.agents().len(),
+        connections
+            .event_streams
+            .load(std::sync::atomic::Ordering::Relaxed),
     );
 }
 

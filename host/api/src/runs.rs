@@ -292,6 +292,7 @@ async fn run_events(
 fn async_stream(state: ApiState, run_id: RunId) -> impl Stream<Item = Result<Event, Infallible>> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
     tokio::spawn(async move {
+        let _open = super::listen::StreamGuard::enter(state.connections());
         let mut last_counts = None;
         let mut seen_logs: HashSet<(JobId, u32, u32)> = HashSet::new();
         loop {
