@@ -342,7 +342,10 @@ async fn the_admin_flow_from_tenant_to_findings_and_an_approved_fix() {
             .await
             .unwrap();
         let first = resp.chunk().await.unwrap().unwrap_or_default();
-        assert!(String::from_utf8_lossy(&first).contains("event: "), "{first:?}");
+        assert!(
+            String::from_utf8_lossy(&first).contains("event: "),
+            "{first:?}"
+        );
         streams.push(resp);
     }
     assert_eq!(event_streams(&api).await, 50);

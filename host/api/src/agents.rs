@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{Sink, SinkExt as _, Stream, StreamExt as _};
 use serde::{Deserialize, Serialize};
@@ -69,9 +69,11 @@ pub struct CreateEnrollment {
     #[serde(default)]
     pub tags: Vec<String>,
     /// Seconds until the token stops working (default 7 days, at most 90).
+    #[schema(minimum = 1, maximum = 7_776_000)]
     #[serde(default = "default_expiry")]
     pub expires_in_seconds: u64,
     /// How many devices may enroll with it (default 1).
+    #[schema(minimum = 1, maximum = 100_000)]
     #[serde(default = "one")]
     pub uses: u32,
     /// Whether devices enrolled with it wait for an admin's approval
@@ -128,14 +130,7 @@ async fn create_enrollment(
     if body.uses == 0 || body.uses > 100_000 {
         return Err(ApiError::invalid("uses", "must be 1 to 100000"));
     }
-    for (i, tag) in body.tags.iter().enumerate() {
-        if tag.trim().is_empty() || tag.len() > 64 || tag.chars().any(char::is_control) {
-            return Err(ApiError::invalid(
-                format!("tags[{i}]"),
-                "a tag is 1 to 64 printable characters",
-            ));
-        }
-    }
+    crate::check_tags(&body.tags)?;
     let token = new_token().replacen("stw_", "ste_", 1);
     let now = Timestamp::now();
     let enrollment = state
@@ -215,7 +210,7 @@ pub struct Enrolled {
 
 /// Enrolls an endpoint with an enrollment token (no bearer token: the
 /// enrollment token is the credential, spent once per device).
-#[utoipa::path(post, path = "/api/v1/agent/enroll", tag = "agents", request_body = EnrollRequest,
+#[utoipa::path(post, path = "/api/v1/agent/enroll", tag = "agents", security(()), request_body = EnrollRequest,
     responses((status = 201, body = Enrolled), (status = 409, body = Problem), (status = 422, body = Problem)))]
 async fn enroll(
     State(state): State<ApiState>,
@@ -383,9 +378,23 @@ async fn approve_device(
 /// agent answers with its device id and a signature of the challenge by
 /// its enrolled key; then the server sends provider calls and the agent
 /// answers them and heartbeats.
-#[utoipa::path(get, path = "/api/v1/agent/connect", tag = "agents",
+#[utoipa::path(get, path = "/api/v1/agent/connect", tag = "agents", security(()),
     responses((status = 101, description = "Switching to the agent protocol"), (status = 400, body = Problem)))]
-async fn connect(State(state): State<ApiState>, upgrade: WebSocketUpgrade) -> Response {
+async fn connect(
+    State(state): State<ApiState>,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(e) => {
+            return ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "not-websocket",
+                format!("connect with a WebSocket upgrade: {}", e.body_text()),
+            )
+            .into_response();
+        }
+    };
     upgrade
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)

@@ -11,7 +11,7 @@
 
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, Error as _};
 
 use super::problem::ApiError;
 
@@ -74,15 +74,39 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let value: Result<T, _> = serde_path_to_error::deserialize(&mut *de);
+    let mut value: Result<T, _> = serde_path_to_error::deserialize(&mut *de);
     if value.is_ok() {
         de.end()
             .map_err(|e| malformed(format!("{e} (one JSON object per body)")))?;
+    }
+    // JSON does not tell `5` from `5.0`; serde does. A whole number
+    // written with a fraction is taken where an integer is wanted.
+    if let Err(e) = &value
+        && e.inner()
+            .to_string()
+            .starts_with("invalid type: floating point")
+        && let Ok(mut parsed) = serde_json::from_slice::<serde_json::Value>(bytes)
+    {
+        whole_floats_as_integers(&mut parsed);
+        value = serde_path_to_error::deserialize(parsed).map_err(|e| {
+            let path = e.path().clone();
+            serde_path_to_error::Error::new(path, serde_json::Error::custom(e.into_inner()))
+        });
     }
     let value = value.map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if !inner.is_data() {
+            // serde_json reports a value of the wrong kind for an enum
+            // (`"tier": 5`) as a syntax error; the body is valid JSON, so
+            // it is the field's value at fault.
+            if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+                let field = if path == "." { "body".to_owned() } else { path };
+                return ApiError::invalid(
+                    field.clone(),
+                    format!("invalid `{field}`: not a value this field takes"),
+                );
+            }
             return ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "malformed-json",
@@ -114,6 +138,25 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ApiError::invalid(field.clone(), format!("invalid `{field}`: {message}"))
     })?;
     Ok(value)
+}
+
+/// Every whole number in `value` written with a fraction (`677.0`) as an
+/// integer.
+pub(crate) fn whole_floats_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().expect("an f64");
+            if f.fract() == 0.0 && f >= 0.0 && f < u64::MAX as f64 {
+                *value = Value::from(f as u64);
+            } else if f.fract() == 0.0 && f < 0.0 && f > i64::MIN as f64 {
+                *value = Value::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_floats_as_integers),
+        Value::Object(map) => map.values_mut().for_each(whole_floats_as_integers),
+        _ => {}
+    }
 }
 
 /// Whether `c` is a control character no text of ours needs.

@@ -180,11 +180,34 @@ pub struct CreateDevice {
     /// the server runs on, `{"provider": "simulated", "fixture": {…}}` for
     /// a simulated device.
     #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
     pub facts: Value,
     /// Admin fields: `purchase-date`, `warranty-end`, `cost-cents`,
     /// `class`, `assigned-user`.
     #[serde(default = "empty_object")]
+    #[schema(value_type = DeviceAdmin)]
     pub admin: Value,
+}
+
+/// The admin fields of a device as the API documents them; the runtime's
+/// `AdminRecord` reads and checks them (`check_admin_fields`).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[allow(dead_code)] // Only its schema is used.
+pub struct DeviceAdmin {
+    /// When it was bought.
+    #[schema(value_type = Option<String>, format = Date)]
+    purchase_date: Option<String>,
+    /// When its warranty ends.
+    #[schema(value_type = Option<String>, format = Date)]
+    warranty_end: Option<String>,
+    /// Replacement cost in cents.
+    cost_cents: Option<u64>,
+    /// `laptop`, `desktop`, `server` or `other`.
+    #[schema(pattern = "^(laptop|desktop|server|other)$")]
+    class: Option<String>,
+    /// Who uses it.
+    assigned_user: Option<String>,
 }
 
 fn empty_object() -> Value {
@@ -217,6 +240,7 @@ async fn create_device(
 ) -> ApiResult<(StatusCode, axum::Json<Device>)> {
     caller.require(Role::Technician)?;
     state.tenant(&caller, &body.tenant_id).await?;
+    crate::check_tags(&body.tags)?;
     check_local_provider(&body.facts)?;
     check_admin_fields(&body.admin)?;
     let device = state
@@ -262,7 +286,9 @@ fn check_local_provider(facts: &Value) -> ApiResult<()> {
 
 /// Admin fields must read as a device record's (dates, a class, …).
 fn check_admin_fields(admin: &Value) -> ApiResult<()> {
-    serde_json::from_value::<steward_runtime::capability::inventory::AdminRecord>(admin.clone())
+    let mut admin = admin.clone();
+    super::body::whole_floats_as_integers(&mut admin);
+    serde_json::from_value::<steward_runtime::capability::inventory::AdminRecord>(admin)
         .map(drop)
         .map_err(|e| ApiError::invalid("admin", format!("invalid `admin`: {e}")))
 }

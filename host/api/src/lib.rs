@@ -12,6 +12,7 @@
 mod agents;
 pub mod auth;
 pub mod body;
+mod document;
 mod inventory;
 pub mod listen;
 mod ops;
@@ -282,7 +283,46 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
-/// The router (with its state) and the OpenAPI document of every route.
+/// The longest tag in characters.
+pub(crate) const MAX_TAG_CHARS: usize = 64;
+
+/// Refuses a tag that is blank, longer than [`MAX_TAG_CHARS`] or holds a
+/// control character, naming it (`tags[2]`).
+pub(crate) fn check_tags(tags: &[String]) -> ApiResult<()> {
+    for (i, tag) in tags.iter().enumerate() {
+        if tag.trim().is_empty()
+            || tag.chars().count() > MAX_TAG_CHARS
+            || tag.chars().any(char::is_control)
+        {
+            return Err(ApiError::invalid(
+                format!("tags[{i}]"),
+                format!(
+                    "a tag is 1 to {MAX_TAG_CHARS} characters, not blank, without control characters"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A page size from a query: `default` when absent, refused (400 naming
+/// `limit`) outside 1 to `max`.
+pub(crate) fn page_limit(limit: Option<u32>, default: u32, max: u32) -> ApiResult<u32> {
+    let limit = limit.unwrap_or(default);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+            format!("`limit` must be 1 to {max}"),
+        )
+        .with_field("limit"))
+    }
+}
+
+/// The router (with its state) and the OpenAPI document of every route
+/// (as generated; the one served is completed by [`document::complete`]).
 pub fn router(state: ApiState) -> (Router, OpenApi) {
     let (router, mut doc) = OpenApiRouter::new()
         .merge(ops::routes())
@@ -308,7 +348,7 @@ pub fn router(state: ApiState) -> (Router, OpenApi) {
         "token",
         Vec::<String>::new(),
     )]);
-    let doc_json = Arc::new(doc.to_json().expect("the OpenAPI document serialises"));
+    let doc_json = Arc::new(document::complete(&doc));
     let router = router
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no-route", "no such route") })
         .method_not_allowed_fallback(|| async {

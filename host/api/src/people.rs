@@ -70,8 +70,9 @@ pub struct CreateUser {
     pub name: String,
     /// Role: `owner`, `admin`, `technician` or `viewer`.
     pub role: Role,
-    /// Tenant ids the user may see; absent: every tenant.
+    /// Tenant ids the user may see (at least one); absent: every tenant.
     #[serde(default)]
+    #[schema(min_items = 1)]
     pub tenants: Option<Vec<TenantId>>,
 }
 
@@ -361,7 +362,8 @@ pub struct AuditQuery {
     pub tenant: Option<TenantId>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
-    /// Page size, at most 500 (default 100).
+    /// Page size, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -374,7 +376,7 @@ async fn list_audit(
     caller: Caller,
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<axum::Json<Page<StoredAudit>>> {
-    let limit = q.limit.unwrap_or(100).clamp(1, 500);
+    let limit = super::page_limit(q.limit, 100, 500)?;
     let items = state
         .store()
         .audit_events(&caller.scope, q.tenant.as_ref(), q.cursor.as_deref(), limit)

@@ -160,7 +160,7 @@ pub struct CreatePlaybook {
     /// Ordered steps: `{"plugin", "version"?, "params"?, "mode"?
     /// ("check" | "remediate"), "on-failure"? ("stop" | "continue"),
     /// "requires-approval"?}`.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<Object>, min_items = 1)]
     pub steps: Value,
     /// Which devices: `{"sites"?, "tags"?, "devices"?}`; absent: every
     /// device of the tenant.
@@ -308,10 +308,8 @@ pub struct CreateSchedule {
     /// For a shared playbook: the tenant it fires for.
     #[serde(default)]
     pub tenant_id: Option<TenantId>,
-    /// `{"cron", "timezone"?, "window"?: {"start", "end", "on-miss"?},
-    /// "jitter-seconds"?, "misfire"?, "overlap"?}`; errors name the field
-    /// (`spec.cron`).
-    #[schema(value_type = Object)]
+    /// When it fires; errors name the field (`spec.cron`).
+    #[schema(value_type = steward_control::schedule::ScheduleSpec)]
     pub spec: Value,
 }
 

@@ -61,7 +61,8 @@ pub struct RunQuery {
     pub until: Option<chrono::DateTime<chrono::Utc>>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
-    /// Page size, at most 500 (default 50).
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -121,15 +122,7 @@ async fn list_runs(
     if let Some(body) = state.inner.run_pages.get(&key, generation) {
         return Ok(json(body));
     }
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "invalid-query",
-            format!("`limit` must be 1 to {MAX_LIMIT}"),
-        )
-        .with_field("limit"));
-    }
+    let limit = super::page_limit(q.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let page = state
         .store()
         .list_runs_json(&RunFilter {
@@ -203,15 +196,7 @@ async fn run_jobs(
     Path(id): Path<String>,
     Query(q): Query<JobQuery>,
 ) -> ApiResult<axum::Json<Page<Job>>> {
-    let limit = q.limit.unwrap_or(500);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "invalid-query",
-            "`limit` must be 1 to 1000",
-        )
-        .with_field("limit"));
-    }
+    let limit = super::page_limit(q.limit, 500, 1000)?;
     let run = state.run(&caller, &RunId::from(id)).await?;
     let items = state
         .store()
@@ -271,12 +256,23 @@ async fn run_logs(
 /// starting (which do not wake it).
 const POLL: Duration = Duration::from_secs(1);
 
+/// One server-sent event of a run's stream.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RunEvent {
+    /// `progress` (data: `{run, jobs, total}`), `log` (data: a log line),
+    /// `end` (data: the run) or `error`.
+    #[schema(pattern = "^(progress|log|end|error)$")]
+    pub event: String,
+    /// The event's JSON (a text for `error`).
+    pub data: String,
+}
+
 /// Follows a run live as server-sent events: `progress` (the run and its
 /// jobs per state) whenever a job changes state, `log` for each new log
 /// line, and a last `end` once the run has finished.
 #[utoipa::path(get, path = "/api/v1/runs/{id}/events", tag = "runs",
     params(("id" = String, Path, description = "Run id")),
-    responses((status = 200, description = "`text/event-stream` of `progress`, `log` and `end` events", content_type = "text/event-stream", body = String),
+    responses((status = 200, description = "`text/event-stream` of `progress`, `log` and `end` events", content_type = "text/event-stream", body = RunEvent),
         (status = 404, body = Problem)))]
 async fn run_events(
     State(state): State<ApiState>,

@@ -115,12 +115,14 @@ pub async fn check_api_target(raw: &str, allow_local: bool) -> Result<(), Webhoo
                 return Err(local(std::net::Ipv4Addr::LOCALHOST.into()));
             }
             let port = url.port_or_known_default().unwrap_or(443);
-            // A name that does not resolve now is kept: deliveries to it
-            // fail and are retried like any unreachable receiver's.
-            tokio::net::lookup_host((name.as_str(), port))
-                .await
-                .map(|addrs| addrs.map(|a| a.ip()).collect())
-                .unwrap_or_default()
+            // A name that does not resolve now (or within 3 s) is kept:
+            // deliveries to it fail and are retried like any unreachable
+            // receiver's.
+            let lookup = tokio::net::lookup_host((name.as_str(), port));
+            match tokio::time::timeout(std::time::Duration::from_secs(3), lookup).await {
+                Ok(Ok(addrs)) => addrs.map(|a| a.ip()).collect(),
+                _ => Vec::new(),
+            }
         }
         None => Vec::new(),
     };

@@ -85,7 +85,7 @@ pub const MAX_JITTER_SECONDS: u32 = 24 * 3600;
 
 /// A schedule as an admin writes it, in the API and in files (kebab-case
 /// keys). Compile it with [`ScheduleSpec::compile`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ScheduleSpec {
     /// A 5-field (`minute hour day-of-month month day-of-week`) or 6-field
@@ -104,6 +104,7 @@ pub struct ScheduleSpec {
     /// Jobs of one firing start spread over this many seconds (within the
     /// window), so thousands of devices do not start in the same second.
     #[serde(default)]
+    #[schema(maximum = 86_400)]
     pub jitter_seconds: u32,
     /// What happens to firings missed while the scheduler was down.
     #[serde(default)]
@@ -114,7 +115,9 @@ pub struct ScheduleSpec {
 }
 
 /// What happens to a job that has not started when its window closes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum WindowMiss {
     /// It starts in the next window.
@@ -125,7 +128,9 @@ pub enum WindowMiss {
 }
 
 /// What happens to firings missed while the scheduler was down.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Misfire {
     /// All of them together fire once, as soon as the scheduler is back.
@@ -137,7 +142,9 @@ pub enum Misfire {
 
 /// What happens to a firing while the previous run of the schedule is
 /// still going.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Overlap {
     /// The firing is skipped.

@@ -62,16 +62,19 @@ impl From<Weekday> for chrono::Weekday {
 ///
 /// The window lies within one day: `end` must be after `start`, and `24:00`
 /// is the latest end. Windows across midnight are not supported yet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct WindowSpec {
     /// The days the window opens (by the local date it opens on); empty
     /// means every day.
     #[serde(default)]
+    #[schema(value_type = Vec<String>)]
     pub days: Vec<Weekday>,
     /// When it opens, `HH:MM` local time, `00:00` to `23:59`.
+    #[schema(pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]$")]
     pub start: String,
     /// When it closes, `HH:MM` local time, after `start`, up to `24:00`.
+    #[schema(pattern = "^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")]
     pub end: String,
 }
 
