@@ -14,6 +14,10 @@
 #[path = "../../host/tests/support/mod.rs"]
 mod support;
 
+mod queue_alone;
+
+use queue_alone::enqueue;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +26,7 @@ use steward_control::executor::{Executor, ExecutorConfig};
 use steward_control::plane::ControlPlane;
 use steward_control::providers::StandardProviders;
 use steward_runtime::device::local::LocalConfig;
-use steward_store::{Completion, JobStatus, NewFinding, RunId, Severity, Store, Tier, Timestamp};
+use steward_store::{JobStatus, RunId, Store, Tier};
 use support::control::{fixture, install, plane_with, runtime_with, simulated_facts, tenant};
 use tokio::sync::watch;
 
@@ -112,45 +116,10 @@ async fn measure(name: &str, store: &Store, jobs: usize) -> anyhow::Result<()> {
     // Both measurements run as a server does: runs are started while the
     // jobs of earlier ones are already being taken, and the clock runs
     // from the first enqueue to the last result persisted.
-    let total = jobs.div_ceil(1000) * 1000;
-
+    //
     // Baseline: the same runs through the queue alone, recording the same
     // finding and result the plugin returns, with no plugin run.
-    let started = Instant::now();
-    let enqueuing = tokio::spawn(enqueue(plane.clone(), playbook.id.clone(), jobs));
-    let mut completed = 0;
-    while completed < total {
-        let claimed = store
-            .claim("baseline", 256, Duration::from_secs(60), Timestamp::now())
-            .await?;
-        if claimed.is_empty() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-            continue;
-        }
-        let completions: Vec<Completion> = claimed
-            .iter()
-            .map(|j| {
-                let mut c =
-                    Completion::succeeded(j, json!({ "findings": 1, "critical": 0, "changes": 0 }));
-                c.findings = vec![NewFinding {
-                    key: "ok".into(),
-                    severity: Severity::Info,
-                    summary: "all good".into(),
-                    detail: String::new(),
-                    resource: String::new(),
-                    fields: json!({}),
-                }];
-                c
-            })
-            .collect();
-        completed += store
-            .complete("baseline", &completions, Timestamp::now())
-            .await?
-            .len();
-    }
-    let queue_only = started.elapsed();
-    enqueuing.await??;
-    assert_eq!(completed, total, "the baseline completed every job once");
+    let queue_only = queue_alone::measure(store, &plane, &playbook.id, jobs).await?;
 
     // End to end: the executor is running when the runs are started.
     let started = Instant::now();
@@ -188,20 +157,6 @@ async fn measure(name: &str, store: &Store, jobs: usize) -> anyhow::Result<()> {
         },
     );
     Ok(())
-}
-
-/// Runs of the playbook until `jobs` jobs are queued (one per device per
-/// run).
-async fn enqueue(
-    plane: ControlPlane,
-    playbook: steward_store::PlaybookId,
-    jobs: usize,
-) -> anyhow::Result<(Vec<RunId>, usize)> {
-    let mut runs = Vec::new();
-    for _ in 0..jobs.div_ceil(1000) {
-        runs.push(plane.start_run(&playbook, None).await?);
-    }
-    Ok((runs, jobs.div_ceil(1000) * 1000))
 }
 
 fn executor(

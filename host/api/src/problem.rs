@@ -165,10 +165,12 @@ impl From<StoreError> for ApiError {
             | StoreError::UnknownRun(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, "not-found", e.to_string())
             }
-            StoreError::WrongTenant { .. } => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "wrong-tenant",
-                e.to_string(),
+            // Another tenant's object is answered exactly as a missing
+            // one, never naming the tenant that owns it.
+            StoreError::WrongTenant { what, .. } => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!("unknown device `{what}`"),
             ),
             StoreError::AlreadyExists { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "already-exists", e.to_string())

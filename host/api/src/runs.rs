@@ -290,12 +290,15 @@ fn async_stream(state: ApiState, run_id: RunId) -> impl Stream<Item = Result<Eve
     tokio::spawn(async move {
         let _open = super::listen::StreamGuard::enter(state.connections());
         let mut last_counts = None;
-        let mut seen_logs: HashSet<(JobId, u32, u32)> = HashSet::new();
+        // Lines are read from the newest time already sent on; the lines
+        // of that millisecond are read again and dropped here.
+        let mut since = Timestamp::from_millis(i64::MIN);
+        let mut seen_logs: HashSet<(Timestamp, JobId, u32, u32)> = HashSet::new();
         loop {
             let (run, jobs, logs) = match (
                 state.store().run(&run_id).await,
                 state.store().job_counts_of_run(&run_id).await,
-                state.store().logs_of_run(&run_id).await,
+                state.store().logs_of_run_since(&run_id, since).await,
             ) {
                 (Ok(Some(run)), Ok(jobs), Ok(logs)) => (run, jobs, logs),
                 (Ok(None), ..) => break,
@@ -307,8 +310,9 @@ fn async_stream(state: ApiState, run_id: RunId) -> impl Stream<Item = Result<Eve
                     break;
                 }
             };
+            let newest = logs.iter().map(|l| l.at).max();
             for log in logs {
-                if seen_logs.insert((log.job_id.clone(), log.attempt, log.seq)) {
+                if seen_logs.insert((log.at, log.job_id.clone(), log.attempt, log.seq)) {
                     let event = Event::default().event("log").json_data(&log);
                     if tx
                         .send(event.expect("a log line serialises"))
@@ -318,6 +322,10 @@ fn async_stream(state: ApiState, run_id: RunId) -> impl Stream<Item = Result<Eve
                         return;
                     }
                 }
+            }
+            if let Some(newest) = newest.filter(|n| *n > since) {
+                since = newest;
+                seen_logs.retain(|(at, ..)| *at == newest);
             }
             let total: u64 = jobs.values().sum();
             let counts = jobs;

@@ -1239,15 +1239,21 @@ async fn record(inner: &Inner, batch: &mut [Done]) {
     }
     tracing::info!(worker, ?ended, "recorded jobs");
     if let Some(alerts) = &inner.alerts {
+        // One alert-state read for the batch, not one per job.
+        let observed: Vec<(&Done, &Observation)> = batch
+            .iter()
+            .filter(|d| accepted.contains(&d.job.id))
+            .filter_map(|d| d.observation.as_ref().map(|o| (d, o)))
+            .collect();
+        let observations: Vec<&Observation> = observed.iter().map(|(_, o)| *o).collect();
+        let results = alerts.alerter.observe_batch(&observations).await;
         let mut done = Vec::new();
-        for d in batch.iter() {
-            if !accepted.contains(&d.job.id) {
-                continue;
+        for ((d, _), (fired, complete)) in observed.iter().zip(results) {
+            for alert in fired {
+                alerts.send(alert);
             }
-            if let Some(o) = &d.observation {
-                inner
-                    .observe_recorded(alerts, &d.job.id, d.job.attempt, o, &mut done)
-                    .await;
+            if complete {
+                done.push((d.job.id.clone(), d.job.attempt));
             }
         }
         inner.inbox_done(&done).await;

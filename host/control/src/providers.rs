@@ -302,6 +302,24 @@ impl AlertState for StoreAlertState {
         text.as_deref().map(decode).transpose()
     }
 
+    async fn open_among(
+        &self,
+        keys: &[AlertKey],
+    ) -> Result<std::collections::HashSet<AlertKey>, AlertStateError> {
+        let names: Vec<String> = keys.iter().map(AlertKey::to_string).collect();
+        let present = self
+            .store
+            .alert_keys_present(&names)
+            .await
+            .map_err(backend)?;
+        Ok(keys
+            .iter()
+            .zip(&names)
+            .filter(|(_, name)| present.contains(*name))
+            .map(|(key, _)| key.clone())
+            .collect())
+    }
+
     async fn open(&self, key: &AlertKey, alert: &OpenAlert) -> Result<bool, AlertStateError> {
         self.store
             .alert_open(&key.to_string(), &encode(alert)?, None, Timestamp::now())

@@ -767,12 +767,25 @@ impl Store {
     ///
     /// A database failure or a corrupt row.
     pub async fn logs_of_run(&self, run_id: &RunId) -> Result<Vec<RunLog>> {
+        self.logs_of_run_since(run_id, Timestamp::from_millis(i64::MIN))
+            .await
+    }
+
+    /// A run's log lines written at or after `since`, oldest first (what
+    /// a follower of the run has not seen yet, and the lines of the
+    /// millisecond it saw last, which it drops).
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn logs_of_run_since(&self, run_id: &RunId, since: Timestamp) -> Result<Vec<RunLog>> {
         sqlx::query(
             "SELECT l.job_id, l.attempt, l.seq, l.at, l.level, l.message FROM job_logs l \
-             JOIN jobs j ON j.id = l.job_id WHERE j.run_id = $1 \
+             JOIN jobs j ON j.id = l.job_id WHERE j.run_id = $1 AND l.at >= $2 \
              ORDER BY l.at, l.job_id, l.attempt, l.seq",
         )
         .bind(run_id.as_str())
+        .bind(since.as_millis())
         .fetch_all(self.pool())
         .await?
         .iter()

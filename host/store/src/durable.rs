@@ -574,6 +574,30 @@ impl Store {
         )
     }
 
+    /// Which of `keys` have a stored alert: one query per 500 keys.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn alert_keys_present(
+        &self,
+        keys: &[String],
+    ) -> Result<std::collections::HashSet<String>> {
+        let mut present = std::collections::HashSet::new();
+        for chunk in keys.chunks(500) {
+            let mut sql = Sql::new(
+                self.backend,
+                "SELECT alert_key FROM alert_state WHERE alert_key IN ",
+            );
+            sql.in_list(chunk.iter().map(String::as_str));
+            let mut conn = self.pool().acquire().await?;
+            for r in sql.fetch_all(&mut conn).await? {
+                present.insert(r.try_get::<String, _>("alert_key")?);
+            }
+        }
+        Ok(present)
+    }
+
     /// Stores `alert` under `key` unless one is there; true if this call
     /// stored it. When it did, `event` (if any) is written to the alert
     /// outbox in the same transaction, held until its `retry_at`.

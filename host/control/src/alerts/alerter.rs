@@ -60,6 +60,60 @@ impl Alerter {
         job = %observation.job_id,
     ))]
     pub async fn observe_all(&self, observation: &Observation) -> (Vec<Alert>, bool) {
+        self.observe_one(observation, None).await
+    }
+
+    /// [`observe_all`](Self::observe_all) for a batch of observations, in
+    /// order, with one read of the alert state for the keys they clear
+    /// (most jobs pass, and a passing job whose keys are closed writes
+    /// nothing), instead of one read per key. A key that an earlier
+    /// observation of the batch holds is read again when a later one
+    /// clears it.
+    pub async fn observe_batch(&self, observations: &[&Observation]) -> Vec<(Vec<Alert>, bool)> {
+        let cleared: Vec<AlertKey> = observations
+            .iter()
+            .flat_map(|o| {
+                Condition::ALL
+                    .into_iter()
+                    .filter(|c| o.holds(*c) == Some(false))
+                    .map(|c| o.key(c))
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        // A failed read: every key is read again on its own.
+        let mut open = match self.state.open_among(&cleared).await {
+            Ok(open) => Some(open),
+            Err(err) => {
+                error!(
+                    err = &err as &dyn std::error::Error,
+                    "alert state failed; reading keys one by one"
+                );
+                None
+            }
+        };
+        let mut out = Vec::with_capacity(observations.len());
+        for o in observations {
+            out.push(self.observe_one(o, open.as_ref()).await);
+            if let Some(open) = &mut open {
+                // A key this observation holds may be open now.
+                for c in Condition::ALL {
+                    if o.holds(c) == Some(true) {
+                        open.insert(o.key(c));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// One observation; `open`, when given, holds every key of the batch
+    /// that may be open, so a cleared key outside it needs no read.
+    async fn observe_one(
+        &self,
+        observation: &Observation,
+        open: Option<&std::collections::HashSet<AlertKey>>,
+    ) -> (Vec<Alert>, bool) {
         let mut complete = true;
         let mut alerts = Vec::new();
         for condition in Condition::ALL {
@@ -69,6 +123,8 @@ impl Alerter {
             let key = observation.key(condition);
             let step = if holds {
                 self.held(&key, observation).await
+            } else if open.is_some_and(|open| !open.contains(&key)) {
+                Ok(None)
             } else {
                 self.cleared(&key, observation).await
             };
@@ -261,6 +317,87 @@ mod tests {
         let again = alerter.observe(&checked(6, &["cve-1"])).await;
         assert_eq!(again.len(), 1);
         assert_ne!(again[0].id, fired[0].id, "a new incident gets a new id");
+    }
+
+    /// A memory state that counts its reads.
+    #[derive(Default)]
+    struct CountingState {
+        inner: MemoryAlertState,
+        gets: std::sync::atomic::AtomicUsize,
+        batch_reads: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl AlertState for CountingState {
+        async fn get(&self, key: &AlertKey) -> Result<Option<OpenAlert>, AlertStateError> {
+            self.gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.get(key).await
+        }
+        async fn open_among(
+            &self,
+            keys: &[AlertKey],
+        ) -> Result<std::collections::HashSet<AlertKey>, AlertStateError> {
+            self.batch_reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut open = std::collections::HashSet::new();
+            for k in keys {
+                if self.inner.get(k).await?.is_some() {
+                    open.insert(k.clone());
+                }
+            }
+            Ok(open)
+        }
+        async fn open(&self, key: &AlertKey, alert: &OpenAlert) -> Result<bool, AlertStateError> {
+            self.inner.open(key, alert).await
+        }
+        async fn repeat(
+            &self,
+            key: &AlertKey,
+            at: DateTime<Utc>,
+        ) -> Result<Option<OpenAlert>, AlertStateError> {
+            self.inner.repeat(key, at).await
+        }
+        async fn close(&self, key: &AlertKey) -> Result<Option<OpenAlert>, AlertStateError> {
+            self.inner.close(key).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_reads_the_state_once_for_passing_jobs_and_keeps_order() {
+        let state = Arc::new(CountingState::default());
+        let alerter = Alerter::new(state.clone());
+        // 50 passing jobs on 50 devices: one read, no per-key reads.
+        let passing: Vec<Observation> = (0..50)
+            .map(|i| {
+                let mut o = checked(0, &[]);
+                o.device_id = format!("pc-{i}");
+                o
+            })
+            .collect();
+        let refs: Vec<&Observation> = passing.iter().collect();
+        let out = alerter.observe_batch(&refs).await;
+        assert!(
+            out.iter()
+                .all(|(alerts, complete)| alerts.is_empty() && *complete)
+        );
+        assert_eq!(
+            state.batch_reads.load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        assert_eq!(state.gets.load(std::sync::atomic::Ordering::Relaxed), 0);
+        // In one batch, a failure then a pass of the same key fires and
+        // then resolves, as one by one would.
+        let (fail, pass) = (checked(1, &["cve-1"]), checked(2, &[]));
+        let out = alerter.observe_batch(&[&fail, &pass]).await;
+        assert_eq!(out[0].0.len(), 1, "{out:?}");
+        assert_eq!(out[0].0[0].event, AlertEvent::Firing);
+        assert_eq!(out[1].0.len(), 1, "{out:?}");
+        assert_eq!(out[1].0[0].event, AlertEvent::Resolved);
+        // An alert opened before the batch is resolved by a pass in it.
+        alerter.observe(&checked(3, &["cve-9"])).await;
+        let out = alerter.observe_batch(&[&checked(4, &[])]).await;
+        assert_eq!(out[0].0.len(), 1, "{out:?}");
+        assert_eq!(out[0].0[0].event, AlertEvent::Resolved);
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@
 //! | method | SQL |
 //! |---|---|
 //! | `get` | `SELECT … WHERE key = ?` |
+//! | `open_among` | `SELECT key … WHERE key IN (…)` |
 //! | `open` | `INSERT … ON CONFLICT (key) DO NOTHING`, true when a row was inserted |
 //! | `repeat` | `UPDATE … SET occurrences = occurrences + 1, last_seen = … WHERE key = ? RETURNING …` |
 //! | `close` | `DELETE … WHERE key = ? RETURNING …` |
@@ -57,6 +58,22 @@ pub enum AlertStateError {
 pub trait AlertState: Send + Sync {
     /// The open alert for `key`, if any.
     async fn get(&self, key: &AlertKey) -> Result<Option<OpenAlert>, AlertStateError>;
+
+    /// Which of `keys` are open now: one read for a batch of observations
+    /// (a passing job usually finds its keys closed and writes nothing).
+    /// The default reads them one by one.
+    async fn open_among(
+        &self,
+        keys: &[AlertKey],
+    ) -> Result<std::collections::HashSet<AlertKey>, AlertStateError> {
+        let mut open = std::collections::HashSet::new();
+        for key in keys {
+            if self.get(key).await?.is_some() {
+                open.insert(key.clone());
+            }
+        }
+        Ok(open)
+    }
 
     /// Opens `key` with `alert` unless it is already open. True when this
     /// call opened it, false when it was open already (whoever opened it
