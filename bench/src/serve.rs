@@ -10,7 +10,9 @@
 //! claimed and completed in-process with no plugin run), so the ratio is
 //! what the whole server costs on top of its queue.
 //!
-//! `cargo build --release -p steward-host -p steward-bench && target/release/serve [RUNS] [sqlite|postgres|both]`.
+//! `cargo build --release -p steward-host -p steward-bench && target/release/serve [RUNS] [sqlite|postgres|both]`
+//! (`STEWARD_BENCH_SERVE_CONFIG='max-in-flight = 1024'` adds top-level
+//! configuration keys, to compare with the defaults).
 
 #[path = "../../host/tests/support/mod.rs"]
 mod support;
@@ -132,6 +134,13 @@ async fn measure(
     );
     if let Some(url) = database {
         config.push_str(&format!("database = {url:?}\n"));
+    }
+    // Top-level keys to try another configuration than the defaults
+    // (`max-in-flight = 1024`), printed with the figure.
+    if let Ok(extra) = std::env::var("STEWARD_BENCH_SERVE_CONFIG") {
+        println!("{name}: with {extra:?}");
+        config.push_str(&extra);
+        config.push('\n');
     }
     config.push_str(&format!(
         "[[plugins]]\nfile = {:?}\n\n[[webhooks]]\nid = \"bench\"\nurl = \"http://127.0.0.1:{hook_port}/hook\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n",

@@ -360,6 +360,9 @@ async fn the_admin_flow_from_tenant_to_findings_and_an_approved_fix() {
     }
 
     let job = approval["job"]["id"].as_str().unwrap();
+    let detail = format!("/api/v1/runs/{fix_run_id}");
+    let (_, waiting) = api.get(OWNER, &detail).await;
+    assert_eq!(waiting["jobs"]["awaiting-approval"], 1, "{waiting}");
     let (status, approved) = api
         .post(
             OWNER,
@@ -369,6 +372,10 @@ async fn the_admin_flow_from_tenant_to_findings_and_an_approved_fix() {
         .await;
     assert_eq!(status, StatusCode::OK, "{approved}");
     assert_eq!(approved["status"], "queued");
+    // The run as served just before is not served again: the approval's
+    // commit shows at once.
+    let (_, after) = api.get(OWNER, &detail).await;
+    assert!(after["jobs"].get("awaiting-approval").is_none(), "{after}");
     let (status, again) = api
         .post(
             OWNER,

@@ -53,6 +53,7 @@ struct Inner {
     plane: ControlPlane,
     tokens: TokenCache,
     run_pages: runs::PageCache,
+    run_details: runs::RunCache,
     /// Alert delivery, told when webhooks change; `None` when the server
     /// does not alert.
     alerts: Option<Arc<Alerts>>,
@@ -85,6 +86,7 @@ impl ApiState {
                 plane,
                 tokens: TokenCache::default(),
                 run_pages: runs::PageCache::default(),
+                run_details: runs::RunCache::default(),
                 alerts,
                 configured_webhooks,
                 registry: None,

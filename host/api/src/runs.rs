@@ -161,7 +161,59 @@ pub struct RunDetail {
     pub jobs: HashMap<JobStatus, u64>,
 }
 
-/// One run, with how many of its jobs are in each state.
+/// Recently served runs with their jobs per state, by run id: the body,
+/// the run's tenant (checked against each caller), and the store's writes
+/// generation it was read at. Any commit of this process empties it in
+/// effect (the generation moves), so a job's change shows at once; one
+/// made by another process sharing the database shows within
+/// [`PAGE_TTL`]. A follower polling a run of 10,000 jobs costs a count of
+/// its jobs per commit, not per request.
+#[derive(Debug, Default)]
+pub struct RunCache {
+    entries: std::sync::Mutex<HashMap<RunId, CachedRun>>,
+}
+
+#[derive(Debug)]
+struct CachedRun {
+    at: std::time::Instant,
+    generation: u64,
+    tenant: Option<TenantId>,
+    body: axum::body::Bytes,
+}
+
+impl RunCache {
+    fn get(&self, id: &RunId, generation: u64, caller: &Caller) -> Option<axum::body::Bytes> {
+        let entries = self.entries.lock().expect("run cache lock");
+        let entry = entries.get(id)?;
+        (entry.generation == generation
+            && entry.at.elapsed() < PAGE_TTL
+            && caller.sees(entry.tenant.as_ref()))
+        .then(|| entry.body.clone())
+    }
+
+    fn put(&self, id: RunId, generation: u64, tenant: Option<TenantId>, body: axum::body::Bytes) {
+        let mut entries = self.entries.lock().expect("run cache lock");
+        if entries.len() >= 4096 {
+            entries.retain(|_, e| e.generation == generation && e.at.elapsed() < PAGE_TTL);
+            if entries.len() >= 4096 {
+                entries.clear();
+            }
+        }
+        let at = std::time::Instant::now();
+        entries.insert(
+            id,
+            CachedRun {
+                at,
+                generation,
+                tenant,
+                body,
+            },
+        );
+    }
+}
+
+/// One run, with how many of its jobs are in each state (served from
+/// memory until the next commit, see [`RunCache`]).
 #[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs",
     params(("id" = String, Path, description = "Run id")),
     responses((status = 200, body = RunDetail), (status = 404, body = Problem)))]
@@ -169,10 +221,32 @@ async fn get_run(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> ApiResult<axum::Json<RunDetail>> {
-    let run = state.run(&caller, &RunId::from(id)).await?;
+) -> ApiResult<axum::response::Response> {
+    let json = |body: axum::body::Bytes| {
+        (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
+    };
+    // Read the generation first: a commit while the run is read moves it,
+    // so what is read now is not served again.
+    let generation = state.store().writes_generation();
+    let id = RunId::from(id);
+    if let Some(body) = state.inner.run_details.get(&id, generation, &caller) {
+        return Ok(json(body));
+    }
+    let run = state.run(&caller, &id).await?;
     let jobs = state.store().job_counts_of_run(&run.id).await?;
-    Ok(axum::Json(RunDetail { jobs, run }))
+    let tenant = run.tenant_id.clone();
+    let body = axum::body::Bytes::from(
+        serde_json::to_vec(&RunDetail { jobs, run }).expect("a run serialises"),
+    );
+    state
+        .inner
+        .run_details
+        .put(id, generation, tenant, body.clone());
+    Ok(json(body))
 }
 
 /// Which of a run's jobs to list.

@@ -267,6 +267,9 @@ pub struct Store {
     runs_generation: Arc<AtomicU64>,
     /// Woken with every bump of `runs_generation`.
     runs_notify: Arc<tokio::sync::Notify>,
+    /// Bumped after every write transaction's commit (see
+    /// [`Store::writes_generation`]).
+    writes_generation: Arc<AtomicU64>,
     /// The last [`writable`](Store::writable) probe: when, and its result.
     probe: Arc<tokio::sync::Mutex<Option<Probe>>>,
     /// Wakes executors when jobs become claimable (see [`wake`]).
@@ -288,6 +291,7 @@ pub(crate) struct WriteTx {
     runs_generation: Arc<AtomicU64>,
     runs_notify: Arc<tokio::sync::Notify>,
     runs_changed: bool,
+    writes_generation: Arc<AtomicU64>,
     jobs_wake: Arc<wake::JobsWake>,
     jobs_ready: bool,
     postgres: bool,
@@ -307,6 +311,7 @@ impl WriteTx {
                 .await?;
         }
         self.tx.commit().await?;
+        self.writes_generation.fetch_add(1, Ordering::Release);
         if self.runs_changed {
             self.runs_generation.fetch_add(1, Ordering::Release);
             self.runs_notify.notify_waiters();
@@ -425,6 +430,7 @@ impl Store {
             backoff: options.backoff,
             runs_generation: Arc::new(AtomicU64::new(0)),
             runs_notify: Arc::default(),
+            writes_generation: Arc::new(AtomicU64::new(0)),
             probe: Arc::default(),
             jobs_wake: wake::JobsWake::new((backend == Backend::Postgres).then(|| url.to_string())),
         })
@@ -473,6 +479,7 @@ impl Store {
                     runs_generation: self.runs_generation.clone(),
                     runs_notify: self.runs_notify.clone(),
                     runs_changed: false,
+                    writes_generation: self.writes_generation.clone(),
                     jobs_wake: self.jobs_wake.clone(),
                     jobs_ready: false,
                     postgres: false,
@@ -484,6 +491,7 @@ impl Store {
                 runs_generation: self.runs_generation.clone(),
                 runs_notify: self.runs_notify.clone(),
                 runs_changed: false,
+                writes_generation: self.writes_generation.clone(),
                 jobs_wake: self.jobs_wake.clone(),
                 jobs_ready: false,
                 postgres: true,
@@ -498,6 +506,14 @@ impl Store {
     /// move it.
     pub fn runs_generation(&self) -> u64 {
         self.runs_generation.load(Ordering::Acquire)
+    }
+
+    /// A counter this store (and its clones) bumps after every write
+    /// transaction's commit: anything read from the store at one value
+    /// (a run's jobs per state) may be stale at another. Changes made by
+    /// other processes sharing the database do not move it.
+    pub fn writes_generation(&self) -> u64 {
+        self.writes_generation.load(Ordering::Acquire)
     }
 
     /// Resolves at the next bump of [`runs_generation`](Self::runs_generation)
