@@ -14,9 +14,9 @@
 #[path = "../../host/tests/support/mod.rs"]
 mod support;
 
-mod queue_alone;
+mod shared;
 
-use queue_alone::enqueue;
+use shared::enqueue;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,23 +30,8 @@ use steward_store::{JobStatus, RunId, Store, Tier};
 use support::control::{fixture, install, plane_with, runtime_with, simulated_facts, tenant};
 use tokio::sync::watch;
 
-const TARGET: f64 = 10_000.0;
-
 fn main() -> anyhow::Result<()> {
-    if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
-        eprintln!("warning: RUST_BACKTRACE is set; it slows every plugin invocation");
-    }
-    // The throwaway cluster runs as a server would (`.ci/postgres`: fsync,
-    // synchronous commit and full-page writes on) unless told otherwise.
-    if std::env::var_os("STEWARD_PG_DURABLE").is_none() {
-        // SAFETY: no other thread exists yet (the runtime starts below).
-        unsafe { std::env::set_var("STEWARD_PG_DURABLE", "1") };
-    }
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?
-        .block_on(run())
+    shared::on_two_workers(run)
 }
 
 async fn run() -> anyhow::Result<()> {
@@ -119,7 +104,7 @@ async fn measure(name: &str, store: &Store, jobs: usize) -> anyhow::Result<()> {
     //
     // Baseline: the same runs through the queue alone, recording the same
     // finding and result the plugin returns, with no plugin run.
-    let queue_only = queue_alone::measure(store, &plane, &playbook.id, jobs).await?;
+    let queue_only = shared::measure(store, &plane, &playbook.id, jobs).await?;
 
     // End to end: the executor is running when the runs are started.
     let started = Instant::now();
@@ -141,21 +126,7 @@ async fn measure(name: &str, store: &Store, jobs: usize) -> anyhow::Result<()> {
     }
     assert_eq!(succeeded, count, "every job succeeded");
 
-    let rate = |d: Duration| count as f64 / d.as_secs_f64();
-    println!(
-        "{name:>10}: {:>7.0} jobs/s end to end ({:.2} s, the last run started at {:.2} s) | queue alone {:>7.0} jobs/s | ratio {:.2}x of the queue | target {:.0}: {}",
-        rate(elapsed),
-        elapsed.as_secs_f64(),
-        enqueued.as_secs_f64(),
-        rate(queue_only),
-        rate(elapsed) / rate(queue_only),
-        TARGET,
-        if rate(elapsed) >= TARGET {
-            "met"
-        } else {
-            "NOT met"
-        },
-    );
+    shared::report(name, "end to end", count, elapsed, enqueued, queue_only);
     Ok(())
 }
 

@@ -6,7 +6,7 @@
 //! started back to back with `POST /playbooks/{id}/runs`, each followed
 //! to its end with `GET /runs/{id}`. The clock runs from the first start
 //! to the last run's end. The baseline, measured in the same run on the
-//! same kind of store, is the queue alone (`queue_alone`: the same jobs
+//! same kind of store, is the queue alone (`shared::measure`: the same jobs
 //! claimed and completed in-process with no plugin run), so the ratio is
 //! what the whole server costs on top of its queue.
 //!
@@ -17,7 +17,7 @@
 #[path = "../../host/tests/support/mod.rs"]
 mod support;
 
-mod queue_alone;
+mod shared;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -28,20 +28,11 @@ use serde_json::{Value, json};
 use steward_store::{Store, Tier};
 use support::control::{fixture, install, plane_with, runtime_with, simulated_facts, tenant};
 
-const TARGET: f64 = 10_000.0;
 const OWNER: &str = "stw_owner_token_for_bench_0123456789abcdef";
 const DEVICES: usize = 1000;
 
 fn main() -> anyhow::Result<()> {
-    if std::env::var_os("STEWARD_PG_DURABLE").is_none() {
-        // SAFETY: no other thread exists yet (the runtime starts below).
-        unsafe { std::env::set_var("STEWARD_PG_DURABLE", "1") };
-    }
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?
-        .block_on(run())
+    shared::on_two_workers(run)
 }
 
 async fn run() -> anyhow::Result<()> {
@@ -122,7 +113,7 @@ async fn measure(
                 json!({}),
             )
             .await?;
-        queue_alone::measure(baseline_store, &plane, &playbook.id, runs * DEVICES).await?
+        shared::measure(baseline_store, &plane, &playbook.id, runs * DEVICES).await?
     };
 
     let hooks = Arc::new(AtomicU64::new(0));
@@ -224,22 +215,11 @@ async fn measure(
         "{succeeded} of {count} jobs succeeded (see {})",
         dir.join("serve.log").display()
     );
-    let rate = |d: Duration| count as f64 / d.as_secs_f64();
-    println!(
-        "{name:>10}: {:>7.0} jobs/s through steward serve ({:.2} s, the last run started at {:.2} s; {} webhook deliveries) | queue alone {:>7.0} jobs/s | ratio {:.2}x of the queue | target {:.0}: {}",
-        rate(elapsed),
-        elapsed.as_secs_f64(),
-        enqueued.as_secs_f64(),
-        hooks.load(Ordering::Relaxed),
-        rate(queue_only),
-        rate(elapsed) / rate(queue_only),
-        TARGET,
-        if rate(elapsed) >= TARGET {
-            "met"
-        } else {
-            "NOT met"
-        },
+    let how = format!(
+        "through steward serve ({} webhook deliveries)",
+        hooks.load(Ordering::Relaxed)
     );
+    shared::report(name, &how, count, elapsed, enqueued, queue_only);
     Ok(())
 }
 

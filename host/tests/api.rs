@@ -2,6 +2,8 @@
 //! `steward serve` runs, with the real store, runtime and plugins),
 //! through an HTTP client.
 
+#[path = "api/schemathesis.rs"]
+mod schemathesis;
 mod support;
 
 use std::time::{Duration, Instant};
@@ -93,6 +95,24 @@ impl Running {
 
     async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
         self.call(token, Method::POST, path, Some(body)).await
+    }
+
+    /// Installs the patching plugin from its bytes, granted `packages`.
+    async fn install_patching(&self) -> Value {
+        self.create(
+            "/api/v1/plugins",
+            json!({ "wasm": patching_wasm(), "grants": ["packages"] }),
+        )
+        .await
+    }
+
+    /// A new `vip` tenant's id.
+    async fn tenant(&self, name: &str) -> String {
+        self.create("/api/v1/tenants", json!({ "name": name, "tier": "vip" }))
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     /// POSTs as the owner and expects `201 Created`.
@@ -450,11 +470,7 @@ async fn the_admin_flow_from_tenant_to_findings_and_an_approved_fix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_technician_sees_only_its_tenant_and_a_viewer_changes_nothing() {
     let api = start().await;
-    api.create(
-        "/api/v1/plugins",
-        json!({ "wasm": patching_wasm(), "grants": ["packages"] }),
-    )
-    .await;
+    api.install_patching().await;
     let (a, _) = tenant_with_device(&api, "alpha").await;
     let (b, b_device) = tenant_with_device(&api, "bravo").await;
     let b_site = api
@@ -1463,18 +1479,8 @@ async fn the_auth_scheme_is_case_insensitive() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_tenants_site_is_as_unknown_as_a_missing_one() {
     let api = start().await;
-    let a = api
-        .create("/api/v1/tenants", json!({ "name": "a", "tier": "vip" }))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let b = api
-        .create("/api/v1/tenants", json!({ "name": "b", "tier": "vip" }))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let a = api.tenant("a").await;
+    let b = api.tenant("b").await;
     let site = api
         .create("/api/v1/sites", json!({ "tenant_id": b, "name": "hq" }))
         .await["id"]
@@ -1572,12 +1578,7 @@ async fn control_characters_and_bad_parameters_are_problems_naming_the_field(
         StatusCode::UNPROCESSABLE_ENTITY,
         "name",
     );
-    let tenant = api
-        .create("/api/v1/tenants", json!({ "name": "acme", "tier": "vip" }))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let tenant = api.tenant("acme").await;
     problem(
         raw(
             &api,
@@ -1656,12 +1657,7 @@ async fn control_characters_and_bad_parameters_are_problems_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewers_mint_no_tokens_users_have_tenants_and_webhooks_stay_off_the_host() {
     let api = start().await;
-    let tenant = api
-        .create("/api/v1/tenants", json!({ "name": "acme", "tier": "vip" }))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let tenant = api.tenant("acme").await;
     api.create(
         "/api/v1/users",
         json!({ "name": "v", "role": "viewer", "tenants": [tenant] }),
@@ -1716,17 +1712,8 @@ async fn viewers_mint_no_tokens_users_have_tenants_and_webhooks_stay_off_the_hos
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runs_jobs_are_paged() {
     let api = start().await;
-    api.create(
-        "/api/v1/plugins",
-        json!({ "wasm": patching_wasm(), "grants": ["packages"] }),
-    )
-    .await;
-    let tenant = api
-        .create("/api/v1/tenants", json!({ "name": "acme", "tier": "vip" }))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    api.install_patching().await;
+    let tenant = api.tenant("acme").await;
     for i in 0..7 {
         api.create(
             "/api/v1/devices",

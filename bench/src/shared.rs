@@ -1,4 +1,5 @@
-//! The queue alone, the baseline of the jobs benchmarks: runs of the
+//! What the jobs benchmarks (`jobs`, `serve`) share: their start on two
+//! worker threads, and their baseline, the queue alone: runs of the
 //! trivial playbook started while their jobs are claimed and completed
 //! with the finding and result the trivial plugin returns, no plugin run.
 
@@ -7,6 +8,56 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use steward_control::plane::ControlPlane;
 use steward_store::{Completion, NewFinding, PlaybookId, RunId, Severity, Store, Timestamp};
+
+/// The jobs benchmarks' target, jobs per second.
+pub const TARGET: f64 = 10_000.0;
+
+/// Prints one line: `count` jobs `how` in `elapsed` (the last run started
+/// at `enqueued`), against the queue alone's `queue_only`, and the target.
+pub fn report(
+    name: &str,
+    how: &str,
+    count: usize,
+    elapsed: Duration,
+    enqueued: Duration,
+    queue_only: Duration,
+) {
+    let rate = |d: Duration| count as f64 / d.as_secs_f64();
+    println!(
+        "{name:>10}: {:>7.0} jobs/s {how} ({:.2} s, the last run started at {:.2} s) | queue alone {:>7.0} jobs/s | ratio {:.2}x of the queue | target {TARGET:.0}: {}",
+        rate(elapsed),
+        elapsed.as_secs_f64(),
+        enqueued.as_secs_f64(),
+        rate(queue_only),
+        rate(elapsed) / rate(queue_only),
+        if rate(elapsed) >= TARGET {
+            "met"
+        } else {
+            "NOT met"
+        },
+    );
+}
+
+/// Runs `bench` on a two-worker runtime, with the throwaway PostgreSQL
+/// cluster durable as a server's (`.ci/postgres`: fsync, synchronous
+/// commit and full-page writes on) unless told otherwise.
+pub fn on_two_workers<F>(bench: impl FnOnce() -> F) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+        eprintln!("warning: RUST_BACKTRACE is set; it slows every plugin invocation");
+    }
+    if std::env::var_os("STEWARD_PG_DURABLE").is_none() {
+        // SAFETY: no other thread exists yet (the runtime starts below).
+        unsafe { std::env::set_var("STEWARD_PG_DURABLE", "1") };
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(bench())
+}
 
 /// Starts runs of `playbook` (1,000 devices) until `jobs` jobs are queued,
 /// completing them as they come; the time from the first enqueue to the

@@ -18,18 +18,14 @@
 //! Schemathesis comes from `.ci/setup` (a pinned venv under
 //! `target/schemathesis`).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use steward_host::serve::{ServeConfig, Server};
-use support::control::{fixture, simulated_facts};
-use tokio::sync::watch;
+use serde_json::json;
 
-const OWNER: &str = "stw_owner_token_for_tests_0123456789abcdef";
+use super::support::control::{fixture, simulated_facts};
+use super::{OWNER, Running, start_on};
 
 /// The longest a Schemathesis run may take before it is killed.
 const DEADLINE: Duration = Duration::from_secs(8 * 60);
@@ -44,7 +40,7 @@ async fn the_api_keeps_to_its_openapi_document_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_keeps_to_its_openapi_document_on_postgres() {
-    let db = support::postgres().await;
+    let db = super::support::postgres().await;
     keeps_to_its_document(Some(&db.url)).await;
 }
 
@@ -52,7 +48,7 @@ async fn the_api_keeps_to_its_openapi_document_on_postgres() {
 /// runs Schemathesis against it and stops it.
 async fn keeps_to_its_document(database: Option<&str>) {
     let st = schemathesis();
-    let api = start(database).await;
+    let api = start_on(tempfile::tempdir().unwrap(), database).await;
     seed(&api).await;
     run_schemathesis(&st, &api.base).await;
     api.stop().await;
@@ -69,76 +65,10 @@ fn schemathesis() -> PathBuf {
     st
 }
 
-/// A running server and a client.
-struct Running {
-    base: String,
-    http: reqwest::Client,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    _dir: tempfile::TempDir,
-}
-
-/// A server on port 0 with the owner token and the patching plugin
-/// (granted `packages`), so playbooks using it validate.
-async fn start(database: Option<&str>) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let patching = steward_tests::component("steward-plugin-patching");
-    let mut text = format!(
-        "data-dir = {:?}\nlisten = \"127.0.0.1:0\"\ntick-ms = 100\nowner-token = {OWNER:?}\n",
-        dir.path().display().to_string()
-    );
-    if let Some(url) = database {
-        text.push_str(&format!("database = {url:?}\n"));
-    }
-    text.push_str(&format!(
-        "\n[[plugins]]\nfile = {:?}\ngrants = [\"packages\"]\n",
-        patching.display().to_string()
-    ));
-    let config: ServeConfig = toml::from_str(&text).unwrap();
-    let server = Server::open(&config).await.expect("server opens");
-    assert!(
-        server.new_owner_token.is_none(),
-        "the given owner token is used"
-    );
-    let addr = server.api_addr().expect("the API listens");
-    let (stop, rx) = watch::channel(false);
-    let task = tokio::spawn(server.run(rx));
-    Running {
-        base: format!("http://{addr}"),
-        http: reqwest::Client::new(),
-        stop,
-        task,
-        _dir: dir,
-    }
-}
-
-impl Running {
-    /// POSTs `body` as the owner and expects `201 Created`.
-    async fn create(&self, path: &str, body: Value) -> Value {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(OWNER)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("request");
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        assert_eq!(status, reqwest::StatusCode::CREATED, "POST {path}: {text}");
-        serde_json::from_str(&text).unwrap()
-    }
-
-    async fn stop(self) {
-        self.stop.send(true).unwrap();
-        self.task.await.unwrap().unwrap();
-    }
-}
-
 /// One of each object the id-taking operations look up: a tenant, a site,
 /// a simulated server there, a playbook targeting it and a run of it.
 async fn seed(api: &Running) {
+    api.install_patching().await;
     let tenant = api
         .create(
             "/api/v1/tenants",
