@@ -1,7 +1,9 @@
-//! What the jobs benchmarks (`jobs`, `serve`) share: their start on two
+//! What the benchmarks (`jobs`, `serve`, `schedules`) share: their start on two
 //! worker threads, and their baseline, the queue alone: runs of the
 //! trivial playbook started while their jobs are claimed and completed
 //! with the finding and result the trivial plugin returns, no plugin run.
+
+#![allow(dead_code)] // Each benchmark uses a part of it.
 
 use std::time::{Duration, Instant};
 

@@ -62,6 +62,74 @@ pub(crate) fn compile_spec(spec: &Value) -> Result<(ScheduleSpec, CompiledSchedu
     Ok((parsed, compiled))
 }
 
+/// A run's pins and first jobs: the playbook's first step for each of
+/// `devices` its target selects, starting when `plan_start` says.
+fn jobs_for(
+    playbook: &Playbook,
+    tenant: &TenantId,
+    installed: &[steward_store::PluginVersion],
+    devices: &[DeviceRef],
+    plan_start: impl Fn(&DeviceRef) -> Option<(Timestamp, Option<Timestamp>)>,
+) -> Result<(Vec<Pin>, Vec<NewJob>), ControlError> {
+    let (steps, target): (Vec<Step>, Target) =
+        playbook::parse(&playbook.steps, &playbook.target, installed)?;
+    let pins = playbook::pins(&steps, installed)?;
+    let step = &steps[0];
+    let digest = Some(pins[0].digest.as_str());
+    let expire_after = target
+        .expire_after_seconds
+        .map(std::time::Duration::from_secs);
+    let jobs = devices
+        .iter()
+        .filter(|d| target.selects(d))
+        .map(|d| match plan_start(d) {
+            Some((at, deadline)) => step.job(
+                0,
+                tenant,
+                Some(&d.id),
+                step.first_mode(),
+                digest,
+                at,
+                deadline.or(expire_after.map(|e| at + e)),
+            ),
+            // The window closed: queued already expired, so the sweeper
+            // ends it visibly instead of it being dropped.
+            None => step.job(
+                0,
+                tenant,
+                Some(&d.id),
+                step.first_mode(),
+                digest,
+                Timestamp::now(),
+                Some(Timestamp::now()),
+            ),
+        })
+        .collect();
+    Ok((pins, jobs))
+}
+
+/// What one batch of firings reads once: the installed plugins, and each
+/// playbook and tenant's devices the first time a schedule names it.
+#[derive(Default)]
+struct BatchCache {
+    /// The schedules of the batch with a run still going.
+    running: std::collections::HashSet<steward_store::ScheduleId>,
+    /// Compiled specs by their JSON (schedules made from one template
+    /// share theirs).
+    specs: HashMap<String, Arc<(ScheduleSpec, CompiledSchedule)>>,
+    installed: Option<Vec<steward_store::PluginVersion>>,
+    playbooks: HashMap<PlaybookId, Playbook>,
+    devices: HashMap<TenantId, Vec<DeviceRef>>,
+}
+
+/// What one due schedule comes to before anything is written.
+enum Prepared {
+    /// A run to create.
+    Fire(Firing, Vec<Pin>, Vec<NewJob>),
+    /// Handled without a run (skipped by policy, or parked).
+    Done,
+}
+
 /// What one scheduler tick did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct TickReport {
@@ -199,44 +267,8 @@ impl ControlPlane {
         plan_start: impl Fn(&DeviceRef) -> Option<(Timestamp, Option<Timestamp>)>,
     ) -> Result<(Vec<Pin>, Vec<NewJob>), ControlError> {
         let installed = self.store.plugin_versions().await?;
-        let (steps, target): (Vec<Step>, Target) =
-            playbook::parse(&playbook.steps, &playbook.target, &installed)?;
-        let pins = playbook::pins(&steps, &installed)?;
-        let step = &steps[0];
-        let digest = Some(pins[0].digest.as_str());
-        let expire_after = target
-            .expire_after_seconds
-            .map(std::time::Duration::from_secs);
-        let jobs = self
-            .store
-            .device_refs(tenant)
-            .await?
-            .iter()
-            .filter(|d| target.selects(d))
-            .map(|d| match plan_start(d) {
-                Some((at, deadline)) => step.job(
-                    0,
-                    tenant,
-                    Some(&d.id),
-                    step.first_mode(),
-                    digest,
-                    at,
-                    deadline.or(expire_after.map(|e| at + e)),
-                ),
-                // The window closed: queued already expired, so the
-                // sweeper ends it visibly instead of it being dropped.
-                None => step.job(
-                    0,
-                    tenant,
-                    Some(&d.id),
-                    step.first_mode(),
-                    digest,
-                    Timestamp::now(),
-                    Some(Timestamp::now()),
-                ),
-            })
-            .collect();
-        Ok((pins, jobs))
+        let devices = self.store.device_refs(tenant).await?;
+        jobs_for(playbook, tenant, &installed, &devices, plan_start)
     }
 
     /// Starts a run of `playbook` for `tenant` now (by hand, not from a
@@ -283,9 +315,14 @@ impl ControlPlane {
         // gone, so the sweep and the executor get their turn): a minute in
         // which thousands fall due is worked through in one tick, not one
         // batch per tick.
-        const BATCH: u32 = 100;
+        const BATCH: u32 = 500;
         let started = std::time::Instant::now();
         loop {
+            // Each batch at the time it starts (the tick's time moved on by
+            // the wall time since), so the runs it makes say when they were
+            // made, not when the tick began.
+            let now = now
+                + chrono::Duration::from_std(started.elapsed()).unwrap_or(chrono::Duration::zero());
             let due = self
                 .store
                 .due_schedules(Timestamp::from(now), BATCH)
@@ -305,11 +342,16 @@ impl ControlPlane {
         now: DateTime<Utc>,
         report: &mut TickReport,
     ) -> Result<(), ControlError> {
+        let ids: Vec<&steward_store::ScheduleId> = due.iter().map(|s| &s.id).collect();
+        let mut cache = BatchCache {
+            running: self.store.schedules_with_running_runs(&ids).await?,
+            ..BatchCache::default()
+        };
+        let mut firings = Vec::new();
         for schedule in due {
-            match self.fire(&schedule, now).await {
-                Ok(Some(true)) => report.fired += 1,
-                Ok(Some(false)) => report.already_fired += 1,
-                Ok(None) => report.skipped += 1,
+            match self.prepare(&schedule, now, &mut cache, report).await {
+                Ok(Prepared::Fire(firing, pins, jobs)) => firings.push((firing, pins, jobs)),
+                Ok(Prepared::Done) => {}
                 Err(ControlError::Store(e)) => return Err(e.into()),
                 Err(e) => {
                     // A schedule that no longer checks (its playbook's plugin
@@ -325,17 +367,100 @@ impl ControlPlane {
                 }
             }
         }
+        // The runs, their jobs and their schedules' next firings in a
+        // transaction per group of about 5,000 jobs, so one write never
+        // holds the store for long.
+        let mut group = Vec::new();
+        let mut jobs_in_group = 0;
+        for firing in firings {
+            jobs_in_group += firing.2.len();
+            group.push(firing);
+            if jobs_in_group >= 5_000 {
+                self.create_firings(std::mem::take(&mut group), now, report)
+                    .await?;
+                jobs_in_group = 0;
+            }
+        }
+        if !group.is_empty() {
+            self.create_firings(group, now, report).await?;
+        }
         Ok(())
     }
 
-    /// `Some(true)`: fired; `Some(false)`: another process fired it;
-    /// `None`: nothing fired (nothing due, or skipped by policy).
-    async fn fire(
+    /// Creates the runs of `firings` in one transaction (one by one when
+    /// the store refuses the whole).
+    async fn create_firings(
+        &self,
+        firings: Vec<(Firing, Vec<Pin>, Vec<NewJob>)>,
+        now: DateTime<Utc>,
+        report: &mut TickReport,
+    ) -> Result<(), ControlError> {
+        let created = match self
+            .store
+            .create_runs_for_firings(&firings, Timestamp::from(now))
+            .await
+        {
+            Ok(created) => created,
+            Err(e) if e.is_unavailable() => return Err(e.into()),
+            // One firing the store refuses does not hold the batch back:
+            // each on its own, and one refused alone is parked.
+            Err(e) => {
+                tracing::warn!(error = %e, batch = firings.len(), "a batch of firings was refused; creating them one by one");
+                let mut created = Vec::with_capacity(firings.len());
+                for (firing, pins, jobs) in &firings {
+                    match self
+                        .store
+                        .create_run_for_firing(firing, pins, jobs, Timestamp::from(now))
+                        .await
+                    {
+                        Ok(run) => created.push(run),
+                        Err(e) if e.is_unavailable() => return Err(e.into()),
+                        Err(e) => {
+                            tracing::error!(schedule = %firing.schedule_id, error = %e, "schedule cannot fire; disabled until fixed");
+                            self.store
+                                .skip_firing(&Firing {
+                                    next_fire_at: None,
+                                    ..firing.clone()
+                                })
+                                .await?;
+                            created.push(None);
+                        }
+                    }
+                }
+                created
+            }
+        };
+        for ((firing, _, jobs), run) in firings.iter().zip(created) {
+            match run {
+                Some(run) => {
+                    report.fired += 1;
+                    tracing::info!(schedule = %firing.schedule_id, %run, jobs = jobs.len(), "schedule fired");
+                }
+                None => report.already_fired += 1,
+            }
+        }
+        Ok(())
+    }
+
+    /// What `schedule` comes to now: a firing to create, or handled
+    /// (skipped by policy, recorded here).
+    async fn prepare(
         &self,
         schedule: &Schedule,
         now: DateTime<Utc>,
-    ) -> Result<Option<bool>, ControlError> {
-        let (spec, compiled) = compile_spec(&schedule.spec)?;
+        cache: &mut BatchCache,
+        report: &mut TickReport,
+    ) -> Result<Prepared, ControlError> {
+        let key = schedule.spec.to_string();
+        let compiled_spec = match cache.specs.get(&key) {
+            Some(c) => c.clone(),
+            None => {
+                let c = Arc::new(compile_spec(&schedule.spec)?);
+                cache.specs.insert(key, c.clone());
+                c
+            }
+        };
+        let (spec, compiled) = &*compiled_spec;
         let next = compiled.next_after(now).map(Timestamp::from);
         // What is due counts from the last firing or, for a schedule that
         // never fired, from just before the firing the store holds for it:
@@ -362,48 +487,61 @@ impl ControlPlane {
                     next_fire_at: next,
                 })
                 .await?;
-            return Ok(None);
+            report.skipped += 1;
+            return Ok(Prepared::Done);
         };
         let handled = Firing {
             schedule_id: schedule.id.clone(),
             fire_at: Timestamp::from(firing.scheduled),
             next_fire_at: next,
         };
-        if !compiled.should_fire(self.store.schedule_has_running_run(&schedule.id).await?) {
+        if !compiled.should_fire(cache.running.contains(&schedule.id)) {
             tracing::info!(schedule = %schedule.id, "previous run still going; firing skipped");
             self.store.skip_firing(&handled).await?;
-            return Ok(None);
+            report.skipped += 1;
+            return Ok(Prepared::Done);
         }
-        let playbook = self
-            .store
-            .playbook(&schedule.playbook_id)
-            .await?
-            .ok_or_else(|| StoreError::UnknownPlaybook(schedule.playbook_id.clone()))?;
+        if !cache.playbooks.contains_key(&schedule.playbook_id) {
+            let playbook = self
+                .store
+                .playbook(&schedule.playbook_id)
+                .await?
+                .ok_or_else(|| StoreError::UnknownPlaybook(schedule.playbook_id.clone()))?;
+            cache
+                .playbooks
+                .insert(schedule.playbook_id.clone(), playbook);
+        }
+        let playbook = &cache.playbooks[&schedule.playbook_id];
         let tenant = schedule
             .tenant_id
             .clone()
             .or_else(|| playbook.tenant_id.clone())
             .ok_or_else(|| ControlError::invalid("tenant-id", "schedule names no tenant"))?;
-        let expire = spec.window_miss == WindowMiss::Expire;
-        let (pins, jobs) = self
-            .first_jobs(&playbook, &tenant, |d| {
-                match compiled.start_at(&firing, d.id.as_str()) {
-                    StartDecision::Start { at, deadline } => Some((
-                        Timestamp::from(at),
-                        deadline.filter(|_| expire).map(Timestamp::from),
-                    )),
-                    StartDecision::Expired => None,
-                }
-            })
-            .await?;
-        let fired = self
-            .store
-            .create_run_for_firing(&handled, &pins, &jobs, Timestamp::from(now))
-            .await?;
-        if let Some(run) = &fired {
-            tracing::info!(schedule = %schedule.id, %run, jobs = jobs.len(), catch_up = firing.catch_up, "schedule fired");
+        if cache.installed.is_none() {
+            cache.installed = Some(self.store.plugin_versions().await?);
         }
-        Ok(Some(fired.is_some()))
+        if !cache.devices.contains_key(&tenant) {
+            let devices = self.store.device_refs(&tenant).await?;
+            cache.devices.insert(tenant.clone(), devices);
+        }
+        let expire = spec.window_miss == WindowMiss::Expire;
+        let (pins, jobs) = jobs_for(
+            playbook,
+            &tenant,
+            cache.installed.as_deref().unwrap_or_default(),
+            &cache.devices[&tenant],
+            |d| match compiled.start_at(&firing, d.id.as_str()) {
+                StartDecision::Start { at, deadline } => Some((
+                    Timestamp::from(at),
+                    deadline.filter(|_| expire).map(Timestamp::from),
+                )),
+                StartDecision::Expired => None,
+            },
+        )?;
+        if firing.catch_up {
+            tracing::info!(schedule = %schedule.id, "a missed firing fires once now (misfire `run-once`)");
+        }
+        Ok(Prepared::Fire(handled, pins, jobs))
     }
 
     /// Puts expired leases back in the queue (a job out of attempts ends

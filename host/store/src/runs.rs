@@ -218,6 +218,30 @@ impl Store {
         Ok(row.is_some())
     }
 
+    /// Which of `ids` have a run still going (one query per 500).
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn schedules_with_running_runs(
+        &self,
+        ids: &[&ScheduleId],
+    ) -> Result<std::collections::HashSet<ScheduleId>> {
+        let mut out = std::collections::HashSet::new();
+        for chunk in ids.chunks(500) {
+            let mut sql = super::sql::Sql::new(
+                self.backend,
+                "SELECT DISTINCT schedule_id FROM runs WHERE status = 'running' AND schedule_id IN ",
+            );
+            sql.in_list(chunk.iter().map(|id| id.as_str()));
+            let mut conn = self.pool().acquire().await?;
+            for r in sql.fetch_all(&mut conn).await? {
+                out.insert(ScheduleId::from(r.try_get::<String, _>("schedule_id")?));
+            }
+        }
+        Ok(out)
+    }
+
     /// Records a firing as handled without starting a run (skipped by the
     /// overlap or misfire policy): moves `last_fired_at` forward (never
     /// back) and sets `next_fire_at`.
@@ -277,6 +301,66 @@ impl Store {
         let Some(playbook) = playbook else {
             return Err(StoreError::UnknownSchedule(firing.schedule_id.clone()));
         };
+        let Some(run_id) = self
+            .insert_firing(&mut tx, playbook, firing, pins, jobs, now)
+            .await?
+        else {
+            return Ok(None);
+        };
+        tx.commit().await?;
+        self.finish_runs(std::slice::from_ref(&run_id), now).await?;
+        Ok(Some(run_id))
+    }
+
+    /// [`create_run_for_firing`](Self::create_run_for_firing) for a batch
+    /// of firings in one transaction: one result per firing, `None` for a
+    /// firing that already has a run or whose schedule was deleted
+    /// meanwhile.
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a job the queue refuses; nothing is stored
+    /// then.
+    pub async fn create_runs_for_firings(
+        &self,
+        firings: &[(Firing, Vec<Pin>, Vec<NewJob>)],
+        now: Timestamp,
+    ) -> Result<Vec<Option<RunId>>> {
+        let mut tx = self.write().await?;
+        let mut out = Vec::with_capacity(firings.len());
+        for (firing, pins, jobs) in firings {
+            let playbook: Option<Option<String>> =
+                sqlx::query_scalar("SELECT playbook_id FROM schedules WHERE id = $1")
+                    .bind(firing.schedule_id.as_str())
+                    .fetch_optional(tx.conn())
+                    .await?;
+            out.push(match playbook {
+                Some(playbook) => {
+                    self.insert_firing(&mut tx, playbook, firing, pins, jobs, now)
+                        .await?
+                }
+                None => None,
+            });
+        }
+        tx.commit().await?;
+        let created: Vec<RunId> = out.iter().flatten().cloned().collect();
+        if !created.is_empty() {
+            self.finish_runs(&created, now).await?;
+        }
+        Ok(out)
+    }
+
+    /// The run of one firing with its jobs, in `tx`; `None` when the
+    /// firing already has a run.
+    async fn insert_firing(
+        &self,
+        tx: &mut WriteTx,
+        playbook: Option<String>,
+        firing: &Firing,
+        pins: &[Pin],
+        jobs: &[NewJob],
+        now: Timestamp,
+    ) -> Result<Option<RunId>> {
         let run_id = RunId::generate();
         let inserted = sqlx::query(
             "INSERT INTO runs (id, playbook_id, schedule_id, fire_at, status, created_at, tenant_id, pins) \
@@ -298,10 +382,8 @@ impl Store {
             return Ok(None);
         }
         tx.mark_runs_changed();
-        self.advance_schedule(&mut tx, firing).await?;
-        self.insert_jobs(&mut tx, &run_id, jobs, now).await?;
-        tx.commit().await?;
-        self.finish_runs(std::slice::from_ref(&run_id), now).await?;
+        self.advance_schedule(tx, firing).await?;
+        self.insert_jobs(tx, &run_id, jobs, now).await?;
         Ok(Some(run_id))
     }
 

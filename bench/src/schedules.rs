@@ -1,0 +1,224 @@
+//! Schedules at MSP scale: N schedules (default 10,000; the 100,000 of the
+//! target with an argument) all due at the same minute, fired by the
+//! scheduler as `steward serve` runs it (`ControlPlane::scheduler_tick`
+//! every second, `tick-ms`'s default): on SQLite by one server, on
+//! PostgreSQL by two replicas (two control planes, each with its own pool,
+//! ticking on the same database). Prints the firings expected, the runs
+//! they made (one per schedule and firing: more would be a double firing,
+//! fewer a lost one), and the fire lateness (a run's creation after its
+//! cron time) p50/p99/max. The baseline, measured in the same run on the
+//! same store, is starting the same playbook by hand (`start_run`), so the
+//! ratio is what the scheduler's own work costs per firing.
+//!
+//! `cargo run --release -p steward-bench --bin schedules [SCHEDULES] [sqlite|postgres|both]`.
+
+#[path = "../../host/tests/support/mod.rs"]
+mod support;
+
+mod shared;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sqlx::Connection as _;
+use steward_control::plane::ControlPlane;
+use steward_store::{Store, Tier, Timestamp};
+use support::control::{fixture, install, plane_with, runtime_with, simulated_facts, tenant};
+
+/// The target: every schedule fires once, with a p99 lateness under this.
+const TARGET_P99_MS: f64 = 1_000.0;
+
+fn main() -> anyhow::Result<()> {
+    shared::on_two_workers(run)
+}
+
+async fn run() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let count: usize = args
+        .first()
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(10_000);
+    let only = args.get(1).map(String::as_str).unwrap_or("both");
+    println!("{count} schedules due at the same minute, 2 cores");
+    if only != "postgres" {
+        let db = support::sqlite().await;
+        measure("SQLite", &db.url, std::slice::from_ref(&db.store), count).await?;
+    }
+    if only != "sqlite" {
+        let db = support::postgres().await;
+        let second = Store::open(&db.url).await?;
+        measure("PostgreSQL", &db.url, &[db.store.clone(), second], count).await?;
+    }
+    Ok(())
+}
+
+/// Fires `count` schedules through one control plane per store in
+/// `replicas` (all on the database at `url`).
+async fn measure(name: &str, url: &str, replicas: &[Store], count: usize) -> anyhow::Result<()> {
+    let store = &replicas[0];
+    let dir = tempfile::tempdir()?;
+    let plane = plane_with(store, dir.path().into(), runtime_with(4, false));
+    install(&plane, "guest-trivial", &[]).await;
+    // A hundred devices; the playbook targets one, so each firing is one
+    // run of one job.
+    let names: Vec<String> = (0..100).map(|i| format!("pc-{i:03}")).collect();
+    let devices: Vec<(&str, &[&str])> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), if i == 0 { &["one"][..] } else { &[][..] }))
+        .collect();
+    let (acme, _) = tenant(store, "acme", Tier::Managed, &devices, |id, t| {
+        simulated_facts(&fixture(id, t.as_str()))
+    })
+    .await;
+    let playbook = plane
+        .create_playbook(
+            Some(acme),
+            "trivial",
+            json!([{ "plugin": "trivial" }]),
+            json!({ "tags": ["one"] }),
+        )
+        .await?;
+
+    // Baseline: the same playbook started by hand, a tenth as many times.
+    let by_hand = (count / 10).max(100);
+    let started = Instant::now();
+    for _ in 0..by_hand {
+        plane.start_run(&playbook.id, None).await?;
+    }
+    let start_rate = by_hand as f64 / started.elapsed().as_secs_f64();
+
+    // The firing minute: far enough ahead for the inserts.
+    let now = Timestamp::now().as_millis();
+    let fire_at = (now + 30_000 + count as i64 / 5) / 60_000 * 60_000 + 60_000;
+    let at = Timestamp::from_millis(fire_at).to_utc();
+    let cron = format!(
+        "{} {} * * *",
+        chrono::Timelike::minute(&at),
+        chrono::Timelike::hour(&at)
+    );
+    insert_schedules(url, &playbook.id, count, &cron, fire_at).await?;
+    let wait =
+        Duration::from_millis(u64::try_from(fire_at - Timestamp::now().as_millis()).unwrap_or(0));
+    println!(
+        "{name}: {count} schedules `{cron}` (UTC) inserted; firing in {:.0} s",
+        wait.as_secs_f64()
+    );
+    tokio::time::sleep(wait).await;
+
+    // The scheduler as `steward serve` runs it, once per replica.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut tickers = Vec::new();
+    for (i, replica) in replicas.iter().enumerate() {
+        let plane = ControlPlane::new(replica.clone(), plane.library().clone());
+        let mut stopped = stopped.clone();
+        tickers.push(tokio::spawn(async move {
+            let mut fired = 0u64;
+            while !*stopped.borrow() {
+                match plane.scheduler_tick(chrono::Utc::now()).await {
+                    Ok(report) => fired += u64::from(report.fired),
+                    Err(e) => eprintln!("replica {i}: tick failed: {e}"),
+                }
+                tokio::select! {
+                    _ = stopped.changed() => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+            fired
+        }));
+    }
+    let mut conn = sqlx::AnyConnection::connect(url).await?;
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    loop {
+        let handled: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM schedules WHERE last_fired_at IS NOT NULL AND last_fired_at >= $1",
+        )
+        .bind(fire_at)
+        .fetch_one(&mut conn)
+        .await?;
+        if handled as usize >= count || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.send(true)?;
+    let mut per_replica = Vec::new();
+    for t in tickers {
+        per_replica.push(t.await?);
+    }
+    let runs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE fire_at = $1")
+        .bind(fire_at)
+        .fetch_one(&mut conn)
+        .await?;
+    let distinct: i64 =
+        sqlx::query_scalar("SELECT COUNT(DISTINCT schedule_id) FROM runs WHERE fire_at = $1")
+            .bind(fire_at)
+            .fetch_one(&mut conn)
+            .await?;
+    let mut late: Vec<i64> =
+        sqlx::query_scalar("SELECT created_at - fire_at FROM runs WHERE fire_at = $1")
+            .bind(fire_at)
+            .fetch_all(&mut conn)
+            .await?;
+    late.sort_unstable();
+    let pct = |p: f64| {
+        late.get(((late.len() as f64 * p) as usize).min(late.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    let fire_rate = late.len() as f64 / (pct(1.0).max(1) as f64 / 1e3);
+    println!(
+        "{name:>10}: expected {count}, fired {runs} ({distinct} schedules; per replica {per_replica:?}) | lateness p50 {} ms, p99 {} ms, max {} ms | {fire_rate:.0} firings/s | by hand {start_rate:.0} runs/s | ratio {:.2}x | every one once: {} | p99 < {TARGET_P99_MS} ms: {}",
+        pct(0.5),
+        pct(0.99),
+        pct(1.0),
+        fire_rate / start_rate,
+        if runs as usize == count && distinct as usize == count {
+            "yes"
+        } else {
+            "NO"
+        },
+        if (pct(0.99) as f64) < TARGET_P99_MS {
+            "met"
+        } else {
+            "NOT met"
+        },
+    );
+    Ok(())
+}
+
+/// `count` schedules of `playbook` with `cron`, due at `fire_at`, inserted
+/// directly (the store creates schedules one at a time).
+async fn insert_schedules(
+    url: &str,
+    playbook: &steward_store::PlaybookId,
+    count: usize,
+    cron: &str,
+    fire_at: i64,
+) -> anyhow::Result<()> {
+    let spec = json!({ "cron": cron, "timezone": "UTC" }).to_string();
+    let mut conn = sqlx::AnyConnection::connect(url).await?;
+    let now = Timestamp::now().as_millis();
+    let mut i = 0;
+    while i < count {
+        let end = (i + 5_000).min(count);
+        let mut tx = conn.begin().await?;
+        for n in i..end {
+            sqlx::query(
+                "INSERT INTO schedules (id, playbook_id, spec, enabled, next_fire_at, created_at) \
+                 VALUES ($1, $2, $3, 1, $4, $5)",
+            )
+            .bind(format!("{now:012x}{n:08x}00000000000a"))
+            .bind(playbook.as_str())
+            .bind(&spec)
+            .bind(fire_at)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        i = end;
+    }
+    Ok(())
+}
