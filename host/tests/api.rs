@@ -97,6 +97,18 @@ impl Running {
         self.call(token, Method::POST, path, Some(body)).await
     }
 
+    /// The `/metrics` text.
+    async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Installs the patching plugin from its bytes, granted `packages`.
     async fn install_patching(&self) -> Value {
         self.create(
@@ -147,15 +159,7 @@ impl Running {
 
 /// `steward_api_event_streams` from `/metrics`.
 async fn event_streams(api: &Running) -> u64 {
-    let text = api
-        .http
-        .get(format!("{}/metrics", api.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = api.metrics().await;
     text.lines()
         .find_map(|l| l.strip_prefix("steward_api_event_streams "))
         .expect("the gauge is exported")
@@ -447,15 +451,7 @@ async fn the_admin_flow_from_tenant_to_findings_and_an_approved_fix() {
     }
 
     // Metrics count the jobs.
-    let metrics = api
-        .http
-        .get(format!("{}/metrics", api.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = api.metrics().await;
     let succeeded: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("steward_jobs{state=\"succeeded\"} "))
