@@ -385,7 +385,8 @@ impl Server {
                 let mut state =
                     ApiState::new(plane.clone(), alerts.clone(), config.webhooks.clone())
                         .with_agents(agents.clone(), config.worker())
-                        .with_local_webhooks(config.allow_local_webhooks);
+                        .with_local_webhooks(config.allow_local_webhooks)
+                        .with_secure_cookies(tls.is_some());
                 if let Some(registry) = &registry {
                     state = state.with_registry(registry.clone());
                 }

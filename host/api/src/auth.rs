@@ -46,7 +46,11 @@ pub struct TokenCache {
 }
 
 impl TokenCache {
-    async fn lookup(&self, store: &Store, token: &str) -> Result<Option<Caller>, ApiError> {
+    pub(crate) async fn lookup(
+        &self,
+        store: &Store,
+        token: &str,
+    ) -> Result<Option<Caller>, ApiError> {
         let hash = hash_token(token);
         if let Some((at, caller)) = self.entries.lock().expect("cache lock").get(&hash)
             && at.elapsed() < CACHE_TTL

@@ -52,7 +52,7 @@ pub struct TenantFilter {
 /// Tenants the caller sees.
 #[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants",
     responses((status = 200, body = Vec<Tenant>), (status = 401, body = Problem)))]
-async fn list_tenants(
+pub(crate) async fn list_tenants(
     State(state): State<ApiState>,
     caller: Caller,
 ) -> ApiResult<axum::Json<Vec<Tenant>>> {
@@ -124,7 +124,7 @@ pub struct CreateSite {
 /// Sites the caller sees.
 #[utoipa::path(get, path = "/api/v1/sites", tag = "sites", params(TenantFilter),
     responses((status = 200, body = Vec<Site>)))]
-async fn list_sites(
+pub(crate) async fn list_sites(
     State(state): State<ApiState>,
     caller: Caller,
     Query(filter): Query<TenantFilter>,
@@ -217,7 +217,7 @@ fn empty_object() -> Value {
 /// Devices the caller sees.
 #[utoipa::path(get, path = "/api/v1/devices", tag = "devices", params(TenantFilter),
     responses((status = 200, body = Vec<Device>)))]
-async fn list_devices(
+pub(crate) async fn list_devices(
     State(state): State<ApiState>,
     caller: Caller,
     Query(filter): Query<TenantFilter>,
@@ -297,7 +297,7 @@ fn check_admin_fields(admin: &Value) -> ApiResult<()> {
 #[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices",
     params(("id" = String, Path, description = "Device id")),
     responses((status = 200, body = Device), (status = 404, body = Problem)))]
-async fn get_device(
+pub(crate) async fn get_device(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,

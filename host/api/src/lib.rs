@@ -12,15 +12,16 @@
 mod agents;
 pub mod auth;
 pub mod body;
+mod console;
 mod document;
-mod inventory;
+pub(crate) mod inventory;
 pub mod listen;
 mod ops;
-mod people;
-mod playbooks;
+pub(crate) mod people;
+pub(crate) mod playbooks;
 pub mod problem;
 mod registry;
-mod runs;
+pub(crate) mod runs;
 
 use std::sync::Arc;
 
@@ -52,6 +53,10 @@ pub struct ApiState {
 struct Inner {
     plane: ControlPlane,
     tokens: TokenCache,
+    /// Console sessions recently looked up.
+    sessions: console::SessionCache,
+    /// Whether console cookies are marked Secure (the server speaks TLS).
+    secure_cookies: bool,
     run_pages: runs::PageCache,
     run_details: runs::RunCache,
     /// Alert delivery, told when webhooks change; `None` when the server
@@ -85,6 +90,8 @@ impl ApiState {
             inner: Arc::new(Inner {
                 plane,
                 tokens: TokenCache::default(),
+                sessions: console::SessionCache::default(),
+                secure_cookies: false,
                 run_pages: runs::PageCache::default(),
                 run_details: runs::RunCache::default(),
                 alerts,
@@ -136,6 +143,19 @@ impl ApiState {
         Arc::get_mut(&mut self.inner)
             .expect("with_local_webhooks before the state is shared")
             .local_webhooks = allow;
+        self
+    }
+
+    /// The same state, marking the console's cookies Secure (for a server
+    /// that speaks TLS). Call before the state is shared.
+    ///
+    /// # Panics
+    ///
+    /// When the state was cloned already.
+    pub fn with_secure_cookies(mut self, secure: bool) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_secure_cookies before the state is shared")
+            .secure_cookies = secure;
         self
     }
 
@@ -352,6 +372,7 @@ pub fn router(state: ApiState) -> (Router, OpenApi) {
     )]);
     let doc_json = Arc::new(document::complete(&doc));
     let router = router
+        .merge(console::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no-route", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -365,7 +386,7 @@ pub fn router(state: ApiState) -> (Router, OpenApi) {
     (router, doc)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, in plain HTTP
+/// Serves the API (and the web console) on `listener` until `shutdown` resolves, in plain HTTP
 /// with the default [`listen::Limits`]; see [`listen::serve_with`].
 pub async fn serve(
     listener: tokio::net::TcpListener,

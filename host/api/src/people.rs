@@ -232,6 +232,7 @@ async fn revoke_token(
     }
     state.store().revoke_token(&id, Timestamp::now()).await?;
     state.inner.tokens.forget_token_id(&id);
+    state.inner.sessions.forget_token_id(&id);
     state
         .audit(&caller, None, "token.revoke", json!({ "token": id }))
         .await?;
@@ -360,6 +361,12 @@ async fn delete_webhook(
 pub struct AuditQuery {
     /// Only this tenant's.
     pub tenant: Option<TenantId>,
+    /// Only this actor's (`user:alice`, `plugin:patching`, …).
+    pub actor: Option<String>,
+    /// Only events at or after this time (RFC 3339).
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only events before this time (RFC 3339).
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// Page size, 1 to 500 (default 100).
@@ -371,7 +378,7 @@ pub struct AuditQuery {
 /// events only for callers who see every tenant).
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
     responses((status = 200, body = Page<StoredAudit>)))]
-async fn list_audit(
+pub(crate) async fn list_audit(
     State(state): State<ApiState>,
     caller: Caller,
     Query(q): Query<AuditQuery>,
@@ -379,7 +386,17 @@ async fn list_audit(
     let limit = super::page_limit(q.limit, 100, 500)?;
     let items = state
         .store()
-        .audit_events(&caller.scope, q.tenant.as_ref(), q.cursor.as_deref(), limit)
+        .audit_events_where(
+            &caller.scope,
+            &steward_store::AuditFilter {
+                tenant: q.tenant,
+                actor: q.actor,
+                since: q.since.map(Timestamp::from),
+                until: q.until.map(Timestamp::from),
+                before: q.cursor,
+            },
+            limit,
+        )
         .await?;
     let next_cursor = (items.len() == limit as usize)
         .then(|| items.last().map(|e| e.id.clone()))

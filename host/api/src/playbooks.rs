@@ -32,7 +32,7 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
 /// Installed plugin versions.
 #[utoipa::path(get, path = "/api/v1/plugins", tag = "plugins",
     responses((status = 200, body = Vec<PluginVersion>)))]
-async fn list_plugins(
+pub(crate) async fn list_plugins(
     State(state): State<ApiState>,
     _caller: Caller,
 ) -> ApiResult<axum::Json<Vec<PluginVersion>>> {
@@ -180,7 +180,7 @@ pub struct PlaybookFilter {
 /// Playbooks the caller sees.
 #[utoipa::path(get, path = "/api/v1/playbooks", tag = "playbooks", params(PlaybookFilter),
     responses((status = 200, body = Vec<Playbook>)))]
-async fn list_playbooks(
+pub(crate) async fn list_playbooks(
     State(state): State<ApiState>,
     caller: Caller,
     Query(filter): Query<PlaybookFilter>,
@@ -259,7 +259,7 @@ pub struct StartRun {
 #[utoipa::path(post, path = "/api/v1/playbooks/{id}/runs", tag = "playbooks",
     params(("id" = String, Path, description = "Playbook id")), request_body = StartRun,
     responses((status = 201, body = Run), (status = 404, body = Problem), (status = 422, body = Problem)))]
-async fn start_run(
+pub(crate) async fn start_run(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -324,7 +324,7 @@ pub struct ScheduleFilter {
 /// Schedules the caller sees.
 #[utoipa::path(get, path = "/api/v1/schedules", tag = "schedules", params(ScheduleFilter),
     responses((status = 200, body = Vec<Schedule>)))]
-async fn list_schedules(
+pub(crate) async fn list_schedules(
     State(state): State<ApiState>,
     caller: Caller,
     Query(filter): Query<ScheduleFilter>,

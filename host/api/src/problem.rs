@@ -121,6 +121,11 @@ impl ApiError {
         self.status
     }
 
+    /// What went wrong, for a person.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
     fn problem(&self) -> Problem {
         Problem {
             kind: format!("https://steward.invalid/problems/{}", self.code),

@@ -264,7 +264,7 @@ pub struct JobQuery {
 #[utoipa::path(get, path = "/api/v1/runs/{id}/jobs", tag = "runs",
     params(("id" = String, Path, description = "Run id"), JobQuery),
     responses((status = 200, body = Page<Job>), (status = 400, body = Problem), (status = 404, body = Problem)))]
-async fn run_jobs(
+pub(crate) async fn run_jobs(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -286,7 +286,7 @@ async fn run_jobs(
 #[utoipa::path(get, path = "/api/v1/runs/{id}/findings", tag = "runs",
     params(("id" = String, Path, description = "Run id")),
     responses((status = 200, body = Vec<Finding>), (status = 404, body = Problem)))]
-async fn run_findings(
+pub(crate) async fn run_findings(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -299,7 +299,7 @@ async fn run_findings(
 #[utoipa::path(get, path = "/api/v1/runs/{id}/changes", tag = "runs",
     params(("id" = String, Path, description = "Run id")),
     responses((status = 200, body = Vec<Change>), (status = 404, body = Problem)))]
-async fn run_changes(
+pub(crate) async fn run_changes(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -316,7 +316,7 @@ async fn run_changes(
 #[utoipa::path(get, path = "/api/v1/runs/{id}/logs", tag = "runs",
     params(("id" = String, Path, description = "Run id")),
     responses((status = 200, body = Vec<RunLog>), (status = 404, body = Problem)))]
-async fn run_logs(
+pub(crate) async fn run_logs(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -442,7 +442,7 @@ fn async_stream(state: ApiState, run_id: RunId) -> impl Stream<Item = Result<Eve
 #[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", tag = "runs",
     params(("id" = String, Path, description = "Run id")),
     responses((status = 200, body = Run), (status = 404, body = Problem)))]
-async fn cancel_run(
+pub(crate) async fn cancel_run(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -474,7 +474,7 @@ pub struct FindingQuery {
 /// A tenant's findings, worst first.
 #[utoipa::path(get, path = "/api/v1/findings", tag = "findings", params(FindingQuery),
     responses((status = 200, body = Vec<Finding>), (status = 404, body = Problem)))]
-async fn list_findings(
+pub(crate) async fn list_findings(
     State(state): State<ApiState>,
     caller: Caller,
     Query(q): Query<FindingQuery>,
@@ -500,7 +500,7 @@ pub struct Approval {
 /// Jobs awaiting approval that the caller sees, oldest first.
 #[utoipa::path(get, path = "/api/v1/approvals", tag = "approvals",
     responses((status = 200, body = Vec<Approval>)))]
-async fn list_approvals(
+pub(crate) async fn list_approvals(
     State(state): State<ApiState>,
     caller: Caller,
 ) -> ApiResult<axum::Json<Vec<Approval>>> {
@@ -530,7 +530,7 @@ pub struct Decision {
 #[utoipa::path(post, path = "/api/v1/approvals/{job}/approve", tag = "approvals",
     params(("job" = String, Path, description = "Job id")), request_body = Decision,
     responses((status = 200, body = Job), (status = 404, body = Problem), (status = 409, body = Problem)))]
-async fn approve(
+pub(crate) async fn approve(
     State(state): State<ApiState>,
     caller: Caller,
     Path(job): Path<String>,
@@ -543,7 +543,7 @@ async fn approve(
 #[utoipa::path(post, path = "/api/v1/approvals/{job}/reject", tag = "approvals",
     params(("job" = String, Path, description = "Job id")), request_body = Decision,
     responses((status = 200, body = Job), (status = 404, body = Problem), (status = 409, body = Problem)))]
-async fn reject(
+pub(crate) async fn reject(
     State(state): State<ApiState>,
     caller: Caller,
     Path(job): Path<String>,
@@ -608,7 +608,7 @@ pub struct TicketQuery {
 /// Tickets plugins filed for a tenant.
 #[utoipa::path(get, path = "/api/v1/tickets", tag = "tickets", params(TicketQuery),
     responses((status = 200, body = Vec<StoredTicket>), (status = 404, body = Problem)))]
-async fn list_tickets(
+pub(crate) async fn list_tickets(
     State(state): State<ApiState>,
     caller: Caller,
     Query(q): Query<TicketQuery>,

@@ -107,6 +107,21 @@ pub struct ApiToken {
     pub revoked_at: Option<Timestamp>,
 }
 
+/// Which audit events to list.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only this tenant's.
+    pub tenant: Option<TenantId>,
+    /// Only this actor's (`user:alice`, `plugin:patching`, …).
+    pub actor: Option<String>,
+    /// Only events at or after this time.
+    pub since: Option<Timestamp>,
+    /// Only events before this time.
+    pub until: Option<Timestamp>,
+    /// Only events older than this id (a page's cursor).
+    pub before: Option<String>,
+}
+
 /// Which runs to list, newest first.
 #[derive(Debug, Clone)]
 pub struct RunFilter {
@@ -219,7 +234,7 @@ pub struct StoredAudit {
     pub outcome: String,
 }
 
-fn user_from_row(r: &AnyRow) -> Result<User> {
+pub(crate) fn user_from_row(r: &AnyRow) -> Result<User> {
     let tenants: Option<String> = r.try_get("tenants")?;
     let tenants = tenants
         .map(|t| serde_json::from_str(&t).map_err(|e| StoreError::corrupt("users.tenants", e)))
@@ -898,17 +913,50 @@ impl Store {
         before: Option<&str>,
         limit: u32,
     ) -> Result<Vec<StoredAudit>> {
+        self.audit_events_where(
+            scope,
+            &AuditFilter {
+                tenant: tenant.cloned(),
+                before: before.map(str::to_owned),
+                ..AuditFilter::default()
+            },
+            limit,
+        )
+        .await
+    }
+
+    /// Audit events the scope sees that match `filter`, newest first.
+    /// MSP-wide events (no tenant) are only seen by an unscoped caller.
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn audit_events_where(
+        &self,
+        scope: &Scope,
+        filter: &AuditFilter,
+        limit: u32,
+    ) -> Result<Vec<StoredAudit>> {
         let mut sql = Sql::new(
             self.backend,
             "SELECT id, at, actor, tenant_id, job_id, action, detail, outcome \
              FROM audit_events WHERE 1 = 1",
         );
         scope.restrict(&mut sql, "tenant_id");
-        if let Some(t) = tenant {
+        if let Some(t) = &filter.tenant {
             sql.push(" AND tenant_id = ").bind(t.as_str());
         }
-        if let Some(b) = before {
-            sql.push(" AND id < ").bind(b);
+        if let Some(a) = &filter.actor {
+            sql.push(" AND actor = ").bind(a.as_str());
+        }
+        if let Some(t) = filter.since {
+            sql.push(" AND at >= ").bind(t.as_millis());
+        }
+        if let Some(t) = filter.until {
+            sql.push(" AND at < ").bind(t.as_millis());
+        }
+        if let Some(b) = &filter.before {
+            sql.push(" AND id < ").bind(b.as_str());
         }
         sql.push(" ORDER BY id DESC LIMIT ").bind(i64::from(limit));
         sql.query()

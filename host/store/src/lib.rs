@@ -168,6 +168,7 @@
 
 mod admin;
 mod agents;
+mod console;
 mod durable;
 mod error;
 pub mod failpoint;
@@ -191,10 +192,11 @@ use sqlx::{AnyConnection, AnyPool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use admin::{
-    ApiToken, NewUser, RunFilter, RunLog, RunPageJson, Scope, StoreMetrics, StoredAudit,
-    StoredWebhook, User,
+    ApiToken, AuditFilter, NewUser, RunFilter, RunLog, RunPageJson, Scope, StoreMetrics,
+    StoredAudit, StoredWebhook, User,
 };
 pub use agents::{AgentRecord, BAD_ENROLLMENT_TOKEN, Enrollment, NewAgent, NewEnrollment};
+pub use console::ConsoleSession;
 pub use durable::{
     INBOX_HOLD, InboxEntry, MAX_OUTBOX_HOLD, MAX_TICKETS_PER_JOB, NewTicket, OutboxEvent,
     PluginSource, PluginVersion, StoredTicket, TierSla,

@@ -45,6 +45,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "agent approval",
         include_str!("../migrations/0009_agent_approval.sql"),
     ),
+    (
+        10,
+        "console sessions",
+        include_str!("../migrations/0010_console_sessions.sql"),
+    ),
 ];
 
 /// The embedded migrations, for `steward_sqlkit::open_pool`

@@ -609,30 +609,13 @@ impl Store {
     ///
     /// A database failure or a corrupt row.
     pub async fn changes_of_job(&self, job_id: &JobId) -> Result<Vec<Change>> {
-        let rows = sqlx::query(
-            "SELECT job_id, attempt, kind, target, description, before_value, after_value, \
-             outcome, at FROM changes WHERE job_id = $1 ORDER BY seq",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {CHANGE_COLUMNS} FROM changes WHERE job_id = $1 ORDER BY seq"
+        ))
         .bind(job_id.as_str())
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Change {
-                    job_id: JobId::from(r.try_get::<String, _>("job_id")?),
-                    attempt: u32_column(r, "attempt")?,
-                    change: NewChange {
-                        kind: r.try_get("kind")?,
-                        target: r.try_get("target")?,
-                        description: r.try_get("description")?,
-                        before: r.try_get("before_value")?,
-                        after: r.try_get("after_value")?,
-                        outcome: enum_column(r, "outcome")?,
-                    },
-                    at: time_column(r, "at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(change_from_row).collect()
     }
 
     /// A job's log lines with their attempt, oldest attempt first.
@@ -676,4 +659,25 @@ struct OpenFinding {
     resource: String,
     fields: String,
     last_seen_at: i64,
+}
+
+/// The columns [`change_from_row`] reads.
+pub(crate) const CHANGE_COLUMNS: &str =
+    "job_id, attempt, kind, target, description, before_value, after_value, outcome, at";
+
+/// A change read with [`CHANGE_COLUMNS`].
+pub(crate) fn change_from_row(r: &sqlx::any::AnyRow) -> Result<Change> {
+    Ok(Change {
+        job_id: JobId::from(r.try_get::<String, _>("job_id")?),
+        attempt: u32_column(r, "attempt")?,
+        change: NewChange {
+            kind: r.try_get("kind")?,
+            target: r.try_get("target")?,
+            description: r.try_get("description")?,
+            before: r.try_get("before_value")?,
+            after: r.try_get("after_value")?,
+            outcome: enum_column(r, "outcome")?,
+        },
+        at: time_column(r, "at")?,
+    })
 }

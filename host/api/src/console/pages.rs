@@ -1,0 +1,1056 @@
+//! The console's pages and forms. Each reads through the API's handlers or
+//! the same scoped lookups they use, with the session's caller.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::session::Signed;
+use super::{csrf_field, error_page, may_change, page, progress_bar, when, when_opt};
+use crate::body::{Json, Path, Query};
+use crate::problem::ApiError;
+use crate::{ApiState, inventory, people, playbooks, runs};
+use steward_store::{
+    Device, Finding, JobStatus, RunFilter, RunId, RunStatus, Severity, TenantId, Timestamp,
+};
+
+/// An error on a page, with who was signed in (for the page around it).
+struct PageError(Box<(Signed, ApiError)>);
+
+impl PageError {
+    fn new(signed: &Signed, err: ApiError) -> Self {
+        Self(Box::new((signed.clone(), err)))
+    }
+}
+
+/// A page's result: the page, or the error as a page.
+type PageResult = Result<Response, PageError>;
+
+fn finish(result: PageResult) -> Response {
+    result.unwrap_or_else(|e| error_page(Some(&e.0.0), &e.0.1))
+}
+
+/// `?` for a page: an error keeps who was signed in, for the page around it.
+trait OrPage<T> {
+    fn or_page(self, signed: &Signed) -> Result<T, PageError>;
+}
+
+impl<T, E: Into<ApiError>> OrPage<T> for Result<T, E> {
+    fn or_page(self, signed: &Signed) -> Result<T, PageError> {
+        self.map_err(|e| PageError::new(signed, e.into()))
+    }
+}
+
+/// A 303 back to a page after a form.
+fn see_other(to: &str) -> Response {
+    let mut r = Redirect::to(to).into_response();
+    *r.status_mut() = StatusCode::SEE_OTHER;
+    r
+}
+
+/// An empty query field is no filter.
+fn given(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn severity_class(s: Severity) -> &'static str {
+    match s {
+        Severity::Critical => "sev-critical",
+        Severity::Warning => "sev-warning",
+        Severity::Info => "sev-info",
+    }
+}
+
+fn status_class(s: &str) -> String {
+    format!("status status-{s}")
+}
+
+/// Devices per page on the fleet page.
+const FLEET_PAGE: usize = 200;
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct FleetQuery {
+    tenant: Option<String>,
+    site: Option<String>,
+    tag: Option<String>,
+    severity: Option<String>,
+    sort: Option<String>,
+    page: Option<usize>,
+}
+
+/// Open findings of one device, by severity.
+#[derive(Debug, Default, Clone, Copy)]
+struct Health {
+    critical: u32,
+    warning: u32,
+    info: u32,
+}
+
+impl Health {
+    fn add(&mut self, s: Severity) {
+        match s {
+            Severity::Critical => self.critical += 1,
+            Severity::Warning => self.warning += 1,
+            Severity::Info => self.info += 1,
+        }
+    }
+
+    fn worst(self) -> Option<Severity> {
+        if self.critical > 0 {
+            Some(Severity::Critical)
+        } else if self.warning > 0 {
+            Some(Severity::Warning)
+        } else if self.info > 0 {
+            Some(Severity::Info)
+        } else {
+            None
+        }
+    }
+
+    fn rank(self) -> (u32, u32, u32) {
+        (self.critical, self.warning, self.info)
+    }
+}
+
+/// Every tenant's devices with their health at a glance.
+pub(super) async fn fleet(
+    State(state): State<ApiState>,
+    signed: Signed,
+    Query(q): Query<FleetQuery>,
+) -> Response {
+    finish(fleet_page(state, signed, q).await)
+}
+
+async fn fleet_page(state: ApiState, signed: Signed, q: FleetQuery) -> PageResult {
+    let caller = &signed.caller;
+    let tenants = inventory::list_tenants(State(state.clone()), caller.clone())
+        .await
+        .or_page(&signed)?
+        .0;
+    let tenant = given(&q.tenant).map(TenantId::from);
+    if let Some(t) = &tenant {
+        state.tenant(caller, t).await.or_page(&signed)?;
+    }
+    let devices = inventory::list_devices(
+        State(state.clone()),
+        caller.clone(),
+        Query(inventory::TenantFilter {
+            tenant: tenant.clone(),
+        }),
+    )
+    .await
+    .or_page(&signed)?
+    .0;
+    let sites = inventory::list_sites(
+        State(state.clone()),
+        caller.clone(),
+        Query(inventory::TenantFilter {
+            tenant: tenant.clone(),
+        }),
+    )
+    .await
+    .or_page(&signed)?
+    .0;
+    let site_names: HashMap<_, _> = sites
+        .iter()
+        .map(|s| (s.id.clone(), s.name.clone()))
+        .collect();
+    let tenant_names: HashMap<_, _> = tenants
+        .iter()
+        .map(|t| (t.id.clone(), t.name.clone()))
+        .collect();
+    // Open findings of the tenants shown, counted per device.
+    let mut health: HashMap<String, Health> = HashMap::new();
+    for t in tenants
+        .iter()
+        .filter(|t| tenant.as_ref().is_none_or(|x| *x == t.id))
+    {
+        for f in state.store().findings(&t.id, true).await.or_page(&signed)? {
+            if let Some(d) = f.device_id {
+                health.entry(d.to_string()).or_default().add(f.severity);
+            }
+        }
+    }
+    let min_severity = given(&q.severity).and_then(|s| s.parse::<Severity>().ok());
+    let mut shown: Vec<(&Device, Health)> = devices
+        .iter()
+        .filter(|d| {
+            given(&q.site).is_none_or(|s| d.site_id.as_ref().is_some_and(|x| x.as_str() == s))
+        })
+        .filter(|d| given(&q.tag).is_none_or(|t| d.tags.iter().any(|x| x == t)))
+        .map(|d| (d, health.get(d.id.as_str()).copied().unwrap_or_default()))
+        .filter(|(_, h)| {
+            min_severity.is_none_or(|min| h.worst().is_some_and(|w| rank(w) >= rank(min)))
+        })
+        .collect();
+    match given(&q.sort).unwrap_or("severity") {
+        "name" => shown.sort_by(|a, b| a.0.name.cmp(&b.0.name)),
+        "last-seen" => shown.sort_by_key(|d| std::cmp::Reverse(d.0.last_seen_at)),
+        _ => shown.sort_by(|a, b| b.1.rank().cmp(&a.1.rank()).then(a.0.name.cmp(&b.0.name))),
+    }
+    let total = shown.len();
+    let page_no = q.page.unwrap_or(0);
+    let pages = total.div_ceil(FLEET_PAGE).max(1);
+    let slice = shown.iter().skip(page_no * FLEET_PAGE).take(FLEET_PAGE);
+    let mut tags: Vec<&String> = devices.iter().flat_map(|d| &d.tags).collect();
+    tags.sort();
+    tags.dedup();
+    let link = |p: usize| {
+        let mut s = url_query(&[
+            ("tenant", q.tenant.as_deref()),
+            ("site", q.site.as_deref()),
+            ("tag", q.tag.as_deref()),
+            ("severity", q.severity.as_deref()),
+            ("sort", q.sort.as_deref()),
+        ]);
+        s.push_str(&format!("&page={p}"));
+        format!("/fleet?{s}")
+    };
+    let body = html! {
+        form.filters method="get" action="/fleet" {
+            label { "Tenant " select name="tenant" {
+                option value="" { "All" }
+                @for t in &tenants {
+                    option value=(t.id) selected[tenant.as_ref() == Some(&t.id)] { (t.name) }
+                }
+            } }
+            label { "Site " select name="site" {
+                option value="" { "All" }
+                @for s in &sites {
+                    option value=(s.id) selected[given(&q.site) == Some(s.id.as_str())] { (s.name) }
+                }
+            } }
+            label { "Tag " select name="tag" {
+                option value="" { "Any" }
+                @for t in &tags {
+                    option value=(t) selected[given(&q.tag) == Some(t.as_str())] { (t) }
+                }
+            } }
+            label { "Severity " select name="severity" {
+                option value="" { "Any" }
+                @for s in [Severity::Critical, Severity::Warning, Severity::Info] {
+                    option value=(s) selected[min_severity == Some(s)] { (s) " and worse" }
+                }
+            } }
+            label { "Sort " select name="sort" {
+                @for (v, l) in [("severity", "Worst first"), ("name", "Name"), ("last-seen", "Last seen")] {
+                    option value=(v) selected[given(&q.sort).unwrap_or("severity") == v] { (l) }
+                }
+            } }
+            button type="submit" { "Filter" }
+        }
+        p.count { (total) " devices" @if pages > 1 { " · page " (page_no + 1) " of " (pages) } }
+        table.fleet {
+            thead { tr {
+                th { "Device" } th { "Tenant" } th { "Site" } th { "Tags" }
+                th { "Connection" } th.num { "Critical" } th.num { "Warning" } th.num { "Info" } th { "Last seen" }
+            } }
+            tbody {
+                @for (d, h) in slice {
+                    tr {
+                        td { a href=(format!("/devices/{}", d.id)) { (d.name) } }
+                        td { (tenant_names.get(&d.tenant_id).map_or(d.tenant_id.as_str(), String::as_str)) }
+                        td { (d.site_id.as_ref().and_then(|s| site_names.get(s)).map_or("—", String::as_str)) }
+                        td { @for t in &d.tags { span.tag { (t) } " " } }
+                        td { (connection(d)) }
+                        td.num.(if h.critical > 0 { "sev-critical" } else { "" }) { (h.critical) }
+                        td.num.(if h.warning > 0 { "sev-warning" } else { "" }) { (h.warning) }
+                        td.num { (h.info) }
+                        td { (when_opt(d.last_seen_at)) }
+                    }
+                }
+            }
+        }
+        @if pages > 1 {
+            nav.pager {
+                @if page_no > 0 { a href=(link(page_no - 1)) { "← Previous" } " " }
+                @if page_no + 1 < pages { a href=(link(page_no + 1)) { "Next →" } }
+            }
+        }
+    };
+    Ok(page(Some(&signed), "Fleet", false, body))
+}
+
+fn rank(s: Severity) -> u8 {
+    match s {
+        Severity::Info => 0,
+        Severity::Warning => 1,
+        Severity::Critical => 2,
+    }
+}
+
+/// How a device is reached, for a person.
+fn connection(d: &Device) -> Markup {
+    let (class, text) = match d.agent.as_deref() {
+        Some("pending-approval") => ("warn", "agent awaiting approval".to_owned()),
+        Some("revoked") => ("bad", "agent revoked".to_owned()),
+        Some(_) if d.reachable => ("good", "agent connected".to_owned()),
+        Some(_) => ("bad", "agent offline".to_owned()),
+        None if d.reachable => ("good", "reachable".to_owned()),
+        None => ("bad", "unreachable".to_owned()),
+    };
+    html! { span.(format!("conn conn-{class}")) { (text) } }
+}
+
+/// `k=v&…` of the given, non-empty values.
+fn url_query(pairs: &[(&str, Option<&str>)]) -> String {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        if let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) {
+            out.append_pair(k, v);
+        }
+    }
+    out.finish()
+}
+
+/// One device: facts, inventory, open findings, the runs that touched it,
+/// its changes.
+pub(super) async fn device(
+    State(state): State<ApiState>,
+    signed: Signed,
+    Path(id): Path<String>,
+) -> Response {
+    finish(device_page(state, signed, id).await)
+}
+
+async fn device_page(state: ApiState, signed: Signed, id: String) -> PageResult {
+    let caller = &signed.caller;
+    let d = inventory::get_device(State(state.clone()), caller.clone(), Path(id))
+        .await
+        .or_page(&signed)?
+        .0;
+    let tenant = state.tenant(caller, &d.tenant_id).await.or_page(&signed)?;
+    let findings: Vec<Finding> = state
+        .store()
+        .findings(&d.tenant_id, true)
+        .await
+        .or_page(&signed)?
+        .into_iter()
+        .filter(|f| f.device_id.as_ref() == Some(&d.id))
+        .collect();
+    let jobs = state
+        .store()
+        .jobs_of_device(&d.id, 20)
+        .await
+        .or_page(&signed)?;
+    let changes = state
+        .store()
+        .changes_of_device(&d.id, 50)
+        .await
+        .or_page(&signed)?;
+    let body = html! {
+        dl.facts {
+            dt { "Tenant" } dd { (tenant.name) " (" (tenant.tier) ")" }
+            dt { "Connection" } dd { (connection(&d)) }
+            dt { "Last seen" } dd { (when_opt(d.last_seen_at)) }
+            dt { "Tags" } dd { @for t in &d.tags { span.tag { (t) } " " } }
+        }
+        h2 { "Open findings" }
+        (findings_table(&findings, None))
+        h2 { "Runs that touched it" }
+        @if jobs.is_empty() { p.empty { "No jobs yet." } } @else {
+            table { thead { tr { th { "Run" } th { "Plugin" } th { "Mode" } th { "Status" } th { "Finished" } } }
+                tbody { @for j in &jobs { tr {
+                    td { a href=(format!("/runs/{}", j.run_id)) { (short(j.run_id.as_str())) } }
+                    td { (j.plugin) } td { (j.mode) }
+                    td { span class=(status_class(j.status.as_str())) { (j.status) } }
+                    td { (when_opt(j.finished_at)) }
+                } } }
+            }
+        }
+        h2 { "Changes" }
+        (changes_table(changes.iter().map(|c| &c.change), None))
+        h2 { "Facts" }
+        pre.json { (pretty(&d.facts)) }
+        h2 { "Inventory" }
+        pre.json { (pretty(&d.admin)) }
+    };
+    Ok(page(
+        Some(&signed),
+        &format!("Device {}", d.name),
+        false,
+        body,
+    ))
+}
+
+fn pretty(v: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+/// The last characters of an id (its random part: the first are the time
+/// it was made), enough to tell objects apart on a page.
+fn short(id: &str) -> &str {
+    id.get(id.len().saturating_sub(10)..).unwrap_or(id)
+}
+
+/// The names of the devices `ids` that the caller sees, by id.
+async fn device_names<'a>(
+    state: &ApiState,
+    signed: &Signed,
+    ids: impl Iterator<Item = &'a steward_store::DeviceId>,
+) -> Result<HashMap<String, String>, PageError> {
+    let mut ids: Vec<&str> = ids.map(steward_store::DeviceId::as_str).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(state
+        .store()
+        .devices_by_id(&ids)
+        .await
+        .or_page(signed)?
+        .into_iter()
+        .filter(|d| signed.caller.sees(Some(&d.tenant_id)))
+        .map(|d| (d.id.to_string(), d.name))
+        .collect())
+}
+
+/// A link to a device, by name when known.
+fn device_link(id: &steward_store::DeviceId, names: &HashMap<String, String>) -> Markup {
+    html! { a href=(format!("/devices/{id}")) { (names.get(id.as_str()).map_or(short(id.as_str()), String::as_str)) } }
+}
+
+fn findings_table(findings: &[Finding], names: Option<&HashMap<String, String>>) -> Markup {
+    html! {
+        @if findings.is_empty() { p.empty { "None." } } @else {
+            table.findings {
+                thead { tr {
+                    th { "Severity" } @if names.is_some() { th { "Device" } } th { "Plugin" } th { "Finding" } th { "First seen" }
+                } }
+                tbody { @for f in findings { tr {
+                    td { span class=(severity_class(f.severity)) { (f.severity) } }
+                    @if let Some(names) = names { td { @if let Some(d) = &f.device_id { (device_link(d, names)) } } }
+                    td { (f.plugin) }
+                    td { (f.summary) }
+                    td { (when(f.first_seen_at)) }
+                } } }
+            }
+        }
+    }
+}
+
+fn changes_table<'a>(
+    changes: impl Iterator<Item = &'a steward_store::NewChange>,
+    heading: Option<&str>,
+) -> Markup {
+    let changes: Vec<_> = changes.collect();
+    html! {
+        @if let Some(h) = heading { h3 { (h) } }
+        @if changes.is_empty() { p.empty { "None." } } @else {
+            table.changes {
+                thead { tr { th { "Outcome" } th { "Kind" } th { "Target" } th { "Change" } th { "Before" } th { "After" } } }
+                tbody { @for c in &changes { tr {
+                    td { span class=(status_class(c.outcome.as_str())) { (c.outcome) } }
+                    td { (c.kind) } td { (c.target) } td { (c.description) }
+                    td { (c.before.as_deref().unwrap_or("—")) } td { (c.after.as_deref().unwrap_or("—")) }
+                } } }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RunsQuery {
+    tenant: Option<String>,
+    status: Option<String>,
+    cursor: Option<String>,
+}
+
+/// Runs, newest first, a page at a time.
+pub(super) async fn runs(
+    State(state): State<ApiState>,
+    signed: Signed,
+    Query(q): Query<RunsQuery>,
+) -> Response {
+    finish(runs_page(state, signed, q).await)
+}
+
+async fn runs_page(state: ApiState, signed: Signed, q: RunsQuery) -> PageResult {
+    const LIMIT: u32 = 50;
+    let caller = &signed.caller;
+    let tenants = inventory::list_tenants(State(state.clone()), caller.clone())
+        .await
+        .or_page(&signed)?
+        .0;
+    let tenant = given(&q.tenant).map(TenantId::from);
+    if let Some(t) = &tenant {
+        state.tenant(caller, t).await.or_page(&signed)?;
+    }
+    let status = match given(&q.status) {
+        Some(s) => Some(
+            s.parse::<RunStatus>()
+                .map_err(|e| PageError::new(&signed, ApiError::invalid("status", e.to_string())))?,
+        ),
+        None => None,
+    };
+    let items = state
+        .store()
+        .list_runs(&RunFilter {
+            scope: caller.scope.clone(),
+            tenant: tenant.clone(),
+            status,
+            plugin: None,
+            since: None,
+            until: None,
+            before: given(&q.cursor).map(RunId::from),
+            limit: LIMIT,
+        })
+        .await
+        .or_page(&signed)?;
+    let mut progress = HashMap::new();
+    for r in items.iter().filter(|r| r.status == RunStatus::Running) {
+        progress.insert(
+            r.id.clone(),
+            state
+                .store()
+                .job_counts_of_run(&r.id)
+                .await
+                .or_page(&signed)?,
+        );
+    }
+    let playbooks = playbook_names(&state, &signed).await?;
+    let tenant_names: HashMap<_, _> = tenants
+        .iter()
+        .map(|t| (t.id.clone(), t.name.clone()))
+        .collect();
+    let next = (items.len() == LIMIT as usize)
+        .then(|| items.last().map(|r| r.id.to_string()))
+        .flatten();
+    let live = !progress.is_empty();
+    let body = html! {
+        form.filters method="get" action="/runs" {
+            label { "Tenant " select name="tenant" {
+                option value="" { "All" }
+                @for t in &tenants { option value=(t.id) selected[tenant.as_ref() == Some(&t.id)] { (t.name) } }
+            } }
+            label { "Status " select name="status" {
+                option value="" { "Any" }
+                @for s in RunStatus::ALL { option value=(s) selected[status == Some(*s)] { (s) } }
+            } }
+            button type="submit" { "Filter" }
+        }
+        table.runs {
+            thead { tr { th { "Run" } th { "Playbook" } th { "Tenant" } th { "Status" } th { "Progress" } th { "Started" } th { "Finished" } } }
+            tbody { @for r in &items { tr {
+                td { a href=(format!("/runs/{}", r.id)) { (short(r.id.as_str())) } }
+                td { (r.playbook_id.as_ref().and_then(|p| playbooks.get(p.as_str())).map_or("—", String::as_str)) }
+                td { (r.tenant_id.as_ref().and_then(|t| tenant_names.get(t)).map_or("every tenant", String::as_str)) }
+                td { span class=(status_class(r.status.as_str())) { (r.status) } }
+                td { @if let Some(c) = progress.get(&r.id) { (counts_bar(c)) } }
+                td { (when(r.created_at)) }
+                td { (when_opt(r.finished_at)) }
+            } } }
+        }
+        @if items.is_empty() { p.empty { "No runs." } }
+        @if let Some(n) = next {
+            nav.pager { a href=(format!("/runs?{}", url_query(&[("tenant", q.tenant.as_deref()), ("status", q.status.as_deref()), ("cursor", Some(&n))]))) { "Older →" } }
+        }
+    };
+    Ok(page(Some(&signed), "Runs", live, body))
+}
+
+fn counts_bar(counts: &HashMap<JobStatus, u64>) -> Markup {
+    let total: u64 = counts.values().sum();
+    let done = counts.get(&JobStatus::Succeeded).copied().unwrap_or(0);
+    let failed: u64 = [JobStatus::Failed, JobStatus::TimedOut, JobStatus::Expired]
+        .iter()
+        .filter_map(|s| counts.get(s))
+        .sum();
+    let ended: u64 = counts
+        .iter()
+        .filter(|(s, _)| s.is_terminal())
+        .map(|(_, n)| n)
+        .sum();
+    html! { (progress_bar(done, failed, total)) " " span.count { (ended) "/" (total) } }
+}
+
+/// Playbook names by id, as the caller sees them.
+async fn playbook_names(
+    state: &ApiState,
+    signed: &Signed,
+) -> Result<HashMap<String, String>, PageError> {
+    Ok(playbooks::list_playbooks(
+        State(state.clone()),
+        signed.caller.clone(),
+        Query(playbooks::PlaybookFilter { tenant: None }),
+    )
+    .await
+    .or_page(signed)?
+    .0
+    .into_iter()
+    .map(|p| (p.id.to_string(), p.name))
+    .collect())
+}
+
+/// One run: its jobs, findings, planned and applied changes, logs and pins.
+pub(super) async fn run(
+    State(state): State<ApiState>,
+    signed: Signed,
+    Path(id): Path<String>,
+) -> Response {
+    finish(run_page(state, signed, id).await)
+}
+
+async fn run_page(state: ApiState, signed: Signed, id: String) -> PageResult {
+    let caller = &signed.caller;
+    let r = state
+        .run(caller, &RunId::from(id.clone()))
+        .await
+        .or_page(&signed)?;
+    let counts = state
+        .store()
+        .job_counts_of_run(&r.id)
+        .await
+        .or_page(&signed)?;
+    let jobs = runs::run_jobs(
+        State(state.clone()),
+        caller.clone(),
+        Path(id.clone()),
+        Query(runs::JobQuery {
+            cursor: None,
+            limit: Some(500),
+        }),
+    )
+    .await
+    .or_page(&signed)?
+    .0;
+    let findings = runs::run_findings(State(state.clone()), caller.clone(), Path(id.clone()))
+        .await
+        .or_page(&signed)?
+        .0;
+    let changes = runs::run_changes(State(state.clone()), caller.clone(), Path(id.clone()))
+        .await
+        .or_page(&signed)?
+        .0;
+    let logs = runs::run_logs(State(state.clone()), caller.clone(), Path(id.clone()))
+        .await
+        .or_page(&signed)?
+        .0;
+    let playbooks = playbook_names(&state, &signed).await?;
+    let names = device_names(
+        &state,
+        &signed,
+        jobs.items
+            .iter()
+            .filter_map(|j| j.device_id.as_ref())
+            .chain(findings.iter().filter_map(|f| f.device_id.as_ref())),
+    )
+    .await?;
+    let total: u64 = counts.values().sum();
+    let running = r.status == RunStatus::Running;
+    let by_outcome = |o: steward_store::ChangeOutcome| {
+        changes
+            .iter()
+            .filter(move |c| c.change.outcome == o)
+            .map(|c| &c.change)
+    };
+    let log_tail = logs.len().saturating_sub(500);
+    let body = html! {
+        dl.facts {
+            dt { "Playbook" } dd { (r.playbook_id.as_ref().and_then(|p| playbooks.get(p.as_str())).map_or("—", String::as_str)) }
+            dt { "Status" } dd { span id="run-status" class=(status_class(r.status.as_str())) { (r.status) } }
+            dt { "Progress" } dd { (counts_bar(&counts)) }
+            dt { "Started" } dd { (when(r.created_at)) }
+            dt { "Finished" } dd { (when_opt(r.finished_at)) }
+            @if let Some(pins) = &r.pins {
+                dt { "Pinned versions" } dd { @for p in pins { span.tag { (p.plugin) " " (p.version) " " (short(&p.digest)) } " " } }
+            }
+        }
+        @if running && may_change(&signed) {
+            form method="post" action=(format!("/runs/{}/cancel", r.id)) {
+                (csrf_field(&signed))
+                button.danger type="submit" { "Cancel run" }
+            }
+        }
+        @if counts.get(&JobStatus::AwaitingApproval).copied().unwrap_or(0) > 0 {
+            p { a href="/approvals" { (counts[&JobStatus::AwaitingApproval]) " job(s) await approval →" } }
+        }
+        h2 { "Findings" }
+        (findings_table(&findings, Some(&names)))
+        h2 { "Changes" }
+        (changes_table(by_outcome(steward_store::ChangeOutcome::Planned), Some("Planned")))
+        (changes_table(by_outcome(steward_store::ChangeOutcome::Applied), Some("Applied")))
+        h2 { "Jobs" @if total as usize > jobs.items.len() { " (first " (jobs.items.len()) " of " (total) ")" } }
+        table.jobs {
+            thead { tr { th { "Device" } th { "Plugin" } th { "Mode" } th { "Status" } th { "Attempts" } th { "Error" } } }
+            tbody { @for j in &jobs.items { tr {
+                td { @if let Some(d) = &j.device_id { (device_link(d, &names)) } @else { "—" } }
+                td { (j.plugin) } td { (j.mode) }
+                td { span class=(status_class(j.status.as_str())) { (j.status) } }
+                td.num { (j.attempt) }
+                td { (j.last_error.as_deref().unwrap_or("")) }
+            } } }
+        }
+        h2 { "Log" @if log_tail > 0 { " (last 500 lines)" } }
+        @if logs.is_empty() { p.empty { "No log lines." } } @else {
+            pre.log { @for l in &logs[log_tail..] { (when(l.at)) " " (l.level) " " (l.message) "\n" } }
+        }
+    };
+    Ok(page(
+        Some(&signed),
+        &format!("Run {}", short(r.id.as_str())),
+        running,
+        body,
+    ))
+}
+
+/// Cancels a run (technician), as `POST /api/v1/runs/{id}/cancel`.
+pub(super) async fn cancel(
+    State(state): State<ApiState>,
+    signed: Signed,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(e) = signed.form(&headers, &body) {
+        return error_page(Some(&signed), &e);
+    }
+    match runs::cancel_run(State(state), signed.caller.clone(), Path(id.clone())).await {
+        Ok(_) => see_other(&format!("/runs/{id}")),
+        Err(e) => error_page(Some(&signed), &e),
+    }
+}
+
+/// The approval queue across the user's tenants.
+pub(super) async fn approvals(State(state): State<ApiState>, signed: Signed) -> Response {
+    finish(approvals_page(state, signed).await)
+}
+
+async fn approvals_page(state: ApiState, signed: Signed) -> PageResult {
+    let caller = &signed.caller;
+    let queue = runs::list_approvals(State(state.clone()), caller.clone())
+        .await
+        .or_page(&signed)?
+        .0;
+    let tenants: HashMap<_, _> = inventory::list_tenants(State(state.clone()), caller.clone())
+        .await
+        .or_page(&signed)?
+        .0
+        .into_iter()
+        .map(|t| (t.id, t.name))
+        .collect();
+    let mut names = HashMap::new();
+    for a in &queue {
+        if let Some(d) = &a.job.device_id
+            && !names.contains_key(d)
+        {
+            let name = state
+                .device(caller, d)
+                .await
+                .map(|d| d.name)
+                .unwrap_or_else(|_| d.to_string());
+            names.insert(d.clone(), name);
+        }
+    }
+    let body = html! {
+        @if queue.is_empty() { p.empty { "Nothing awaits approval." } }
+        @for a in &queue {
+            section.approval id=(format!("approval-{}", a.job.id)) {
+                h2 {
+                    (a.job.plugin) " on "
+                    @if let Some(d) = &a.job.device_id { a href=(format!("/devices/{d}")) { (names.get(d).map_or(d.as_str(), String::as_str)) } } @else { "the tenant" }
+                    " · " (tenants.get(&a.job.tenant_id).map_or(a.job.tenant_id.as_str(), String::as_str))
+                }
+                p { "Run " a href=(format!("/runs/{}", a.job.run_id)) { (short(a.job.run_id.as_str())) } " · waiting since " (when(a.job.created_at)) }
+                (changes_table(a.planned.iter(), Some("Planned changes")))
+                @if may_change(&signed) {
+                    form.decide method="post" action=(format!("/approvals/{}/approve", a.job.id)) {
+                        (csrf_field(&signed))
+                        label { "Comment " input type="text" name="comment" maxlength="500"; }
+                        button.approve type="submit" { "Approve" }
+                        button.danger type="submit" formaction=(format!("/approvals/{}/reject", a.job.id)) { "Reject" }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(Some(&signed), "Approvals", true, body))
+}
+
+/// Approves or rejects a job's plan (technician), as the API's approval
+/// routes.
+pub(super) async fn decide(
+    State(state): State<ApiState>,
+    signed: Signed,
+    Path((job, decision)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let fields = match signed.form(&headers, &body) {
+        Ok(f) => f,
+        Err(e) => return error_page(Some(&signed), &e),
+    };
+    let comment = runs::Decision {
+        comment: fields.get("comment").cloned().unwrap_or_default(),
+    };
+    let caller = signed.caller.clone();
+    let decided = match decision.as_str() {
+        "approve" => runs::approve(State(state), caller, Path(job), Json(comment)).await,
+        "reject" => runs::reject(State(state), caller, Path(job), Json(comment)).await,
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no-route",
+            "no such decision",
+        )),
+    };
+    match decided {
+        Ok(_) => see_other("/approvals"),
+        Err(e) => error_page(Some(&signed), &e),
+    }
+}
+
+/// Playbooks, with a button to run each now.
+pub(super) async fn playbooks(State(state): State<ApiState>, signed: Signed) -> Response {
+    finish(playbooks_page(state, signed).await)
+}
+
+async fn playbooks_page(state: ApiState, signed: Signed) -> PageResult {
+    let caller = &signed.caller;
+    let list = playbooks::list_playbooks(
+        State(state.clone()),
+        caller.clone(),
+        Query(playbooks::PlaybookFilter { tenant: None }),
+    )
+    .await
+    .or_page(&signed)?
+    .0;
+    let tenants = inventory::list_tenants(State(state.clone()), caller.clone())
+        .await
+        .or_page(&signed)?
+        .0;
+    let names: HashMap<_, _> = tenants
+        .iter()
+        .map(|t| (t.id.clone(), t.name.clone()))
+        .collect();
+    let body = html! {
+        @if list.is_empty() { p.empty { "No playbooks." } }
+        table.playbooks {
+            thead { tr { th { "Playbook" } th { "Tenant" } th { "Steps" } th {} } }
+            tbody { @for p in &list { tr {
+                td { (p.name) }
+                td { (p.tenant_id.as_ref().and_then(|t| names.get(t)).map_or("every tenant", String::as_str)) }
+                td { @for s in p.steps.as_array().into_iter().flatten() {
+                    span.tag { (s.get("plugin").and_then(|v| v.as_str()).unwrap_or("?")) } " "
+                } }
+                td { @if may_change(&signed) {
+                    form.inline method="post" action=(format!("/playbooks/{}/run", p.id)) {
+                        (csrf_field(&signed))
+                        @if p.tenant_id.is_none() {
+                            select name="tenant" { @for t in &tenants { option value=(t.id) { (t.name) } } }
+                        }
+                        button type="submit" { "Run now" }
+                    }
+                } }
+            } } }
+        }
+    };
+    Ok(page(Some(&signed), "Playbooks", false, body))
+}
+
+/// Starts a run of a playbook (technician), as
+/// `POST /api/v1/playbooks/{id}/runs`, and shows it.
+pub(super) async fn start(
+    State(state): State<ApiState>,
+    signed: Signed,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let fields = match signed.form(&headers, &body) {
+        Ok(f) => f,
+        Err(e) => return error_page(Some(&signed), &e),
+    };
+    let start = playbooks::StartRun {
+        tenant_id: fields
+            .get("tenant")
+            .filter(|t| !t.is_empty())
+            .map(|t| TenantId::from(t.as_str())),
+    };
+    match playbooks::start_run(State(state), signed.caller.clone(), Path(id), Json(start)).await {
+        Ok((_, run)) => see_other(&format!("/runs/{}", run.0.id)),
+        Err(e) => error_page(Some(&signed), &e),
+    }
+}
+
+/// Schedules with their next firing in their own time zone and window.
+pub(super) async fn schedules(State(state): State<ApiState>, signed: Signed) -> Response {
+    finish(schedules_page(state, signed).await)
+}
+
+async fn schedules_page(state: ApiState, signed: Signed) -> PageResult {
+    let list = playbooks::list_schedules(
+        State(state.clone()),
+        signed.caller.clone(),
+        Query(playbooks::ScheduleFilter { playbook: None }),
+    )
+    .await
+    .or_page(&signed)?
+    .0;
+    let names = playbook_names(&state, &signed).await?;
+    let body = html! {
+        @if list.is_empty() { p.empty { "No schedules." } }
+        table.schedules {
+            thead { tr { th { "Playbook" } th { "When" } th { "Time zone" } th { "Next firing (local)" } th { "Next firing (UTC)" } th { "Window" } th { "Enabled" } } }
+            tbody { @for s in &list {
+                @let spec = serde_json::from_value::<steward_control::schedule::ScheduleSpec>(s.spec.clone()).ok();
+                tr {
+                    td { (names.get(s.playbook_id.as_str()).map_or(s.playbook_id.as_str(), String::as_str)) }
+                    td { code { (spec.as_ref().map_or("?", |x| x.cron.as_str())) } }
+                    td { (spec.as_ref().map_or("?", |x| x.timezone.as_str())) }
+                    td { (local_time(s.next_fire_at, spec.as_ref().map(|x| x.timezone.as_str()))) }
+                    td { (when_opt(s.next_fire_at)) }
+                    td { @match spec.as_ref().and_then(|x| x.window.as_ref()) {
+                        Some(w) => { (window_text(w)) }
+                        None => { "any time" }
+                    } }
+                    td { @if s.enabled { "yes" } @else { span.status-cancelled { "no" } } }
+                }
+            } }
+        }
+    };
+    Ok(page(Some(&signed), "Schedules", false, body))
+}
+
+fn local_time(t: Option<Timestamp>, tz: Option<&str>) -> String {
+    let (Some(t), Some(tz)) = (t, tz.and_then(|z| z.parse::<chrono_tz::Tz>().ok())) else {
+        return "—".to_owned();
+    };
+    t.to_utc()
+        .with_timezone(&tz)
+        .format("%a %Y-%m-%d %H:%M %Z")
+        .to_string()
+}
+
+fn window_text(w: &steward_control::schedule::WindowSpec) -> String {
+    let days = if w.days.is_empty() {
+        "every day".to_owned()
+    } else {
+        w.days
+            .iter()
+            .filter_map(|d| serde_json::to_value(d).ok())
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!("{days}, {}–{}", w.start, w.end)
+}
+
+/// Installed plugin versions and their grants.
+pub(super) async fn plugins(State(state): State<ApiState>, signed: Signed) -> Response {
+    finish(plugins_page(state, signed).await)
+}
+
+async fn plugins_page(state: ApiState, signed: Signed) -> PageResult {
+    let list = playbooks::list_plugins(State(state.clone()), signed.caller.clone())
+        .await
+        .or_page(&signed)?
+        .0;
+    let mut by_name: BTreeMap<&str, Vec<&steward_store::PluginVersion>> = BTreeMap::new();
+    for v in &list {
+        by_name.entry(v.plugin.as_str()).or_default().push(v);
+    }
+    let body = html! {
+        @if list.is_empty() { p.empty { "No plugins installed." } }
+        table.plugins {
+            thead { tr { th { "Plugin" } th { "Version" } th { "Digest" } th { "Granted capabilities" } th { "From" } th { "Installed" } } }
+            tbody { @for (name, versions) in &by_name { @for v in versions { tr {
+                td { (name) } td { (v.version) } td { code { (short(&v.digest)) } }
+                td { @for g in &v.grants { span.tag { (g) } " " } }
+                td { @if let Some(src) = &v.source { (src.module) " " (src.requirement) } @else { "upload" } }
+                td { (when(v.installed_at)) }
+            } } } }
+        }
+        p.hint { "Registry offers and upgrades, with the capabilities an upgrade adds, are listed by " code { "steward plugins offers" } " and " code { "GET /api/v1/registry/offer" } "." }
+    };
+    Ok(page(Some(&signed), "Plugins", false, body))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct AuditPageQuery {
+    tenant: Option<String>,
+    actor: Option<String>,
+    /// From this day (UTC), inclusive.
+    #[serde(default, deserialize_with = "empty_date")]
+    since: Option<chrono::NaiveDate>,
+    /// To this day (UTC), inclusive.
+    #[serde(default, deserialize_with = "empty_date")]
+    until: Option<chrono::NaiveDate>,
+    cursor: Option<String>,
+}
+
+/// The audit trail, newest first.
+pub(super) async fn audit(
+    State(state): State<ApiState>,
+    signed: Signed,
+    Query(q): Query<AuditPageQuery>,
+) -> Response {
+    finish(audit_page(state, signed, q).await)
+}
+
+async fn audit_page(state: ApiState, signed: Signed, q: AuditPageQuery) -> PageResult {
+    let caller = &signed.caller;
+    let tenant = given(&q.tenant).map(TenantId::from);
+    if let Some(t) = &tenant {
+        state.tenant(caller, t).await.or_page(&signed)?;
+    }
+    let page_of = people::list_audit(
+        State(state.clone()),
+        caller.clone(),
+        Query(people::AuditQuery {
+            tenant: tenant.clone(),
+            actor: given(&q.actor).map(str::to_owned),
+            since: q
+                .since
+                .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc()),
+            until: q
+                .until
+                .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc() + chrono::Duration::days(1)),
+            cursor: given(&q.cursor).map(str::to_owned),
+            limit: Some(100),
+        }),
+    )
+    .await
+    .or_page(&signed)?
+    .0;
+    let tenants = inventory::list_tenants(State(state.clone()), caller.clone())
+        .await
+        .or_page(&signed)?
+        .0;
+    let body = html! {
+        form.filters method="get" action="/audit" {
+            label { "Tenant " select name="tenant" {
+                option value="" { "All" }
+                @for t in &tenants { option value=(t.id) selected[tenant.as_ref() == Some(&t.id)] { (t.name) } }
+            } }
+            label { "Actor " input type="text" name="actor" value=(q.actor.as_deref().unwrap_or("")) placeholder="user:alice"; }
+            label { "From " input type="date" name="since" value=(q.since.map(|d| d.to_string()).unwrap_or_default()); }
+            label { "To " input type="date" name="until" value=(q.until.map(|d| d.to_string()).unwrap_or_default()); }
+            button type="submit" { "Filter" }
+        }
+        table.audit {
+            thead { tr { th { "When" } th { "Actor" } th { "Action" } th { "Outcome" } th { "Detail" } } }
+            tbody { @for e in &page_of.items { tr {
+                td { (when(e.at)) } td { (e.actor) } td { (e.action) }
+                td { span class=(status_class(&e.outcome)) { (e.outcome) } }
+                td { code { (e.detail.to_string()) } }
+            } } }
+        }
+        @if let Some(n) = &page_of.next_cursor {
+            nav.pager { a href=(format!("/audit?{}", url_query(&[("tenant", q.tenant.as_deref()), ("actor", q.actor.as_deref()), ("since", q.since.map(|d| d.to_string()).as_deref()), ("until", q.until.map(|d| d.to_string()).as_deref()), ("cursor", Some(n))]))) { "Older →" } }
+        }
+    };
+    Ok(page(Some(&signed), "Audit", false, body))
+}
+
+/// A date field a form may leave empty.
+fn empty_date<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<chrono::NaiveDate>, D::Error> {
+    let text: Option<String> = Option::deserialize(d)?;
+    match text.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(t) => t.parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
