@@ -82,6 +82,26 @@ pub enum Remote {
         #[arg(long)]
         tenant: String,
     },
+    /// A tenant's monthly service report, saved to a file: time to
+    /// remediate against the tier's target, patch compliance, antivirus
+    /// health, accounts unlocked, incidents and the refresh forecast.
+    Report {
+        #[command(flatten)]
+        conn: Conn,
+        /// The tenant, by name or id.
+        #[arg(long)]
+        tenant: String,
+        /// The calendar month (UTC), `YYYY-MM`.
+        #[arg(long)]
+        month: String,
+        /// `html` (printable, self-contained), `pdf` (printed by the
+        /// machine's Chromium) or `json` (the figures).
+        #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
+        format: ReportFormat,
+        /// Where to write it.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
     /// The audit trail, newest first.
     Audit {
         #[command(flatten)]
@@ -93,6 +113,17 @@ pub enum Remote {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+}
+
+/// The forms `steward report` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// One self-contained, printable HTML document.
+    Html,
+    /// The HTML document printed to PDF by Chromium.
+    Pdf,
+    /// The figures as JSON.
+    Json,
 }
 
 /// An area's connection options and command.
@@ -515,6 +546,16 @@ impl Client {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let text = self.send_text(req).await?;
+        if text.is_empty() {
+            return Ok(Value::Null);
+        }
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    /// The body of a successful answer; an error answer's problem as the
+    /// error.
+    async fn send_text(&self, req: reqwest::RequestBuilder) -> anyhow::Result<String> {
         let resp = req
             .send()
             .await
@@ -531,10 +572,7 @@ impl Client {
                 code
             );
         }
-        if text.is_empty() {
-            return Ok(Value::Null);
-        }
-        Ok(serde_json::from_str(&text)?)
+        Ok(text)
     }
 
     async fn get(&self, path: &str) -> anyhow::Result<Value> {
@@ -1294,6 +1332,42 @@ pub async fn run(remote: Remote) -> anyhow::Result<ExitCode> {
                 ],
             );
         }
+        Remote::Report {
+            conn,
+            tenant,
+            month,
+            format,
+            output,
+        } => {
+            let c = Client::new(conn);
+            let tenants = c.get("/api/v1/tenants").await?;
+            let id = tenants
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|t| t["id"] == tenant.as_str() || t["name"] == tenant.as_str())
+                .and_then(|t| t["id"].as_str())
+                .with_context(|| format!("no tenant named `{tenant}` that this token sees"))?
+                .to_owned();
+            let as_json = format == ReportFormat::Json;
+            let path = format!(
+                "/api/v1/reports/{id}{}",
+                query(&[
+                    ("month", Some(month)),
+                    (
+                        "format",
+                        Some(if as_json { "json" } else { "html" }.to_owned())
+                    ),
+                ])
+            );
+            let text = c.send_text(c.request(reqwest::Method::GET, &path)).await?;
+            match format {
+                ReportFormat::Html | ReportFormat::Json => std::fs::write(&output, text)
+                    .with_context(|| format!("cannot write {}", output.display()))?,
+                ReportFormat::Pdf => print_pdf(&text, &output)?,
+            }
+            eprintln!("wrote {}", output.display());
+        }
         Remote::Tickets { conn, tenant } => {
             let c = Client::new(conn);
             c.print(
@@ -1403,4 +1477,63 @@ async fn watch(c: &Client, id: &str) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Prints an HTML document to PDF with the machine's Chromium (headless);
+/// a clear error naming what to install when there is none.
+fn print_pdf(html: &str, output: &std::path::Path) -> anyhow::Result<()> {
+    let browser = [
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+    ]
+    .into_iter()
+    .find_map(|name| {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+        })
+    })
+    .context(
+        "a PDF is printed by Chromium, and none is installed here (looked for chromium, \
+             chromium-browser and google-chrome in PATH); install Debian's `chromium`, or save \
+             `--format html` and print it to PDF from a browser",
+    )?;
+    let work = tempfile::tempdir()?;
+    let page = work.path().join("report.html");
+    std::fs::write(&page, html)?;
+    let output = std::path::absolute(output)?;
+    let ran = std::process::Command::new(&browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-pdf-header-footer",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            work.path().join("profile").display()
+        ))
+        .arg(format!("--print-to-pdf={}", output.display()))
+        .arg(format!("file://{}", page.display()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .with_context(|| format!("cannot run {}", browser.display()))?;
+    let pdf = std::fs::read(&output).unwrap_or_default();
+    if !ran.status.success() || !pdf.starts_with(b"%PDF") {
+        anyhow::bail!(
+            "{} did not print the PDF ({}): {}",
+            browser.display(),
+            ran.status,
+            String::from_utf8_lossy(&ran.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+    }
+    Ok(())
 }

@@ -44,6 +44,7 @@ on_both_backends!(
     audit_rows_commit_exactly_with_their_record,
     metrics_count_jobs_and_finished_runs,
     tickets_name_only_their_tenants_devices_and_are_capped_per_job,
+    the_monthly_report_counts_what_the_store_holds,
 );
 
 const T0: Timestamp = Timestamp::from_millis(1_700_000_000_000);
@@ -2236,4 +2237,281 @@ async fn tickets_name_only_their_tenants_devices_and_are_capped_per_job(db: Test
         s.tickets(&f.vip).await.unwrap().len() as i64,
         steward_store::MAX_TICKETS_PER_JOB
     );
+}
+
+/// Runs one `plugin` job on `device` at `secs` that reports `findings`
+/// and `changes` (applied); returns its id.
+async fn history(
+    s: &Store,
+    tenant: &TenantId,
+    device: &DeviceId,
+    plugin: &str,
+    secs: u64,
+    findings: &[(&str, Severity)],
+    changes: &[(&str, &str)],
+) -> JobId {
+    let job = NewJob::new(
+        tenant.clone(),
+        Some(device.clone()),
+        plugin,
+        JobMode::Check,
+        at(secs),
+    );
+    s.create_run(None, &[], &[job], at(secs)).await.unwrap();
+    let claimed = s.claim("w", 1, LEASE, at(secs)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let mut c = Completion::succeeded(&claimed[0], json!({}));
+    c.findings = findings
+        .iter()
+        .map(|(k, sev)| NewFinding {
+            key: (*k).into(),
+            severity: *sev,
+            summary: format!("{k} found"),
+            detail: String::new(),
+            resource: String::new(),
+            fields: json!({}),
+        })
+        .collect();
+    c.changes = changes
+        .iter()
+        .map(|(kind, target)| NewChange {
+            kind: (*kind).into(),
+            target: (*target).into(),
+            description: format!("{kind} {target}"),
+            before: None,
+            after: None,
+            outcome: ChangeOutcome::Applied,
+        })
+        .collect();
+    s.complete("w", &[c], at(secs)).await.unwrap();
+    claimed[0].id.clone()
+}
+
+/// A month of history on a VIP tenant's two devices, then the report for
+/// that month, each figure checked against the history written and
+/// against SQL of the test's own over the same tables.
+async fn the_monthly_report_counts_what_the_store_holds(db: TestDb) {
+    use steward_control::report::{Month, month_report};
+    let s = &db.store;
+    let f = fleet(s).await;
+    let (vip, pc) = (&f.vip, &f.devices[0]);
+    let laptop = s
+        .create_device(&NewDevice::new(vip.clone(), "vip-laptop"), T0)
+        .await
+        .unwrap()
+        .id;
+    let hour = 3600;
+    // T0 is 2023-11-14 22:13:20 UTC. Patching on the pc: a security update
+    // and an update, the security update applied 2 h later (met: VIP's
+    // target is 4 h); the plain update stays pending.
+    history(
+        s,
+        vip,
+        pc,
+        "patching",
+        0,
+        &[
+            ("security-update:openssl", Severity::Warning),
+            ("update:curl", Severity::Info),
+        ],
+        &[],
+    )
+    .await;
+    history(
+        s,
+        vip,
+        pc,
+        "patching",
+        2 * hour,
+        &[("update:curl", Severity::Info)],
+        &[("package-upgrade", "openssl")],
+    )
+    .await;
+    // Antivirus on the laptop: outdated signatures (warning) and a
+    // detection (critical), both fixed 10 h later (two misses).
+    history(
+        s,
+        vip,
+        &laptop,
+        "antivirus",
+        0,
+        &[
+            ("signatures-outdated", Severity::Warning),
+            ("detection:/tmp/x", Severity::Critical),
+        ],
+        &[],
+    )
+    .await;
+    history(
+        s,
+        vip,
+        &laptop,
+        "antivirus",
+        10 * hour,
+        &[],
+        &[("quarantine", "/tmp/x"), ("signature-update", "signatures")],
+    )
+    .await;
+    // A locked account unlocked on the pc, with the ticket its job filed.
+    let unlock = history(
+        s,
+        vip,
+        pc,
+        "account-unlock",
+        3 * hour,
+        &[],
+        &[("unlock", "jdoe")],
+    )
+    .await;
+    let (ticket, _) = s
+        .file_ticket(
+            &steward_store::NewTicket {
+                tenant_id: vip.clone(),
+                device_id: Some(pc.to_string()),
+                job_id: unlock.clone(),
+                queue: "helpdesk".into(),
+                title: "jdoe unlocked".into(),
+                body: String::new(),
+                dedupe_key: "unlock:jdoe".into(),
+            },
+            at(3 * hour),
+        )
+        .await
+        .unwrap();
+    // A critical incident on the pc still open at the month's end.
+    history(
+        s,
+        vip,
+        pc,
+        "refresh-planner",
+        4 * hour,
+        &[("failing-disk:pc", Severity::Critical)],
+        &[],
+    )
+    .await;
+    // Next month's history does not count.
+    history(
+        s,
+        vip,
+        pc,
+        "account-unlock",
+        20 * 24 * hour,
+        &[],
+        &[("unlock", "later")],
+    )
+    .await;
+
+    let month = Month::parse("2023-11").unwrap();
+    let r = month_report(s, vip, month)
+        .await
+        .unwrap()
+        .expect("the tenant exists");
+    assert_eq!(
+        (r.month.as_str(), r.target_hours, r.devices),
+        ("2023-11", 4, 2)
+    );
+    let by = |sev| r.remediation.iter().find(|x| x.severity == sev).unwrap();
+    let warning = by(Severity::Warning);
+    // openssl in 2 h (met), signatures in 10 h (missed).
+    assert_eq!(
+        (warning.resolved, warning.met, warning.missed),
+        (2, 1, 1),
+        "{warning:?}"
+    );
+    assert_eq!(warning.misses[0].key, "signatures-outdated");
+    assert!((warning.misses[0].hours - 10.0).abs() < 1e-9);
+    assert_eq!(warning.misses[0].device, "vip-laptop");
+    let critical = by(Severity::Critical);
+    // The detection resolved in 10 h and the failing disk open at the
+    // month's end (past the target) are the misses.
+    assert_eq!(
+        (critical.resolved, critical.met, critical.missed),
+        (1, 0, 2),
+        "{critical:?}"
+    );
+    let open_miss = critical
+        .misses
+        .iter()
+        .find(|m| m.resolved_at.is_none())
+        .unwrap();
+    assert_eq!(open_miss.key, "failing-disk:pc");
+    assert!((open_miss.hours - hours_between(at(4 * hour), month.end())).abs() < 1e-9);
+    // The pc has `update:curl` open: one of two devices fully patched.
+    assert_eq!(r.patching.fully_patched, 1);
+    assert_eq!(r.patching.security_updates_applied, 1);
+    assert_eq!(r.patching.median_security_age_hours, Some(2.0));
+    assert_eq!(r.patching.security_updates_pending, 0);
+    assert_eq!(
+        r.antivirus.signatures_outdated, 0,
+        "fixed before the month's end"
+    );
+    assert_eq!((r.antivirus.detections, r.antivirus.quarantines), (1, 1));
+    assert_eq!(r.unlocks.len(), 1, "next month's unlock is not counted");
+    assert_eq!(r.unlocks[0].account, "jdoe");
+    assert_eq!(r.unlocks[0].device, "vip-pc");
+    assert_eq!(r.unlocks[0].tickets, vec![ticket]);
+    assert_eq!(
+        (
+            r.incidents.opened,
+            r.incidents.resolved,
+            r.incidents.open_at_end
+        ),
+        (2, 1, 1)
+    );
+    assert_eq!(r.opened_per_day.len(), 30);
+    // Five findings first seen on day 14 (the 14th, index 13), one more at
+    // 02:13 on the 15th.
+    let day14 = r.opened_per_day[13];
+    let day15 = r.opened_per_day[14];
+    assert_eq!(day14.iter().sum::<u32>() + day15.iter().sum::<u32>(), 5);
+
+    // The same figures by the test's own SQL over the same tables.
+    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    let (from, to) = (month.start().as_millis(), month.end().as_millis());
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        let vip = vip.to_string();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(vip)
+                .bind(from)
+                .bind(to)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let opened = count(
+        "SELECT COUNT(*) FROM findings WHERE tenant_id = $1 AND first_seen_at >= $2 AND first_seen_at < $3",
+    )
+    .await;
+    assert_eq!(
+        opened as u32,
+        r.opened_per_day.iter().flatten().sum::<u32>()
+    );
+    let applied_unlocks = count(
+        "SELECT COUNT(*) FROM changes WHERE tenant_id = $1 AND kind = 'unlock' AND outcome = 'applied' AND at >= $2 AND at < $3",
+    )
+    .await;
+    assert_eq!(applied_unlocks as usize, r.unlocks.len());
+    let critical_opened = count(
+        "SELECT COUNT(*) FROM findings WHERE tenant_id = $1 AND severity = 'critical' AND first_seen_at >= $2 AND first_seen_at < $3",
+    )
+    .await;
+    assert_eq!(critical_opened as u32, r.incidents.opened);
+    let resolved_in_month = count(
+        "SELECT COUNT(*) FROM findings WHERE tenant_id = $1 AND severity IN ('warning', 'critical') AND resolved_at >= $2 AND resolved_at < $3",
+    )
+    .await;
+    assert_eq!(
+        resolved_in_month as u32,
+        warning.resolved + critical.resolved
+    );
+    // Another tenant's report is its own (nothing of the VIP's).
+    let other = month_report(s, &f.managed, month).await.unwrap().unwrap();
+    assert!(other.unlocks.is_empty() && other.incidents.opened == 0);
+}
+
+fn hours_between(a: Timestamp, b: Timestamp) -> f64 {
+    (b.as_millis() - a.as_millis()) as f64 / 3_600_000.0
 }

@@ -21,6 +21,7 @@ pub(crate) mod people;
 pub(crate) mod playbooks;
 pub mod problem;
 mod registry;
+pub(crate) mod report;
 pub(crate) mod runs;
 
 use std::sync::Arc;
@@ -354,6 +355,7 @@ pub fn router(state: ApiState) -> (Router, OpenApi) {
         .merge(runs::routes())
         .merge(people::routes())
         .merge(registry::routes())
+        .merge(report::routes())
         .split_for_parts();
     doc.info.title = "Steward API".to_owned();
     doc.info.description = Some(

@@ -14,4 +14,5 @@ pub mod playbook;
 pub mod plugins;
 pub mod providers;
 pub mod registry;
+pub mod report;
 pub mod schedule;

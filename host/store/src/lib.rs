@@ -177,6 +177,7 @@ mod inventory;
 mod migrate;
 mod model;
 mod queue;
+mod reports;
 mod results;
 mod runs;
 mod sql;
@@ -211,6 +212,7 @@ pub use model::{
     Reclaimed, Role, Run, RunStatus, Schedule, Severity, Site, Tenant, Tier,
 };
 pub use queue::MAX_CLAIM;
+pub use reports::TenantChange;
 pub use trust::{TrustHow, TrustedKey};
 
 pub use steward_sqlkit::{Backend, UnsupportedUrl};

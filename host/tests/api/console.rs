@@ -92,6 +92,7 @@ async fn the_console_flows_in_a_real_browser() {
             "other_device": bravo_device,
             "other_run": bravo_run,
             "check_playbook": check["id"],
+            "month": chrono::Utc::now().format("%Y-%m").to_string(),
         })
         .to_string(),
     )
@@ -168,6 +169,22 @@ async fn the_console_flows_in_a_real_browser() {
     assert_eq!(count("run.start", "user:viewer-acme"), 0, "{audit}");
     let (status, devices) = api.get(OWNER, &format!("/api/v1/devices/{device}")).await;
     assert_eq!(status, StatusCode::OK, "{devices}");
+    // The same report through the CLI: the figures as JSON, and a PDF
+    // printed by the machine's Chromium.
+    let month = chrono::Utc::now().format("%Y-%m").to_string();
+    let report_json = work.path().join("report.json");
+    cli_report(&api.base, &tech, &month, "json", &report_json).await;
+    let figures: Value = serde_json::from_slice(&std::fs::read(&report_json).unwrap()).unwrap();
+    assert_eq!(figures["tenant"]["name"], "acme");
+    assert_eq!(figures["devices"], 1);
+    let pdf = work.path().join("report.pdf");
+    cli_report(&api.base, &tech, &month, "pdf", &pdf).await;
+    assert!(std::fs::read(&pdf).unwrap().starts_with(b"%PDF"));
+    // Another tenant's report is not the technician's to read.
+    let (status, _) = api
+        .get(&tech, &format!("/api/v1/reports/{bravo}?month={month}"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     for page in [
         "login",
         "fleet",
@@ -179,6 +196,8 @@ async fn the_console_flows_in_a_real_browser() {
         "plugins",
         "audit",
         "not-found",
+        "reports",
+        "report",
     ] {
         assert!(
             screenshots.join(format!("{page}.png")).is_file(),
@@ -186,6 +205,24 @@ async fn the_console_flows_in_a_real_browser() {
         );
     }
     api.stop().await;
+}
+
+/// `steward report` for tenant `acme` into `output`.
+async fn cli_report(base: &str, token: &str, month: &str, format: &str, output: &Path) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args([
+            "report", "--url", base, "--token", token, "--tenant", "acme",
+        ])
+        .args(["--month", month, "--format", format, "-o"])
+        .arg(output)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "steward report --format {format}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A user of `tenant` with `role`, and a token for it.

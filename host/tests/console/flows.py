@@ -65,6 +65,8 @@ def sign_in(token):
 
 
 def sign_out():
+    if not driver.find_elements(By.CSS_SELECTOR, "form.signout button"):
+        go("/fleet")
     driver.find_element(By.CSS_SELECTOR, "form.signout button").click()
     wait.until(lambda d: d.current_url.endswith("/login"))
 
@@ -181,6 +183,18 @@ try:
         expect(title() != "Not found", f"{path} renders")
         shot(name)
     expect("approval.approve" in page_text(), "the audit trail shows the approval")
+
+    step("the client report of this month opens as a printable document")
+    go("/reports")
+    shot("reports")
+    driver.execute_script(
+        "document.querySelector('input[name=month]').value = arguments[0]", cfg["month"])
+    driver.find_element(By.XPATH, "//button[normalize-space()='Open report']").click()
+    wait.until(lambda d: "service report" in title())
+    text = page_text()
+    expect("Time to remediate" in text and "Patch compliance" in text, "the report's sections")
+    expect("Security updates applied" in text, "patch figures")
+    shot("report")
 
     step("sign out ends the session")
     sign_out()

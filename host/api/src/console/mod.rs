@@ -53,6 +53,8 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/schedules", get(pages::schedules))
         .route("/plugins", get(pages::plugins))
         .route("/audit", get(pages::audit))
+        .route("/reports", get(pages::reports))
+        .route("/reports/{tenant}", get(pages::report))
 }
 
 const STYLESHEET: &str = include_str!("console.css");
@@ -110,6 +112,7 @@ const NAV: &[(&str, &str)] = &[
     ("/schedules", "Schedules"),
     ("/plugins", "Plugins"),
     ("/audit", "Audit"),
+    ("/reports", "Reports"),
 ];
 
 /// A whole page. `live`: the script re-reads it while it is shown.

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use chrono::Datelike as _;
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -1052,5 +1053,58 @@ fn empty_date<'de, D: serde::Deserializer<'de>>(
     match text.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
         Some(t) => t.parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct ReportPick {
+    month: Option<String>,
+}
+
+/// Monthly client reports: a tenant and a month, then the document.
+pub(super) async fn reports(State(state): State<ApiState>, signed: Signed) -> Response {
+    finish(reports_page(state, signed).await)
+}
+
+async fn reports_page(state: ApiState, signed: Signed) -> PageResult {
+    let tenants = inventory::list_tenants(State(state.clone()), signed.caller.clone())
+        .await
+        .or_page(&signed)?
+        .0;
+    // The month just ended is the one a client asks for.
+    let now = chrono::Utc::now().date_naive();
+    let last = now
+        .with_day(1)
+        .and_then(|d| d.checked_sub_months(chrono::Months::new(1)))
+        .unwrap_or(now)
+        .format("%Y-%m")
+        .to_string();
+    let body = html! {
+        p { "One self-contained, printable document per tenant and month: time to remediate against the tier's target, patch compliance, antivirus health, accounts unlocked, incidents and the hardware refresh forecast. Print it to PDF from the browser, or run " code { "steward report --tenant NAME --month YYYY-MM --format pdf" } "." }
+        table.reports {
+            thead { tr { th { "Tenant" } th { "Tier" } th { "Report" } } }
+            tbody { @for t in &tenants { tr {
+                td { (t.name) } td { (t.tier) }
+                td { form.inline method="get" action=(format!("/reports/{}", t.id)) {
+                    input type="month" name="month" value=(last) required;
+                    button type="submit" { "Open report" }
+                } }
+            } } }
+        }
+    };
+    Ok(page(Some(&signed), "Reports", false, body))
+}
+
+/// A tenant's report for a month, as the API serves it.
+pub(super) async fn report(
+    State(state): State<ApiState>,
+    signed: Signed,
+    Path(tenant): Path<String>,
+    Query(q): Query<ReportPick>,
+) -> Response {
+    let month = q.month.unwrap_or_default();
+    match crate::report::report_for(&state, &signed.caller, &TenantId::from(tenant), &month).await {
+        Ok(r) => crate::report::html_response(&r),
+        Err(e) => error_page(Some(&signed), &e),
     }
 }
