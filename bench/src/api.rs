@@ -6,6 +6,12 @@
 //! generator, is `GET /healthz` (no token, no store), so the ratio is what
 //! authentication, the query and the JSON cost.
 //!
+//! Beside them, the web console's pages as a signed-in owner sees them with
+//! 10,000 devices (and 20,000 open findings) stored as well: the fleet
+//! (every tenant, and one tenant with its month's charts) and the runs
+//! list, each on one connection so that its latency is the server's time
+//! for the page, with the page's weight.
+//!
 //! `cargo run --release -p steward-bench --bin api [RUNS] [SECONDS] [CONNECTIONS]`.
 
 #[path = "../../host/tests/support/mod.rs"]
@@ -26,6 +32,10 @@ const TARGET_P99_MS: f64 = 10.0;
 /// `GET /api/v1/runs/{id}` on a run of [`BIG_RUN_JOBS`] jobs.
 const TARGET_RUN_P99_MS: f64 = 1.0;
 const BIG_RUN_JOBS: u64 = 10_000;
+/// Console pages: p99 server time and weight.
+const TARGET_PAGE_P99_MS: f64 = 50.0;
+const TARGET_PAGE_BYTES: usize = 200 * 1024;
+const DEVICES: u64 = 10_000;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
@@ -198,8 +208,138 @@ async fn main() -> anyhow::Result<()> {
             "NOT met"
         },
     );
+
+    // The console: 10,000 devices across the tenants, two open findings
+    // each, and a signed-in owner.
+    let started = Instant::now();
+    insert_devices(&db.url, &tenants, DEVICES, now.as_millis()).await?;
+    println!(
+        "{DEVICES} devices and {} open findings stored in {:.1} s",
+        DEVICES * 2,
+        started.elapsed().as_secs_f64()
+    );
+    let owner_token = store
+        .token_user(&auth::hash_token(&token))
+        .await?
+        .expect("the owner's token")
+        .0;
+    let secret = "sts_bench_session";
+    store
+        .create_console_session(&owner_token.id, &auth::hash_token(secret), "csrf", now)
+        .await?;
+    let cookie = format!("Cookie: steward_session={secret}");
+    let pages = [
+        (
+            "console /fleet (10,000 devices, page of 200)",
+            "/fleet".to_owned(),
+        ),
+        (
+            "console /fleet?tenant= (2,500 devices, charts)",
+            format!("/fleet?tenant={}", tenants[0]),
+        ),
+        (
+            "console /runs (100,000 runs, page of 50)",
+            "/runs".to_owned(),
+        ),
+    ];
+    let mut measured = Vec::new();
+    for (name, path) in &pages {
+        let r = load_with(
+            &base,
+            std::slice::from_ref(path),
+            Some(&cookie),
+            1,
+            duration,
+        )
+        .await?;
+        measured.push((*name, r));
+    }
+    println!(
+        "{:<48} {:>10} {:>8} {:>8} {:>8} {:>9}",
+        "console page (one connection)", "pages/s", "p50 ms", "p99 ms", "max ms", "KiB"
+    );
+    for (name, r) in &measured {
+        println!(
+            "{name:<48} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>9.1}",
+            r.rps,
+            r.p50,
+            r.p99,
+            r.max,
+            r.bytes as f64 / 1024.0
+        );
+    }
+    for (name, r) in &measured {
+        println!(
+            "{name}: p99 {:.2} ms (target < {TARGET_PAGE_P99_MS} ms: {}), {:.1} KiB (target < {} KiB: {})",
+            r.p99,
+            if r.p99 < TARGET_PAGE_P99_MS {
+                "met"
+            } else {
+                "NOT met"
+            },
+            r.bytes as f64 / 1024.0,
+            TARGET_PAGE_BYTES / 1024,
+            if r.bytes < TARGET_PAGE_BYTES {
+                "met"
+            } else {
+                "NOT met"
+            },
+        );
+    }
     let _ = stop.send(());
     server.await??;
+    Ok(())
+}
+
+/// `count` devices spread over `tenants`, each with an open warning and an
+/// open info finding (`patching`), inserted directly like [`insert_runs`].
+async fn insert_devices(
+    url: &str,
+    tenants: &[steward_store::TenantId],
+    count: u64,
+    now: i64,
+) -> anyhow::Result<()> {
+    let mut conn = sqlx::AnyConnection::connect(url).await?;
+    let mut i = 0u64;
+    while i < count {
+        let mut tx = conn.begin().await?;
+        let end = (i + 2_000).min(count);
+        for n in i..end {
+            let id = format!("{now:012x}{n:08x}0000000000aa");
+            let tenant = tenants[n as usize % tenants.len()].as_str();
+            sqlx::query(
+                "INSERT INTO devices (id, tenant_id, name, tags, created_at, last_seen_at) \
+                 VALUES ($1, $2, $3, $4, $5, $5)",
+            )
+            .bind(&id)
+            .bind(tenant)
+            .bind(format!("ws-{n:05}"))
+            .bind(r#"["office"]"#)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            for (k, key, severity) in [
+                (0, "security-update:openssl", "warning"),
+                (1, "update:curl", "info"),
+            ] {
+                sqlx::query(
+                    "INSERT INTO findings (id, tenant_id, device_id, subject, plugin, finding_key, \
+                     severity, summary, first_seen_at, last_seen_at, last_job_id) \
+                     VALUES ($1, $2, $3, $3, 'patching', $4, $5, 'Update pending', $6, $6, 'bench')",
+                )
+                .bind(format!("{id}{k}"))
+                .bind(tenant)
+                .bind(&id)
+                .bind(key)
+                .bind(severity)
+                .bind(now - (n as i64 % 100) * 3_600_000)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        i = end;
+    }
     Ok(())
 }
 
@@ -288,6 +428,8 @@ struct Load {
     p50: f64,
     p99: f64,
     max: f64,
+    /// The largest response body, bytes.
+    bytes: usize,
 }
 
 /// `connections` clients, each on its own keep-alive connection, sending
@@ -304,13 +446,26 @@ async fn load(
     connections: usize,
     duration: Duration,
 ) -> anyhow::Result<Load> {
+    let header = token.map(|t| format!("Authorization: Bearer {t}"));
+    load_with(base, paths, header.as_deref(), connections, duration).await
+}
+
+/// [`load`] sending `header` (a whole header line) with each request.
+async fn load_with(
+    base: &str,
+    paths: &[String],
+    header: Option<&str>,
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<Load> {
     let addr = base.strip_prefix("http://").expect("an http URL");
     let requests: Vec<Vec<u8>> = paths
         .iter()
         .map(|path| {
             let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n");
-            if let Some(t) = token {
-                request.push_str(&format!("Authorization: Bearer {t}\r\n"));
+            if let Some(h) = header {
+                request.push_str(h);
+                request.push_str("\r\n");
             }
             request.push_str("\r\n");
             request.into_bytes()
@@ -330,18 +485,22 @@ async fn load(
             // Each connection walks the paths from its own offset.
             let mut next = c * requests.len() / connections.max(1);
             let mut latencies = Vec::new();
+            let mut largest = 0;
             while Instant::now() < deadline {
                 let t = Instant::now();
-                get(&mut conn, &requests[next % requests.len()]).await?;
+                largest = largest.max(get(&mut conn, &requests[next % requests.len()]).await?);
                 latencies.push(t.elapsed());
                 next += 1;
             }
-            anyhow::Ok(latencies)
+            anyhow::Ok((latencies, largest))
         }));
     }
     let mut all = Vec::new();
+    let mut bytes = 0;
     for t in tasks {
-        all.extend(t.await??);
+        let (latencies, largest) = t.await??;
+        all.extend(latencies);
+        bytes = bytes.max(largest);
     }
     let elapsed = started.elapsed().as_secs_f64();
     all.sort();
@@ -352,14 +511,16 @@ async fn load(
         p50: pct(0.50),
         p99: pct(0.99),
         max: pct(1.0),
+        bytes,
     })
 }
 
-/// One request and its whole response on a keep-alive connection.
+/// One request and its whole response on a keep-alive connection; the
+/// body's length.
 async fn get(
     conn: &mut tokio::io::BufReader<tokio::net::TcpStream>,
     request: &[u8],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<usize> {
     use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
     conn.get_mut().write_all(request).await?;
     let mut line = String::new();
@@ -385,5 +546,5 @@ async fn get(
     let length = length.ok_or_else(|| anyhow::anyhow!("no Content-Length"))?;
     let mut body = vec![0; length];
     conn.read_exact(&mut body).await?;
-    Ok(())
+    Ok(length)
 }

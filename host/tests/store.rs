@@ -45,6 +45,7 @@ on_both_backends!(
     metrics_count_jobs_and_finished_runs,
     tickets_name_only_their_tenants_devices_and_are_capped_per_job,
     the_monthly_report_counts_what_the_store_holds,
+    the_fleet_page_filters_sorts_and_pages_in_the_database,
 );
 
 const T0: Timestamp = Timestamp::from_millis(1_700_000_000_000);
@@ -2514,4 +2515,151 @@ async fn the_monthly_report_counts_what_the_store_holds(db: TestDb) {
 
 fn hours_between(a: Timestamp, b: Timestamp) -> f64 {
     (b.as_millis() - a.as_millis()) as f64 / 3_600_000.0
+}
+
+/// The console's fleet page: devices with their open findings, filtered by
+/// tenant, tag and severity under a scope, sorted and paged by the
+/// database.
+async fn the_fleet_page_filters_sorts_and_pages_in_the_database(db: TestDb) {
+    use steward_store::{FleetFilter, FleetSort, Scope};
+    let s = &db.store;
+    let f = fleet(s).await;
+    let (vip, managed) = (&f.vip, &f.managed);
+    let mut d = NewDevice::new(vip.clone(), "a-laptop");
+    d.tags = vec!["50%_off".into(), "office".into()];
+    let laptop = s.create_device(&d, T0).await.unwrap().id;
+    // vip-pc: a critical and a warning; a-laptop: an info; the managed
+    // tenant's pc: two warnings.
+    history(
+        s,
+        vip,
+        &f.devices[0],
+        "antivirus",
+        0,
+        &[
+            ("detection:/x", Severity::Critical),
+            ("signatures-outdated", Severity::Warning),
+        ],
+        &[],
+    )
+    .await;
+    history(
+        s,
+        vip,
+        &laptop,
+        "patching",
+        10,
+        &[("update:curl", Severity::Info)],
+        &[],
+    )
+    .await;
+    history(
+        s,
+        managed,
+        &f.devices[1],
+        "patching",
+        20,
+        &[
+            ("security-update:a", Severity::Warning),
+            ("security-update:b", Severity::Warning),
+        ],
+        &[],
+    )
+    .await;
+    let names = |rows: &[steward_store::FleetRow]| {
+        rows.iter()
+            .map(|r| r.device.name.clone())
+            .collect::<Vec<_>>()
+    };
+
+    let (total, rows) = s
+        .fleet_page(&Scope::All, &FleetFilter::default(), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(total, 4);
+    assert_eq!(
+        names(&rows),
+        ["vip-pc", "managed-pc", "a-laptop", "on-demand-pc"],
+        "worst first"
+    );
+    assert_eq!((rows[0].critical, rows[0].warning, rows[0].info), (1, 1, 0));
+    assert_eq!((rows[1].critical, rows[1].warning), (0, 2));
+    let by_name = FleetFilter {
+        sort: FleetSort::Name,
+        ..FleetFilter::default()
+    };
+    let (_, rows) = s.fleet_page(&Scope::All, &by_name, 1, 2).await.unwrap();
+    assert_eq!(
+        names(&rows),
+        ["managed-pc", "on-demand-pc"],
+        "the second page of two"
+    );
+    let warning_up = FleetFilter {
+        min_severity: Some(Severity::Warning),
+        ..FleetFilter::default()
+    };
+    let (total, rows) = s.fleet_page(&Scope::All, &warning_up, 0, 10).await.unwrap();
+    assert_eq!(
+        (total, names(&rows)),
+        (2, vec!["vip-pc".to_owned(), "managed-pc".to_owned()])
+    );
+    let critical = FleetFilter {
+        min_severity: Some(Severity::Critical),
+        ..FleetFilter::default()
+    };
+    assert_eq!(
+        s.fleet_page(&Scope::All, &critical, 0, 10).await.unwrap().0,
+        1
+    );
+    // A tag is matched as a whole element, LIKE's wildcards taken literally.
+    for (tag, expect) in [
+        ("50%_off", 1),
+        ("50", 0),
+        ("%", 0),
+        ("office", 1),
+        ("offic", 0),
+    ] {
+        let filter = FleetFilter {
+            tag: Some(tag.into()),
+            ..FleetFilter::default()
+        };
+        let (total, _) = s.fleet_page(&Scope::All, &filter, 0, 10).await.unwrap();
+        assert_eq!(total, expect, "tag {tag}");
+    }
+    // A scope sees its tenants' devices only, whatever the filter asks.
+    let scoped = Scope::Tenants(vec![managed.clone()]);
+    let (total, rows) = s
+        .fleet_page(&scoped, &FleetFilter::default(), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!((total, names(&rows)), (1, vec!["managed-pc".to_owned()]));
+    let other = FleetFilter {
+        tenant: Some(vip.clone()),
+        ..FleetFilter::default()
+    };
+    assert_eq!(s.fleet_page(&scoped, &other, 0, 10).await.unwrap().0, 0);
+    assert_eq!(
+        s.device_tags(&Scope::All, Some(vip)).await.unwrap(),
+        ["50%_off", "office"]
+    );
+    assert!(s.device_tags(&scoped, None).await.unwrap().is_empty());
+    // The page's devices' findings, counted per class.
+    let ids = [f.devices[0].as_str(), laptop.as_str()];
+    let open = s.open_findings_per_device(&Scope::All, &ids).await.unwrap();
+    let detection = open.iter().find(|o| o.class == "detection").unwrap();
+    assert_eq!(
+        (detection.plugin.as_str(), detection.count),
+        ("antivirus", 1)
+    );
+    assert!(open.iter().any(|o| o.class == "signatures-outdated"));
+    assert!(
+        open.iter()
+            .any(|o| o.class == "update" && o.device_id == laptop)
+    );
+    assert!(
+        s.open_findings_per_device(&scoped, &ids)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -60,6 +60,8 @@ struct Inner {
     secure_cookies: bool,
     run_pages: runs::PageCache,
     run_details: runs::RunCache,
+    /// Tenants' months so far, for the console's charts.
+    trends: report::TrendCache,
     /// Alert delivery, told when webhooks change; `None` when the server
     /// does not alert.
     alerts: Option<Arc<Alerts>>,
@@ -95,6 +97,7 @@ impl ApiState {
                 secure_cookies: false,
                 run_pages: runs::PageCache::default(),
                 run_details: runs::RunCache::default(),
+                trends: report::TrendCache::default(),
                 alerts,
                 configured_webhooks,
                 registry: None,

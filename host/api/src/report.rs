@@ -68,6 +68,53 @@ pub(crate) async fn get_report(
     })
 }
 
+/// How long a tenant's month so far (the fleet page's charts) is served
+/// from memory.
+pub const TRENDS_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A tenant's month, and when it was computed.
+type Trend = (std::time::Instant, std::sync::Arc<MonthReport>);
+
+/// Tenants' months so far, recently computed.
+#[derive(Debug, Default)]
+pub struct TrendCache {
+    entries: std::sync::Mutex<std::collections::HashMap<(TenantId, String), Trend>>,
+}
+
+impl ApiState {
+    /// `tenant`'s report of the month so far (the caller has been checked
+    /// to see the tenant), computed at most once per [`TRENDS_TTL`].
+    pub(crate) async fn month_so_far(
+        &self,
+        tenant: &TenantId,
+    ) -> ApiResult<Option<std::sync::Arc<MonthReport>>> {
+        let month = chrono::Utc::now().format("%Y-%m").to_string();
+        let key = (tenant.clone(), month.clone());
+        if let Some((at, r)) = self
+            .inner
+            .trends
+            .entries
+            .lock()
+            .expect("trends lock")
+            .get(&key)
+            && at.elapsed() < TRENDS_TTL
+        {
+            return Ok(Some(r.clone()));
+        }
+        let month = Month::parse(&month).expect("this month parses");
+        let Some(report) = month_report(self.store(), tenant, month).await? else {
+            return Ok(None);
+        };
+        let report = std::sync::Arc::new(report);
+        let mut entries = self.inner.trends.entries.lock().expect("trends lock");
+        if entries.len() >= 1024 {
+            entries.retain(|_, (at, _)| at.elapsed() < TRENDS_TTL);
+        }
+        entries.insert(key, (std::time::Instant::now(), report.clone()));
+        Ok(Some(report))
+    }
+}
+
 /// The report, if the caller sees the tenant.
 pub(crate) async fn report_for(
     state: &ApiState,
@@ -171,6 +218,7 @@ pub(crate) fn render(r: &MonthReport) -> Markup {
                         td.num { (hours(s.median_hours)) } td.num { (r.target_hours) " h" }
                     } } }
                 }
+                (remediation_chart(r))
                 (opened_chart(&r.opened_per_day))
                 @let misses: Vec<_> = r.remediation.iter().flat_map(|s| s.misses.iter().map(move |m| (s.severity, m))).collect();
                 @if misses.is_empty() { p.met { "Every finding was remediated within the target." } } @else {
@@ -233,7 +281,7 @@ pub(crate) fn render(r: &MonthReport) -> Markup {
 }
 
 /// Findings first seen per day, stacked by severity.
-fn opened_chart(days: &[[u32; 3]]) -> Markup {
+pub(crate) fn opened_chart(days: &[[u32; 3]]) -> Markup {
     let max = days
         .iter()
         .map(|d| d.iter().sum::<u32>())
@@ -264,8 +312,41 @@ fn opened_chart(days: &[[u32; 3]]) -> Markup {
     }
 }
 
+/// Median time to remediate per severity against the tier's target.
+pub(crate) fn remediation_chart(r: &MonthReport) -> Markup {
+    let target = f64::from(r.target_hours);
+    let max = r
+        .remediation
+        .iter()
+        .filter_map(|s| s.median_hours)
+        .fold(target * 1.25, f64::max);
+    let (w, row) = (620.0, 26.0);
+    let h = row * r.remediation.len() as f64 + 18.0;
+    let x = |hours: f64| 90.0 + hours / max * (w - 100.0);
+    html! {
+        figure {
+            svg width=(w) height=(h) viewBox=(format!("0 0 {w} {h}")) role="img" aria-label="Median time to remediate against the target" {
+                @for (i, s) in r.remediation.iter().enumerate() {
+                    @let y = i as f64 * row + 4.0;
+                    text x="0" y=(format!("{:.1}", y + 14.0)) font-size="11" fill="#111827" { (s.severity) }
+                    @if let Some(m) = s.median_hours {
+                        rect x="90" y=(format!("{y:.1}")) width=(format!("{:.1}", x(m) - 90.0)) height="18"
+                            fill=(if m > target { "#b91c1c" } else { "#15803d" }) {}
+                        text x=(format!("{:.1}", x(m) + 4.0)) y=(format!("{:.1}", y + 14.0)) font-size="11" fill="#111827" { (format!("{m:.1} h")) }
+                    } @else {
+                        text x="94" y=(format!("{:.1}", y + 14.0)) font-size="11" fill="#6b7280" { "none resolved" }
+                    }
+                }
+                line x1=(format!("{:.1}", x(target))) x2=(format!("{:.1}", x(target))) y1="0" y2=(format!("{:.1}", h - 14.0)) stroke="#111827" stroke-dasharray="4 3" {}
+                text x=(format!("{:.1}", x(target) + 3.0)) y=(format!("{:.1}", h - 2.0)) font-size="10" fill="#6b7280" { "target " (r.target_hours) " h" }
+            }
+            figcaption.muted { "Median time to remediate per severity (bars; red when over) against the target (dashed)." }
+        }
+    }
+}
+
 /// Cost against budget per quarter.
-fn forecast_chart(r: &MonthReport) -> Markup {
+pub(crate) fn forecast_chart(r: &MonthReport) -> Markup {
     let max = r
         .refresh
         .iter()

@@ -270,7 +270,9 @@ pub async fn month_report(
     // A month not over yet is reported as of now: what is open is open
     // now, and has been for as long as until now.
     let as_of = to.min(Timestamp::now());
-    let devices = store.devices(&tenant.id).await?;
+    let devices = store
+        .list_devices_brief(&steward_store::Scope::All, Some(&tenant.id))
+        .await?;
     let names: HashMap<&str, &str> = devices
         .iter()
         .map(|d| (d.id.as_str(), d.name.as_str()))

@@ -616,7 +616,7 @@ impl Store {
     /// The rows of `select` (ending in a `WHERE` clause) that `scope`
     /// sees, only those whose `column` is `value` when a filter is given,
     /// ordered by `order`, each read by `read`.
-    async fn scoped_list<T>(
+    pub(crate) async fn scoped_list<T>(
         &self,
         scope: &Scope,
         select: &str,

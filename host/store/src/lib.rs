@@ -197,7 +197,7 @@ pub use admin::{
     StoredAudit, StoredWebhook, User,
 };
 pub use agents::{AgentRecord, BAD_ENROLLMENT_TOKEN, Enrollment, NewAgent, NewEnrollment};
-pub use console::ConsoleSession;
+pub use console::{ConsoleSession, FleetFilter, FleetRow, FleetSort, OpenFindings};
 pub use durable::{
     INBOX_HOLD, InboxEntry, MAX_OUTBOX_HOLD, MAX_TICKETS_PER_JOB, NewTicket, OutboxEvent,
     PluginSource, PluginVersion, StoredTicket, TierSla,

@@ -92,6 +92,7 @@ async fn the_console_flows_in_a_real_browser() {
             "other_device": bravo_device,
             "other_run": bravo_run,
             "check_playbook": check["id"],
+            "tenant": acme,
             "month": chrono::Utc::now().format("%Y-%m").to_string(),
         })
         .to_string(),

@@ -140,6 +140,14 @@ try:
     expect(run_id[-10:] in page_text(), "the run is listed")
     shot("runs")
 
+    step("one tenant's fleet shows its month so far in charts")
+    go(f"/fleet?tenant={cfg['tenant']}")
+    expect("so far" in page_text() and driver.find_elements(By.CSS_SELECTOR, ".charts svg"),
+           "the tenant's charts")
+    expect("2 security" not in page_text() and "1 security" in page_text(),
+           "the device's pending security update is shown")
+    shot("fleet-tenant")
+
     step("approve a pending remediation and see the run complete")
     fix_id = run_now("patch now")
     # A second one stays waiting, for the viewer to look at below.

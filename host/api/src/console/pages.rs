@@ -16,7 +16,8 @@ use crate::body::{Json, Path, Query};
 use crate::problem::ApiError;
 use crate::{ApiState, inventory, people, playbooks, runs};
 use steward_store::{
-    Device, Finding, JobStatus, RunFilter, RunId, RunStatus, Severity, TenantId, Timestamp,
+    Device, Finding, FleetFilter, FleetSort, JobStatus, RunFilter, RunId, RunStatus, Severity,
+    TenantId, Timestamp,
 };
 
 /// An error on a page, with who was signed in (for the page around it).
@@ -89,31 +90,53 @@ struct Health {
     critical: u32,
     warning: u32,
     info: u32,
+    /// Pending updates (`patching`), and how many are security updates.
+    updates: u32,
+    security: u32,
+    /// The worst antivirus problem open, if any.
+    antivirus: Option<&'static str>,
+    /// Locked accounts (`account-unlock`).
+    locked: u32,
 }
 
 impl Health {
-    fn add(&mut self, s: Severity) {
-        match s {
-            Severity::Critical => self.critical += 1,
-            Severity::Warning => self.warning += 1,
-            Severity::Info => self.info += 1,
+    /// Counts `n` open findings of `plugin`, `class` (see
+    /// [`steward_store::OpenFindings`]) and `severity`.
+    fn add(&mut self, plugin: &str, class: &str, severity: Severity, n: u32) {
+        match severity {
+            Severity::Critical => self.critical += n,
+            Severity::Warning => self.warning += n,
+            Severity::Info => self.info += n,
         }
-    }
-
-    fn worst(self) -> Option<Severity> {
-        if self.critical > 0 {
-            Some(Severity::Critical)
-        } else if self.warning > 0 {
-            Some(Severity::Warning)
-        } else if self.info > 0 {
-            Some(Severity::Info)
-        } else {
-            None
+        match (plugin, class) {
+            ("patching", "security-update") => {
+                self.updates += n;
+                self.security += n;
+            }
+            ("patching", "update") => self.updates += n,
+            ("account-unlock", "locked") => self.locked += n,
+            ("antivirus", key) => {
+                // Worst first; a detection (no position) ranks worst of all.
+                const PROBLEMS: [(&str, &str); 4] = [
+                    ("engine-missing", "no engine"),
+                    ("signatures-missing", "no signatures"),
+                    ("service-stopped", "stopped"),
+                    ("signatures-outdated", "signatures outdated"),
+                ];
+                let rank = |text: &str| PROBLEMS.iter().position(|(_, t)| *t == text);
+                let found = if key == "detection" {
+                    Some("detection")
+                } else {
+                    PROBLEMS.iter().find(|(k, _)| *k == key).map(|(_, t)| *t)
+                };
+                if let Some(text) = found
+                    && self.antivirus.is_none_or(|old| rank(text) < rank(old))
+                {
+                    self.antivirus = Some(text);
+                }
+            }
+            _ => {}
         }
-    }
-
-    fn rank(self) -> (u32, u32, u32) {
-        (self.critical, self.warning, self.info)
     }
 }
 
@@ -136,16 +159,6 @@ async fn fleet_page(state: ApiState, signed: Signed, q: FleetQuery) -> PageResul
     if let Some(t) = &tenant {
         state.tenant(caller, t).await.or_page(&signed)?;
     }
-    let devices = inventory::list_devices(
-        State(state.clone()),
-        caller.clone(),
-        Query(inventory::TenantFilter {
-            tenant: tenant.clone(),
-        }),
-    )
-    .await
-    .or_page(&signed)?
-    .0;
     let sites = inventory::list_sites(
         State(state.clone()),
         caller.clone(),
@@ -164,42 +177,65 @@ async fn fleet_page(state: ApiState, signed: Signed, q: FleetQuery) -> PageResul
         .iter()
         .map(|t| (t.id.clone(), t.name.clone()))
         .collect();
-    // Open findings of the tenants shown, counted per device.
-    let mut health: HashMap<String, Health> = HashMap::new();
-    for t in tenants
-        .iter()
-        .filter(|t| tenant.as_ref().is_none_or(|x| *x == t.id))
-    {
-        for f in state.store().findings(&t.id, true).await.or_page(&signed)? {
-            if let Some(d) = f.device_id {
-                health.entry(d.to_string()).or_default().add(f.severity);
-            }
-        }
-    }
     let min_severity = given(&q.severity).and_then(|s| s.parse::<Severity>().ok());
-    let mut shown: Vec<(&Device, Health)> = devices
+    let sort = match given(&q.sort) {
+        Some("name") => FleetSort::Name,
+        Some("last-seen") => FleetSort::LastSeen,
+        _ => FleetSort::Worst,
+    };
+    // Filtered, sorted and paged in the database, under the caller's scope
+    // (as the API's device listing).
+    let page_no = q.page.unwrap_or(0).min(100_000);
+    let (total, rows) = state
+        .store()
+        .fleet_page(
+            &caller.scope,
+            &FleetFilter {
+                tenant: tenant.clone(),
+                site: given(&q.site).map(str::to_owned),
+                tag: given(&q.tag).map(str::to_owned),
+                min_severity,
+                sort,
+            },
+            (page_no * FLEET_PAGE) as u32,
+            FLEET_PAGE as u32,
+        )
+        .await
+        .or_page(&signed)?;
+    let total = total as usize;
+    let pages = total.div_ceil(FLEET_PAGE).max(1);
+    let ids: Vec<&str> = rows.iter().map(|r| r.device.id.as_str()).collect();
+    let mut health: HashMap<String, Health> = HashMap::new();
+    for o in state
+        .store()
+        .open_findings_per_device(&caller.scope, &ids)
+        .await
+        .or_page(&signed)?
+    {
+        let n = u32::try_from(o.count).unwrap_or(u32::MAX);
+        health
+            .entry(o.device_id.to_string())
+            .or_default()
+            .add(&o.plugin, &o.class, o.severity, n);
+    }
+    let shown: Vec<(&Device, Health)> = rows
         .iter()
-        .filter(|d| {
-            given(&q.site).is_none_or(|s| d.site_id.as_ref().is_some_and(|x| x.as_str() == s))
-        })
-        .filter(|d| given(&q.tag).is_none_or(|t| d.tags.iter().any(|x| x == t)))
-        .map(|d| (d, health.get(d.id.as_str()).copied().unwrap_or_default()))
-        .filter(|(_, h)| {
-            min_severity.is_none_or(|min| h.worst().is_some_and(|w| rank(w) >= rank(min)))
+        .map(|r| {
+            (
+                &r.device,
+                health
+                    .get(r.device.id.as_str())
+                    .copied()
+                    .unwrap_or_default(),
+            )
         })
         .collect();
-    match given(&q.sort).unwrap_or("severity") {
-        "name" => shown.sort_by(|a, b| a.0.name.cmp(&b.0.name)),
-        "last-seen" => shown.sort_by_key(|d| std::cmp::Reverse(d.0.last_seen_at)),
-        _ => shown.sort_by(|a, b| b.1.rank().cmp(&a.1.rank()).then(a.0.name.cmp(&b.0.name))),
-    }
-    let total = shown.len();
-    let page_no = q.page.unwrap_or(0);
-    let pages = total.div_ceil(FLEET_PAGE).max(1);
-    let slice = shown.iter().skip(page_no * FLEET_PAGE).take(FLEET_PAGE);
-    let mut tags: Vec<&String> = devices.iter().flat_map(|d| &d.tags).collect();
-    tags.sort();
-    tags.dedup();
+    let slice = shown.iter();
+    let tags = state
+        .store()
+        .device_tags(&caller.scope, tenant.as_ref())
+        .await
+        .or_page(&signed)?;
     let link = |p: usize| {
         let mut s = url_query(&[
             ("tenant", q.tenant.as_deref()),
@@ -211,7 +247,22 @@ async fn fleet_page(state: ApiState, signed: Signed, q: FleetQuery) -> PageResul
         s.push_str(&format!("&page={p}"));
         format!("/fleet?{s}")
     };
+    // One tenant chosen: its month so far, in charts.
+    let trends = match &tenant {
+        Some(t) => state.month_so_far(t).await.or_page(&signed)?,
+        None => None,
+    };
     let body = html! {
+        @if let Some(r) = &trends {
+            section.trends {
+                h2 { (r.tenant.name) ", " (r.month) " so far " a.small href=(format!("/reports/{}?month={}", r.tenant.id, r.month)) { "full report →" } }
+                div.charts {
+                    (crate::report::remediation_chart(r))
+                    (crate::report::opened_chart(&r.opened_per_day))
+                    @if !r.refresh.is_empty() { (crate::report::forecast_chart(r)) }
+                }
+            }
+        }
         form.filters method="get" action="/fleet" {
             label { "Tenant " select name="tenant" {
                 option value="" { "All" }
@@ -248,7 +299,8 @@ async fn fleet_page(state: ApiState, signed: Signed, q: FleetQuery) -> PageResul
         table.fleet {
             thead { tr {
                 th { "Device" } th { "Tenant" } th { "Site" } th { "Tags" }
-                th { "Connection" } th.num { "Critical" } th.num { "Warning" } th.num { "Info" } th { "Last seen" }
+                th { "Connection" } th.num { "Critical" } th.num { "Warning" } th.num { "Info" }
+                th { "Updates" } th { "Antivirus" } th.num { "Locked accounts" } th { "Last seen" }
             } }
             tbody {
                 @for (d, h) in slice {
@@ -261,6 +313,9 @@ async fn fleet_page(state: ApiState, signed: Signed, q: FleetQuery) -> PageResul
                         td.num.(if h.critical > 0 { "sev-critical" } else { "" }) { (h.critical) }
                         td.num.(if h.warning > 0 { "sev-warning" } else { "" }) { (h.warning) }
                         td.num { (h.info) }
+                        td { @if h.updates > 0 { (h.updates) @if h.security > 0 { ", " span.sev-warning { (h.security) " security" } } } @else { "—" } }
+                        td { @match h.antivirus { Some(p) => { span.sev-warning { (p) } } None => { "—" } } }
+                        td.num.(if h.locked > 0 { "sev-warning" } else { "" }) { (h.locked) }
                         td { (when_opt(d.last_seen_at)) }
                     }
                 }
@@ -274,14 +329,6 @@ async fn fleet_page(state: ApiState, signed: Signed, q: FleetQuery) -> PageResul
         }
     };
     Ok(page(Some(&signed), "Fleet", false, body))
-}
-
-fn rank(s: Severity) -> u8 {
-    match s {
-        Severity::Info => 0,
-        Severity::Warning => 1,
-        Severity::Critical => 2,
-    }
 }
 
 /// How a device is reached, for a person.
