@@ -940,14 +940,20 @@ async fn schedules_page(state: ApiState, signed: Signed) -> PageResult {
     let body = html! {
         @if list.is_empty() { p.empty { "No schedules." } }
         table.schedules {
-            thead { tr { th { "Playbook" } th { "When" } th { "Time zone" } th { "Next firing (local)" } th { "Next firing (UTC)" } th { "Window" } th { "Enabled" } } }
+            thead { tr { th { "Playbook" } th { "When" } th { "Time zone" } th { "Next firings (its time zone)" } th { "Next (UTC)" } th { "Window" } th { "Enabled" } } }
             tbody { @for s in &list {
                 @let spec = serde_json::from_value::<steward_control::schedule::ScheduleSpec>(s.spec.clone()).ok();
                 tr {
                     td { (names.get(s.playbook_id.as_str()).map_or(s.playbook_id.as_str(), String::as_str)) }
                     td { code { (spec.as_ref().map_or("?", |x| x.cron.as_str())) } }
                     td { (spec.as_ref().map_or("?", |x| x.timezone.as_str())) }
-                    td { (local_time(s.next_fire_at, spec.as_ref().map(|x| x.timezone.as_str()))) }
+                    td { (local_time(s.next_fire_at, spec.as_ref().map(|x| x.timezone.as_str())))
+                        @if s.enabled {
+                            @for t in later_firings(spec.as_ref(), s.next_fire_at) {
+                                br; span.muted { (local_time(Some(t), spec.as_ref().map(|x| x.timezone.as_str()))) }
+                            }
+                        }
+                    }
                     td { (when_opt(s.next_fire_at)) }
                     td { @match spec.as_ref().and_then(|x| x.window.as_ref()) {
                         Some(w) => { (window_text(w)) }
@@ -959,6 +965,30 @@ async fn schedules_page(state: ApiState, signed: Signed) -> PageResult {
         }
     };
     Ok(page(Some(&signed), "Schedules", false, body))
+}
+
+/// The two firings after `next`, as the schedule computes them.
+fn later_firings(
+    spec: Option<&steward_control::schedule::ScheduleSpec>,
+    next: Option<Timestamp>,
+) -> Vec<Timestamp> {
+    let (Some(spec), Some(mut at)) = (spec, next) else {
+        return Vec::new();
+    };
+    let Ok(compiled) = spec.compile() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    while out.len() < 2 {
+        match compiled.next_after(at.to_utc()) {
+            Some(t) => {
+                at = Timestamp::from(t);
+                out.push(at);
+            }
+            None => break,
+        }
+    }
+    out
 }
 
 fn local_time(t: Option<Timestamp>, tz: Option<&str>) -> String {
