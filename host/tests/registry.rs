@@ -715,3 +715,127 @@ async fn a_registry_cannot_substitute_another_module() {
     assert_eq!(api.get("/api/v1/registry/trust").await, json!([]));
     api.stop().await;
 }
+
+/// A console session for `token` over plain HTTP, as a browser gets one:
+/// the sign-in form's one-time cookie and field, then the session cookie.
+async fn console_session(base: &str, token: &str) -> (reqwest::Client, String) {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = http.get(format!("{base}/login")).send().await.unwrap();
+    let nonce = cookie_value(&form, "steward_login");
+    let session = http
+        .post(format!("{base}/login"))
+        .header("cookie", format!("steward_login={nonce}"))
+        .form(&[
+            ("token", token),
+            ("csrf", nonce.as_str()),
+            ("next", "/plugins"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(session.status(), StatusCode::SEE_OTHER);
+    let cookie = format!(
+        "steward_session={}",
+        cookie_value(&session, "steward_session")
+    );
+    (http, cookie)
+}
+
+fn cookie_value(resp: &reqwest::Response, name: &str) -> String {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            v.strip_prefix(&format!("{name}="))?
+                .split(';')
+                .next()
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| panic!("no {name} cookie"))
+}
+
+/// The value of the first `name="csrf"` field of a page.
+fn csrf_of(page: &str) -> String {
+    let at = page.find(r#"name="csrf" value=""#).expect("a CSRF field");
+    let rest = &page[at + r#"name="csrf" value=""#.len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_offers_and_the_capabilities_an_upgrade_adds() {
+    let registry = Registry::start();
+    let (vendor, key) = signing_vendor(&registry, "acme").await;
+    publish(&vendor, &key, "acme/vendor-demo", "1.0.0").await;
+    let api = steward(&registry.url, "").await;
+    let (status, installed) = api
+        .post(
+            "/api/v1/plugins/from-registry",
+            json!({ "module": "acme/vendor-demo@^1" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{installed}");
+    publish(&vendor, &key, "acme/vendor-demo", "1.1.0").await;
+    publish(&vendor, &key, "acme/vendor-demo", "2.0.0").await;
+
+    let (http, cookie) = console_session(&api.base, OWNER).await;
+    let get = |path: &str| {
+        let req = http
+            .get(format!("{}{path}", api.base))
+            .header("cookie", &cookie);
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status(), resp.text().await.unwrap())
+        }
+    };
+    let (status, page) = get("/plugins").await;
+    assert_eq!(status, StatusCode::OK);
+    // Within ^1: 1.1.0, nothing new; the newest: 2.0.0, `tickets` new.
+    assert!(page.contains("Upgrade to 1.1.0"), "{page}");
+    assert!(page.contains("Upgrade to 2.0.0"), "{page}");
+    assert!(page.contains("tickets (new)"), "{page}");
+    assert_eq!(page.matches("(new)").count(), 1, "{page}");
+    let csrf = csrf_of(&page);
+    let post = |form: Vec<(&'static str, String)>| {
+        let req = http
+            .post(format!("{}/plugins/vendor-demo/upgrade", api.base))
+            .header("cookie", &cookie)
+            .form(&form);
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status(), resp.text().await.unwrap())
+        }
+    };
+    // Without its CSRF token: refused, nothing installed.
+    let (status, _) = post(vec![("requirement", "^2".into())]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // To ^2 without granting `tickets`: the API's refusal, as a page.
+    let (status, refused) = post(vec![("csrf", csrf.clone()), ("requirement", "^2".into())]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert!(refused.contains("tickets"), "{refused}");
+    let (_, plugins) = api.call(Method::GET, "/api/v1/plugins", None).await;
+    assert_eq!(
+        plugins.as_array().unwrap().len(),
+        1,
+        "nothing installed: {plugins}"
+    );
+    // Granting it narrowed, as the form's field allows.
+    let (status, _) = post(vec![
+        ("csrf", csrf),
+        ("requirement", "^2".into()),
+        ("grant-0", "tickets=vendor".into()),
+    ])
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, plugins) = api.call(Method::GET, "/api/v1/plugins", None).await;
+    let newest = plugins.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(newest["version"], "2.0.0", "{plugins}");
+    assert_eq!(newest["grants"], json!(["tickets=vendor"]));
+    // Up to date within ^2 now: the 2.0.0 offer shows as installed.
+    let (_, page) = get("/plugins").await;
+    assert!(!page.contains("Upgrade to 2.0.0"), "{page}");
+    api.stop().await;
+}

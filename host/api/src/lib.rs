@@ -20,7 +20,7 @@ mod ops;
 pub(crate) mod people;
 pub(crate) mod playbooks;
 pub mod problem;
-mod registry;
+pub(crate) mod registry;
 pub(crate) mod report;
 pub(crate) mod runs;
 

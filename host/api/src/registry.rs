@@ -84,9 +84,9 @@ fn module_ref(text: &str) -> ApiResult<ModuleRef> {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct OfferQuery {
+pub(crate) struct OfferQuery {
     /// `namespace/name@requirement`, for example `acme/patching@^1.2`.
-    module: String,
+    pub(crate) module: String,
 }
 
 /// What installing a registry module would do: the version and digest
@@ -94,7 +94,7 @@ struct OfferQuery {
 /// the capabilities it requests (admin).
 #[utoipa::path(get, path = "/api/v1/registry/offer", tag = "registry", params(OfferQuery),
     responses((status = 200, body = Offer), (status = 404, body = Problem), (status = 409, body = Problem), (status = 502, body = Problem)))]
-async fn offer(
+pub(crate) async fn offer(
     State(state): State<ApiState>,
     caller: Caller,
     Query(query): Query<OfferQuery>,
@@ -216,7 +216,7 @@ pub struct UpgradePlugin {
     params(("name" = String, Path, description = "Plugin name")),
     request_body = UpgradePlugin,
     responses((status = 200, body = Upgrade), (status = 409, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem)))]
-async fn upgrade(
+pub(crate) async fn upgrade(
     State(state): State<ApiState>,
     caller: Caller,
     Path(name): Path<String>,

@@ -52,6 +52,7 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/playbooks/{id}/run", post(pages::start))
         .route("/schedules", get(pages::schedules))
         .route("/plugins", get(pages::plugins))
+        .route("/plugins/{name}/upgrade", post(pages::upgrade))
         .route("/audit", get(pages::audit))
         .route("/reports", get(pages::reports))
         .route("/reports/{tenant}", get(pages::report))

@@ -1029,6 +1029,40 @@ async fn plugins_page(state: ApiState, signed: Signed) -> PageResult {
     for v in &list {
         by_name.entry(v.plugin.as_str()).or_default().push(v);
     }
+    // What the registry offers for each plugin installed from it, within
+    // its requirement and at its newest (admins, as the API's offer).
+    let mut offers = Vec::new();
+    if state.inner.registry.is_some()
+        && signed.caller.user.role.at_least(steward_store::Role::Admin)
+    {
+        for versions in by_name.values() {
+            let Some(current) = versions.iter().rev().find(|v| v.source.is_some()) else {
+                continue;
+            };
+            let source = current.source.as_ref().expect("found with a source");
+            let mut within: Option<String> = None;
+            for requirement in [source.requirement.as_str(), "*"] {
+                let asked = crate::registry::OfferQuery {
+                    module: format!("{}@{requirement}", source.module),
+                };
+                let offer = crate::registry::offer(
+                    State(state.clone()),
+                    signed.caller.clone(),
+                    Query(asked),
+                )
+                .await
+                .map(|o| o.0)
+                .map_err(|e| e.detail().to_owned());
+                let version = offer.as_ref().ok().map(|o| o.version.clone());
+                // The newest is shown only when it is another version.
+                if requirement == "*" && version.is_some() && version == within {
+                    continue;
+                }
+                within = version;
+                offers.push((*current, requirement.to_owned(), offer));
+            }
+        }
+    }
     let body = html! {
         @if list.is_empty() { p.empty { "No plugins installed." } }
         table.plugins {
@@ -1040,9 +1074,94 @@ async fn plugins_page(state: ApiState, signed: Signed) -> PageResult {
                 td { (when(v.installed_at)) }
             } } } }
         }
-        p.hint { "Registry offers and upgrades, with the capabilities an upgrade adds, are listed by " code { "steward plugins offers" } " and " code { "GET /api/v1/registry/offer" } "." }
+        @if !offers.is_empty() {
+            h2 { "Registry offers" }
+            table.offers {
+                thead { tr { th { "Plugin" } th { "Installed" } th { "Asked" } th { "Offered" } th { "Capabilities it asks for" } th { "Signed" } th {} } }
+                tbody { @for (current, requirement, offer) in &offers { tr {
+                    td { (current.plugin) } td { (current.version) } td { code { (requirement) } }
+                    @match offer {
+                        Err(e) => { td colspan="4" { span.error { (e) } } }
+                        Ok(o) => {
+                            @let granted: Vec<&str> = current.grants.iter().map(|g| g.split('=').next().unwrap_or(g)).collect();
+                            @let new: Vec<&String> = o.capabilities.iter().filter(|c| !granted.contains(&c.as_str())).collect();
+                            td { (o.version) @if o.version == current.version { " " span.muted { "(installed)" } } }
+                            td {
+                                @for c in &o.capabilities {
+                                    @if new.contains(&c) { span.tag.sev-warning title="not granted now" { (c) " (new)" } } @else { span.tag { (c) } }
+                                    " "
+                                }
+                                @if o.capabilities.is_empty() { "none" }
+                            }
+                            td { (o.signed_by.as_deref().unwrap_or("unsigned")) " · " (serde_json::to_value(&o.trust).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()) }
+                            td { @if o.version != current.version {
+                                form.inline method="post" action=(format!("/plugins/{}/upgrade", current.plugin)) {
+                                    (csrf_field(&signed))
+                                    input type="hidden" name="requirement" value=(if requirement == "*" { format!("^{}", o.version.split('.').next().unwrap_or("0")) } else { requirement.clone() });
+                                    @for (i, c) in new.iter().enumerate() {
+                                        label { "grant " input type="text" name=(format!("grant-{i}")) value=(c) size="14"; }
+                                    }
+                                    button type="submit" { "Upgrade to " (o.version) }
+                                }
+                            } }
+                        }
+                    }
+                } } }
+            }
+            p.hint { "A capability marked new is not granted to the installed version; upgrading grants what its field says (narrow it, for example " code { "tickets=vendor" } ")." }
+        }
     };
     Ok(page(Some(&signed), "Plugins", false, body))
+}
+
+/// Upgrades a plugin from the registry (admin), as
+/// `POST /api/v1/plugins/{name}/upgrade`: the requirement and the grants
+/// for new capabilities come from the form, added to the current grants.
+pub(super) async fn upgrade(
+    State(state): State<ApiState>,
+    signed: Signed,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let fields = match signed.form(&headers, &body) {
+        Ok(f) => f,
+        Err(e) => return error_page(Some(&signed), &e),
+    };
+    let mut added: Vec<(usize, String)> = fields
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("grant-")?.parse().ok()?, v.trim().to_owned())))
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    added.sort();
+    let grants = if added.is_empty() {
+        None
+    } else {
+        let current = match state.store().plugin_versions().await {
+            Ok(all) => all
+                .into_iter()
+                .filter(|v| v.plugin == name)
+                .next_back()
+                .map(|v| v.grants)
+                .unwrap_or_default(),
+            Err(e) => return error_page(Some(&signed), &e.into()),
+        };
+        Some(
+            current
+                .into_iter()
+                .chain(added.into_iter().map(|(_, g)| g))
+                .collect(),
+        )
+    };
+    let ask = crate::registry::UpgradePlugin {
+        requirement: fields.get("requirement").filter(|r| !r.is_empty()).cloned(),
+        grants,
+    };
+    match crate::registry::upgrade(State(state), signed.caller.clone(), Path(name), Json(ask)).await
+    {
+        Ok(_) => see_other("/plugins"),
+        Err(e) => error_page(Some(&signed), &e),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
