@@ -1140,8 +1140,7 @@ pub(super) async fn upgrade(
         let current = match state.store().plugin_versions().await {
             Ok(all) => all
                 .into_iter()
-                .filter(|v| v.plugin == name)
-                .next_back()
+                .rfind(|v| v.plugin == name)
                 .map(|v| v.grants)
                 .unwrap_or_default(),
             Err(e) => return error_page(Some(&signed), &e.into()),
