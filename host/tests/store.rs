@@ -2662,4 +2662,45 @@ async fn the_fleet_page_filters_sorts_and_pages_in_the_database(db: TestDb) {
             .unwrap()
             .is_empty()
     );
+    // Outdated signatures, 30 h old when the check saw them: an hour later
+    // they are 31 h old.
+    let job = NewJob::new(
+        vip.clone(),
+        Some(laptop.clone()),
+        "antivirus",
+        JobMode::Check,
+        at(30),
+    );
+    s.create_run(None, &[], &[job], at(30)).await.unwrap();
+    let claimed = s.claim("w", 1, LEASE, at(30)).await.unwrap();
+    let mut c = Completion::succeeded(&claimed[0], json!({}));
+    c.findings = vec![NewFinding {
+        key: "signatures-outdated".into(),
+        severity: Severity::Warning,
+        summary: "Signatures are outdated".into(),
+        detail: String::new(),
+        resource: String::new(),
+        fields: json!({ "age-hours": "30" }),
+    }];
+    s.complete("w", &[c], at(30)).await.unwrap();
+    let ages = s
+        .signature_ages(None, &[laptop.as_str()], at(30 + 3600))
+        .await
+        .unwrap();
+    assert_eq!(ages.len(), 1);
+    assert_eq!(ages[0].0, laptop);
+    assert!((ages[0].1 - 31.0).abs() < 1e-9, "{ages:?}");
+    assert!(
+        s.signature_ages(Some(managed), &[], at(30 + 3600))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.signature_ages(None, &[laptop.as_str()], at(10))
+            .await
+            .unwrap()
+            .is_empty(),
+        "not yet seen"
+    );
 }

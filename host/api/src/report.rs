@@ -244,6 +244,7 @@ pub(crate) fn render(r: &MonthReport) -> Markup {
                 table { tbody {
                     tr { td { "Devices with outdated or missing signatures at month end" } td.num { (r.antivirus.signatures_outdated) } }
                     tr { td { "Devices without an antivirus engine" } td.num { (r.antivirus.engine_missing) } }
+                    tr { td { "Oldest signatures at month end" } td.num { (hours(r.antivirus.oldest_signatures_hours)) } }
                     tr { td { "Detections" } td.num { (r.antivirus.detections) } }
                     tr { td { "Files quarantined" } td.num { (r.antivirus.quarantines) } }
                 } }

@@ -15,8 +15,9 @@
 //!   `security-update:` finding on that device, and their age is the time
 //!   from that finding's first sighting to the upgrade.
 //! - **Antivirus**: devices with outdated or missing signatures, or no
-//!   engine, at the month's end; detections first seen in the month;
-//!   quarantines applied in the month.
+//!   engine, at the month's end, and the oldest signatures' age then (the
+//!   age the check reported plus the time since); detections first seen
+//!   in the month; quarantines applied in the month.
 //! - **Accounts unlocked**: the month's applied `unlock` changes, each with
 //!   the tickets its job filed.
 //! - **Incidents**: critical findings opened, resolved, and open at the
@@ -187,6 +188,9 @@ pub struct AntivirusHealth {
     pub signatures_outdated: u32,
     /// Devices with no engine at the month's end.
     pub engine_missing: u32,
+    /// The oldest signatures at the month's end, hours (of the devices
+    /// whose check found them outdated).
+    pub oldest_signatures_hours: Option<f64>,
     /// Detections first seen in the month.
     pub detections: u32,
     /// Files quarantined in the month.
@@ -385,6 +389,12 @@ pub async fn month_report(
     let antivirus = AntivirusHealth {
         signatures_outdated: av_devices_with(&["signatures-outdated", "signatures-missing"]),
         engine_missing: av_devices_with(&["engine-missing"]),
+        oldest_signatures_hours: store
+            .signature_ages(Some(&tenant.id), &[], as_of)
+            .await?
+            .into_iter()
+            .map(|(_, h)| h)
+            .reduce(f64::max),
         detections: findings
             .iter()
             .filter(|f| f.plugin == "antivirus" && f.key.starts_with("detection:"))

@@ -9,13 +9,11 @@ use sqlx::Row;
 use super::admin::{Scope, User, user_from_row};
 use super::error::{Result, StoreError};
 use super::ids::{DeviceId, TenantId, Timestamp};
-use super::inventory::device_from_row;
-use super::model::{Change, Job};
-use super::model::{Device, Severity};
+use super::inventory::{BRIEF_DEVICE_COLUMNS, agent_state_of, device_from_row};
+use super::model::{Change, Device, Job, Severity};
 use super::queue::{JOB_COLUMNS, job_from_row};
 use super::results::{CHANGE_COLUMNS, change_from_row};
-use super::sql::time_column;
-use super::sql::{Sql, enum_column};
+use super::sql::{Sql, enum_column, time_column};
 use super::{Store, ids};
 
 /// Open findings of one device of one plugin, severity and class, counted.
@@ -264,12 +262,7 @@ impl Store {
     ) -> Result<Vec<Device>> {
         self.scoped_list(
             scope,
-            "SELECT id, tenant_id, site_id, name, tags, '{}' AS facts, '{}' AS admin, reachable, \
-             last_seen_at, created_at, \
-             (SELECT CASE WHEN a.revoked_at IS NOT NULL THEN 'revoked' \
-             WHEN a.approved_at IS NULL THEN 'pending-approval' ELSE 'active' END \
-             FROM agents a WHERE a.device_id = devices.id) AS agent_state \
-             FROM devices WHERE 1 = 1",
+            &format!("SELECT {BRIEF_DEVICE_COLUMNS} FROM devices WHERE 1 = 1"),
             tenant.map(|t| ("tenant_id", t.as_str())),
             "name, id",
             device_from_row,
@@ -399,18 +392,17 @@ impl Store {
         };
         // The page is chosen on narrow rows first; the devices and their
         // agents' states are read for it alone.
-        let mut page = build(
+        let mut page = build(concat!(
             "SELECT dd.id, dd.tenant_id, dd.site_id, dd.name, dd.tags, '{}' AS facts, \
              '{}' AS admin, dd.reachable, dd.last_seen_at, dd.created_at, \
-             p.critical, p.warning, p.info, \
-             (SELECT CASE WHEN a.revoked_at IS NOT NULL THEN 'revoked' \
-             WHEN a.approved_at IS NULL THEN 'pending-approval' ELSE 'active' END \
-             FROM agents a WHERE a.device_id = p.id) AS agent_state FROM (\
+             p.critical, p.warning, p.info, ",
+            agent_state_of!("p.id"),
+            " FROM (\
              SELECT d.id, d.name, d.last_seen_at, \
              SUM(CASE WHEN f.severity = 'critical' THEN 1 ELSE 0 END) AS critical, \
              SUM(CASE WHEN f.severity = 'warning' THEN 1 ELSE 0 END) AS warning, \
-             SUM(CASE WHEN f.severity = 'info' THEN 1 ELSE 0 END) AS info",
-        );
+             SUM(CASE WHEN f.severity = 'info' THEN 1 ELSE 0 END) AS info"
+        ));
         page.push(" ORDER BY ")
             .push(&order("d.", ""))
             .push(" LIMIT ")

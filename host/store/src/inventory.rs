@@ -14,10 +14,33 @@ use super::sql::{Sql, json_column, opt_time_column, rows_per_statement, time_col
 use super::{Backend, Store, WriteTx, ids};
 
 const TENANT_COLUMNS: &str = "id, name, tier, max_concurrent_jobs, created_at";
-pub(crate) const DEVICE_COLUMNS: &str = "id, tenant_id, site_id, name, tags, facts, admin, reachable, last_seen_at, created_at, \
-     (SELECT CASE WHEN a.revoked_at IS NOT NULL THEN 'revoked' \
-     WHEN a.approved_at IS NULL THEN 'pending-approval' ELSE 'active' END \
-     FROM agents a WHERE a.device_id = devices.id) AS agent_state";
+/// The `agent_state` column [`device_from_row`] reads, for the device
+/// whose id is the column named (a string literal).
+macro_rules! agent_state_of {
+    ($id:literal) => {
+        concat!(
+            "(SELECT CASE WHEN a.revoked_at IS NOT NULL THEN 'revoked' \
+             WHEN a.approved_at IS NULL THEN 'pending-approval' ELSE 'active' END \
+             FROM agents a WHERE a.device_id = ",
+            $id,
+            ") AS agent_state"
+        )
+    };
+}
+pub(crate) use agent_state_of;
+
+pub(crate) const DEVICE_COLUMNS: &str = concat!(
+    "id, tenant_id, site_id, name, tags, facts, admin, reachable, last_seen_at, created_at, ",
+    agent_state_of!("devices.id")
+);
+
+/// [`DEVICE_COLUMNS`] with `facts` and `admin` as empty objects, for
+/// listings that show neither.
+pub(crate) const BRIEF_DEVICE_COLUMNS: &str = concat!(
+    "id, tenant_id, site_id, name, tags, '{}' AS facts, '{}' AS admin, reachable, \
+     last_seen_at, created_at, ",
+    agent_state_of!("devices.id")
+);
 
 /// The longest name (of a tenant, site, device, playbook…) in characters.
 pub const MAX_NAME_CHARS: usize = 256;

@@ -111,6 +111,57 @@ impl Store {
         .map(tenant_change)
         .collect()
     }
+
+    /// The age of the signatures of each device (of `tenant`, or among
+    /// `devices`) whose antivirus check found them outdated and was open at
+    /// `at`: the `age-hours` the check reported plus the time since it last
+    /// saw them, in hours, by device.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn signature_ages(
+        &self,
+        tenant: Option<&TenantId>,
+        devices: &[&str],
+        at: Timestamp,
+    ) -> Result<Vec<(DeviceId, f64)>> {
+        let mut sql = super::sql::Sql::new(
+            self.backend,
+            "SELECT device_id, fields, last_seen_at FROM findings \
+             WHERE plugin = 'antivirus' AND finding_key = 'signatures-outdated' \
+             AND device_id IS NOT NULL AND first_seen_at < ",
+        );
+        sql.bind(at.as_millis())
+            .push(" AND (resolved_at IS NULL OR resolved_at >= ")
+            .bind(at.as_millis())
+            .push(")");
+        if let Some(t) = tenant {
+            sql.push(" AND tenant_id = ").bind(t.as_str());
+        }
+        if !devices.is_empty() {
+            sql.push(" AND device_id IN ")
+                .in_list(devices.iter().copied());
+        }
+        let mut out = Vec::new();
+        for r in sql.query().fetch_all(self.pool()).await? {
+            let fields: String = r.try_get("fields")?;
+            let reported = serde_json::from_str::<serde_json::Value>(&fields)
+                .ok()
+                .and_then(|f| {
+                    let v = f.get("age-hours")?;
+                    v.as_f64().or_else(|| v.as_str()?.trim().parse().ok())
+                });
+            let Some(reported) = reported else { continue };
+            let seen: i64 = r.try_get("last_seen_at")?;
+            let since = (at.as_millis() - seen).max(0) as f64 / 3_600_000.0;
+            out.push((
+                DeviceId::from(r.try_get::<String, _>("device_id")?),
+                reported + since,
+            ));
+        }
+        Ok(out)
+    }
 }
 
 fn tenant_change(r: &sqlx::any::AnyRow) -> Result<TenantChange> {

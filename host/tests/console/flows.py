@@ -11,6 +11,7 @@ import sys
 import time
 
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -28,7 +29,20 @@ for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
 service = Service(executable_path=cfg.get("chromedriver", "/usr/bin/chromedriver"))
 driver = webdriver.Chrome(service=service, options=options)
 driver.set_page_load_timeout(30)
-wait = WebDriverWait(driver, 60, poll_frequency=0.2)
+# Live pages swap their <main> every two seconds and a click navigates:
+# an element found a moment ago may be gone. Waits and reads try again.
+GONE = (NoSuchElementException, StaleElementReferenceException)
+wait = WebDriverWait(driver, 60, poll_frequency=0.2, ignored_exceptions=GONE)
+
+
+def again(read, tries=50):
+    """`read()`, tried again while what it reads is being replaced."""
+    for _ in range(tries - 1):
+        try:
+            return read()
+        except GONE:
+            time.sleep(0.1)
+    return read()
 
 
 def step(name):
@@ -44,11 +58,11 @@ def go(path):
 
 
 def title():
-    return driver.find_element(By.TAG_NAME, "h1").text
+    return again(lambda: driver.find_element(By.TAG_NAME, "h1").text)
 
 
 def page_text():
-    return driver.find_element(By.TAG_NAME, "body").text
+    return again(lambda: driver.find_element(By.TAG_NAME, "body").text)
 
 
 def expect(cond, what):
@@ -156,10 +170,15 @@ try:
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "section.approval")) == 2)
     expect("Planned changes" in page_text(), "the planned changes are shown")
     shot("approvals")
-    section = next(s for s in driver.find_elements(By.CSS_SELECTOR, "section.approval")
-                   if fix_id[-10:] in s.text)
-    section.find_element(By.NAME, "comment").send_keys("approved in the browser test")
-    section.find_element(By.CSS_SELECTOR, "button.approve").click()
+    def approve():
+        section = next(s for s in driver.find_elements(By.CSS_SELECTOR, "section.approval")
+                       if fix_id[-10:] in s.text)
+        field = section.find_element(By.NAME, "comment")
+        if not field.get_attribute("value"):
+            # Typing stops the page's refresh, so the rest finds the same form.
+            field.send_keys("approved in the browser test")
+        section.find_element(By.CSS_SELECTOR, "button.approve").click()
+    again(approve)
     wait.until(lambda d: d.current_url.endswith("/approvals"))
     go(f"/runs/{fix_id}")
     wait_live_status("succeeded")

@@ -17,7 +17,7 @@ use crate::problem::ApiError;
 use crate::{ApiState, inventory, people, playbooks, runs};
 use steward_store::{
     Device, Finding, FleetFilter, FleetSort, JobStatus, RunFilter, RunId, RunStatus, Severity,
-    TenantId, Timestamp,
+    Tenant, TenantId, Timestamp,
 };
 
 /// An error on a page, with who was signed in (for the page around it).
@@ -97,6 +97,9 @@ struct Health {
     antivirus: Option<&'static str>,
     /// Locked accounts (`account-unlock`).
     locked: u32,
+    /// How old its signatures are, hours, when its check found them
+    /// outdated.
+    signature_hours: Option<f64>,
 }
 
 impl Health {
@@ -151,10 +154,7 @@ pub(super) async fn fleet(
 
 async fn fleet_page(state: ApiState, signed: Signed, q: FleetQuery) -> PageResult {
     let caller = &signed.caller;
-    let tenants = inventory::list_tenants(State(state.clone()), caller.clone())
-        .await
-        .or_page(&signed)?
-        .0;
+    let tenants = tenants_of(&state, &signed).await?;
     let tenant = given(&q.tenant).map(TenantId::from);
     if let Some(t) = &tenant {
         state.tenant(caller, t).await.or_page(&signed)?;
@@ -217,6 +217,16 @@ async fn fleet_page(state: ApiState, signed: Signed, q: FleetQuery) -> PageResul
             .entry(o.device_id.to_string())
             .or_default()
             .add(&o.plugin, &o.class, o.severity, n);
+    }
+    for (device, age) in state
+        .store()
+        .signature_ages(None, &ids, Timestamp::now())
+        .await
+        .or_page(&signed)?
+    {
+        if let Some(h) = health.get_mut(device.as_str()) {
+            h.signature_hours = Some(age);
+        }
     }
     let shown: Vec<(&Device, Health)> = rows
         .iter()
@@ -314,7 +324,13 @@ async fn fleet_page(state: ApiState, signed: Signed, q: FleetQuery) -> PageResul
                         td.num.(if h.warning > 0 { "sev-warning" } else { "" }) { (h.warning) }
                         td.num { (h.info) }
                         td { @if h.updates > 0 { (h.updates) @if h.security > 0 { ", " span.sev-warning { (h.security) " security" } } } @else { "—" } }
-                        td { @match h.antivirus { Some(p) => { span.sev-warning { (p) } } None => { "—" } } }
+                        td { @match h.antivirus {
+                            Some(p) => {
+                                span.sev-warning { (p) }
+                                @if let Some(age) = h.signature_hours { " " span.muted { "(" (format!("{:.0}", age)) " h old)" } }
+                            }
+                            None => { "—" }
+                        } }
                         td.num.(if h.locked > 0 { "sev-warning" } else { "" }) { (h.locked) }
                         td { (when_opt(d.last_seen_at)) }
                     }
@@ -518,10 +534,7 @@ pub(super) async fn runs(
 async fn runs_page(state: ApiState, signed: Signed, q: RunsQuery) -> PageResult {
     const LIMIT: u32 = 50;
     let caller = &signed.caller;
-    let tenants = inventory::list_tenants(State(state.clone()), caller.clone())
-        .await
-        .or_page(&signed)?
-        .0;
+    let tenants = tenants_of(&state, &signed).await?;
     let tenant = given(&q.tenant).map(TenantId::from);
     if let Some(t) = &tenant {
         state.tenant(caller, t).await.or_page(&signed)?;
@@ -612,6 +625,16 @@ fn counts_bar(counts: &HashMap<JobStatus, u64>) -> Markup {
         .map(|(_, n)| n)
         .sum();
     html! { (progress_bar(done, failed, total)) " " span.count { (ended) "/" (total) } }
+}
+
+/// The tenants the caller sees, as the API lists them.
+async fn tenants_of(state: &ApiState, signed: &Signed) -> Result<Vec<Tenant>, PageError> {
+    Ok(
+        inventory::list_tenants(State(state.clone()), signed.caller.clone())
+            .await
+            .or_page(signed)?
+            .0,
+    )
 }
 
 /// Playbook names by id, as the caller sees them.
@@ -772,10 +795,8 @@ async fn approvals_page(state: ApiState, signed: Signed) -> PageResult {
         .await
         .or_page(&signed)?
         .0;
-    let tenants: HashMap<_, _> = inventory::list_tenants(State(state.clone()), caller.clone())
-        .await
-        .or_page(&signed)?
-        .0
+    let tenants: HashMap<_, _> = tenants_of(&state, &signed)
+        .await?
         .into_iter()
         .map(|t| (t.id, t.name))
         .collect();
@@ -864,10 +885,7 @@ async fn playbooks_page(state: ApiState, signed: Signed) -> PageResult {
     .await
     .or_page(&signed)?
     .0;
-    let tenants = inventory::list_tenants(State(state.clone()), caller.clone())
-        .await
-        .or_page(&signed)?
-        .0;
+    let tenants = tenants_of(&state, &signed).await?;
     let names: HashMap<_, _> = tenants
         .iter()
         .map(|t| (t.id.clone(), t.name.clone()))
@@ -1210,10 +1228,7 @@ async fn audit_page(state: ApiState, signed: Signed, q: AuditPageQuery) -> PageR
     .await
     .or_page(&signed)?
     .0;
-    let tenants = inventory::list_tenants(State(state.clone()), caller.clone())
-        .await
-        .or_page(&signed)?
-        .0;
+    let tenants = tenants_of(&state, &signed).await?;
     let body = html! {
         form.filters method="get" action="/audit" {
             label { "Tenant " select name="tenant" {
@@ -1262,10 +1277,7 @@ pub(super) async fn reports(State(state): State<ApiState>, signed: Signed) -> Re
 }
 
 async fn reports_page(state: ApiState, signed: Signed) -> PageResult {
-    let tenants = inventory::list_tenants(State(state.clone()), signed.caller.clone())
-        .await
-        .or_page(&signed)?
-        .0;
+    let tenants = tenants_of(&state, &signed).await?;
     // The month just ended is the one a client asks for.
     let now = chrono::Utc::now().date_naive();
     let last = now

@@ -307,6 +307,80 @@ pub(super) fn local_target(next: Option<&str>) -> String {
 mod tests {
     use super::*;
 
+    /// A store with an owner and a token; the token's id.
+    async fn store_with_token(dir: &std::path::Path) -> (Store, String) {
+        let store = Store::open(&format!("sqlite://{}", dir.join("s.db").display()))
+            .await
+            .unwrap();
+        let now = Timestamp::now();
+        let user = store
+            .create_user(
+                &steward_store::NewUser {
+                    name: "alice".into(),
+                    role: steward_store::Role::Technician,
+                    tenants: None,
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        let token = store
+            .create_token(&user.id, "t", &hash_token("stw_x"), now)
+            .await
+            .unwrap();
+        (store, token.id)
+    }
+
+    #[tokio::test]
+    async fn sessions_end_when_idle_too_long_too_old_or_their_token_is_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, token) = store_with_token(dir.path()).await;
+        let now = Timestamp::now().as_millis();
+        let ago = |d: Duration| Timestamp::from_millis(now - d.as_millis() as i64);
+        let make = |secret: &'static str, at: Timestamp| {
+            let (store, token) = (store.clone(), token.clone());
+            async move {
+                store
+                    .create_console_session(&token, &hash_token(secret), "c", at)
+                    .await
+                    .unwrap()
+            }
+        };
+        let cache = SessionCache::default();
+        // Fresh: found, acting as the token's user.
+        make("fresh", ago(Duration::from_secs(5))).await;
+        let signed = cache.lookup(&store, "fresh").await.unwrap().expect("live");
+        assert_eq!(signed.caller.user.name, "alice");
+        // Unused for longer than IDLE: ended, in the store too.
+        let idle = make("idle", ago(IDLE + Duration::from_secs(1))).await;
+        assert!(cache.lookup(&store, "idle").await.unwrap().is_none());
+        assert!(
+            store
+                .console_session(&hash_token("idle"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            !store
+                .end_console_session(&idle.id, Timestamp::now())
+                .await
+                .unwrap()
+        );
+        // Used a minute ago but signed in longer than LONGEST ago: ended.
+        let old = make("old", ago(LONGEST + Duration::from_secs(1))).await;
+        store
+            .touch_console_session(&old.id, ago(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        assert!(cache.lookup(&store, "old").await.unwrap().is_none());
+        // Its token revoked: the fresh session ends at once in this process.
+        assert!(store.revoke_token(&token, Timestamp::now()).await.unwrap());
+        cache.forget_token_id(&token);
+        assert!(cache.lookup(&store, "fresh").await.unwrap().is_none());
+        assert!(cache.lookup(&store, "never-made").await.unwrap().is_none());
+    }
+
     #[test]
     fn only_local_paths_are_followed_after_sign_in() {
         assert_eq!(local_target(Some("/runs/abc")), "/runs/abc");
