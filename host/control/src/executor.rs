@@ -727,6 +727,22 @@ enum Ended {
     Failed(FailureKind, String),
 }
 
+/// How a job's setup failure ends it: a step that could not reach the
+/// store (an outage) is retried; any other failure of setup is the job's
+/// own and is not.
+fn setup_failure(e: anyhow::Error) -> Ended {
+    let outage = e.chain().any(|c| {
+        c.downcast_ref::<steward_store::StoreError>()
+            .is_some_and(steward_store::StoreError::is_unavailable)
+    });
+    let kind = if outage {
+        FailureKind::Transient
+    } else {
+        FailureKind::Permanent
+    };
+    Ended::Failed(kind, format!("{e:#}"))
+}
+
 fn classify(e: &RunError) -> Ended {
     match e {
         RunError::WallDeadline(_) => Ended::Failed(FailureKind::TimedOut, e.to_string()),
@@ -888,7 +904,7 @@ async fn run(
     logs: &mut Vec<NewLog>,
 ) -> Result<Option<Completion>, Ended> {
     let job = done.job.clone();
-    let permanent = |e: anyhow::Error| Ended::Failed(FailureKind::Permanent, format!("{e:#}"));
+    let permanent = setup_failure;
     let version = inner.version_for(&job).await.map_err(permanent)?;
     done.digest = Some(version.digest.clone());
     let loaded = inner.library.load(&version).await.map_err(permanent)?;
