@@ -217,7 +217,7 @@ fn empty_object() -> Value {
 /// Devices the caller sees.
 #[utoipa::path(get, path = "/api/v1/devices", tag = "devices", params(TenantFilter),
     responses((status = 200, body = Vec<Device>)))]
-pub(crate) async fn list_devices(
+async fn list_devices(
     State(state): State<ApiState>,
     caller: Caller,
     Query(filter): Query<TenantFilter>,

@@ -55,7 +55,7 @@ pub enum ReportFormat {
             (MonthReport = "application/json"),
             (String = "text/html"))),
         (status = 400, body = Problem), (status = 404, body = Problem)))]
-pub(crate) async fn get_report(
+async fn get_report(
     State(state): State<ApiState>,
     caller: Caller,
     Path(tenant): Path<String>,

@@ -305,18 +305,14 @@ pub(crate) async fn run_changes(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Vec<Change>>> {
     let run = state.run(&caller, &RunId::from(id)).await?;
-    let mut out = Vec::new();
-    for job in state.store().jobs_of_run(&run.id).await? {
-        out.extend(state.store().changes_of_job(&job.id).await?);
-    }
-    Ok(axum::Json(out))
+    Ok(axum::Json(state.store().changes_of_run(&run.id).await?))
 }
 
 /// Log lines of a run's jobs, oldest first.
 #[utoipa::path(get, path = "/api/v1/runs/{id}/logs", tag = "runs",
     params(("id" = String, Path, description = "Run id")),
     responses((status = 200, body = Vec<RunLog>), (status = 404, body = Problem)))]
-pub(crate) async fn run_logs(
+async fn run_logs(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -474,7 +470,7 @@ pub struct FindingQuery {
 /// A tenant's findings, worst first.
 #[utoipa::path(get, path = "/api/v1/findings", tag = "findings", params(FindingQuery),
     responses((status = 200, body = Vec<Finding>), (status = 404, body = Problem)))]
-pub(crate) async fn list_findings(
+async fn list_findings(
     State(state): State<ApiState>,
     caller: Caller,
     Query(q): Query<FindingQuery>,
@@ -608,7 +604,7 @@ pub struct TicketQuery {
 /// Tickets plugins filed for a tenant.
 #[utoipa::path(get, path = "/api/v1/tickets", tag = "tickets", params(TicketQuery),
     responses((status = 200, body = Vec<StoredTicket>), (status = 404, body = Problem)))]
-pub(crate) async fn list_tickets(
+async fn list_tickets(
     State(state): State<ApiState>,
     caller: Caller,
     Query(q): Query<TicketQuery>,

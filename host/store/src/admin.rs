@@ -234,6 +234,20 @@ pub struct StoredAudit {
     pub outcome: String,
 }
 
+/// The columns [`run_log_from_row`] reads, of `job_logs l`.
+const RUN_LOG_COLUMNS: &str = "l.job_id, l.attempt, l.seq, l.at, l.level, l.message";
+
+fn run_log_from_row(r: &AnyRow) -> Result<RunLog> {
+    Ok(RunLog {
+        job_id: JobId::from(r.try_get::<String, _>("job_id")?),
+        attempt: super::sql::u32_column(r, "attempt")?,
+        seq: super::sql::u32_column(r, "seq")?,
+        at: time_column(r, "at")?,
+        level: r.try_get("level")?,
+        message: r.try_get("message")?,
+    })
+}
+
 pub(crate) fn user_from_row(r: &AnyRow) -> Result<User> {
     let tenants: Option<String> = r.try_get("tenants")?;
     let tenants = tenants
@@ -616,7 +630,7 @@ impl Store {
     /// The rows of `select` (ending in a `WHERE` clause) that `scope`
     /// sees, only those whose `column` is `value` when a filter is given,
     /// ordered by `order`, each read by `read`.
-    pub(crate) async fn scoped_list<T>(
+    async fn scoped_list<T>(
         &self,
         scope: &Scope,
         select: &str,
@@ -671,9 +685,20 @@ impl Store {
         scope: &Scope,
         tenant: Option<&TenantId>,
     ) -> Result<Vec<Device>> {
+        self.list_devices_of(DEVICE_COLUMNS, scope, tenant).await
+    }
+
+    /// [`Store::list_devices`] reading `columns` (which
+    /// [`device_from_row`] reads).
+    pub(crate) async fn list_devices_of(
+        &self,
+        columns: &str,
+        scope: &Scope,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<Device>> {
         self.scoped_list(
             scope,
-            &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE 1 = 1"),
+            &format!("SELECT {columns} FROM devices WHERE 1 = 1"),
             tenant.map(|t| ("tenant_id", t.as_str())),
             "name, id",
             device_from_row,
@@ -794,27 +819,41 @@ impl Store {
     ///
     /// A database failure.
     pub async fn logs_of_run_since(&self, run_id: &RunId, since: Timestamp) -> Result<Vec<RunLog>> {
-        sqlx::query(
-            "SELECT l.job_id, l.attempt, l.seq, l.at, l.level, l.message FROM job_logs l \
+        sqlx::query(&format!(
+            "SELECT {RUN_LOG_COLUMNS} FROM job_logs l \
              JOIN jobs j ON j.id = l.job_id WHERE j.run_id = $1 AND l.at >= $2 \
-             ORDER BY l.at, l.job_id, l.attempt, l.seq",
-        )
+             ORDER BY l.at, l.job_id, l.attempt, l.seq"
+        ))
         .bind(run_id.as_str())
         .bind(since.as_millis())
         .fetch_all(self.pool())
         .await?
         .iter()
-        .map(|r| {
-            Ok(RunLog {
-                job_id: JobId::from(r.try_get::<String, _>("job_id")?),
-                attempt: super::sql::u32_column(r, "attempt")?,
-                seq: super::sql::u32_column(r, "seq")?,
-                at: time_column(r, "at")?,
-                level: r.try_get("level")?,
-                message: r.try_get("message")?,
-            })
-        })
+        .map(run_log_from_row)
         .collect()
+    }
+
+    /// A run's newest `count` log lines, oldest first (what a page showing
+    /// the end of a run's log reads, however long the log).
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn log_tail_of_run(&self, run_id: &RunId, count: u32) -> Result<Vec<RunLog>> {
+        let mut lines = sqlx::query(&format!(
+            "SELECT {RUN_LOG_COLUMNS} FROM job_logs l \
+             JOIN jobs j ON j.id = l.job_id WHERE j.run_id = $1 \
+             ORDER BY l.at DESC, l.job_id DESC, l.attempt DESC, l.seq DESC LIMIT $2"
+        ))
+        .bind(run_id.as_str())
+        .bind(i64::from(count))
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(run_log_from_row)
+        .collect::<Result<Vec<_>>>()?;
+        lines.reverse();
+        Ok(lines)
     }
 
     /// Stores a webhook.

@@ -13,10 +13,10 @@ use super::inventory::{BRIEF_DEVICE_COLUMNS, agent_state_of, device_from_row};
 use super::model::{Change, Device, Job, Severity};
 use super::queue::{JOB_COLUMNS, job_from_row};
 use super::results::{CHANGE_COLUMNS, change_from_row};
-use super::sql::{Sql, enum_column, time_column};
+use super::sql::{Sql, time_column};
 use super::{Store, ids};
 
-/// Open findings of one device of one plugin, severity and class, counted.
+/// Open findings of one device of one plugin and class, counted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenFindings {
     /// The device.
@@ -26,8 +26,6 @@ pub struct OpenFindings {
     /// `security-update`, `update`, `locked`, `detection`, an antivirus
     /// finding's key, or empty.
     pub class: String,
-    /// Their severity.
-    pub severity: Severity,
     /// How many.
     pub count: u64,
 }
@@ -250,7 +248,7 @@ impl Store {
 
     /// Devices the scope sees, by name, only `tenant`'s when given, as
     /// [`Store::list_devices`] but with `facts` and `admin` left as empty
-    /// objects: for listings that show neither (the console's fleet).
+    /// objects: for readers that use neither (the monthly report).
     ///
     /// # Errors
     ///
@@ -260,18 +258,12 @@ impl Store {
         scope: &Scope,
         tenant: Option<&TenantId>,
     ) -> Result<Vec<Device>> {
-        self.scoped_list(
-            scope,
-            &format!("SELECT {BRIEF_DEVICE_COLUMNS} FROM devices WHERE 1 = 1"),
-            tenant.map(|t| ("tenant_id", t.as_str())),
-            "name, id",
-            device_from_row,
-        )
-        .await
+        self.list_devices_of(BRIEF_DEVICE_COLUMNS, scope, tenant)
+            .await
     }
 
     /// Open findings of `devices` (those the scope sees), counted per
-    /// device, plugin, class and severity in the database.
+    /// device, plugin and class in the database.
     ///
     /// # Errors
     ///
@@ -286,7 +278,7 @@ impl Store {
         }
         let mut sql = Sql::new(
             self.backend,
-            "SELECT device_id, plugin, severity, \
+            "SELECT device_id, plugin, \
              CASE WHEN finding_key LIKE 'security-update:%' THEN 'security-update' \
              WHEN finding_key LIKE 'update:%' THEN 'update' \
              WHEN finding_key LIKE 'locked:%' THEN 'locked' \
@@ -296,7 +288,7 @@ impl Store {
         );
         sql.in_list(devices.iter().copied());
         scope.restrict(&mut sql, "tenant_id");
-        sql.push(" GROUP BY device_id, plugin, severity, class");
+        sql.push(" GROUP BY device_id, plugin, class");
         sql.query()
             .fetch_all(self.pool())
             .await?
@@ -306,7 +298,6 @@ impl Store {
                     device_id: DeviceId::from(r.try_get::<String, _>("device_id")?),
                     plugin: r.try_get("plugin")?,
                     class: r.try_get("class")?,
-                    severity: enum_column(r, "severity")?,
                     count: r.try_get::<i64, _>("n")?.max(0) as u64,
                 })
             })

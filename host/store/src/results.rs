@@ -603,6 +603,23 @@ impl Store {
         rows.iter().map(finding_from_row).collect()
     }
 
+    /// Every change of a run's jobs, job by job in creation order, each
+    /// job's in its order: one query, however many jobs.
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn changes_of_run(&self, run_id: &RunId) -> Result<Vec<Change>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CHANGE_COLUMNS} FROM changes \
+             WHERE job_id IN (SELECT id FROM jobs WHERE run_id = $1) ORDER BY job_id, seq"
+        ))
+        .bind(run_id.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(change_from_row).collect()
+    }
+
     /// The changes recorded for a job, in the order the plugin made them.
     ///
     /// # Errors

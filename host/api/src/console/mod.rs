@@ -28,7 +28,9 @@ use crate::ApiState;
 use crate::auth::hash_token;
 use crate::body::Query;
 use crate::problem::ApiError;
-use session::{LOGIN_COOKIE, SESSION_COOKIE, Signed, cookie, random_hex, same_secret, set_cookie};
+use session::{
+    LOGIN_COOKIE, Posted, SESSION_COOKIE, Signed, cookie, random_hex, same_secret, set_cookie,
+};
 use steward_store::{Role, Timestamp};
 
 pub(crate) use session::SessionCache;
@@ -328,13 +330,9 @@ async fn sign_in(
 /// Ends the session.
 async fn sign_out(
     State(state): State<ApiState>,
-    signed: Signed,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    Posted { signed, .. }: Posted,
 ) -> Response {
-    if let Err(e) = signed.form(&headers, &body) {
-        return error_page(Some(&signed), &e);
-    }
     if let Err(e) = state
         .store()
         .end_console_session(&signed.session_id, Timestamp::now())

@@ -4,13 +4,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Datelike as _;
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::session::Signed;
+use super::session::{Posted, Signed};
 use super::{csrf_field, error_page, may_change, page, progress_bar, when, when_opt};
 use crate::body::{Json, Path, Query};
 use crate::problem::ApiError;
@@ -84,12 +84,10 @@ pub(super) struct FleetQuery {
     page: Option<usize>,
 }
 
-/// Open findings of one device, by severity.
+/// What a device's open findings say beyond their count per severity
+/// (which [`steward_store::FleetRow`] has).
 #[derive(Debug, Default, Clone, Copy)]
 struct Health {
-    critical: u32,
-    warning: u32,
-    info: u32,
     /// Pending updates (`patching`), and how many are security updates.
     updates: u32,
     security: u32,
@@ -103,14 +101,9 @@ struct Health {
 }
 
 impl Health {
-    /// Counts `n` open findings of `plugin`, `class` (see
-    /// [`steward_store::OpenFindings`]) and `severity`.
-    fn add(&mut self, plugin: &str, class: &str, severity: Severity, n: u32) {
-        match severity {
-            Severity::Critical => self.critical += n,
-            Severity::Warning => self.warning += n,
-            Severity::Info => self.info += n,
-        }
+    /// Counts `n` open findings of `plugin` and `class` (see
+    /// [`steward_store::OpenFindings`]).
+    fn add(&mut self, plugin: &str, class: &str, n: u32) {
         match (plugin, class) {
             ("patching", "security-update") => {
                 self.updates += n;
@@ -216,7 +209,7 @@ async fn fleet_page(state: ApiState, signed: Signed, q: FleetQuery) -> PageResul
         health
             .entry(o.device_id.to_string())
             .or_default()
-            .add(&o.plugin, &o.class, o.severity, n);
+            .add(&o.plugin, &o.class, n);
     }
     for (device, age) in state
         .store()
@@ -228,19 +221,10 @@ async fn fleet_page(state: ApiState, signed: Signed, q: FleetQuery) -> PageResul
             h.signature_hours = Some(age);
         }
     }
-    let shown: Vec<(&Device, Health)> = rows
-        .iter()
-        .map(|r| {
-            (
-                &r.device,
-                health
-                    .get(r.device.id.as_str())
-                    .copied()
-                    .unwrap_or_default(),
-            )
-        })
-        .collect();
-    let slice = shown.iter();
+    let shown = rows.iter().map(|r| {
+        let health = health.get(r.device.id.as_str()).copied();
+        (r, health.unwrap_or_default())
+    });
     let tags = state
         .store()
         .device_tags(&caller.scope, tenant.as_ref())
@@ -313,16 +297,17 @@ async fn fleet_page(state: ApiState, signed: Signed, q: FleetQuery) -> PageResul
                 th { "Updates" } th { "Antivirus" } th.num { "Locked accounts" } th { "Last seen" }
             } }
             tbody {
-                @for (d, h) in slice {
+                @for (row, h) in shown {
+                    @let d = &row.device;
                     tr {
                         td { a href=(format!("/devices/{}", d.id)) { (d.name) } }
                         td { (tenant_names.get(&d.tenant_id).map_or(d.tenant_id.as_str(), String::as_str)) }
                         td { (d.site_id.as_ref().and_then(|s| site_names.get(s)).map_or("—", String::as_str)) }
                         td { @for t in &d.tags { span.tag { (t) } " " } }
                         td { (connection(d)) }
-                        td.num.(if h.critical > 0 { "sev-critical" } else { "" }) { (h.critical) }
-                        td.num.(if h.warning > 0 { "sev-warning" } else { "" }) { (h.warning) }
-                        td.num { (h.info) }
+                        td.num.(if row.critical > 0 { "sev-critical" } else { "" }) { (row.critical) }
+                        td.num.(if row.warning > 0 { "sev-warning" } else { "" }) { (row.warning) }
+                        td.num { (row.info) }
                         td { @if h.updates > 0 { (h.updates) @if h.security > 0 { ", " span.sev-warning { (h.security) " security" } } } @else { "—" } }
                         td { @match h.antivirus {
                             Some(p) => {
@@ -664,6 +649,9 @@ pub(super) async fn run(
     finish(run_page(state, signed, id).await)
 }
 
+/// Log lines a run's page shows, the newest.
+const LOG_LINES: u32 = 500;
+
 async fn run_page(state: ApiState, signed: Signed, id: String) -> PageResult {
     let caller = &signed.caller;
     let r = state
@@ -695,10 +683,16 @@ async fn run_page(state: ApiState, signed: Signed, id: String) -> PageResult {
         .await
         .or_page(&signed)?
         .0;
-    let logs = runs::run_logs(State(state.clone()), caller.clone(), Path(id.clone()))
+    // The end of the log: a line more than shown says there is more.
+    let mut logs = state
+        .store()
+        .log_tail_of_run(&r.id, LOG_LINES + 1)
         .await
-        .or_page(&signed)?
-        .0;
+        .or_page(&signed)?;
+    let more_logs = logs.len() > LOG_LINES as usize;
+    if more_logs {
+        logs.remove(0);
+    }
     let playbooks = playbook_names(&state, &signed).await?;
     let names = device_names(
         &state,
@@ -717,7 +711,6 @@ async fn run_page(state: ApiState, signed: Signed, id: String) -> PageResult {
             .filter(move |c| c.change.outcome == o)
             .map(|c| &c.change)
     };
-    let log_tail = logs.len().saturating_sub(500);
     let body = html! {
         dl.facts {
             dt { "Playbook" } dd { (r.playbook_id.as_ref().and_then(|p| playbooks.get(p.as_str())).map_or("—", String::as_str)) }
@@ -754,9 +747,9 @@ async fn run_page(state: ApiState, signed: Signed, id: String) -> PageResult {
                 td { (j.last_error.as_deref().unwrap_or("")) }
             } } }
         }
-        h2 { "Log" @if log_tail > 0 { " (last 500 lines)" } }
+        h2 { "Log" @if more_logs { " (last " (LOG_LINES) " lines)" } }
         @if logs.is_empty() { p.empty { "No log lines." } } @else {
-            pre.log { @for l in &logs[log_tail..] { (when(l.at)) " " (l.level) " " (l.message) "\n" } }
+            pre.log { @for l in &logs { (when(l.at)) " " (l.level) " " (l.message) "\n" } }
         }
     };
     Ok(page(
@@ -770,14 +763,9 @@ async fn run_page(state: ApiState, signed: Signed, id: String) -> PageResult {
 /// Cancels a run (technician), as `POST /api/v1/runs/{id}/cancel`.
 pub(super) async fn cancel(
     State(state): State<ApiState>,
-    signed: Signed,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    Posted { signed, .. }: Posted,
 ) -> Response {
-    if let Err(e) = signed.form(&headers, &body) {
-        return error_page(Some(&signed), &e);
-    }
     match runs::cancel_run(State(state), signed.caller.clone(), Path(id.clone())).await {
         Ok(_) => see_other(&format!("/runs/{id}")),
         Err(e) => error_page(Some(&signed), &e),
@@ -800,26 +788,19 @@ async fn approvals_page(state: ApiState, signed: Signed) -> PageResult {
         .into_iter()
         .map(|t| (t.id, t.name))
         .collect();
-    let mut names = HashMap::new();
-    for a in &queue {
-        if let Some(d) = &a.job.device_id
-            && !names.contains_key(d)
-        {
-            let name = state
-                .device(caller, d)
-                .await
-                .map(|d| d.name)
-                .unwrap_or_else(|_| d.to_string());
-            names.insert(d.clone(), name);
-        }
-    }
+    let names = device_names(
+        &state,
+        &signed,
+        queue.iter().filter_map(|a| a.job.device_id.as_ref()),
+    )
+    .await?;
     let body = html! {
         @if queue.is_empty() { p.empty { "Nothing awaits approval." } }
         @for a in &queue {
             section.approval id=(format!("approval-{}", a.job.id)) {
                 h2 {
                     (a.job.plugin) " on "
-                    @if let Some(d) = &a.job.device_id { a href=(format!("/devices/{d}")) { (names.get(d).map_or(d.as_str(), String::as_str)) } } @else { "the tenant" }
+                    @if let Some(d) = &a.job.device_id { (device_link(d, &names)) } @else { "the tenant" }
                     " · " (tenants.get(&a.job.tenant_id).map_or(a.job.tenant_id.as_str(), String::as_str))
                 }
                 p { "Run " a href=(format!("/runs/{}", a.job.run_id)) { (short(a.job.run_id.as_str())) } " · waiting since " (when(a.job.created_at)) }
@@ -842,15 +823,9 @@ async fn approvals_page(state: ApiState, signed: Signed) -> PageResult {
 /// routes.
 pub(super) async fn decide(
     State(state): State<ApiState>,
-    signed: Signed,
     Path((job, decision)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    Posted { signed, fields }: Posted,
 ) -> Response {
-    let fields = match signed.form(&headers, &body) {
-        Ok(f) => f,
-        Err(e) => return error_page(Some(&signed), &e),
-    };
     let comment = runs::Decision {
         comment: fields.get("comment").cloned().unwrap_or_default(),
     };
@@ -919,15 +894,9 @@ async fn playbooks_page(state: ApiState, signed: Signed) -> PageResult {
 /// `POST /api/v1/playbooks/{id}/runs`, and shows it.
 pub(super) async fn start(
     State(state): State<ApiState>,
-    signed: Signed,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    Posted { signed, fields }: Posted,
 ) -> Response {
-    let fields = match signed.form(&headers, &body) {
-        Ok(f) => f,
-        Err(e) => return error_page(Some(&signed), &e),
-    };
     let start = playbooks::StartRun {
         tenant_id: fields
             .get("tenant")
@@ -1137,15 +1106,9 @@ async fn plugins_page(state: ApiState, signed: Signed) -> PageResult {
 /// for new capabilities come from the form, added to the current grants.
 pub(super) async fn upgrade(
     State(state): State<ApiState>,
-    signed: Signed,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    Posted { signed, fields }: Posted,
 ) -> Response {
-    let fields = match signed.form(&headers, &body) {
-        Ok(f) => f,
-        Err(e) => return error_page(Some(&signed), &e),
-    };
     let mut added: Vec<(usize, String)> = fields
         .iter()
         .filter_map(|(k, v)| Some((k.strip_prefix("grant-")?.parse().ok()?, v.trim().to_owned())))

@@ -177,11 +177,7 @@ impl Signed {
     /// origin are checked. A missing or wrong token, a cross-site post, a
     /// body that is not a form and a control character in a field are
     /// refused.
-    pub(super) fn form(
-        &self,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> Result<HashMap<String, String>, ApiError> {
+    fn form(&self, headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, ApiError> {
         let fields = parse_form(headers, body)?;
         match fields.get("csrf") {
             Some(token) if same_secret(token, &self.csrf) => Ok(fields),
@@ -283,6 +279,36 @@ impl FromRequestParts<ApiState> for Signed {
             Ok(Some(signed)) => Ok(signed),
             Ok(None) => Err(to_sign_in(parts)),
             Err(e) => Err(super::error_page(None, &e)),
+        }
+    }
+}
+
+/// A form a signed-in user posted, its CSRF token and origin checked
+/// ([`Signed::form`]): every console handler that changes anything takes
+/// its fields through this extractor, so none can skip the check. A
+/// refused post is an error page.
+pub(crate) struct Posted {
+    /// Who posted it.
+    pub(crate) signed: Signed,
+    /// Its fields.
+    pub(crate) fields: HashMap<String, String>,
+}
+
+impl axum::extract::FromRequest<ApiState> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &ApiState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let signed = Signed::from_request_parts(&mut parts, state).await?;
+        let req = axum::extract::Request::from_parts(parts, body);
+        let headers = req.headers().clone();
+        let bytes =
+            <axum::body::Bytes as axum::extract::FromRequest<ApiState>>::from_request(req, state)
+                .await
+                .map_err(IntoResponse::into_response)?;
+        match signed.form(&headers, &bytes) {
+            Ok(fields) => Ok(Self { signed, fields }),
+            Err(e) => Err(super::error_page(Some(&signed), &e)),
         }
     }
 }
