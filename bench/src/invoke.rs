@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use steward_runtime::audit::MemoryAudit;
-use steward_runtime::bindings::PluginComponentPre;
+use steward_runtime::bindings::current::PluginComponentPre;
 use steward_runtime::bindings::types::RunMode;
 use steward_runtime::capability::Grants;
 use steward_runtime::device::simulated::{Fixture, Simulated};

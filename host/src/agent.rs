@@ -136,6 +136,13 @@ pub struct ProviderSettings {
     /// The root holding `etc/passwd`, `etc/shadow` and faillock tallies.
     #[serde(default = "root")]
     pub accounts_root: PathBuf,
+    /// This machine's backup sets (`[[providers.backup-sets]]`: `name`,
+    /// `tool`, `repository`, `password-file`, `paths`, `exclude`).
+    #[serde(default)]
+    pub backup_sets: Vec<steward_runtime::capability::backups::SetConfig>,
+    /// Where the backups provider keeps its records and scratch copies.
+    #[serde(default = "backup_state")]
+    pub backup_state_dir: PathBuf,
 }
 
 impl Default for ProviderSettings {
@@ -147,8 +154,14 @@ impl Default for ProviderSettings {
             quarantine_dir: quarantine(),
             clamav_mirror: None,
             accounts_root: root(),
+            backup_sets: Vec::new(),
+            backup_state_dir: backup_state(),
         }
     }
+}
+
+fn backup_state() -> PathBuf {
+    "/var/lib/steward-agent/backups".into()
 }
 
 fn root() -> PathBuf {
@@ -371,7 +384,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         .map_err(|()| anyhow::anyhow!("cannot make a WebSocket URL of {url}"))?;
     let connector = tls_connector(identity.ca_cert.as_deref())?;
     let settings = &policy.providers;
-    let device = Arc::new(local::device(&LocalConfig {
+    let config = LocalConfig {
         apt_root: settings.apt_root.clone(),
         apt_refresh: settings.apt_refresh,
         clamav_database_dir: settings.clamav_database_dir.clone(),
@@ -384,7 +397,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
             tenant_id: Some(identity.tenant_id.clone()),
             ..DeviceRecord::default()
         },
-    }));
+        backup_sets: settings.backup_sets.clone(),
+        backup_state_dir: settings.backup_state_dir.clone(),
+    };
+    local::backups(&config).context("the policy's backup sets are invalid")?;
+    let device = Arc::new(local::device(&config));
     let ceiling = Arc::new(ceiling);
     tracing::info!(device = %identity.device_id, server = %url, ceiling = ?policy.allow, "agent starting");
     let mut backoff = Duration::from_secs(1);

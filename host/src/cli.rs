@@ -217,6 +217,11 @@ struct RunArgs {
     /// `openldap` or `active-directory`).
     #[arg(long, value_name = "FILE")]
     directory: Option<PathBuf>,
+    /// On `--device local`: this machine's backup sets, as a TOML file
+    /// (`state-dir`, and `[[set]]` tables: `name`, `tool` = `restic` or
+    /// `borg`, `repository`, `password-file`, `paths`, `exclude`).
+    #[arg(long, value_name = "FILE")]
+    backups: Option<PathBuf>,
     /// On `--device local`: the admin's record of this machine as a TOML
     /// file (`id`, `tenant-id`, `tags`, `[admin]` purchase-date, ...).
     #[arg(long, value_name = "FILE")]
@@ -607,8 +612,15 @@ async fn run(runtime: &Runtime, args: RunArgs) -> anyhow::Result<ExitCode> {
     let descriptor = describe(runtime, &module).await?;
     let params = resolve_text_params(&descriptor, &args.params)?;
     let local = args.device == "local";
+    let backups: Option<steward_runtime::capability::backups::BackupsFile> =
+        args.backups.as_deref().map(read_toml).transpose()?;
     let device = Arc::new(if local {
-        local::device(&LocalConfig {
+        let defaults = LocalConfig::default();
+        let (backup_sets, backup_state_dir) = match backups {
+            Some(b) => (b.set, b.state_dir.unwrap_or(defaults.backup_state_dir)),
+            None => (Vec::new(), defaults.backup_state_dir),
+        };
+        let config = LocalConfig {
             apt_refresh: args.apt_refresh,
             clamav_mirror: args.clamav_mirror.clone(),
             quarantine_dir: args.quarantine_dir.clone(),
@@ -620,8 +632,13 @@ async fn run(runtime: &Runtime, args: RunArgs) -> anyhow::Result<ExitCode> {
                 .map(read_toml)
                 .transpose()?
                 .unwrap_or_default(),
+            backup_sets,
+            backup_state_dir,
             ..LocalConfig::default()
-        })
+        };
+        // A bad set is refused here, before the plugin runs.
+        local::backups(&config)?;
+        local::device(&config)
     } else {
         Simulated::new(Fixture::load(Path::new(&args.device))?).device()
     });

@@ -59,7 +59,7 @@ pub use wit_bindgen;
 #[allow(missing_docs)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit/plugin@0.1.0",
+        path: "../wit/plugin@0.2.0",
         world: "plugin-component",
         pub_export_macro: true,
         export_macro_name: "__export_plugin_world",
@@ -87,7 +87,7 @@ pub mod bindings {
 pub mod host {
     #[doc(inline)]
     pub use crate::bindings::steward::plugin::{
-        accounts, antivirus, clock, config, inventory, packages, state, tickets,
+        accounts, antivirus, backups, clock, config, inventory, packages, state, tickets,
     };
 }
 

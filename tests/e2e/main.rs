@@ -3,6 +3,7 @@
 
 mod account_unlock;
 mod apt;
+mod backups;
 mod clamav;
 mod inventory;
 mod ldap;

@@ -23,6 +23,8 @@ pub const GUESTS: &[&str] = &[
     "steward-plugin-antivirus",
     "steward-plugin-account-unlock",
     "steward-plugin-refresh-planner",
+    "steward-plugin-backup-check",
+    "guest-legacy-v0-1",
     "guest-vendor-demo-1-0-0",
     "guest-vendor-demo-1-1-0",
     "guest-vendor-demo-2-0-0",

@@ -37,11 +37,14 @@ pub enum Capability {
     Accounts,
     /// Tickets; scope: queue names.
     Tickets,
+    /// Backups (since `steward:plugin@0.2.0`); scope: backup set name
+    /// patterns that may be touched.
+    Backups,
 }
 
 impl Capability {
     /// Every capability, in WIT order.
-    pub const ALL: [Capability; 9] = [
+    pub const ALL: [Capability; 10] = [
         Capability::Log,
         Capability::Config,
         Capability::Clock,
@@ -51,6 +54,7 @@ impl Capability {
         Capability::Antivirus,
         Capability::Accounts,
         Capability::Tickets,
+        Capability::Backups,
     ];
 
     /// The interface name inside the package, for example `packages`.
@@ -65,11 +69,32 @@ impl Capability {
             Capability::Antivirus => "antivirus",
             Capability::Accounts => "accounts",
             Capability::Tickets => "tickets",
+            Capability::Backups => "backups",
         }
     }
 
-    /// The fully qualified import name, for example
-    /// `steward:plugin/packages@0.1.0`.
+    /// The first version of the WIT package with this interface: every
+    /// later supported version has it too.
+    pub fn since(self) -> &'static str {
+        match self {
+            Capability::Backups => "0.2.0",
+            _ => "0.1.0",
+        }
+    }
+
+    /// Whether `steward:plugin@<version>` has this interface.
+    pub fn in_version(self, version: &str) -> bool {
+        match (
+            semver::Version::parse(self.since()),
+            semver::Version::parse(version),
+        ) {
+            (Ok(since), Ok(version)) => version >= since,
+            _ => false,
+        }
+    }
+
+    /// The fully qualified import name in the newest version, for example
+    /// `steward:plugin/packages@0.2.0`.
     pub fn import_name(self) -> String {
         format!("{WIT_PACKAGE}/{}@{WIT_VERSION}", self.name())
     }

@@ -30,8 +30,20 @@ use crate::capability::Capability;
 /// The WIT package of the Steward plugin interfaces.
 pub const WIT_PACKAGE: &str = "steward:plugin";
 
-/// The version of [`WIT_PACKAGE`] this build's hosts implement.
-pub const WIT_VERSION: &str = "0.1.0";
+/// The newest version of [`WIT_PACKAGE`]: what the SDK builds against and
+/// new capabilities appear in.
+pub const WIT_VERSION: &str = "0.2.0";
+
+/// Every version of [`WIT_PACKAGE`] this build's hosts run, oldest first.
+/// A plugin names one of them in all its Steward imports and its export;
+/// hosts link each version's interfaces side by side, so a plugin built
+/// for 0.1.0 runs unchanged next to one built for 0.2.0.
+pub const WIT_VERSIONS: [&str; 2] = ["0.1.0", WIT_VERSION];
+
+/// Whether hosts of this build run plugins of `steward:plugin@<version>`.
+pub fn supported_version(version: &str) -> bool {
+    WIT_VERSIONS.contains(&version)
+}
 
 /// The shared type definitions: neither a capability nor an export.
 pub const TYPES_INTERFACE: &str = "types";
@@ -80,10 +92,18 @@ pub fn classify(name: &str) -> Result<ImportClass<'_>, RefusedImport> {
         if interface == TYPES_INTERFACE {
             return Ok(ImportClass::Types(version));
         }
-        return interface
-            .parse::<Capability>()
-            .map(|c| ImportClass::Capability(c, version))
-            .map_err(|_| refuse(format!("which is not an interface of `{WIT_PACKAGE}`")));
+        return match interface.parse::<Capability>() {
+            Ok(c) if c.in_version(version) || !supported_version(version) => {
+                Ok(ImportClass::Capability(c, version))
+            }
+            Ok(c) => Err(refuse(format!(
+                "but `{c}` is an interface of `{WIT_PACKAGE}@{}` and later, not of {version}",
+                c.since()
+            ))),
+            Err(_) => Err(refuse(format!(
+                "which is not an interface of `{WIT_PACKAGE}`"
+            ))),
+        };
     }
     if let Some(rest) = name.strip_prefix("wasi:") {
         let package = rest.split('/').next().unwrap_or_default();

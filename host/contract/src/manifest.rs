@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::capability::Capability;
-use crate::imports::{Imports, WIT_PACKAGE};
+use crate::imports::{Imports, WIT_PACKAGE, WIT_VERSION};
 
 /// Longest namespace or module name, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
@@ -260,7 +260,7 @@ impl Manifest {
                 ManifestError::new(
                     "wit",
                     format!(
-                        "`{}` must be `{WIT_PACKAGE}@<version>`, for example `{WIT_PACKAGE}@0.1.0`",
+                        "`{}` must be `{WIT_PACKAGE}@<version>`, for example `{WIT_PACKAGE}@{WIT_VERSION}`",
                         self.wit
                     ),
                 )
@@ -288,6 +288,16 @@ impl Manifest {
                         format!(
                             "`{capability}` is always granted; list only requestable capabilities ({})",
                             requestable()
+                        ),
+                    ));
+                }
+                Ok(c) if !c.in_version(wit_version) => {
+                    return Err(ManifestError::new(
+                        "capabilities",
+                        format!(
+                            "`{capability}` is an interface of `{WIT_PACKAGE}@{}` and later, not of `{}`",
+                            c.since(),
+                            self.wit
                         ),
                     ));
                 }

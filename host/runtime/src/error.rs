@@ -31,15 +31,20 @@ pub enum LoadError {
     },
     /// The component does not export the plugin interface.
     #[error(
-        "the component does not export `steward:plugin/plugin@0.1.0` (it exports: {exports}); build it with the steward-sdk `export_plugin!` macro"
+        "the component does not export `steward:plugin/plugin` of a version this host runs (0.1.0 or 0.2.0; it exports: {exports}); build it with the steward-sdk `export_plugin!` macro"
     )]
     NotAPlugin {
         /// What it exports instead.
         exports: String,
     },
     /// The import names match but the types do not.
-    #[error("the component does not match `steward:plugin@0.1.0`: {0}")]
-    Mismatch(String),
+    #[error("the component does not match `steward:plugin@{version}`: {reason}")]
+    Mismatch {
+        /// The version it exports its plugin interface from.
+        version: &'static str,
+        /// What does not match.
+        reason: String,
+    },
     /// The component imports capabilities that were not granted.
     #[error("the plugin imports the `{}` capability, which was not granted (grant it with `--grant {}`)", .0[0], .0[0])]
     NotGranted(Vec<Capability>),

@@ -10,7 +10,8 @@
 //! - [`capability`]: one module per host interface, with its provider trait;
 //! - [`device`]: a device and the providers behind its capabilities;
 //! - [`audit`]: the trail of mutating and scoped calls;
-//! - [`bindings`]: the only `bindgen!`.
+//! - [`bindings`]: the only `bindgen!`, one per supported WIT version;
+//! - `compat`: older versions' imports, served by the newest code.
 
 pub mod audit;
 pub mod bindings;
@@ -18,6 +19,7 @@ pub mod capability;
 pub mod device;
 
 mod cache;
+mod compat;
 mod engine;
 mod error;
 mod journal;
@@ -47,9 +49,7 @@ pub use store::{HostState, LogLine, LogSource};
 
 use crate::audit::AuditSink;
 use crate::bindings::types::{Change, Descriptor, Finding, HostError, PluginError, RunMode};
-use crate::bindings::{
-    PACKAGE, PACKAGE_VERSION, PluginComponent as Plugin, PluginComponentPre as PluginPre,
-};
+use crate::bindings::{PACKAGE, PACKAGE_VERSION, current, v0_1};
 use crate::capability::{Capability, Grants};
 use crate::device::Device;
 use store::RunScope;
@@ -73,7 +73,15 @@ pub struct Module {
     pub source: ArtifactSource,
     /// The capabilities the component imports (its request), sorted.
     pub requested: Vec<Capability>,
-    pre: PluginPre<HostState>,
+    /// The version of `steward:plugin` it was built for (`0.1.0`, `0.2.0`).
+    pub wit_version: &'static str,
+    pre: PluginPre,
+}
+
+/// A linked component of one of the supported WIT versions.
+enum PluginPre {
+    Current(current::PluginComponentPre<HostState>),
+    V0_1(v0_1::PluginComponentPre<HostState>),
 }
 
 impl std::fmt::Debug for Module {
@@ -82,6 +90,7 @@ impl std::fmt::Debug for Module {
             .field("digest", &self.digest)
             .field("source", &self.source)
             .field("requested", &self.requested)
+            .field("wit_version", &self.wit_version)
             .finish_non_exhaustive()
     }
 }
@@ -183,8 +192,12 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| anyhow::anyhow!("failed to link WASI: {e}"))?;
-        Plugin::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)
+        // Every supported version's interfaces, side by side (their names
+        // carry the version); a component links against its own.
+        current::PluginComponent::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| anyhow::anyhow!("failed to link the capabilities: {e}"))?;
+        v0_1::PluginComponent::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("failed to link the 0.1.0 capabilities: {e}"))?;
         let cache = ArtifactCache::open(&config.cache_dir, &engine).map_err(|e| {
             anyhow::anyhow!(
                 "failed to open the artifact cache at {}: {e}",
@@ -292,10 +305,10 @@ impl Runtime {
         // compiling a large component only to refuse it took minutes of
         // CPU. Bytes that do not parse are left to the compiler's message.
         if let Ok((imports, exports)) = steward_contract::imports::names(bytes) {
+            let version = check_plugin_export(&exports)?;
             for name in &imports {
-                classify_import(name)?;
+                classify_import(name, version)?;
             }
-            check_plugin_export(&exports)?;
         }
         let engine = self.engine.clone();
         let cache = self.cache.clone();
@@ -319,26 +332,32 @@ impl Runtime {
             self.compilations.fetch_add(1, Ordering::Relaxed);
         }
         let ty = component.component_type();
-        let mut requested = BTreeSet::new();
-        for (name, _) in ty.imports(&self.engine) {
-            if let Some(cap) = classify_import(name)? {
-                requested.insert(cap);
-            }
-        }
         let exports: Vec<String> = ty
             .exports(&self.engine)
             .map(|(n, _)| n.to_string())
             .collect();
-        check_plugin_export(&exports)?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .and_then(PluginPre::new)
-            .map_err(|e| LoadError::Mismatch(format!("{e:#}")))?;
+        let wit_version = check_plugin_export(&exports)?;
+        let mut requested = BTreeSet::new();
+        for (name, _) in ty.imports(&self.engine) {
+            if let Some(cap) = classify_import(name, wit_version)? {
+                requested.insert(cap);
+            }
+        }
+        let mismatch = |e: wasmtime::Error| LoadError::Mismatch {
+            version: wit_version,
+            reason: format!("{e:#}"),
+        };
+        let linked = self.linker.instantiate_pre(&component).map_err(mismatch)?;
+        let pre = if wit_version == PACKAGE_VERSION {
+            PluginPre::Current(current::PluginComponentPre::new(linked).map_err(mismatch)?)
+        } else {
+            PluginPre::V0_1(v0_1::PluginComponentPre::new(linked).map_err(mismatch)?)
+        };
         let module = Arc::new(Module {
             digest,
             source,
             requested: requested.into_iter().collect(),
+            wit_version,
             pre,
         });
         tracing::info!(%digest, ?source, requested = ?module.requested, "module loaded");
@@ -495,20 +514,48 @@ impl Runtime {
 }
 
 async fn call_plugin(
-    pre: &PluginPre<HostState>,
+    pre: &PluginPre,
     store: &mut Store<HostState>,
     call: Call,
 ) -> wasmtime::Result<Result<Output, crate::bindings::types::PluginError>> {
-    let plugin = pre.instantiate_async(&mut *store).await?;
-    let api = plugin.steward_plugin_plugin();
-    Ok(match call {
-        Call::Describe => Ok(Output::Descriptor(api.call_describe(&mut *store).await?)),
-        Call::Check => api.call_check(&mut *store).await?.map(Output::Findings),
-        Call::Remediate(findings) => api
-            .call_remediate(&mut *store, &findings)
-            .await?
-            .map(Output::Changes),
-    })
+    match pre {
+        PluginPre::Current(pre) => {
+            let plugin = pre.instantiate_async(&mut *store).await?;
+            let api = plugin.steward_plugin_plugin();
+            Ok(match call {
+                Call::Describe => Ok(Output::Descriptor(api.call_describe(&mut *store).await?)),
+                Call::Check => api.call_check(&mut *store).await?.map(Output::Findings),
+                Call::Remediate(findings) => api
+                    .call_remediate(&mut *store, &findings)
+                    .await?
+                    .map(Output::Changes),
+            })
+        }
+        // The same calls in 0.1.0's types, converted in and out.
+        PluginPre::V0_1(pre) => {
+            use compat::convert;
+            let plugin = pre.instantiate_async(&mut *store).await?;
+            let api = plugin.steward_plugin_plugin();
+            Ok(match call {
+                Call::Describe => Ok(Output::Descriptor(convert(
+                    "describe",
+                    api.call_describe(&mut *store).await?,
+                )?)),
+                Call::Check => match api.call_check(&mut *store).await? {
+                    Ok(findings) => Ok(Output::Findings(convert("check", findings)?)),
+                    Err(e) => Err(convert("check", e)?),
+                },
+                Call::Remediate(findings) => {
+                    let findings: Vec<v0_1::steward::plugin::types::Finding> =
+                        convert("remediate", findings)?;
+                    match api.call_remediate(&mut *store, &findings).await? {
+                        Ok(changes) => Ok(Output::Changes(convert("remediate", changes)?)),
+                        Err(e) => Err(convert("remediate", e)?),
+                    }
+                }
+            })
+        }
+    }
 }
 
 fn map_report<T>(
@@ -527,12 +574,13 @@ fn map_report<T>(
     }
 }
 
-/// Decides whether an import is allowed and which capability it requests.
-/// `NotAPlugin` unless `exports` holds this host's plugin export.
-fn check_plugin_export(exports: &[String]) -> Result<(), LoadError> {
-    let export = format!("{PACKAGE}/plugin@{PACKAGE_VERSION}");
-    if exports.contains(&export) {
-        return Ok(());
+/// The WIT version of the plugin export in `exports`: `NotAPlugin` unless
+/// it holds the plugin export of a version this host runs.
+fn check_plugin_export(exports: &[String]) -> Result<&'static str, LoadError> {
+    for version in steward_contract::imports::WIT_VERSIONS {
+        if exports.contains(&format!("{PACKAGE}/plugin@{version}")) {
+            return Ok(version);
+        }
     }
     Err(LoadError::NotAPlugin {
         exports: if exports.is_empty() {
@@ -543,7 +591,9 @@ fn check_plugin_export(exports: &[String]) -> Result<(), LoadError> {
     })
 }
 
-fn classify_import(name: &str) -> Result<Option<Capability>, LoadError> {
+/// Decides whether an import of a plugin built for `steward:plugin@<plugin>`
+/// is allowed and which capability it requests.
+fn classify_import(name: &str, plugin: &str) -> Result<Option<Capability>, LoadError> {
     use steward_contract::imports::{ImportClass, classify};
     let (capability, version) = match classify(name) {
         Ok(ImportClass::Wasi) => return Ok(None),
@@ -556,11 +606,20 @@ fn classify_import(name: &str) -> Result<Option<Capability>, LoadError> {
             });
         }
     };
-    if version != PACKAGE_VERSION {
+    if !steward_contract::imports::supported_version(version) {
         return Err(LoadError::UnknownImport {
             import: name.to_string(),
             reason: format!(
-                "but this host implements `{PACKAGE}@{PACKAGE_VERSION}`; rebuild the plugin against a steward-sdk for that version"
+                "but this host runs `{PACKAGE}` {}; rebuild the plugin against a steward-sdk for one of them",
+                steward_contract::imports::WIT_VERSIONS.join(" and ")
+            ),
+        });
+    }
+    if version != plugin {
+        return Err(LoadError::UnknownImport {
+            import: name.to_string(),
+            reason: format!(
+                "but the plugin exports `{PACKAGE}/plugin@{plugin}`; every Steward import and the export must name one version"
             ),
         });
     }
@@ -901,19 +960,30 @@ mod tests {
     #[test]
     fn imports_are_classified_and_refused_with_reasons() {
         assert_eq!(
-            classify_import("steward:plugin/packages@0.1.0").unwrap(),
+            classify_import("steward:plugin/packages@0.1.0", "0.1.0").unwrap(),
             Some(Capability::Packages)
         );
-        assert_eq!(classify_import("steward:plugin/types@0.1.0").unwrap(), None);
-        assert_eq!(classify_import("wasi:io/streams@0.2.6").unwrap(), None);
-        let e = classify_import("steward:plugin/packages@0.2.0").unwrap_err();
-        assert!(
-            e.to_string().contains("implements `steward:plugin@0.1.0`"),
-            "{e}"
+        assert_eq!(
+            classify_import("steward:plugin/backups@0.2.0", "0.2.0").unwrap(),
+            Some(Capability::Backups)
         );
-        let e = classify_import("wasi:sockets/tcp@0.2.0").unwrap_err();
+        assert_eq!(
+            classify_import("steward:plugin/types@0.1.0", "0.1.0").unwrap(),
+            None
+        );
+        assert_eq!(
+            classify_import("wasi:io/streams@0.2.6", "0.2.0").unwrap(),
+            None
+        );
+        let e = classify_import("steward:plugin/packages@0.9.0", "0.9.0").unwrap_err();
+        assert!(e.to_string().contains("runs `steward:plugin` 0.1.0 and 0.2.0"), "{e}");
+        let e = classify_import("steward:plugin/packages@0.2.0", "0.1.0").unwrap_err();
+        assert!(e.to_string().contains("must name one version"), "{e}");
+        let e = classify_import("steward:plugin/backups@0.1.0", "0.1.0").unwrap_err();
+        assert!(e.to_string().contains("`steward:plugin@0.2.0` and later"), "{e}");
+        let e = classify_import("wasi:sockets/tcp@0.2.0", "0.2.0").unwrap_err();
         assert!(e.to_string().contains("no network access"), "{e}");
-        let e = classify_import("acme:evil/exfiltrate@1.0.0").unwrap_err();
+        let e = classify_import("acme:evil/exfiltrate@1.0.0", "0.2.0").unwrap_err();
         assert!(
             e.to_string().contains("`acme:evil/exfiltrate@1.0.0`"),
             "{e}"

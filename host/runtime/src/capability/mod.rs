@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod antivirus;
+pub mod backups;
 pub mod clock;
 pub mod config;
 pub mod inventory;

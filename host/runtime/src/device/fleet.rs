@@ -334,6 +334,7 @@ pub fn fixture(spec: &FleetSpec) -> Fixture {
         files: Vec::new(),
         quarantine: Vec::new(),
         accounts: Vec::new(),
+        backups: Vec::new(),
         delays: Default::default(),
     }
 }

@@ -10,6 +10,7 @@ use crate::capability::accounts::{
     AccountsProvider, Directory, DirectoryConfig, LocalAccounts, Sources,
 };
 use crate::capability::antivirus::ClamAv;
+use crate::capability::backups::{BackupSets, BackupsProvider, NoBackups, SetConfig};
 use crate::capability::clock::SystemClock;
 use crate::capability::inventory::{DeviceRecord, LocalInventory};
 use crate::capability::packages::Apt;
@@ -35,6 +36,10 @@ pub struct LocalConfig {
     pub directory: Option<DirectoryConfig>,
     /// The admin's record of this machine (id, tenant, purchase date, ...).
     pub record: DeviceRecord,
+    /// The backup sets configured here.
+    pub backup_sets: Vec<SetConfig>,
+    /// Where the backups provider keeps its records and scratch copies.
+    pub backup_state_dir: PathBuf,
 }
 
 impl Default for LocalConfig {
@@ -48,8 +53,26 @@ impl Default for LocalConfig {
             accounts_root: "/".into(),
             directory: None,
             record: DeviceRecord::default(),
+            backup_sets: Vec::new(),
+            backup_state_dir: "/var/lib/steward/backups".into(),
         }
     }
+}
+
+/// The backups provider of `config`, checked: no set configured is no
+/// backups at all.
+///
+/// # Errors
+///
+/// A set that is named twice, badly named or has relative paths.
+pub fn backups(config: &LocalConfig) -> anyhow::Result<Arc<dyn BackupsProvider>> {
+    if config.backup_sets.is_empty() {
+        return Ok(Arc::new(NoBackups));
+    }
+    Ok(Arc::new(BackupSets::new(
+        config.backup_sets.clone(),
+        config.backup_state_dir.clone(),
+    )?))
 }
 
 /// This machine, named by its host name, in tenant `local` unless the
@@ -90,6 +113,12 @@ pub fn device(config: &LocalConfig) -> Device {
         }),
         accounts: Arc::new(Sources(accounts)),
         tickets: Arc::new(MemoryTickets::default()),
+        // Configurations are checked where they are read (`backups` above);
+        // one that still fails here serves no set rather than a wrong one.
+        backups: backups(config).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "backup sets not configured");
+            Arc::new(NoBackups)
+        }),
         clock: Arc::new(SystemClock),
         state: Arc::new(MemoryState::default()),
     }

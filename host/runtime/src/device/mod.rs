@@ -10,7 +10,8 @@ pub mod simulated;
 use std::sync::Arc;
 
 use crate::capability::{
-    accounts::AccountsProvider, antivirus::AntivirusProvider, clock::ClockProvider,
+    accounts::AccountsProvider, antivirus::AntivirusProvider, backups::BackupsProvider,
+    clock::ClockProvider,
     inventory::InventoryProvider, packages::PackagesProvider, state::StateStore,
     tickets::TicketsProvider,
 };
@@ -34,6 +35,8 @@ pub struct Device {
     pub accounts: Arc<dyn AccountsProvider>,
     /// Ticket queue.
     pub tickets: Arc<dyn TicketsProvider>,
+    /// Backup sets.
+    pub backups: Arc<dyn BackupsProvider>,
     /// Wall clock.
     pub clock: Arc<dyn ClockProvider>,
     /// Per-plugin state.

@@ -23,11 +23,15 @@ use serde_json::Value;
 use super::Device;
 use crate::bindings::accounts::Account;
 use crate::bindings::antivirus::{EngineStatus, QuarantineRecord, ScanReport};
+use crate::bindings::backups::{
+    BackupResult, BackupSet, IntegrityReport, RestoreReport, Snapshot,
+};
 use crate::bindings::inventory::DeviceFacts;
 use crate::bindings::packages::{AvailableUpdate, InstalledPackage, PackageChange, RebootStatus};
 use crate::bindings::types::{HostError, Outcome, RunMode};
 use crate::capability::accounts::AccountsProvider;
 use crate::capability::antivirus::AntivirusProvider;
+use crate::capability::backups::BackupsProvider;
 use crate::capability::inventory::InventoryProvider;
 use crate::capability::packages::PackagesProvider;
 use crate::capability::{Capability, Grants};
@@ -103,6 +107,38 @@ pub enum ProviderCall {
         /// Apply or plan.
         mode: RunMode,
     },
+    /// `backups.sets`.
+    BackupsSets,
+    /// `backups.snapshots`.
+    BackupsSnapshots {
+        /// The backup set.
+        set: String,
+    },
+    /// `backups.verify`.
+    BackupsVerify {
+        /// The backup set.
+        set: String,
+        /// How much of the data to read back, in percent.
+        data_percent: u8,
+        /// Apply or plan.
+        mode: RunMode,
+    },
+    /// `backups.run-backup`.
+    BackupsRunBackup {
+        /// The backup set.
+        set: String,
+        /// Apply or plan.
+        mode: RunMode,
+    },
+    /// `backups.restore-test`.
+    BackupsRestoreTest {
+        /// The backup set.
+        set: String,
+        /// How many files.
+        sample: u32,
+        /// Apply or plan.
+        mode: RunMode,
+    },
 }
 
 impl ProviderCall {
@@ -120,6 +156,11 @@ impl ProviderCall {
             | AntivirusScan { .. }
             | AntivirusUpdateSignatures { .. }
             | AntivirusQuarantine { .. } => Capability::Antivirus,
+            BackupsSets
+            | BackupsSnapshots { .. }
+            | BackupsVerify { .. }
+            | BackupsRunBackup { .. }
+            | BackupsRestoreTest { .. } => Capability::Backups,
             AccountsLocked | AccountsLookup { .. } | AccountsUnlock { .. } => Capability::Accounts,
         }
     }
@@ -135,6 +176,10 @@ impl ProviderCall {
             AntivirusScan { paths } => paths.iter().map(String::as_str).collect(),
             AntivirusQuarantine { path, .. } => vec![path.as_str()],
             AccountsUnlock { name, .. } => vec![name.as_str()],
+            BackupsSnapshots { set }
+            | BackupsVerify { set, .. }
+            | BackupsRunBackup { set, .. }
+            | BackupsRestoreTest { set, .. } => vec![set.as_str()],
             _ => Vec::new(),
         }
     }
@@ -156,6 +201,11 @@ impl ProviderCall {
             AccountsLocked => "accounts-locked",
             AccountsLookup { .. } => "accounts-lookup",
             AccountsUnlock { .. } => "accounts-unlock",
+            BackupsSets => "backups-sets",
+            BackupsSnapshots { .. } => "backups-snapshots",
+            BackupsVerify { .. } => "backups-verify",
+            BackupsRunBackup { .. } => "backups-run-backup",
+            BackupsRestoreTest { .. } => "backups-restore-test",
         }
     }
 }
@@ -223,8 +273,8 @@ pub trait AgentLink: Send + Sync {
     async fn call(&self, call: ProviderCall) -> Result<Value, HostError>;
 }
 
-/// The device `id` of `tenant_id`, its inventory, packages, antivirus and
-/// accounts served by the agent behind `link`; tickets, state and the
+/// The device `id` of `tenant_id`, its inventory, packages, antivirus,
+/// accounts and backups served by the agent behind `link`; tickets, state and the
 /// clock stay on the server (the executor replaces tickets and state with
 /// store-backed ones).
 pub fn remote_device(id: &str, name: &str, tenant_id: &str, link: Arc<dyn AgentLink>) -> Device {
@@ -236,7 +286,8 @@ pub fn remote_device(id: &str, name: &str, tenant_id: &str, link: Arc<dyn AgentL
         inventory: remote.clone(),
         packages: remote.clone(),
         antivirus: remote.clone(),
-        accounts: remote,
+        accounts: remote.clone(),
+        backups: remote,
         tickets: Arc::new(crate::capability::tickets::MemoryTickets::default()),
         clock: Arc::new(crate::capability::clock::SystemClock),
         state: Arc::new(crate::capability::state::MemoryState::default()),
@@ -361,6 +412,56 @@ impl AccountsProvider for Remote {
     }
 }
 
+#[async_trait]
+impl BackupsProvider for Remote {
+    async fn sets(&self) -> Result<Vec<BackupSet>, HostError> {
+        self.call(ProviderCall::BackupsSets).await
+    }
+
+    async fn snapshots(&self, set: &str) -> Result<Vec<Snapshot>, HostError> {
+        self.call(ProviderCall::BackupsSnapshots {
+            set: set.to_owned(),
+        })
+        .await
+    }
+
+    async fn verify(
+        &self,
+        set: &str,
+        data_percent: u8,
+        mode: RunMode,
+    ) -> Result<IntegrityReport, HostError> {
+        self.call(ProviderCall::BackupsVerify {
+            set: set.to_owned(),
+            data_percent,
+            mode,
+        })
+        .await
+    }
+
+    async fn run_backup(&self, set: &str, mode: RunMode) -> Result<BackupResult, HostError> {
+        self.call(ProviderCall::BackupsRunBackup {
+            set: set.to_owned(),
+            mode,
+        })
+        .await
+    }
+
+    async fn restore_test(
+        &self,
+        set: &str,
+        sample: u32,
+        mode: RunMode,
+    ) -> Result<RestoreReport, HostError> {
+        self.call(ProviderCall::BackupsRestoreTest {
+            set: set.to_owned(),
+            sample,
+            mode,
+        })
+        .await
+    }
+}
+
 /// The agent's side: answers `call` with `device`'s own providers, if the
 /// endpoint's `ceiling` allows it. A call outside the ceiling never
 /// reaches a provider and is `denied`, naming the ceiling.
@@ -411,6 +512,17 @@ pub async fn answer(
         AccountsLocked => json(device.accounts.locked().await),
         AccountsLookup { name } => json(device.accounts.lookup(&name).await),
         AccountsUnlock { name, mode } => json(device.accounts.unlock(&name, mode).await),
+        BackupsSets => json(device.backups.sets().await),
+        BackupsSnapshots { set } => json(device.backups.snapshots(&set).await),
+        BackupsVerify {
+            set,
+            data_percent,
+            mode,
+        } => json(device.backups.verify(&set, data_percent, mode).await),
+        BackupsRunBackup { set, mode } => json(device.backups.run_backup(&set, mode).await),
+        BackupsRestoreTest { set, sample, mode } => {
+            json(device.backups.restore_test(&set, sample, mode).await)
+        }
     }
 }
 

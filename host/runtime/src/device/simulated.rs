@@ -24,11 +24,15 @@ use super::Device;
 use crate::bindings::accounts::Account;
 use crate::bindings::antivirus::Detection;
 use crate::bindings::antivirus::{EngineStatus, QuarantineRecord, ScanReport};
+use crate::bindings::backups::{
+    BackupResult, BackupSet, FileCheck, IntegrityReport, RestoreReport, RunOutcome, Snapshot,
+};
 use crate::bindings::inventory::DeviceFacts;
 use crate::bindings::packages::{AvailableUpdate, InstalledPackage, PackageChange, RebootStatus};
 use crate::bindings::types::{HostError, Instant, Outcome, RunMode};
 use crate::capability::accounts::AccountsProvider;
 use crate::capability::antivirus::AntivirusProvider;
+use crate::capability::backups::BackupsProvider;
 use crate::capability::clock::{ClockProvider, SystemClock};
 use crate::capability::inventory::InventoryProvider;
 use crate::capability::packages::PackagesProvider;
@@ -83,9 +87,32 @@ pub struct Fixture {
     /// Accounts.
     #[serde(default)]
     pub accounts: Vec<Account>,
+    /// Backup sets, with their snapshots.
+    #[serde(default)]
+    pub backups: Vec<SimBackupSet>,
     /// Milliseconds to wait inside a call, by `interface.function`.
     #[serde(default)]
     pub delays: BTreeMap<String, u64>,
+}
+
+/// A simulated backup set: what `backups.sets` lists, its snapshots, and
+/// whether its repository is sound (integrity checks and restore tests
+/// pass).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimBackupSet {
+    /// The set as listed.
+    pub set: BackupSet,
+    /// Its snapshots, oldest first.
+    #[serde(default)]
+    pub snapshots: Vec<Snapshot>,
+    /// Whether checks and restore tests pass (default true).
+    #[serde(default = "sound")]
+    pub sound: bool,
+}
+
+fn sound() -> bool {
+    true
 }
 
 /// Writes `fixture` to `path` through a temporary file and a rename, so a
@@ -216,6 +243,7 @@ impl Simulated {
             antivirus: self.clone(),
             accounts: self.clone(),
             tickets: self.tickets.clone(),
+            backups: self.clone(),
             clock: self.clone(),
             state: Arc::new(MemoryState::default()),
         }
@@ -454,5 +482,149 @@ impl AccountsProvider for Simulated {
 impl ClockProvider for Simulated {
     fn now(&self) -> Instant {
         self.lock().now.unwrap_or_else(|| SystemClock.now())
+    }
+}
+
+impl Simulated {
+    fn backup_set(&self, name: &str) -> Result<SimBackupSet, HostError> {
+        self.lock()
+            .backups
+            .iter()
+            .find(|b| b.set.name == name)
+            .cloned()
+            .ok_or_else(|| {
+                HostError::NotFound(format!("no backup set `{name}` is configured on this device"))
+            })
+    }
+
+    fn now(&self) -> Instant {
+        self.lock().now.unwrap_or_else(|| {
+            let d = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            Instant {
+                seconds: d.as_secs() as i64,
+                nanoseconds: 0,
+            }
+        })
+    }
+}
+
+#[async_trait]
+impl BackupsProvider for Simulated {
+    async fn sets(&self) -> Result<Vec<BackupSet>, HostError> {
+        self.delay("backups.sets").await;
+        Ok(self.lock().backups.iter().map(|b| b.set.clone()).collect())
+    }
+
+    async fn snapshots(&self, set: &str) -> Result<Vec<Snapshot>, HostError> {
+        self.delay("backups.snapshots").await;
+        Ok(self.backup_set(set)?.snapshots)
+    }
+
+    async fn verify(
+        &self,
+        set: &str,
+        data_percent: u8,
+        mode: RunMode,
+    ) -> Result<IntegrityReport, HostError> {
+        self.delay("backups.verify").await;
+        let b = self.backup_set(set)?;
+        Ok(match mode {
+            RunMode::Plan => IntegrityReport {
+                ok: false,
+                data_read_percent: 0,
+                errors: Vec::new(),
+                outcome: Outcome::Planned,
+            },
+            RunMode::Apply => IntegrityReport {
+                ok: b.sound,
+                data_read_percent: data_percent,
+                errors: if b.sound {
+                    Vec::new()
+                } else {
+                    vec!["pack 5eed does not match its hash".into()]
+                },
+                outcome: Outcome::Applied,
+            },
+        })
+    }
+
+    async fn run_backup(&self, set: &str, mode: RunMode) -> Result<BackupResult, HostError> {
+        self.delay("backups.run-backup").await;
+        let b = self.backup_set(set)?;
+        if mode == RunMode::Plan {
+            return Ok(BackupResult {
+                snapshot_id: None,
+                run: None,
+                outcome: Outcome::Planned,
+            });
+        }
+        let now = self.now();
+        let mut s = self.lock();
+        let previous = b.snapshots.last();
+        let id = format!("sim-{}-{}", set, b.snapshots.len() + 1);
+        let snapshot = Snapshot {
+            id: id.clone(),
+            time: now,
+            paths: b.set.paths.clone(),
+            size_bytes: previous.map_or(1 << 20, |p| p.size_bytes),
+            files: previous.map_or(100, |p| p.files),
+        };
+        let run = RunOutcome {
+            started: now,
+            finished: now,
+            succeeded: true,
+            message: format!("snapshot {id} made"),
+        };
+        if let Some(entry) = s.backups.iter_mut().find(|x| x.set.name == set) {
+            entry.snapshots.push(snapshot);
+            entry.set.last_run = Some(run.clone());
+        }
+        self.applied(&s, "backups.run-backup", set)?;
+        Ok(BackupResult {
+            snapshot_id: Some(id),
+            run: Some(run),
+            outcome: Outcome::Applied,
+        })
+    }
+
+    async fn restore_test(
+        &self,
+        set: &str,
+        sample: u32,
+        mode: RunMode,
+    ) -> Result<RestoreReport, HostError> {
+        self.delay("backups.restore-test").await;
+        let b = self.backup_set(set)?;
+        let newest = b.snapshots.last().cloned().ok_or_else(|| {
+            HostError::NotFound(format!("backup set `{set}` has no snapshot to restore from"))
+        })?;
+        let root = b.set.paths.first().cloned().unwrap_or_else(|| "/".into());
+        let files = match mode {
+            RunMode::Plan => Vec::new(),
+            RunMode::Apply => (1..=sample.min(3))
+                .map(|i| FileCheck {
+                    path: format!("{}/file-{i}", root.trim_end_matches('/')),
+                    size_bytes: 1024,
+                    restored_sha256: "5eed".repeat(16),
+                    matches_snapshot: b.sound,
+                    matches_live: Some(b.sound),
+                    problem: if b.sound {
+                        String::new()
+                    } else {
+                        "not restored: ciphertext verification failed".into()
+                    },
+                })
+                .collect(),
+        };
+        Ok(RestoreReport {
+            snapshot_id: newest.id,
+            snapshot_time: newest.time,
+            passed: mode == RunMode::Apply && b.sound,
+            files,
+            scratch_removed: true,
+            outcome: outcome_for(mode),
+        })
     }
 }
