@@ -538,6 +538,7 @@ async fn inspect(runtime: &Runtime, file: &Path, as_json: bool) -> anyhow::Resul
             "descriptor": descriptor,
             "digest": module.digest,
             "artifact": artifact_word(module.source),
+            "wit": format!("steward:plugin@{}", module.wit_version),
             "requested_capabilities": requested,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -555,6 +556,7 @@ async fn inspect(runtime: &Runtime, file: &Path, as_json: bool) -> anyhow::Resul
         PluginScope::Tenant => "every device of a tenant per run",
     };
     println!("scope:     {scope}");
+    println!("wit:       steward:plugin@{}", module.wit_version);
     println!(
         "requests:  {}",
         if requested.is_empty() {

@@ -143,6 +143,15 @@ pub struct ThisMachine {
     /// Tags for playbook targets.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// This machine's backup sets (`[[this-machine.backup-sets]]`: `name`,
+    /// `tool` = `restic` or `borg`, `repository`, `password-file`, `paths`,
+    /// `exclude`), served by the `backups` capability.
+    #[serde(default)]
+    pub backup_sets: Vec<steward_runtime::capability::backups::SetConfig>,
+    /// Where the backups provider keeps its records and scratch copies
+    /// (default `<data-dir>/backups`).
+    #[serde(default)]
+    pub backup_state_dir: Option<PathBuf>,
 }
 
 /// A playbook to create at start.
@@ -289,8 +298,17 @@ impl Server {
     /// plugin library, and sets up alerting.
     pub async fn open(config: &ServeConfig) -> anyhow::Result<Self> {
         let agents = AgentHub::new();
-        let mut providers =
-            StandardProviders::new(LocalConfig::default()).with_agents(agents.clone());
+        let mut local = LocalConfig::default();
+        if let Some(machine) = &config.this_machine {
+            local.backup_sets = machine.backup_sets.clone();
+            local.backup_state_dir = machine
+                .backup_state_dir
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("backups"));
+            steward_runtime::device::local::backups(&local)
+                .context("`this-machine.backup-sets` is invalid")?;
+        }
+        let mut providers = StandardProviders::new(local).with_agents(agents.clone());
         if let Some(dir) = &config.simulated_state_dir {
             std::fs::create_dir_all(dir).with_context(|| {
                 format!(

@@ -46,6 +46,7 @@ fn inspect_prints_the_description_and_requested_capabilities() {
     );
     assert!(text.contains("eol-warning-days"), "{text}");
     assert!(text.contains("(default 90)"), "{text}");
+    assert!(text.contains("wit:       steward:plugin@0.2.0\n"), "{text}");
 }
 
 #[test]

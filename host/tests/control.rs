@@ -1291,3 +1291,115 @@ async fn a_first_firing_reached_late_follows_the_misfire_policy_and_no_firing_is
     let again = plane.scheduler_tick(due + Days::minutes(11)).await.unwrap();
     assert_eq!(again.fired, 0, "{again:?}");
 }
+
+/// A plugin built for `steward:plugin@0.1.0` and one built for 0.2.0 (the
+/// backup check, on simulated backup sets) in one playbook of one server:
+/// both check and remediate under the same executor, limits and grants.
+#[tokio::test]
+async fn a_0_1_0_plugin_and_a_0_2_0_plugin_run_in_one_playbook() {
+    use steward_runtime::bindings::backups::{BackupSet, Snapshot};
+    use steward_runtime::bindings::types::Instant;
+    use steward_runtime::device::simulated::SimBackupSet;
+    let db = sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let plane = plane(&db.store, dir.path().into());
+    let legacy = install(&plane, "guest-legacy-v0-1", &["packages"]).await;
+    let backup = install(
+        &plane,
+        "steward-plugin-backup-check",
+        &["backups=nightly-*", "tickets=backups"],
+    )
+    .await;
+    assert_eq!(
+        (legacy.plugin.as_str(), backup.plugin.as_str()),
+        ("legacy-patching", "backup-check")
+    );
+    let (acme, _) = tenant(
+        &db.store,
+        "acme",
+        Tier::Managed,
+        &[("ws-1", &[])],
+        |id, t| {
+            let mut f = fixture(id, t.as_str());
+            // The fixture's clock: 2026-11-23T00:00Z; a snapshot 3 days old.
+            let old = Instant {
+                seconds: f.now.unwrap().seconds - 3 * 86_400,
+                nanoseconds: 0,
+            };
+            f.backups = vec![SimBackupSet {
+                set: BackupSet {
+                    name: "nightly-files".into(),
+                    tool: "simulated".into(),
+                    repository: "sim://nightly".into(),
+                    paths: vec!["/srv".into()],
+                    last_run: None,
+                },
+                snapshots: vec![Snapshot {
+                    id: "s1".into(),
+                    time: old,
+                    paths: vec!["/srv".into()],
+                    size_bytes: 1 << 30,
+                    files: 1_000,
+                }],
+                sound: true,
+            }];
+            simulated_facts(&f)
+        },
+    )
+    .await;
+    let playbook = plane
+        .create_playbook(
+            Some(acme.clone()),
+            "patches and backups",
+            json!([
+                { "plugin": "legacy-patching", "mode": "remediate" },
+                { "plugin": "backup-check", "mode": "remediate" },
+            ]),
+            json!({}),
+        )
+        .await
+        .expect("valid playbook");
+    let run = plane.start_run(&playbook.id, None).await.unwrap();
+    let running = start(
+        &plane,
+        "w1",
+        Arc::new(StandardProviders::new(LocalConfig::default())),
+        None,
+    );
+    let done = finished(&db.store, &run).await;
+    running.stop().await;
+    assert_eq!(done.status, RunStatus::Succeeded);
+    let jobs = db.store.jobs_of_run(&run).await.unwrap();
+    assert_eq!(jobs.len(), 2);
+    assert!(
+        jobs.iter().all(|j| j.status == JobStatus::Succeeded),
+        "{jobs:?}"
+    );
+    let mut kinds = Vec::new();
+    for job in &jobs {
+        for c in db.store.changes_of_job(&job.id).await.unwrap() {
+            assert_eq!(c.change.outcome, ChangeOutcome::Applied, "{c:?}");
+            kinds.push(c.change.kind.clone());
+        }
+    }
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        // The fixture's one security update, and the backup set's overdue
+        // backup, integrity check and restore test.
+        [
+            "backup",
+            "integrity-check",
+            "package-update",
+            "restore-test"
+        ]
+    );
+    // Both plugins' findings are stored for the device.
+    let findings = db.store.findings(&acme, false).await.unwrap();
+    let ids: Vec<&str> = findings.iter().map(|f| f.key.as_str()).collect();
+    assert!(
+        ids.iter().any(|i| i.starts_with("security-update:")),
+        "{ids:?}"
+    );
+    assert!(ids.contains(&"rpo:nightly-files"), "{ids:?}");
+}

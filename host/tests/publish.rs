@@ -303,7 +303,7 @@ async fn a_manifest_file_must_match_the_components_imports() {
             "version": version,
             "description": "Reports failing disks",
             "license": "MIT",
-            "wit": "steward:plugin@0.1.0",
+            "wit": "steward:plugin@0.2.0",
             "capabilities": capabilities,
         })
     };

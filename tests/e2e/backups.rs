@@ -85,7 +85,10 @@ impl Lab {
     }
 
     fn tool_ok(&self, args: &[&str]) {
-        let out = self.command(args).output().expect("the backup tool runs (.ci/setup installs it)");
+        let out = self
+            .command(args)
+            .output()
+            .expect("the backup tool runs (.ci/setup installs it)");
         assert!(
             out.status.success(),
             "{args:?}: {}",
@@ -152,7 +155,9 @@ impl Lab {
         };
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         match self.tool {
-            Tool::Restic => serde_json::from_str::<Vec<serde_json::Value>>(&text).unwrap().len(),
+            Tool::Restic => serde_json::from_str::<Vec<serde_json::Value>>(&text)
+                .unwrap()
+                .len(),
             Tool::Borg => text.lines().filter(|l| !l.trim().is_empty()).count(),
         }
     }
@@ -217,7 +222,10 @@ async fn remediate(
 }
 
 fn ids(findings: &[Finding]) -> Vec<(&str, Severity)> {
-    let mut ids: Vec<(&str, Severity)> = findings.iter().map(|f| (f.id.as_str(), f.severity)).collect();
+    let mut ids: Vec<(&str, Severity)> = findings
+        .iter()
+        .map(|f| (f.id.as_str(), f.severity))
+        .collect();
     ids.sort_by_key(|(id, _)| *id);
     ids
 }
@@ -237,18 +245,34 @@ async fn fresh_backup_passes_and_a_stale_one_is_critical(tool: Tool) {
         "a fresh backup is within the RPO; nothing was checked or tested yet"
     );
     let changes = remediate(&spec, findings).await;
-    let check_change = changes.iter().find(|c| c.kind == "integrity-check").unwrap();
-    assert_eq!(check_change.after.as_deref(), Some("passed"), "{check_change:?}");
+    let check_change = changes
+        .iter()
+        .find(|c| c.kind == "integrity-check")
+        .unwrap();
+    assert_eq!(
+        check_change.after.as_deref(),
+        Some("passed"),
+        "{check_change:?}"
+    );
     let test = changes.iter().find(|c| c.kind == "restore-test").unwrap();
     assert_eq!(test.after.as_deref(), Some("passed"), "{test:?}");
     assert_eq!(test.outcome, Outcome::Applied);
     // The evidence names each restored file and its hash; every file of
     // this lab is unchanged since, so each also matches the live file.
     assert!(test.description.contains("sha256 "), "{}", test.description);
-    assert_eq!(test.description.matches("matches the live file").count(), 3, "{}", test.description);
+    assert_eq!(
+        test.description.matches("matches the live file").count(),
+        3,
+        "{}",
+        test.description
+    );
     // The scratch copy is gone.
     let scratch = lab.state().join("scratch");
-    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0, "scratch copies left behind");
+    assert_eq!(
+        std::fs::read_dir(&scratch).unwrap().count(),
+        0,
+        "scratch copies left behind"
+    );
     assert!(!changes.iter().any(|c| c.kind == "ticket"), "{changes:?}");
     // Checked and tested: nothing left to find.
     assert_eq!(ids(&check(&spec).await), []);
@@ -258,7 +282,10 @@ async fn fresh_backup_passes_and_a_stale_one_is_critical(tool: Tool) {
     stale.backup(Some("2026-01-01 10:00:00"));
     let spec = stale.run(RunMode::Apply, stale.provider()).await;
     let findings = check(&spec).await;
-    let rpo = findings.iter().find(|f| f.id == "rpo:nightly-files").expect("RPO finding");
+    let rpo = findings
+        .iter()
+        .find(|f| f.id == "rpo:nightly-files")
+        .expect("RPO finding");
     assert_eq!(rpo.severity, Severity::Critical);
     assert!(rpo.detail.contains("hours old"), "{}", rpo.detail);
     let before = stale.snapshot_count();
@@ -304,14 +331,26 @@ async fn damaged_repository_fails_check_and_restore_naming_files(tool: Tool) {
     )
     .unwrap();
     let changes = remediate(&spec_all, findings).await;
-    let integrity = changes.iter().find(|c| c.kind == "integrity-check").unwrap();
+    let integrity = changes
+        .iter()
+        .find(|c| c.kind == "integrity-check")
+        .unwrap();
     assert_eq!(integrity.after.as_deref(), Some("failed"), "{integrity:?}");
     let test = changes.iter().find(|c| c.kind == "restore-test").unwrap();
     assert_eq!(test.after.as_deref(), Some("failed"), "{test:?}");
-    assert!(test.description.contains("docs/b.bin"), "{}", test.description);
+    assert!(
+        test.description.contains("docs/b.bin"),
+        "{}",
+        test.description
+    );
     let tickets: Vec<_> = changes.iter().filter(|c| c.kind == "ticket").collect();
     assert_eq!(tickets.len(), 2, "one ticket per failure: {changes:?}");
-    assert_eq!(std::fs::read_dir(lab.state().join("scratch")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(lab.state().join("scratch"))
+            .unwrap()
+            .count(),
+        0
+    );
     // The next check says so, critically, naming the file.
     let findings = check(&spec).await;
     let failed = findings
@@ -348,9 +387,15 @@ async fn plan_mode_runs_nothing(tool: Tool) {
     let mut kinds: Vec<&str> = changes.iter().map(|c| c.kind.as_str()).collect();
     kinds.sort();
     assert_eq!(kinds, ["backup", "integrity-check", "restore-test"]);
-    assert!(changes.iter().all(|c| c.outcome == Outcome::Planned), "{changes:?}");
+    assert!(
+        changes.iter().all(|c| c.outcome == Outcome::Planned),
+        "{changes:?}"
+    );
     assert_eq!(lab.snapshot_count(), before, "plan mode made a snapshot");
-    assert!(!lab.state().join("scratch").exists(), "plan mode restored files");
+    assert!(
+        !lab.state().join("scratch").exists(),
+        "plan mode restored files"
+    );
     assert!(!lab.state().join("nightly-files.last-run.json").exists());
     // Nothing was recorded as done: the same findings stand.
     assert_eq!(check(&spec).await.len(), 3);
@@ -380,16 +425,21 @@ async fn a_wrong_password_fails_without_showing_it(tool: Tool) {
     lab.backup(None);
     let wrong = lab.dir.path().join("wrong");
     std::fs::write(&wrong, WRONG).unwrap();
-    let provider: Arc<dyn BackupsProvider> = Arc::new(
-        BackupSets::new(vec![lab.set("nightly-files", &wrong)], lab.state()).unwrap(),
-    );
+    let provider: Arc<dyn BackupsProvider> =
+        Arc::new(BackupSets::new(vec![lab.set("nightly-files", &wrong)], lab.state()).unwrap());
     let err = provider.snapshots("nightly-files").await.unwrap_err();
     assert!(matches!(err, HostError::Failed(_)), "{err:?}");
     let text = format!("{err:?}");
     assert!(!text.contains(WRONG) && !text.contains(PASSWORD), "{text}");
-    let err = provider.verify("nightly-files", 5, RunMode::Apply).await.unwrap_err();
+    let err = provider
+        .verify("nightly-files", 5, RunMode::Apply)
+        .await
+        .unwrap_err();
     assert!(!format!("{err:?}").contains(WRONG), "{err:?}");
-    let err = provider.restore_test("nightly-files", 2, RunMode::Apply).await.unwrap_err();
+    let err = provider
+        .restore_test("nightly-files", 2, RunMode::Apply)
+        .await
+        .unwrap_err();
     assert!(!format!("{err:?}").contains(WRONG), "{err:?}");
 
     // Through the plugin: the check fails, and neither its error nor its
@@ -401,7 +451,10 @@ async fn a_wrong_password_fails_without_showing_it(tool: Tool) {
     assert!(matches!(err, RunError::Plugin(_)), "{err}");
     let everything = format!("{err} {:?}", report.log);
     assert!(everything.contains("failed"), "{everything}");
-    assert!(!everything.contains(WRONG) && !everything.contains(PASSWORD), "{everything}");
+    assert!(
+        !everything.contains(WRONG) && !everything.contains(PASSWORD),
+        "{everything}"
+    );
 }
 
 #[tokio::test]
@@ -430,7 +483,10 @@ async fn sets_outside_the_grant_are_denied_and_a_check_changes_nothing() {
     let module = module("steward-plugin-backup-check").await;
     let report = runtime().check(&module, spec.clone()).await;
     let err = report.result.unwrap_err();
-    assert!(err.to_string().contains("outside the `backups` grant"), "{err}");
+    assert!(
+        err.to_string().contains("outside the `backups` grant"),
+        "{err}"
+    );
     assert!(
         audit
             .events()
@@ -482,12 +538,7 @@ async fn a_0_1_0_plugin_and_a_0_2_0_plugin_run_side_by_side() {
             .any(|e| e.function == "install-updates" && e.outcome == AuditOutcome::Planned)
     );
     // A 0.1.0 plugin cannot ask for `backups`: it does not exist there.
-    assert!(
-        legacy
-            .requested
-            .iter()
-            .all(|c| c.since() == "0.1.0")
-    );
+    assert!(legacy.requested.iter().all(|c| c.since() == "0.1.0"));
     // And the 0.2.0 plugin runs in the same runtime.
     let lab = Lab::new(Tool::Restic);
     lab.backup(None);

@@ -443,11 +443,11 @@ async fn bad_module_bytes_get_clear_errors() {
     );
 
     let future =
-        wat::parse_str(r#"(component (import "steward:plugin/log@0.2.0" (instance)))"#).unwrap();
+        wat::parse_str(r#"(component (import "steward:plugin/log@0.9.0" (instance)))"#).unwrap();
     let err = rt.load(&future).await.unwrap_err();
     assert!(
         err.to_string()
-            .contains("this host implements `steward:plugin@0.1.0`"),
+            .contains("this host runs `steward:plugin` 0.1.0 and 0.2.0"),
         "{err}"
     );
 

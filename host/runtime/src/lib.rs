@@ -305,9 +305,12 @@ impl Runtime {
         // compiling a large component only to refuse it took minutes of
         // CPU. Bytes that do not parse are left to the compiler's message.
         if let Ok((imports, exports)) = steward_contract::imports::names(bytes) {
+            for name in &imports {
+                classify_import(name, None)?;
+            }
             let version = check_plugin_export(&exports)?;
             for name in &imports {
-                classify_import(name, version)?;
+                classify_import(name, Some(version))?;
             }
         }
         let engine = self.engine.clone();
@@ -336,10 +339,13 @@ impl Runtime {
             .exports(&self.engine)
             .map(|(n, _)| n.to_string())
             .collect();
+        for (name, _) in ty.imports(&self.engine) {
+            classify_import(name, None)?;
+        }
         let wit_version = check_plugin_export(&exports)?;
         let mut requested = BTreeSet::new();
         for (name, _) in ty.imports(&self.engine) {
-            if let Some(cap) = classify_import(name, wit_version)? {
+            if let Some(cap) = classify_import(name, Some(wit_version))? {
                 requested.insert(cap);
             }
         }
@@ -591,9 +597,10 @@ fn check_plugin_export(exports: &[String]) -> Result<&'static str, LoadError> {
     })
 }
 
-/// Decides whether an import of a plugin built for `steward:plugin@<plugin>`
-/// is allowed and which capability it requests.
-fn classify_import(name: &str, plugin: &str) -> Result<Option<Capability>, LoadError> {
+/// Decides whether an import is allowed and which capability it requests;
+/// with `plugin`, also that it names the version the plugin exports
+/// (`steward:plugin/plugin@<plugin>`).
+fn classify_import(name: &str, plugin: Option<&str>) -> Result<Option<Capability>, LoadError> {
     use steward_contract::imports::{ImportClass, classify};
     let (capability, version) = match classify(name) {
         Ok(ImportClass::Wasi) => return Ok(None),
@@ -615,7 +622,7 @@ fn classify_import(name: &str, plugin: &str) -> Result<Option<Capability>, LoadE
             ),
         });
     }
-    if version != plugin {
+    if let Some(plugin) = plugin.filter(|p| *p != version) {
         return Err(LoadError::UnknownImport {
             import: name.to_string(),
             reason: format!(
@@ -960,30 +967,37 @@ mod tests {
     #[test]
     fn imports_are_classified_and_refused_with_reasons() {
         assert_eq!(
-            classify_import("steward:plugin/packages@0.1.0", "0.1.0").unwrap(),
+            classify_import("steward:plugin/packages@0.1.0", Some("0.1.0")).unwrap(),
             Some(Capability::Packages)
         );
         assert_eq!(
-            classify_import("steward:plugin/backups@0.2.0", "0.2.0").unwrap(),
+            classify_import("steward:plugin/backups@0.2.0", Some("0.2.0")).unwrap(),
             Some(Capability::Backups)
         );
         assert_eq!(
-            classify_import("steward:plugin/types@0.1.0", "0.1.0").unwrap(),
+            classify_import("steward:plugin/types@0.1.0", Some("0.1.0")).unwrap(),
             None
         );
         assert_eq!(
-            classify_import("wasi:io/streams@0.2.6", "0.2.0").unwrap(),
+            classify_import("wasi:io/streams@0.2.6", Some("0.2.0")).unwrap(),
             None
         );
-        let e = classify_import("steward:plugin/packages@0.9.0", "0.9.0").unwrap_err();
-        assert!(e.to_string().contains("runs `steward:plugin` 0.1.0 and 0.2.0"), "{e}");
-        let e = classify_import("steward:plugin/packages@0.2.0", "0.1.0").unwrap_err();
+        let e = classify_import("steward:plugin/packages@0.9.0", Some("0.9.0")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("runs `steward:plugin` 0.1.0 and 0.2.0"),
+            "{e}"
+        );
+        let e = classify_import("steward:plugin/packages@0.2.0", Some("0.1.0")).unwrap_err();
         assert!(e.to_string().contains("must name one version"), "{e}");
-        let e = classify_import("steward:plugin/backups@0.1.0", "0.1.0").unwrap_err();
-        assert!(e.to_string().contains("`steward:plugin@0.2.0` and later"), "{e}");
-        let e = classify_import("wasi:sockets/tcp@0.2.0", "0.2.0").unwrap_err();
+        let e = classify_import("steward:plugin/backups@0.1.0", Some("0.1.0")).unwrap_err();
+        assert!(
+            e.to_string().contains("`steward:plugin@0.2.0` and later"),
+            "{e}"
+        );
+        let e = classify_import("wasi:sockets/tcp@0.2.0", Some("0.2.0")).unwrap_err();
         assert!(e.to_string().contains("no network access"), "{e}");
-        let e = classify_import("acme:evil/exfiltrate@1.0.0", "0.2.0").unwrap_err();
+        let e = classify_import("acme:evil/exfiltrate@1.0.0", Some("0.2.0")).unwrap_err();
         assert!(
             e.to_string().contains("`acme:evil/exfiltrate@1.0.0`"),
             "{e}"

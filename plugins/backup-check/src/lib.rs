@@ -22,8 +22,8 @@
 
 use steward_sdk::host::{backups, clock, state, tickets};
 use steward_sdk::{
-    Change, Descriptor, Finding, Outcome, ParamSpec, Plugin, PluginError, Severity,
-    export_plugin, log, params,
+    Change, Descriptor, Finding, Outcome, ParamSpec, Plugin, PluginError, Severity, export_plugin,
+    log, params,
 };
 
 struct BackupCheck;
@@ -50,7 +50,10 @@ fn record(key: &str) -> Option<Record> {
 
 fn keep(key: &str, passed: bool, detail: &str) -> Result<(), PluginError> {
     let verdict = if passed { "passed" } else { "failed" };
-    state::set(key, &format!("{}\t{verdict}\t{detail}", clock::now().seconds))?;
+    state::set(
+        key,
+        &format!("{}\t{verdict}\t{detail}", clock::now().seconds),
+    )?;
     Ok(())
 }
 
@@ -76,10 +79,14 @@ fn check_set(set: &backups::BackupSet, now: i64) -> Result<Vec<Finding>, PluginE
         .unwrap_or_default();
     match snapshots.last() {
         None => findings.push(
-            Finding::new(format!("rpo:{name}"), Severity::Critical, format!("Backup set {name} has no snapshot"))
-                .detail(format!("no snapshot in {}{failed_run}", set.repository))
-                .resource(name)
-                .field("set", name),
+            Finding::new(
+                format!("rpo:{name}"),
+                Severity::Critical,
+                format!("Backup set {name} has no snapshot"),
+            )
+            .detail(format!("no snapshot in {}{failed_run}", set.repository))
+            .resource(name)
+            .field("set", name),
         ),
         Some(newest) if (now - newest.time.seconds) / HOUR >= rpo => {
             let age = (now - newest.time.seconds) / HOUR;
@@ -113,9 +120,11 @@ fn check_set(set: &backups::BackupSet, now: i64) -> Result<Vec<Finding>, PluginE
             .collect();
         before.sort_unstable();
         let shrink = params::integer_at_least("shrink-percent", 1)?.unwrap_or(50) as u64;
-        if let Some(usual) = before.get(before.len() / 2) {
-            if newest.size_bytes > 0 && newest.size_bytes * 100 < usual * shrink {
-                findings.push(
+        if let Some(usual) = before.get(before.len() / 2)
+            && newest.size_bytes > 0
+            && newest.size_bytes * 100 < usual * shrink
+        {
+            findings.push(
                     Finding::new(
                         format!("shrunk:{name}"),
                         Severity::Warning,
@@ -130,7 +139,6 @@ fn check_set(set: &backups::BackupSet, now: i64) -> Result<Vec<Finding>, PluginE
                     .field("size-bytes", newest.size_bytes.to_string())
                     .field("usual-bytes", usual.to_string()),
                 );
-            }
         }
     }
     let verify_days = params::integer_at_least("verify-days", 1)?.unwrap_or(7);
@@ -153,7 +161,10 @@ fn check_set(set: &backups::BackupSet, now: i64) -> Result<Vec<Finding>, PluginE
                 format!("The integrity check of {name} is due"),
             )
             .detail(match last {
-                Some(r) => format!("the last one passed {} days ago (every {verify_days} days)", (now - r.at) / DAY),
+                Some(r) => format!(
+                    "the last one passed {} days ago (every {verify_days} days)",
+                    (now - r.at) / DAY
+                ),
                 None => "no integrity check on record".into(),
             })
             .resource(name)
@@ -180,7 +191,10 @@ fn check_set(set: &backups::BackupSet, now: i64) -> Result<Vec<Finding>, PluginE
                 format!("A restore test of {name} is overdue"),
             )
             .detail(match last {
-                Some(r) => format!("the last one passed {} days ago (every {restore_days} days)", (now - r.at) / DAY),
+                Some(r) => format!(
+                    "the last one passed {} days ago (every {restore_days} days)",
+                    (now - r.at) / DAY
+                ),
                 None => "no restore test on record: nobody knows whether it restores".into(),
             })
             .resource(name)
@@ -212,7 +226,9 @@ fn ticket(set: &str, title: String, body: String) -> Result<Option<Change>, Plug
 }
 
 fn verify(set: &str, changes: &mut Vec<Change>) -> Result<(), PluginError> {
-    let percent = params::integer_at_least("verify-percent", 1)?.unwrap_or(5).min(100) as u8;
+    let percent = params::integer_at_least("verify-percent", 1)?
+        .unwrap_or(5)
+        .min(100) as u8;
     let report = backups::verify(set, percent)?;
     if report.outcome == Outcome::Planned {
         changes.push(
@@ -222,7 +238,10 @@ fn verify(set: &str, changes: &mut Vec<Change>) -> Result<(), PluginError> {
         return Ok(());
     }
     let detail = if report.ok {
-        format!("{}% of the data read back, no error", report.data_read_percent)
+        format!(
+            "{}% of the data read back, no error",
+            report.data_read_percent
+        )
     } else {
         report.errors.join("; ")
     };
@@ -265,7 +284,10 @@ fn restore_test(set: &str, changes: &mut Vec<Change>) -> Result<(), PluginError>
                 None => "",
             };
             if f.problem.is_empty() {
-                format!("{} ({} bytes) sha256 {}: matches the snapshot{live}", f.path, f.size_bytes, f.restored_sha256)
+                format!(
+                    "{} ({} bytes) sha256 {}: matches the snapshot{live}",
+                    f.path, f.size_bytes, f.restored_sha256
+                )
             } else {
                 format!("{} ({} bytes): {}", f.path, f.size_bytes, f.problem)
             }
@@ -279,16 +301,32 @@ fn restore_test(set: &str, changes: &mut Vec<Change>) -> Result<(), PluginError>
         .collect();
     let passed = report.passed && report.scratch_removed;
     let summary = if passed {
-        format!("snapshot {}: {} files restored and matched", report.snapshot_id, report.files.len())
+        format!(
+            "snapshot {}: {} files restored and matched",
+            report.snapshot_id,
+            report.files.len()
+        )
     } else if bad.is_empty() {
-        format!("snapshot {}: the scratch copy could not be removed", report.snapshot_id)
+        format!(
+            "snapshot {}: the scratch copy could not be removed",
+            report.snapshot_id
+        )
     } else {
-        format!("snapshot {}: {} of {} files did not restore or match: {}", report.snapshot_id, bad.len(), report.files.len(), bad.join(", "))
+        format!(
+            "snapshot {}: {} of {} files did not restore or match: {}",
+            report.snapshot_id,
+            bad.len(),
+            report.files.len(),
+            bad.join(", ")
+        )
     };
     keep(&format!("restore:{set}"), passed, &summary)?;
     changes.push(
         Change::new("restore-test", set, Outcome::Applied)
-            .description(format!("Restore test of {set}, {summary}\n{}", evidence.join("\n")))
+            .description(format!(
+                "Restore test of {set}, {summary}\n{}",
+                evidence.join("\n")
+            ))
             .before(&report.snapshot_id)
             .after(if passed { "passed" } else { "failed" }),
     );
@@ -310,16 +348,52 @@ impl Plugin for BackupCheck {
             "Backups within the recovery point objective, integrity checked, restores tested",
         )
         .param(
-            ParamSpec::integer("max-age-hours", "Recovery point objective: the newest snapshot must be younger than this")
-                .default_integer(26),
+            ParamSpec::integer(
+                "max-age-hours",
+                "Recovery point objective: the newest snapshot must be younger than this",
+            )
+            .default_integer(26),
         )
-        .param(ParamSpec::integer("restore-test-days", "A restore test is due after this many days").default_integer(30))
-        .param(ParamSpec::integer("verify-days", "An integrity check is due after this many days").default_integer(7))
-        .param(ParamSpec::integer("sample", "Files restored by a restore test (1 to 100)").default_integer(5))
-        .param(ParamSpec::integer("verify-percent", "Share of the data an integrity check reads back (1 to 100)").default_integer(5))
-        .param(ParamSpec::integer("shrink-percent", "Warn when the newest snapshot is below this share of the usual size").default_integer(50))
-        .param(ParamSpec::text_list("sets", "Backup sets to watch; empty watches all").default_text_list(&[]))
-        .param(ParamSpec::text("ticket-queue", "Queue for failures; empty files no ticket").default_text("backups"))
+        .param(
+            ParamSpec::integer(
+                "restore-test-days",
+                "A restore test is due after this many days",
+            )
+            .default_integer(30),
+        )
+        .param(
+            ParamSpec::integer(
+                "verify-days",
+                "An integrity check is due after this many days",
+            )
+            .default_integer(7),
+        )
+        .param(
+            ParamSpec::integer("sample", "Files restored by a restore test (1 to 100)")
+                .default_integer(5),
+        )
+        .param(
+            ParamSpec::integer(
+                "verify-percent",
+                "Share of the data an integrity check reads back (1 to 100)",
+            )
+            .default_integer(5),
+        )
+        .param(
+            ParamSpec::integer(
+                "shrink-percent",
+                "Warn when the newest snapshot is below this share of the usual size",
+            )
+            .default_integer(50),
+        )
+        .param(
+            ParamSpec::text_list("sets", "Backup sets to watch; empty watches all")
+                .default_text_list(&[]),
+        )
+        .param(
+            ParamSpec::text("ticket-queue", "Queue for failures; empty files no ticket")
+                .default_text("backups"),
+        )
     }
 
     fn check() -> Result<Vec<Finding>, PluginError> {
@@ -340,11 +414,7 @@ impl Plugin for BackupCheck {
         sets.sort();
         sets.dedup();
         for set in sets {
-            let about = |prefix: &str| {
-                findings
-                    .iter()
-                    .any(|f| f.id == format!("{prefix}:{set}"))
-            };
+            let about = |prefix: &str| findings.iter().any(|f| f.id == format!("{prefix}:{set}"));
             if about("rpo") {
                 let result = backups::run_backup(&set)?;
                 let after = result.snapshot_id.clone().unwrap_or_default();
@@ -360,10 +430,10 @@ impl Plugin for BackupCheck {
             if about("restore-test-due") || about("restore-test-failed") {
                 restore_test(&set, &mut changes)?;
             }
-            if about("shrunk") {
-                if let Some(f) = findings.iter().find(|f| f.id == format!("shrunk:{set}")) {
-                    changes.extend(ticket(&set, f.summary.clone(), f.detail.clone())?);
-                }
+            if about("shrunk")
+                && let Some(f) = findings.iter().find(|f| f.id == format!("shrunk:{set}"))
+            {
+                changes.extend(ticket(&set, f.summary.clone(), f.detail.clone())?);
             }
             log::info(&format!("backup set {set} remediated"));
         }

@@ -16,14 +16,21 @@ fn set(items: &[&str]) -> BTreeSet<String> {
 fn first_party_plugins_import_what_they_use() {
     // Each plugin's requestable imports, and nothing always-granted
     // (log, config, clock, state) or shared (types).
-    for (plugin, expected) in [
-        ("steward-plugin-patching", set(&["packages"])),
-        ("steward-plugin-antivirus", set(&["antivirus"])),
-        ("steward-plugin-account-unlock", set(&["accounts"])),
-        ("guest-trivial", set(&[])),
+    for (plugin, expected, wit) in [
+        ("steward-plugin-patching", set(&["packages"]), "0.2.0"),
+        ("steward-plugin-antivirus", set(&["antivirus"]), "0.2.0"),
+        ("steward-plugin-account-unlock", set(&["accounts"]), "0.2.0"),
+        (
+            "steward-plugin-backup-check",
+            set(&["backups", "tickets"]),
+            "0.2.0",
+        ),
+        ("guest-trivial", set(&[]), "0.2.0"),
+        // Built against the released 0.1.0 WIT: read as such.
+        ("guest-legacy-v0-1", set(&["packages"]), "0.1.0"),
     ] {
         let imports = inspect(&component(plugin)).unwrap();
-        assert_eq!(imports.wit, "steward:plugin@0.1.0", "{plugin}");
+        assert_eq!(imports.wit, format!("steward:plugin@{wit}"), "{plugin}");
         assert_eq!(imports.capabilities, expected, "{plugin}");
     }
 }

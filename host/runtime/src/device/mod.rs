@@ -11,9 +11,8 @@ use std::sync::Arc;
 
 use crate::capability::{
     accounts::AccountsProvider, antivirus::AntivirusProvider, backups::BackupsProvider,
-    clock::ClockProvider,
-    inventory::InventoryProvider, packages::PackagesProvider, state::StateStore,
-    tickets::TicketsProvider,
+    clock::ClockProvider, inventory::InventoryProvider, packages::PackagesProvider,
+    state::StateStore, tickets::TicketsProvider,
 };
 
 /// A managed device and its capability providers.

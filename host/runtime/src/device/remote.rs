@@ -23,9 +23,7 @@ use serde_json::Value;
 use super::Device;
 use crate::bindings::accounts::Account;
 use crate::bindings::antivirus::{EngineStatus, QuarantineRecord, ScanReport};
-use crate::bindings::backups::{
-    BackupResult, BackupSet, IntegrityReport, RestoreReport, Snapshot,
-};
+use crate::bindings::backups::{BackupResult, BackupSet, IntegrityReport, RestoreReport, Snapshot};
 use crate::bindings::inventory::DeviceFacts;
 use crate::bindings::packages::{AvailableUpdate, InstalledPackage, PackageChange, RebootStatus};
 use crate::bindings::types::{HostError, Outcome, RunMode};

@@ -493,7 +493,9 @@ impl Simulated {
             .find(|b| b.set.name == name)
             .cloned()
             .ok_or_else(|| {
-                HostError::NotFound(format!("no backup set `{name}` is configured on this device"))
+                HostError::NotFound(format!(
+                    "no backup set `{name}` is configured on this device"
+                ))
             })
     }
 
@@ -598,7 +600,9 @@ impl BackupsProvider for Simulated {
         self.delay("backups.restore-test").await;
         let b = self.backup_set(set)?;
         let newest = b.snapshots.last().cloned().ok_or_else(|| {
-            HostError::NotFound(format!("backup set `{set}` has no snapshot to restore from"))
+            HostError::NotFound(format!(
+                "backup set `{set}` has no snapshot to restore from"
+            ))
         })?;
         let root = b.set.paths.first().cloned().unwrap_or_else(|| "/".into());
         let files = match mode {

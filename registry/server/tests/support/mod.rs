@@ -247,7 +247,7 @@ pub fn manifest(name: &str, version: &str, capabilities: &[&str]) -> Manifest {
         description: format!("The {name} module, for tests"),
         license: "Apache-2.0".into(),
         homepage: None,
-        wit: "steward:plugin@0.1.0".into(),
+        wit: "steward:plugin@0.2.0".into(),
         capabilities: capabilities.iter().map(|s| s.to_string()).collect(),
     }
 }

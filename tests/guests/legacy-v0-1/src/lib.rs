@@ -10,8 +10,8 @@ wit_bindgen::generate!({
 
 use exports::steward::plugin::plugin::Guest;
 use steward::plugin::types::{
-    Change, Descriptor, Finding, ParamSpec, ParamType, ParamValue, PluginError,
-    PluginScope, Severity,
+    Change, Descriptor, Finding, ParamSpec, ParamType, ParamValue, PluginError, PluginScope,
+    Severity,
 };
 use steward::plugin::{config, log, packages, state};
 

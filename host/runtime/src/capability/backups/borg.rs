@@ -73,7 +73,10 @@ struct ArchiveStats {
 
 pub(super) async fn size(runner: &Runner, name: &str) -> Result<(u64, u64), HostError> {
     let archive = format!("::{name}");
-    let info: Info = parse(&runner.ok(&["info", "--json", &archive]).await?, "archive info")?;
+    let info: Info = parse(
+        &runner.ok(&["info", "--json", &archive]).await?,
+        "archive info",
+    )?;
     let stats = &info
         .archives
         .first()
@@ -168,7 +171,10 @@ pub(super) async fn hashes(
     ];
     args.extend(files.iter().map(|f| format!("pp:{}", f.stored)));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = runner.run(&args).await.map_err(|e| crate::describe_host_error(&e))?;
+    let out = runner
+        .run(&args)
+        .await
+        .map_err(|e| crate::describe_host_error(&e))?;
     if !out.success {
         return Err(out.last_lines(2));
     }
@@ -197,7 +203,9 @@ pub(super) async fn restore(
             HostError::Unavailable(format!("cannot run `borg` (is it installed?): {e}"))
         })?
     };
-    let stderr = runner.clean(&String::from_utf8_lossy(&std::mem::take(&mut cmd_out.stderr)));
+    let stderr = runner.clean(&String::from_utf8_lossy(&std::mem::take(
+        &mut cmd_out.stderr,
+    )));
     let mut restored = Restored::default();
     if !cmd_out.status.success() {
         if stderr.contains("passphrase supplied") {

@@ -22,8 +22,7 @@ use tokio::process::Command;
 
 use crate::HostState;
 use crate::bindings::backups::{
-    BackupResult, BackupSet, FileCheck, Host, IntegrityReport, RestoreReport, RunOutcome,
-    Snapshot,
+    BackupResult, BackupSet, FileCheck, Host, IntegrityReport, RestoreReport, RunOutcome, Snapshot,
 };
 use crate::bindings::types::{HostError, Instant, Outcome, RunMode};
 use crate::capability::{CallSummary, Capability};
@@ -110,7 +109,10 @@ impl Host for HostState {
         .await
     }
 
-    async fn run_backup(&mut self, set: String) -> wasmtime::Result<Result<BackupResult, HostError>> {
+    async fn run_backup(
+        &mut self,
+        set: String,
+    ) -> wasmtime::Result<Result<BackupResult, HostError>> {
         let call = CallSummary {
             capability: Capability::Backups,
             function: "run-backup",
@@ -176,13 +178,20 @@ impl BackupsProvider for NoBackups {
     async fn run_backup(&self, set: &str, _: RunMode) -> Result<BackupResult, HostError> {
         Err(unknown(set))
     }
-    async fn restore_test(&self, set: &str, _: u32, _: RunMode) -> Result<RestoreReport, HostError> {
+    async fn restore_test(
+        &self,
+        set: &str,
+        _: u32,
+        _: RunMode,
+    ) -> Result<RestoreReport, HostError> {
         Err(unknown(set))
     }
 }
 
 fn unknown(set: &str) -> HostError {
-    HostError::NotFound(format!("no backup set `{set}` is configured on this device"))
+    HostError::NotFound(format!(
+        "no backup set `{set}` is configured on this device"
+    ))
 }
 
 /// The backup tool of a set.
@@ -538,7 +547,9 @@ impl BackupsProvider for BackupSets {
             files.push(compare(entry, &scratch_path, expected.as_ref(), &restored));
         }
         let removed = scratch.close().is_ok() && !scratch_path.exists();
-        let passed = files.iter().all(|f| f.matches_snapshot && f.matches_live != Some(false));
+        let passed = files
+            .iter()
+            .all(|f| f.matches_snapshot && f.matches_live != Some(false));
         Ok(RestoreReport {
             snapshot_id: newest.id,
             snapshot_time: newest.time,
@@ -613,9 +624,8 @@ fn compare(
         Some(Ok(hashes)) => match hashes.get(&entry.stored) {
             Some(want) if *want == hash => true,
             Some(want) => {
-                check.problem = format!(
-                    "the restored copy's sha256 {hash} differs from the snapshot's {want}"
-                );
+                check.problem =
+                    format!("the restored copy's sha256 {hash} differs from the snapshot's {want}");
                 false
             }
             None => {
@@ -635,16 +645,19 @@ fn compare(
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_secs() as i64);
-        if meta.is_file() && meta.len() == entry.size && mtime.is_some() && mtime == entry.mtime {
-            if let Ok(live) = sha256_file(&entry.live) {
-                let same = live == hash;
-                if !same && check.problem.is_empty() {
-                    check.problem = format!(
-                        "the restored copy differs from the live file, which is unchanged since the snapshot (sha256 {live})"
-                    );
-                }
-                check.matches_live = Some(same);
+        if meta.is_file()
+            && meta.len() == entry.size
+            && mtime.is_some()
+            && mtime == entry.mtime
+            && let Ok(live) = sha256_file(&entry.live)
+        {
+            let same = live == hash;
+            if !same && check.problem.is_empty() {
+                check.problem = format!(
+                    "the restored copy differs from the live file, which is unchanged since the snapshot (sha256 {live})"
+                );
             }
+            check.matches_live = Some(same);
         }
     }
     check
@@ -749,16 +762,12 @@ impl Runner {
     /// Runs the tool; its stdout when it succeeds (exit 0), its cleaned
     /// error otherwise.
     pub(crate) async fn run(&self, args: &[&str]) -> Result<Output, HostError> {
-        let output = self
-            .command(args)
-            .output()
-            .await
-            .map_err(|e| {
-                HostError::Unavailable(format!(
-                    "cannot run `{}` (is it installed?): {e}",
-                    self.config.tool.name()
-                ))
-            })?;
+        let output = self.command(args).output().await.map_err(|e| {
+            HostError::Unavailable(format!(
+                "cannot run `{}` (is it installed?): {e}",
+                self.config.tool.name()
+            ))
+        })?;
         Ok(Output {
             success: output.status.success(),
             code: output.status.code(),
@@ -783,7 +792,8 @@ impl Runner {
             "`{} {what}` failed for backup set `{}` (exit {}): {text}",
             self.config.tool.name(),
             self.config.name,
-            out.code.map_or_else(|| "by a signal".to_string(), |c| c.to_string())
+            out.code
+                .map_or_else(|| "by a signal".to_string(), |c| c.to_string())
         );
         HostError::Failed(self.clean(&message))
     }

@@ -20,8 +20,9 @@ struct Listed {
 
 pub(super) async fn snapshots(runner: &Runner) -> Result<Vec<Snapshot>, HostError> {
     let out = runner.ok(&["snapshots", "--json", "--no-lock"]).await?;
-    let listed: Vec<Listed> = serde_json::from_str(out.trim())
-        .map_err(|e| HostError::failed(format!("restic printed snapshots that do not parse: {e}")))?;
+    let listed: Vec<Listed> = serde_json::from_str(out.trim()).map_err(|e| {
+        HostError::failed(format!("restic printed snapshots that do not parse: {e}"))
+    })?;
     listed
         .into_iter()
         .map(|s| {
@@ -133,7 +134,11 @@ pub(super) async fn files(runner: &Runner, id: &str) -> Result<Vec<Entry>, HostE
             let path = n.path?;
             Some(Entry {
                 live: PathBuf::from(&path),
-                mtime: n.mtime.as_deref().and_then(parse_rfc3339).map(|t| t.seconds),
+                mtime: n
+                    .mtime
+                    .as_deref()
+                    .and_then(parse_rfc3339)
+                    .map(|t| t.seconds),
                 size: n.size,
                 stored: path,
             })
@@ -177,13 +182,13 @@ pub(super) async fn restore(
     let mut restored = Restored::default();
     // restic names each file it could not restore or verify.
     for line in out.stderr.lines() {
-        if let Some(rest) = line.trim().strip_prefix("ignoring error for ") {
-            if let Some((path, error)) = rest.split_once(": ") {
-                restored
-                    .errors
-                    .entry(path.to_string())
-                    .or_insert_with(|| error.to_string());
-            }
+        if let Some(rest) = line.trim().strip_prefix("ignoring error for ")
+            && let Some((path, error)) = rest.split_once(": ")
+        {
+            restored
+                .errors
+                .entry(path.to_string())
+                .or_insert_with(|| error.to_string());
         }
     }
     if !out.success {
