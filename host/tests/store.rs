@@ -45,6 +45,7 @@ on_both_backends!(
     metrics_count_jobs_and_finished_runs,
     tickets_name_only_their_tenants_devices_and_are_capped_per_job,
     the_monthly_report_counts_what_the_store_holds,
+    the_monthly_report_shows_backup_rpo_compliance,
     the_fleet_page_filters_sorts_and_pages_in_the_database,
 );
 
@@ -2273,14 +2274,22 @@ async fn history(
             fields: json!({}),
         })
         .collect();
+    // A kind may carry the change's `after`: `restore-test=passed`.
     c.changes = changes
         .iter()
-        .map(|(kind, target)| NewChange {
-            kind: (*kind).into(),
+        .map(|(kind, target)| {
+            let (kind, after) = match kind.split_once('=') {
+                Some((k, a)) => (k, Some(a.to_owned())),
+                None => (*kind, None),
+            };
+            (kind, target, after)
+        })
+        .map(|(kind, target, after)| NewChange {
+            kind: kind.into(),
             target: (*target).into(),
             description: format!("{kind} {target}"),
             before: None,
-            after: None,
+            after,
             outcome: ChangeOutcome::Applied,
         })
         .collect();
@@ -2511,6 +2520,79 @@ async fn the_monthly_report_counts_what_the_store_holds(db: TestDb) {
     // Another tenant's report is its own (nothing of the VIP's).
     let other = month_report(s, &f.managed, month).await.unwrap().unwrap();
     assert!(other.unlocks.is_empty() && other.incidents.opened == 0);
+}
+
+/// Backups in the monthly report: two sets watched by `backup-check`, one
+/// out of its RPO for 6 hours then backed up, one out of it at the month's
+/// end; restore tests passed and failed, an integrity check failed.
+async fn the_monthly_report_shows_backup_rpo_compliance(db: TestDb) {
+    use steward_control::report::{Month, month_report};
+    let s = &db.store;
+    let f = fleet(s).await;
+    let (managed, pc) = (&f.managed, &f.devices[1]);
+    let hour = 3600;
+    // T0 is 2023-11-14 22:13:20 UTC.
+    history(
+        s,
+        managed,
+        pc,
+        "backup-check",
+        0,
+        &[
+            ("rpo:nightly", Severity::Critical),
+            ("restore-test-due:weekly", Severity::Critical),
+        ],
+        &[],
+    )
+    .await;
+    history(
+        s,
+        managed,
+        pc,
+        "backup-check",
+        6 * hour,
+        &[("rpo:weekly", Severity::Critical)],
+        &[
+            ("backup", "nightly"),
+            ("restore-test=passed", "nightly"),
+            ("restore-test=failed", "weekly"),
+            ("integrity-check=failed", "weekly"),
+        ],
+    )
+    .await;
+    let month = Month::parse("2023-11").unwrap();
+    let r = month_report(s, managed, month).await.unwrap().unwrap();
+    let b = &r.backups;
+    assert_eq!(b.sets, 2, "{b:?}");
+    assert_eq!(
+        (
+            b.restore_tests_passed,
+            b.restore_tests_failed,
+            b.integrity_checks_failed
+        ),
+        (1, 1, 1)
+    );
+    // nightly: 6 h outside; weekly: from +6 h to the month's end.
+    let weekly_hours = hours_between(at(6 * hour), month.end());
+    assert!(
+        (b.hours_outside_rpo - (6.0 + weekly_hours)).abs() < 1e-6,
+        "{b:?}"
+    );
+    assert_eq!(b.outside_rpo_at_end.len(), 1);
+    assert_eq!(b.outside_rpo_at_end[0].set, "weekly");
+    assert_eq!(b.outside_rpo_at_end[0].device, "managed-pc");
+    let month_hours = hours_between(month.start(), month.end());
+    let want = 100.0 * (1.0 - (6.0 + weekly_hours) / (2.0 * month_hours));
+    assert!(
+        (b.rpo_compliance_percent.unwrap() - want).abs() < 1e-6,
+        "{b:?}"
+    );
+    // Another tenant watched no set.
+    let other = month_report(s, &f.vip, month).await.unwrap().unwrap();
+    assert_eq!(
+        (other.backups.sets, other.backups.rpo_compliance_percent),
+        (0, None)
+    );
 }
 
 fn hours_between(a: Timestamp, b: Timestamp) -> f64 {

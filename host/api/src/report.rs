@@ -45,7 +45,8 @@ pub enum ReportFormat {
 }
 
 /// A tenant's monthly service report (viewers and up): time to remediate
-/// against the tier's target with every miss, patch compliance, antivirus
+/// against the tier's target with every miss, patch compliance, backups
+/// (RPO compliance, restore tests), antivirus
 /// health, accounts unlocked with their tickets, incidents and the
 /// hardware refresh forecast, all computed from the store.
 #[utoipa::path(get, path = "/api/v1/reports/{tenant}", tag = "reports",
@@ -181,6 +182,10 @@ fn hours(h: Option<f64>) -> String {
     h.map_or_else(|| "—".to_owned(), |h| format!("{h:.1} h"))
 }
 
+fn percent(p: Option<f64>) -> String {
+    p.map_or_else(|| "—".to_owned(), |p| format!("{p:.1} %"))
+}
+
 /// The document.
 pub(crate) fn render(r: &MonthReport) -> Markup {
     let pct = |n: u32, of: u32| {
@@ -240,6 +245,26 @@ pub(crate) fn render(r: &MonthReport) -> Markup {
                     tr { td { "Oldest when applied" } td.num { (hours(r.patching.max_security_age_hours)) } }
                     tr { td { "Security updates pending at month end" } td.num { (r.patching.security_updates_pending) } }
                 } }
+                h2 { "Backups" }
+                @if r.backups.sets == 0 { p.muted { "No backup set was watched this month." } } @else {
+                    table { tbody {
+                        tr { td { "Backup sets watched" } td.num { (r.backups.sets) } }
+                        tr { td { "Time within the recovery point objective" } td.num { (percent(r.backups.rpo_compliance_percent)) } }
+                        tr { td { "Hours outside the RPO, all sets" } td.num { (format!("{:.1}", r.backups.hours_outside_rpo)) } }
+                        tr { td { "Restore tests passed" } td.num { (r.backups.restore_tests_passed) } }
+                        tr { td { "Restore tests failed" } td.num { (r.backups.restore_tests_failed) } }
+                        tr { td { "Integrity checks failed" } td.num { (r.backups.integrity_checks_failed) } }
+                    } }
+                    @if !r.backups.outside_rpo_at_end.is_empty() {
+                        p { "Outside the RPO at month end:" }
+                        table {
+                            thead { tr { th { "Device" } th { "Backup set" } th { "For" } } }
+                            tbody { @for s in &r.backups.outside_rpo_at_end { tr {
+                                td { (s.device) } td { (s.set) } td.num { (hours(Some(s.hours))) }
+                            } } }
+                        }
+                    }
+                }
                 h2 { "Antivirus" }
                 table { tbody {
                     tr { td { "Devices with outdated or missing signatures at month end" } td.num { (r.antivirus.signatures_outdated) } }

@@ -118,6 +118,8 @@ pub struct MonthReport {
     pub remediation: Vec<SeverityRemediation>,
     /// Patch compliance.
     pub patching: PatchCompliance,
+    /// Backups: recovery point objective and restore tests.
+    pub backups: BackupCompliance,
     /// Antivirus health.
     pub antivirus: AntivirusHealth,
     /// Accounts unlocked.
@@ -237,6 +239,42 @@ pub struct ForecastQuarter {
     /// What goes over budget, if anything.
     pub overrun: Option<String>,
 }
+
+/// Backups, as the `backup-check` plugin found and tested them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct BackupCompliance {
+    /// Backup sets watched in the month (device and set), from the
+    /// plugin's findings and changes.
+    pub sets: u32,
+    /// Of those, the sets with no snapshot within their recovery point
+    /// objective at month end.
+    pub outside_rpo_at_end: Vec<SetOutsideRpo>,
+    /// Hours any set spent outside its RPO in the month, summed.
+    pub hours_outside_rpo: f64,
+    /// The share of set-hours of the month within the RPO, in percent;
+    /// none when no set was watched.
+    pub rpo_compliance_percent: Option<f64>,
+    /// Restore tests that passed in the month.
+    pub restore_tests_passed: u32,
+    /// Restore tests that failed in the month.
+    pub restore_tests_failed: u32,
+    /// Integrity checks that failed in the month.
+    pub integrity_checks_failed: u32,
+}
+
+/// A backup set outside its RPO at month end.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct SetOutsideRpo {
+    /// Device name.
+    pub device: String,
+    /// The backup set.
+    pub set: String,
+    /// Since when, hours.
+    pub hours: f64,
+}
+
+/// The plugin whose findings and changes the backups section reads.
+pub const BACKUP_PLUGIN: &str = "backup-check";
 
 /// Hours between two times.
 fn hours(from: Timestamp, to: Timestamp) -> f64 {
@@ -375,6 +413,8 @@ pub async fn month_report(
             .count() as u32,
     };
 
+    let backups = backup_compliance(&findings, &changes, from, as_of, &device_name);
+
     // Antivirus.
     let av_devices_with = |keys: &[&str]| {
         findings
@@ -469,6 +509,7 @@ pub async fn month_report(
         devices: devices.len() as u32,
         remediation,
         patching,
+        backups,
         antivirus,
         unlocks,
         incidents,
@@ -476,6 +517,67 @@ pub async fn month_report(
         opened_per_day,
         tenant,
     }))
+}
+
+fn backup_compliance(
+    findings: &[Finding],
+    changes: &[steward_store::TenantChange],
+    from: Timestamp,
+    as_of: Timestamp,
+    device_name: &dyn Fn(Option<&steward_store::DeviceId>) -> String,
+) -> BackupCompliance {
+    let device = |d: Option<&steward_store::DeviceId>| d.map(|d| d.as_str().to_owned());
+    let mut sets: HashSet<(Option<String>, String)> = HashSet::new();
+    let mine = findings.iter().filter(|f| f.plugin == BACKUP_PLUGIN);
+    for f in mine.clone() {
+        if let Some((_, set)) = f.key.split_once(':') {
+            sets.insert((device(f.device_id.as_ref()), set.to_owned()));
+        }
+    }
+    let applied: Vec<&steward_store::TenantChange> = changes
+        .iter()
+        .filter(|c| c.plugin == BACKUP_PLUGIN && c.change.change.outcome == ChangeOutcome::Applied)
+        .collect();
+    for c in &applied {
+        sets.insert((device(c.device_id.as_ref()), c.change.change.target.clone()));
+    }
+    let mut hours_outside = 0.0;
+    let mut outside_rpo_at_end = Vec::new();
+    for f in mine.filter(|f| f.key.starts_with("rpo:")) {
+        let start = f.first_seen_at.max(from);
+        let end = f.resolved_at.unwrap_or(as_of).min(as_of);
+        if end > start {
+            hours_outside += hours(start, end);
+        }
+        if open_at(f, as_of) {
+            outside_rpo_at_end.push(SetOutsideRpo {
+                device: device_name(f.device_id.as_ref()),
+                set: f.key["rpo:".len()..].to_owned(),
+                hours: hours(f.first_seen_at, as_of),
+            });
+        }
+    }
+    let month_hours = hours(from, as_of).max(0.0);
+    let of_kind = |kind: &str, after: &str| {
+        applied
+            .iter()
+            .filter(|c| {
+                c.change.change.kind == kind && c.change.change.after.as_deref() == Some(after)
+            })
+            .count() as u32
+    };
+    BackupCompliance {
+        sets: sets.len() as u32,
+        rpo_compliance_percent: (!sets.is_empty() && month_hours > 0.0).then(|| {
+            let total = sets.len() as f64 * month_hours;
+            (100.0 * (1.0 - hours_outside / total)).clamp(0.0, 100.0)
+        }),
+        outside_rpo_at_end,
+        hours_outside_rpo: hours_outside,
+        restore_tests_passed: of_kind("restore-test", "passed"),
+        restore_tests_failed: of_kind("restore-test", "failed"),
+        integrity_checks_failed: of_kind("integrity-check", "failed"),
+    }
 }
 
 /// A quarter of a `forecast` change's JSON (`after`).

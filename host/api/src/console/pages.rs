@@ -250,6 +250,11 @@ async fn fleet_page(state: ApiState, signed: Signed, q: FleetQuery) -> PageResul
         @if let Some(r) = &trends {
             section.trends {
                 h2 { (r.tenant.name) ", " (r.month) " so far " a.small href=(format!("/reports/{}?month={}", r.tenant.id, r.month)) { "full report →" } }
+                @if r.backups.sets > 0 {
+                    p.backups { "Backups: " (r.backups.sets - r.backups.outside_rpo_at_end.len() as u32) " of " (r.backups.sets) " sets within their recovery point objective now; "
+                        (r.backups.rpo_compliance_percent.map_or_else(|| "—".to_owned(), |p| format!("{p:.1} %"))) " of the month so far; restore tests "
+                        (r.backups.restore_tests_passed) " passed, " (r.backups.restore_tests_failed) " failed." }
+                }
                 div.charts {
                     (crate::report::remediation_chart(r))
                     (crate::report::opened_chart(&r.opened_per_day))
