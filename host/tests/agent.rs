@@ -1231,3 +1231,114 @@ async fn a_patch_playbook_is_planned_approved_and_applied_across_two_agents() {
         "applied as planned"
     );
 }
+
+/// The `backups` capability over an agent: the endpoint's own restic
+/// repository (configured in its policy, the password in a file only the
+/// agent reads), the 0.2.0 `backup-check` plugin on the server; the restore
+/// test runs on the endpoint, within its ceiling, and its evidence reaches
+/// the server as changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agents_backups_are_checked_and_restore_tested_from_the_server() {
+    let server = Server::start();
+    let tenant = server
+        .post(
+            "/api/v1/tenants",
+            json!({ "name": "acme", "tier": "managed" }),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let wasm = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(steward_tests::component("steward-plugin-backup-check")).unwrap());
+    server
+        .post(
+            "/api/v1/plugins",
+            json!({ "wasm": wasm, "grants": ["backups", "tickets=backups"] }),
+        )
+        .await;
+    let mut endpoint = Endpoint::new(&["inventory", "backups=nightly-*"]);
+    let dir = endpoint.dir.path().to_path_buf();
+    let src = dir.join("files");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("ledger.csv"), "date,amount\n2026-12-01,10\n").unwrap();
+    std::fs::write(src.join("notes.txt"), "keep me\n").unwrap();
+    let password = "agent-side-secret-5521";
+    std::fs::write(dir.join("restic.pass"), password).unwrap();
+    let restic = |args: &[&str]| {
+        let out = Command::new("restic")
+            .args(args)
+            .env("RESTIC_REPOSITORY", dir.join("repo"))
+            .env("RESTIC_PASSWORD", password)
+            .env("RESTIC_CACHE_DIR", dir.join("cache"))
+            .output()
+            .expect("restic runs (.ci/setup installs it)");
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    restic(&["init"]);
+    restic(&["backup", "-q", src.to_str().unwrap()]);
+    let policy = dir.join("agent.toml");
+    let mut text_policy = std::fs::read_to_string(&policy).unwrap();
+    text_policy.push_str(&format!(
+        "backup-state-dir = {:?}\n\n[[providers.backup-sets]]\nname = \"nightly-files\"\ntool = \"restic\"\nrepository = {:?}\npassword-file = {:?}\npaths = [{:?}]\n",
+        dir.join("backup-state").display().to_string(),
+        dir.join("repo").display().to_string(),
+        dir.join("restic.pass").display().to_string(),
+        src.display().to_string(),
+    ));
+    std::fs::write(&policy, text_policy).unwrap();
+
+    let enrollment = server
+        .post(
+            "/api/v1/enrollments",
+            json!({ "tenant_id": tenant, "uses": 1, "expires_in_seconds": 600 }),
+        )
+        .await;
+    let out = endpoint.enroll(
+        &server.url,
+        enrollment["token"].as_str().unwrap(),
+        "backup-host",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let device = endpoint.device_id();
+    endpoint.start();
+    server.reachable(&device).await;
+    let playbook = server
+        .post(
+            "/api/v1/playbooks",
+            json!({
+                "tenant_id": tenant, "name": "backups",
+                "steps": [{ "plugin": "backup-check", "mode": "remediate",
+                            "params": { "sample": 2 } }],
+                "target": { "devices": [device] }
+            }),
+        )
+        .await;
+    let run = server
+        .post(
+            &format!(
+                "/api/v1/playbooks/{}/runs",
+                playbook["id"].as_str().unwrap()
+            ),
+            json!({}),
+        )
+        .await;
+    let run_id = run["id"].as_str().unwrap().to_owned();
+    let done = server
+        .wait_for(&format!("/api/v1/runs/{run_id}"), "the run to end", ended)
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}\n{}", endpoint.log());
+    let changes = server.get(&format!("/api/v1/runs/{run_id}/changes")).await;
+    let all = serde_json::to_string(&changes).unwrap();
+    assert!(all.contains("restore-test"), "{all}");
+    assert!(all.contains("matches the snapshot"), "{all}");
+    assert!(all.contains("\"passed\""), "{all}");
+    // The password stayed on the endpoint.
+    assert!(!all.contains(password));
+    let audit = serde_json::to_string(&server.get("/api/v1/audit?limit=200").await).unwrap();
+    assert!(audit.contains("restore-test"), "{audit}");
+    assert!(!audit.contains(password));
+    // The scratch copy is gone from the endpoint.
+    let scratch = dir.join("backup-state/scratch");
+    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
+}
