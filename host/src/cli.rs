@@ -181,6 +181,16 @@ enum PluginCommand {
     /// Upload a plugin component and its manifest to a registry, signed
     /// with a registered key; prints `published NS/MODULE VERSION DIGEST`.
     Publish(Box<crate::publish::PublishArgs>),
+    /// Write a new plugin (Rust or Python) with a fixture device and a
+    /// test case, anywhere on disk.
+    New(crate::author::NewArgs),
+    /// Build a plugin directory's component for its language; prints the
+    /// file and the capabilities it requests.
+    Build(crate::author::DirArgs),
+    /// Run a plugin against the fixture devices of its test cases
+    /// (`tests/*.toml`) and compare with their expectations; exits 1 on a
+    /// difference, printing it.
+    Test(crate::author::TestArgs),
 }
 
 #[derive(Debug, Args)]
@@ -346,6 +356,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let runtime = open_runtime(cache_dir, Limits::default())?;
             crate::publish::publish(&args, &runtime).await
         }
+        Command::Plugin(PluginCommand::New(args)) => crate::author::new(&args),
+        Command::Plugin(PluginCommand::Build(args)) => {
+            let runtime = open_runtime(cache_dir, Limits::default())?;
+            crate::author::build(&runtime, &args).await
+        }
+        Command::Plugin(PluginCommand::Test(args)) => {
+            let runtime = open_runtime(cache_dir, Limits::default())?;
+            crate::author::test(&runtime, &args).await
+        }
         Command::Serve {
             config,
             listen,
@@ -508,7 +527,7 @@ fn open_runtime(cache_dir: PathBuf, limits: Limits) -> anyhow::Result<Runtime> {
     })
 }
 
-async fn load(runtime: &Runtime, file: &Path) -> anyhow::Result<Arc<Module>> {
+pub(crate) async fn load(runtime: &Runtime, file: &Path) -> anyhow::Result<Arc<Module>> {
     let bytes =
         std::fs::read(file).with_context(|| format!("failed to read {}", file.display()))?;
     runtime
@@ -517,7 +536,7 @@ async fn load(runtime: &Runtime, file: &Path) -> anyhow::Result<Arc<Module>> {
         .with_context(|| format!("cannot load {}", file.display()))
 }
 
-async fn describe(runtime: &Runtime, module: &Module) -> anyhow::Result<Descriptor> {
+pub(crate) async fn describe(runtime: &Runtime, module: &Module) -> anyhow::Result<Descriptor> {
     let report = runtime.describe(module).await;
     report.result.context("`describe` failed")
 }
@@ -539,6 +558,7 @@ async fn inspect(runtime: &Runtime, file: &Path, as_json: bool) -> anyhow::Resul
             "digest": module.digest,
             "artifact": artifact_word(module.source),
             "wit": format!("steward:plugin@{}", module.wit_version),
+            "denied_imports": module.denied_imports,
             "requested_capabilities": requested,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -557,6 +577,12 @@ async fn inspect(runtime: &Runtime, file: &Path, as_json: bool) -> anyhow::Resul
     };
     println!("scope:     {scope}");
     println!("wit:       steward:plugin@{}", module.wit_version);
+    if !module.denied_imports.is_empty() {
+        println!(
+            "denied:    {} (imported, denied at run time)",
+            module.denied_imports.join(", ")
+        );
+    }
     println!(
         "requests:  {}",
         if requested.is_empty() {

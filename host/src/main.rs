@@ -1,6 +1,7 @@
 //! The `steward` binary.
 
 mod agent;
+mod author;
 mod cli;
 mod publish;
 mod remote;

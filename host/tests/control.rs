@@ -1403,3 +1403,78 @@ async fn a_0_1_0_plugin_and_a_0_2_0_plugin_run_in_one_playbook() {
     );
     assert!(ids.contains(&"rpo:nightly-files"), "{ids:?}");
 }
+
+/// The first-party Python plugin (componentize-py) in one playbook with a
+/// Rust plugin, under the executor's same limits and grants: the VIP's
+/// account is unlocked under the ticket, the Rust step runs after it.
+#[tokio::test]
+async fn a_python_plugin_runs_in_a_playbook_beside_a_rust_one() {
+    use steward_runtime::bindings::accounts::{Account, AccountSource};
+    let db = sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let plane = plane(&db.store, dir.path().into());
+    let bytes =
+        std::fs::read(steward_tests::python_component("plugins/python/locked-vip")).unwrap();
+    let python = plane
+        .library()
+        .install(plane.store(), &bytes, &["accounts".to_string()])
+        .await
+        .expect("the Python plugin installs");
+    assert_eq!(python.plugin, "locked-vip");
+    install(&plane, "steward-plugin-patching", &["packages"]).await;
+    let (acme, _) = tenant(&db.store, "acme", Tier::Vip, &[("ws-1", &[])], |id, t| {
+        let mut f = fixture(id, t.as_str());
+        f.accounts.push(Account {
+            name: "ceo".into(),
+            path: None,
+            source: AccountSource::Directory,
+            locked: true,
+            locked_since: None,
+            failed_attempts: 7,
+            groups: vec!["vip".into()],
+            disabled: false,
+        });
+        simulated_facts(&f)
+    })
+    .await;
+    let playbook = plane
+        .create_playbook(
+            Some(acme.clone()),
+            "vip accounts, then patches",
+            json!([
+                { "plugin": "locked-vip", "mode": "remediate", "params": { "ticket": "HD-77" } },
+                { "plugin": "patching", "mode": "check" },
+            ]),
+            json!({}),
+        )
+        .await
+        .expect("valid playbook");
+    let run = plane.start_run(&playbook.id, None).await.unwrap();
+    let running = start(
+        &plane,
+        "w1",
+        Arc::new(StandardProviders::new(LocalConfig::default())),
+        None,
+    );
+    let done = finished(&db.store, &run).await;
+    running.stop().await;
+    let jobs = db.store.jobs_of_run(&run).await.unwrap();
+    assert_eq!(done.status, RunStatus::Succeeded, "{jobs:?}");
+    assert_eq!(jobs.len(), 2);
+    let python_job = jobs.iter().find(|j| j.plugin == "locked-vip").unwrap();
+    let changes = db.store.changes_of_job(&python_job.id).await.unwrap();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].change.kind, "unlock");
+    assert_eq!(changes[0].change.target, "ceo");
+    assert_eq!(changes[0].change.outcome, ChangeOutcome::Applied);
+    assert!(changes[0].change.description.contains("HD-77"));
+    // jdoe is locked too, but not a VIP: not this plugin's business.
+    let findings = db.store.findings(&acme, false).await.unwrap();
+    let keys: Vec<&str> = findings.iter().map(|f| f.key.as_str()).collect();
+    assert!(keys.contains(&"locked-vip:ceo"), "{keys:?}");
+    assert!(!keys.contains(&"locked-vip:jdoe"), "{keys:?}");
+    assert!(
+        keys.iter().any(|k| k.starts_with("security-update:")),
+        "{keys:?}"
+    );
+}

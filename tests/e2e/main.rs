@@ -8,6 +8,7 @@ mod clamav;
 mod inventory;
 mod ldap;
 mod local_accounts;
+mod python;
 mod refresh;
 mod runtime;
 mod slapd;

@@ -75,3 +75,62 @@ fn build_all() -> anyhow::Result<PathBuf> {
     );
     Ok(target_dir.join("wasm32-wasip2").join("plugin"))
 }
+
+/// The componentize-py `.ci/setup` installs (in a venv under `target/`).
+pub fn componentize_py() -> PathBuf {
+    std::env::var_os("STEWARD_COMPONENTIZE_PY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/componentize-py/bin/componentize-py"))
+}
+
+/// The Python plugin in `dir` (relative to the workspace root, for example
+/// `plugins/python/locked-vip`) built into a component with componentize-py
+/// and the SDK of `sdk/python`, once per process per directory.
+pub fn python_component(dir: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, p)) = built.iter().find(|(d, _)| d == dir) {
+        return p.clone();
+    }
+    let root = workspace_root();
+    let out_dir = root.join("target/guests/python");
+    std::fs::create_dir_all(&out_dir).expect("create target/guests/python");
+    let stem = dir.replace('/', "_");
+    let out = out_dir.join(format!("{stem}.wasm"));
+    // As `steward plugin build` does: a world importing what `app.py`
+    // imports, with the WIT package beside it in `deps/`.
+    let wit = out_dir.join(format!("{stem}-wit"));
+    let deps = wit.join("deps/plugin@0.2.0");
+    std::fs::create_dir_all(&deps).expect("create the WIT directory");
+    for entry in std::fs::read_dir(root.join("wit/plugin@0.2.0")).expect("read wit/") {
+        let path = entry.expect("wit entry").path();
+        std::fs::copy(&path, deps.join(path.file_name().expect("file name"))).expect("copy WIT");
+    }
+    let source = std::fs::read_to_string(root.join(dir).join("app.py")).expect("read app.py");
+    let capabilities = steward_contract::authoring::python_imports(&source);
+    std::fs::write(
+        wit.join("world.wit"),
+        steward_contract::authoring::world(&capabilities),
+    )
+    .expect("write world.wit");
+    let status = Command::new(componentize_py())
+        .current_dir(&root)
+        .arg("-d")
+        .arg(&wit)
+        .args(["-w", "plugin", "componentize", "-p"])
+        .arg(root.join(dir))
+        .arg("-p")
+        .arg(root.join("sdk/python"))
+        .arg("app")
+        .arg("-o")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("componentize-py runs (.ci/setup installs it under target/componentize-py)");
+    assert!(
+        status.success(),
+        "componentize-py failed for {dir}: {status}"
+    );
+    built.push((dir.to_owned(), out.clone()));
+    out
+}

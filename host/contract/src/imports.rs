@@ -64,6 +64,11 @@ pub enum ImportClass<'a> {
     /// filesystem): the host provides it with no directories, environment
     /// or network.
     Wasi,
+    /// `wasi:sockets` 0.2: linked so components whose toolchain imports it
+    /// by default (componentize-py) load, but every operation is denied at
+    /// run time: no TCP, no UDP, no name lookup. Shown by `plugin inspect`
+    /// as imported and denied.
+    WasiDenied,
 }
 
 /// An import no host will link, with the reason.
@@ -81,8 +86,8 @@ pub struct RefusedImport {
 /// # Errors
 ///
 /// An import no host links: a `steward:plugin` interface that does not
-/// exist, the network (`wasi:sockets`, `wasi:http`), another WASI package
-/// or version, or anything else.
+/// exist, `wasi:http` (and `wasi:sockets` of another version than 0.2),
+/// another WASI package or version, or anything else.
 pub fn classify(name: &str) -> Result<ImportClass<'_>, RefusedImport> {
     let refuse = |reason: String| RefusedImport {
         import: name.to_string(),
@@ -109,6 +114,7 @@ pub fn classify(name: &str) -> Result<ImportClass<'_>, RefusedImport> {
         let package = rest.split('/').next().unwrap_or_default();
         let version = rest.split_once('@').map(|(_, v)| v).unwrap_or_default();
         return match package {
+            "sockets" if version.starts_with("0.2.") => Ok(ImportClass::WasiDenied),
             "sockets" | "http" => Err(refuse(
                 "but plugins have no network access; reach other systems through capabilities"
                     .into(),
@@ -387,7 +393,7 @@ fn analyse(imports: &[String], exports: &[String]) -> Result<Imports, ImportsErr
             Ok(ImportClass::Types(version)) => {
                 versions.insert(version.to_owned());
             }
-            Ok(ImportClass::Wasi) => {}
+            Ok(ImportClass::Wasi | ImportClass::WasiDenied) => {}
             Err(_) if steward_interface(name).is_some() => {
                 return Err(ImportsError::UnknownInterface(name.clone()));
             }
@@ -477,7 +483,7 @@ mod tests {
     fn imports_no_host_links_are_refused_at_publish_as_at_load() {
         let export = names(&["steward:plugin/plugin@0.1.0"]);
         for (import, says) in [
-            ("wasi:sockets/tcp@0.2.0", "no network access"),
+            ("wasi:sockets/tcp@0.3.0", "no network access"),
             ("wasi:http/outgoing-handler@0.2.0", "no network access"),
             ("wasi:keyvalue/store@0.2.0", "sandboxed WASI 0.2 subset"),
             ("wasi:io/streams@0.3.0", "sandboxed WASI 0.2 subset"),
@@ -491,9 +497,18 @@ mod tests {
                 other => panic!("{import}: {other:?}"),
             }
         }
-        // The sandboxed subset passes.
+        // The sandboxed subset passes, and so does `wasi:sockets` 0.2,
+        // which hosts link with every operation denied.
+        assert_eq!(
+            classify("wasi:sockets/network@0.2.9"),
+            Ok(ImportClass::WasiDenied)
+        );
         let imports = analyse(
-            &names(&["wasi:io/streams@0.2.6", "wasi:cli/stderr@0.2.6"]),
+            &names(&[
+                "wasi:io/streams@0.2.6",
+                "wasi:cli/stderr@0.2.6",
+                "wasi:sockets/tcp@0.2.0",
+            ]),
             &export,
         )
         .unwrap();

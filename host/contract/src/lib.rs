@@ -12,6 +12,7 @@
 //! | [`codes`] | the one table of error codes every API answers with |
 //! | [`output`] | the rules for a plugin's finding ids and change kinds |
 
+pub mod authoring;
 pub mod capability;
 pub mod codes;
 pub mod imports;

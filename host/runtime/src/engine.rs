@@ -54,6 +54,10 @@ fn base_config() -> Config {
     config
 }
 
+/// The most core instances one plugin component may hold; wasmtime's
+/// default (20) is below what componentize-py's components hold.
+pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
+
 /// Builds the engine, pooling if asked and possible.
 pub fn build(settings: &EngineSettings) -> wasmtime::Result<(Engine, Allocator)> {
     if settings.pooling {
@@ -61,11 +65,17 @@ pub fn build(settings: &EngineSettings) -> wasmtime::Result<(Engine, Allocator)>
         let n = settings.max_instances;
         let mut pool = PoolingAllocationConfig::new();
         // A Rust guest uses about three core instances, one or two memories
-        // and a table or two; leave headroom.
+        // and a table or two; a Python guest (componentize-py: CPython,
+        // wasi-libc, adapters) about a dozen core instances. Per component
+        // the pool allows what such toolchains make by default, in total
+        // headroom for a mix.
         pool.total_component_instances(n)
-            .total_core_instances(n * 8)
+            .total_core_instances(n * 16)
             .total_memories(n * 4)
-            .total_tables(n * 4)
+            .total_tables(n * 8)
+            .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+            .max_memories_per_component(8)
+            .max_tables_per_component(64)
             .total_stacks(n)
             .max_memory_size(settings.max_memory_bytes)
             // Keeping pages resident avoids most page faults and madvise

@@ -75,6 +75,9 @@ pub struct Module {
     pub requested: Vec<Capability>,
     /// The version of `steward:plugin` it was built for (`0.1.0`, `0.2.0`).
     pub wit_version: &'static str,
+    /// WASI imports it has that are linked with every operation denied
+    /// (`wasi:sockets`, which some toolchains import by default).
+    pub denied_imports: Vec<String>,
     pre: PluginPre,
 }
 
@@ -344,7 +347,13 @@ impl Runtime {
         }
         let wit_version = check_plugin_export(&exports)?;
         let mut requested = BTreeSet::new();
+        let mut denied_imports = Vec::new();
         for (name, _) in ty.imports(&self.engine) {
+            if steward_contract::imports::classify(name)
+                == Ok(steward_contract::imports::ImportClass::WasiDenied)
+            {
+                denied_imports.push(name.to_string());
+            }
             if let Some(cap) = classify_import(name, Some(wit_version))? {
                 requested.insert(cap);
             }
@@ -364,6 +373,7 @@ impl Runtime {
             source,
             requested: requested.into_iter().collect(),
             wit_version,
+            denied_imports,
             pre,
         });
         tracing::info!(%digest, ?source, requested = ?module.requested, "module loaded");
@@ -603,7 +613,7 @@ fn check_plugin_export(exports: &[String]) -> Result<&'static str, LoadError> {
 fn classify_import(name: &str, plugin: Option<&str>) -> Result<Option<Capability>, LoadError> {
     use steward_contract::imports::{ImportClass, classify};
     let (capability, version) = match classify(name) {
-        Ok(ImportClass::Wasi) => return Ok(None),
+        Ok(ImportClass::Wasi | ImportClass::WasiDenied) => return Ok(None),
         Ok(ImportClass::Types(version)) => (None, version),
         Ok(ImportClass::Capability(capability, version)) => (Some(capability), version),
         Err(refused) => {
@@ -995,7 +1005,12 @@ mod tests {
             e.to_string().contains("`steward:plugin@0.2.0` and later"),
             "{e}"
         );
-        let e = classify_import("wasi:sockets/tcp@0.2.0", Some("0.2.0")).unwrap_err();
+        // Linked, every operation denied at run time (`HostState::new`).
+        assert_eq!(
+            classify_import("wasi:sockets/tcp@0.2.0", Some("0.2.0")).unwrap(),
+            None
+        );
+        let e = classify_import("wasi:http/outgoing-handler@0.2.0", Some("0.2.0")).unwrap_err();
         assert!(e.to_string().contains("no network access"), "{e}");
         let e = classify_import("acme:evil/exfiltrate@1.0.0", Some("0.2.0")).unwrap_err();
         assert!(

@@ -14,7 +14,9 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 pub struct Limits {
     /// Cap on each linear memory, in bytes.
     pub memory_bytes: usize,
-    /// Core instances a component may create.
+    /// Core instances a component may create (a Rust plugin makes about
+    /// three, a componentize-py Python plugin about a dozen; the pool
+    /// allows at most `engine::MAX_CORE_INSTANCES_PER_COMPONENT`).
     pub instances: usize,
     /// Time spent executing guest code before the run is ended.
     #[serde(with = "millis")]
@@ -39,7 +41,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             memory_bytes: 64 << 20,
-            instances: 16,
+            instances: 64,
             cpu_time: Duration::from_secs(10),
             wall_time: Duration::from_secs(120),
             log_lines: 10_000,

@@ -137,7 +137,10 @@ impl HostState {
         let stdout = MemoryOutputPipe::new(limits.log_bytes);
         let stderr = MemoryOutputPipe::new(limits.log_bytes);
         // No preopened directories, no environment, no arguments, no
-        // sockets: WASI is only there because Rust's std links it.
+        // sockets: WASI is only there because the guests' standard
+        // libraries link it. `wasi:sockets` is linked (componentize-py's
+        // components import it) but TCP, UDP and name lookup are all off,
+        // so every socket operation fails with access denied.
         let wasi = wasmtime_wasi::WasiCtxBuilder::new()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
