@@ -1,6 +1,8 @@
 //! Per-invocation cost: instantiate + `check` of a trivial plugin, through
 //! the Steward runtime and through bare wasmtime (same component, same
-//! engine settings, `InstancePre` + pooling), measured in one run.
+//! engine settings, `InstancePre` + pooling), measured in one run; then the
+//! same plugin written in Python (componentize-py) against the Rust one,
+//! per invocation and in linear memory.
 //!
 //! Run with `cargo run --release -p steward-bench --bin invoke`.
 
@@ -70,6 +72,24 @@ fn fixture() -> Fixture {
 }
 
 async fn steward(bytes: &[u8]) -> anyhow::Result<Vec<Duration>> {
+    steward_n(bytes, WARMUP, ITERATIONS).await
+}
+
+async fn steward_n(
+    bytes: &[u8],
+    warmup: usize,
+    iterations: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    Ok(steward_run(bytes, warmup, iterations).await?.0)
+}
+
+/// Samples of `iterations` invocations after `warmup`, and the linear
+/// memory one instance held (`RunReport::memory_bytes`).
+async fn steward_run(
+    bytes: &[u8],
+    warmup: usize,
+    iterations: usize,
+) -> anyhow::Result<(Vec<Duration>, usize)> {
     let cache = tempfile::tempdir()?;
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: cache.path().to_path_buf(),
@@ -89,20 +109,22 @@ async fn steward(bytes: &[u8]) -> anyhow::Result<Vec<Duration>> {
         limits: None,
         journal: None,
     };
-    let mut samples = Vec::with_capacity(ITERATIONS);
-    for i in 0..WARMUP + ITERATIONS {
+    let mut samples = Vec::with_capacity(iterations);
+    let mut memory = 0;
+    for i in 0..warmup + iterations {
         let start = Instant::now();
         let report = runtime.check(&module, spec.clone()).await;
         let elapsed = start.elapsed();
+        memory = report.memory_bytes;
         anyhow::ensure!(
             report.result?.len() == 1,
             "trivial plugin returns one finding"
         );
-        if i >= WARMUP {
+        if i >= warmup {
             samples.push(elapsed);
         }
     }
-    Ok(samples)
+    Ok((samples, memory))
 }
 
 async fn bare(bytes: &[u8]) -> anyhow::Result<Vec<Duration>> {
@@ -190,6 +212,43 @@ fn main() -> anyhow::Result<()> {
         "ratio      p50 {:.2}x   p99 {:.2}x   (steward / bare; target p50 ≤ 1.5x and steward p50 ≤ 25 µs)",
         s50.as_secs_f64() / b50.as_secs_f64(),
         s99.as_secs_f64() / b99.as_secs_f64()
+    );
+
+    // The same plugin in Python, through the Steward runtime, against the
+    // Rust one measured just above (fewer invocations: each costs more).
+    if std::env::args().any(|a| a == "--no-python") {
+        return Ok(());
+    }
+    let py_path = steward_tests::python_component("tests/guests-py/trivial");
+    let py = std::fs::read(&py_path)?;
+    println!(
+        "python: instantiate + check of {} ({} KiB)",
+        py_path.display(),
+        py.len() / 1024
+    );
+    let mut py_all = Vec::new();
+    let mut rust_all = Vec::new();
+    let (mut rust_mem, mut py_mem) = (0, 0);
+    for _ in 0..2 {
+        let (samples, memory) = rt.block_on(steward_run(&bytes, 200, 1_000))?;
+        rust_all.extend(samples);
+        rust_mem = memory;
+        let (samples, memory) = rt.block_on(steward_run(&py, 50, 1_000))?;
+        py_all.extend(samples);
+        py_mem = memory;
+    }
+    let (r50, r99) = summarise("rust", rust_all);
+    let (p50, p99) = summarise("python", py_all);
+    println!(
+        "ratio      p50 {:.1}x   p99 {:.1}x   (python / rust)",
+        p50.as_secs_f64() / r50.as_secs_f64(),
+        p99.as_secs_f64() / r99.as_secs_f64()
+    );
+    println!(
+        "memory     rust {:.1} MiB   python {:.1} MiB   ({:.1}x; linear memory after instantiate + check)",
+        rust_mem as f64 / (1 << 20) as f64,
+        py_mem as f64 / (1 << 20) as f64,
+        py_mem as f64 / rust_mem.max(1) as f64
     );
     Ok(())
 }

@@ -150,6 +150,9 @@ pub struct RunReport<T> {
     pub log_dropped: usize,
     /// From instantiation to the end of the call.
     pub elapsed: Duration,
+    /// The linear memory the instance held at the end, in bytes (0 when
+    /// nothing ran).
+    pub memory_bytes: usize,
 }
 
 enum Call {
@@ -435,6 +438,7 @@ impl Runtime {
                 log: Vec::new(),
                 log_dropped: 0,
                 elapsed: Duration::ZERO,
+                memory_bytes: 0,
             };
         }
         let mut limits = spec.limits.unwrap_or(self.limits);
@@ -473,6 +477,7 @@ impl Runtime {
                     log: Vec::new(),
                     log_dropped: 0,
                     elapsed: Duration::ZERO,
+                    memory_bytes: 0,
                 };
             }
         };
@@ -522,6 +527,7 @@ impl Runtime {
                 log: log.lines,
                 log_dropped: log.dropped,
                 elapsed,
+                memory_bytes: state.store_limits.memory_bytes(),
             }
         }
         .instrument(span)
@@ -587,6 +593,7 @@ fn map_report<T>(
         log: report.log,
         log_dropped: report.log_dropped,
         elapsed: report.elapsed,
+        memory_bytes: report.memory_bytes,
     }
 }
 

@@ -94,7 +94,7 @@ pub(crate) struct RunScope {
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub(crate) store_limits: StoreLimits,
+    pub(crate) store_limits: PeakLimits,
     pub(crate) limits: Limits,
     pub(crate) plugin: String,
     pub(crate) digest: Digest,
@@ -125,6 +125,74 @@ impl WasiView for HostState {
     }
 }
 
+/// The run's store limits, recording how large the instance's linear
+/// memories grew (`RunReport::memory_bytes`).
+pub(crate) struct PeakLimits {
+    inner: StoreLimits,
+    /// Each memory's size, in bytes, as its growths said.
+    memories: Vec<usize>,
+}
+
+impl PeakLimits {
+    /// The linear memory the instance holds, in bytes.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.memories.iter().sum()
+    }
+}
+
+impl wasmtime::ResourceLimiter for PeakLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        if allowed {
+            // A memory's first growth is from 0 (its creation); later ones
+            // from the size it had.
+            match self
+                .memories
+                .iter_mut()
+                .find(|m| current != 0 && **m == current)
+            {
+                Some(m) => *m = desired,
+                None => self.memories.push(desired),
+            }
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
 impl HostState {
     pub(crate) fn new(
         limits: Limits,
@@ -148,11 +216,14 @@ impl HostState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let store_limits = wasmtime::StoreLimitsBuilder::new()
-            .memory_size(limits.memory_bytes)
-            .instances(limits.instances)
-            .trap_on_grow_failure(true)
-            .build();
+        let store_limits = PeakLimits {
+            inner: wasmtime::StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .instances(limits.instances)
+                .trap_on_grow_failure(true)
+                .build(),
+            memories: Vec::new(),
+        };
         Self {
             wasi,
             table: ResourceTable::new(),
