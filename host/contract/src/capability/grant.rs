@@ -18,9 +18,7 @@ use super::Capability;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum GrantError {
     /// The name is not one of the capabilities of `steward:plugin`.
-    #[error(
-        "unknown capability `{0}`; valid capabilities are log, config, clock, state, inventory, packages, antivirus, accounts, tickets"
-    )]
+    #[error("unknown capability `{0}`; valid capabilities are {names}", names = capability_names())]
     UnknownCapability(String),
     /// A scope pattern is empty or malformed.
     #[error("invalid scope `{pattern}` for capability `{capability}`: {reason}")]
@@ -32,6 +30,45 @@ pub enum GrantError {
         /// What is wrong with it.
         reason: &'static str,
     },
+}
+
+fn capability_names() -> String {
+    Capability::ALL
+        .iter()
+        .map(|c| c.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Why a glob pattern is malformed: an unclosed `[` class or `{`
+/// alternation, or a stray closing one (the syntax of `glob_match`).
+fn glob_problem(pattern: &str) -> Option<&'static str> {
+    let (mut class, mut braces, mut escaped) = (false, 0u32, false);
+    for c in pattern.chars() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' => escaped = true,
+            '[' if !class => class = true,
+            ']' if class => class = false,
+            ']' => return Some("a `]` closes no `[`"),
+            '{' if !class => braces += 1,
+            '}' if !class && braces == 0 => return Some("a `}` closes no `{`"),
+            '}' if !class => braces -= 1,
+            _ => {}
+        }
+    }
+    if class {
+        Some("a `[` character class is not closed")
+    } else if braces > 0 {
+        Some("a `{` alternation is not closed")
+    } else if escaped {
+        Some("the pattern ends in a lone `\\`")
+    } else {
+        None
+    }
 }
 
 /// One capability with its scope.
@@ -80,6 +117,9 @@ impl Grant {
         for pattern in self.scope.iter().flatten() {
             if pattern.is_empty() {
                 return Err(invalid(pattern, "a scope pattern cannot be empty"));
+            }
+            if let Some(reason) = glob_problem(pattern) {
+                return Err(invalid(pattern, reason));
             }
             match self.capability {
                 Capability::Inventory if pattern != "device" && pattern != "tenant" => {
@@ -160,6 +200,15 @@ impl Grants {
                 } else {
                     resource
                 };
+                // Account names match case-insensitively: a directory's
+                // (Active Directory's, LDAP's) are, and local ones are
+                // lowercase (useradd's NAME_REGEX), so `JDoe` is `jdoe`.
+                if capability == Capability::Accounts {
+                    let resource = resource.to_lowercase();
+                    return patterns
+                        .iter()
+                        .any(|p| glob_match::glob_match(&p.to_lowercase(), &resource));
+                }
                 // `/srv/**` covers the directory `/srv` itself too.
                 patterns.iter().any(|p| {
                     glob_match::glob_match(p, resource) || p.strip_suffix("/**") == Some(resource)
@@ -219,6 +268,8 @@ mod tests {
         assert!(g.allows(Capability::Packages, "openssl"));
         assert!(g.allows(Capability::Accounts, "svc-backup"));
         assert!(!g.allows(Capability::Accounts, "administrator"));
+        // Account names are case-insensitive, as a directory's are.
+        assert!(g.allows(Capability::Accounts, "SVC-Backup"));
         assert!(!g.allows(Capability::Tickets, "helpdesk"));
         assert!(g.allows_capability(Capability::Log));
         assert!(!g.allows_capability(Capability::Antivirus));
@@ -243,6 +294,21 @@ mod tests {
         assert!(err.to_string().contains("`device` or `tenant`"), "{err}");
         let err = "antivirus=relative/path".parse::<Grant>().unwrap_err();
         assert!(err.to_string().contains("absolute"), "{err}");
+        // Every capability is listed, `backups` included.
+        let err = "networking".parse::<Grant>().unwrap_err();
+        assert!(err.to_string().ends_with("tickets, backups"), "{err}");
+        // A malformed glob is refused, not silently never matched.
+        for (bad, says) in [
+            ("accounts=c[fo", "`[` character class is not closed"),
+            ("packages=lib{a,b", "`{` alternation is not closed"),
+            ("tickets=queue]", "`]` closes no `[`"),
+        ] {
+            let err = bad.parse::<Grant>().unwrap_err();
+            assert!(err.to_string().contains(says), "{bad}: {err}");
+        }
+        for good in ["accounts=c[fo]*", "packages=lib{ssl}*", "packages=a\\[b"] {
+            assert!(good.parse::<Grant>().is_ok(), "{good}");
+        }
     }
 
     #[test]
