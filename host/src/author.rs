@@ -153,6 +153,10 @@ fn check_name(name: &str) -> anyhow::Result<()> {
 }
 
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+    // Unchanged files keep their times, so cargo rebuilds nothing.
+    if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
+        return Ok(());
+    }
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
@@ -374,10 +378,10 @@ fn rust_source(name: &str, caps: &[Capability]) -> String {
             })?;
             changes.push(Change::new("ticket", &f.id, filed.outcome).after(filed.id));
         }
-        Ok(changes)
+        Ok(changes.into())
 "#
     } else {
-        "        log::info(&format!(\"{} findings to fix\", findings.len()));\n        Ok(Vec::new())\n"
+        "        log::info(&format!(\"{} findings to fix\", findings.len()));\n        Ok(Remediation::new())\n"
     };
     let queue_param = if tickets {
         "\n        .param(ParamSpec::text(\"queue\", \"Ticket queue\").default_text(\"helpdesk\"))"
@@ -392,11 +396,15 @@ fn rust_source(name: &str, caps: &[Capability]) -> String {
     };
     let findings_mut = if body.is_empty() { "" } else { "mut " };
     // Only what the generated code uses, so it builds without warnings.
-    let mut sdk = vec!["Change", "Descriptor", "Finding"];
+    let mut sdk = vec![];
+    if tickets {
+        sdk.push("Change");
+    }
+    sdk.extend(["Descriptor", "Finding"]);
     if tickets {
         sdk.push("ParamSpec");
     }
-    sdk.extend(["Plugin", "PluginError"]);
+    sdk.extend(["Plugin", "PluginError", "Remediation"]);
     if !body.is_empty() {
         sdk.push("Severity");
     }
@@ -422,7 +430,7 @@ impl Plugin for {ty} {{
 {body}        Ok(findings)
     }}
 
-    fn remediate(findings: Vec<Finding>) -> Result<Vec<Change>, PluginError> {{
+    fn remediate(findings: Vec<Finding>) -> Result<Remediation, PluginError> {{
 {remediate}    }}
 }}
 
@@ -717,6 +725,9 @@ pub fn build_dir(dir: &Path) -> anyhow::Result<PathBuf> {
     let lang = language_of(dir)?;
     let name = package_name(dir, lang)?;
     let out = component_path(dir, lang, &name);
+    // This steward's WIT and SDK, whatever `.steward/` held (a plugin made
+    // by an older steward, or not by `plugin new` at all).
+    write_support(dir, lang)?;
     let status = match lang {
         Lang::Rust => {
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -736,13 +747,7 @@ pub fn build_dir(dir: &Path) -> anyhow::Result<PathBuf> {
         }
         Lang::Python => {
             let tool = componentize_py()?;
-            // A plugin not made by `plugin new` (or made by an older
-            // steward) gets this build's WIT and SDK.
-            if !dir.join(".steward/wit/deps").join(WIT_DIR).is_dir()
-                || !dir.join(".steward/python/steward_sdk").is_dir()
-            {
-                write_support(dir, Lang::Python)?;
-            }
+
             // The world imports what the sources import (componentize-py
             // imports every interface of the world it is given).
             let mut capabilities = BTreeSet::new();
@@ -850,6 +855,10 @@ struct Expect {
     /// Calls (`accounts.unlock`) that must have been denied.
     #[serde(default)]
     denied: Vec<String>,
+    /// Ids of the findings the remediation must report it could not fix;
+    /// any other failure fails the case.
+    #[serde(default)]
+    failures: Vec<String>,
     /// The run must fail with an error containing this text.
     error: Option<String>,
 }
@@ -960,7 +969,11 @@ async fn run_case(
         .map(|g| g.parse::<Grant>().with_context(|| format!("grant `{g}`")))
         .collect::<anyhow::Result<_>>()?;
     let params = serde_json::to_value(&case.params)?;
-    let params = resolve_json_params(descriptor, &params)?;
+    let params = match resolve_json_params(descriptor, &params) {
+        Ok(p) => p,
+        // Refused before the run, as a server refuses them.
+        Err(e) => return Ok(error_outcome(&case.expect, &e.to_string())),
+    };
     let mode = match case.mode.as_str() {
         "check" | "plan" => RunMode::Plan,
         "apply" => RunMode::Apply,
@@ -985,15 +998,15 @@ async fn run_case(
         Ok(f) => f,
         Err(e) => return Ok(error_outcome(&case.expect, &e.to_string())),
     };
-    let changes = if case.mode == "check" {
-        Vec::new()
+    let (changes, failures) = if case.mode == "check" {
+        (Vec::new(), Vec::new())
     } else {
         match runtime
             .remediate(module, spec, findings.clone())
             .await
             .result
         {
-            Ok(c) => c,
+            Ok(r) => (r.changes, r.failures),
             Err(e) => return Ok(error_outcome(&case.expect, &e.to_string())),
         }
     };
@@ -1024,6 +1037,21 @@ async fn run_case(
             .collect();
         compare("change", &want, &got, &mut diff);
     }
+    let want: BTreeSet<&str> = case.expect.failures.iter().map(String::as_str).collect();
+    let got: BTreeMap<&str, &str> = failures
+        .iter()
+        .map(|f| (f.finding_id.as_str(), f.error.as_str()))
+        .collect();
+    for id in &want {
+        if !got.contains_key(id) {
+            diff.push(format!("- failure {id}"));
+        }
+    }
+    for (id, error) in &got {
+        if !want.contains(id) {
+            diff.push(format!("+ failure {id}: {error}"));
+        }
+    }
     let events = audit.events();
     for call in &case.expect.denied {
         let denied = events.iter().any(|e| {
@@ -1035,7 +1063,10 @@ async fn run_case(
             diff.push(format!("+ {call} not denied (or never called)"));
         }
     }
-    let summary = format!("{} findings, {} changes", findings.len(), changes.len());
+    let mut summary = format!("{} findings, {} changes", findings.len(), changes.len());
+    if !failures.is_empty() {
+        summary.push_str(&format!(", {} failures", failures.len()));
+    }
     Ok((diff, summary))
 }
 

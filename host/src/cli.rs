@@ -695,6 +695,7 @@ async fn run(runtime: &Runtime, args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut error: Option<(&str, RunError)> = None;
     let mut findings = Vec::new();
     let mut changes = Vec::new();
+    let mut failures = Vec::new();
     match check.result {
         Ok(f) => findings = f,
         Err(e) => error = Some(("check", e)),
@@ -708,7 +709,10 @@ async fn run(runtime: &Runtime, args: RunArgs) -> anyhow::Result<ExitCode> {
         } = runtime.remediate(&module, spec, findings.clone()).await;
         logs.push(("remediate", log, log_dropped));
         match result {
-            Ok(c) => changes = c,
+            Ok(r) => {
+                changes = r.changes;
+                failures = r.failures;
+            }
             Err(e) => error = Some(("remediate", e)),
         }
     }
@@ -721,6 +725,7 @@ async fn run(runtime: &Runtime, args: RunArgs) -> anyhow::Result<ExitCode> {
             "mode": if !remediate { "check" } else if args.plan { "plan" } else { "apply" },
             "findings": findings,
             "changes": changes,
+            "failures": failures,
             "audit": audit,
             "log": logs.iter().map(|(phase, lines, dropped)| json!({"phase": phase, "lines": lines, "dropped": dropped})).collect::<Vec<_>>(),
             "error": error.as_ref().map(|(phase, e)| json!({"phase": phase, "code": e.code(), "message": e.to_string()})),
@@ -744,11 +749,18 @@ async fn run(runtime: &Runtime, args: RunArgs) -> anyhow::Result<ExitCode> {
             &audit,
             &logs,
         );
+        for f in &failures {
+            eprintln!(
+                "error: remediate could not fix {}: {}",
+                safe(&f.finding_id),
+                safe(&f.error)
+            );
+        }
         if let Some((phase, e)) = &error {
             eprintln!("error: {phase} failed: {}", safe(&e.to_string()));
         }
     }
-    Ok(if error.is_some() {
+    Ok(if error.is_some() || !failures.is_empty() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

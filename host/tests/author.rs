@@ -147,7 +147,7 @@ fn the_first_party_python_plugin_passes_its_cases() {
             wasm.to_str().unwrap(),
         ],
     ));
-    assert!(out.contains("3 cases, 3 passed, 0 failed"), "{out}");
+    assert!(out.contains("4 cases, 4 passed, 0 failed"), "{out}");
     // componentize-py imports `wasi:sockets`: linked, denied at run time.
     let inspected = ok(steward(
         cache.path(),

@@ -65,6 +65,8 @@ impl ParamSpec {
             description: description.to_string(),
             default: None,
             required: false,
+            required_to_remediate: false,
+            pattern: None,
         }
     }
 
@@ -140,6 +142,36 @@ impl ParamSpec {
     /// ```
     pub fn required(mut self) -> Self {
         self.required = true;
+        self
+    }
+
+    /// Marks the parameter as required to remediate (and plan) but not to
+    /// check; the host refuses a remediation without it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use steward_sdk::ParamSpec;
+    /// let p = ParamSpec::text("ticket", "Help-desk ticket").required_to_remediate();
+    /// assert!(p.required_to_remediate && !p.required);
+    /// ```
+    pub fn required_to_remediate(mut self) -> Self {
+        self.required_to_remediate = true;
+        self
+    }
+
+    /// A regular expression each text value must match whole, checked by
+    /// the host before the run.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use steward_sdk::ParamSpec;
+    /// let p = ParamSpec::text("ticket", "Help-desk ticket").pattern("HD-[0-9]+");
+    /// assert_eq!(p.pattern.as_deref(), Some("HD-[0-9]+"));
+    /// ```
+    pub fn pattern(mut self, pattern: &str) -> Self {
+        self.pattern = Some(pattern.to_string());
         self
     }
 

@@ -13,7 +13,7 @@
 //! # Example
 //!
 //! ```
-//! use steward_sdk::{export_plugin, host, Change, Descriptor, Finding, Plugin, PluginError, Severity};
+//! use steward_sdk::{export_plugin, host, Descriptor, Finding, Plugin, PluginError, Remediation, Severity};
 //!
 //! struct DiskHealth;
 //!
@@ -35,8 +35,8 @@
 //!             .collect())
 //!     }
 //!
-//!     fn remediate(_findings: Vec<Finding>) -> Result<Vec<Change>, PluginError> {
-//!         Ok(Vec::new())
+//!     fn remediate(_findings: Vec<Finding>) -> Result<Remediation, PluginError> {
+//!         Ok(Remediation::new())
 //!     }
 //! }
 //!
@@ -99,7 +99,7 @@ pub mod host {
 /// # Example
 ///
 /// ```
-/// use steward_sdk::{Change, Descriptor, Finding, Plugin, PluginError};
+/// use steward_sdk::{Descriptor, Finding, Plugin, PluginError, Remediation};
 ///
 /// struct Noop;
 ///
@@ -110,8 +110,8 @@ pub mod host {
 ///     fn check() -> Result<Vec<Finding>, PluginError> {
 ///         Ok(vec![])
 ///     }
-///     fn remediate(_: Vec<Finding>) -> Result<Vec<Change>, PluginError> {
-///         Ok(vec![])
+///     fn remediate(_: Vec<Finding>) -> Result<Remediation, PluginError> {
+///         Ok(Remediation::new())
 ///     }
 /// }
 /// ```
@@ -119,8 +119,8 @@ pub use bindings::exports::steward::plugin::plugin::Guest as Plugin;
 
 #[doc(inline)]
 pub use bindings::steward::plugin::types::{
-    Change, Date, Descriptor, Field, Finding, HostError, Instant, Outcome, ParamProblem, ParamSpec,
-    ParamType, ParamValue, PluginError, PluginScope, RunMode, Severity,
+    Change, Date, Descriptor, Failure, Field, Finding, HostError, Instant, Outcome, ParamProblem,
+    ParamSpec, ParamType, ParamValue, PluginError, PluginScope, Remediation, RunMode, Severity,
 };
 
 /// Turns a type implementing [`Plugin`] into the component's exports.
@@ -129,13 +129,13 @@ pub use bindings::steward::plugin::types::{
 /// # Example
 ///
 /// ```
-/// use steward_sdk::{export_plugin, Change, Descriptor, Finding, Plugin, PluginError};
+/// use steward_sdk::{export_plugin, Descriptor, Finding, Plugin, PluginError, Remediation};
 ///
 /// struct Noop;
 /// impl Plugin for Noop {
 ///     fn describe() -> Descriptor { Descriptor::new("noop", "0.1.0", "Finds nothing") }
 ///     fn check() -> Result<Vec<Finding>, PluginError> { Ok(vec![]) }
-///     fn remediate(_: Vec<Finding>) -> Result<Vec<Change>, PluginError> { Ok(vec![]) }
+///     fn remediate(_: Vec<Finding>) -> Result<Remediation, PluginError> { Ok(Remediation::new()) }
 /// }
 ///
 /// export_plugin!(Noop);
@@ -146,6 +146,87 @@ macro_rules! export_plugin {
     ($plugin:ident) => {
         $crate::bindings::__export_plugin_world!($plugin with_types_in $crate::bindings);
     };
+}
+
+/// A remediation that made `changes` and failed nothing.
+impl From<Vec<Change>> for Remediation {
+    fn from(changes: Vec<Change>) -> Self {
+        Remediation {
+            changes,
+            failures: Vec::new(),
+        }
+    }
+}
+
+impl Remediation {
+    /// An empty remediation: no change, no failure.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use steward_sdk::{Change, Outcome, Remediation};
+    ///
+    /// let mut done = Remediation::new();
+    /// done.changes.push(Change::new("unlock", "jdoe", Outcome::Applied));
+    /// done.fail("locked:svc-db", "the directory refused: insufficient rights");
+    /// assert_eq!((done.changes.len(), done.failures.len()), (1, 1));
+    /// ```
+    pub fn new() -> Self {
+        Remediation {
+            changes: Vec::new(),
+            failures: Vec::new(),
+        }
+    }
+
+    /// Records that the finding `finding_id` could not be fixed, and why;
+    /// the changes made so far are kept, and the job ends failed.
+    pub fn fail(&mut self, finding_id: impl Into<String>, error: impl std::fmt::Display) {
+        self.failures.push(Failure {
+            finding_id: finding_id.into(),
+            error: error.to_string(),
+        });
+    }
+}
+
+impl Default for Remediation {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HostError {
+    /// The error for a human: `denied: jdoe is outside the grant`
+    /// (wit-bindgen's `Display` prints the Rust variant).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let e = steward_sdk::HostError::Denied("outside the grant".into());
+    /// assert_eq!(e.describe(), "denied: outside the grant");
+    /// ```
+    pub fn describe(&self) -> String {
+        let (kind, text) = match self {
+            HostError::Denied(t) => ("denied", t),
+            HostError::NotFound(t) => ("not found", t),
+            HostError::Unavailable(t) => ("unavailable", t),
+            HostError::InvalidArgument(t) => ("invalid argument", t),
+            HostError::Failed(t) => ("failed", t),
+            HostError::LimitExceeded(t) => ("limit exceeded", t),
+        };
+        format!("{kind}: {text}")
+    }
+}
+
+impl PluginError {
+    /// The error for a human, as [`HostError::describe`].
+    pub fn describe(&self) -> String {
+        match self {
+            PluginError::InvalidParam(p) => format!("parameter `{}`: {}", p.name, p.message),
+            PluginError::Host(e) => e.describe(),
+            PluginError::Unsupported(t) => format!("unsupported: {t}"),
+            PluginError::Failed(t) => t.clone(),
+        }
+    }
 }
 
 impl From<HostError> for PluginError {

@@ -32,6 +32,7 @@ async fn remediate(run: &Run) -> Result<Vec<Change>, RunError> {
         .remediate(&*module(PLUGIN).await, run.spec.clone(), Vec::new())
         .await
         .result
+        .map(|r| r.changes)
 }
 
 fn locked(sim: &Simulated) -> Vec<String> {

@@ -90,6 +90,7 @@ async fn a_plugin_plans_then_applies_real_upgrades_through_apt() {
         .remediate(&module, run.spec.clone(), findings.clone())
         .await
         .result
+        .map(|r| r.changes)
         .expect("plan");
     assert_eq!(
         version_on_disk(&root, "libfoo"),
@@ -103,6 +104,7 @@ async fn a_plugin_plans_then_applies_real_upgrades_through_apt() {
         .remediate(&module, run.spec.clone(), findings)
         .await
         .result
+        .map(|r| r.changes)
         .expect("apply");
     assert_eq!(version_on_disk(&root, "libfoo"), "1.1");
     assert_eq!(version_on_disk(&root, "tool"), "1.1");
@@ -222,6 +224,7 @@ async fn patching_ages_security_updates_and_installs_by_policy() {
         .remediate(&module, later.spec.clone(), findings.clone())
         .await
         .result
+        .map(|r| r.changes)
         .expect("plan");
     let targets: Vec<_> = plan
         .iter()
@@ -247,6 +250,7 @@ async fn patching_ages_security_updates_and_installs_by_policy() {
         .remediate(&module, excluded, findings.clone())
         .await
         .result
+        .map(|r| r.changes)
         .expect("plan");
     assert!(none.iter().all(|c| c.kind != "package-upgrade"), "{none:?}");
 
@@ -257,6 +261,7 @@ async fn patching_ages_security_updates_and_installs_by_policy() {
         .remediate(&module, later.spec.clone(), findings)
         .await
         .result
+        .map(|r| r.changes)
         .expect("apply");
     let kinds: Vec<_> = applied
         .iter()

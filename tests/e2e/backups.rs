@@ -218,6 +218,7 @@ async fn remediate(
         .remediate(&module, spec.clone(), findings)
         .await
         .result
+        .map(|r| r.changes)
         .expect("remediate runs")
 }
 
@@ -528,6 +529,7 @@ async fn a_0_1_0_plugin_and_a_0_2_0_plugin_run_side_by_side() {
         .remediate(&legacy, run.spec.clone(), findings)
         .await
         .result
+        .map(|r| r.changes)
         .unwrap();
     assert!(!changes.is_empty());
     assert!(changes.iter().all(|c| c.outcome == Outcome::Planned));

@@ -197,6 +197,7 @@ async fn the_antivirus_plugin_plans_then_quarantines_a_real_detection() {
         .remediate(&module, run.spec.clone(), findings)
         .await
         .result
+        .map(|r| r.changes)
         .expect("plan");
     assert_eq!(planned.len(), 1);
     assert_eq!(
@@ -219,6 +220,7 @@ async fn the_antivirus_plugin_plans_then_quarantines_a_real_detection() {
         .remediate(&module, run.spec.clone(), findings)
         .await
         .result
+        .map(|r| r.changes)
         .expect("apply");
     assert_eq!(applied.len(), 1);
     assert_eq!(applied[0].outcome, Outcome::Applied);
@@ -300,6 +302,7 @@ async fn the_host_denies_a_scan_path_outside_the_grant() {
         .remediate(&module, run.spec.clone(), findings)
         .await
         .result
+        .map(|r| r.changes)
         .unwrap_err();
     assert!(
         err.to_string()

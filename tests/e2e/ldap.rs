@@ -168,7 +168,8 @@ mod provider {
         let changes = runtime()
             .remediate(&module, run.spec, findings.clone())
             .await
-            .result;
+            .result
+            .map(|r| r.changes);
         (findings, changes)
     }
 

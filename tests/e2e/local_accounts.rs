@@ -264,6 +264,7 @@ async fn the_plugin_unlocks_on_demand_and_keeps_sudoers_locked() {
         .remediate(&module, on_demand.spec.clone(), findings.clone())
         .await
         .result
+        .map(|r| r.changes)
         .expect("remediate");
     assert_eq!(changes.len(), 1);
     assert_eq!(changes[0].kind, "kept-locked");
@@ -279,6 +280,7 @@ async fn the_plugin_unlocks_on_demand_and_keeps_sudoers_locked() {
         .remediate(&module, on_demand.spec.clone(), findings)
         .await
         .result
+        .map(|r| r.changes)
         .expect("remediate");
     assert_eq!(changes.len(), 1);
     assert_eq!(

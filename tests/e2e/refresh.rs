@@ -101,6 +101,7 @@ async fn remediate(run: &Run) -> Vec<Change> {
         .remediate(&*module(PLUGIN).await, run.spec.clone(), Vec::new())
         .await
         .result
+        .map(|r| r.changes)
         .expect("remediate")
 }
 
@@ -494,6 +495,7 @@ async fn bad_parameters_are_refused_before_anything_is_filed() {
                 .remediate(&*module(PLUGIN).await, run.spec.clone(), Vec::new())
                 .await
                 .result
+                .map(|r| r.changes)
                 .map(|_| ()),
         ] {
             match result.unwrap_err() {

@@ -295,6 +295,7 @@ async fn plan_mode_changes_nothing_and_plans_exactly_what_apply_then_does() {
         .remediate(&module, plan.spec.clone(), findings.clone())
         .await
         .result
+        .map(|r| r.changes)
         .expect("plan");
     let after_plan = plan.sim.snapshot();
     assert_eq!(before, after_plan, "plan mode changed the device");
@@ -313,6 +314,7 @@ async fn plan_mode_changes_nothing_and_plans_exactly_what_apply_then_does() {
         .remediate(&module, apply.spec.clone(), findings)
         .await
         .result
+        .map(|r| r.changes)
         .expect("apply");
     assert!(applied.iter().all(|c| c.outcome == Outcome::Applied));
     let strip = |cs: &[steward_runtime::bindings::types::Change]| {
@@ -484,6 +486,7 @@ async fn a_rerun_after_a_crash_replays_applied_calls_from_the_journal() {
         .remediate(&module, run.spec.clone(), findings.clone())
         .await
         .result
+        .map(|r| r.changes)
         .expect("first attempt applies");
     assert_eq!(journal.len(), 4, "install, unlock, quarantine, ticket");
     let after_first = run.sim.snapshot();
@@ -496,6 +499,7 @@ async fn a_rerun_after_a_crash_replays_applied_calls_from_the_journal() {
         .remediate(&module, run.spec.clone(), findings.clone())
         .await
         .result
+        .map(|r| r.changes)
         .expect("the re-run replays");
     assert_eq!(first, second);
     assert_eq!(
@@ -518,7 +522,8 @@ async fn a_rerun_after_a_crash_replays_applied_calls_from_the_journal() {
     let unjournaled = runtime()
         .remediate(&module, run.spec.clone(), findings)
         .await
-        .result;
+        .result
+        .map(|r| r.changes);
     assert!(unjournaled.is_err() || run.sim.tickets.all().len() == 2);
 }
 
@@ -649,6 +654,7 @@ async fn an_attempt_whose_journal_fails_makes_no_further_change_and_a_retry_reco
         .remediate(&module, second.spec.clone(), findings)
         .await
         .result
+        .map(|r| r.changes)
         .expect("the retry completes");
     let seen = outcomes(&second);
     assert_eq!(
@@ -814,6 +820,7 @@ async fn in_plan_mode_every_returned_change_is_planned_whatever_the_plugin_says(
             .remediate(&module, run.spec.clone(), Vec::new())
             .await
             .result
+            .map(|r| r.changes)
             .unwrap();
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].kind, "disk-wipe");
@@ -882,6 +889,7 @@ async fn the_host_never_unlocks_a_privileged_account_unless_the_grant_names_it()
         .remediate(&module, run.spec.clone(), Vec::new())
         .await
         .result
+        .map(|r| r.changes)
         .unwrap_err();
     assert!(
         err.to_string().contains("privileged group `Domain Admins`"),
@@ -913,6 +921,7 @@ async fn the_host_never_unlocks_a_privileged_account_unless_the_grant_names_it()
         .remediate(&module, run.spec.clone(), Vec::new())
         .await
         .result
+        .map(|r| r.changes)
         .unwrap();
     assert!(!admin(&run).locked);
     let events = run.audit.events();
@@ -955,6 +964,7 @@ async fn each_text_of_a_finding_or_change_is_cut_to_its_cap() {
         .remediate(&module, run.spec.clone(), Vec::new())
         .await
         .result
+        .map(|r| r.changes)
         .expect("texts over their caps are cut, not refused");
     let c = &changes[0];
     capped(&c.target, MAX_LINE_TEXT_BYTES);

@@ -5,7 +5,9 @@
 // it the call is compiled out and the component imports none.
 
 use steward_sdk::host::tickets;
-use steward_sdk::{Change, Descriptor, Finding, Plugin, PluginError, Severity, export_plugin};
+use steward_sdk::{
+    Change, Descriptor, Finding, Plugin, PluginError, Remediation, Severity, export_plugin,
+};
 
 struct Demo;
 
@@ -22,9 +24,9 @@ impl Plugin for Demo {
         )])
     }
 
-    fn remediate(_findings: Vec<Finding>) -> Result<Vec<Change>, PluginError> {
+    fn remediate(_findings: Vec<Finding>) -> Result<Remediation, PluginError> {
         if !FILES_TICKETS {
-            return Ok(Vec::new());
+            return Ok(Remediation::new());
         }
         let filed = tickets::file(&tickets::Ticket {
             kind: tickets::TicketKind::Incident,
@@ -34,7 +36,7 @@ impl Plugin for Demo {
             due: None,
             device_id: None,
         })?;
-        Ok(vec![Change::new("ticket", "vendor-demo", filed.outcome)])
+        Ok(vec![Change::new("ticket", "vendor-demo", filed.outcome)].into())
     }
 }
 

@@ -995,6 +995,9 @@ async fn run(
     }
     let mut changes: Vec<NewChange> = Vec::new();
     let mut refused: Option<String> = None;
+    // Findings the remediation reported it could not fix: the job ends
+    // failed, with the changes it did make recorded.
+    let mut unfixed: Option<String> = None;
     match job.mode {
         JobMode::Check => {}
         JobMode::Plan | JobMode::Remediate => {
@@ -1016,7 +1019,7 @@ async fn run(
                     .await;
                 log_lines(&report.log, logs);
                 let fresh: Vec<NewChange> = match report.result {
-                    Ok(c) => c.iter().map(new_change).collect(),
+                    Ok(r) => r.changes.iter().map(new_change).collect(),
                     Err(e) => {
                         done.audit = audit.take();
                         return Err(classify(&e));
@@ -1076,12 +1079,30 @@ async fn run(
                     .await;
                 log_lines(&report.log, logs);
                 match report.result {
-                    Ok(c) => {
-                        changes = c.iter().map(new_change).collect();
+                    Ok(r) => {
+                        changes = r.changes.iter().map(new_change).collect();
+                        if !r.failures.is_empty() {
+                            let list: Vec<String> = r
+                                .failures
+                                .iter()
+                                .map(|f| format!("{}: {}", f.finding_id, f.error))
+                                .collect();
+                            unfixed = Some(format!(
+                                "{} of the findings could not be fixed ({} changes made): {}",
+                                r.failures.len(),
+                                r.changes.len(),
+                                list.join("; ")
+                            ));
+                        }
                         if let Some(o) = done.observation.as_mut()
                             && mode == RunMode::Apply
                         {
-                            o.remediation = RemediationResult::Succeeded;
+                            o.remediation = match &unfixed {
+                                None => RemediationResult::Succeeded,
+                                Some(error) => RemediationResult::Failed {
+                                    error: error.clone(),
+                                },
+                            };
                         }
                     }
                     Err(e) => {
@@ -1112,6 +1133,17 @@ async fn run(
         let mut c = Completion::succeeded(&job, json!({ "error": reason }));
         c.outcome = Outcome::Failed { reason };
         c.findings = findings.iter().map(new_finding).collect();
+        c.then = follow_ups(inner, &job, false, false).await;
+        return Ok(Some(c));
+    }
+    if let Some(reason) = unfixed {
+        host_log(logs, "error", reason.clone());
+        let mut c =
+            Completion::succeeded(&job, json!({ "error": reason, "changes": changes.len() }));
+        c.outcome = Outcome::Failed { reason };
+        c.findings = findings.iter().map(new_finding).collect();
+        c.changes = changes;
+        c.state = snapshot.writes();
         c.then = follow_ups(inner, &job, false, false).await;
         return Ok(Some(c));
     }

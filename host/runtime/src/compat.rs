@@ -91,12 +91,59 @@ bridge!(antivirus {
     fn quarantine(path: String, signature: String) -> Result<old::antivirus::QuarantineRecord, old::types::HostError>;
 });
 
-bridge!(accounts {
-    fn locked() -> Result<Vec<old::accounts::Account>, old::types::HostError>;
-    fn lookup(name: String) -> Result<old::accounts::Account, old::types::HostError>;
-    fn unlock(name: String) -> Result<old::types::Outcome, old::types::HostError>;
-});
+/// 0.1.0's `accounts`: `unlock(name)` named no source and gave no
+/// reason. It unlocks the first source's account (as 0.1.0 hosts did),
+/// audited with the reason "unlock by a steward:plugin@0.1.0 plugin".
+impl old::accounts::Host for HostState {
+    async fn locked(
+        &mut self,
+    ) -> wasmtime::Result<Result<Vec<old::accounts::Account>, old::types::HostError>> {
+        let result = <HostState as now::accounts::Host>::locked(self).await?;
+        convert("accounts.locked", result)
+    }
+
+    async fn lookup(
+        &mut self,
+        name: String,
+    ) -> wasmtime::Result<Result<old::accounts::Account, old::types::HostError>> {
+        let result = <HostState as now::accounts::Host>::lookup(self, name).await?;
+        convert("accounts.lookup", result)
+    }
+
+    async fn unlock(
+        &mut self,
+        name: String,
+    ) -> wasmtime::Result<Result<old::types::Outcome, old::types::HostError>> {
+        let source = match <HostState as now::accounts::Host>::lookup(self, name.clone()).await? {
+            Ok(account) => account.source,
+            Err(e) => return convert("accounts.unlock", Err::<(), _>(e)),
+        };
+        let result = <HostState as now::accounts::Host>::unlock(
+            self,
+            name,
+            source,
+            "unlock by a steward:plugin@0.1.0 plugin".into(),
+        )
+        .await?;
+        convert("accounts.unlock", result)
+    }
+}
 
 bridge!(tickets {
     fn file(ticket: old::tickets::Ticket) -> Result<old::tickets::Filed, old::types::HostError>;
 });
+
+/// A 0.1.0 descriptor as the newest: its parameters have no
+/// `required-to-remediate` (false) and no `pattern`.
+pub(crate) fn descriptor(
+    old: old::types::Descriptor,
+) -> wasmtime::Result<crate::bindings::types::Descriptor> {
+    let mut value = serde_json::to_value(old)
+        .map_err(|e| wasmtime::format_err!("`describe` cannot be converted: {e}"))?;
+    if let Some(params) = value.get_mut("params").and_then(|p| p.as_array_mut()) {
+        for p in params.iter_mut().filter_map(|p| p.as_object_mut()) {
+            p.insert("required_to_remediate".into(), false.into());
+        }
+    }
+    convert("describe", value)
+}

@@ -44,11 +44,13 @@ pub use engine::{Allocator, EngineSettings};
 pub use error::{LoadError, RunError, describe_host_error, describe_plugin_error};
 pub use journal::{Journal, JournalKey, MemoryJournal, Prior};
 pub use limits::{EPOCH_TICK, Limits};
-pub use params::{ParamError, Params, resolve_json_params, resolve_text_params};
+pub use params::{ParamError, Params, check_remediation, resolve_json_params, resolve_text_params};
 pub use store::{HostState, LogLine, LogSource};
 
 use crate::audit::AuditSink;
-use crate::bindings::types::{Change, Descriptor, Finding, HostError, PluginError, RunMode};
+use crate::bindings::types::{
+    Change, Descriptor, Failure, Finding, HostError, PluginError, Remediation, RunMode,
+};
 use crate::bindings::{PACKAGE, PACKAGE_VERSION, current, v0_1};
 use crate::capability::{Capability, Grants};
 use crate::device::Device;
@@ -78,6 +80,8 @@ pub struct Module {
     /// WASI imports it has that are linked with every operation denied
     /// (`wasi:sockets`, which some toolchains import by default).
     pub denied_imports: Vec<String>,
+    /// What its `describe` returned, once it was called.
+    descriptor: std::sync::OnceLock<Descriptor>,
     pre: PluginPre,
 }
 
@@ -164,7 +168,7 @@ enum Call {
 enum Output {
     Descriptor(Descriptor),
     Findings(Vec<Finding>),
-    Changes(Vec<Change>),
+    Remediation(Remediation),
 }
 
 /// The plugin runtime. One per process; cheap to share behind an `Arc`.
@@ -377,6 +381,7 @@ impl Runtime {
             requested: requested.into_iter().collect(),
             wit_version,
             denied_imports,
+            descriptor: std::sync::OnceLock::new(),
             pre,
         });
         tracing::info!(%digest, ?source, requested = ?module.requested, "module loaded");
@@ -392,10 +397,14 @@ impl Runtime {
         let report = self
             .invoke(module, "describe".into(), self.limits, None, Call::Describe)
             .await;
-        map_report(report, |o| match o {
+        let report = map_report(report, |o| match o {
             Output::Descriptor(d) => Some(d),
             _ => None,
-        })
+        });
+        if let Ok(d) = &report.result {
+            let _ = module.descriptor.set(d.clone());
+        }
+        report
     }
 
     /// Runs `check`.
@@ -407,25 +416,40 @@ impl Runtime {
         })
     }
 
-    /// Runs `remediate` on `findings`.
+    /// Runs `remediate` on `findings`: the changes it made and the
+    /// findings it could not fix. Refused before anything runs when a
+    /// parameter the plugin requires to remediate is missing.
     pub async fn remediate(
         &self,
         module: &Module,
         spec: RunSpec,
         findings: Vec<Finding>,
-    ) -> RunReport<Vec<Change>> {
+    ) -> RunReport<Remediation> {
+        let descriptor = match module.descriptor.get() {
+            Some(d) => Ok(d.clone()),
+            None => self.describe(module).await.result,
+        };
+        if let Err(e) = descriptor.and_then(|d| Ok(check_remediation(&d, &spec.params)?)) {
+            return RunReport {
+                result: Err(e),
+                log: Vec::new(),
+                log_dropped: 0,
+                elapsed: Duration::ZERO,
+                memory_bytes: 0,
+            };
+        }
         // In plan mode nothing was changed, whatever the plugin says: every
         // change it returns is reported as planned.
         let plan = spec.mode == RunMode::Plan;
         let report = self.run(module, spec, Call::Remediate(findings)).await;
         map_report(report, |o| match o {
-            Output::Changes(mut changes) => {
+            Output::Remediation(mut r) => {
                 if plan {
-                    for change in &mut changes {
+                    for change in &mut r.changes {
                         change.outcome = crate::bindings::types::Outcome::Planned;
                     }
                 }
-                Some(changes)
+                Some(r)
             }
             _ => None,
         })
@@ -550,7 +574,7 @@ async fn call_plugin(
                 Call::Remediate(findings) => api
                     .call_remediate(&mut *store, &findings)
                     .await?
-                    .map(Output::Changes),
+                    .map(Output::Remediation),
             })
         }
         // The same calls in 0.1.0's types, converted in and out.
@@ -559,8 +583,7 @@ async fn call_plugin(
             let plugin = pre.instantiate_async(&mut *store).await?;
             let api = plugin.steward_plugin_plugin();
             Ok(match call {
-                Call::Describe => Ok(Output::Descriptor(convert(
-                    "describe",
+                Call::Describe => Ok(Output::Descriptor(compat::descriptor(
                     api.call_describe(&mut *store).await?,
                 )?)),
                 Call::Check => match api.call_check(&mut *store).await? {
@@ -570,8 +593,12 @@ async fn call_plugin(
                 Call::Remediate(findings) => {
                     let findings: Vec<v0_1::steward::plugin::types::Finding> =
                         convert("remediate", findings)?;
+                    // 0.1.0 returned changes only: no failures.
                     match api.call_remediate(&mut *store, &findings).await? {
-                        Ok(changes) => Ok(Output::Changes(convert("remediate", changes)?)),
+                        Ok(changes) => Ok(Output::Remediation(Remediation {
+                            changes: convert("remediate", changes)?,
+                            failures: Vec::new(),
+                        })),
                         Err(e) => Err(convert("remediate", e)?),
                     }
                 }
@@ -727,8 +754,8 @@ fn text_size_of_findings(findings: &[Finding]) -> usize {
         .sum()
 }
 
-fn text_size_of_changes(changes: &[Change]) -> usize {
-    changes
+fn text_size_of_remediation(r: &Remediation) -> usize {
+    r.changes
         .iter()
         .map(|c| {
             c.kind.len()
@@ -737,7 +764,11 @@ fn text_size_of_changes(changes: &[Change]) -> usize {
                 + c.before.as_ref().map_or(0, String::len)
                 + c.after.as_ref().map_or(0, String::len)
         })
-        .sum()
+        .sum::<usize>()
+        + r.failures
+            .iter()
+            .map(|f| f.finding_id.len() + f.error.len())
+            .sum::<usize>()
 }
 
 fn check_output(limits: &Limits, output: Output) -> Result<Output, RunError> {
@@ -752,11 +783,11 @@ fn check_output(limits: &Limits, output: Output) -> Result<Output, RunError> {
             limits.max_findings,
             text_size_of_findings(f),
         ),
-        Output::Changes(c) => (
-            "changes",
-            c.len(),
+        Output::Remediation(r) => (
+            "changes and failures",
+            r.changes.len() + r.failures.len(),
             limits.max_changes,
-            text_size_of_changes(c),
+            text_size_of_remediation(r),
         ),
     };
     if count > limit {
@@ -780,9 +811,10 @@ fn check_output(limits: &Limits, output: Output) -> Result<Output, RunError> {
             check_findings(findings)?;
             findings.iter_mut().for_each(cap_finding);
         }
-        Output::Changes(changes) => {
-            check_changes(changes)?;
-            changes.iter_mut().for_each(cap_change);
+        Output::Remediation(r) => {
+            check_changes(&r.changes)?;
+            r.changes.iter_mut().for_each(cap_change);
+            r.failures.iter_mut().for_each(cap_failure);
         }
     }
     Ok(output)
@@ -811,6 +843,15 @@ fn cap_finding(f: &mut Finding) {
         cap_text(&mut field.key, 256);
         cap_text(&mut field.value, MAX_LONG_TEXT_BYTES);
     }
+}
+
+/// A failure's texts cut to their caps, as [`cap_finding`].
+fn cap_failure(f: &mut Failure) {
+    cap_text(
+        &mut f.finding_id,
+        steward_contract::output::MAX_FINDING_ID_BYTES,
+    );
+    cap_text(&mut f.error, MAX_PLUGIN_ERROR_BYTES);
 }
 
 /// Each text of a change cut to its cap, as [`cap_finding`].
@@ -947,6 +988,21 @@ fn check_descriptor(d: &Descriptor) -> Result<(), RunError> {
                 "params[{i}]: the default of `{}` is not of its declared type",
                 shown(&p.name)
             ));
+        }
+        if let Some(pattern) = &p.pattern {
+            if !matches!(p.type_, ParamType::Text | ParamType::TextList) {
+                return bad(format!(
+                    "params[{i}]: `{}` has a pattern but is not text",
+                    shown(&p.name)
+                ));
+            }
+            if let Err(e) = params::compile_pattern(pattern) {
+                return bad(format!(
+                    "params[{i}]: the pattern of `{}` is not a usable regular expression: {}",
+                    shown(&p.name),
+                    shown(&e)
+                ));
+            }
         }
     }
     Ok(())

@@ -34,6 +34,84 @@ pub enum ParamError {
         /// The parameter.
         name: String,
     },
+    /// A parameter required to remediate was not given.
+    #[error("parameter `{name}` is required to remediate (a check runs without it)")]
+    MissingToRemediate {
+        /// The parameter.
+        name: String,
+    },
+    /// A text value does not match the parameter's pattern.
+    #[error("parameter `{name}` must match `{pattern}`, got `{value}`")]
+    Pattern {
+        /// The parameter.
+        name: String,
+        /// The pattern.
+        pattern: String,
+        /// The value given.
+        value: String,
+    },
+}
+
+/// The longest `param-spec.pattern`, in bytes.
+pub const MAX_PATTERN_BYTES: usize = 256;
+
+/// A parameter's pattern, anchored to match a whole value, within a size
+/// bound a hostile pattern cannot blow up.
+pub(crate) fn compile_pattern(pattern: &str) -> Result<regex::Regex, String> {
+    if pattern.len() > MAX_PATTERN_BYTES {
+        return Err(format!("longer than {MAX_PATTERN_BYTES} bytes"));
+    }
+    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .size_limit(1 << 20)
+        .dfa_size_limit(1 << 20)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Every value of a parameter with a pattern matches it.
+fn check_patterns(
+    descriptor: &Descriptor,
+    values: &BTreeMap<String, ParamValue>,
+) -> Result<(), ParamError> {
+    for spec in &descriptor.params {
+        let (Some(pattern), Some(value)) = (&spec.pattern, values.get(&spec.name)) else {
+            continue;
+        };
+        // A descriptor with a bad pattern is refused at load; here it
+        // matches nothing.
+        let re = compile_pattern(pattern).ok();
+        let texts: Vec<&str> = match value {
+            ParamValue::Text(t) => vec![t.as_str()],
+            ParamValue::TextList(l) => l.iter().map(String::as_str).collect(),
+            _ => Vec::new(),
+        };
+        if let Some(bad) = texts
+            .into_iter()
+            .find(|t| !re.as_ref().is_some_and(|re| re.is_match(t)))
+        {
+            return Err(ParamError::Pattern {
+                name: spec.name.clone(),
+                pattern: pattern.clone(),
+                value: bad.chars().take(128).collect(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a remediation whose parameters lack one the plugin requires to
+/// remediate (`param-spec.required-to-remediate`).
+pub fn check_remediation(descriptor: &Descriptor, params: &Params) -> Result<(), ParamError> {
+    match descriptor
+        .params
+        .iter()
+        .find(|s| s.required_to_remediate && params.get(&s.name).is_none())
+    {
+        Some(spec) => Err(ParamError::MissingToRemediate {
+            name: spec.name.clone(),
+        }),
+        None => Ok(()),
+    }
 }
 
 fn type_words(t: ParamType) -> &'static str {
@@ -198,6 +276,7 @@ fn fill_defaults(
             None => {}
         }
     }
+    check_patterns(descriptor, &values)?;
     Ok(values)
 }
 
@@ -213,6 +292,8 @@ mod tests {
             description: String::new(),
             default,
             required,
+            required_to_remediate: false,
+            pattern: None,
         };
         Descriptor {
             name: "patching".into(),

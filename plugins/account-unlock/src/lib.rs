@@ -28,7 +28,7 @@ use steward_sdk::host::accounts::{self, Account, AccountSource};
 use steward_sdk::host::clock;
 use steward_sdk::{
     Change, Descriptor, Finding, HostError, Outcome, ParamProblem, ParamSpec, Plugin, PluginError,
-    Severity, export_plugin, log, params,
+    Remediation, Severity, export_plugin, log, params,
 };
 
 struct AccountUnlock;
@@ -457,7 +457,7 @@ impl Plugin for AccountUnlock {
         Ok(findings)
     }
 
-    fn remediate(_findings: Vec<Finding>) -> Result<Vec<Change>, PluginError> {
+    fn remediate(_findings: Vec<Finding>) -> Result<Remediation, PluginError> {
         let policy = Policy::load()?;
         match &policy.on_demand {
             Some(request) => unlock_on_demand(&policy, request),
@@ -466,7 +466,7 @@ impl Plugin for AccountUnlock {
     }
 }
 
-fn unlock_on_demand(policy: &Policy, request: &OnDemand) -> Result<Vec<Change>, PluginError> {
+fn unlock_on_demand(policy: &Policy, request: &OnDemand) -> Result<Remediation, PluginError> {
     let OnDemand { user, ticket } = request;
     let account = match accounts::lookup(user) {
         Ok(a) => a,
@@ -483,15 +483,13 @@ fn unlock_on_demand(policy: &Policy, request: &OnDemand) -> Result<Vec<Change>, 
             "account is not locked; nothing to do",
             &[("account", user), ("ticket", ticket)],
         );
-        return Ok(Vec::new());
+        return Ok(Remediation::new());
     }
     if let Some(why) = policy.forbidden(&account) {
-        return Ok(vec![kept_locked(
-            &account,
-            &format!("{why} (ticket {ticket})"),
-        )]);
+        return Ok(vec![kept_locked(&account, &format!("{why} (ticket {ticket})"))].into());
     }
-    let outcome = accounts::unlock(&account.name)?;
+    // The ticket reaches the host's audit trail with the unlock.
+    let outcome = accounts::unlock(&account.name, account.source, &format!("ticket {ticket}"))?;
     log::info_with(
         "unlocked on request",
         &[("account", &account.name), ("ticket", ticket)],
@@ -504,14 +502,18 @@ fn unlock_on_demand(policy: &Policy, request: &OnDemand) -> Result<Vec<Change>, 
             ))
             .before("locked")
             .after(format!("ticket={ticket}")),
-    ])
+    ]
+    .into())
 }
 
-fn unlock_scheduled(policy: &Policy) -> Result<Vec<Change>, PluginError> {
+/// Unlocks what the policy allows; an account the host could not unlock is
+/// a failure beside the others' changes, so their record is kept.
+fn unlock_scheduled(policy: &Policy) -> Result<Remediation, PluginError> {
     let now = clock::now().seconds;
     let mut locked = accounts::locked()?;
     locked.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut changes = Vec::new();
+    let mut done = Remediation::new();
+    let changes = &mut done.changes;
     for account in &locked {
         let why = match policy.decide_scheduled(account, now) {
             Decision::KeepLocked(why) => {
@@ -520,7 +522,7 @@ fn unlock_scheduled(policy: &Policy) -> Result<Vec<Change>, PluginError> {
             }
             Decision::Unlock(why) => why,
         };
-        match accounts::unlock(&account.name) {
+        match accounts::unlock(&account.name, account.source, &why) {
             Ok(outcome) => {
                 log::info_with("unlocked", &[("account", &account.name), ("why", &why)]);
                 changes.push(
@@ -543,10 +545,13 @@ fn unlock_scheduled(policy: &Policy) -> Result<Vec<Change>, PluginError> {
                     &[("account", &account.name), ("why", &m)],
                 );
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => done.failures.push(steward_sdk::Failure {
+                finding_id: format!("locked:{}", account.name),
+                error: e.describe(),
+            }),
         }
     }
-    Ok(changes)
+    Ok(done)
 }
 
 export_plugin!(AccountUnlock);

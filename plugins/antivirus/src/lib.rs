@@ -7,8 +7,8 @@
 
 use steward_sdk::host::{antivirus, clock, state};
 use steward_sdk::{
-    Change, Descriptor, Finding, ParamSpec, Plugin, PluginError, Severity, export_plugin, log,
-    params,
+    Change, Descriptor, Finding, ParamSpec, Plugin, PluginError, Remediation, Severity,
+    export_plugin, log, params,
 };
 
 struct Antivirus;
@@ -149,7 +149,7 @@ impl Plugin for Antivirus {
         Ok(findings)
     }
 
-    fn remediate(findings: Vec<Finding>) -> Result<Vec<Change>, PluginError> {
+    fn remediate(findings: Vec<Finding>) -> Result<Remediation, PluginError> {
         let mut changes = Vec::new();
         if findings.iter().any(|f| f.id.starts_with("signatures-")) {
             match antivirus::update_signatures() {
@@ -187,7 +187,7 @@ impl Plugin for Antivirus {
             );
         }
         store_detections(&remaining)?;
-        Ok(changes)
+        Ok(changes.into())
     }
 }
 

@@ -22,8 +22,8 @@
 
 use steward_sdk::host::{backups, clock, state, tickets};
 use steward_sdk::{
-    Change, Descriptor, Finding, Outcome, ParamSpec, Plugin, PluginError, Severity, export_plugin,
-    log, params,
+    Change, Descriptor, Finding, Outcome, ParamSpec, Plugin, PluginError, Remediation, Severity,
+    export_plugin, log, params,
 };
 
 struct BackupCheck;
@@ -405,7 +405,7 @@ impl Plugin for BackupCheck {
         Ok(findings)
     }
 
-    fn remediate(findings: Vec<Finding>) -> Result<Vec<Change>, PluginError> {
+    fn remediate(findings: Vec<Finding>) -> Result<Remediation, PluginError> {
         let mut changes = Vec::new();
         let mut sets: Vec<String> = findings
             .iter()
@@ -437,7 +437,7 @@ impl Plugin for BackupCheck {
             }
             log::info(&format!("backup set {set} remediated"));
         }
-        Ok(changes)
+        Ok(changes.into())
     }
 }
 

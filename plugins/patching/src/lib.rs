@@ -11,8 +11,8 @@
 
 use steward_sdk::host::{clock, packages, state};
 use steward_sdk::{
-    Change, Descriptor, Finding, ParamProblem, ParamSpec, Plugin, PluginError, Severity,
-    export_plugin, log, params,
+    Change, Descriptor, Finding, ParamProblem, ParamSpec, Plugin, PluginError, Remediation,
+    Severity, export_plugin, log, params,
 };
 
 struct Patching;
@@ -160,7 +160,7 @@ impl Plugin for Patching {
         Ok(findings)
     }
 
-    fn remediate(findings: Vec<Finding>) -> Result<Vec<Change>, PluginError> {
+    fn remediate(findings: Vec<Finding>) -> Result<Remediation, PluginError> {
         let security_only = params::boolean("security-only")?.unwrap_or(true);
         let exclude = params::text_list("exclude")?;
         let max = params::integer_at_least("max-packages", 0)?.unwrap_or(50) as usize;
@@ -214,7 +214,7 @@ impl Plugin for Patching {
                     .description("Reboot requested inside the next maintenance window"),
             );
         }
-        Ok(changes)
+        Ok(changes.into())
     }
 }
 

@@ -5,6 +5,7 @@ Written in Python against the steward_sdk package (sdk/python); built with
 `steward plugin build plugins/python/locked-vip`."""
 
 import steward_sdk as s
+from componentize_py_types import Err
 from wit_world.imports import accounts
 
 
@@ -13,7 +14,8 @@ class Plugin(s.Plugin):
         return s.descriptor(
             "locked-vip", "0.1.0", "Locked VIP accounts are critical; unlocks them under a help-desk ticket",
             s.text("vip-group", "Members of this group are VIPs", default="vip"),
-            s.text("ticket", "The help-desk ticket an unlock is recorded under"),
+            s.text("ticket", "The help-desk ticket an unlock is recorded under",
+                   required_to_remediate=True, pattern=r"[A-Z]+-[0-9]+"),
             s.integer("max-unlocks", "The most accounts one run unlocks", default=5),
         )
 
@@ -28,13 +30,17 @@ class Plugin(s.Plugin):
         ]
 
     def remediate(self, findings):
+        # The host refuses to start without `ticket` (required to remediate).
         ticket = s.param("ticket")
-        if not ticket:
-            s.fail("unlocking needs the help-desk ticket: set the `ticket` parameter")
-        changes = []
+        done = []
         for f in findings[: s.param("max-unlocks")]:
-            outcome = accounts.unlock(f.resource)
-            changes.append(s.change("unlock", f.resource, outcome, before="locked", after="unlocked",
-                                    description=f"Unlocked {f.resource} for ticket {ticket}"))
+            source = accounts.AccountSource[s.field_of(f, "source").upper()]
+            try:
+                outcome = accounts.unlock(f.resource, source, f"ticket {ticket}")
+            except Err as e:  # the others still get unlocked; this one is reported
+                done.append(s.failed(f, e))
+                continue
+            done.append(s.change("unlock", f.resource, outcome, before="locked", after="unlocked",
+                                 description=f"Unlocked {f.resource} for ticket {ticket}"))
             s.info("unlocked", account=f.resource, ticket=ticket)
-        return changes
+        return done

@@ -37,7 +37,7 @@ use steward_sdk::host::inventory::{self, DeviceFacts};
 use steward_sdk::host::{clock, state, tickets};
 use steward_sdk::{
     Change, Descriptor, Finding, Outcome, ParamProblem, ParamSpec, Plugin, PluginError,
-    PluginScope, Severity, export_plugin, log, params,
+    PluginScope, Remediation, Severity, export_plugin, log, params,
 };
 
 use crate::dates::{Day, date_of, fmt_day, quarter_label, quarter_last_day};
@@ -348,7 +348,7 @@ impl Plugin for RefreshPlanner {
         Ok(findings)
     }
 
-    fn remediate(_findings: Vec<Finding>) -> Result<Vec<Change>, PluginError> {
+    fn remediate(_findings: Vec<Finding>) -> Result<Remediation, PluginError> {
         let (policy, queue) = load_policy()?;
         let today = today();
         let facts = tenant_devices()?;
@@ -369,7 +369,7 @@ impl Plugin for RefreshPlanner {
             plan.cascades.len(),
             plan.deferred.len()
         ));
-        Ok(changes)
+        Ok(changes.into())
     }
 }
 

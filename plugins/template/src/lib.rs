@@ -6,8 +6,8 @@
 
 use steward_sdk::host::{clock, inventory, tickets};
 use steward_sdk::{
-    Change, Descriptor, Finding, ParamSpec, Plugin, PluginError, Severity, export_plugin, log,
-    params,
+    Change, Descriptor, Finding, ParamSpec, Plugin, PluginError, Remediation, Severity,
+    export_plugin, log, params,
 };
 
 struct Template;
@@ -85,7 +85,7 @@ impl Plugin for Template {
         Ok(findings)
     }
 
-    fn remediate(findings: Vec<Finding>) -> Result<Vec<Change>, PluginError> {
+    fn remediate(findings: Vec<Finding>) -> Result<Remediation, PluginError> {
         let queue = params::text("queue")?.unwrap_or_else(|| "hardware".into());
         let mut changes = Vec::new();
         for finding in findings
@@ -109,7 +109,7 @@ impl Plugin for Template {
                     .after(filed.id),
             );
         }
-        Ok(changes)
+        Ok(changes.into())
     }
 }
 

@@ -43,7 +43,7 @@ from wit_world.imports import types
 
 __all__ = [
     "Plugin", "descriptor", "boolean", "integer", "number", "text", "text_list",
-    "choice", "param", "finding", "change", "field_of", "info", "warn", "error",
+    "choice", "param", "finding", "change", "failed", "field_of", "info", "warn", "error",
     "is_plan", "now", "today", "load", "save", "fail", "host_error_text",
     "CRITICAL", "WARNING", "INFO", "APPLIED", "PLANNED", "types",
 ]
@@ -86,10 +86,23 @@ def _as_plugin_error(exc):
     return types.PluginError_Failed(f"{type(exc).__name__}: {exc}{where}")
 
 
-def _guarded(fn):
+def _as_remediation(result):
+    """What `remediate` returned, as the WIT's `remediation`: a list may
+    mix changes and failures (`failed(...)`)."""
+    if isinstance(result, types.Remediation):
+        return result
+    items = list(result or [])
+    return types.Remediation(
+        changes=[c for c in items if isinstance(c, types.Change)],
+        failures=[f for f in items if isinstance(f, types.Failure)],
+    )
+
+
+def _guarded(fn, remediate=False):
     def run(*args):
         try:
-            return fn(*args)
+            result = fn(*args)
+            return _as_remediation(result) if remediate else result
         except Exception as exc:  # every failure becomes the plugin's error
             raise Err(_as_plugin_error(exc))
     run.__name__ = fn.__name__
@@ -105,10 +118,10 @@ class Plugin(_exports.Plugin):
         super().__init_subclass__(**kwargs)
         for name in ("check", "remediate"):
             if name in cls.__dict__:
-                setattr(cls, name, _guarded(cls.__dict__[name]))
+                setattr(cls, name, _guarded(cls.__dict__[name], remediate=name == "remediate"))
 
     def remediate(self, findings):
-        return []
+        return types.Remediation(changes=[], failures=[])
 
 
 # Descriptor and parameters. A default is written once, here; `param`
@@ -125,13 +138,15 @@ def descriptor(name, version, summary, *params, scope="device"):
     )
 
 
-def _spec(name, kind, description, default, wrap, required):
+def _spec(name, kind, description, default, wrap, required, to_remediate=False, pattern=None):
     return types.ParamSpec(
         name=name,
         type=kind,
         description=description,
         default=None if default is None else wrap(default),
         required=required,
+        required_to_remediate=to_remediate,
+        pattern=pattern,
     )
 
 
@@ -147,12 +162,17 @@ def number(name, description, default=None, required=False):
     return _spec(name, types.ParamType.FLOAT, description, default, types.ParamValue_Float, required)
 
 
-def text(name, description, default=None, required=False):
-    return _spec(name, types.ParamType.TEXT, description, default, types.ParamValue_Text, required)
+def text(name, description, default=None, required=False, required_to_remediate=False, pattern=None):
+    """A text parameter; `required_to_remediate` (needed to fix, not to
+    check) and `pattern` (a regular expression the value must match whole)
+    are checked by the host before the run."""
+    return _spec(name, types.ParamType.TEXT, description, default, types.ParamValue_Text, required,
+                 required_to_remediate, pattern)
 
 
-def text_list(name, description, default=None, required=False):
-    return _spec(name, types.ParamType.TEXT_LIST, description, default, types.ParamValue_TextList, required)
+def text_list(name, description, default=None, required=False, required_to_remediate=False, pattern=None):
+    return _spec(name, types.ParamType.TEXT_LIST, description, default, types.ParamValue_TextList, required,
+                 required_to_remediate, pattern)
 
 
 _choices = {}
@@ -195,6 +215,15 @@ def finding(id, severity, summary, detail="", resource="", **fields):
         resource=resource,
         fields=[types.Field(key=k.replace("_", "-"), value=str(v)) for k, v in fields.items()],
     )
+
+
+def failed(finding, error):
+    """A finding `remediate` could not fix (a finding or its id), and why:
+    return it among the changes; the job ends failed, the changes kept."""
+    finding_id = finding if isinstance(finding, str) else finding.id
+    if isinstance(error, Err):
+        error = host_error_text(error.value)
+    return types.Failure(finding_id=finding_id, error=str(error))
 
 
 def field_of(finding, key):

@@ -23,7 +23,7 @@ class Plugin(s.Plugin):
             while True:
                 hoard.append(bytearray(1 << 20))
         if b == "unlock-in-check":
-            accounts.unlock("root")
+            accounts.unlock("root", accounts.AccountSource.LOCAL, "hostile")
         if b == "socket":
             import socket
             socket.create_connection(("127.0.0.1", 9), timeout=1)

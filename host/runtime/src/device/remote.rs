@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Device;
-use crate::bindings::accounts::Account;
+use crate::bindings::accounts::{Account, AccountSource};
 use crate::bindings::antivirus::{EngineStatus, QuarantineRecord, ScanReport};
 use crate::bindings::backups::{BackupResult, BackupSet, IntegrityReport, RestoreReport, Snapshot};
 use crate::bindings::inventory::DeviceFacts;
@@ -98,10 +98,21 @@ pub enum ProviderCall {
         /// The account.
         name: String,
     },
+    /// `accounts.lookup` in one source (the host's checks before an
+    /// unlock of that source's account).
+    AccountsLookupIn {
+        /// The account.
+        name: String,
+        /// Its source.
+        source: AccountSource,
+    },
     /// `accounts.unlock`.
     AccountsUnlock {
         /// The account.
         name: String,
+        /// Its source, when the plugin named one (0.2.0 plugins do).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<AccountSource>,
         /// Apply or plan.
         mode: RunMode,
     },
@@ -159,7 +170,10 @@ impl ProviderCall {
             | BackupsVerify { .. }
             | BackupsRunBackup { .. }
             | BackupsRestoreTest { .. } => Capability::Backups,
-            AccountsLocked | AccountsLookup { .. } | AccountsUnlock { .. } => Capability::Accounts,
+            AccountsLocked
+            | AccountsLookup { .. }
+            | AccountsLookupIn { .. }
+            | AccountsUnlock { .. } => Capability::Accounts,
         }
     }
 
@@ -198,6 +212,7 @@ impl ProviderCall {
             AntivirusQuarantine { .. } => "antivirus-quarantine",
             AccountsLocked => "accounts-locked",
             AccountsLookup { .. } => "accounts-lookup",
+            AccountsLookupIn { .. } => "accounts-lookup-in",
             AccountsUnlock { .. } => "accounts-unlock",
             BackupsSets => "backups-sets",
             BackupsSnapshots { .. } => "backups-snapshots",
@@ -404,6 +419,29 @@ impl AccountsProvider for Remote {
     async fn unlock(&self, name: &str, mode: RunMode) -> Result<Outcome, HostError> {
         self.call(ProviderCall::AccountsUnlock {
             name: name.to_owned(),
+            source: None,
+            mode,
+        })
+        .await
+    }
+
+    async fn lookup_in(&self, name: &str, source: AccountSource) -> Result<Account, HostError> {
+        self.call(ProviderCall::AccountsLookupIn {
+            name: name.to_owned(),
+            source,
+        })
+        .await
+    }
+
+    async fn unlock_in(
+        &self,
+        name: &str,
+        source: AccountSource,
+        mode: RunMode,
+    ) -> Result<Outcome, HostError> {
+        self.call(ProviderCall::AccountsUnlock {
+            name: name.to_owned(),
+            source: Some(source),
             mode,
         })
         .await
@@ -509,7 +547,17 @@ pub async fn answer(
         } => json(device.antivirus.quarantine(&path, &signature, mode).await),
         AccountsLocked => json(device.accounts.locked().await),
         AccountsLookup { name } => json(device.accounts.lookup(&name).await),
-        AccountsUnlock { name, mode } => json(device.accounts.unlock(&name, mode).await),
+        AccountsLookupIn { name, source } => json(device.accounts.lookup_in(&name, source).await),
+        AccountsUnlock {
+            name,
+            source: None,
+            mode,
+        } => json(device.accounts.unlock(&name, mode).await),
+        AccountsUnlock {
+            name,
+            source: Some(source),
+            mode,
+        } => json(device.accounts.unlock_in(&name, source, mode).await),
         BackupsSets => json(device.backups.sets().await),
         BackupsSnapshots { set } => json(device.backups.snapshots(&set).await),
         BackupsVerify {
@@ -534,6 +582,7 @@ mod tests {
             id: 7,
             call: ProviderCall::AccountsUnlock {
                 name: "jdoe".into(),
+                source: None,
                 mode: RunMode::Plan,
             },
         };
@@ -547,6 +596,7 @@ mod tests {
     fn a_call_is_named_as_the_wire_tags_it() {
         let call = ProviderCall::AccountsUnlock {
             name: "jdoe".into(),
+            source: Some(AccountSource::Local),
             mode: RunMode::Plan,
         };
         assert_eq!(

@@ -3,8 +3,8 @@
 //! name or texts reach a store, a log or a terminal.
 
 use steward_sdk::{
-    Change, Descriptor, Finding, ParamSpec, ParamType, ParamValue, Plugin, PluginError,
-    PluginScope, export_plugin,
+    Descriptor, Finding, ParamSpec, ParamType, ParamValue, Plugin, PluginError, PluginScope,
+    Remediation, export_plugin,
 };
 
 struct BadDescriptor;
@@ -17,6 +17,9 @@ impl Plugin for BadDescriptor {
             description: "twice".into(),
             default: Some(ParamValue::Text("not a number".into())),
             required: false,
+            required_to_remediate: false,
+            // A pattern on an integer, and no regular expression at all.
+            pattern: Some("([".into()),
         };
         Descriptor {
             name: "../../etc/\u{1b}[31mEVIL".into(),
@@ -31,8 +34,8 @@ impl Plugin for BadDescriptor {
         Ok(Vec::new())
     }
 
-    fn remediate(_findings: Vec<Finding>) -> Result<Vec<Change>, PluginError> {
-        Ok(Vec::new())
+    fn remediate(_findings: Vec<Finding>) -> Result<Remediation, PluginError> {
+        Ok(Remediation::new())
     }
 }
 

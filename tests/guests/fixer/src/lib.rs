@@ -4,7 +4,8 @@
 
 use steward_sdk::host::{accounts, antivirus, packages, state, tickets};
 use steward_sdk::{
-    Change, Descriptor, Finding, ParamSpec, Plugin, PluginError, Severity, export_plugin, params,
+    Change, Descriptor, Finding, ParamSpec, Plugin, PluginError, Remediation, Severity,
+    export_plugin, params,
 };
 
 struct Fixer;
@@ -55,7 +56,7 @@ impl Plugin for Fixer {
         Ok(findings)
     }
 
-    fn remediate(findings: Vec<Finding>) -> Result<Vec<Change>, PluginError> {
+    fn remediate(findings: Vec<Finding>) -> Result<Remediation, PluginError> {
         let max = params::integer("max-packages")?.unwrap_or(10) as usize;
         let mut changes = Vec::new();
         let names: Vec<String> = findings
@@ -76,7 +77,8 @@ impl Plugin for Fixer {
         }
         for f in &findings {
             if f.id.starts_with("locked:") {
-                let outcome = accounts::unlock(&f.resource)?;
+                let outcome =
+                    accounts::unlock(&f.resource, accounts::AccountSource::Directory, "fixer")?;
                 changes.push(
                     Change::new("unlock", &f.resource, outcome)
                         .before("locked")
@@ -102,7 +104,7 @@ impl Plugin for Fixer {
             })?;
             changes.push(Change::new("ticket", "changes", filed.outcome));
         }
-        Ok(changes)
+        Ok(changes.into())
     }
 }
 

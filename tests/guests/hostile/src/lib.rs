@@ -5,8 +5,8 @@ use std::hint::black_box;
 
 use steward_sdk::host::{accounts, packages, state};
 use steward_sdk::{
-    Change, Descriptor, Finding, Outcome, ParamSpec, Plugin, PluginError, Severity, export_plugin,
-    log, params,
+    Change, Descriptor, Finding, Outcome, ParamSpec, Plugin, PluginError, Remediation, Severity,
+    export_plugin, log, params,
 };
 
 struct Hostile;
@@ -60,11 +60,15 @@ impl Plugin for Hostile {
             }
             "panic" => panic!("hostile plugin gave up on purpose"),
             "out-of-scope" => {
-                accounts::unlock("administrator")?;
+                accounts::unlock(
+                    "administrator",
+                    accounts::AccountSource::Directory,
+                    "hostile",
+                )?;
                 Ok(Vec::new())
             }
             "mutate-in-check" => {
-                accounts::unlock("jdoe")?;
+                accounts::unlock("jdoe", accounts::AccountSource::Directory, "hostile")?;
                 Ok(Vec::new())
             }
             "log-flood" => {
@@ -141,23 +145,30 @@ impl Plugin for Hostile {
         }
     }
 
-    fn remediate(_findings: Vec<Finding>) -> Result<Vec<Change>, PluginError> {
+    fn remediate(_findings: Vec<Finding>) -> Result<Remediation, PluginError> {
         match params::text("behaviour")?.unwrap_or_default().as_str() {
             // Claims a change it never made through the host.
-            "lie-in-plan" => Ok(vec![Change::new("disk-wipe", "/dev/sda", Outcome::Applied)]),
+            "lie-in-plan" => {
+                Ok(vec![Change::new("disk-wipe", "/dev/sda", Outcome::Applied)].into())
+            }
             "giant-texts" => Ok(vec![
                 Change::new("note", "T".repeat(512 << 10), Outcome::Planned)
                     .description("D".repeat(1 << 20))
                     .before("B".repeat(1 << 20))
                     .after("A".repeat(1 << 20)),
-            ]),
+            ]
+            .into()),
             // The account is in `Domain Admins`: only an explicit grant
             // lets the host unlock it, whatever this plugin decides.
             "unlock-admin" => {
-                accounts::unlock("administrator")?;
-                Ok(Vec::new())
+                accounts::unlock(
+                    "administrator",
+                    accounts::AccountSource::Directory,
+                    "hostile",
+                )?;
+                Ok(Remediation::new())
             }
-            _ => Ok(Vec::new()),
+            _ => Ok(Remediation::new()),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The smallest useful plugin: one finding, no capability calls. Used by the
 //! benchmark and as the "good plugin" that must still run after a hostile one.
 
-use steward_sdk::{Change, Descriptor, Finding, Plugin, PluginError, Severity, export_plugin};
+use steward_sdk::{Descriptor, Finding, Plugin, PluginError, Remediation, Severity, export_plugin};
 
 struct Trivial;
 
@@ -14,8 +14,8 @@ impl Plugin for Trivial {
         Ok(vec![Finding::new("ok", Severity::Info, "all good")])
     }
 
-    fn remediate(_findings: Vec<Finding>) -> Result<Vec<Change>, PluginError> {
-        Ok(Vec::new())
+    fn remediate(_findings: Vec<Finding>) -> Result<Remediation, PluginError> {
+        Ok(Remediation::new())
     }
 }
 

@@ -11,7 +11,7 @@ pub use ldap::{Directory, DirectoryConfig, Flavour};
 pub use local::LocalAccounts;
 
 use crate::HostState;
-use crate::bindings::accounts::{Account, Host};
+use crate::bindings::accounts::{Account, AccountSource, Host};
 use crate::bindings::types::{HostError, Outcome, RunMode};
 use crate::capability::{CallSummary, Capability};
 
@@ -24,7 +24,39 @@ pub trait AccountsProvider: Send + Sync {
     async fn lookup(&self, name: &str) -> Result<Account, HostError>;
     /// Unlocks an account.
     async fn unlock(&self, name: &str, mode: RunMode) -> Result<Outcome, HostError>;
+
+    /// The account `name` of `source`; `not-found` if that source has none.
+    async fn lookup_in(&self, name: &str, source: AccountSource) -> Result<Account, HostError> {
+        let account = self.lookup(name).await?;
+        if account.source == source {
+            Ok(account)
+        } else {
+            Err(not_in(name, source))
+        }
+    }
+
+    /// Unlocks the account `name` of `source`.
+    async fn unlock_in(
+        &self,
+        name: &str,
+        source: AccountSource,
+        mode: RunMode,
+    ) -> Result<Outcome, HostError> {
+        self.lookup_in(name, source).await?;
+        self.unlock(name, mode).await
+    }
 }
+
+fn not_in(name: &str, source: AccountSource) -> HostError {
+    let source = match source {
+        AccountSource::Directory => "the directory",
+        AccountSource::Local => "the local accounts",
+    };
+    HostError::NotFound(format!("{source} hold no account '{name}'"))
+}
+
+/// The longest reason an unlock may record, in bytes.
+pub const MAX_REASON_BYTES: usize = 256;
 
 /// Several account sources seen as one (a directory and the device's local
 /// accounts): `locked` lists all of them, `lookup` and `unlock` use the
@@ -65,6 +97,33 @@ impl AccountsProvider for Sources {
     async fn unlock(&self, name: &str, mode: RunMode) -> Result<Outcome, HostError> {
         self.owner(name).await?.0.unlock(name, mode).await
     }
+
+    async fn lookup_in(&self, name: &str, source: AccountSource) -> Result<Account, HostError> {
+        for provider in &self.0 {
+            match provider.lookup_in(name, source).await {
+                Ok(account) => return Ok(account),
+                Err(HostError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(not_in(name, source))
+    }
+
+    async fn unlock_in(
+        &self,
+        name: &str,
+        source: AccountSource,
+        mode: RunMode,
+    ) -> Result<Outcome, HostError> {
+        for provider in &self.0 {
+            match provider.lookup_in(name, source).await {
+                Ok(_) => return provider.unlock(name, mode).await,
+                Err(HostError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(not_in(name, source))
+    }
 }
 
 impl Host for HostState {
@@ -84,20 +143,41 @@ impl Host for HostState {
             .await)
     }
 
-    async fn unlock(&mut self, name: String) -> wasmtime::Result<Result<Outcome, HostError>> {
+    async fn unlock(
+        &mut self,
+        name: String,
+        source: AccountSource,
+        reason: String,
+    ) -> wasmtime::Result<Result<Outcome, HostError>> {
+        // The reason goes to the audit trail: one line, bounded.
+        let reason: String = reason
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect::<String>()
+            .trim()
+            .to_string();
+        let from = match source {
+            AccountSource::Directory => "directory",
+            AccountSource::Local => "local",
+        };
         let call = CallSummary {
             capability: Capability::Accounts,
             function: "unlock",
-            arguments: name.clone(),
+            arguments: format!("{name} ({from}): {reason}"),
         };
         if let Err(e) = self.authorize(&call, [name.as_str()])? {
             return Ok(Err(e));
+        }
+        if reason.is_empty() || reason.len() > MAX_REASON_BYTES {
+            return Ok(Err(HostError::InvalidArgument(format!(
+                "an unlock needs a reason of 1 to {MAX_REASON_BYTES} bytes (the help-desk ticket, or the policy that decided it)"
+            ))));
         }
         let device = self.run_device(Capability::Accounts)?;
         // The host's own rule, whatever the plugin's policy says: a member
         // of a privileged group is never unlocked unless the grant names
         // it as `privileged:<account>` (audited as denied otherwise).
-        if let Ok(account) = device.accounts.lookup(&name).await
+        if let Ok(account) = device.accounts.lookup_in(&name, source).await
             && let Some(group) = privileged_group(&account.groups)
             && !self.grant_names(
                 Capability::Accounts,
@@ -115,11 +195,15 @@ impl Host for HostState {
         let mode = self.run_mode(Capability::Accounts)?;
         // In place when the account is not locked.
         let reconcile = async {
-            let account = device.accounts.lookup(&name).await?;
+            let account = device.accounts.lookup_in(&name, source).await?;
             Ok((!account.locked).then_some(Outcome::Applied))
         };
-        self.mutate(&call, device.accounts.unlock(&name, mode), reconcile)
-            .await
+        self.mutate(
+            &call,
+            device.accounts.unlock_in(&name, source, mode),
+            reconcile,
+        )
+        .await
     }
 }
 
