@@ -370,7 +370,7 @@ fn rust_source(name: &str, caps: &[Capability]) -> String {
         for f in &findings {
             let filed = tickets::file(&tickets::Ticket {
                 kind: tickets::TicketKind::Incident,
-                queue: params::text("queue")?.unwrap_or_default(),
+                queue: params::get("queue")?,
                 title: f.summary.clone(),
                 body: f.detail.clone(),
                 due: None,

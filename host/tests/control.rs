@@ -1406,7 +1406,9 @@ async fn a_0_1_0_plugin_and_a_0_2_0_plugin_run_in_one_playbook() {
 
 /// The first-party Python plugin (componentize-py) in one playbook with a
 /// Rust plugin, under the executor's same limits and grants: the VIP's
-/// account is unlocked under the ticket, the Rust step runs after it.
+/// account the grant covers is unlocked under the ticket, the one it does
+/// not is reported as a failure beside it (the job ends failed, the unlock
+/// recorded), and the Rust step runs after it (`on-failure: continue`).
 #[tokio::test]
 async fn a_python_plugin_runs_in_a_playbook_beside_a_rust_one() {
     use steward_runtime::bindings::accounts::{Account, AccountSource};
@@ -1417,7 +1419,7 @@ async fn a_python_plugin_runs_in_a_playbook_beside_a_rust_one() {
         std::fs::read(steward_tests::python_component("plugins/python/locked-vip")).unwrap();
     let python = plane
         .library()
-        .install(plane.store(), &bytes, &["accounts".to_string()])
+        .install(plane.store(), &bytes, &["accounts=ceo".to_string()])
         .await
         .expect("the Python plugin installs");
     assert_eq!(python.plugin, "locked-vip");
@@ -1434,6 +1436,16 @@ async fn a_python_plugin_runs_in_a_playbook_beside_a_rust_one() {
             groups: vec!["vip".into()],
             disabled: false,
         });
+        f.accounts.push(Account {
+            name: "cfo".into(),
+            path: None,
+            source: AccountSource::Local,
+            locked: true,
+            locked_since: None,
+            failed_attempts: 4,
+            groups: vec!["vip".into()],
+            disabled: false,
+        });
         simulated_facts(&f)
     })
     .await;
@@ -1442,7 +1454,8 @@ async fn a_python_plugin_runs_in_a_playbook_beside_a_rust_one() {
             Some(acme.clone()),
             "vip accounts, then patches",
             json!([
-                { "plugin": "locked-vip", "mode": "remediate", "params": { "ticket": "HD-77" } },
+                { "plugin": "locked-vip", "mode": "remediate", "params": { "ticket": "HD-77" },
+                  "on-failure": "continue" },
                 { "plugin": "patching", "mode": "check" },
             ]),
             json!({}),
@@ -1459,9 +1472,14 @@ async fn a_python_plugin_runs_in_a_playbook_beside_a_rust_one() {
     let done = finished(&db.store, &run).await;
     running.stop().await;
     let jobs = db.store.jobs_of_run(&run).await.unwrap();
-    assert_eq!(done.status, RunStatus::Succeeded, "{jobs:?}");
-    assert_eq!(jobs.len(), 2);
+    assert_eq!(jobs.len(), 2, "{done:?}");
     let python_job = jobs.iter().find(|j| j.plugin == "locked-vip").unwrap();
+    assert_eq!(python_job.status, JobStatus::Failed, "{python_job:?}");
+    let error = python_job.last_error.as_deref().unwrap_or_default();
+    assert!(error.contains("locked-vip:cfo"), "{error}");
+    assert!(error.contains("outside the `accounts` grant"), "{error}");
+    let rust_job = jobs.iter().find(|j| j.plugin == "patching").unwrap();
+    assert_eq!(rust_job.status, JobStatus::Succeeded, "{rust_job:?}");
     let changes = db.store.changes_of_job(&python_job.id).await.unwrap();
     assert_eq!(changes.len(), 1, "{changes:?}");
     assert_eq!(changes[0].change.kind, "unlock");

@@ -11,8 +11,118 @@ use crate::{ParamProblem, ParamValue, PluginError};
 fn wrong(name: &str, expected: &str) -> PluginError {
     PluginError::InvalidParam(ParamProblem {
         name: name.to_string(),
-        message: format!("expected a {expected} value"),
+        message: format!(
+            "the plugin reads it as {expected}, but its description declares another type"
+        ),
     })
+}
+
+fn absent(name: &str) -> PluginError {
+    PluginError::InvalidParam(ParamProblem {
+        name: name.to_string(),
+        message: "has no value and no default in the plugin's description".into(),
+    })
+}
+
+/// A parameter's value, as the type `T` it was described with: the caller's
+/// value, or the default written once in `describe`. Absent with no
+/// default is an `invalid-param` error naming it.
+///
+/// # Example
+///
+/// ```no_run
+/// use steward_sdk::params;
+///
+/// // Described as `ParamSpec::integer("max-packages", "…").default_integer(50)`:
+/// let max: i64 = params::get("max-packages")?;
+/// let queue: String = params::get("queue")?;
+/// # Ok::<(), steward_sdk::PluginError>(())
+/// ```
+pub fn get<T: FromParam>(name: &str) -> Result<T, PluginError> {
+    match config::get(name) {
+        None => Err(absent(name)),
+        Some(v) => T::from_param(v).ok_or_else(|| wrong(name, T::WORDS)),
+    }
+}
+
+/// One of `choices` (a text parameter), or an `invalid-param` error
+/// listing them.
+///
+/// # Example
+///
+/// ```no_run
+/// let reboot = steward_sdk::params::choice("reboot", &["never", "if-required", "always"])?;
+/// # Ok::<(), steward_sdk::PluginError>(())
+/// ```
+pub fn choice(name: &str, choices: &[&str]) -> Result<String, PluginError> {
+    let value: String = get(name)?;
+    if choices.contains(&value.as_str()) {
+        Ok(value)
+    } else {
+        Err(PluginError::InvalidParam(ParamProblem {
+            name: name.to_string(),
+            message: format!("must be one of {}, got `{value}`", choices.join(", ")),
+        }))
+    }
+}
+
+/// A Rust type a parameter value converts to ([`get`]).
+pub trait FromParam: Sized {
+    /// The type in words, for errors.
+    const WORDS: &'static str;
+    /// The value, if it has this type.
+    fn from_param(value: ParamValue) -> Option<Self>;
+}
+
+impl FromParam for bool {
+    const WORDS: &'static str = "a boolean";
+    fn from_param(value: ParamValue) -> Option<Self> {
+        match value {
+            ParamValue::Boolean(b) => Some(b),
+            _ => None,
+        }
+    }
+}
+
+impl FromParam for i64 {
+    const WORDS: &'static str = "an integer";
+    fn from_param(value: ParamValue) -> Option<Self> {
+        match value {
+            ParamValue::Integer(i) => Some(i),
+            _ => None,
+        }
+    }
+}
+
+impl FromParam for f64 {
+    const WORDS: &'static str = "a number";
+    fn from_param(value: ParamValue) -> Option<Self> {
+        match value {
+            ParamValue::Float(f) => Some(f),
+            ParamValue::Integer(i) => Some(i as f64),
+            _ => None,
+        }
+    }
+}
+
+impl FromParam for String {
+    const WORDS: &'static str = "text";
+    fn from_param(value: ParamValue) -> Option<Self> {
+        match value {
+            ParamValue::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl FromParam for Vec<String> {
+    const WORDS: &'static str = "a text list";
+    fn from_param(value: ParamValue) -> Option<Self> {
+        match value {
+            ParamValue::TextList(l) => Some(l),
+            _ => None,
+        }
+    }
 }
 
 /// A boolean parameter, `None` when absent.
@@ -27,7 +137,7 @@ pub fn boolean(name: &str) -> Result<Option<bool>, PluginError> {
     match config::get(name) {
         None => Ok(None),
         Some(ParamValue::Boolean(b)) => Ok(Some(b)),
-        Some(_) => Err(wrong(name, "boolean")),
+        Some(_) => Err(wrong(name, "a boolean")),
     }
 }
 
@@ -43,7 +153,7 @@ pub fn integer(name: &str) -> Result<Option<i64>, PluginError> {
     match config::get(name) {
         None => Ok(None),
         Some(ParamValue::Integer(i)) => Ok(Some(i)),
-        Some(_) => Err(wrong(name, "integer")),
+        Some(_) => Err(wrong(name, "an integer")),
     }
 }
 
@@ -60,7 +170,7 @@ pub fn float(name: &str) -> Result<Option<f64>, PluginError> {
         None => Ok(None),
         Some(ParamValue::Float(f)) => Ok(Some(f)),
         Some(ParamValue::Integer(i)) => Ok(Some(i as f64)),
-        Some(_) => Err(wrong(name, "float")),
+        Some(_) => Err(wrong(name, "a number")),
     }
 }
 
@@ -92,7 +202,7 @@ pub fn text_list(name: &str) -> Result<Vec<String>, PluginError> {
     match config::get(name) {
         None => Ok(Vec::new()),
         Some(ParamValue::TextList(l)) => Ok(l),
-        Some(_) => Err(wrong(name, "text-list")),
+        Some(_) => Err(wrong(name, "a text list")),
     }
 }
 

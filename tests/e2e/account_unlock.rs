@@ -327,9 +327,20 @@ async fn allowed_ous_groups_and_the_grant_bound_automatic_unlocks() {
         .into_iter()
         .map(|e| (e.arguments, matches!(e.outcome, AuditOutcome::Denied(_))))
         .collect();
+    // Each unlock is audited with its account's source and the reason the
+    // plugin gave (the policy that decided it).
     assert_eq!(
         outcomes,
-        [("bkim".to_string(), true), ("jdoe".to_string(), false)]
+        [
+            (
+                "bkim (directory): locked 300 min, policy unlocks after 30 min".to_string(),
+                true
+            ),
+            (
+                "jdoe (directory): locked 180 min, policy unlocks after 30 min".to_string(),
+                false
+            )
+        ]
     );
 }
 

@@ -126,7 +126,7 @@ async fn an_out_of_scope_call_is_denied_and_audited() {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].capability, Capability::Accounts);
     assert_eq!(events[0].function, "unlock");
-    assert_eq!(events[0].arguments, "administrator");
+    assert_eq!(events[0].arguments, "administrator (directory): hostile");
     assert!(matches!(events[0].outcome, AuditOutcome::Denied(_)));
     let admin = run
         .sim

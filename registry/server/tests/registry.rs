@@ -356,7 +356,7 @@ async fn refusals_store_nothing(db: Db) {
 
     // A WIT version the component was not built against.
     let mut other_wit = next.clone();
-    other_wit.wit = "steward:plugin@0.2.0".into();
+    other_wit.wit = "steward:plugin@0.1.0".into();
     let err = client
         .publish(bytes.clone(), &other_wit, Some(&key), |_, _| {})
         .await
