@@ -64,6 +64,22 @@ pub const MAX_REASON_BYTES: usize = 256;
 pub struct Sources(pub Vec<Arc<dyn AccountsProvider>>);
 
 impl Sources {
+    /// The provider holding `source`'s account called `name`.
+    async fn owner_in(
+        &self,
+        name: &str,
+        source: AccountSource,
+    ) -> Result<(&dyn AccountsProvider, Account), HostError> {
+        for provider in &self.0 {
+            match provider.lookup_in(name, source).await {
+                Ok(account) => return Ok((provider.as_ref(), account)),
+                Err(HostError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(not_in(name, source))
+    }
+
     /// The first source with an account called `name`.
     async fn owner(&self, name: &str) -> Result<(&dyn AccountsProvider, Account), HostError> {
         let mut not_found = None;
@@ -99,14 +115,7 @@ impl AccountsProvider for Sources {
     }
 
     async fn lookup_in(&self, name: &str, source: AccountSource) -> Result<Account, HostError> {
-        for provider in &self.0 {
-            match provider.lookup_in(name, source).await {
-                Ok(account) => return Ok(account),
-                Err(HostError::NotFound(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Err(not_in(name, source))
+        Ok(self.owner_in(name, source).await?.1)
     }
 
     async fn unlock_in(
@@ -115,14 +124,7 @@ impl AccountsProvider for Sources {
         source: AccountSource,
         mode: RunMode,
     ) -> Result<Outcome, HostError> {
-        for provider in &self.0 {
-            match provider.lookup_in(name, source).await {
-                Ok(_) => return provider.unlock(name, mode).await,
-                Err(HostError::NotFound(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Err(not_in(name, source))
+        self.owner_in(name, source).await?.0.unlock(name, mode).await
     }
 }
 
