@@ -1769,3 +1769,116 @@ async fn a_runs_jobs_are_paged() {
     assert_eq!(body["field"], "limit");
     api.stop().await;
 }
+
+/// Backups in a client's monthly report, end to end through the API: the
+/// backup check on a simulated device whose backup set is three days old
+/// (beyond the 26-hour RPO); the report's figures (JSON) and document
+/// (HTML, the one the console shows and prints) name the set outside its
+/// RPO.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monthly_report_shows_backup_rpo_compliance() {
+    use steward_runtime::bindings::backups::{BackupSet, Snapshot};
+    use steward_runtime::bindings::types::Instant as WitInstant;
+    use steward_runtime::device::simulated::SimBackupSet;
+    let api = start().await;
+    let wasm = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(steward_tests::component("steward-plugin-backup-check")).unwrap());
+    api.create(
+        "/api/v1/plugins",
+        json!({ "wasm": wasm, "grants": ["backups", "tickets=backups"] }),
+    )
+    .await;
+    let tenant = api
+        .create(
+            "/api/v1/tenants",
+            json!({ "name": "acme", "tier": "managed" }),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut f = fixture("acme-nas", &tenant);
+    let old = WitInstant {
+        seconds: f.now.unwrap().seconds - 3 * 86_400,
+        nanoseconds: 0,
+    };
+    f.backups = vec![SimBackupSet {
+        set: BackupSet {
+            name: "nightly".into(),
+            tool: "simulated".into(),
+            repository: "sim://nightly".into(),
+            paths: vec!["/srv".into()],
+            last_run: None,
+        },
+        snapshots: vec![Snapshot {
+            id: "s1".into(),
+            time: old,
+            paths: vec!["/srv".into()],
+            size_bytes: 1 << 30,
+            files: 1_000,
+        }],
+        sound: true,
+    }];
+    api.create(
+        "/api/v1/devices",
+        json!({ "tenant_id": tenant, "name": "acme-nas", "facts": simulated_facts(&f) }),
+    )
+    .await;
+    let playbook = api
+        .create(
+            "/api/v1/playbooks",
+            json!({ "tenant_id": tenant, "name": "backups", "steps": [{ "plugin": "backup-check" }] }),
+        )
+        .await;
+    let run = api
+        .create(
+            &format!(
+                "/api/v1/playbooks/{}/runs",
+                playbook["id"].as_str().unwrap()
+            ),
+            json!({}),
+        )
+        .await;
+    let run = run["id"].as_str().unwrap().to_owned();
+    let done = api.wait_for(&format!("/api/v1/runs/{run}"), ended).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let month = chrono::Utc::now().format("%Y-%m").to_string();
+    let (status, report) = api
+        .get(
+            OWNER,
+            &format!("/api/v1/reports/{tenant}?month={month}&format=json"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let backups = &report["backups"];
+    assert_eq!(backups["sets"], 1, "{backups}");
+    assert_eq!(
+        backups["outside_rpo_at_end"][0]["set"], "nightly",
+        "{backups}"
+    );
+    assert_eq!(
+        backups["outside_rpo_at_end"][0]["device"], "acme-nas",
+        "{backups}"
+    );
+    assert!(
+        backups["rpo_compliance_percent"].as_f64().unwrap() < 100.0,
+        "{backups}"
+    );
+    let html = api
+        .http
+        .get(format!(
+            "{}/api/v1/reports/{tenant}?month={month}&format=html",
+            api.base
+        ))
+        .bearer_auth(OWNER)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("<h2>Backups</h2>"), "{html}");
+    assert!(html.contains("Outside the RPO at month end"), "{html}");
+    assert!(html.contains("nightly"), "{html}");
+    api.stop().await;
+}

@@ -124,7 +124,11 @@ impl AccountsProvider for Sources {
         source: AccountSource,
         mode: RunMode,
     ) -> Result<Outcome, HostError> {
-        self.owner_in(name, source).await?.0.unlock(name, mode).await
+        self.owner_in(name, source)
+            .await?
+            .0
+            .unlock(name, mode)
+            .await
     }
 }
 
