@@ -566,33 +566,31 @@ batteries = []
     text
 }
 
+/// The finding (id, severity) the generated code reports for `cap` on the
+/// generated fixture; `None` for capabilities it only uses to fix.
+fn sample_finding(cap: Capability) -> Option<(&'static str, &'static str)> {
+    Some(match cap {
+        Capability::Inventory => ("failing-disk:sda", "critical"),
+        Capability::Packages => ("security-update:openssl", "warning"),
+        Capability::Antivirus => ("engine-missing", "critical"),
+        Capability::Accounts => ("locked:jdoe", "warning"),
+        Capability::Backups => ("no-snapshot:nightly-home", "critical"),
+        _ => return None,
+    })
+}
+
 fn test_case(name: &str, caps: &[Capability]) -> String {
     let grants: Vec<String> = caps.iter().map(|c| format!("{:?}", c.name())).collect();
     let mut expected = String::new();
-    for cap in caps {
-        let (id, severity) = match cap {
-            Capability::Inventory => ("failing-disk:sda", "critical"),
-            Capability::Packages => ("security-update:openssl", "warning"),
-            Capability::Antivirus => ("engine-missing", "critical"),
-            Capability::Accounts => ("locked:jdoe", "warning"),
-            Capability::Backups => ("no-snapshot:nightly-home", "critical"),
-            _ => continue,
-        };
+    let findings: Vec<(&str, &str)> = caps.iter().filter_map(|c| sample_finding(*c)).collect();
+    for (id, severity) in &findings {
         let _ = write!(
             expected,
             "\n[[expect.findings]]\nid = \"{id}\"\nseverity = \"{severity}\"\n"
         );
     }
     if caps.contains(&Capability::Tickets) {
-        for cap in caps {
-            let id = match cap {
-                Capability::Inventory => "failing-disk:sda",
-                Capability::Packages => "security-update:openssl",
-                Capability::Antivirus => "engine-missing",
-                Capability::Accounts => "locked:jdoe",
-                Capability::Backups => "no-snapshot:nightly-home",
-                _ => continue,
-            };
+        for (id, _) in &findings {
             let _ = write!(
                 expected,
                 "\n[[expect.changes]]\nkind = \"ticket\"\ntarget = \"{id}\"\noutcome = \"planned\"\n"

@@ -492,23 +492,7 @@ impl Simulated {
             .iter()
             .find(|b| b.set.name == name)
             .cloned()
-            .ok_or_else(|| {
-                HostError::NotFound(format!(
-                    "no backup set `{name}` is configured on this device"
-                ))
-            })
-    }
-
-    fn now(&self) -> Instant {
-        self.lock().now.unwrap_or_else(|| {
-            let d = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            Instant {
-                seconds: d.as_secs() as i64,
-                nanoseconds: 0,
-            }
-        })
+            .ok_or_else(|| crate::capability::backups::unknown(name))
     }
 }
 
@@ -533,12 +517,7 @@ impl BackupsProvider for Simulated {
         self.delay("backups.verify").await;
         let b = self.backup_set(set)?;
         Ok(match mode {
-            RunMode::Plan => IntegrityReport {
-                ok: false,
-                data_read_percent: 0,
-                errors: Vec::new(),
-                outcome: Outcome::Planned,
-            },
+            RunMode::Plan => IntegrityReport::planned(),
             RunMode::Apply => IntegrityReport {
                 ok: b.sound,
                 data_read_percent: data_percent,
@@ -556,13 +535,9 @@ impl BackupsProvider for Simulated {
         self.delay("backups.run-backup").await;
         let b = self.backup_set(set)?;
         if mode == RunMode::Plan {
-            return Ok(BackupResult {
-                snapshot_id: None,
-                run: None,
-                outcome: Outcome::Planned,
-            });
+            return Ok(BackupResult::planned());
         }
-        let now = self.now();
+        let now = ClockProvider::now(self);
         let mut s = self.lock();
         let previous = b.snapshots.last();
         let id = format!("sim-{}-{}", set, b.snapshots.len() + 1);

@@ -55,6 +55,14 @@ fn not_in(name: &str, source: AccountSource) -> HostError {
     HostError::NotFound(format!("{source} hold no account '{name}'"))
 }
 
+/// The source as the audit trail names it.
+fn source_word(source: AccountSource) -> &'static str {
+    match source {
+        AccountSource::Directory => "directory",
+        AccountSource::Local => "local",
+    }
+}
+
 /// The longest reason an unlock may record, in bytes.
 pub const MAX_REASON_BYTES: usize = 256;
 
@@ -162,14 +170,10 @@ impl Host for HostState {
             .collect::<String>()
             .trim()
             .to_string();
-        let from = match source {
-            AccountSource::Directory => "directory",
-            AccountSource::Local => "local",
-        };
         let call = CallSummary {
             capability: Capability::Accounts,
             function: "unlock",
-            arguments: format!("{name} ({from}): {reason}"),
+            arguments: format!("{name} ({}): {reason}", source_word(source)),
         };
         if let Err(e) = self.authorize(&call, [name.as_str()])? {
             return Ok(Err(e));

@@ -25,6 +25,7 @@ use crate::bindings::backups::{
     BackupResult, BackupSet, FileCheck, Host, IntegrityReport, RestoreReport, RunOutcome, Snapshot,
 };
 use crate::bindings::types::{HostError, Instant, Outcome, RunMode};
+use crate::capability::clock::{ClockProvider, SystemClock, instant_of};
 use crate::capability::{CallSummary, Capability};
 use crate::store::outcome_for;
 
@@ -188,10 +189,34 @@ impl BackupsProvider for NoBackups {
     }
 }
 
-fn unknown(set: &str) -> HostError {
+/// `not-found`: no set of that name on this device.
+pub(crate) fn unknown(set: &str) -> HostError {
     HostError::NotFound(format!(
         "no backup set `{set}` is configured on this device"
     ))
+}
+
+impl IntegrityReport {
+    /// What `verify` answers in plan mode: nothing ran.
+    pub fn planned() -> Self {
+        IntegrityReport {
+            ok: false,
+            data_read_percent: 0,
+            errors: Vec::new(),
+            outcome: Outcome::Planned,
+        }
+    }
+}
+
+impl BackupResult {
+    /// What `run-backup` answers in plan mode: nothing ran.
+    pub fn planned() -> Self {
+        BackupResult {
+            snapshot_id: None,
+            run: None,
+            outcome: Outcome::Planned,
+        }
+    }
 }
 
 /// The backup tool of a set.
@@ -428,12 +453,7 @@ impl BackupsProvider for BackupSets {
     ) -> Result<IntegrityReport, HostError> {
         let config = self.set(set)?;
         if mode == RunMode::Plan {
-            return Ok(IntegrityReport {
-                ok: false,
-                data_read_percent: 0,
-                errors: Vec::new(),
-                outcome: Outcome::Planned,
-            });
+            return Ok(IntegrityReport::planned());
         }
         let runner = Runner::new(config, &self.state_dir)?;
         let (ok, read, errors) = match config.tool {
@@ -451,11 +471,7 @@ impl BackupsProvider for BackupSets {
     async fn run_backup(&self, set: &str, mode: RunMode) -> Result<BackupResult, HostError> {
         let config = self.set(set)?;
         if mode == RunMode::Plan {
-            return Ok(BackupResult {
-                snapshot_id: None,
-                run: None,
-                outcome: Outcome::Planned,
-            });
+            return Ok(BackupResult::planned());
         }
         let runner = Runner::new(config, &self.state_dir)?;
         let started = now();
@@ -640,11 +656,7 @@ fn compare(
     };
     // The live file, when it still is what was backed up.
     if let Ok(meta) = std::fs::symlink_metadata(&entry.live) {
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_secs() as i64);
+        let mtime = meta.modified().ok().map(|t| instant_of(t).seconds);
         if meta.is_file()
             && meta.len() == entry.size
             && mtime.is_some()
@@ -683,13 +695,7 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
 }
 
 fn now() -> Instant {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    Instant {
-        seconds: d.as_secs() as i64,
-        nanoseconds: d.subsec_nanos(),
-    }
+    SystemClock.now()
 }
 
 /// Runs one set's tool with the repository and password in its
