@@ -545,7 +545,7 @@ async fn session(
                         }
                         // For the fault tests: die between a call's effect
                         // and its answer.
-                        steward_store::failpoint::hit_at("agent-after-call", name);
+                        steward_contract::failpoint::hit_at("agent-after-call", name);
                         let _ = replies.send(AgentMessage::Reply { id, result }).await;
                     });
                 }

@@ -86,9 +86,29 @@ const RUST_SDK: &[(&str, &str)] = &[
     ("src/builders.rs", include_str!("../../sdk/src/builders.rs")),
     ("src/log.rs", include_str!("../../sdk/src/log.rs")),
     ("src/params.rs", include_str!("../../sdk/src/params.rs")),
+    ("src/state.rs", include_str!("../../sdk/src/state.rs")),
+    ("src/date.rs", include_str!("../../sdk/src/date.rs")),
+    ("src/testing.rs", include_str!("../../sdk/src/testing.rs")),
 ];
 
 /// The Python SDK.
+/// The SDK's manifest beside a plugin (the workspace's, without
+/// workspace inheritance).
+const SDK_MANIFEST: &str = r#"[package]
+name = "steward-sdk"
+version = "0.2.0"
+edition = "2024"
+publish = false
+
+[features]
+testing = []
+
+[dependencies]
+wit-bindgen = { version = "0.63", default-features = false, features = ["macros", "realloc"] }
+serde = { version = "1", features = ["derive"] }
+serde_json = "1"
+"#;
+
 const PYTHON_SDK: &str = include_str!("../../sdk/python/steward_sdk/__init__.py");
 
 /// The WIT version new plugins are written for.
@@ -182,10 +202,7 @@ fn write_support(dir: &Path, lang: Lang) -> anyhow::Result<()> {
                 // The SDK finds the WIT at `../wit/plugin@0.2.0`, beside it.
                 write(&support.join("sdk").join(file), text)?;
             }
-            write(
-                &support.join("sdk/Cargo.toml"),
-                "[package]\nname = \"steward-sdk\"\nversion = \"0.2.0\"\nedition = \"2024\"\npublish = false\n\n[dependencies]\nwit-bindgen = { version = \"0.63\", default-features = false, features = [\"macros\", \"realloc\"] }\n",
-            )?;
+            write(&support.join("sdk/Cargo.toml"), SDK_MANIFEST)?;
         }
         Lang::Python => write(&support.join("python/steward_sdk/__init__.py"), PYTHON_SDK)?,
     }
@@ -277,6 +294,13 @@ crate-type = ["cdylib"]
 
 [dependencies]
 steward-sdk = {{ path = ".steward/sdk" }}
+# For typed plugin state (`steward_sdk::state::get/set` of your own types).
+serde = {{ version = "1", features = ["derive"] }}
+
+# `cargo test`: the plugin's logic against `steward_sdk::testing::Device`,
+# natively, without building a component.
+[dev-dependencies]
+steward-sdk = {{ path = ".steward/sdk", features = ["testing"] }}
 
 # A workspace of its own, wherever it lives.
 [workspace]
@@ -435,8 +459,9 @@ impl Plugin for {ty} {{
 }}
 
 export_plugin!({ty});
-"#,
+{tests}"#,
         ty = type_name(name),
+        tests = rust_unit_test(&type_name(name), caps),
     )
 }
 
@@ -529,7 +554,7 @@ now = {{ seconds = 1795392000, nanoseconds = 0 }}   # 2026-11-23T00:00:00Z
 [facts]
 id = "ws-001"
 name = "reception-pc"
-tenant_id = "acme"
+tenant-id = "acme"
 tags = []
 batteries = []
 {disks}
@@ -546,16 +571,16 @@ batteries = []
     for cap in caps {
         match cap {
             Capability::Inventory => text.push_str(
-                "\n[[facts.disks]]\nname = \"sda\"\nsize_bytes = 256060514304\nhealth = \"Failing\"\n",
+                "\n[[facts.disks]]\nname = \"sda\"\nsize-bytes = 256060514304\nhealth = \"failing\"\n",
             ),
             Capability::Packages => text.push_str(
-                "\n[[updates]]\nname = \"openssl\"\ninstalled_version = \"3.0.11-1\"\ncandidate_version = \"3.0.15-1\"\nsecurity = true\norigin = \"Debian-Security\"\nheld = false\n",
+                "\n[[updates]]\nname = \"openssl\"\ninstalled-version = \"3.0.11-1\"\ncandidate-version = \"3.0.15-1\"\nsecurity = true\norigin = \"Debian-Security\"\nheld = false\n",
             ),
             Capability::Antivirus => text.push_str(
-                "\n[antivirus]\nengine = \"ClamAV\"\ninstalled = false\nservice_running = false\ndatabases = []\n",
+                "\n[antivirus]\nengine = \"ClamAV\"\ninstalled = false\nservice-running = false\ndatabases = []\n",
             ),
             Capability::Accounts => text.push_str(
-                "\n[[accounts]]\nname = \"jdoe\"\nsource = \"Local\"\nlocked = true\nfailed_attempts = 5\ngroups = [\"staff\"]\ndisabled = false\n",
+                "\n[[accounts]]\nname = \"jdoe\"\nsource = \"local\"\nlocked = true\nfailed-attempts = 5\ngroups = [\"staff\"]\ndisabled = false\n",
             ),
             Capability::Backups => text.push_str(
                 "\n[[backups]]\nset = { name = \"nightly-home\", tool = \"simulated\", repository = \"sim://nightly\", paths = [\"/home\"] }\nsnapshots = []\n",
@@ -564,6 +589,58 @@ batteries = []
         }
     }
     text
+}
+
+/// A native unit test (`cargo test`) of the generated `check` against an
+/// SDK test device holding what the fixture holds.
+fn rust_unit_test(ty: &str, caps: &[Capability]) -> String {
+    let mut setup = String::new();
+    for cap in caps {
+        setup.push_str(match cap {
+            Capability::Inventory => "\n            .with(|d| d.facts.disks.push(inventory::Disk { name: \"sda\".into(), model: None, size_bytes: 256_060_514_304, health: inventory::Health::Failing }))",
+            Capability::Packages => "\n            .update(testing::update(\"openssl\", \"3.0.11-1\", \"3.0.15-1\", true))",
+            Capability::Antivirus => "\n            .with(|d| d.antivirus = Some(antivirus::EngineStatus { installed: false, engine: \"ClamAV\".into(), version: None, service_running: false, databases: vec![] }))",
+            Capability::Accounts => "\n            .account(testing::locked_account(\"jdoe\"))",
+            Capability::Backups => "\n            .with(|d| d.backups.push(testing::TestBackupSet { set: backups::BackupSet { name: \"nightly-home\".into(), tool: \"simulated\".into(), repository: \"sim://nightly\".into(), paths: vec![\"/home\".into()], last_run: None }, snapshots: vec![], sound: true }))",
+            _ => "",
+        });
+    }
+    let ids: Vec<String> = caps
+        .iter()
+        .filter_map(|c| sample_finding(*c))
+        .map(|(id, _)| format!("{id:?}"))
+        .collect();
+    let expect = if ids.is_empty() {
+        "assert!(ids.is_empty());".to_owned()
+    } else {
+        format!("assert_eq!(ids, [{}]);", ids.join(", "))
+    };
+    let testing = if setup.contains("testing::") {
+        "self, "
+    } else {
+        ""
+    };
+    format!(
+        r#"
+// `cargo test` runs these natively: the `host` capabilities answer from an
+// SDK test device (the `testing` feature), no component, no host.
+#[cfg(test)]
+mod tests {{
+    use super::*;
+    use steward_sdk::testing::{{{testing}Device}};
+
+    #[test]
+    fn check_finds_what_the_device_holds_and_plan_changes_nothing() {{
+        let device = Device::new(){setup};
+        let findings = device.check::<{ty}>().unwrap();
+        let ids: Vec<&str> = findings.iter().map(|f| f.id.as_str()).collect();
+        {expect}
+        device.plan::<{ty}>(findings).unwrap();
+        assert!(device.calls().is_empty(), "plan mode changed the device");
+    }}
+}}
+"#
+    )
 }
 
 /// The finding (id, severity) the generated code reports for `cap` on the
@@ -966,6 +1043,9 @@ async fn run_case(
         .iter()
         .map(|g| g.parse::<Grant>().with_context(|| format!("grant `{g}`")))
         .collect::<anyhow::Result<_>>()?;
+    module
+        .authorize_exactly(&grants)
+        .with_context(|| format!("{}: grants", path.display()))?;
     let params = serde_json::to_value(&case.params)?;
     let params = match resolve_json_params(descriptor, &params) {
         Ok(p) => p,

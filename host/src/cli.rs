@@ -11,8 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::text::safe;
 use serde_json::json;
-use steward_control::registry::RegistrySettings;
-use steward_host::serve::{ServeConfig, Server};
+use steward_contract::kebab;
 use steward_runtime::audit::{AuditEvent, AuditOutcome, MemoryAudit};
 use steward_runtime::bindings::types::{
     Change, Descriptor, Finding, Outcome, ParamType, ParamValue, PluginScope, RunMode, Severity,
@@ -25,7 +24,6 @@ use steward_runtime::{
     ArtifactSource, EngineSettings, Limits, LogLine, Module, RunError, RunReport, RunSpec, Runtime,
     RuntimeConfig, resolve_text_params,
 };
-use steward_store::{Tier, Timestamp};
 
 /// Steward: automated checks and remediation for managed devices.
 #[derive(Debug, Parser)]
@@ -50,50 +48,8 @@ enum Command {
     /// Run the control plane: the scheduler fires playbooks, workers run
     /// their jobs, the sweeper reclaims expired leases and expires jobs.
     /// Stops cleanly on SIGINT or SIGTERM (jobs in flight are finished).
-    Serve {
-        /// Configuration file (TOML): `data-dir`, `database`, `listen`,
-        /// `worker-id`, `max-in-flight`, `claim-batch`, `lease-seconds`,
-        /// `tick-ms`, `max-instances`, `retry-base-ms`, `[[webhooks]]`
-        /// (`id`, `url`, `secret`, `tenants`), `[[plugins]]` (`file`,
-        /// `grants`), `[this-machine]` (`tenant`, `tags`), `[[playbooks]]`
-        /// (`name`, `tenant`, `steps`, `target`, `schedule`); see
-        /// docs/steward.toml. Without one: `./steward-data`, SQLite, the API
-        /// on 127.0.0.1:8080.
-        #[arg(long, env = "STEWARD_CONFIG", value_name = "FILE")]
-        config: Option<PathBuf>,
-        /// Where the web API listens (`host:port`); overrides `listen`.
-        #[arg(long, env = "STEWARD_LISTEN", value_name = "ADDR")]
-        listen: Option<String>,
-        /// Directory for the SQLite file, plugin components and the compile
-        /// cache; overrides `data-dir`.
-        #[arg(long, env = "STEWARD_DATA_DIR", value_name = "DIR")]
-        data_dir: Option<PathBuf>,
-        /// `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`; overrides
-        /// `database`.
-        #[arg(long, env = "STEWARD_DATABASE", value_name = "URL")]
-        database: Option<String>,
-        /// The first owner's API token (at least 32 characters), used only
-        /// when the store has no users yet; without it a token is made and
-        /// printed once.
-        #[arg(
-            long,
-            env = "STEWARD_OWNER_TOKEN",
-            value_name = "TOKEN",
-            hide_env_values = true
-        )]
-        owner_token: Option<String>,
-        /// The module registry plugins are installed from
-        /// (`http://host:port`); overrides `[registry] url`.
-        #[arg(long, env = "STEWARD_REGISTRY", value_name = "URL")]
-        registry: Option<String>,
-        /// A PEM certificate chain to serve the API over TLS (with
-        /// `--tls-key`); overrides `tls-cert`.
-        #[arg(long, env = "STEWARD_TLS_CERT", value_name = "PEM")]
-        tls_cert: Option<PathBuf>,
-        /// The certificate's PEM private key; overrides `tls-key`.
-        #[arg(long, env = "STEWARD_TLS_KEY", value_name = "PEM")]
-        tls_key: Option<PathBuf>,
-    },
+    #[cfg(feature = "server")]
+    Serve(crate::server::ServeArgs),
     /// The endpoint's agent: enroll this machine with a server, then run
     /// (connects out to the server and serves its provider calls within
     /// this endpoint's policy).
@@ -103,26 +59,8 @@ enum Command {
     Remote(crate::remote::Remote),
     /// Time to remediate findings per tenant tier against per-tier
     /// targets, from the store.
-    Sla {
-        /// Configuration file, as for `serve` (for the database).
-        #[arg(long, env = "STEWARD_CONFIG", value_name = "FILE")]
-        config: Option<PathBuf>,
-        /// Look at findings first seen in the last this many days.
-        #[arg(long, default_value_t = 30)]
-        days: u32,
-        /// Target for VIP tenants, in hours.
-        #[arg(long, default_value_t = 4)]
-        vip_hours: u32,
-        /// Target for managed tenants, in hours.
-        #[arg(long, default_value_t = 24)]
-        managed_hours: u32,
-        /// Target for on-demand tenants, in hours.
-        #[arg(long, default_value_t = 72)]
-        on_demand_hours: u32,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    #[cfg(feature = "server")]
+    Sla(crate::server::SlaArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -274,12 +212,26 @@ fn parse_date(s: &str) -> Result<chrono::NaiveDate, String> {
         .map_err(|e| format!("`{s}` is not a YYYY-MM-DD date: {e}"))
 }
 
+/// Leaves out absent optional values, which TOML cannot write.
+fn drop_nulls(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
 fn generate_fleet(spec: &fleet::FleetSpec, output: &Path) -> anyhow::Result<ExitCode> {
     let fixture = fleet::fixture(spec);
+    let mut value = steward_contract::kebab::to_value(&fixture)?;
     let text = if output.extension().is_some_and(|e| e == "toml") {
-        toml::to_string(&fixture)?
+        drop_nulls(&mut value);
+        toml::to_string(&value)?
     } else {
-        serde_json::to_string_pretty(&fixture)?
+        serde_json::to_string_pretty(&value)?
     };
     std::fs::write(output, text)
         .with_context(|| format!("failed to write {}", output.display()))?;
@@ -365,37 +317,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let runtime = open_runtime(cache_dir, Limits::default())?;
             crate::author::test(&runtime, &args).await
         }
-        Command::Serve {
-            config,
-            listen,
-            data_dir,
-            database,
-            owner_token,
-            registry,
-            tls_cert,
-            tls_key,
-        } => {
-            let mut config = match config {
-                Some(p) => ServeConfig::load(&p)?,
-                None => ServeConfig {
-                    listen: Some("127.0.0.1:8080".into()),
-                    ..ServeConfig::default()
-                },
-            };
-            config.listen = listen.or(config.listen);
-            config.data_dir = data_dir.unwrap_or(config.data_dir);
-            config.database = database.or(config.database);
-            config.owner_token = owner_token.or(config.owner_token);
-            config.tls_cert = tls_cert.or(config.tls_cert);
-            config.tls_key = tls_key.or(config.tls_key);
-            if let Some(url) = registry {
-                match &mut config.registry {
-                    Some(settings) => settings.url = url,
-                    None => config.registry = Some(RegistrySettings::new(url)),
-                }
-            }
-            serve(config).await
-        }
+        #[cfg(feature = "server")]
+        Command::Serve(args) => crate::server::serve(args).await,
         Command::Remote(remote) => crate::remote::run(remote).await,
         Command::Agent(AgentCommand::Enroll(args)) => {
             crate::agent::enroll(args).await?;
@@ -404,53 +327,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agent(AgentCommand::Run(args)) => {
             Ok(ExitCode::from(crate::agent::run(args).await?))
         }
-        Command::Sla {
-            config,
-            days,
-            vip_hours,
-            managed_hours,
-            on_demand_hours,
-            json,
-        } => {
-            let config = serve_config(config)?;
-            let store = steward_store::Store::open(&config.database_url()).await?;
-            let targets = [
-                (Tier::Vip, vip_hours),
-                (Tier::Managed, managed_hours),
-                (Tier::OnDemand, on_demand_hours),
-            ]
-            .into_iter()
-            .map(|(t, h)| (t, i64::from(h) * 3600))
-            .collect();
-            let now = Timestamp::now();
-            let since = Timestamp::from_millis(now.as_millis() - i64::from(days) * 86_400_000);
-            let report = store.sla_report(since, now, &targets).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!(
-                    "{:<10} {:>8} {:>9} {:>10} {:>10} {:>6} {:>6} {:>8}",
-                    "tier", "target", "resolved", "median", "p90", "late", "open", "overdue"
-                );
-                let fmt = |s: Option<i64>| {
-                    s.map_or("-".to_string(), |s| format!("{:.1}h", s as f64 / 3600.0))
-                };
-                for r in report {
-                    println!(
-                        "{:<10} {:>8} {:>9} {:>10} {:>10} {:>6} {:>6} {:>8}",
-                        r.tier.as_str(),
-                        format!("{}h", r.target_seconds / 3600),
-                        r.resolved,
-                        fmt(r.median_seconds),
-                        fmt(r.p90_seconds),
-                        r.resolved_late,
-                        r.open,
-                        r.open_overdue
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        #[cfg(feature = "server")]
+        Command::Sla(args) => crate::server::sla(args).await,
         Command::Fleet(FleetCommand::Generate {
             devices,
             seed,
@@ -469,42 +347,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             &output,
         ),
     }
-}
-
-fn serve_config(path: Option<PathBuf>) -> anyhow::Result<ServeConfig> {
-    match path {
-        Some(p) => ServeConfig::load(&p),
-        None => Ok(ServeConfig::default()),
-    }
-}
-
-async fn serve(config: ServeConfig) -> anyhow::Result<ExitCode> {
-    let server = Server::open(&config).await?;
-    if let Some(token) = &server.new_owner_token {
-        println!("steward: first owner token (shown once, keep it): {token}");
-    }
-    if let Some(addr) = server.api_addr() {
-        let scheme = if server.tls() { "https" } else { "http" };
-        println!("steward: API listening on {scheme}://{addr}");
-    }
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        eprintln!("steward: stopping; finishing jobs in flight");
-        let _ = tx.send(true);
-    });
-    eprintln!(
-        "steward: serving with {} (worker {})",
-        steward_store::Backend::from_url(&config.database_url())?.name(),
-        config.worker()
-    );
-    server.run(rx).await?;
-    Ok(ExitCode::SUCCESS)
 }
 
 fn default_cache_dir() -> PathBuf {
@@ -554,12 +396,12 @@ async fn inspect(runtime: &Runtime, file: &Path, as_json: bool) -> anyhow::Resul
     let requested: Vec<&str> = module.requested.iter().map(|c| c.name()).collect();
     if as_json {
         let out = json!({
-            "descriptor": descriptor,
+            "descriptor": kebab::to_value(&descriptor)?,
             "digest": module.digest,
             "artifact": artifact_word(module.source),
             "wit": format!("steward:plugin@{}", module.wit_version),
-            "denied_imports": module.denied_imports,
-            "requested_capabilities": requested,
+            "denied-imports": module.denied_imports,
+            "requested-capabilities": requested,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
@@ -636,7 +478,7 @@ fn show_value(v: &ParamValue) -> String {
 async fn run(runtime: &Runtime, args: RunArgs) -> anyhow::Result<ExitCode> {
     let module = load(runtime, &args.file).await?;
     let grants: Grants = args.grants.iter().cloned().collect();
-    module.authorize(&grants)?;
+    module.authorize_exactly(&grants)?;
     let descriptor = describe(runtime, &module).await?;
     let params = resolve_text_params(&descriptor, &args.params)?;
     let local = args.device == "local";
@@ -723,9 +565,9 @@ async fn run(runtime: &Runtime, args: RunArgs) -> anyhow::Result<ExitCode> {
             "plugin": { "name": descriptor.name, "version": descriptor.version, "digest": module.digest, "artifact": artifact_word(module.source) },
             "device": { "id": device.id, "name": device.name, "tenant": device.tenant_id },
             "mode": if !remediate { "check" } else if args.plan { "plan" } else { "apply" },
-            "findings": findings,
-            "changes": changes,
-            "failures": failures,
+            "findings": kebab::to_value(&findings)?,
+            "changes": kebab::to_value(&changes)?,
+            "failures": kebab::to_value(&failures)?,
             "audit": audit,
             "log": logs.iter().map(|(phase, lines, dropped)| json!({"phase": phase, "lines": lines, "dropped": dropped})).collect::<Vec<_>>(),
             "error": error.as_ref().map(|(phase, e)| json!({"phase": phase, "code": e.code(), "message": e.to_string()})),

@@ -5,4 +5,5 @@
 //! - [`serve`]: `steward serve`, wiring the scheduler, sweeper, executor
 //!   and web API over one store.
 
+#[cfg(feature = "server")]
 pub mod serve;

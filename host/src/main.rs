@@ -5,6 +5,8 @@ mod author;
 mod cli;
 mod publish;
 mod remote;
+#[cfg(feature = "server")]
+mod server;
 mod text;
 
 /// mimalloc instead of glibc's allocator: under load the server spent a

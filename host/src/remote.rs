@@ -507,7 +507,7 @@ pub enum WebhookCmd {
 /// base64 growth (4 bytes per 3) and room for the JSON around it. Checked
 /// before sending, because a server refusing a body mid-stream closes the
 /// connection, and the client would see only a broken pipe, not the 413.
-const MAX_COMPONENT_UPLOAD: usize = (steward_api::body::MAX_UPLOAD - 64 * 1024) / 4 * 3;
+const MAX_COMPONENT_UPLOAD: usize = (steward_contract::MAX_API_UPLOAD - 64 * 1024) / 4 * 3;
 
 fn check_upload_size(file: &std::path::Path, len: usize) -> anyhow::Result<()> {
     if len > MAX_COMPONENT_UPLOAD {
@@ -517,7 +517,7 @@ fn check_upload_size(file: &std::path::Path, len: usize) -> anyhow::Result<()> {
             file.display(),
             len as f64 / (1 << 20) as f64,
             MAX_COMPONENT_UPLOAD as f64 / (1 << 20) as f64,
-            steward_api::body::MAX_UPLOAD >> 20
+            steward_contract::MAX_API_UPLOAD >> 20
         );
     }
     Ok(())

@@ -1,8 +1,9 @@
 //! Writing plugins, as an author outside this repository would:
 //! `steward plugin new` for Rust and Python, then `build`, `inspect`,
-//! `test` and `run --plan` against the fixture it wrote; a changed
-//! expectation fails with a readable diff; the first-party Python plugin
-//! passes its own cases.
+//! `test` and `run --plan` against the fixture it wrote, `run --json` in
+//! kebab-case, an unused grant refused, the Rust plugin's own `cargo test`
+//! against the SDK's test device; a changed expectation fails with a
+//! readable diff; the first-party Python plugin passes its own cases.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -103,6 +104,68 @@ fn author_cycle(lang: &str, name: &str) {
     ));
     assert!(planned.contains("locked:jdoe"), "{planned}");
     assert!(planned.contains("planned"), "{planned}");
+
+    // JSON speaks the WIT's names in kebab-case, like the API and audit.
+    let json: serde_json::Value = serde_json::from_str(&ok(steward(
+        cache.path(),
+        cwd,
+        &[
+            "plugin",
+            "run",
+            &wasm,
+            "--device",
+            device.to_str().unwrap(),
+            "--grant",
+            "accounts",
+            "--grant",
+            "tickets",
+            "--plan",
+            "--json",
+        ],
+    )))
+    .unwrap();
+    assert_eq!(json["findings"][0]["severity"], "warning", "{json}");
+    assert_eq!(json["changes"][0]["outcome"], "planned", "{json}");
+
+    // A grant the plugin cannot use is refused, naming it.
+    let extra = steward(
+        cache.path(),
+        cwd,
+        &[
+            "plugin",
+            "run",
+            &wasm,
+            "--device",
+            device.to_str().unwrap(),
+            "--grant",
+            "accounts",
+            "--grant",
+            "tickets",
+            "--grant",
+            "packages",
+            "--plan",
+        ],
+    );
+    assert_eq!(extra.status.code(), Some(2), "{}", text(&extra));
+    assert!(
+        text(&extra).contains("`packages` is granted but the plugin does not import it"),
+        "{}",
+        text(&extra)
+    );
+
+    if lang == "rust" {
+        // The generated unit test runs natively against the SDK's test
+        // device: no component, no host.
+        let unit = Command::new("cargo")
+            .args(["test", "--quiet"])
+            .current_dir(&dir)
+            .env_remove("CARGO_TARGET_DIR")
+            .output()
+            .unwrap();
+        let shown = text(&unit);
+        assert!(unit.status.success(), "{shown}");
+        assert!(shown.contains("1 passed"), "{shown}");
+    }
 
     // The expectation changed: the test fails and shows what differs.
     let case = dir.join("tests/basic.toml");

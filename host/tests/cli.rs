@@ -98,8 +98,8 @@ fn run_plans_then_applies_the_same_changes() {
         .map(|f| f["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["failing-disk:sdb", "os-end-of-life"]);
-    assert_eq!(plan["changes"][0]["outcome"], "Planned");
-    assert_eq!(apply["changes"][0]["outcome"], "Applied");
+    assert_eq!(plan["changes"][0]["outcome"], "planned");
+    assert_eq!(apply["changes"][0]["outcome"], "applied");
     assert_eq!(plan["changes"][0]["target"], apply["changes"][0]["target"]);
     assert_eq!(plan["audit"][0]["outcome"]["status"], "planned");
     assert_eq!(apply["audit"][0]["outcome"]["status"], "applied");

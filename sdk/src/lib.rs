@@ -49,8 +49,12 @@
 extern crate self as steward_sdk;
 
 mod builders;
+mod date;
 pub mod log;
 pub mod params;
+pub mod state;
+#[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
+pub mod testing;
 
 /// Re-exported so plugins never depend on `wit-bindgen` directly.
 pub use wit_bindgen;
@@ -84,10 +88,20 @@ pub mod bindings {
 ///     steward_sdk::log::info(&format!("{} -> {}", u.name, u.candidate_version));
 /// }
 /// ```
+#[cfg(not(all(feature = "testing", not(target_arch = "wasm32"))))]
 pub mod host {
     #[doc(inline)]
     pub use crate::bindings::steward::plugin::{
-        accounts, antivirus, backups, clock, config, inventory, packages, state, tickets,
+        accounts, antivirus, backups, clock, config, inventory, log, packages, state, tickets,
+    };
+}
+
+/// The host's capabilities, answered by the [`testing::Device`] the test
+/// runs the plugin against (the `testing` feature, native builds only).
+#[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
+pub mod host {
+    pub use crate::testing::host::{
+        accounts, antivirus, backups, clock, config, inventory, log, packages, state, tickets,
     };
 }
 

@@ -5,7 +5,7 @@
 //! reach the run log, without levels.
 
 use crate::Field;
-use crate::bindings::steward::plugin::log::{Level, emit};
+use crate::host::log::{Level, emit};
 
 fn fields(pairs: &[(&str, &str)]) -> Vec<Field> {
     pairs

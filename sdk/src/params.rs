@@ -5,7 +5,7 @@
 //! getters only fail when the plugin asks for a parameter it did not
 //! declare with that type.
 
-use crate::bindings::steward::plugin::config;
+use crate::host::config;
 use crate::{ParamProblem, ParamValue, PluginError};
 
 fn wrong(name: &str, expected: &str) -> PluginError {

@@ -19,7 +19,7 @@ use super::problem::ApiError;
 pub const MAX_BODY: usize = 1024 * 1024;
 
 /// Plugin uploads (base64 in JSON) may be this large.
-pub const MAX_UPLOAD: usize = 64 * 1024 * 1024;
+pub const MAX_UPLOAD: usize = steward_contract::MAX_API_UPLOAD;
 
 /// A JSON body of at most [`MAX_BODY`] bytes.
 #[derive(Debug)]

@@ -11,16 +11,25 @@
 //! | [`signing`] | keys, key files, the signed payload |
 //! | [`codes`] | the one table of error codes every API answers with |
 //! | [`output`] | the rules for a plugin's finding ids and change kinds |
+//! | [`kebab`] | kebab-case JSON for the WIT's types, as users read and write them |
+//! | [`failpoint`] | the crash points the fault tests set |
+//! | [`MAX_API_UPLOAD`] | the largest body the API takes (a plugin upload) |
 
 pub mod authoring;
 pub mod capability;
 pub mod codes;
+pub mod failpoint;
 pub mod imports;
+pub mod kebab;
 pub mod manifest;
 pub mod output;
 pub mod signing;
 
 pub use manifest::Manifest;
+
+/// The largest body the web API accepts: a plugin upload (base64 in JSON).
+/// The CLI checks an upload against it before sending.
+pub const MAX_API_UPLOAD: usize = 64 * 1024 * 1024;
 
 use std::fmt;
 use std::str::FromStr;

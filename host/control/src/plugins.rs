@@ -92,7 +92,8 @@ impl InstallError {
     /// The field of the request at fault, for a refusal.
     pub fn field(&self) -> &'static str {
         match self {
-            InstallError::Grant { .. } | InstallError::Load(LoadError::NotGranted(_)) => "grants",
+            InstallError::Grant { .. }
+            | InstallError::Load(LoadError::NotGranted(_) | LoadError::UnusedGrant(..)) => "grants",
             InstallError::ReplacesRequired { .. } => "replaces",
             _ => "wasm",
         }
@@ -213,7 +214,7 @@ impl PluginLibrary {
         };
         let granted: Grants = parse_grants(grants)?.into_iter().collect();
         let module = self.runtime.load(bytes).await?;
-        module.authorize(&granted)?;
+        module.authorize_exactly(&granted)?;
         let descriptor = self
             .runtime
             .describe(&module)

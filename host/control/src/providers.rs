@@ -557,13 +557,12 @@ impl DeviceProviders for StandardProviders {
                                 stored.id
                             )
                         })?;
-                        let fixture: Fixture =
-                            serde_json::from_value(fixture.clone()).map_err(|e| {
-                                anyhow::anyhow!(
-                                    "device `{}`: `facts.fixture` is not a device fixture: {e}",
-                                    stored.id
-                                )
-                            })?;
+                        let fixture = Fixture::from_value(fixture.clone()).map_err(|e| {
+                            anyhow::anyhow!(
+                                "device `{}`: `facts.fixture` is not a device fixture: {e}",
+                                stored.id
+                            )
+                        })?;
                         let sim = match &self.simulated_state {
                             Some(dir) => Simulated::persistent(
                                 fixture,

@@ -48,6 +48,9 @@ pub enum LoadError {
     /// The component imports capabilities that were not granted.
     #[error("the plugin imports the `{}` capability, which was not granted (grant it with `--grant {}`)", .0[0], .0[0])]
     NotGranted(Vec<Capability>),
+    /// Capabilities were granted that the component does not import.
+    #[error("`{}` is granted but the plugin does not import it; remove the grant (it imports: {})", .0[0], .1)]
+    UnusedGrant(Vec<Capability>, String),
     /// Compiling or caching failed on the host side.
     #[error("failed to prepare the component: {0}")]
     Host(String),

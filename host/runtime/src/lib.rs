@@ -117,6 +117,34 @@ impl Module {
             Err(LoadError::NotGranted(missing))
         }
     }
+
+    /// [`Module::authorize`], and refuses a grant of a capability the
+    /// module does not import: where grants are given (an install, `plugin
+    /// run`, a `plugin test` case), one the plugin cannot use is a mistake
+    /// (a typo, a plugin that changed), not a harmless extra. Runs of an
+    /// installed plugin check only [`Module::authorize`].
+    pub fn authorize_exactly(&self, grants: &Grants) -> Result<(), LoadError> {
+        self.authorize(grants)?;
+        let unused: Vec<Capability> = grants
+            .capabilities()
+            .filter(|c| !self.requested.contains(c))
+            .collect();
+        if unused.is_empty() {
+            return Ok(());
+        }
+        let imports: Vec<&str> = self
+            .requested
+            .iter()
+            .filter(|c| !c.always_granted())
+            .map(|c| c.name())
+            .collect();
+        let imports = if imports.is_empty() {
+            "no capability that needs a grant".to_owned()
+        } else {
+            imports.join(", ")
+        };
+        Err(LoadError::UnusedGrant(unused, imports))
+    }
 }
 
 /// Everything a `check` or `remediate` run needs besides the module.

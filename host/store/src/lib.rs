@@ -171,7 +171,7 @@ mod agents;
 mod console;
 mod durable;
 mod error;
-pub mod failpoint;
+pub use steward_contract::failpoint;
 mod ids;
 mod inventory;
 mod migrate;

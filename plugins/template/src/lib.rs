@@ -4,15 +4,13 @@
 //! of life; `remediate` files one hardware ticket per failing disk. Copy this
 //! crate, rename it, and change the three functions.
 
-use steward_sdk::host::{clock, inventory, tickets};
+use steward_sdk::host::{inventory, tickets};
 use steward_sdk::{
-    Change, Descriptor, Finding, ParamSpec, Plugin, PluginError, Remediation, Severity,
+    Change, Date, Descriptor, Finding, ParamSpec, Plugin, PluginError, Remediation, Severity,
     export_plugin, log, params,
 };
 
 struct Template;
-
-const SECONDS_PER_DAY: i64 = 86_400;
 
 impl Plugin for Template {
     fn describe() -> Descriptor {
@@ -58,10 +56,8 @@ impl Plugin for Template {
         if let Some(os) = &device.os
             && let Some(eol) = os.end_of_life
         {
-            let warn_days = params::integer("eol-warning-days")?.unwrap_or(90);
-            let today = clock::now().seconds / SECONDS_PER_DAY;
-            let days_left =
-                days_from_civil(eol.year.into(), eol.month.into(), eol.day.into()) - today;
+            let warn_days: i64 = params::get("eol-warning-days")?;
+            let days_left = Date::today().days_until(&eol);
             if days_left <= warn_days {
                 let severity = if days_left <= 0 {
                     Severity::Critical
@@ -86,7 +82,7 @@ impl Plugin for Template {
     }
 
     fn remediate(findings: Vec<Finding>) -> Result<Remediation, PluginError> {
-        let queue = params::text("queue")?.unwrap_or_else(|| "hardware".into());
+        let queue: String = params::get("queue")?;
         let mut changes = Vec::new();
         for finding in findings
             .iter()
@@ -113,15 +109,71 @@ impl Plugin for Template {
     }
 }
 
-/// Days since 1970-01-01 for a civil date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 export_plugin!(Template);
+
+// `cargo test -p steward-plugin-template`: the logic against SDK test
+// devices, natively (the SDK's `testing` feature).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use steward_sdk::testing::Device;
+
+    fn failing_disk(d: &mut steward_sdk::testing::Fixture) {
+        d.facts.disks.push(inventory::Disk {
+            name: "sda".into(),
+            model: None,
+            size_bytes: 256_060_514_304,
+            health: inventory::Health::Failing,
+        });
+    }
+
+    fn os_ending(d: &mut steward_sdk::testing::Fixture, end: Date) {
+        d.facts.os = Some(inventory::OsInfo {
+            name: "Debian".into(),
+            version: "11".into(),
+            end_of_life: Some(end),
+        });
+    }
+
+    #[test]
+    fn a_failing_disk_is_critical_and_gets_a_ticket_in_the_default_queue() {
+        let device = Device::new().with(failing_disk);
+        let findings = device.check::<Template>().unwrap();
+        assert_eq!(findings.len(), 1);
+        assert_eq!(
+            (findings[0].id.as_str(), findings[0].severity),
+            ("failing-disk:sda", Severity::Critical)
+        );
+
+        let planned = device.plan::<Template>(findings.clone()).unwrap();
+        assert!(device.tickets().is_empty(), "plan mode files nothing");
+        assert_eq!(planned.changes[0].outcome, steward_sdk::Outcome::Planned);
+
+        device.apply::<Template>(findings).unwrap();
+        let filed = device.tickets();
+        assert_eq!(filed.len(), 1);
+        assert_eq!(filed[0].queue, "hardware", "the default from describe");
+        assert_eq!(filed[0].title, "Replace failing disk sda");
+    }
+
+    #[test]
+    fn end_of_life_warns_inside_the_window_and_is_critical_after_it() {
+        // The test device's clock reads 2026-11-23.
+        let today = Date::new(2026, 11, 23);
+        let soon = Device::new().with(|d| os_ending(d, today.add_days(30)));
+        let findings = soon.check::<Template>().unwrap();
+        assert_eq!(findings[0].severity, Severity::Warning);
+        assert_eq!(findings[0].field_value("days-left"), Some("30"));
+
+        let narrow = Device::new()
+            .param("eol-warning-days", 10)
+            .with(|d| os_ending(d, today.add_days(30)));
+        assert!(narrow.check::<Template>().unwrap().is_empty());
+
+        let past = Device::new().with(|d| os_ending(d, today.add_months(-3)));
+        assert_eq!(
+            past.check::<Template>().unwrap()[0].severity,
+            Severity::Critical
+        );
+    }
+}

@@ -280,15 +280,56 @@ def instant_to_datetime(t):
     return _dt.datetime.fromtimestamp(t.seconds, _dt.timezone.utc)
 
 
+def to_date(d):
+    """A WIT `date` (`os.end_of_life`, `admin.warranty_end`) as a
+    `datetime.date`, so `to_date(eol) - today()` is a `timedelta`."""
+    return _dt.date(d.year, d.month, d.day)
+
+
+def from_date(d):
+    """A `datetime.date` as a WIT `date` (a ticket's `due`)."""
+    return types.Date(year=d.year, month=d.month, day=d.day)
+
+
+def days_until(d):
+    """Whole days from the device's today to `d` (a WIT `date` or a
+    `datetime.date`); negative once it has passed."""
+    if not isinstance(d, _dt.date):
+        d = to_date(d)
+    return (d - today()).days
+
+
 # Typed state: any JSON value per key, kept by the host per plugin and
 # device (writes take effect in plan mode too).
 
+def _encode(value):
+    # Dates and datetimes are stored as ISO 8601 text.
+    if isinstance(value, (_dt.date, _dt.datetime)):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} cannot be stored in plugin state")
+
+
 def load(key, default=None):
+    """The JSON value stored under `key`, or `default` (also when what is
+    stored no longer parses)."""
     text = _state.get(key)
     if text is None:
         return default
-    return _json.loads(text)
+    try:
+        return _json.loads(text)
+    except ValueError:
+        return default
+
+
+def load_date(key):
+    """A date stored with `save`, or None."""
+    text = load(key)
+    try:
+        return _dt.date.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
 
 
 def save(key, value):
-    _state.set(key, _json.dumps(value, separators=(",", ":"), sort_keys=True))
+    """Stores any JSON value (dates as ISO text) under `key`."""
+    _state.set(key, _json.dumps(value, separators=(",", ":"), sort_keys=True, default=_encode))

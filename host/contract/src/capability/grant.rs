@@ -178,6 +178,11 @@ impl Grants {
         self
     }
 
+    /// The capabilities granted explicitly.
+    pub fn capabilities(&self) -> impl Iterator<Item = Capability> + '_ {
+        self.entries.keys().copied()
+    }
+
     /// Whether the capability may be imported at all.
     pub fn allows_capability(&self, capability: Capability) -> bool {
         capability.always_granted() || self.entries.contains_key(&capability)

@@ -138,12 +138,20 @@ impl Fixture {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("failed to read device fixture {}", path.display()))?;
-        let parsed = if path.extension().is_some_and(|e| e == "json") {
-            serde_json::from_str(&text).map_err(anyhow::Error::from)
+        let parsed: serde_json::Value = if path.extension().is_some_and(|e| e == "json") {
+            serde_json::from_str(&text)?
         } else {
-            toml::from_str(&text).map_err(anyhow::Error::from)
+            toml::from_str(&text)?
         };
-        parsed.with_context(|| format!("invalid device fixture {}", path.display()))
+        Self::from_value(parsed)
+            .with_context(|| format!("invalid device fixture {}", path.display()))
+    }
+
+    /// A fixture from JSON, its keys and enum values in kebab-case as the
+    /// WIT names them (`tenant-id`, `failing`); the `snake_case` keys and
+    /// `PascalCase` values of earlier fixtures are read too.
+    pub fn from_value(value: serde_json::Value) -> anyhow::Result<Self> {
+        steward_contract::kebab::from_value(value).map_err(anyhow::Error::from)
     }
 }
 
