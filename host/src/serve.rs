@@ -44,11 +44,12 @@ pub struct ServeConfig {
     /// This process's worker id; default `<host name>-<pid>`.
     #[serde(default)]
     pub worker_id: Option<String>,
-    /// Jobs running at once.
+    /// Jobs claimed and not yet recorded at once (each runs when a plugin
+    /// instance is free; its timeout counts from then).
     #[serde(default = "default_in_flight")]
     pub max_in_flight: usize,
     /// Jobs taken per claim.
-    #[serde(default = "default_in_flight")]
+    #[serde(default = "default_claim_batch")]
     pub claim_batch: usize,
     /// Lease length in seconds (renewed every third).
     #[serde(default = "default_lease")]
@@ -176,7 +177,10 @@ fn default_data_dir() -> PathBuf {
     "steward-data".into()
 }
 fn default_in_flight() -> usize {
-    256
+    1024
+}
+fn default_claim_batch() -> usize {
+    512
 }
 fn default_lease() -> u64 {
     30

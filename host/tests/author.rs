@@ -86,13 +86,13 @@ fn author_cycle(lang: &str, name: &str) {
     assert!(tested.contains("1 cases, 1 passed, 0 failed"), "{tested}");
 
     let device = dir.join("device.toml");
-    let planned = ok(steward(
-        cache.path(),
-        cwd,
-        &[
+    // `plugin run --plan` of the built component on the fixture, granted
+    // what it imports, with `extra` arguments.
+    let run = |extra: &[&str]| {
+        let mut args = vec![
             "plugin",
             "run",
-            &wasm,
+            wasm.as_str(),
             "--device",
             device.to_str().unwrap(),
             "--grant",
@@ -100,52 +100,21 @@ fn author_cycle(lang: &str, name: &str) {
             "--grant",
             "tickets",
             "--plan",
-        ],
-    ));
+        ];
+        args.extend_from_slice(extra);
+        steward(cache.path(), cwd, &args)
+    };
+    let planned = ok(run(&[]));
     assert!(planned.contains("locked:jdoe"), "{planned}");
     assert!(planned.contains("planned"), "{planned}");
 
     // JSON speaks the WIT's names in kebab-case, like the API and audit.
-    let json: serde_json::Value = serde_json::from_str(&ok(steward(
-        cache.path(),
-        cwd,
-        &[
-            "plugin",
-            "run",
-            &wasm,
-            "--device",
-            device.to_str().unwrap(),
-            "--grant",
-            "accounts",
-            "--grant",
-            "tickets",
-            "--plan",
-            "--json",
-        ],
-    )))
-    .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&ok(run(&["--json"]))).unwrap();
     assert_eq!(json["findings"][0]["severity"], "warning", "{json}");
     assert_eq!(json["changes"][0]["outcome"], "planned", "{json}");
 
     // A grant the plugin cannot use is refused, naming it.
-    let extra = steward(
-        cache.path(),
-        cwd,
-        &[
-            "plugin",
-            "run",
-            &wasm,
-            "--device",
-            device.to_str().unwrap(),
-            "--grant",
-            "accounts",
-            "--grant",
-            "tickets",
-            "--grant",
-            "packages",
-            "--plan",
-        ],
-    );
+    let extra = run(&["--grant", "packages"]);
     assert_eq!(extra.status.code(), Some(2), "{}", text(&extra));
     assert!(
         text(&extra).contains("`packages` is granted but the plugin does not import it"),

@@ -31,6 +31,7 @@ on_both_backends!(
     bad_input_is_refused_and_nothing_is_stored,
     completion_records_findings_changes_logs_and_follow_ups,
     heartbeats_renew_only_held_leases_up_to_the_timeout,
+    a_job_waiting_for_an_instance_keeps_its_lease_past_its_timeout,
     interrupted_apply_is_reported_to_the_next_attempt,
     approvals_gate_jobs,
     cancelling_a_run_ends_its_running_jobs,
@@ -921,7 +922,11 @@ async fn heartbeats_renew_only_held_leases_up_to_the_timeout(db: TestDb) {
     j.timeout = Duration::from_secs(60);
     run_with(s, &[j.clone(), j]).await;
     let held = s.claim("w1", 2, LEASE, at(0)).await.unwrap();
-    let pairs: Vec<(JobId, u32)> = held.iter().map(|j| (j.id.clone(), j.attempt)).collect();
+    // Both began running at their claim.
+    let pairs: Vec<(JobId, u32, Option<Timestamp>)> = held
+        .iter()
+        .map(|j| (j.id.clone(), j.attempt, Some(at(0))))
+        .collect();
 
     // Another worker cannot renew them.
     assert!(
@@ -961,6 +966,44 @@ async fn heartbeats_renew_only_held_leases_up_to_the_timeout(db: TestDb) {
             .unwrap()
             .requeued,
         2
+    );
+}
+
+async fn a_job_waiting_for_an_instance_keeps_its_lease_past_its_timeout(db: TestDb) {
+    let s = &db.store;
+    let f = fleet(s).await;
+    let mut j = job(&f.vip, &f.devices[0], at(0));
+    j.timeout = Duration::from_secs(60);
+    run_with(s, &[j]).await;
+    let held = s.claim("w1", 1, LEASE, at(0)).await.unwrap();
+    let (id, attempt) = (held[0].id.clone(), held[0].attempt);
+    // Claimed at 0, still waiting for an instance at 80 (past 0 + 60 + 30):
+    // its timeout has not begun, so the lease is renewed in full.
+    let waiting = [(id.clone(), attempt, None)];
+    for t in [20, 45, 70, 79] {
+        let kept = s.heartbeat("w1", &waiting, LEASE, at(t)).await.unwrap();
+        assert_eq!(kept.len(), 1, "renewed at {t}");
+    }
+    assert_eq!(
+        s.job(&id).await.unwrap().unwrap().lease_until,
+        Some(at(109))
+    );
+    // It starts running at 100: from then on the cap is 100 + 60 + 30.
+    let running = [(id.clone(), attempt, Some(at(100)))];
+    for t in [100, 125, 150, 175] {
+        let kept = s.heartbeat("w1", &running, LEASE, at(t)).await.unwrap();
+        assert_eq!(kept.len(), 1, "renewed at {t}");
+    }
+    assert_eq!(
+        s.job(&id).await.unwrap().unwrap().lease_until,
+        Some(at(190))
+    );
+    assert!(
+        s.heartbeat("w1", &running, LEASE, at(191))
+            .await
+            .unwrap()
+            .is_empty(),
+        "past its start plus timeout plus lease"
     );
 }
 
@@ -1119,7 +1162,7 @@ async fn cancelling_a_run_ends_its_running_jobs(db: TestDb) {
     assert_eq!(status(s, &running[0].id).await, JobStatus::Cancelled);
     // Its worker no longer holds the lease (so it stops the job), and what
     // the attempt would record is refused, follow-up steps included.
-    let held = [(running[0].id.clone(), running[0].attempt)];
+    let held = [(running[0].id.clone(), running[0].attempt, Some(at(0)))];
     assert!(
         s.heartbeat("w", &held, LEASE, at(6))
             .await

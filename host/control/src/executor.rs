@@ -77,7 +77,10 @@ pub struct ExecutorConfig {
 }
 
 impl ExecutorConfig {
-    /// Defaults for worker `worker_id`: 256 in flight, claims of 256,
+    /// Defaults for worker `worker_id`: 1,024 in flight, claims of 512
+    /// (more than the plugin instances: a claimed job waits for one
+    /// without its timeout running, and the next batch is ready when an
+    /// instance frees),
     /// completions of 512, 30-second leases, 1 s idle polls (new jobs wake
     /// the executor at once: [`Store::jobs_ready`]; the poll finds jobs
     /// that become due with time), undelivered alerts looked for every
@@ -85,8 +88,8 @@ impl ExecutorConfig {
     pub fn new(worker_id: impl Into<String>) -> Self {
         Self {
             worker_id: worker_id.into(),
-            max_in_flight: 256,
-            claim_batch: 256,
+            max_in_flight: 1024,
+            claim_batch: 512,
             complete_batch: 512,
             lease: Duration::from_secs(30),
             idle_poll: Duration::from_secs(1),
@@ -208,7 +211,20 @@ struct Inner {
     alerts: Option<Arc<Alerts>>,
     journal: Arc<dyn Journal>,
     caches: Mutex<Caches>,
-    in_flight: Mutex<HashMap<JobId, (u32, Option<AbortHandle>)>>,
+    in_flight: Mutex<HashMap<JobId, InFlight>>,
+    /// One permit per plugin instance: a job runs (and its timeout counts)
+    /// once it holds one; before that it only waits.
+    running: Semaphore,
+}
+
+/// A claimed job this worker holds.
+struct InFlight {
+    attempt: u32,
+    /// Its task, to stop it when the lease is lost.
+    task: Option<AbortHandle>,
+    /// When it got an instance and began running: its timeout (and the
+    /// cap on its lease) counts from here, not from the claim.
+    running_since: Option<Timestamp>,
 }
 
 #[derive(Default)]
@@ -270,11 +286,12 @@ impl Executor {
                 journal: Arc::new(StoreJournal(store.clone())),
                 config,
                 store,
-                library,
                 devices,
                 alerts,
                 caches: Mutex::default(),
                 in_flight: Mutex::default(),
+                running: Semaphore::new(library.runtime().max_instances().max(1)),
+                library,
             }),
         }
     }
@@ -354,7 +371,14 @@ impl Executor {
                     .in_flight
                     .lock()
                     .expect("in-flight lock poisoned")
-                    .insert(job.id.clone(), (job.attempt, None));
+                    .insert(
+                        job.id.clone(),
+                        InFlight {
+                            attempt: job.attempt,
+                            task: None,
+                            running_since: None,
+                        },
+                    );
                 let id = job.id.clone();
                 let task_inner = inner.clone();
                 let tx = tx.clone();
@@ -368,7 +392,7 @@ impl Executor {
                     .expect("in-flight lock poisoned")
                     .get_mut(&id)
                 {
-                    entry.1 = Some(handle.abort_handle());
+                    entry.task = Some(handle.abort_handle());
                 }
             }
         }
@@ -968,6 +992,23 @@ async fn run(
         _ => None,
     };
 
+    // The job runs from here: with an instance free, so its timeout (and
+    // the cap on its lease) counts from now, not from its claim; claiming
+    // far more jobs than instances only makes them wait, never time out.
+    let _instance = inner
+        .running
+        .acquire()
+        .await
+        .expect("the running semaphore is never closed");
+    if let Some(f) = inner
+        .in_flight
+        .lock()
+        .expect("in-flight lock poisoned")
+        .get_mut(&job.id)
+    {
+        f.running_since = Some(Timestamp::now());
+    }
+
     // Every mode starts with a check.
     let report = runtime.check(&loaded.module, spec(RunMode::Plan)).await;
     log_lines(&report.log, logs);
@@ -1478,12 +1519,12 @@ async fn heartbeat_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
         }
-        let held: Vec<(JobId, u32)> = inner
+        let held: Vec<(JobId, u32, Option<Timestamp>)> = inner
             .in_flight
             .lock()
             .expect("in-flight lock poisoned")
             .iter()
-            .map(|(id, (attempt, _))| (id.clone(), *attempt))
+            .map(|(id, f)| (id.clone(), f.attempt, f.running_since))
             .collect();
         if held.is_empty() {
             last_ok = Instant::now();
@@ -1503,7 +1544,7 @@ async fn heartbeat_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
                 last_ok = Instant::now();
                 let kept: HashSet<JobId> = kept.into_iter().collect();
                 held.into_iter()
-                    .map(|(id, _)| id)
+                    .map(|(id, _, _)| id)
                     .filter(|id| !kept.contains(id))
                     .collect()
             }
@@ -1513,14 +1554,16 @@ async fn heartbeat_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
                     continue;
                 }
                 // The leases may run out before the next try: stop.
-                held.into_iter().map(|(id, _)| id).collect()
+                held.into_iter().map(|(id, _, _)| id).collect()
             }
         };
         let mut in_flight = inner.in_flight.lock().expect("in-flight lock poisoned");
         for id in lost {
             // A job that has finished is being recorded (the store fences
             // its completion); only a running one must be stopped.
-            if let Some((_, Some(handle))) = in_flight.get(&id)
+            if let Some(InFlight {
+                task: Some(handle), ..
+            }) = in_flight.get(&id)
                 && !handle.is_finished()
             {
                 tracing::warn!(job = %id, "lease lost; stopping the job");

@@ -213,6 +213,7 @@ pub struct Runtime {
     /// How many times a component was compiled (not read from the cache).
     compilations: AtomicU64,
     permits: Semaphore,
+    max_instances: usize,
     limits: Limits,
     /// The engine-wide memory cap; no run's limit may exceed it.
     max_memory_bytes: usize,
@@ -259,6 +260,7 @@ impl Runtime {
             loading: Mutex::new(HashMap::new()),
             compilations: AtomicU64::new(0),
             permits: Semaphore::new(config.engine.max_instances as usize),
+            max_instances: config.engine.max_instances as usize,
             limits,
             max_memory_bytes: config.engine.max_memory_bytes,
             compile_timeout: MAX_COMPILE_TIME,
@@ -281,6 +283,12 @@ impl Runtime {
     /// The default per-run limits.
     pub fn limits(&self) -> Limits {
         self.limits
+    }
+
+    /// How many plugin instances run at once; a run beyond them waits for
+    /// one.
+    pub fn max_instances(&self) -> usize {
+        self.max_instances
     }
 
     /// How many components this runtime has compiled (rather than read

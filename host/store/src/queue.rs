@@ -180,11 +180,6 @@ impl Store {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        tx.mark_runs_changed();
-        tx.mark_jobs_ready();
-        for job in jobs {
-            check_new_job(job)?;
-        }
         let status: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
             .bind(run_id.as_str())
             .fetch_optional(tx.conn())
@@ -194,6 +189,31 @@ impl Store {
             Some("running") => {}
             Some(_) => return Err(StoreError::RunFinished(run_id.clone())),
         }
+        self.insert_jobs_of(tx, &[(run_id, jobs)], now).await
+    }
+
+    /// Inserts the jobs of several runs this transaction has just created
+    /// (so running): the tenants' tiers and the devices checked once for
+    /// all of them, the rows written as multi-row statements.
+    pub(crate) async fn insert_jobs_of(
+        &self,
+        tx: &mut WriteTx,
+        runs: &[(&RunId, &[NewJob])],
+        now: Timestamp,
+    ) -> Result<Vec<JobId>> {
+        let all: Vec<(&RunId, &NewJob)> = runs
+            .iter()
+            .flat_map(|(run, jobs)| jobs.iter().map(move |j| (*run, j)))
+            .collect();
+        if all.is_empty() {
+            return Ok(Vec::new());
+        }
+        tx.mark_runs_changed();
+        tx.mark_jobs_ready();
+        for (_, job) in &all {
+            check_new_job(job)?;
+        }
+        let jobs: Vec<&NewJob> = all.iter().map(|(_, j)| *j).collect();
 
         // Tiers of the tenants, checking they exist.
         let tenants = distinct(jobs.iter().map(|j| j.tenant_id.as_str()));
@@ -209,19 +229,19 @@ impl Store {
             return Err(StoreError::UnknownTenant(TenantId::from(*missing)));
         }
 
-        self.check_devices(tx, jobs).await?;
+        self.check_devices(tx, &jobs).await?;
 
         const COLUMNS: usize = 16;
-        let ids: Vec<JobId> = jobs.iter().map(|_| JobId::generate()).collect();
+        let ids: Vec<JobId> = all.iter().map(|_| JobId::generate()).collect();
         let per_statement = rows_per_statement(COLUMNS, 500);
-        for (chunk, chunk_ids) in jobs.chunks(per_statement).zip(ids.chunks(per_statement)) {
+        for (chunk, chunk_ids) in all.chunks(per_statement).zip(ids.chunks(per_statement)) {
             let mut sql = Sql::new(
                 self.backend,
                 "INSERT INTO jobs (id, run_id, tenant_id, device_id, tier_rank, plugin, \
                  plugin_digest, step_index, mode, params, status, due_at, expires_at, \
                  max_attempts, timeout_ms, created_at) VALUES ",
             );
-            for (i, (job, id)) in chunk.iter().zip(chunk_ids).enumerate() {
+            for (i, ((run_id, job), id)) in chunk.iter().zip(chunk_ids).enumerate() {
                 if i > 0 {
                     sql.push(", ");
                 }
@@ -273,7 +293,7 @@ impl Store {
     /// tenant. One count per tenant in the batch (usually one) instead of a
     /// row per device; devices are looked at one by one only to name the
     /// culprit.
-    async fn check_devices(&self, tx: &mut WriteTx, jobs: &[NewJob]) -> Result<()> {
+    async fn check_devices(&self, tx: &mut WriteTx, jobs: &[&NewJob]) -> Result<()> {
         let mut by_tenant: HashMap<&str, BTreeSet<&str>> = HashMap::new();
         for job in jobs {
             if let Some(device) = &job.device_id {
@@ -673,10 +693,13 @@ impl Store {
         Ok(counts)
     }
 
-    /// Renews `worker`'s leases on `held` (job and attempt) to `now +
-    /// lease`, but never past the job's start plus its timeout plus one
-    /// `lease`. Returns the jobs still held; the worker must stop every
-    /// other one (its lease was lost or has already run out).
+    /// Renews `worker`'s leases on `held` (job, attempt, and when the
+    /// attempt began running, if it has) to `now + lease`, but never past
+    /// that start plus the job's timeout plus one `lease`: a hung attempt
+    /// loses its lease, while one still waiting for a plugin instance (no
+    /// start yet) keeps it however long it waits, since its timeout has not
+    /// begun. Returns the jobs still held; the worker must stop every other
+    /// one (its lease was lost or has already run out).
     ///
     /// # Errors
     ///
@@ -684,7 +707,7 @@ impl Store {
     pub async fn heartbeat(
         &self,
         worker: &str,
-        held: &[(JobId, u32)],
+        held: &[(JobId, u32, Option<Timestamp>)],
         lease: Duration,
         now: Timestamp,
     ) -> Result<Vec<JobId>> {
@@ -692,33 +715,38 @@ impl Store {
         let lease_ms = duration_millis(lease);
         let mut kept = Vec::with_capacity(held.len());
         let mut tx = self.write().await?;
-        for chunk in held.chunks(rows_per_statement(2, IN_CHUNK)) {
-            let mut sql = Sql::new(self.backend, "WITH v (vid, vattempt) AS (VALUES ");
-            for (i, (id, attempt)) in chunk.iter().enumerate() {
+        for chunk in held.chunks(rows_per_statement(3, IN_CHUNK)) {
+            let mut sql = Sql::new(self.backend, "WITH v (vid, vattempt, vsince) AS (VALUES ");
+            for (i, (id, attempt, since)) in chunk.iter().enumerate() {
                 if i > 0 {
                     sql.push(", ");
                 }
+                // -1: not running yet, no cap.
                 sql.tuple([
                     id.as_str().into(),
                     super::sql::Arg::from(i64::from(*attempt)),
+                    super::sql::Arg::from(since.map_or(-1, |t| t.as_millis())),
                 ]);
             }
-            sql.push(") UPDATE jobs SET lease_until = CASE WHEN started_at + timeout_ms + ")
-                .bind(lease_ms)
-                .push(" < ")
-                .bind(now + lease)
-                .push(" THEN started_at + timeout_ms + ")
-                .bind(lease_ms)
-                .push(" ELSE ")
-                .bind(now + lease)
-                .push(
-                    " END FROM v WHERE jobs.id = v.vid AND jobs.attempts = v.vattempt \
+            sql.push(
+                ") UPDATE jobs SET lease_until = CASE WHEN v.vsince >= 0 \
+                   AND v.vsince + timeout_ms + ",
+            )
+            .bind(lease_ms)
+            .push(" < ")
+            .bind(now + lease)
+            .push(" THEN v.vsince + timeout_ms + ")
+            .bind(lease_ms)
+            .push(" ELSE ")
+            .bind(now + lease)
+            .push(
+                " END FROM v WHERE jobs.id = v.vid AND jobs.attempts = v.vattempt \
                        AND jobs.lease_owner = ",
-                )
-                .bind(worker)
-                .push(" AND jobs.lease_until >= ")
-                .bind(now)
-                .push(" RETURNING id");
+            )
+            .bind(worker)
+            .push(" AND jobs.lease_until >= ")
+            .bind(now)
+            .push(" RETURNING id");
             for row in sql.fetch_all(tx.conn()).await? {
                 kept.push(JobId::from(row.try_get::<String, _>("id")?));
             }

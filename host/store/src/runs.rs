@@ -2,13 +2,17 @@
 //! transaction, once per schedule firing, and finished when its last job
 //! ends.
 
+use std::collections::{HashMap, HashSet};
+
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::error::{Result, StoreError};
 use super::ids::{PlaybookId, RunId, ScheduleId, TenantId, Timestamp};
 use super::model::{Firing, NewJob, NewPlaybook, NewSchedule, Pin, Playbook, Run, Schedule};
-use super::sql::{Sql, enum_column, json_column, opt_time_column, time_column, to_json};
+use super::sql::{
+    Sql, enum_column, json_column, opt_time_column, rows_per_statement, time_column, to_json,
+};
 use super::{Store, WriteTx};
 
 pub(crate) const RUN_COLUMNS: &str =
@@ -18,6 +22,9 @@ pub(crate) const SCHEDULE_COLUMNS: &str =
 
 /// Runs checked per statement when finishing runs.
 const FINISH_CHUNK: usize = 200;
+
+/// Firings per statement when a batch of them is written.
+const BATCH_ROWS: usize = 500;
 
 pub(crate) fn run_from_row(row: &AnyRow) -> Result<Run> {
     Ok(Run {
@@ -327,21 +334,101 @@ impl Store {
         now: Timestamp,
     ) -> Result<Vec<Option<RunId>>> {
         let mut tx = self.write().await?;
-        let mut out = Vec::with_capacity(firings.len());
-        for (firing, pins, jobs) in firings {
-            let playbook: Option<Option<String>> =
-                sqlx::query_scalar("SELECT playbook_id FROM schedules WHERE id = $1")
-                    .bind(firing.schedule_id.as_str())
-                    .fetch_optional(tx.conn())
-                    .await?;
-            out.push(match playbook {
-                Some(playbook) => {
-                    self.insert_firing(&mut tx, playbook, firing, pins, jobs, now)
-                        .await?
-                }
-                None => None,
-            });
+        // The schedules' playbooks (and which schedules still exist): one
+        // statement per chunk.
+        let mut playbooks: HashMap<String, Option<String>> = HashMap::new();
+        for chunk in firings.chunks(BATCH_ROWS) {
+            let mut sql = Sql::new(
+                self.backend,
+                "SELECT id, playbook_id FROM schedules WHERE id IN ",
+            );
+            sql.in_list(chunk.iter().map(|(f, _, _)| f.schedule_id.as_str()));
+            for row in sql.fetch_all(tx.conn()).await? {
+                playbooks.insert(row.try_get("id")?, row.try_get("playbook_id")?);
+            }
         }
+        // The runs, a multi-row insert per chunk; a firing that already
+        // has one (another process fired it) inserts nothing.
+        let mut out: Vec<Option<RunId>> = vec![None; firings.len()];
+        let live: Vec<usize> = (0..firings.len())
+            .filter(|i| playbooks.contains_key(firings[*i].0.schedule_id.as_str()))
+            .collect();
+        let proposed: Vec<RunId> = firings.iter().map(|_| RunId::generate()).collect();
+        for chunk in live.chunks(rows_per_statement(8, BATCH_ROWS)) {
+            let mut sql = Sql::new(
+                self.backend,
+                "INSERT INTO runs (id, playbook_id, schedule_id, fire_at, status, created_at, \
+                 tenant_id, pins) VALUES ",
+            );
+            for (n, i) in chunk.iter().enumerate() {
+                let (firing, pins, jobs) = &firings[*i];
+                let playbook = playbooks[firing.schedule_id.as_str()].clone();
+                if n > 0 {
+                    sql.push(", ");
+                }
+                sql.push("(")
+                    .bind(proposed[*i].as_str())
+                    .push(", ")
+                    .bind(playbook.clone())
+                    .push(", ")
+                    .bind(firing.schedule_id.as_str())
+                    .push(", ")
+                    .bind(firing.fire_at)
+                    .push(", 'running', ")
+                    .bind(now)
+                    .push(", COALESCE(")
+                    .bind(run_tenant(jobs))
+                    .push(", (SELECT tenant_id FROM playbooks WHERE id = ")
+                    .bind(playbook)
+                    .push(")), ")
+                    .bind(pins_column(pins))
+                    .push(")");
+            }
+            sql.push(" ON CONFLICT (schedule_id, fire_at) DO NOTHING RETURNING id");
+            let inserted: HashSet<String> = sql
+                .fetch_all(tx.conn())
+                .await?
+                .iter()
+                .map(|r| r.try_get::<String, _>("id"))
+                .collect::<std::result::Result<_, _>>()?;
+            for i in chunk {
+                if inserted.contains(proposed[*i].as_str()) {
+                    out[*i] = Some(proposed[*i].clone());
+                }
+            }
+        }
+        let created: Vec<usize> = (0..firings.len()).filter(|i| out[*i].is_some()).collect();
+        if !created.is_empty() {
+            tx.mark_runs_changed();
+        }
+        // Their schedules move on, a multi-row update per chunk.
+        for chunk in created.chunks(rows_per_statement(3, BATCH_ROWS)) {
+            let mut sql = Sql::new(self.backend, "WITH v (vid, vfire, vnext) AS (VALUES ");
+            for (n, i) in chunk.iter().enumerate() {
+                let firing = &firings[*i].0;
+                if n > 0 {
+                    sql.push(", ");
+                }
+                sql.tuple([
+                    super::sql::Arg::from(firing.schedule_id.as_str()),
+                    firing.fire_at.into(),
+                    firing.next_fire_at.into(),
+                ]);
+            }
+            sql.push(
+                ") UPDATE schedules SET \
+                 last_fired_at = CASE WHEN last_fired_at IS NULL OR last_fired_at < v.vfire \
+                     THEN v.vfire ELSE last_fired_at END, \
+                 next_fire_at = v.vnext FROM v WHERE schedules.id = v.vid",
+            );
+            sql.execute(tx.conn()).await?;
+        }
+        // Their jobs, checked and written together.
+        let runs: Vec<(&RunId, &[NewJob])> = created
+            .iter()
+            .map(|i| (out[*i].as_ref().expect("created"), firings[*i].2.as_slice()))
+            .collect();
+        self.insert_jobs_of(&mut tx, &runs, now).await?;
         tx.commit().await?;
         let created: Vec<RunId> = out.iter().flatten().cloned().collect();
         if !created.is_empty() {
