@@ -1424,7 +1424,7 @@ async fn a_python_plugin_runs_in_a_playbook_beside_a_rust_one() {
         .expect("the Python plugin installs");
     assert_eq!(python.plugin, "locked-vip");
     install(&plane, "steward-plugin-patching", &["packages"]).await;
-    let (acme, _) = tenant(&db.store, "acme", Tier::Vip, &[("ws-1", &[])], |id, t| {
+    let (acme, devices) = tenant(&db.store, "acme", Tier::Vip, &[("ws-1", &[])], |id, t| {
         let mut f = fixture(id, t.as_str());
         f.accounts.push(Account {
             name: "ceo".into(),
@@ -1495,4 +1495,14 @@ async fn a_python_plugin_runs_in_a_playbook_beside_a_rust_one() {
         keys.iter().any(|k| k.starts_with("security-update:")),
         "{keys:?}"
     );
+    // The Python SDK's typed state and dates: the day each VIP was first
+    // seen locked (`s.today()` on the device's clock), stored as ISO text.
+    let state = db
+        .store
+        .plugin_state("locked-vip", &[devices[0].as_str()])
+        .await
+        .unwrap();
+    let first = &state[devices[0].as_str()]["first-locked:ceo"];
+    // The simulated device's clock reads 2026-11-23.
+    assert_eq!(first, "\"2026-11-23\"", "{state:?}");
 }

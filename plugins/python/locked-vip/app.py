@@ -21,13 +21,21 @@ class Plugin(s.Plugin):
 
     def check(self):
         group = s.param("vip-group")
-        return [
-            s.finding(f"locked-vip:{a.name}", s.CRITICAL, f"VIP account {a.name} is locked",
-                      detail=f"{a.failed_attempts} failed sign-ins", resource=a.name,
-                      source=a.source.name.lower())
-            for a in accounts.locked()
-            if group in a.groups and not a.disabled
-        ]
+        found = []
+        for a in accounts.locked():
+            if group not in a.groups or a.disabled:
+                continue
+            # The day it was first seen locked, kept in plugin state.
+            key = f"first-locked:{a.name}"
+            since = s.load_date(key)
+            if since is None:
+                since = s.today()
+                s.save(key, since)
+            found.append(s.finding(
+                f"locked-vip:{a.name}", s.CRITICAL, f"VIP account {a.name} is locked",
+                detail=f"{a.failed_attempts} failed sign-ins, locked since {since}", resource=a.name,
+                source=a.source.name.lower(), locked_days=-s.days_until(since)))
+        return found
 
     def remediate(self, findings):
         # The host refuses to start without `ticket` (required to remediate).
