@@ -28,6 +28,7 @@ on_both_backends!(
     tenant_and_plugin_limits_hold,
     limits_hold_under_concurrent_claimers,
     schedule_fires_once_under_concurrent_attempts,
+    replicas_claim_different_due_schedules,
     bad_input_is_refused_and_nothing_is_stored,
     completion_records_findings_changes_logs_and_follow_ups,
     heartbeats_renew_only_held_leases_up_to_the_timeout,
@@ -602,6 +603,78 @@ async fn limits_hold_under_concurrent_claimers(db: TestDb) {
     assert_eq!(total, 8, "3 VIP jobs and 5 patching jobs, no more");
     let counts = db.store.job_counts().await.unwrap();
     assert_eq!(counts.get(&JobStatus::Leased), Some(&8));
+}
+
+async fn replicas_claim_different_due_schedules(db: TestDb) {
+    let f = fleet(&db.store).await;
+    let playbook = db
+        .store
+        .create_playbook(
+            &NewPlaybook {
+                tenant_id: Some(f.vip.clone()),
+                name: "nightly av".into(),
+                steps: json!([{"plugin": "antivirus", "mode": "check"}]),
+                target: json!({"tenant": f.vip.as_str()}),
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        db.store
+            .create_schedule(
+                &NewSchedule {
+                    playbook_id: playbook.id.clone(),
+                    tenant_id: Some(f.vip.clone()),
+                    spec: json!({"cron": "0 2 * * *", "timezone": "UTC"}),
+                    next_fire_at: Some(at(3600)),
+                },
+                T0,
+            )
+            .await
+            .unwrap();
+    }
+    let claim = Duration::from_secs(15);
+    let other = db.reopen().await;
+    let a = db
+        .store
+        .claim_due_schedules(at(3600), 2, claim)
+        .await
+        .unwrap();
+    let b = other.claim_due_schedules(at(3600), 2, claim).await.unwrap();
+    let ids = |v: &[steward_store::Schedule]| -> HashSet<String> {
+        v.iter().map(|s| s.id.as_str().to_owned()).collect()
+    };
+    assert_eq!(a.len(), 2);
+    if db.store.backend() == steward_store::Backend::Sqlite {
+        // One writer, one scheduler: nothing to split.
+        assert_eq!(ids(&b), ids(&a));
+        return;
+    }
+    assert_eq!(b.len(), 1, "the other replica takes what is left");
+    assert!(ids(&a).is_disjoint(&ids(&b)));
+    // Claims run out: a replica that stopped mid-batch leaves its
+    // schedules to the others.
+    assert!(
+        other
+            .claim_due_schedules(at(3610), 2, claim)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = other.claim_due_schedules(at(3616), 5, claim).await.unwrap();
+    assert_eq!(ids(&again), ids(&a).union(&ids(&b)).cloned().collect());
+    // A batch that could not be fired is given back at once.
+    let taken: Vec<&steward_store::ScheduleId> = again.iter().map(|s| &s.id).collect();
+    db.store.release_schedules(&taken).await.unwrap();
+    assert_eq!(
+        db.store
+            .claim_due_schedules(at(3617), 5, claim)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
 }
 
 async fn schedule_fires_once_under_concurrent_attempts(db: TestDb) {

@@ -310,6 +310,10 @@ impl ControlPlane {
     ///
     /// A store failure; schedules handled before it stay handled.
     pub async fn scheduler_tick(&self, now: DateTime<Utc>) -> Result<TickReport, ControlError> {
+        /// How long a replica's claim on a due batch lasts: a batch fires
+        /// well within it; a process that stops mid-batch delays those
+        /// schedules by at most this.
+        const SCHEDULE_CLAIM: std::time::Duration = std::time::Duration::from_secs(15);
         let mut report = TickReport::default();
         // Batches of due schedules until none is left (or a second has
         // gone, so the sweep and the executor get their turn): a minute in
@@ -323,12 +327,22 @@ impl ControlPlane {
             // made, not when the tick began.
             let now = now
                 + chrono::Duration::from_std(started.elapsed()).unwrap_or(chrono::Duration::zero());
+            // Claimed (on PostgreSQL) so replicas fire different batches.
             let due = self
                 .store
-                .due_schedules(Timestamp::from(now), BATCH)
+                .claim_due_schedules(Timestamp::from(now), BATCH, SCHEDULE_CLAIM)
                 .await?;
             let full = due.len() == BATCH as usize;
-            self.fire_batch(due, now, &mut report).await?;
+            let ids: Vec<steward_store::ScheduleId> = due.iter().map(|s| s.id.clone()).collect();
+            if let Err(e) = self.fire_batch(due, now, &mut report).await {
+                // What was not fired is due again at once, not when the
+                // claims run out (if the store can be told).
+                let ids: Vec<&steward_store::ScheduleId> = ids.iter().collect();
+                if let Err(release) = self.store.release_schedules(&ids).await {
+                    tracing::warn!(error = %release, "giving back schedule claims failed; they run out in {SCHEDULE_CLAIM:?}");
+                }
+                return Err(e);
+            }
             if !full || started.elapsed() > std::time::Duration::from_secs(1) {
                 break;
             }

@@ -50,6 +50,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "console sessions",
         include_str!("../migrations/0010_console_sessions.sql"),
     ),
+    (
+        11,
+        "schedule claims",
+        include_str!("../migrations/0011_schedule_claims.sql"),
+    ),
 ];
 
 /// The embedded migrations, for `steward_sqlkit::open_pool`

@@ -211,6 +211,72 @@ impl Store {
         rows.iter().map(schedule_from_row).collect()
     }
 
+    /// Due schedules for the scheduler to fire, as [`due_schedules`], at
+    /// most `limit`. On PostgreSQL they are claimed until `now + claim`,
+    /// skipping rows another replica is claiming and schedules another
+    /// replica's live claim holds, so replicas fire different batches at
+    /// once; firing a schedule moves its `next_fire_at` on, and
+    /// [`release_schedules`] gives back the claims of a batch that could
+    /// not be fired. On SQLite (one writer) it is [`due_schedules`].
+    ///
+    /// [`due_schedules`]: Self::due_schedules
+    /// [`release_schedules`]: Self::release_schedules
+    ///
+    /// # Errors
+    ///
+    /// A database failure or a corrupt row.
+    pub async fn claim_due_schedules(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        claim: std::time::Duration,
+    ) -> Result<Vec<Schedule>> {
+        if self.backend == super::Backend::Sqlite {
+            return self.due_schedules(now, limit).await;
+        }
+        let mut tx = self.write().await?;
+        let rows = sqlx::query(&format!(
+            "UPDATE schedules SET claimed_until = $1 WHERE id IN (\
+               SELECT id FROM schedules WHERE enabled = 1 AND next_fire_at <= $2 \
+               AND (claimed_until IS NULL OR claimed_until < $2) \
+               ORDER BY next_fire_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             RETURNING {SCHEDULE_COLUMNS}"
+        ))
+        .bind((now + claim).as_millis())
+        .bind(now.as_millis())
+        .bind(i64::from(limit))
+        .fetch_all(tx.conn())
+        .await?;
+        tx.commit().await?;
+        let mut due: Vec<Schedule> = rows.iter().map(schedule_from_row).collect::<Result<_>>()?;
+        due.sort_by_key(|s| s.next_fire_at);
+        Ok(due)
+    }
+
+    /// Gives back the claims [`claim_due_schedules`](Self::claim_due_schedules)
+    /// took, so another replica (or this one's next tick) fires them now
+    /// rather than when the claims run out.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn release_schedules(&self, ids: &[&ScheduleId]) -> Result<()> {
+        if self.backend == super::Backend::Sqlite || ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write().await?;
+        for chunk in ids.chunks(BATCH_ROWS) {
+            let mut sql = Sql::new(
+                self.backend,
+                "UPDATE schedules SET claimed_until = NULL WHERE id IN ",
+            );
+            sql.in_list(chunk.iter().map(|id| id.as_str()));
+            sql.execute(tx.conn()).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Whether the schedule has a run still going (for the overlap policy).
     ///
     /// # Errors
