@@ -47,7 +47,7 @@ enum Command {
     Fleet(FleetCommand),
     /// Run the control plane: the scheduler fires playbooks, workers run
     /// their jobs, the sweeper reclaims expired leases and expires jobs.
-    /// Stops cleanly on SIGINT or SIGTERM (jobs in flight are finished).
+    /// Stops cleanly on SIGINT or SIGTERM (jobs running are finished; claimed jobs not started go back to the queue).
     #[cfg(feature = "server")]
     Serve(crate::server::ServeArgs),
     /// The endpoint's agent: enroll this machine with a server, then run

@@ -447,7 +447,8 @@ impl Server {
     }
 
     /// Runs the scheduler, the sweeper and the executor until `shutdown`
-    /// turns true; jobs in flight are finished and recorded first.
+    /// turns true; the jobs running are finished and recorded first (claimed ones not
+    /// started yet go back to the queue).
     pub async fn run(self, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         let executor = self.executor.clone();
         let exec_shutdown = shutdown.clone();

@@ -189,7 +189,7 @@ async fn run(config: ServeConfig) -> anyhow::Result<ExitCode> {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        eprintln!("steward: stopping; finishing jobs in flight");
+        eprintln!("steward: stopping; finishing the jobs running, giving back the rest");
         let _ = tx.send(true);
     });
     eprintln!(

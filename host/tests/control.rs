@@ -1506,3 +1506,76 @@ async fn a_python_plugin_runs_in_a_playbook_beside_a_rust_one() {
     // The simulated device's clock reads 2026-11-23.
     assert_eq!(first, "\"2026-11-23\"", "{state:?}");
 }
+
+/// Stopping the executor waits for the jobs running, not for every job it
+/// claimed: with one plugin instance and four slow jobs claimed, the one
+/// running finishes and the three waiting for an instance go back to the
+/// queue, due at once and with their attempt given back.
+#[tokio::test]
+async fn stopping_gives_back_claimed_jobs_that_have_not_started() {
+    let db = sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let plane = support::control::plane_with(
+        &db.store,
+        dir.path().into(),
+        support::control::runtime_with(1, false),
+    );
+    install(&plane, "steward-plugin-patching", &["packages"]).await;
+    let names = ["ws-1", "ws-2", "ws-3", "ws-4"];
+    let devices: Vec<(&str, &[&str])> = names.iter().map(|n| (*n, &[][..])).collect();
+    let (acme, _) = tenant(&db.store, "acme", Tier::Vip, &devices, |id, t| {
+        let mut f = fixture(id, t.as_str());
+        f.delays.insert("packages.updates".into(), 1_500);
+        simulated_facts(&f)
+    })
+    .await;
+    let playbook = plane
+        .create_playbook(
+            Some(acme.clone()),
+            "slow patch check",
+            json!([{ "plugin": "patching", "mode": "check" }]),
+            json!({}),
+        )
+        .await
+        .expect("valid playbook");
+    let run = plane.start_run(&playbook.id, None).await.unwrap();
+    let running = start(
+        &plane,
+        "w1",
+        Arc::new(StandardProviders::new(LocalConfig::default())),
+        None,
+    );
+    // All four claimed (one claim takes up to 512), one running.
+    wait(&db.store, &run, |_, jobs| {
+        jobs.iter().all(|s| *s == JobStatus::Leased)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    running.stop().await;
+
+    let jobs = db.store.jobs_of_run(&run).await.unwrap();
+    let done: Vec<_> = jobs
+        .iter()
+        .filter(|j| j.status == JobStatus::Succeeded)
+        .collect();
+    let back: Vec<_> = jobs
+        .iter()
+        .filter(|j| j.status == JobStatus::Queued)
+        .collect();
+    assert_eq!((done.len(), back.len()), (1, 3), "{jobs:?}");
+    for j in back {
+        assert_eq!(j.attempt, 1, "{j:?}");
+        assert_eq!(
+            j.max_attempts,
+            done[0].max_attempts + 1,
+            "the attempt is given back: {j:?}"
+        );
+        assert!(
+            j.last_error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("the server is stopping"),
+            "{j:?}"
+        );
+    }
+}

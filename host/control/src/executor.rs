@@ -215,6 +215,10 @@ struct Inner {
     /// One permit per plugin instance: a job runs (and its timeout counts)
     /// once it holds one; before that it only waits.
     running: Semaphore,
+    /// Turns true when the executor stops claiming: a claimed job still
+    /// waiting for an instance is given back instead of run, so stopping
+    /// waits for the jobs running, not for every job claimed.
+    stopping: watch::Sender<bool>,
 }
 
 /// A claimed job this worker holds.
@@ -264,8 +268,8 @@ enum Record {
     Fail(Failure),
     /// The lease was lost before applying: nothing to record.
     Lost,
-    /// The job's window has closed: back to the queue until `Some` time,
-    /// or expired.
+    /// The job's window has closed, or the server is stopping before it
+    /// started: back to the queue until `Some` time, or expired.
     Defer(Option<Timestamp>, String),
 }
 
@@ -291,6 +295,7 @@ impl Executor {
                 caches: Mutex::default(),
                 in_flight: Mutex::default(),
                 running: Semaphore::new(library.runtime().max_instances().max(1)),
+                stopping: watch::Sender::new(false),
                 library,
             }),
         }
@@ -396,6 +401,9 @@ impl Executor {
                 }
             }
         }
+        // Jobs claimed but not started go back to the queue (due now, the
+        // attempt not counted); the running ones finish.
+        inner.stopping.send_replace(true);
         drop(tx);
         let _ = completer.await;
         let _ = hb_stop_tx.send(true);
@@ -743,7 +751,8 @@ impl Inner {
 
 /// How a failed run phase ends the job.
 enum Ended {
-    /// The job must not start now (its window closed): see [`Record::Defer`].
+    /// The job must not start now (its window closed, or the server is
+    /// stopping): see [`Record::Defer`].
     Defer(Option<Timestamp>, String),
     /// The plugin reported a failure: the job ends failed, not retried.
     Reported(String),
@@ -995,11 +1004,16 @@ async fn run(
     // The job runs from here: with an instance free, so its timeout (and
     // the cap on its lease) counts from now, not from its claim; claiming
     // far more jobs than instances only makes them wait, never time out.
-    let _instance = inner
-        .running
-        .acquire()
-        .await
-        .expect("the running semaphore is never closed");
+    let mut stopping = inner.stopping.subscribe();
+    let _instance = tokio::select! {
+        permit = inner.running.acquire() => permit.expect("the running semaphore is never closed"),
+        _ = stopping.wait_for(|stop| *stop) => {
+            return Err(Ended::Defer(
+                Some(Timestamp::now()),
+                "given back unstarted: the server is stopping".into(),
+            ));
+        }
+    };
     if let Some(f) = inner
         .in_flight
         .lock()
