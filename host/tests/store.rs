@@ -667,14 +667,29 @@ async fn replicas_claim_different_due_schedules(db: TestDb) {
     // A batch that could not be fired is given back at once.
     let taken: Vec<&steward_store::ScheduleId> = again.iter().map(|s| &s.id).collect();
     db.store.release_schedules(&taken).await.unwrap();
-    assert_eq!(
-        db.store
-            .claim_due_schedules(at(3617), 5, claim)
-            .await
-            .unwrap()
-            .len(),
-        3
-    );
+    let mine = db
+        .store
+        .claim_due_schedules(at(3617), 5, claim)
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 3);
+    // Firing one ends its claim: due again a minute later, it is claimed
+    // at once (a schedule that fires every second is not held for the
+    // claim's 15 s), while the others' claims still hold.
+    let firing = Firing {
+        schedule_id: mine[0].id.clone(),
+        fire_at: at(3600),
+        next_fire_at: Some(at(3620)),
+    };
+    let jobs = vec![job(&f.vip, &f.devices[0], at(3617))];
+    let created = db
+        .store
+        .create_runs_for_firings(&[(firing, vec![], jobs)], at(3617))
+        .await
+        .unwrap();
+    assert!(created[0].is_some());
+    let next = other.claim_due_schedules(at(3620), 5, claim).await.unwrap();
+    assert_eq!(ids(&next), ids(&mine[..1]));
 }
 
 async fn schedule_fires_once_under_concurrent_attempts(db: TestDb) {

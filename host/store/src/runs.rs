@@ -215,7 +215,8 @@ impl Store {
     /// most `limit`. On PostgreSQL they are claimed until `now + claim`,
     /// skipping rows another replica is claiming and schedules another
     /// replica's live claim holds, so replicas fire different batches at
-    /// once; firing a schedule moves its `next_fire_at` on, and
+    /// once; firing (or skipping) a schedule moves its `next_fire_at` on
+    /// and ends the claim, and
     /// [`release_schedules`] gives back the claims of a batch that could
     /// not be fired. On SQLite (one writer) it is [`due_schedules`].
     ///
@@ -333,7 +334,7 @@ impl Store {
             "UPDATE schedules SET \
              last_fired_at = CASE WHEN last_fired_at IS NULL OR last_fired_at < $1 \
                  THEN $1 ELSE last_fired_at END, \
-             next_fire_at = $2 WHERE id = $3",
+             next_fire_at = $2, claimed_until = NULL WHERE id = $3",
         )
         .bind(firing.fire_at.as_millis())
         .bind(firing.next_fire_at.map(Timestamp::as_millis))
@@ -485,7 +486,7 @@ impl Store {
                 ") UPDATE schedules SET \
                  last_fired_at = CASE WHEN last_fired_at IS NULL OR last_fired_at < v.vfire \
                      THEN v.vfire ELSE last_fired_at END, \
-                 next_fire_at = v.vnext FROM v WHERE schedules.id = v.vid",
+                 next_fire_at = v.vnext, claimed_until = NULL FROM v WHERE schedules.id = v.vid",
             );
             sql.execute(tx.conn()).await?;
         }
