@@ -605,21 +605,25 @@ async fn limits_hold_under_concurrent_claimers(db: TestDb) {
     assert_eq!(counts.get(&JobStatus::Leased), Some(&8));
 }
 
-async fn replicas_claim_different_due_schedules(db: TestDb) {
-    let f = fleet(&db.store).await;
-    let playbook = db
-        .store
+/// A playbook of tenant `tenant` checking antivirus on all its devices.
+async fn nightly_av(store: &Store, tenant: &TenantId) -> steward_store::Playbook {
+    store
         .create_playbook(
             &NewPlaybook {
-                tenant_id: Some(f.vip.clone()),
+                tenant_id: Some(tenant.clone()),
                 name: "nightly av".into(),
                 steps: json!([{"plugin": "antivirus", "mode": "check"}]),
-                target: json!({"tenant": f.vip.as_str()}),
+                target: json!({"tenant": tenant.as_str()}),
             },
             T0,
         )
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn replicas_claim_different_due_schedules(db: TestDb) {
+    let f = fleet(&db.store).await;
+    let playbook = nightly_av(&db.store, &f.vip).await;
     for _ in 0..3 {
         db.store
             .create_schedule(
@@ -694,19 +698,7 @@ async fn replicas_claim_different_due_schedules(db: TestDb) {
 
 async fn schedule_fires_once_under_concurrent_attempts(db: TestDb) {
     let f = fleet(&db.store).await;
-    let playbook = db
-        .store
-        .create_playbook(
-            &NewPlaybook {
-                tenant_id: Some(f.vip.clone()),
-                name: "nightly av".into(),
-                steps: json!([{"plugin": "antivirus", "mode": "check"}]),
-                target: json!({"tenant": f.vip.as_str()}),
-            },
-            T0,
-        )
-        .await
-        .unwrap();
+    let playbook = nightly_av(&db.store, &f.vip).await;
     let schedule = db
         .store
         .create_schedule(
