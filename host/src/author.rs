@@ -93,7 +93,8 @@ const RUST_SDK: &[(&str, &str)] = &[
 
 /// The Python SDK.
 /// The SDK's manifest beside a plugin (the workspace's, without
-/// workspace inheritance).
+/// workspace inheritance): its dependency versions restate the
+/// workspace's, so a bump of wit-bindgen or serde changes both.
 const SDK_MANIFEST: &str = r#"[package]
 name = "steward-sdk"
 version = "0.2.0"
