@@ -91,7 +91,6 @@ const RUST_SDK: &[(&str, &str)] = &[
     ("src/testing.rs", include_str!("../../sdk/src/testing.rs")),
 ];
 
-/// The Python SDK.
 /// The SDK's manifest beside a plugin (the workspace's, without
 /// workspace inheritance): its dependency versions restate the
 /// workspace's, so a bump of wit-bindgen or serde changes both.
@@ -110,6 +109,7 @@ serde = { version = "1", features = ["derive"] }
 serde_json = "1"
 "#;
 
+/// The Python SDK.
 const PYTHON_SDK: &str = include_str!("../../sdk/python/steward_sdk/__init__.py");
 
 /// The WIT version new plugins are written for.
