@@ -1,7 +1,8 @@
 //! API throughput: requests per second and latency percentiles for listing
 //! runs (`GET /api/v1/runs`, a page of 50, authenticated) with 100,000
 //! runs stored in SQLite, and for one run with its jobs per state
-//! (`GET /api/v1/runs/{id}`) on a run of 10,000 jobs, the server and the
+//! (`GET /api/v1/runs/{id}`) on a run of 10,000 jobs, served from memory
+//! and, with a commit every millisecond beside it, from the store; the server and the
 //! load generator sharing this machine's two cores. The baseline, measured in the same run by the same
 //! generator, is `GET /healthz` (no token, no store), so the ratio is what
 //! authentication, the query and the JSON cost.
@@ -155,6 +156,30 @@ async fn main() -> anyhow::Result<()> {
         duration,
     )
     .await?;
+    // The same with a commit every millisecond beside it, so that a run's
+    // detail is never served from memory (any commit empties that cache)
+    // and each request reads the run and its jobs per status from the
+    // store.
+    let writing = tokio::spawn({
+        let store = store.clone();
+        async move {
+            loop {
+                store.probe_write(Timestamp::now()).await?;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            #[allow(unreachable_code)]
+            anyhow::Ok(())
+        }
+    });
+    let one_run_written = load(
+        &base,
+        &[format!("/api/v1/runs/{big_run}")],
+        Some(&token),
+        connections,
+        duration,
+    )
+    .await?;
+    writing.abort();
     println!(
         "{:<48} {:>10} {:>8} {:>8} {:>8} {:>7}",
         "endpoint", "req/s", "p50 ms", "p99 ms", "max ms", "ratio"
@@ -168,6 +193,10 @@ async fn main() -> anyhow::Result<()> {
             &uncached,
         ),
         ("GET /api/v1/runs/{id} (10,000 jobs)", &one_run),
+        (
+            "GET /api/v1/runs/{id} (same, a commit every ms)",
+            &one_run_written,
+        ),
     ] {
         println!(
             "{name:<48} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>7.2}",
@@ -199,15 +228,20 @@ async fn main() -> anyhow::Result<()> {
             },
         );
     }
-    println!(
-        "one run of {BIG_RUN_JOBS} jobs: p99 {:.2} ms (target < {TARGET_RUN_P99_MS} ms: {})",
-        one_run.p99,
-        if one_run.p99 < TARGET_RUN_P99_MS {
-            "met"
-        } else {
-            "NOT met"
-        },
-    );
+    for (name, r) in [
+        ("served from memory", &one_run),
+        ("read from the store, a commit every ms", &one_run_written),
+    ] {
+        println!(
+            "one run of {BIG_RUN_JOBS} jobs ({name}): p99 {:.2} ms (target < {TARGET_RUN_P99_MS} ms: {})",
+            r.p99,
+            if r.p99 < TARGET_RUN_P99_MS {
+                "met"
+            } else {
+                "NOT met"
+            },
+        );
+    }
 
     // The console: 10,000 devices across the tenants, two open findings
     // each, and a signed-in owner.

@@ -127,6 +127,37 @@ async fn status(store: &Store, id: &JobId) -> JobStatus {
     store.job(id).await.unwrap().unwrap().status
 }
 
+/// Every run's jobs per status as the database keeps them (the triggers
+/// of migration 0012) equal its jobs counted one by one.
+async fn run_counts_agree(store: &Store) {
+    let runs = store
+        .list_runs(&steward_store::RunFilter {
+            scope: steward_store::Scope::All,
+            tenant: None,
+            status: None,
+            plugin: None,
+            since: None,
+            until: None,
+            before: None,
+            limit: 500,
+        })
+        .await
+        .unwrap();
+    assert!(!runs.is_empty());
+    for run in runs {
+        let mut counted = std::collections::HashMap::new();
+        for job in store.jobs_of_run(&run.id).await.unwrap() {
+            *counted.entry(job.status).or_insert(0u64) += 1;
+        }
+        assert_eq!(
+            store.job_counts_of_run(&run.id).await.unwrap(),
+            counted,
+            "run {}",
+            run.id
+        );
+    }
+}
+
 async fn migrations_are_idempotent(db: TestDb) {
     let again = db.reopen().await;
     let third = db.reopen().await;
@@ -140,11 +171,10 @@ async fn migrations_are_idempotent(db: TestDb) {
     let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/store/migrations"))
         .unwrap()
         .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "sql")
+            let name = e.as_ref().unwrap().file_name();
+            let name = name.to_string_lossy();
+            // A `.postgres.sql` twin replaces its SQLite file on PostgreSQL.
+            name.ends_with(".sql") && !name.ends_with(".postgres.sql")
         })
         .count();
     assert_eq!(applied, files as i64, "every migration file, once");
@@ -269,6 +299,7 @@ async fn expired_leases_are_reclaimed_and_stale_completions_refused(db: TestDb) 
     let run = s.run(&second[0].run_id).await.unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Succeeded);
     assert_eq!(run.finished_at, Some(at(42)));
+    run_counts_agree(&db.store).await;
 }
 
 async fn leases_out_of_attempts_end_timed_out(db: TestDb) {
@@ -327,6 +358,7 @@ async fn leases_out_of_attempts_end_timed_out(db: TestDb) {
         s.run(&run).await.unwrap().unwrap().status,
         RunStatus::Failed
     );
+    run_counts_agree(&db.store).await;
 }
 
 /// For sweeps where no job has a successor.
@@ -418,6 +450,7 @@ async fn transient_failures_retry_with_backoff_permanent_ones_do_not(db: TestDb)
     let logs = s.logs_of_job(&job.id).await.unwrap();
     let attempts: Vec<u32> = logs.iter().map(|(a, _)| *a).collect();
     assert_eq!(attempts, vec![1, 2, 3]);
+    run_counts_agree(&db.store).await;
 }
 
 async fn reported_remediation_failure_is_not_retried(db: TestDb) {
@@ -504,6 +537,7 @@ async fn unreachable_device_jobs_wait_then_expire(db: TestDb) {
     let run = s.run(&run).await.unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Failed, "one job expired");
     assert!(s.device(&laptop).await.unwrap().unwrap().reachable);
+    run_counts_agree(&db.store).await;
 }
 
 async fn tenant_and_plugin_limits_hold(db: TestDb) {
@@ -773,6 +807,7 @@ async fn schedule_fires_once_under_concurrent_attempts(db: TestDb) {
             .unwrap()
             .is_some()
     );
+    run_counts_agree(&db.store).await;
 }
 
 async fn bad_input_is_refused_and_nothing_is_stored(db: TestDb) {
@@ -993,6 +1028,7 @@ async fn completion_records_findings_changes_logs_and_follow_ups(db: TestDb) {
         .find(|x| x.key == "a")
         .unwrap();
     assert_eq!((a.first_seen_at, a.last_seen_at), (at(2), at(701)));
+    run_counts_agree(&db.store).await;
 }
 
 async fn heartbeats_renew_only_held_leases_up_to_the_timeout(db: TestDb) {
@@ -1217,6 +1253,7 @@ async fn approvals_gate_jobs(db: TestDb) {
         s.run(&run).await.unwrap().unwrap().status,
         RunStatus::Failed
     );
+    run_counts_agree(&db.store).await;
 }
 
 async fn cancelling_a_run_ends_its_running_jobs(db: TestDb) {
@@ -1256,6 +1293,7 @@ async fn cancelling_a_run_ends_its_running_jobs(db: TestDb) {
     assert_eq!(s.jobs_of_run(&run).await.unwrap().len(), 3, "no later step");
     assert_eq!(status(s, &running[0].id).await, JobStatus::Cancelled);
     assert_eq!(s.finish_settled_runs(at(8)).await.unwrap(), 0);
+    run_counts_agree(&db.store).await;
 }
 
 #[tokio::test]
@@ -2028,6 +2066,7 @@ async fn a_bad_completion_fails_its_own_job_and_the_batch_is_stored(db: TestDb) 
     }
     assert!(s.findings(&f.managed, false).await.unwrap().is_empty());
     assert!(s.findings(&f.on_demand, false).await.unwrap().is_empty());
+    run_counts_agree(&db.store).await;
 }
 
 fn audit_of(job: &Job, action: &str) -> steward_store::AuditEvent {

@@ -187,7 +187,8 @@ impl From<StoreError> for ApiError {
             | StoreError::Open { .. }
             | StoreError::Migrate(_)
             | StoreError::Corrupt { .. }
-            | StoreError::Database(_) => ApiError::internal(&e),
+            | StoreError::Database(_)
+            | StoreError::Read(_) => ApiError::internal(&e),
         }
     }
 }

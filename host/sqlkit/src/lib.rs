@@ -141,6 +141,11 @@ fn sqlite_file(url: &str) -> &str {
     rest.split_once('?').map_or(rest, |(p, _)| p)
 }
 
+/// The database file of a `sqlite:` URL, for opening it without sqlx.
+pub fn sqlite_path(url: &str) -> PathBuf {
+    PathBuf::from(sqlite_file(url))
+}
+
 /// `<database file>.migrate-lock` for a prepared `sqlite:` URL.
 pub fn sqlite_lock_path(url: &str) -> PathBuf {
     PathBuf::from(format!("{}.migrate-lock", sqlite_file(url)))

@@ -82,6 +82,10 @@ pub enum StoreError {
     /// not for API clients.
     #[error("database error")]
     Database(#[from] sqlx::Error),
+    /// A read on one of SQLite's plain read connections failed (see
+    /// `read.rs`); like [`StoreError::Database`], for logs.
+    #[error("database error")]
+    Read(#[source] rusqlite::Error),
 }
 
 impl StoreError {
@@ -95,6 +99,7 @@ impl StoreError {
                 | StoreError::Migrate(_)
                 | StoreError::Corrupt { .. }
                 | StoreError::Database(_)
+                | StoreError::Read(_)
         )
     }
 
@@ -106,6 +111,15 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Database(e) | StoreError::Open { source: e, .. } => is_unavailable(e),
+            StoreError::Read(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::CannotOpen
+                    | rusqlite::ErrorCode::SystemIoFailure
+                    | rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::OutOfMemory
+            ),
             _ => false,
         }
     }

@@ -4,7 +4,9 @@
 //! # One code path, two databases
 //!
 //! Everything goes through sqlx's Any driver ([`sqlx::AnyPool`]), so the
-//! same statements run on both. What makes that work:
+//! same statements run on both (on SQLite, the API's hottest reads run the
+//! same statements on plain read connections instead: `read.rs`). What
+//! makes that work:
 //!
 //! - **Portable schema** (`migrations/`, embedded at compile time): ids are
 //!   TEXT made by the application (`ids.rs`), times are BIGINT unix
@@ -177,6 +179,7 @@ mod inventory;
 mod migrate;
 mod model;
 mod queue;
+mod read;
 mod reports;
 mod results;
 mod runs;
@@ -278,6 +281,9 @@ pub struct Store {
     probe: Arc<tokio::sync::Mutex<Option<Probe>>>,
     /// Wakes executors when jobs become claimable (see [`wake`]).
     jobs_wake: Arc<wake::JobsWake>,
+    /// SQLite only: plain read connections for the API's hottest reads,
+    /// run on the caller's thread (see `read.rs`).
+    readers: Option<Arc<read::Readers>>,
 }
 
 /// A readiness probe's time and result.
@@ -413,7 +419,7 @@ impl Store {
                 Backend::Sqlite => 4,
                 Backend::Postgres => 10,
             }),
-            migrate::MIGRATIONS_SOURCE,
+            migrate::source(backend),
         )
         .await
         .map_err(|e| match e {
@@ -437,6 +443,8 @@ impl Store {
             writes_generation: Arc::new(AtomicU64::new(0)),
             probe: Arc::default(),
             jobs_wake: wake::JobsWake::new((backend == Backend::Postgres).then(|| url.to_string())),
+            readers: (backend == Backend::Sqlite)
+                .then(|| Arc::new(read::Readers::new(steward_sqlkit::sqlite_path(url)))),
         })
     }
 
@@ -539,6 +547,11 @@ impl Store {
     /// The pool, for reads outside a transaction.
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// SQLite's plain read connections; `None` on PostgreSQL.
+    pub(crate) fn readers(&self) -> Option<&read::Readers> {
+        self.readers.as_deref()
     }
 }
 

@@ -1,13 +1,30 @@
 //! The schema migrations, embedded in the binary at compile time so a
 //! shipped `steward` needs no migrations folder. One portable set serves
-//! both backends (see `migrations/`).
+//! both backends (see `migrations/`), except where a migration has a
+//! `.postgres.sql` twin: triggers are written in each database's own
+//! dialect.
 
-use steward_sqlkit::EmbeddedMigrations;
+use steward_sqlkit::{Backend, EmbeddedMigrations};
 
-/// `(version, description, sql)` of every migration, oldest first. A
-/// released migration is never edited (sqlx refuses a changed checksum);
-/// a change is a new file.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+/// Declares the migration lists of both backends from one list: an entry
+/// `(version, description, sqlite_and_postgres)` is shared, an entry
+/// `(version, description, sqlite, postgres)` differs.
+macro_rules! migrations {
+    ($($entry:tt),* $(,)?) => {
+        /// `(version, description, sql)` of every migration on SQLite,
+        /// oldest first. A released migration is never edited (sqlx refuses
+        /// a changed checksum); a change is a new file.
+        const SQLITE: &[(i64, &str, &str)] = &[$(migrations!(@sqlite $entry)),*];
+        /// The same on PostgreSQL.
+        const POSTGRES: &[(i64, &str, &str)] = &[$(migrations!(@postgres $entry)),*];
+    };
+    (@sqlite ($v:expr, $d:expr, $sql:expr $(,)?)) => { ($v, $d, $sql) };
+    (@postgres ($v:expr, $d:expr, $sql:expr $(,)?)) => { ($v, $d, $sql) };
+    (@sqlite ($v:expr, $d:expr, $sqlite:expr, $pg:expr $(,)?)) => { ($v, $d, $sqlite) };
+    (@postgres ($v:expr, $d:expr, $sqlite:expr, $pg:expr $(,)?)) => { ($v, $d, $pg) };
+}
+
+migrations![
     (
         1,
         "control plane",
@@ -55,9 +72,20 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "schedule claims",
         include_str!("../migrations/0011_schedule_claims.sql"),
     ),
+    (
+        12,
+        "run job counts",
+        include_str!("../migrations/0012_run_job_counts.sql"),
+        include_str!("../migrations/0012_run_job_counts.postgres.sql"),
+    ),
 ];
 
-/// The embedded migrations, for `steward_sqlkit::open_pool`
+/// The embedded migrations of `backend`, for `steward_sqlkit::open_pool`
 /// (which migrates under a database-wide lock: an advisory lock on
 /// PostgreSQL, a lock file beside a SQLite database).
-pub(crate) const MIGRATIONS_SOURCE: EmbeddedMigrations = EmbeddedMigrations(MIGRATIONS);
+pub(crate) fn source(backend: Backend) -> EmbeddedMigrations {
+    EmbeddedMigrations(match backend {
+        Backend::Sqlite => SQLITE,
+        Backend::Postgres => POSTGRES,
+    })
+}

@@ -142,6 +142,16 @@ impl Sql {
         self.tuple(ids)
     }
 
+    /// The statement's text.
+    pub(crate) fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Its arguments, in placeholder order.
+    pub(crate) fn args(&self) -> &[Arg] {
+        &self.args
+    }
+
     /// The statement, ready to run.
     pub(crate) fn query(&self) -> Query<'_, Any, AnyArguments<'_>> {
         let mut query = sqlx::query(&self.text);
