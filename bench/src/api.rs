@@ -148,18 +148,11 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let uncached = load(&base, &deep, Some(&token), connections, duration).await?;
     let big_run = insert_big_run(&db.url, &tenants[0], BIG_RUN_JOBS, start).await?;
-    let one_run = load(
-        &base,
-        &[format!("/api/v1/runs/{big_run}")],
-        Some(&token),
-        connections,
-        duration,
-    )
-    .await?;
-    // The same with a commit every millisecond beside it, so that a run's
-    // detail is never served from memory (any commit empties that cache)
-    // and each request reads the run and its jobs per status from the
-    // store.
+    let run_path = [format!("/api/v1/runs/{big_run}")];
+    let one_run = load(&base, &run_path, Some(&token), connections, duration).await?;
+    // The same with a commit every millisecond beside it: any commit
+    // empties the detail's cache, so the run and its jobs per status are
+    // read from the store again after each one.
     let writing = tokio::spawn({
         let store = store.clone();
         async move {
@@ -171,15 +164,14 @@ async fn main() -> anyhow::Result<()> {
             anyhow::Ok(())
         }
     });
-    let one_run_written = load(
-        &base,
-        &[format!("/api/v1/runs/{big_run}")],
-        Some(&token),
-        connections,
-        duration,
+    let one_run_written = load(&base, &run_path, Some(&token), connections, duration).await?;
+    writing.abort();
+    let reads = store_reads(
+        &db.url,
+        &store,
+        &steward_store::RunId::from(big_run.clone()),
     )
     .await?;
-    writing.abort();
     println!(
         "{:<48} {:>10} {:>8} {:>8} {:>8} {:>7}",
         "endpoint", "req/s", "p50 ms", "p99 ms", "max ms", "ratio"
@@ -242,6 +234,18 @@ async fn main() -> anyhow::Result<()> {
             },
         );
     }
+
+    println!(
+        "reading a run of {BIG_RUN_JOBS} jobs from the store (one at a time, {} reads each): \
+         the run and its kept counts p50 {:.3} ms, p99 {:.3} ms; counting its jobs \
+         (the previous way) p50 {:.3} ms, p99 {:.3} ms; ratio of p50s {:.1}x",
+        STORE_READS,
+        reads.0.0,
+        reads.0.1,
+        reads.1.0,
+        reads.1.1,
+        reads.1.0 / reads.0.0
+    );
 
     // The console: 10,000 devices across the tenants, two open findings
     // each, and a signed-in owner.
@@ -323,6 +327,46 @@ async fn main() -> anyhow::Result<()> {
     let _ = stop.send(());
     server.await??;
     Ok(())
+}
+
+/// Reads of [`store_reads`] per way.
+const STORE_READS: usize = 2_000;
+
+/// p50 and p99 in ms of reading the run `id` with its jobs per status as
+/// the API does (`Store::run` and `Store::job_counts_of_run`, the counts
+/// the database keeps), and of counting its jobs per status with `GROUP
+/// BY` over its jobs on a pool connection (how it was read before).
+async fn store_reads(
+    url: &str,
+    store: &steward_store::Store,
+    id: &steward_store::RunId,
+) -> anyhow::Result<((f64, f64), (f64, f64))> {
+    let pct = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let at = |p: f64| v[((v.len() as f64 * p) as usize).min(v.len() - 1)];
+        (at(0.5), at(0.99))
+    };
+    let mut kept = Vec::with_capacity(STORE_READS);
+    for _ in 0..STORE_READS {
+        let t = Instant::now();
+        store.run(id).await?.expect("the big run");
+        let counts = store.job_counts_of_run(id).await?;
+        anyhow::ensure!(counts.values().sum::<u64>() == BIG_RUN_JOBS);
+        kept.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let pool = sqlx::AnyPool::connect(url).await?;
+    let mut counted = Vec::with_capacity(STORE_READS);
+    for _ in 0..STORE_READS {
+        let t = Instant::now();
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM jobs WHERE run_id = $1 GROUP BY status")
+                .bind(id.as_str())
+                .fetch_all(&pool)
+                .await?;
+        anyhow::ensure!(rows.iter().map(|r| r.1).sum::<i64>() as u64 == BIG_RUN_JOBS);
+        counted.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok((pct(kept), pct(counted)))
 }
 
 /// `count` devices spread over `tenants`, each with an open warning and an

@@ -498,19 +498,34 @@ impl Server {
             Ok(r) => self.executor.alert_timed_out(&r.ended).await,
             Err(e) => tracing::warn!(error = %e, "startup sweep failed"),
         }
+        // The wait before the next tick: `tick-ms`, or none when the last
+        // tick ran out of its time budget with schedules still due (a
+        // minute in which tens of thousands fall due is fired back to
+        // back, not one second in two).
+        let mut pause = self.tick;
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(self.tick) => {}
+                _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.changed() => {}
             }
             if *shutdown.borrow() {
                 break;
             }
+            pause = self.tick;
             match plane.scheduler_tick(chrono::Utc::now()).await {
-                Ok(r) if r.fired + r.skipped > 0 => {
-                    tracing::debug!(fired = r.fired, skipped = r.skipped, "scheduler tick");
+                Ok(r) => {
+                    if r.fired + r.skipped > 0 {
+                        tracing::debug!(
+                            fired = r.fired,
+                            skipped = r.skipped,
+                            more = r.more,
+                            "scheduler tick"
+                        );
+                    }
+                    if r.more {
+                        pause = std::time::Duration::ZERO;
+                    }
                 }
-                Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "scheduler tick failed"),
             }
             match plane.sweep().await {

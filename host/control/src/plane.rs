@@ -139,6 +139,10 @@ pub struct TickReport {
     pub already_fired: u32,
     /// Firings skipped (overlap policy).
     pub skipped: u32,
+    /// The tick stopped at its time budget with a full batch just fired:
+    /// more schedules may be due, so the caller should tick again at once
+    /// rather than after its interval.
+    pub more: bool,
 }
 
 /// The control plane: the store plus the installed plugins.
@@ -343,7 +347,11 @@ impl ControlPlane {
                 }
                 return Err(e);
             }
-            if !full || started.elapsed() > std::time::Duration::from_secs(1) {
+            if !full {
+                break;
+            }
+            if started.elapsed() > std::time::Duration::from_secs(1) {
+                report.more = true;
                 break;
             }
         }

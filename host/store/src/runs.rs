@@ -50,6 +50,36 @@ pub(crate) fn run_from_row(row: &AnyRow) -> Result<Run> {
     })
 }
 
+/// [`run_from_row`] for a row of `RUN_COLUMNS` read on one of SQLite's
+/// plain read connections (`read.rs`).
+pub(crate) fn run_from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
+    fn corrupt(
+        column: usize,
+        e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> rusqlite::Error {
+        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, e.into())
+    }
+    let status: String = row.get(5)?;
+    Ok(Run {
+        id: RunId::from(row.get::<_, String>(0)?),
+        tenant_id: row.get::<_, Option<String>>(1)?.map(TenantId::from),
+        playbook_id: row.get::<_, Option<String>>(2)?.map(PlaybookId::from),
+        schedule_id: row.get::<_, Option<String>>(3)?.map(ScheduleId::from),
+        fire_at: row.get::<_, Option<i64>>(4)?.map(Timestamp::from_millis),
+        status: status
+            .parse()
+            .map_err(|_| corrupt(5, format!("unknown run status `{status}`")))?,
+        created_at: Timestamp::from_millis(row.get(6)?),
+        finished_at: row.get::<_, Option<i64>>(7)?.map(Timestamp::from_millis),
+        pins: row
+            .get_ref(8)?
+            .as_str_or_null()?
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|e| corrupt(8, e))?,
+    })
+}
+
 /// The `pins` column of a run: NULL without pins.
 fn pins_column(pins: &[Pin]) -> Option<String> {
     (!pins.is_empty()).then(|| serde_json::to_string(pins).unwrap_or_else(|_| "[]".into()))
@@ -590,6 +620,14 @@ impl Store {
     ///
     /// A database failure or a corrupt row.
     pub async fn run(&self, id: &RunId) -> Result<Option<Run>> {
+        if let Some(readers) = self.readers() {
+            let mut sql = Sql::new(
+                super::Backend::Sqlite,
+                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = "),
+            );
+            sql.bind(id.as_str());
+            return Ok(readers.fetch_all(&sql, run_from_sqlite)?.pop());
+        }
         let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"))
             .bind(id.as_str())
             .fetch_optional(self.pool())
