@@ -85,7 +85,7 @@ async fn killed_with_sigkill_mid_way_every_job_ends_once_and_nothing_is_applied_
     let runs = vec![run];
     assert_eq!(counts(&store, &runs).await[&JobStatus::Queued], 600);
 
-    let mut first = serve(&config(dir.path(), &url, "first", 16, 2));
+    let mut first = Serving(serve(&config(dir.path(), &url, "first", 16, 2)));
     let start = Instant::now();
     loop {
         let c = counts(&store, &runs).await;
@@ -103,15 +103,15 @@ async fn killed_with_sigkill_mid_way_every_job_ends_once_and_nothing_is_applied_
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    first.kill().unwrap(); // SIGKILL
-    first.wait().unwrap();
+    first.0.kill().unwrap(); // SIGKILL
+    first.0.wait().unwrap();
     let at_kill = counts(&store, &runs).await;
     assert!(
         at_kill.get(&JobStatus::Leased).copied().unwrap_or(0) > 0,
         "jobs were in flight when it died: {at_kill:?}"
     );
 
-    let mut second = serve(&config(dir.path(), &url, "second", 16, 2));
+    let mut second = Serving(serve(&config(dir.path(), &url, "second", 16, 2)));
     let start = Instant::now();
     loop {
         let c = counts(&store, &runs).await;
@@ -126,9 +126,9 @@ async fn killed_with_sigkill_mid_way_every_job_ends_once_and_nothing_is_applied_
     }
     let _ = Command::new("kill")
         .arg("-TERM")
-        .arg(second.id().to_string())
+        .arg(second.0.id().to_string())
         .status();
-    assert!(second.wait().unwrap().success());
+    assert!(second.0.wait().unwrap().success());
 
     let mut jobs = Vec::new();
     for run in &runs {
@@ -517,8 +517,9 @@ async fn two_processes_on_one_postgres_fire_each_schedule_once_and_split_the_job
         .await
         .unwrap();
 
-    let mut a = serve(&config(dir.path(), &db.url, "pg-a", 8, 10));
-    let mut b = serve(&config(dir.path(), &db.url, "pg-b", 8, 10));
+    // Killed on drop, so a failing assertion leaves neither behind.
+    let mut a = Serving(serve(&config(dir.path(), &db.url, "pg-a", 8, 10)));
+    let mut b = Serving(serve(&config(dir.path(), &db.url, "pg-b", 8, 10)));
     let start = Instant::now();
     while db.store.runs_of_schedule(&schedule.id).await.unwrap().len() < 5 {
         assert!(
@@ -530,11 +531,11 @@ async fn two_processes_on_one_postgres_fire_each_schedule_once_and_split_the_job
     for child in [&a, &b] {
         let _ = Command::new("kill")
             .arg("-TERM")
-            .arg(child.id().to_string())
+            .arg(child.0.id().to_string())
             .status();
     }
-    assert!(a.wait().unwrap().success());
-    assert!(b.wait().unwrap().success());
+    assert!(a.0.wait().unwrap().success());
+    assert!(b.0.wait().unwrap().success());
 
     let runs = db.store.runs_of_schedule(&schedule.id).await.unwrap();
     let fire_times: HashSet<_> = runs.iter().map(|r| r.fire_at).collect();
@@ -590,7 +591,7 @@ schedule = {{ cron = "* * * * * *", timezone = "UTC" }}
     )
     .unwrap();
     for round in 0..2 {
-        let mut child = serve(&path);
+        let mut child = Serving(serve(&path));
         // Opened beside the starting server: both may create and migrate
         // the new file at once.
         let store = Store::open(&url).await.unwrap();
@@ -614,7 +615,7 @@ schedule = {{ cron = "* * * * * *", timezone = "UTC" }}
         };
         while !bootstrapped().await {
             assert!(
-                child.try_wait().unwrap().is_none(),
+                child.0.try_wait().unwrap().is_none(),
                 "steward serve exited during start"
             );
             assert!(
@@ -663,9 +664,9 @@ schedule = {{ cron = "* * * * * *", timezone = "UTC" }}
         assert!(succeeded >= 2);
         let _ = Command::new("kill")
             .arg("-TERM")
-            .arg(child.id().to_string())
+            .arg(child.0.id().to_string())
             .status();
-        assert!(child.wait().unwrap().success());
+        assert!(child.0.wait().unwrap().success());
         assert_eq!(store.plugin_versions().await.unwrap().len(), 1);
     }
 }
