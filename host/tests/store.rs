@@ -36,6 +36,7 @@ on_both_backends!(
     interrupted_apply_is_reported_to_the_next_attempt,
     approvals_gate_jobs,
     cancelling_a_run_ends_its_running_jobs,
+    a_finished_runs_counts_are_one_row_per_status,
     sla_report_times_remediation_per_tier,
     run_listings_page_by_scope_and_filter,
     registry_provenance_trust_and_pins_round_trip,
@@ -1294,6 +1295,47 @@ async fn cancelling_a_run_ends_its_running_jobs(db: TestDb) {
     assert_eq!(status(s, &running[0].id).await, JobStatus::Cancelled);
     assert_eq!(s.finish_settled_runs(at(8)).await.unwrap(), 0);
     run_counts_agree(&db.store).await;
+}
+
+async fn a_finished_runs_counts_are_one_row_per_status(db: TestDb) {
+    let s = &db.store;
+    let f = fleet(s).await;
+    let jobs: Vec<NewJob> = (0..4).map(|i| job(&f.vip, &f.devices[0], at(i))).collect();
+    let run = run_with(s, &jobs).await;
+    // Each job changes state in its own statements: on PostgreSQL every
+    // one appends deltas to the run's counts.
+    for n in 0..4u64 {
+        let claimed = s.claim("w", 1, LEASE, at(10 + n)).await.unwrap();
+        if n == 3 {
+            let failure = Failure {
+                job_id: claimed[0].id.clone(),
+                attempt: claimed[0].attempt,
+                error: "disk full".into(),
+                kind: FailureKind::Permanent,
+                logs: Vec::new(),
+                then: Vec::new(),
+                audit: Vec::new(),
+                observation: None,
+            };
+            s.fail("w", &failure, at(20)).await.unwrap();
+        } else {
+            complete_ok(s, "w", &claimed, at(20)).await;
+        }
+    }
+    let ended = s.run(&run).await.unwrap().unwrap();
+    assert_eq!(ended.status, RunStatus::Failed);
+    let counts = s.job_counts_of_run(&run).await.unwrap();
+    assert_eq!(
+        counts,
+        [(JobStatus::Succeeded, 3), (JobStatus::Failed, 1)].into()
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM run_job_counts WHERE run_id = $1")
+        .bind(run.as_str())
+        .fetch_one(&sqlx::AnyPool::connect(&db.url).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(rows, 2, "finishing the run compacts its counts");
+    run_counts_agree(s).await;
 }
 
 #[tokio::test]

@@ -717,11 +717,18 @@ impl Store {
                 .in_list(chunk.iter().copied())
                 .push(
                     " AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = runs.id \
-                     AND j.status IN ('queued', 'leased', 'awaiting-approval'))",
+                     AND j.status IN ('queued', 'leased', 'awaiting-approval')) RETURNING id",
                 );
             let mut tx = self.write().await?;
-            if sql.execute(tx.conn()).await? > 0 {
+            let finished: Vec<String> = sql
+                .fetch_all(tx.conn())
+                .await?
+                .iter()
+                .map(|r| r.try_get("id"))
+                .collect::<std::result::Result<_, _>>()?;
+            if !finished.is_empty() {
                 tx.mark_runs_changed();
+                compact_job_counts(self.backend, &mut tx, &finished).await?;
             }
             tx.commit().await?;
         }
@@ -747,4 +754,37 @@ impl Store {
         self.finish_runs(&ids, now).await?;
         Ok(ids.len() as u64)
     }
+}
+
+/// Leaves one `run_job_counts` row per status with jobs for each of `runs`
+/// (just finished): on PostgreSQL the deltas its statements appended are
+/// summed into one row per status; on SQLite the statuses its jobs have
+/// all left (zero rows) are dropped. A finished run's counts then cost one
+/// row per status to keep and to read. A delta a concurrent statement
+/// appends meanwhile is not in this statement's snapshot and stays beside
+/// the sum, which is still right.
+async fn compact_job_counts(
+    backend: super::Backend,
+    tx: &mut WriteTx,
+    runs: &[String],
+) -> Result<()> {
+    let mut sql = match backend {
+        super::Backend::Sqlite => Sql::new(
+            backend,
+            "DELETE FROM run_job_counts WHERE n = 0 AND run_id IN ",
+        ),
+        super::Backend::Postgres => Sql::new(
+            backend,
+            "WITH gone AS (DELETE FROM run_job_counts WHERE run_id IN ",
+        ),
+    };
+    sql.in_list(runs.iter().map(String::as_str));
+    if backend == super::Backend::Postgres {
+        sql.push(
+            " RETURNING run_id, status, n) INSERT INTO run_job_counts (run_id, status, n) \
+             SELECT run_id, status, SUM(n) FROM gone GROUP BY run_id, status HAVING SUM(n) <> 0",
+        );
+    }
+    sql.execute(tx.conn()).await?;
+    Ok(())
 }
