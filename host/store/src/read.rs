@@ -104,16 +104,12 @@ impl Readers {
         sql: &Sql,
         mut row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<Vec<T>> {
-        self.with(|conn| {
-            let mut statement = conn.prepare_cached(sql.text())?;
-            bind(&mut statement, sql.args())?;
-            let mut rows = statement.raw_query();
-            let mut out = Vec::new();
-            while let Some(r) = rows.next()? {
-                out.push(row(r)?);
-            }
-            Ok(out)
-        })
+        let mut out = Vec::new();
+        self.for_each(sql, |r| {
+            out.push(row(r)?);
+            Ok(())
+        })?;
+        Ok(out)
     }
 }
 
