@@ -1305,8 +1305,11 @@ impl Store {
     pub async fn job_counts(&self) -> Result<HashMap<JobStatus, u64>> {
         let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")
             .fetch_all(self.pool())
-            .await?;
-        status_counts(&rows)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get("status")?, row.try_get("n")?)))
+            .collect::<Result<Vec<_>>>()?;
+        status_counts(rows)
     }
 
     /// How many jobs of `run_id` have each status, from the counts the
@@ -1334,26 +1337,22 @@ impl Store {
                 .map(|row| Ok((row.try_get("status")?, row.try_get("n")?)))
                 .collect::<Result<_>>()?,
         };
-        let mut counts = HashMap::new();
-        for (status, n) in rows {
-            if n <= 0 {
-                continue;
-            }
-            let status = status
-                .parse()
-                .map_err(|_| StoreError::corrupt("status", format!("unknown value `{status}`")))?;
-            counts.insert(status, u64::try_from(n).unwrap_or(0));
-        }
-        Ok(counts)
+        status_counts(rows)
     }
 }
 
-/// `status, n` rows as counts per status.
-fn status_counts(rows: &[sqlx::any::AnyRow]) -> Result<HashMap<JobStatus, u64>> {
+/// `(status, n)` pairs as counts per status; a status counted zero (or
+/// less) is left out.
+fn status_counts(rows: impl IntoIterator<Item = (String, i64)>) -> Result<HashMap<JobStatus, u64>> {
     let mut counts = HashMap::new();
-    for row in rows {
-        let n: i64 = row.try_get("n")?;
-        counts.insert(enum_column(row, "status")?, u64::try_from(n).unwrap_or(0));
+    for (status, n) in rows {
+        if n <= 0 {
+            continue;
+        }
+        let status = status
+            .parse()
+            .map_err(|_| StoreError::corrupt("status", format!("unknown value `{status}`")))?;
+        counts.insert(status, n as u64);
     }
     Ok(counts)
 }

@@ -768,23 +768,16 @@ async fn compact_job_counts(
     tx: &mut WriteTx,
     runs: &[String],
 ) -> Result<()> {
-    let mut sql = match backend {
-        super::Backend::Sqlite => Sql::new(
-            backend,
-            "DELETE FROM run_job_counts WHERE n = 0 AND run_id IN ",
-        ),
-        super::Backend::Postgres => Sql::new(
-            backend,
+    let (head, tail) = match backend {
+        super::Backend::Sqlite => ("DELETE FROM run_job_counts WHERE n = 0 AND run_id IN ", ""),
+        super::Backend::Postgres => (
             "WITH gone AS (DELETE FROM run_job_counts WHERE run_id IN ",
-        ),
-    };
-    sql.in_list(runs.iter().map(String::as_str));
-    if backend == super::Backend::Postgres {
-        sql.push(
             " RETURNING run_id, status, n) INSERT INTO run_job_counts (run_id, status, n) \
              SELECT run_id, status, SUM(n) FROM gone GROUP BY run_id, status HAVING SUM(n) <> 0",
-        );
-    }
+        ),
+    };
+    let mut sql = Sql::new(backend, head);
+    sql.in_list(runs.iter().map(String::as_str)).push(tail);
     sql.execute(tx.conn()).await?;
     Ok(())
 }
