@@ -57,6 +57,11 @@ pub struct ServeConfig {
     /// How often the scheduler and the sweeper look, in milliseconds.
     #[serde(default = "default_tick")]
     pub tick_ms: u64,
+    /// How long before its time a schedule's firing is written (its run
+    /// and jobs, the jobs due at the firing), in milliseconds; 0 writes
+    /// each at its time. Only a schedule with no run going fires ahead.
+    #[serde(default = "default_fire_ahead")]
+    pub fire_ahead_ms: u64,
     /// How often an idle executor looks for jobs that became due with time
     /// (retry backoff, windows), in milliseconds. New work does not wait
     /// for it: a commit that adds or approves jobs, or an agent
@@ -187,6 +192,9 @@ fn default_lease() -> u64 {
 }
 fn default_tick() -> u64 {
     1000
+}
+fn default_fire_ahead() -> u64 {
+    30_000
 }
 fn default_poll() -> u64 {
     1000
@@ -372,7 +380,8 @@ impl Server {
             runtime,
             config.data_dir.join("modules"),
         )?);
-        let plane = ControlPlane::new(store.clone(), library.clone());
+        let plane = ControlPlane::new(store.clone(), library.clone())
+            .with_fire_ahead(Duration::from_millis(config.fire_ahead_ms));
         bootstrap(&plane, config).await?;
         let new_owner_token = first_owner(&store, config.owner_token.as_deref()).await?;
         // Alerts go to configured webhooks and to those added through the

@@ -1292,6 +1292,127 @@ async fn a_first_firing_reached_late_follows_the_misfire_policy_and_no_firing_is
     assert_eq!(again.fired, 0, "{again:?}");
 }
 
+/// A firing within the fire-ahead (30 s) is written ahead, once, its jobs
+/// due at its time and started no earlier; a schedule with a run going is
+/// left for its time, when its overlap policy decides.
+#[tokio::test]
+async fn a_firing_is_written_ahead_once_and_its_jobs_start_at_its_time() {
+    use chrono::{Duration as Days, Timelike};
+    use steward_control::plane::TickReport;
+    use steward_store::Firing;
+    let db = sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let plane = plane(&db.store, dir.path().into());
+    install(&plane, "guest-fixer", FIXER_GRANTS).await;
+    let devices = Arc::new(TestDevices::default());
+    let (acme, ids) = tenant(
+        &db.store,
+        "acme",
+        Tier::Managed,
+        &[("ws-1", &[])],
+        |_, _| json!({}),
+    )
+    .await;
+    devices.set("ws-1", fixture("ws-1", acme.as_str()));
+    let playbook = plane
+        .create_playbook(
+            Some(acme.clone()),
+            "check",
+            json!([{ "plugin": "fixer" }]),
+            json!({}),
+        )
+        .await
+        .unwrap();
+    // Daily, half a day away, driven by the ticks' own clock.
+    let hour = (Utc::now().hour() + 12) % 24;
+    let daily = json!({ "cron": format!("0 {hour} * * *"), "timezone": "UTC" });
+    let a = plane
+        .create_schedule(&playbook.id, None, daily.clone())
+        .await
+        .unwrap();
+    let b = plane
+        .create_schedule(&playbook.id, None, daily)
+        .await
+        .unwrap();
+    let due = a.next_fire_at.unwrap();
+    // B has a run going: an earlier firing whose job waits.
+    let waiting = NewJob::new(
+        acme.clone(),
+        Some(ids[0].clone()),
+        "fixer",
+        JobMode::Check,
+        due + Duration::from_secs(86_400),
+    );
+    db.store
+        .create_run_for_firing(
+            &Firing {
+                schedule_id: b.id.clone(),
+                fire_at: Timestamp::from_millis(due.as_millis() - 86_400_000),
+                next_fire_at: Some(due),
+            },
+            &[],
+            &[waiting],
+            Timestamp::now(),
+        )
+        .await
+        .unwrap()
+        .expect("B's earlier run");
+
+    let report = plane
+        .scheduler_tick(due.to_utc() - Days::seconds(20))
+        .await
+        .unwrap();
+    assert_eq!((report.fired, report.ahead), (1, 1), "{report:?}");
+    let runs = db.store.runs_of_schedule(&a.id).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].fire_at, Some(due));
+    let jobs = db.store.jobs_of_run(&runs[0].id).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert!(
+        jobs.iter()
+            .all(|j| j.due_at >= due && j.status == JobStatus::Queued),
+        "{jobs:?}"
+    );
+    // Not written twice, and B not ahead of its time.
+    let again = plane
+        .scheduler_tick(due.to_utc() - Days::seconds(10))
+        .await
+        .unwrap();
+    assert_eq!(again, TickReport::default(), "{again:?}");
+    // At the firing B is due and its run is still going: skipped.
+    let at = plane.scheduler_tick(due.to_utc()).await.unwrap();
+    assert_eq!((at.fired, at.skipped), (0, 1), "{at:?}");
+    assert_eq!(db.store.runs_of_schedule(&a.id).await.unwrap().len(), 1);
+    assert_eq!(db.store.runs_of_schedule(&b.id).await.unwrap().len(), 1);
+
+    // On the real clock: a schedule every five seconds is written ahead
+    // and its job runs at its firing, not before.
+    let every = plane
+        .create_schedule(
+            &playbook.id,
+            None,
+            json!({ "cron": "*/5 * * * * *", "timezone": "UTC" }),
+        )
+        .await
+        .unwrap();
+    // Ticked two seconds before its first firing (however near that is).
+    let first = every.next_fire_at.unwrap().to_utc();
+    let report = plane
+        .scheduler_tick(first - Days::seconds(2))
+        .await
+        .unwrap();
+    assert_eq!((report.fired, report.ahead), (1, 1), "{report:?}");
+    let run = db.store.runs_of_schedule(&every.id).await.unwrap()[0].clone();
+    let running = start(&plane, "w1", devices.clone(), None);
+    let done = finished(&db.store, &run.id).await;
+    running.stop().await;
+    assert_eq!(done.status, RunStatus::Succeeded);
+    let job = db.store.jobs_of_run(&run.id).await.unwrap().remove(0);
+    let fire_at = run.fire_at.unwrap();
+    assert!(run.created_at < fire_at, "{run:?}");
+    assert!(job.started_at.is_some_and(|s| s >= fire_at), "{job:?}");
+}
+
 /// A plugin built for `steward:plugin@0.1.0` and one built for 0.2.0 (the
 /// backup check, on simulated backup sets) in one playbook of one server:
 /// both check and remediate under the same executor, limits and grants.

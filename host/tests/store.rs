@@ -29,6 +29,7 @@ on_both_backends!(
     limits_hold_under_concurrent_claimers,
     schedule_fires_once_under_concurrent_attempts,
     replicas_claim_different_due_schedules,
+    a_firing_written_ahead_waits_for_its_time_and_is_withdrawn_when_disabled,
     bad_input_is_refused_and_nothing_is_stored,
     completion_records_findings_changes_logs_and_follow_ups,
     heartbeats_renew_only_held_leases_up_to_the_timeout,
@@ -677,10 +678,13 @@ async fn replicas_claim_different_due_schedules(db: TestDb) {
     let other = db.reopen().await;
     let a = db
         .store
-        .claim_due_schedules(at(3600), 2, claim)
+        .claim_due_schedules(at(3600), at(3600), 2, claim)
         .await
         .unwrap();
-    let b = other.claim_due_schedules(at(3600), 2, claim).await.unwrap();
+    let b = other
+        .claim_due_schedules(at(3600), at(3600), 2, claim)
+        .await
+        .unwrap();
     let ids = |v: &[steward_store::Schedule]| -> HashSet<String> {
         v.iter().map(|s| s.id.as_str().to_owned()).collect()
     };
@@ -696,19 +700,22 @@ async fn replicas_claim_different_due_schedules(db: TestDb) {
     // schedules to the others.
     assert!(
         other
-            .claim_due_schedules(at(3610), 2, claim)
+            .claim_due_schedules(at(3610), at(3610), 2, claim)
             .await
             .unwrap()
             .is_empty()
     );
-    let again = other.claim_due_schedules(at(3616), 5, claim).await.unwrap();
+    let again = other
+        .claim_due_schedules(at(3616), at(3616), 5, claim)
+        .await
+        .unwrap();
     assert_eq!(ids(&again), ids(&a).union(&ids(&b)).cloned().collect());
     // A batch that could not be fired is given back at once.
     let taken: Vec<&steward_store::ScheduleId> = again.iter().map(|s| &s.id).collect();
     db.store.release_schedules(&taken).await.unwrap();
     let mine = db
         .store
-        .claim_due_schedules(at(3617), 5, claim)
+        .claim_due_schedules(at(3617), at(3617), 5, claim)
         .await
         .unwrap();
     assert_eq!(mine.len(), 3);
@@ -727,8 +734,174 @@ async fn replicas_claim_different_due_schedules(db: TestDb) {
         .await
         .unwrap();
     assert!(created[0].is_some());
-    let next = other.claim_due_schedules(at(3620), 5, claim).await.unwrap();
+    let next = other
+        .claim_due_schedules(at(3620), at(3620), 5, claim)
+        .await
+        .unwrap();
     assert_eq!(ids(&next), ids(&mine[..1]));
+}
+
+async fn a_firing_written_ahead_waits_for_its_time_and_is_withdrawn_when_disabled(db: TestDb) {
+    let f = fleet(&db.store).await;
+    let playbook = nightly_av(&db.store, &f.vip).await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let s = db
+            .store
+            .create_schedule(
+                &NewSchedule {
+                    playbook_id: playbook.id.clone(),
+                    tenant_id: Some(f.vip.clone()),
+                    spec: json!({"cron": "0 2 * * *", "timezone": "UTC"}),
+                    next_fire_at: Some(at(3600)),
+                },
+                T0,
+            )
+            .await
+            .unwrap();
+        ids.push(s.id);
+    }
+    let (a, b) = (&ids[0], &ids[1]);
+    // B has a run going (an earlier firing).
+    let earlier = Firing {
+        schedule_id: b.clone(),
+        fire_at: at(0),
+        next_fire_at: Some(at(3600)),
+    };
+    let b_jobs = vec![job(&f.vip, &f.devices[0], at(0))];
+    assert!(
+        db.store
+            .create_run_for_firing(&earlier, &[], &b_jobs, at(0))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let claim = Duration::from_secs(15);
+    let names = |v: Vec<steward_store::Schedule>| -> Vec<steward_store::ScheduleId> {
+        v.into_iter().map(|s| s.id).collect()
+    };
+    // Twenty seconds before the firing: nothing is due; looking 30 s ahead
+    // finds A only, as B's run is still going (its overlap policy decides
+    // at the firing).
+    let early = db
+        .store
+        .claim_due_schedules(at(3580), at(3580), 10, claim)
+        .await
+        .unwrap();
+    assert!(early.is_empty());
+    let ahead = db
+        .store
+        .claim_due_schedules(at(3580), at(3610), 10, claim)
+        .await
+        .unwrap();
+    assert_eq!(names(ahead), vec![a.clone()]);
+    db.store.release_schedules(&[a]).await.unwrap();
+    // Written now, its job due at the firing.
+    let firing = Firing {
+        schedule_id: a.clone(),
+        fire_at: at(3600),
+        next_fire_at: Some(at(3600 + 86_400)),
+    };
+    let a_jobs = vec![job(&f.vip, &f.devices[0], at(3600))];
+    let written = db
+        .store
+        .create_runs_for_firings(&[(firing.clone(), vec![], a_jobs.clone())], at(3580))
+        .await
+        .unwrap();
+    let run = written[0].clone().expect("written ahead");
+    assert_eq!(
+        db.store.next_due_after(at(3580)).await.unwrap(),
+        Some(at(3600))
+    );
+    // Nothing of it can start before its time.
+    assert!(
+        db.store
+            .claim("w", 10, LEASE, at(3599))
+            .await
+            .unwrap()
+            .iter()
+            .all(|j| j.run_id != run)
+    );
+    // A has a run going now, so it is not looked at again until due; B is
+    // due at the firing, run going or not.
+    assert!(
+        db.store
+            .claim_due_schedules(at(3581), at(3611), 10, claim)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    db.store.release_schedules(&[b]).await.unwrap();
+    let due = db
+        .store
+        .claim_due_schedules(at(3600), at(3630), 10, claim)
+        .await
+        .unwrap();
+    assert_eq!(names(due), vec![b.clone()]);
+    db.store.release_schedules(&[b]).await.unwrap();
+
+    // Disabling A before its firing withdraws the run: A is due at the
+    // firing again, as if never written.
+    assert!(
+        db.store
+            .set_schedule_enabled(a, false, at(3590))
+            .await
+            .unwrap()
+    );
+    assert!(db.store.runs_of_schedule(a).await.unwrap().is_empty());
+    assert!(db.store.jobs_of_run(&run).await.unwrap().is_empty());
+    assert_eq!(db.store.next_due_after(at(3580)).await.unwrap(), None);
+    let s = db.store.schedule(a).await.unwrap().unwrap();
+    assert_eq!((s.next_fire_at, s.last_fired_at), (Some(at(3600)), None));
+    run_counts_agree(&db.store).await;
+    // A firing found while enabled and written after disabling is not
+    // written, and its schedule does not move on.
+    assert_eq!(
+        db.store
+            .create_runs_for_firings(&[(firing.clone(), vec![], a_jobs.clone())], at(3591))
+            .await
+            .unwrap(),
+        vec![None]
+    );
+    assert_eq!(
+        db.store
+            .create_run_for_firing(&firing, &[], &a_jobs, at(3591))
+            .await
+            .unwrap(),
+        None
+    );
+    let s = db.store.schedule(a).await.unwrap().unwrap();
+    assert_eq!(s.next_fire_at, Some(at(3600)));
+    // Enabled again, it is written ahead again; once its job has started,
+    // disabling leaves the run alone.
+    assert!(
+        db.store
+            .set_schedule_enabled(a, true, at(3592))
+            .await
+            .unwrap()
+    );
+    let ahead = db
+        .store
+        .claim_due_schedules(at(3592), at(3622), 10, claim)
+        .await
+        .unwrap();
+    assert_eq!(names(ahead), vec![a.clone()]);
+    let written = db
+        .store
+        .create_runs_for_firings(&[(firing, vec![], a_jobs)], at(3592))
+        .await
+        .unwrap();
+    let run = written[0].clone().expect("written ahead again");
+    let claimed = db.store.claim("w", 10, LEASE, at(3600)).await.unwrap();
+    assert!(claimed.iter().any(|j| j.run_id == run));
+    assert!(
+        db.store
+            .set_schedule_enabled(a, false, at(3599))
+            .await
+            .unwrap()
+    );
+    assert_eq!(db.store.runs_of_schedule(a).await.unwrap().len(), 1);
+    run_counts_agree(&db.store).await;
 }
 
 async fn schedule_fires_once_under_concurrent_attempts(db: TestDb) {

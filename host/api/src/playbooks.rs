@@ -398,7 +398,7 @@ async fn update_schedule(
     }
     state
         .store()
-        .set_schedule_enabled(&id, body.enabled)
+        .set_schedule_enabled(&id, body.enabled, steward_store::Timestamp::now())
         .await?;
     state
         .audit(

@@ -353,8 +353,22 @@ impl Executor {
             };
             if jobs.is_empty() {
                 drop(held);
+                // Until the next queued job falls due (a firing written
+                // ahead, a retry), at most a poll.
+                let now = Timestamp::now();
+                let wait = match inner.store.next_due_after(now).await {
+                    Ok(Some(due)) => Duration::from_millis(
+                        u64::try_from(due.as_millis() - now.as_millis()).unwrap_or(0),
+                    )
+                    .clamp(Duration::from_millis(1), inner.config.idle_poll),
+                    Ok(None) => inner.config.idle_poll,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "looking for the next due job failed");
+                        inner.config.idle_poll
+                    }
+                };
                 tokio::select! {
-                    _ = tokio::time::sleep(inner.config.idle_poll) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     // New work (of any replica, on PostgreSQL) starts now,
                     // not at the next poll.
                     _ = inner.store.jobs_ready() => {}

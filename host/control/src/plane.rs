@@ -135,6 +135,8 @@ enum Prepared {
 pub struct TickReport {
     /// Runs this process started.
     pub fired: u32,
+    /// Of those, runs written ahead of their firing (their jobs due at it).
+    pub ahead: u32,
     /// Firings another process had already started.
     pub already_fired: u32,
     /// Firings skipped (overlap policy).
@@ -150,12 +152,31 @@ pub struct TickReport {
 pub struct ControlPlane {
     store: Store,
     library: Arc<PluginLibrary>,
+    fire_ahead: std::time::Duration,
 }
 
+/// How long before its time a firing is written, by default: its run and
+/// jobs exist then, the jobs due at the firing, so a minute in which
+/// 100,000 schedules fall due has them all written before it starts.
+pub const FIRE_AHEAD: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl ControlPlane {
-    /// The control plane over `store` and `library`.
+    /// The control plane over `store` and `library`, writing firings
+    /// [`FIRE_AHEAD`] before their time.
     pub fn new(store: Store, library: Arc<PluginLibrary>) -> Self {
-        Self { store, library }
+        Self {
+            store,
+            library,
+            fire_ahead: FIRE_AHEAD,
+        }
+    }
+
+    /// How long before its time the scheduler writes a firing (zero: at
+    /// its time). See [`scheduler_tick`](Self::scheduler_tick).
+    #[must_use]
+    pub fn with_fire_ahead(mut self, ahead: std::time::Duration) -> Self {
+        self.fire_ahead = ahead;
+        self
     }
 
     /// The store.
@@ -310,6 +331,13 @@ impl ControlPlane {
     /// jittered, unless another process fired it first or the overlap
     /// policy skips it.
     ///
+    /// A firing up to the plane's fire-ahead (30 s by default) away is
+    /// written now, its jobs due at its time, if its schedule has no run
+    /// going (so the overlap policy has nothing to decide): the run and
+    /// its jobs exist when the firing comes, however many schedules share
+    /// it. The devices it targets and the plugins it pins are those of
+    /// when it was written; disabling the schedule withdraws it.
+    ///
     /// # Errors
     ///
     /// A store failure; schedules handled before it stay handled.
@@ -332,9 +360,16 @@ impl ControlPlane {
             let now = now
                 + chrono::Duration::from_std(started.elapsed()).unwrap_or(chrono::Duration::zero());
             // Claimed (on PostgreSQL) so replicas fire different batches.
+            let ahead = now
+                + chrono::Duration::from_std(self.fire_ahead).unwrap_or(chrono::Duration::zero());
             let due = self
                 .store
-                .claim_due_schedules(Timestamp::from(now), BATCH, SCHEDULE_CLAIM)
+                .claim_due_schedules(
+                    Timestamp::from(now),
+                    Timestamp::from(ahead),
+                    BATCH,
+                    SCHEDULE_CLAIM,
+                )
                 .await?;
             let full = due.len() == BATCH as usize;
             let ids: Vec<steward_store::ScheduleId> = due.iter().map(|s| s.id.clone()).collect();
@@ -454,6 +489,11 @@ impl ControlPlane {
         };
         for ((firing, _, jobs), run) in firings.iter().zip(created) {
             match run {
+                Some(run) if firing.fire_at > Timestamp::from(now) => {
+                    report.fired += 1;
+                    report.ahead += 1;
+                    tracing::info!(schedule = %firing.schedule_id, %run, jobs = jobs.len(), fire_at = %firing.fire_at, "schedule fired ahead of its time");
+                }
                 Some(run) => {
                     report.fired += 1;
                     tracing::info!(schedule = %firing.schedule_id, %run, jobs = jobs.len(), "schedule fired");
@@ -465,7 +505,9 @@ impl ControlPlane {
     }
 
     /// What `schedule` comes to now: a firing to create, or handled
-    /// (skipped by policy, recorded here).
+    /// (skipped by policy, recorded here). A schedule whose next firing
+    /// is still ahead (claimed to be written ahead) is decided as at that
+    /// firing.
     async fn prepare(
         &self,
         schedule: &Schedule,
@@ -473,6 +515,11 @@ impl ControlPlane {
         cache: &mut BatchCache,
         report: &mut TickReport,
     ) -> Result<Prepared, ControlError> {
+        let now = schedule
+            .next_fire_at
+            .map(Timestamp::to_utc)
+            .filter(|at| *at > now)
+            .unwrap_or(now);
         let key = schedule.spec.to_string();
         let compiled_spec = match cache.specs.get(&key) {
             Some(c) => c.clone(),

@@ -819,11 +819,20 @@ impl Store {
     }
 
     /// Turns a schedule on or off; `false` if there is no such schedule.
+    /// Turning it off at `now` withdraws the firing written ahead of its
+    /// time, if its jobs have not started (see
+    /// [`claim_due_schedules`](Self::claim_due_schedules)): it never
+    /// happened, and the schedule is due at it again.
     ///
     /// # Errors
     ///
     /// A database failure.
-    pub async fn set_schedule_enabled(&self, id: &ScheduleId, enabled: bool) -> Result<bool> {
+    pub async fn set_schedule_enabled(
+        &self,
+        id: &ScheduleId,
+        enabled: bool,
+        now: Timestamp,
+    ) -> Result<bool> {
         let mut tx = self.write().await?;
         let n = sqlx::query("UPDATE schedules SET enabled = $1 WHERE id = $2")
             .bind(i64::from(enabled))
@@ -831,6 +840,9 @@ impl Store {
             .execute(tx.conn())
             .await?
             .rows_affected();
+        if n == 1 && !enabled {
+            self.withdraw_firings_ahead(&mut tx, id, now).await?;
+        }
         tx.commit().await?;
         Ok(n == 1)
     }

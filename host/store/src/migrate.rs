@@ -78,6 +78,11 @@ migrations![
         include_str!("../migrations/0012_run_job_counts.sql"),
         include_str!("../migrations/0012_run_job_counts.postgres.sql"),
     ),
+    (
+        13,
+        "a schedule's runs going",
+        include_str!("../migrations/0013_schedule_runs_going.sql"),
+    ),
 ];
 
 /// The embedded migrations of `backend`, for `steward_sqlkit::open_pool`

@@ -693,6 +693,32 @@ impl Store {
         Ok(counts)
     }
 
+    /// When the next queued job falls due after `now`, if any: an idle
+    /// executor sleeps until then rather than a whole poll, so a firing
+    /// written ahead starts at its time. One index seek per tier.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn next_due_after(&self, now: Timestamp) -> Result<Option<Timestamp>> {
+        let per_tier = Tier::ALL
+            .iter()
+            .map(|t| {
+                format!(
+                    "SELECT MIN(due_at) AS m FROM jobs WHERE status = 'queued' \
+                     AND tier_rank = {} AND due_at > $1",
+                    t.rank()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let next: Option<i64> = sqlx::query_scalar(&format!("SELECT MIN(m) FROM ({per_tier}) t"))
+            .bind(now.as_millis())
+            .fetch_one(self.pool())
+            .await?;
+        Ok(next.map(Timestamp::from_millis))
+    }
+
     /// Renews `worker`'s leases on `held` (job, attempt, and when the
     /// attempt began running, if it has) to `now + lease`, but never past
     /// that start plus the job's timeout plus one `lease`: a hung attempt

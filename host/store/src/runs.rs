@@ -241,16 +241,20 @@ impl Store {
         rows.iter().map(schedule_from_row).collect()
     }
 
-    /// Due schedules for the scheduler to fire, as [`due_schedules`], at
-    /// most `limit`. On PostgreSQL they are claimed until `now + claim`,
-    /// skipping rows another replica is claiming and schedules another
-    /// replica's live claim holds, so replicas fire different batches at
-    /// once; firing (or skipping) a schedule moves its `next_fire_at` on
-    /// and ends the claim, and
-    /// [`release_schedules`] gives back the claims of a batch that could
-    /// not be fired. On SQLite (one writer) it is [`due_schedules`].
+    /// Schedules for the scheduler to fire, soonest first, at most `limit`:
+    /// those due by `now`, and those due by `ahead` (a firing written
+    /// ahead of its time, its jobs due at it) whose schedule has no run
+    /// going. A schedule with a run going fires at its time, when the
+    /// overlap policy can see whether that run has ended; so at most one
+    /// firing of a schedule is ever written ahead.
     ///
-    /// [`due_schedules`]: Self::due_schedules
+    /// On PostgreSQL they are claimed until `now + claim`, skipping rows
+    /// another replica is claiming and schedules another replica's live
+    /// claim holds, so replicas fire different batches at once; firing (or
+    /// skipping) a schedule moves its `next_fire_at` on and ends the
+    /// claim, and [`release_schedules`] gives back the claims of a batch
+    /// that could not be fired. On SQLite (one writer) nothing is claimed.
+    ///
     /// [`release_schedules`]: Self::release_schedules
     ///
     /// # Errors
@@ -259,23 +263,40 @@ impl Store {
     pub async fn claim_due_schedules(
         &self,
         now: Timestamp,
+        ahead: Timestamp,
         limit: u32,
         claim: std::time::Duration,
     ) -> Result<Vec<Schedule>> {
+        // `next_fire_at <= ahead` first, so the index on `next_fire_at`
+        // bounds the scan; the index on runs going answers the rest.
+        const DUE_OR_AHEAD: &str = "enabled = 1 AND next_fire_at <= $2 AND (next_fire_at <= $1 \
+             OR NOT EXISTS (SELECT 1 FROM runs r WHERE r.schedule_id = schedules.id \
+             AND r.status = 'running'))";
+        let ahead = ahead.max(now);
         if self.backend == super::Backend::Sqlite {
-            return self.due_schedules(now, limit).await;
+            let rows = sqlx::query(&format!(
+                "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE {DUE_OR_AHEAD} \
+                 ORDER BY next_fire_at LIMIT $3"
+            ))
+            .bind(now.as_millis())
+            .bind(ahead.as_millis())
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await?;
+            return rows.iter().map(schedule_from_row).collect();
         }
         let mut tx = self.write().await?;
         let rows = sqlx::query(&format!(
-            "UPDATE schedules SET claimed_until = $1 WHERE id IN (\
-               SELECT id FROM schedules WHERE enabled = 1 AND next_fire_at <= $2 \
-               AND (claimed_until IS NULL OR claimed_until < $2) \
+            "UPDATE schedules SET claimed_until = $4 WHERE id IN (\
+               SELECT id FROM schedules WHERE {DUE_OR_AHEAD} \
+               AND (claimed_until IS NULL OR claimed_until < $1) \
                ORDER BY next_fire_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
              RETURNING {SCHEDULE_COLUMNS}"
         ))
-        .bind((now + claim).as_millis())
         .bind(now.as_millis())
+        .bind(ahead.as_millis())
         .bind(i64::from(limit))
+        .bind((now + claim).as_millis())
         .fetch_all(tx.conn())
         .await?;
         tx.commit().await?;
@@ -346,6 +367,59 @@ impl Store {
         Ok(out)
     }
 
+    /// Deletes the runs of `schedule` written ahead of their time (their
+    /// firing after `now`) whose jobs are all still waiting for it, and
+    /// makes the schedule due at the earliest of them again, its latest
+    /// firing the latest run left. Returns how many were withdrawn.
+    pub(crate) async fn withdraw_firings_ahead(
+        &self,
+        tx: &mut WriteTx,
+        schedule: &ScheduleId,
+        now: Timestamp,
+    ) -> Result<usize> {
+        let rows = sqlx::query(
+            "SELECT id, fire_at FROM runs WHERE schedule_id = $1 AND status = 'running' \
+             AND fire_at > $2 AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = runs.id \
+             AND (j.status <> 'queued' OR j.due_at <= $2))",
+        )
+        .bind(schedule.as_str())
+        .bind(now.as_millis())
+        .fetch_all(tx.conn())
+        .await?;
+        let mut earliest: Option<i64> = None;
+        let mut ids = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let at: i64 = row.try_get("fire_at")?;
+            earliest = Some(earliest.map_or(at, |e| e.min(at)));
+            ids.push(row.try_get::<String, _>("id")?);
+        }
+        let Some(earliest) = earliest else {
+            return Ok(0);
+        };
+        // Jobs first (their counts follow by trigger), then the counts and
+        // the runs.
+        for table in [
+            "DELETE FROM jobs WHERE run_id IN ",
+            "DELETE FROM run_job_counts WHERE run_id IN ",
+            "DELETE FROM runs WHERE id IN ",
+        ] {
+            let mut sql = Sql::new(self.backend, table);
+            sql.in_list(ids.iter().map(String::as_str));
+            sql.execute(tx.conn()).await?;
+        }
+        sqlx::query(
+            "UPDATE schedules SET next_fire_at = $1, claimed_until = NULL, \
+             last_fired_at = (SELECT MAX(fire_at) FROM runs WHERE schedule_id = $2) WHERE id = $2",
+        )
+        .bind(earliest)
+        .bind(schedule.as_str())
+        .execute(tx.conn())
+        .await?;
+        tx.mark_runs_changed();
+        tracing::info!(%schedule, runs = ids.len(), "a firing written ahead was withdrawn");
+        Ok(ids.len())
+    }
+
     /// Records a firing as handled without starting a run (skipped by the
     /// overlap or misfire policy): moves `last_fired_at` forward (never
     /// back) and sets `next_fire_at`.
@@ -397,14 +471,27 @@ impl Store {
         now: Timestamp,
     ) -> Result<Option<RunId>> {
         let mut tx = self.write().await?;
-        let playbook: Option<Option<String>> =
-            sqlx::query_scalar("SELECT playbook_id FROM schedules WHERE id = $1")
-                .bind(firing.schedule_id.as_str())
-                .fetch_optional(tx.conn())
-                .await?;
-        let Some(playbook) = playbook else {
+        let row = sqlx::query(&format!(
+            "SELECT playbook_id, enabled FROM schedules WHERE id = $1{}",
+            if self.backend == super::Backend::Postgres {
+                // Concurrent writers of one firing take turns: the
+                // second finds the first's run.
+                " FOR NO KEY UPDATE"
+            } else {
+                ""
+            }
+        ))
+        .bind(firing.schedule_id.as_str())
+        .fetch_optional(tx.conn())
+        .await?;
+        let Some(row) = row else {
             return Err(StoreError::UnknownSchedule(firing.schedule_id.clone()));
         };
+        // Disabled since it was found due: it does not fire.
+        if row.try_get::<i64, _>("enabled")? == 0 {
+            return Ok(None);
+        }
+        let playbook: Option<String> = row.try_get("playbook_id")?;
         let Some(run_id) = self
             .insert_firing(&mut tx, playbook, firing, pins, jobs, now)
             .await?
@@ -431,15 +518,22 @@ impl Store {
         now: Timestamp,
     ) -> Result<Vec<Option<RunId>>> {
         let mut tx = self.write().await?;
-        // The schedules' playbooks (and which schedules still exist): one
-        // statement per chunk.
+        // The schedules' playbooks (and which schedules still exist and
+        // are enabled): one statement per chunk. On PostgreSQL the rows
+        // are locked until the commit, so disabling a schedule waits for a
+        // firing written meanwhile and then withdraws it.
         let mut playbooks: HashMap<String, Option<String>> = HashMap::new();
         for chunk in firings.chunks(BATCH_ROWS) {
             let mut sql = Sql::new(
                 self.backend,
-                "SELECT id, playbook_id FROM schedules WHERE id IN ",
+                "SELECT id, playbook_id FROM schedules WHERE enabled = 1 AND id IN ",
             );
             sql.in_list(chunk.iter().map(|(f, _, _)| f.schedule_id.as_str()));
+            if self.backend == super::Backend::Postgres {
+                // Locked in one order, so two writers of overlapping
+                // batches (a claim that ran out) wait, never deadlock.
+                sql.push(" ORDER BY id FOR NO KEY UPDATE");
+            }
             for row in sql.fetch_all(tx.conn()).await? {
                 playbooks.insert(row.try_get("id")?, row.try_get("playbook_id")?);
             }
