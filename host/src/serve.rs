@@ -62,11 +62,12 @@ pub struct ServeConfig {
     /// each at its time. Only a schedule with no run going fires ahead.
     #[serde(default = "default_fire_ahead")]
     pub fire_ahead_ms: u64,
-    /// How often an idle executor looks for jobs that became due with time
-    /// (retry backoff, windows), in milliseconds. New work does not wait
-    /// for it: a commit that adds or approves jobs, or an agent
-    /// connecting, wakes the executor at once (on PostgreSQL, every
-    /// replica's, through `LISTEN`/`NOTIFY`).
+    /// At most how long an idle executor waits before looking for jobs
+    /// that became due with time (retry backoff, windows, firings written
+    /// ahead), in milliseconds; it wakes when the next queued job falls
+    /// due. New work does not wait for it: a commit that adds or approves
+    /// jobs, or an agent connecting, wakes the executor at once (on
+    /// PostgreSQL, every replica's, through `LISTEN`/`NOTIFY`).
     #[serde(default = "default_poll")]
     pub poll_ms: u64,
     /// Plugin instances running at once (the pooling allocator's size).

@@ -70,7 +70,9 @@ pub struct ExecutorConfig {
     pub complete_batch: usize,
     /// Lease length; renewed every third of it.
     pub lease: Duration,
-    /// How long to wait before claiming again when the queue was empty.
+    /// At most how long to wait before claiming again when nothing was
+    /// claimable (the executor wakes sooner when the next queued job falls
+    /// due, or new work is committed).
     pub idle_poll: Duration,
     /// How often undelivered alerts are looked for (and at start).
     pub redeliver_every: Duration,

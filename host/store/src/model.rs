@@ -397,9 +397,13 @@ pub struct Schedule {
     pub spec: Value,
     /// Whether it fires.
     pub enabled: bool,
-    /// The latest firing handled (fired or skipped).
+    /// The latest firing handled (fired or skipped). A firing written
+    /// ahead of its time (up to the server's `fire-ahead-ms`, its run
+    /// waiting with its jobs due at it) is handled, so this may be in the
+    /// near future.
     pub last_fired_at: Option<Timestamp>,
-    /// When the scheduler should look at it again.
+    /// When the scheduler should look at it again: its next firing not yet
+    /// handled (after one written ahead, the one following it).
     pub next_fire_at: Option<Timestamp>,
 }
 

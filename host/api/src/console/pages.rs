@@ -929,24 +929,27 @@ async fn schedules_page(state: ApiState, signed: Signed) -> PageResult {
     .or_page(&signed)?
     .0;
     let names = playbook_names(&state, &signed).await?;
+    let now = Timestamp::now();
     let body = html! {
         @if list.is_empty() { p.empty { "No schedules." } }
         table.schedules {
             thead { tr { th { "Playbook" } th { "When" } th { "Time zone" } th { "Next firings (its time zone)" } th { "Next (UTC)" } th { "Window" } th { "Enabled" } } }
             tbody { @for s in &list {
                 @let spec = serde_json::from_value::<steward_control::schedule::ScheduleSpec>(s.spec.clone()).ok();
+                // A firing written ahead is the latest handled and still to come.
+                @let next = s.last_fired_at.filter(|t| *t > now).or(s.next_fire_at);
                 tr {
                     td { (names.get(s.playbook_id.as_str()).map_or(s.playbook_id.as_str(), String::as_str)) }
                     td { code { (spec.as_ref().map_or("?", |x| x.cron.as_str())) } }
                     td { (spec.as_ref().map_or("?", |x| x.timezone.as_str())) }
-                    td { (local_time(s.next_fire_at, spec.as_ref().map(|x| x.timezone.as_str())))
+                    td { (local_time(next, spec.as_ref().map(|x| x.timezone.as_str())))
                         @if s.enabled {
-                            @for t in later_firings(spec.as_ref(), s.next_fire_at) {
+                            @for t in later_firings(spec.as_ref(), next) {
                                 br; span.muted { (local_time(Some(t), spec.as_ref().map(|x| x.timezone.as_str()))) }
                             }
                         }
                     }
-                    td { (when_opt(s.next_fire_at)) }
+                    td { (when_opt(next)) }
                     td { @match spec.as_ref().and_then(|x| x.window.as_ref()) {
                         Some(w) => { (window_text(w)) }
                         None => { "any time" }
