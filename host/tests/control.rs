@@ -785,16 +785,25 @@ async fn bad_input_names_the_field_and_stores_nothing(db: TestDb) {
     assert_eq!(db.store.row_counts().await.unwrap(), before);
 }
 
-#[tokio::test]
-async fn a_job_reached_after_its_window_closed_waits_for_the_next_one_or_expires() {
-    use chrono::{Duration as Days, TimeZone, Timelike, Utc};
-    use steward_store::{Firing, Timestamp};
+/// A scheduling fixture: tenant `acme` (managed) with device `ws-1`
+/// (simulated), the fixer installed and a playbook `check` running it.
+struct FixerFleet {
+    db: TestDb,
+    _dir: tempfile::TempDir,
+    plane: steward_control::plane::ControlPlane,
+    devices: Arc<TestDevices>,
+    acme: steward_store::TenantId,
+    device: steward_store::DeviceId,
+    playbook: steward_store::Playbook,
+}
+
+async fn fixer_fleet() -> FixerFleet {
     let db = sqlite().await;
     let dir = tempfile::tempdir().unwrap();
     let plane = plane(&db.store, dir.path().into());
     install(&plane, "guest-fixer", FIXER_GRANTS).await;
     let devices = Arc::new(TestDevices::default());
-    let (acme, _) = tenant(
+    let (acme, ids) = tenant(
         &db.store,
         "acme",
         Tier::Managed,
@@ -812,6 +821,29 @@ async fn a_job_reached_after_its_window_closed_waits_for_the_next_one_or_expires
         )
         .await
         .unwrap();
+    FixerFleet {
+        db,
+        _dir: dir,
+        plane,
+        devices,
+        acme,
+        device: ids[0].clone(),
+        playbook,
+    }
+}
+
+#[tokio::test]
+async fn a_job_reached_after_its_window_closed_waits_for_the_next_one_or_expires() {
+    use chrono::{Duration as Days, TimeZone, Timelike, Utc};
+    use steward_store::{Firing, Timestamp};
+    let FixerFleet {
+        db,
+        _dir,
+        plane,
+        devices,
+        playbook,
+        ..
+    } = fixer_fleet().await;
     // The window opens at `hour`, half a day from now, so whenever the
     // test runs the window is closed.
     let hour = (Utc::now().hour() + 12) % 24;
@@ -1236,27 +1268,13 @@ on_both_backends!(
 #[tokio::test]
 async fn a_first_firing_reached_late_follows_the_misfire_policy_and_no_firing_is_lost() {
     use chrono::{Duration as Days, Timelike, Utc};
-    let db = sqlite().await;
-    let dir = tempfile::tempdir().unwrap();
-    let plane = plane(&db.store, dir.path().into());
-    install(&plane, "guest-fixer", FIXER_GRANTS).await;
-    let (acme, _) = tenant(
-        &db.store,
-        "acme",
-        Tier::Managed,
-        &[("ws-1", &[])],
-        |_, _| json!({}),
-    )
-    .await;
-    let playbook = plane
-        .create_playbook(
-            Some(acme.clone()),
-            "check",
-            json!([{ "plugin": "fixer" }]),
-            json!({}),
-        )
-        .await
-        .unwrap();
+    let FixerFleet {
+        db,
+        _dir,
+        plane,
+        playbook,
+        ..
+    } = fixer_fleet().await;
     // Daily, at an hour half a day away: never fired when created.
     let hour = (Utc::now().hour() + 12) % 24;
     let mut schedules = Vec::new();
@@ -1300,29 +1318,15 @@ async fn a_firing_is_written_ahead_once_and_its_jobs_start_at_its_time() {
     use chrono::{Duration as Days, Timelike};
     use steward_control::plane::TickReport;
     use steward_store::Firing;
-    let db = sqlite().await;
-    let dir = tempfile::tempdir().unwrap();
-    let plane = plane(&db.store, dir.path().into());
-    install(&plane, "guest-fixer", FIXER_GRANTS).await;
-    let devices = Arc::new(TestDevices::default());
-    let (acme, ids) = tenant(
-        &db.store,
-        "acme",
-        Tier::Managed,
-        &[("ws-1", &[])],
-        |_, _| json!({}),
-    )
-    .await;
-    devices.set("ws-1", fixture("ws-1", acme.as_str()));
-    let playbook = plane
-        .create_playbook(
-            Some(acme.clone()),
-            "check",
-            json!([{ "plugin": "fixer" }]),
-            json!({}),
-        )
-        .await
-        .unwrap();
+    let FixerFleet {
+        db,
+        _dir,
+        plane,
+        devices,
+        acme,
+        device,
+        playbook,
+    } = fixer_fleet().await;
     // Daily, half a day away, driven by the ticks' own clock.
     let hour = (Utc::now().hour() + 12) % 24;
     let daily = json!({ "cron": format!("0 {hour} * * *"), "timezone": "UTC" });
@@ -1338,7 +1342,7 @@ async fn a_firing_is_written_ahead_once_and_its_jobs_start_at_its_time() {
     // B has a run going: an earlier firing whose job waits.
     let waiting = NewJob::new(
         acme.clone(),
-        Some(ids[0].clone()),
+        Some(device),
         "fixer",
         JobMode::Check,
         due + Duration::from_secs(86_400),

@@ -657,22 +657,31 @@ async fn nightly_av(store: &Store, tenant: &TenantId) -> steward_store::Playbook
         .unwrap()
 }
 
+/// A daily schedule of `playbook` for `tenant`, next due at `at(3600)`.
+async fn daily_at_3600(
+    store: &Store,
+    playbook: &steward_store::Playbook,
+    tenant: &TenantId,
+) -> steward_store::Schedule {
+    store
+        .create_schedule(
+            &NewSchedule {
+                playbook_id: playbook.id.clone(),
+                tenant_id: Some(tenant.clone()),
+                spec: json!({"cron": "0 2 * * *", "timezone": "UTC"}),
+                next_fire_at: Some(at(3600)),
+            },
+            T0,
+        )
+        .await
+        .unwrap()
+}
+
 async fn replicas_claim_different_due_schedules(db: TestDb) {
     let f = fleet(&db.store).await;
     let playbook = nightly_av(&db.store, &f.vip).await;
     for _ in 0..3 {
-        db.store
-            .create_schedule(
-                &NewSchedule {
-                    playbook_id: playbook.id.clone(),
-                    tenant_id: Some(f.vip.clone()),
-                    spec: json!({"cron": "0 2 * * *", "timezone": "UTC"}),
-                    next_fire_at: Some(at(3600)),
-                },
-                T0,
-            )
-            .await
-            .unwrap();
+        daily_at_3600(&db.store, &playbook, &f.vip).await;
     }
     let claim = Duration::from_secs(15);
     let other = db.reopen().await;
@@ -746,20 +755,7 @@ async fn a_firing_written_ahead_waits_for_its_time_and_is_withdrawn_when_disable
     let playbook = nightly_av(&db.store, &f.vip).await;
     let mut ids = Vec::new();
     for _ in 0..2 {
-        let s = db
-            .store
-            .create_schedule(
-                &NewSchedule {
-                    playbook_id: playbook.id.clone(),
-                    tenant_id: Some(f.vip.clone()),
-                    spec: json!({"cron": "0 2 * * *", "timezone": "UTC"}),
-                    next_fire_at: Some(at(3600)),
-                },
-                T0,
-            )
-            .await
-            .unwrap();
-        ids.push(s.id);
+        ids.push(daily_at_3600(&db.store, &playbook, &f.vip).await.id);
     }
     let (a, b) = (&ids[0], &ids[1]);
     // B has a run going (an earlier firing).

@@ -267,15 +267,35 @@ impl Store {
         limit: u32,
         claim: std::time::Duration,
     ) -> Result<Vec<Schedule>> {
-        // `next_fire_at <= ahead` first, so the index on `next_fire_at`
-        // bounds the scan; the index on runs going answers the rest.
-        const DUE_OR_AHEAD: &str = "enabled = 1 AND next_fire_at <= $2 AND (next_fire_at <= $1 \
-             OR NOT EXISTS (SELECT 1 FROM runs r WHERE r.schedule_id = schedules.id \
-             AND r.status = 'running'))";
-        let ahead = ahead.max(now);
+        // Two statements, each a plain range on the index over
+        // `next_fire_at`: the due first, then, while the batch has room,
+        // those ahead (the index on runs going answers `NOT EXISTS`).
+        const DUE: &str = "enabled = 1 AND next_fire_at <= $1 AND next_fire_at <= $2";
+        const AHEAD: &str = "enabled = 1 AND next_fire_at > $1 AND next_fire_at <= $2 \
+             AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.schedule_id = schedules.id \
+             AND r.status = 'running')";
+        let mut out = self.claim_schedules(DUE, now, now, limit, claim).await?;
+        let room = limit.saturating_sub(u32::try_from(out.len()).unwrap_or(u32::MAX));
+        if room > 0 && ahead > now {
+            out.extend(self.claim_schedules(AHEAD, now, ahead, room, claim).await?);
+        }
+        Ok(out)
+    }
+
+    /// The schedules matching `condition` (over `$1` now and `$2` ahead),
+    /// soonest first, at most `limit`; claimed on PostgreSQL (see
+    /// [`claim_due_schedules`](Self::claim_due_schedules)).
+    async fn claim_schedules(
+        &self,
+        condition: &str,
+        now: Timestamp,
+        ahead: Timestamp,
+        limit: u32,
+        claim: std::time::Duration,
+    ) -> Result<Vec<Schedule>> {
         if self.backend == super::Backend::Sqlite {
             let rows = sqlx::query(&format!(
-                "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE {DUE_OR_AHEAD} \
+                "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE {condition} \
                  ORDER BY next_fire_at LIMIT $3"
             ))
             .bind(now.as_millis())
@@ -288,7 +308,7 @@ impl Store {
         let mut tx = self.write().await?;
         let rows = sqlx::query(&format!(
             "UPDATE schedules SET claimed_until = $4 WHERE id IN (\
-               SELECT id FROM schedules WHERE {DUE_OR_AHEAD} \
+               SELECT id FROM schedules WHERE {condition} \
                AND (claimed_until IS NULL OR claimed_until < $1) \
                ORDER BY next_fire_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
              RETURNING {SCHEDULE_COLUMNS}"
