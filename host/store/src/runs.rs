@@ -85,6 +85,15 @@ fn pins_column(pins: &[Pin]) -> Option<String> {
     (!pins.is_empty()).then(|| serde_json::to_string(pins).unwrap_or_else(|_| "[]".into()))
 }
 
+/// Schedules due by `$1` (`$2` is the same instant, so the due and the
+/// ahead bind alike).
+const DUE: &str = "enabled = 1 AND next_fire_at <= $1 AND next_fire_at <= $2";
+/// Schedules due after `$1`, by `$2`, with no run going: written ahead
+/// (the index on runs going answers `NOT EXISTS`).
+const AHEAD: &str = "enabled = 1 AND next_fire_at > $1 AND next_fire_at <= $2 \
+     AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.schedule_id = schedules.id \
+     AND r.status = 'running')";
+
 pub(crate) fn schedule_from_row(row: &AnyRow) -> Result<Schedule> {
     Ok(Schedule {
         id: ScheduleId::from(row.try_get::<String, _>("id")?),
@@ -230,11 +239,24 @@ impl Store {
     ///
     /// A database failure or a corrupt row.
     pub async fn due_schedules(&self, now: Timestamp, limit: u32) -> Result<Vec<Schedule>> {
+        self.select_schedules(DUE, now, now, limit).await
+    }
+
+    /// The schedules matching `condition` (over `$1` now and `$2` ahead),
+    /// soonest first, at most `limit`.
+    async fn select_schedules(
+        &self,
+        condition: &str,
+        now: Timestamp,
+        ahead: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Schedule>> {
         let rows = sqlx::query(&format!(
-            "SELECT {SCHEDULE_COLUMNS} FROM schedules \
-             WHERE enabled = 1 AND next_fire_at <= $1 ORDER BY next_fire_at LIMIT $2"
+            "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE {condition} \
+             ORDER BY next_fire_at LIMIT $3"
         ))
         .bind(now.as_millis())
+        .bind(ahead.as_millis())
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
@@ -269,11 +291,7 @@ impl Store {
     ) -> Result<Vec<Schedule>> {
         // Two statements, each a plain range on the index over
         // `next_fire_at`: the due first, then, while the batch has room,
-        // those ahead (the index on runs going answers `NOT EXISTS`).
-        const DUE: &str = "enabled = 1 AND next_fire_at <= $1 AND next_fire_at <= $2";
-        const AHEAD: &str = "enabled = 1 AND next_fire_at > $1 AND next_fire_at <= $2 \
-             AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.schedule_id = schedules.id \
-             AND r.status = 'running')";
+        // those ahead.
         let mut out = self.claim_schedules(DUE, now, now, limit, claim).await?;
         let room = limit.saturating_sub(u32::try_from(out.len()).unwrap_or(u32::MAX));
         if room > 0 && ahead > now {
@@ -282,9 +300,8 @@ impl Store {
         Ok(out)
     }
 
-    /// The schedules matching `condition` (over `$1` now and `$2` ahead),
-    /// soonest first, at most `limit`; claimed on PostgreSQL (see
-    /// [`claim_due_schedules`](Self::claim_due_schedules)).
+    /// [`select_schedules`](Self::select_schedules), claimed on PostgreSQL
+    /// (see [`claim_due_schedules`](Self::claim_due_schedules)).
     async fn claim_schedules(
         &self,
         condition: &str,
@@ -294,16 +311,7 @@ impl Store {
         claim: std::time::Duration,
     ) -> Result<Vec<Schedule>> {
         if self.backend == super::Backend::Sqlite {
-            let rows = sqlx::query(&format!(
-                "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE {condition} \
-                 ORDER BY next_fire_at LIMIT $3"
-            ))
-            .bind(now.as_millis())
-            .bind(ahead.as_millis())
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
-            .await?;
-            return rows.iter().map(schedule_from_row).collect();
+            return self.select_schedules(condition, now, ahead, limit).await;
         }
         let mut tx = self.write().await?;
         let rows = sqlx::query(&format!(
@@ -406,14 +414,15 @@ impl Store {
         .bind(now.as_millis())
         .fetch_all(tx.conn())
         .await?;
-        let mut earliest: Option<i64> = None;
-        let mut ids = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let at: i64 = row.try_get("fire_at")?;
-            earliest = Some(earliest.map_or(at, |e| e.min(at)));
-            ids.push(row.try_get::<String, _>("id")?);
-        }
-        let Some(earliest) = earliest else {
+        let ids: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<std::result::Result<_, _>>()?;
+        let fire_ats: Vec<i64> = rows
+            .iter()
+            .map(|r| r.try_get("fire_at"))
+            .collect::<std::result::Result<_, _>>()?;
+        let Some(earliest) = fire_ats.into_iter().min() else {
             return Ok(0);
         };
         // Jobs first (their counts follow by trigger), then the counts and
@@ -490,37 +499,14 @@ impl Store {
         jobs: &[NewJob],
         now: Timestamp,
     ) -> Result<Option<RunId>> {
-        let mut tx = self.write().await?;
-        let row = sqlx::query(&format!(
-            "SELECT playbook_id, enabled FROM schedules WHERE id = $1{}",
-            if self.backend == super::Backend::Postgres {
-                // Concurrent writers of one firing take turns: the
-                // second finds the first's run.
-                " FOR NO KEY UPDATE"
-            } else {
-                ""
-            }
-        ))
-        .bind(firing.schedule_id.as_str())
-        .fetch_optional(tx.conn())
-        .await?;
-        let Some(row) = row else {
+        // The batch's statements for a batch of one: one way a firing is
+        // written (its schedule locked and checked enabled on the way).
+        let batch = [(firing.clone(), pins.to_vec(), jobs.to_vec())];
+        let run = self.create_runs_for_firings(&batch, now).await?.remove(0);
+        if run.is_none() && self.schedule(&firing.schedule_id).await?.is_none() {
             return Err(StoreError::UnknownSchedule(firing.schedule_id.clone()));
-        };
-        // Disabled since it was found due: it does not fire.
-        if row.try_get::<i64, _>("enabled")? == 0 {
-            return Ok(None);
         }
-        let playbook: Option<String> = row.try_get("playbook_id")?;
-        let Some(run_id) = self
-            .insert_firing(&mut tx, playbook, firing, pins, jobs, now)
-            .await?
-        else {
-            return Ok(None);
-        };
-        tx.commit().await?;
-        self.finish_runs(std::slice::from_ref(&run_id), now).await?;
-        Ok(Some(run_id))
+        Ok(run)
     }
 
     /// [`create_run_for_firing`](Self::create_run_for_firing) for a batch
@@ -646,43 +632,6 @@ impl Store {
             self.finish_runs(&created, now).await?;
         }
         Ok(out)
-    }
-
-    /// The run of one firing with its jobs, in `tx`; `None` when the
-    /// firing already has a run.
-    async fn insert_firing(
-        &self,
-        tx: &mut WriteTx,
-        playbook: Option<String>,
-        firing: &Firing,
-        pins: &[Pin],
-        jobs: &[NewJob],
-        now: Timestamp,
-    ) -> Result<Option<RunId>> {
-        let run_id = RunId::generate();
-        let inserted = sqlx::query(
-            "INSERT INTO runs (id, playbook_id, schedule_id, fire_at, status, created_at, tenant_id, pins) \
-             VALUES ($1, $2, $3, $4, 'running', $5, \
-             COALESCE($6, (SELECT tenant_id FROM playbooks WHERE id = $2)), $7) \
-             ON CONFLICT (schedule_id, fire_at) DO NOTHING RETURNING id",
-        )
-        .bind(run_id.as_str())
-        .bind(playbook)
-        .bind(firing.schedule_id.as_str())
-        .bind(firing.fire_at.as_millis())
-        .bind(now.as_millis())
-        .bind(run_tenant(jobs))
-        .bind(pins_column(pins))
-        .fetch_optional(tx.conn())
-        .await?;
-        if inserted.is_none() {
-            tracing::debug!("firing already has a run");
-            return Ok(None);
-        }
-        tx.mark_runs_changed();
-        self.advance_schedule(tx, firing).await?;
-        self.insert_jobs(tx, &run_id, jobs, now).await?;
-        Ok(Some(run_id))
     }
 
     /// Starts a run by hand (not from a schedule), with its jobs.
