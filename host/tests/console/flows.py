@@ -11,7 +11,8 @@ import sys
 import time
 
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import (
+    NoSuchElementException, StaleElementReferenceException, WebDriverException)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -35,12 +36,22 @@ GONE = (NoSuchElementException, StaleElementReferenceException)
 wait = WebDriverWait(driver, 60, poll_frequency=0.2, ignored_exceptions=GONE)
 
 
+def replaced(error):
+    """Whether `error` says the element was replaced under the read: gone,
+    stale, or (chromium, mid-navigation) a node no longer in the document."""
+    return isinstance(error, GONE) or (
+        isinstance(error, WebDriverException)
+        and "does not belong to the document" in str(error))
+
+
 def again(read, tries=50):
     """`read()`, tried again while what it reads is being replaced."""
     for _ in range(tries - 1):
         try:
             return read()
-        except GONE:
+        except WebDriverException as error:
+            if not replaced(error):
+                raise
             time.sleep(0.1)
     return read()
 
